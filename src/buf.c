@@ -1,0 +1,155 @@
+#include "buf.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int shadow_buf_reserve(shadow_buf_t *b, size_t extra) {
+  size_t need = b->len + extra + 1; /* room for the NUL */
+  if (need <= b->cap) return 0;
+  if (need < b->len) return -ENOMEM; /* overflow */
+  size_t cap = b->cap ? b->cap : 64;
+  while (cap < need) {
+    if (cap > SIZE_MAX / 2) { cap = need; break; }
+    cap *= 2;
+  }
+  char *p = realloc(b->data, cap);
+  if (!p) return -ENOMEM;
+  b->data = p;
+  b->cap = cap;
+  return 0;
+}
+
+int shadow_buf_append(shadow_buf_t *b, const void *p, size_t n) {
+  if (shadow_buf_reserve(b, n)) return -ENOMEM;
+  if (n) memcpy(b->data + b->len, p, n);
+  b->len += n;
+  b->data[b->len] = '\0';
+  return 0;
+}
+
+int shadow_buf_puts(shadow_buf_t *b, const char *s) {
+  return shadow_buf_append(b, s, strlen(s));
+}
+
+int shadow_buf_putc(shadow_buf_t *b, char c) {
+  return shadow_buf_append(b, &c, 1);
+}
+
+int shadow_buf_vprintf(shadow_buf_t *b, const char *fmt, va_list ap) {
+  va_list copy;
+  va_copy(copy, ap);
+  int n = vsnprintf(NULL, 0, fmt, copy);
+  va_end(copy);
+  if (n < 0) return -EINVAL;
+  if (shadow_buf_reserve(b, (size_t)n)) return -ENOMEM;
+  vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+  b->len += (size_t)n;
+  return 0;
+}
+
+int shadow_buf_printf(shadow_buf_t *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int rc = shadow_buf_vprintf(b, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
+static size_t utf8_seq(const unsigned char *s, size_t n) {
+  unsigned c = s[0];
+  size_t len;
+  unsigned min;
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) { len = 2; min = 0x80; }
+  else if (c >= 0xE0 && c <= 0xEF) { len = 3; min = 0x800; }
+  else if (c >= 0xF0 && c <= 0xF4) { len = 4; min = 0x10000; }
+  else return 0;
+  if (n < len) return 0;
+  unsigned cp = c & (0xFF >> (len + 1));
+  for (size_t i = 1; i < len; i++) {
+    if ((s[i] & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (s[i] & 0x3F);
+  }
+  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  return len;
+}
+
+int shadow_buf_json_string(shadow_buf_t *b, const char *s, size_t n,
+                           size_t max) {
+  static const char hex[] = "0123456789abcdef";
+  const unsigned char *p = (const unsigned char *)s;
+  size_t keep = n;
+  if (max > 0 && n > max) {
+    keep = max;
+    /* Do not cut a multi-byte character in half. */
+    while (keep > 0 && (p[keep] & 0xC0) == 0x80) keep--;
+  }
+  if (shadow_buf_reserve(b, keep + 2)) return -ENOMEM;
+  shadow_buf_putc(b, '"');
+  size_t i = 0;
+  while (i < keep) {
+    size_t run = i;
+    /* Copy runs of plain bytes in one go. */
+    while (run < keep && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' &&
+           p[run] != '\\')
+      run++;
+    if (run > i) {
+      if (shadow_buf_append(b, p + i, run - i)) return -ENOMEM;
+      i = run;
+      continue;
+    }
+    unsigned c = p[i];
+    char esc[8];
+    size_t elen = 2;
+    esc[0] = '\\';
+    switch (c) {
+    case '"': esc[1] = '"'; break;
+    case '\\': esc[1] = '\\'; break;
+    case '\n': esc[1] = 'n'; break;
+    case '\r': esc[1] = 'r'; break;
+    case '\t': esc[1] = 't'; break;
+    case '\b': esc[1] = 'b'; break;
+    case '\f': esc[1] = 'f'; break;
+    default:
+      if (c >= 0x80) {
+        size_t l = utf8_seq(p + i, keep - i);
+        if (l) {
+          if (shadow_buf_append(b, p + i, l)) return -ENOMEM;
+          i += l;
+          continue;
+        }
+      }
+      esc[1] = 'u'; esc[2] = '0'; esc[3] = '0';
+      esc[4] = hex[c >> 4]; esc[5] = hex[c & 15];
+      elen = 6;
+    }
+    if (shadow_buf_append(b, esc, elen)) return -ENOMEM;
+    i++;
+  }
+  if (keep < n && shadow_buf_printf(b, "...(%zu bytes)", n) < 0)
+    return -ENOMEM;
+  return shadow_buf_putc(b, '"');
+}
+
+void shadow_buf_reset(shadow_buf_t *b) {
+  b->len = 0;
+  if (b->data) b->data[0] = '\0';
+}
+
+void shadow_buf_free(shadow_buf_t *b) {
+  free(b->data);
+  b->data = NULL;
+  b->len = b->cap = 0;
+}
+
+char *shadow_buf_steal(shadow_buf_t *b, size_t *len) {
+  char *p = b->data;
+  if (len) *len = b->len;
+  b->data = NULL;
+  b->len = b->cap = 0;
+  return p;
+}

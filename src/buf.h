@@ -1,0 +1,38 @@
+/* A growable byte buffer: the one way engine and daemon build strings. */
+#ifndef SHADOW_BUF_H
+#define SHADOW_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+typedef struct shadow_buf_s {
+  char *data;   /* NUL-terminated when len > 0 or after any append */
+  size_t len;
+  size_t cap;
+} shadow_buf_t;
+
+#define SHADOW_BUF_INIT { NULL, 0, 0 }
+
+/* Each returns 0, or -ENOMEM with the buffer unchanged. */
+int shadow_buf_reserve(shadow_buf_t *b, size_t extra);
+int shadow_buf_append(shadow_buf_t *b, const void *p, size_t n);
+int shadow_buf_puts(shadow_buf_t *b, const char *s);
+int shadow_buf_putc(shadow_buf_t *b, char c);
+int shadow_buf_printf(shadow_buf_t *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+int shadow_buf_vprintf(shadow_buf_t *b, const char *fmt, va_list ap);
+
+/* Appends s as a quoted JSON string. When max > 0 and n > max, only the
+ * first max bytes (cut on a UTF-8 boundary) are kept and the marker
+ * "...(N bytes)" is appended inside the quotes, so records stay bounded.
+ * Bytes that are not valid UTF-8 are written as \u00XX escapes. */
+int shadow_buf_json_string(shadow_buf_t *b, const char *s, size_t n,
+                           size_t max);
+
+void shadow_buf_reset(shadow_buf_t *b); /* len = 0, keeps memory */
+void shadow_buf_free(shadow_buf_t *b);  /* safe twice */
+
+/* Takes the data out; the caller frees it with free(). */
+char *shadow_buf_steal(shadow_buf_t *b, size_t *len);
+
+#endif

@@ -1,0 +1,62 @@
+/* The diff engine: compares two response records (status, headers, body)
+ * and writes the parts of a divergence record. Pure: no I/O, no Lua. */
+#ifndef SHADOW_DIFF_H
+#define SHADOW_DIFF_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "record.h"
+
+typedef struct shadow_diff_opts_s shadow_diff_opts_t;
+
+enum {
+  SHADOW_ARRAY_INDEX = 0,    /* compare by position (default) */
+  SHADOW_ARRAY_SET = 1,      /* order and duplicates ignored */
+  SHADOW_ARRAY_MULTISET = 2, /* order ignored */
+  SHADOW_ARRAY_KEY = 3       /* elements matched by a member's value */
+};
+
+shadow_diff_opts_t *shadow_diff_opts_new(void);
+void shadow_diff_opts_free(shadow_diff_opts_t *o); /* NULL is fine */
+/* Each returns 0, -EINVAL for a malformed argument, or -ENOMEM. */
+int shadow_diff_opts_ignore_header(shadow_diff_opts_t *o, const char *name);
+/* A JSON Pointer where a segment "*" matches any key or index. */
+int shadow_diff_opts_ignore_json(shadow_diff_opts_t *o, const char *pointer);
+int shadow_diff_opts_array_mode(shadow_diff_opts_t *o, const char *pointer,
+                                int mode, const char *key);
+int shadow_diff_opts_tolerance(shadow_diff_opts_t *o, const char *pointer,
+                               double tolerance);
+/* Bodies larger than this compare by digest. Default 1 MiB. */
+void shadow_diff_opts_set_diff_bytes(shadow_diff_opts_t *o, size_t n);
+/* Values longer than this are truncated with a marker. Default 256. */
+void shadow_diff_opts_set_value_max(shadow_diff_opts_t *o, size_t n);
+
+enum {
+  SHADOW_PART_STATUS = 1,
+  SHADOW_PART_HEADERS = 2,
+  SHADOW_PART_BODY = 4
+};
+
+typedef struct shadow_diff_result_s {
+  unsigned parts; /* SHADOW_PART_* bits of the parts that differ */
+  /* The three parts of a divergence record, without the enclosing braces:
+   *   "status":{...},"headers":{...},"body":{...}
+   * Written whether or not they differ ("differs": false). */
+  shadow_buf_t json;
+  /* The fields that differ, each NUL-terminated, for per-field counters:
+   * "status", "header:<lower-case name>", "body:<JSON pointer>" or "body". */
+  shadow_buf_t fields;
+  size_t nfields;
+} shadow_diff_result_t;
+
+#define SHADOW_DIFF_RESULT_INIT { 0, SHADOW_BUF_INIT, SHADOW_BUF_INIT, 0 }
+
+/* Compares primary p with candidate c under o (NULL: defaults). Returns the
+ * parts bitmask (0 = the records agree) or a negative errno. res is reset
+ * first and reused across calls to spare allocations. */
+int shadow_diff_records(const shadow_diff_opts_t *o, const shadow_record_t *p,
+                        const shadow_record_t *c, shadow_diff_result_t *res);
+void shadow_diff_result_free(shadow_diff_result_t *res);
+
+#endif

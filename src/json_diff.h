@@ -1,0 +1,44 @@
+/* Semantic JSON diff: parses two JSON texts and writes the differences as
+ * RFC 6902 JSON Patch operations with RFC 6901 pointers. Pure. */
+#ifndef SHADOW_JSON_DIFF_H
+#define SHADOW_JSON_DIFF_H
+
+#include <stddef.h>
+
+#include "buf.h"
+
+/* Per-path rules: ignored pointers, array modes, numeric tolerances. A
+ * segment "*" in any pointer matches any key or index. */
+typedef struct shadow_json_rules_s shadow_json_rules_t;
+
+shadow_json_rules_t *shadow_json_rules_new(void);
+void shadow_json_rules_free(shadow_json_rules_t *r); /* NULL is fine */
+/* Each returns 0, -EINVAL (malformed pointer or argument) or -ENOMEM. */
+int shadow_json_rules_ignore(shadow_json_rules_t *r, const char *pointer);
+/* mode is one of SHADOW_ARRAY_* in diff.h; key only for SHADOW_ARRAY_KEY. */
+int shadow_json_rules_array(shadow_json_rules_t *r, const char *pointer,
+                            int mode, const char *key);
+int shadow_json_rules_tolerance(shadow_json_rules_t *r, const char *pointer,
+                                double tolerance);
+
+typedef struct shadow_json_diff_out_s {
+  shadow_buf_t *ops;    /* appended: op objects separated by commas */
+  shadow_buf_t *fields; /* appended: each differing pointer, NUL-terminated */
+  size_t nops;          /* set: how many ops were written */
+  size_t value_max;     /* truncate values longer than this (0: no limit) */
+  size_t ops_max_bytes; /* stop adding ops past this size (0: no limit);
+                           nops still counts every difference */
+  int truncated;        /* set: 1 when ops were cut at ops_max_bytes */
+} shadow_json_diff_out_t;
+
+/* Returns 0 when both texts parse; out->nops says how many differences.
+ * Returns -EINVAL when a side is not JSON (err names the side and offset)
+ * or -ENOMEM. rules may be NULL. */
+int shadow_json_diff(const char *primary, size_t plen, const char *candidate,
+                     size_t clen, const shadow_json_rules_t *rules,
+                     shadow_json_diff_out_t *out, char *err, size_t errlen);
+
+/* Parses only, for benchmarks and validation: 0 or -EINVAL/-ENOMEM. */
+int shadow_json_validate(const char *text, size_t len);
+
+#endif
