@@ -1,1 +1,540 @@
-/* placeholder: being written */
+#include "diff.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <xxhash.h>
+#include <zlib.h>
+
+#include "divergence.h"
+#include "json_diff.h"
+
+#define DEFAULT_DIFF_BYTES ((size_t)1 << 20)
+#define DEFAULT_VALUE_MAX 256
+/* Bytes of context shown on each side of the first differing offset. */
+#define EXCERPT_BEFORE 16
+#define EXCERPT_AFTER 24
+
+struct shadow_diff_opts_s {
+  char **ignore; /* lower-case header names never compared */
+  size_t nignore;
+  shadow_json_rules_t *rules;
+  size_t diff_bytes;
+  size_t value_max;
+};
+
+shadow_diff_opts_t *shadow_diff_opts_new(void) {
+  shadow_diff_opts_t *o = calloc(1, sizeof(*o));
+  if (!o) return NULL;
+  o->rules = shadow_json_rules_new();
+  if (!o->rules) {
+    free(o);
+    return NULL;
+  }
+  o->diff_bytes = DEFAULT_DIFF_BYTES;
+  o->value_max = DEFAULT_VALUE_MAX;
+  return o;
+}
+
+void shadow_diff_opts_free(shadow_diff_opts_t *o) {
+  if (!o) return;
+  for (size_t i = 0; i < o->nignore; i++) free(o->ignore[i]);
+  free(o->ignore);
+  shadow_json_rules_free(o->rules);
+  free(o);
+}
+
+/* RFC 9110 token characters: what a header name may be made of. */
+static int is_tchar(unsigned char c) {
+  return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+int shadow_diff_opts_ignore_header(shadow_diff_opts_t *o, const char *name) {
+  if (!o || !name || !*name) return -EINVAL;
+  size_t n = strlen(name);
+  for (size_t i = 0; i < n; i++)
+    if (!is_tchar((unsigned char)name[i])) return -EINVAL;
+  char **v = realloc(o->ignore, (o->nignore + 1) * sizeof(*v));
+  if (!v) return -ENOMEM;
+  o->ignore = v;
+  char *copy = malloc(n + 1);
+  if (!copy) return -ENOMEM;
+  for (size_t i = 0; i <= n; i++) copy[i] = (char)tolower((unsigned char)name[i]);
+  o->ignore[o->nignore++] = copy;
+  return 0;
+}
+
+int shadow_diff_opts_ignore_json(shadow_diff_opts_t *o, const char *pointer) {
+  if (!o || !pointer) return -EINVAL;
+  return shadow_json_rules_ignore(o->rules, pointer);
+}
+
+int shadow_diff_opts_array_mode(shadow_diff_opts_t *o, const char *pointer,
+                                int mode, const char *key) {
+  if (!o || !pointer || mode < SHADOW_ARRAY_INDEX || mode > SHADOW_ARRAY_KEY)
+    return -EINVAL;
+  if (mode == SHADOW_ARRAY_KEY && (!key || !*key)) return -EINVAL;
+  return shadow_json_rules_array(o->rules, pointer, mode,
+                                 mode == SHADOW_ARRAY_KEY ? key : NULL);
+}
+
+int shadow_diff_opts_tolerance(shadow_diff_opts_t *o, const char *pointer,
+                               double tolerance) {
+  /* The negated test also refuses NaN. */
+  if (!o || !pointer || !(tolerance >= 0)) return -EINVAL;
+  return shadow_json_rules_tolerance(o->rules, pointer, tolerance);
+}
+
+void shadow_diff_opts_set_diff_bytes(shadow_diff_opts_t *o, size_t n) {
+  o->diff_bytes = n;
+}
+
+void shadow_diff_opts_set_value_max(shadow_diff_opts_t *o, size_t n) {
+  o->value_max = n;
+}
+
+void shadow_diff_result_free(shadow_diff_result_t *res) {
+  shadow_buf_free(&res->json);
+  shadow_buf_free(&res->fields);
+  res->parts = 0;
+  res->nfields = 0;
+}
+
+static int add_field(shadow_diff_result_t *res, const char *prefix,
+                     const char *s, size_t n) {
+  if (shadow_buf_puts(&res->fields, prefix) ||
+      shadow_buf_append(&res->fields, s, n) ||
+      shadow_buf_append(&res->fields, "", 1))
+    return -ENOMEM;
+  res->nfields++;
+  return 0;
+}
+
+/* ---- headers ---------------------------------------------------------- */
+
+static int header_ignored(const shadow_diff_opts_t *o, const shadow_header_t *h,
+                          int skip_encoding) {
+  if (shadow_header_is_hop(h->name, h->name_len)) return 1;
+  if (shadow_header_name_is(h, "date")) return 1;
+  if (skip_encoding && shadow_header_name_is(h, "content-encoding")) return 1;
+  for (size_t i = 0; o && i < o->nignore; i++)
+    if (shadow_header_name_is(h, o->ignore[i])) return 1;
+  return 0;
+}
+
+static int same_name(const shadow_header_t *a, const shadow_header_t *b) {
+  return a->name_len == b->name_len &&
+         strncasecmp(a->name, b->name, a->name_len) == 0;
+}
+
+/* Index of the next header at or after *pos named like h, or -1. */
+static const shadow_header_t *next_named(const shadow_headers_t *hs,
+                                         const shadow_header_t *h,
+                                         size_t *pos) {
+  for (; *pos < hs->n; (*pos)++)
+    if (same_name(&hs->v[*pos], h)) return &hs->v[(*pos)++];
+  return NULL;
+}
+
+static size_t count_named(const shadow_headers_t *hs, const shadow_header_t *h) {
+  size_t n = 0;
+  for (size_t i = 0; i < hs->n; i++) n += same_name(&hs->v[i], h);
+  return n;
+}
+
+/* The ordered lists of values under h's name agree on both sides. */
+static int values_equal(const shadow_headers_t *a, const shadow_headers_t *b,
+                        const shadow_header_t *h) {
+  size_t pa = 0, pb = 0;
+  for (;;) {
+    const shadow_header_t *x = next_named(a, h, &pa);
+    const shadow_header_t *y = next_named(b, h, &pb);
+    if (!x || !y) return x == y;
+    if (x->value_len != y->value_len ||
+        memcmp(x->value, y->value, x->value_len) != 0)
+      return 0;
+  }
+}
+
+/* Writes one side's values: null, a string, or an array when several. */
+static int write_values(shadow_buf_t *b, const shadow_headers_t *hs,
+                        const shadow_header_t *h, size_t max) {
+  size_t n = count_named(hs, h), pos = 0;
+  if (n == 0) return shadow_buf_puts(b, "null");
+  if (n > 1 && shadow_buf_putc(b, '[')) return -ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    const shadow_header_t *x = next_named(hs, h, &pos);
+    if ((i && shadow_buf_putc(b, ',')) ||
+        shadow_buf_json_string(b, x->value, x->value_len, max))
+      return -ENOMEM;
+  }
+  return n > 1 ? shadow_buf_putc(b, ']') : 0;
+}
+
+static int first_of_name(const shadow_headers_t *hs, size_t i) {
+  for (size_t j = 0; j < i; j++)
+    if (same_name(&hs->v[j], &hs->v[i])) return 0;
+  return 1;
+}
+
+static int header_diff(shadow_buf_t *b, shadow_diff_result_t *res,
+                       const shadow_header_t *h, const shadow_record_t *p,
+                       const shadow_record_t *c, size_t max, size_t *n) {
+  char lower[256];
+  size_t ln = h->name_len < sizeof(lower) ? h->name_len : sizeof(lower) - 1;
+  for (size_t i = 0; i < ln; i++)
+    lower[i] = (char)tolower((unsigned char)h->name[i]);
+  if ((*n)++ && shadow_buf_putc(b, ',')) return -ENOMEM;
+  if (shadow_buf_puts(b, "{\"name\":") ||
+      shadow_buf_json_string(b, lower, ln, max) ||
+      shadow_buf_puts(b, ",\"primary\":") ||
+      write_values(b, &p->headers, h, max) ||
+      shadow_buf_puts(b, ",\"candidate\":") ||
+      write_values(b, &c->headers, h, max) || shadow_buf_putc(b, '}'))
+    return -ENOMEM;
+  return add_field(res, "header:", lower, ln);
+}
+
+static int diff_headers(const shadow_diff_opts_t *o, const shadow_record_t *p,
+                        const shadow_record_t *c, int skip_encoding,
+                        shadow_diff_result_t *res, shadow_buf_t *b) {
+  size_t max = o ? o->value_max : DEFAULT_VALUE_MAX;
+  size_t n = 0;
+  int rc;
+  /* Names in the primary's order first, then those only the candidate has. */
+  for (size_t i = 0; i < p->headers.n; i++) {
+    const shadow_header_t *h = &p->headers.v[i];
+    if (header_ignored(o, h, skip_encoding) || !first_of_name(&p->headers, i))
+      continue;
+    if (values_equal(&p->headers, &c->headers, h)) continue;
+    if ((rc = header_diff(b, res, h, p, c, max, &n))) return rc;
+  }
+  for (size_t i = 0; i < c->headers.n; i++) {
+    const shadow_header_t *h = &c->headers.v[i];
+    if (header_ignored(o, h, skip_encoding) || !first_of_name(&c->headers, i))
+      continue;
+    if (count_named(&p->headers, h)) continue; /* handled above */
+    if ((rc = header_diff(b, res, h, p, c, max, &n))) return rc;
+  }
+  return (int)(n > 0);
+}
+
+/* ---- bodies ----------------------------------------------------------- */
+
+/* The first value of a header, trimmed, or NULL. */
+static const char *header_value(const shadow_record_t *r, const char *name,
+                                size_t *len) {
+  const shadow_header_t *h = shadow_headers_find(&r->headers, name);
+  if (!h) return NULL;
+  const char *s = h->value;
+  size_t n = h->value_len;
+  while (n && (*s == ' ' || *s == '\t')) s++, n--;
+  while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
+  *len = n;
+  return s;
+}
+
+/* application/json or any type/subtype+json, parameters allowed. */
+static int is_json_type(const shadow_record_t *r) {
+  size_t n;
+  const char *s = header_value(r, "content-type", &n);
+  if (!s) return 0;
+  const char *semi = memchr(s, ';', n);
+  if (semi) n = (size_t)(semi - s);
+  while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
+  if (n == 16 && strncasecmp(s, "application/json", 16) == 0) return 1;
+  return n > 5 && memchr(s, '/', n) && strncasecmp(s + n - 5, "+json", 5) == 0;
+}
+
+enum { CODING_NONE, CODING_GZIP, CODING_DEFLATE, CODING_OTHER };
+
+static int body_coding(const shadow_record_t *r) {
+  size_t n;
+  const char *s = header_value(r, "content-encoding", &n);
+  if (!s || n == 0) return CODING_NONE;
+  if ((n == 4 && strncasecmp(s, "gzip", 4) == 0) ||
+      (n == 6 && strncasecmp(s, "x-gzip", 6) == 0))
+    return CODING_GZIP;
+  if (n == 7 && strncasecmp(s, "deflate", 7) == 0) return CODING_DEFLATE;
+  if (n == 8 && strncasecmp(s, "identity", 8) == 0) return CODING_NONE;
+  return CODING_OTHER; /* br, zstd, a list of codings: compared as sent */
+}
+
+enum { INFL_OK = 0, INFL_TOO_BIG = 1, INFL_BAD = 2 };
+
+/* Inflates at most limit + 1 bytes, so a small compressed body cannot make
+ * the diff allocate without bound (a zip bomb costs limit bytes, no more). */
+static int inflate_bounded(const char *in, size_t n, int window, size_t limit,
+                           shadow_buf_t *out) {
+  z_stream zs;
+  memset(&zs, 0, sizeof(zs));
+  if (inflateInit2(&zs, window) != Z_OK) return -ENOMEM;
+  int result = INFL_BAD;
+  const unsigned char *next = (const unsigned char *)in;
+  size_t left = n;
+  for (;;) {
+    if (zs.avail_in == 0 && left) {
+      uInt take = left > 1u << 30 ? 1u << 30 : (uInt)left;
+      zs.next_in = (unsigned char *)(uintptr_t)next;
+      zs.avail_in = take;
+      next += take;
+      left -= take;
+    }
+    size_t room = limit + 1 - out->len;
+    if (room == 0) {
+      result = INFL_TOO_BIG;
+      break;
+    }
+    size_t chunk = room < 65536 ? room : 65536;
+    if (shadow_buf_reserve(out, chunk)) {
+      result = -ENOMEM;
+      break;
+    }
+    zs.next_out = (unsigned char *)out->data + out->len;
+    zs.avail_out = (uInt)chunk;
+    int zr = inflate(&zs, Z_NO_FLUSH);
+    size_t got = chunk - zs.avail_out;
+    out->len += got;
+    out->data[out->len] = '\0';
+    if (zr == Z_STREAM_END) {
+      result = out->len > limit ? INFL_TOO_BIG : INFL_OK;
+      break;
+    }
+    if (zr == Z_MEM_ERROR) {
+      result = -ENOMEM;
+      break;
+    }
+    if (zr != Z_OK && zr != Z_BUF_ERROR) break; /* corrupt */
+    if (got == 0 && zs.avail_in == 0 && left == 0) break; /* cut short */
+  }
+  inflateEnd(&zs);
+  return result;
+}
+
+typedef struct body_view_s {
+  const char *data;
+  size_t len;
+  int coded;   /* the record's content-encoding could be undone */
+  int too_big; /* inflating stopped at the limit: data is the coded bytes */
+  shadow_buf_t scratch;
+} body_view_t;
+
+static int body_view(const shadow_record_t *r, size_t limit, body_view_t *v) {
+  v->data = r->body.data ? r->body.data : "";
+  v->len = r->body.len;
+  v->coded = 1;
+  v->too_big = 0;
+  int coding = body_coding(r);
+  if (coding == CODING_NONE) return 0;
+  if (coding == CODING_OTHER) {
+    v->coded = 0;
+    return 0;
+  }
+  /* gzip: 16 + 15 asks zlib for the gzip wrapper. deflate: RFC 9110 means
+   * the zlib wrapper, but servers send raw deflate often enough to try. */
+  int rc = inflate_bounded(v->data, v->len, coding == CODING_GZIP ? 31 : 15,
+                           limit, &v->scratch);
+  if (rc == INFL_BAD && coding == CODING_DEFLATE) {
+    shadow_buf_reset(&v->scratch);
+    rc = inflate_bounded(v->data, v->len, -15, limit, &v->scratch);
+  }
+  if (rc < 0) return rc;
+  if (rc == INFL_OK) {
+    v->data = v->scratch.data ? v->scratch.data : "";
+    v->len = v->scratch.len;
+  } else if (rc == INFL_TOO_BIG) {
+    v->too_big = 1;
+  } else {
+    v->coded = 0; /* corrupt: compare the bytes as they came */
+  }
+  return 0;
+}
+
+static void hash_hex(const char *s, size_t n, char out[33]) {
+  XXH128_hash_t h = XXH3_128bits(s, n);
+  snprintf(out, 33, "%016" PRIx64 "%016" PRIx64, (uint64_t)h.high64,
+           (uint64_t)h.low64);
+}
+
+/* A readable, bounded excerpt: printable ASCII as is, the rest escaped. */
+static int excerpt(shadow_buf_t *b, const char *s, size_t n, size_t off) {
+  size_t from = off > EXCERPT_BEFORE ? off - EXCERPT_BEFORE : 0;
+  size_t to = off + EXCERPT_AFTER < n ? off + EXCERPT_AFTER : n;
+  int rc = shadow_buf_putc(b, '"');
+  for (size_t i = from; !rc && i < to; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch == '\n') rc = shadow_buf_puts(b, "\\n");
+    else if (ch == '\r') rc = shadow_buf_puts(b, "\\r");
+    else if (ch == '\t') rc = shadow_buf_puts(b, "\\t");
+    else if (ch == '\\' || ch == '"') rc = shadow_buf_printf(b, "\\%c", ch);
+    else if (ch < 0x20 || ch >= 0x7f) rc = shadow_buf_printf(b, "\\x%02x", ch);
+    else rc = shadow_buf_putc(b, (char)ch);
+  }
+  return rc ? rc : shadow_buf_putc(b, '"');
+}
+
+static int bytes_summary(shadow_buf_t *s, const body_view_t *p,
+                         const body_view_t *c) {
+  size_t min = p->len < c->len ? p->len : c->len, off = 0;
+  while (off < min && p->data[off] == c->data[off]) off++;
+  if (shadow_buf_printf(s,
+                        "bodies differ at byte %zu (primary %zu bytes, "
+                        "candidate %zu bytes): primary ",
+                        off, p->len, c->len) ||
+      excerpt(s, p->data, p->len, off) ||
+      shadow_buf_puts(s, ", candidate ") || excerpt(s, c->data, c->len, off))
+    return -ENOMEM;
+  return 0;
+}
+
+static int digest_summary(shadow_buf_t *s, const body_view_t *p,
+                          const body_view_t *c, int *differs) {
+  char hp[33], hc[33];
+  hash_hex(p->data, p->len, hp);
+  hash_hex(c->data, c->len, hc);
+  *differs = p->len != c->len || strcmp(hp, hc) != 0;
+  if (!*differs) return 0;
+  return shadow_buf_printf(
+      s, "bodies differ by digest: primary %zu bytes%s xxh3-128 %s, "
+         "candidate %zu bytes%s xxh3-128 %s",
+      p->len, p->too_big ? " (compressed)" : "", hp, c->len,
+      c->too_big ? " (compressed)" : "", hc);
+}
+
+/* Re-labels the JSON diff's pointers as "body:<pointer>" fields. */
+static int add_json_fields(shadow_diff_result_t *res, const shadow_buf_t *f) {
+  size_t i = 0;
+  while (i < f->len) {
+    size_t n = strnlen(f->data + i, f->len - i);
+    int rc = add_field(res, "body:", f->data + i, n);
+    if (rc) return rc;
+    i += n + 1;
+  }
+  return 0;
+}
+
+/* Writes the body part into b; returns 1 when the bodies differ. */
+static int diff_body(const shadow_diff_opts_t *o, const shadow_record_t *p,
+                     const shadow_record_t *c, body_view_t *vp,
+                     body_view_t *vc, shadow_diff_result_t *res,
+                     shadow_buf_t *b) {
+  size_t limit = o ? o->diff_bytes : DEFAULT_DIFF_BYTES;
+  int both_json = is_json_type(p) && is_json_type(c);
+  const char *kind = both_json ? "json" : "bytes";
+  shadow_buf_t summary = SHADOW_BUF_INIT, ops = SHADOW_BUF_INIT;
+  shadow_buf_t fields = SHADOW_BUF_INIT;
+  int differs = 0, truncated = 0, rc = 0;
+
+  if (vp->too_big || vc->too_big || vp->len > limit || vc->len > limit) {
+    kind = "digest";
+    rc = digest_summary(&summary, vp, vc, &differs);
+    if (!rc && differs) rc = add_field(res, "body", "", 0);
+  } else if (vp->len == vc->len && memcmp(vp->data, vc->data, vp->len) == 0) {
+    differs = 0; /* identical bytes agree under every rule */
+  } else {
+    int parsed = 0;
+    if (both_json) {
+      char err[128] = "";
+      shadow_json_diff_out_t out;
+      memset(&out, 0, sizeof(out));
+      out.ops = &ops;
+      out.fields = &fields;
+      out.value_max = o ? o->value_max : DEFAULT_VALUE_MAX;
+      out.ops_max_bytes = SHADOW_DIVERGENCE_MAX_BYTES;
+      rc = shadow_json_diff(vp->data, vp->len, vc->data, vc->len,
+                            o ? o->rules : NULL, &out, err, sizeof(err));
+      if (rc == 0) {
+        parsed = 1;
+        differs = out.nops > 0;
+        truncated = out.truncated;
+        if (differs)
+          rc = shadow_buf_printf(&summary, "%zu field%s differ%s", out.nops,
+                                 out.nops == 1 ? "" : "s",
+                                 out.nops == 1 ? "s" : "");
+        if (!rc) rc = add_json_fields(res, &fields);
+      } else if (rc == -EINVAL) {
+        rc = 0; /* a side is not JSON after all: compare bytes */
+        shadow_buf_reset(&ops);
+      }
+    }
+    if (!rc && !parsed) {
+      kind = "bytes";
+      differs = 1;
+      rc = bytes_summary(&summary, vp, vc);
+      if (!rc) rc = add_field(res, "body", "", 0);
+    }
+  }
+  if (!rc &&
+      (shadow_buf_printf(b, "\"body\":{\"differs\":%s,\"kind\":\"%s\","
+                            "\"summary\":",
+                         differs ? "true" : "false", kind) ||
+       shadow_buf_json_string(b, summary.data ? summary.data : "",
+                              summary.len, 0) ||
+       shadow_buf_puts(b, ",\"diffs\":[") ||
+       shadow_buf_append(b, ops.data ? ops.data : "", ops.len) ||
+       shadow_buf_putc(b, ']') ||
+       (truncated && shadow_buf_puts(b, ",\"truncated\":true")) ||
+       shadow_buf_putc(b, '}')))
+    rc = -ENOMEM;
+  shadow_buf_free(&summary);
+  shadow_buf_free(&ops);
+  shadow_buf_free(&fields);
+  return rc ? rc : differs;
+}
+
+/* ---- records ---------------------------------------------------------- */
+
+int shadow_diff_records(const shadow_diff_opts_t *o, const shadow_record_t *p,
+                        const shadow_record_t *c, shadow_diff_result_t *res) {
+  size_t limit = o ? o->diff_bytes : DEFAULT_DIFF_BYTES;
+  body_view_t vp, vc;
+  shadow_buf_t hb = SHADOW_BUF_INIT, bb = SHADOW_BUF_INIT;
+  memset(&vp, 0, sizeof(vp));
+  memset(&vc, 0, sizeof(vc));
+  shadow_buf_reset(&res->json);
+  shadow_buf_reset(&res->fields);
+  res->parts = 0;
+  res->nfields = 0;
+
+  int status_differs = p->status != c->status;
+  int rc = 0;
+  if (status_differs) rc = add_field(res, "status", "", 0);
+  if (!rc) rc = body_view(p, limit, &vp);
+  if (!rc) rc = body_view(c, limit, &vc);
+  /* When both bodies were decoded, content-encoding only says how the
+   * bytes travelled, so a candidate that compresses differently is not a
+   * divergence by itself. */
+  int hd = rc ? rc : diff_headers(o, p, c, vp.coded && vc.coded, res, &hb);
+  int bd = hd < 0 ? hd : diff_body(o, p, c, &vp, &vc, res, &bb);
+  if (hd < 0 || bd < 0) {
+    rc = hd < 0 ? hd : bd;
+  } else {
+    res->parts = (status_differs ? SHADOW_PART_STATUS : 0) |
+                 (hd ? SHADOW_PART_HEADERS : 0) | (bd ? SHADOW_PART_BODY : 0);
+    if (shadow_buf_printf(&res->json,
+                          "\"status\":{\"differs\":%s,\"primary\":%d,"
+                          "\"candidate\":%d},\"headers\":{\"differs\":%s,"
+                          "\"diffs\":[",
+                          status_differs ? "true" : "false", p->status,
+                          c->status, hd ? "true" : "false") ||
+        shadow_buf_append(&res->json, hb.data ? hb.data : "", hb.len) ||
+        shadow_buf_puts(&res->json, "]},") ||
+        shadow_buf_append(&res->json, bb.data ? bb.data : "", bb.len))
+      rc = -ENOMEM;
+  }
+  shadow_buf_free(&vp.scratch);
+  shadow_buf_free(&vc.scratch);
+  shadow_buf_free(&hb);
+  shadow_buf_free(&bb);
+  if (rc < 0) {
+    shadow_buf_reset(&res->json);
+    res->parts = 0;
+    return rc;
+  }
+  return (int)res->parts;
+}

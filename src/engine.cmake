@@ -8,5 +8,6 @@ set(SHADOW_ENGINE_SOURCES
   ${CMAKE_SOURCE_DIR}/src/json_diff.c
   ${CMAKE_SOURCE_DIR}/src/diff.c
   ${CMAKE_SOURCE_DIR}/src/divergence.c
+  ${CMAKE_SOURCE_DIR}/src/record_parse.c
   ${CMAKE_SOURCE_DIR}/src/shadow_ffi.c
 )

@@ -8,7 +8,10 @@
 #include "buf.h"
 
 /* Per-path rules: ignored pointers, array modes, numeric tolerances. A
- * segment "*" in any pointer matches any key or index. */
+ * segment "*" in any pointer matches any key or index. At most 64 rules in
+ * all (one more is -EINVAL). A path matching an ignore rule is skipped
+ * entirely: no op, no count, no descent. The op order and what each array
+ * mode guarantees are described at the top of json_diff.c. */
 typedef struct shadow_json_rules_s shadow_json_rules_t;
 
 shadow_json_rules_t *shadow_json_rules_new(void);
@@ -21,13 +24,27 @@ int shadow_json_rules_array(shadow_json_rules_t *r, const char *pointer,
 int shadow_json_rules_tolerance(shadow_json_rules_t *r, const char *pointer,
                                 double tolerance);
 
+/* Where ops go. Each op is one JSON object:
+ *   {"op":"replace","path":"/a/b","primary":V,"candidate":V}
+ *   {"op":"add","path":"/a/3","candidate":V}
+ *   {"op":"remove","path":"/a/2","primary":V}
+ * Values are compact JSON: numbers as written in the source, strings
+ * re-escaped. Truncation (value_max > 0): a string longer than value_max
+ * bytes keeps its first value_max bytes (cut on a UTF-8 boundary) followed
+ * by "...(N bytes)" inside its quotes, N its full length; any other value
+ * whose compact JSON is longer than value_max bytes is written instead as a
+ * JSON string holding the first value_max bytes of that JSON followed by
+ * "...(N bytes)", N the full length of the compact JSON. */
 typedef struct shadow_json_diff_out_s {
-  shadow_buf_t *ops;    /* appended: op objects separated by commas */
-  shadow_buf_t *fields; /* appended: each differing pointer, NUL-terminated */
-  size_t nops;          /* set: how many ops were written */
+  shadow_buf_t *ops;    /* appended (may be NULL): op objects separated by
+                           commas, none before the first op of a call */
+  shadow_buf_t *fields; /* appended (may be NULL): each differing pointer,
+                           NUL-terminated, array indexes as they are */
+  size_t nops;          /* set: how many differences (ops) were found */
   size_t value_max;     /* truncate values longer than this (0: no limit) */
-  size_t ops_max_bytes; /* stop adding ops past this size (0: no limit);
-                           nops still counts every difference */
+  size_t ops_max_bytes; /* stop adding ops once the ops written by this call
+                           would pass this size (0: no limit); nops still
+                           counts every difference */
   int truncated;        /* set: 1 when ops were cut at ops_max_bytes */
 } shadow_json_diff_out_t;
 

@@ -57,6 +57,9 @@ void shadow_server_respond(shadow_request_t *req, int status,
                            const shadow_headers_t *headers, const char *body,
                            size_t body_len);
 
+/* The port the listener is bound to: what "127.0.0.1:0" picked. */
+int shadow_server_port(const shadow_server_t *s);
+
 /* Applies new limits to connections accepted from now on. */
 void shadow_server_set_limits(shadow_server_t *s, const shadow_limits_t *l);
 

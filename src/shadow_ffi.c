@@ -1,1 +1,181 @@
-/* placeholder: being written */
+#include "shadow_ffi.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "divergence.h"
+#include "sample.h"
+
+/* The request facts are few and short: one allocation each, NULL = none. */
+enum { META_ROUTE, META_METHOD, META_PATH, META_KEY, META_N };
+
+struct shadow_ffi_diff_s {
+  shadow_diff_result_t res;
+  shadow_buf_t out;
+  char *meta[META_N];
+  unsigned long long next_id;
+};
+
+int shadow_abi_version(void) { return SHADOW_ABI_VERSION; }
+
+shadow_record_t *shadow_ffi_record_new(void) { return shadow_record_new(); }
+
+void shadow_ffi_record_clear(shadow_record_t *r) {
+  if (r) shadow_record_clear(r);
+}
+
+int shadow_ffi_record_set_status(shadow_record_t *r, int status) {
+  if (!r || status < 0 || status > 999) return -EINVAL;
+  r->status = status;
+  return 0;
+}
+
+int shadow_ffi_record_add_header(shadow_record_t *r, const char *name,
+                                 size_t name_len, const char *value,
+                                 size_t value_len) {
+  if (!r || !name || name_len == 0 || (!value && value_len)) return -EINVAL;
+  return shadow_headers_add(&r->headers, name, name_len, value ? value : "",
+                            value_len);
+}
+
+int shadow_ffi_record_set_body(shadow_record_t *r, const char *body,
+                               size_t len) {
+  if (!r || (!body && len)) return -EINVAL;
+  shadow_buf_reset(&r->body);
+  return shadow_buf_append(&r->body, body ? body : "", len);
+}
+
+void shadow_ffi_record_free(shadow_record_t *r) { shadow_record_free(r); }
+
+shadow_diff_opts_t *shadow_ffi_opts_new(void) { return shadow_diff_opts_new(); }
+
+int shadow_ffi_opts_ignore_header(shadow_diff_opts_t *o, const char *name) {
+  return shadow_diff_opts_ignore_header(o, name);
+}
+
+int shadow_ffi_opts_ignore_json(shadow_diff_opts_t *o, const char *pointer) {
+  return shadow_diff_opts_ignore_json(o, pointer);
+}
+
+int shadow_ffi_opts_array_mode(shadow_diff_opts_t *o, const char *pointer,
+                               int mode, const char *key) {
+  return shadow_diff_opts_array_mode(o, pointer, mode, key);
+}
+
+int shadow_ffi_opts_tolerance(shadow_diff_opts_t *o, const char *pointer,
+                              double tolerance) {
+  return shadow_diff_opts_tolerance(o, pointer, tolerance);
+}
+
+/* A double because Lua numbers are doubles: no cast surprises at the edge. */
+int shadow_ffi_opts_diff_bytes(shadow_diff_opts_t *o, double n) {
+  if (!o || !(n >= 0) || n > 1e15) return -EINVAL;
+  shadow_diff_opts_set_diff_bytes(o, (size_t)n);
+  return 0;
+}
+
+int shadow_ffi_opts_value_max(shadow_diff_opts_t *o, double n) {
+  if (!o || !(n >= 0) || n > 1e15) return -EINVAL;
+  shadow_diff_opts_set_value_max(o, (size_t)n);
+  return 0;
+}
+
+void shadow_ffi_opts_free(shadow_diff_opts_t *o) { shadow_diff_opts_free(o); }
+
+shadow_ffi_diff_t *shadow_ffi_diff_new(void) {
+  shadow_ffi_diff_t *d = calloc(1, sizeof(*d));
+  if (d) d->next_id = 1;
+  return d;
+}
+
+int shadow_ffi_diff_meta(shadow_ffi_diff_t *d, const char *route,
+                         const char *method, const char *path,
+                         const char *key) {
+  if (!d) return -EINVAL;
+  const char *in[META_N] = {route, method, path, key};
+  char *copy[META_N] = {NULL};
+  for (int i = 0; i < META_N; i++) {
+    if (!in[i]) continue;
+    copy[i] = strdup(in[i]);
+    if (!copy[i]) {
+      for (int j = 0; j < i; j++) free(copy[j]);
+      return -ENOMEM;
+    }
+  }
+  for (int i = 0; i < META_N; i++) {
+    free(d->meta[i]);
+    d->meta[i] = copy[i];
+  }
+  return 0;
+}
+
+static double now_ms(void) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  return (double)tv.tv_sec * 1000.0 + (double)(tv.tv_usec / 1000);
+}
+
+int shadow_ffi_diff_run(shadow_ffi_diff_t *d, const shadow_diff_opts_t *o,
+                        const shadow_record_t *p, const shadow_record_t *c,
+                        const char **json, size_t *len) {
+  if (!d || !p || !c || !json || !len) return -EINVAL;
+  int parts = shadow_diff_records(o, p, c, &d->res);
+  if (parts < 0) return parts;
+  shadow_divergence_meta_t meta = {
+      d->next_id++,      now_ms(),          d->meta[META_ROUTE],
+      d->meta[META_METHOD], d->meta[META_PATH], d->meta[META_KEY],
+      -1,                -1,                NULL};
+  shadow_buf_reset(&d->out);
+  int rc = shadow_divergence_format(&d->out, &meta, &d->res);
+  if (rc) return rc;
+  *json = d->out.data;
+  *len = d->out.len;
+  return parts;
+}
+
+void shadow_ffi_diff_free(shadow_ffi_diff_t *d) {
+  if (!d) return;
+  shadow_diff_result_free(&d->res);
+  shadow_buf_free(&d->out);
+  for (int i = 0; i < META_N; i++) free(d->meta[i]);
+  free(d);
+}
+
+int shadow_ffi_sampled(const char *key, size_t len, double rate) {
+  if (!key) return shadow_sampled_random(rate);
+  return shadow_sampled(key, len, rate);
+}
+
+shadow_ring_t *shadow_ffi_ring_new(size_t capacity) {
+  return shadow_ring_new(capacity);
+}
+
+int shadow_ffi_ring_push(shadow_ring_t *r, const char *json, size_t len,
+                         const char *route, size_t route_len) {
+  if (!r || (!json && len)) return -EINVAL;
+  return shadow_ring_push(r, json ? json : "", len, route, route_len);
+}
+
+size_t shadow_ffi_ring_len(const shadow_ring_t *r) {
+  return r ? shadow_ring_len(r) : 0;
+}
+
+size_t shadow_ffi_ring_capacity(const shadow_ring_t *r) {
+  return r ? shadow_ring_capacity(r) : 0;
+}
+
+int shadow_ffi_ring_set_capacity(shadow_ring_t *r, size_t capacity) {
+  if (!r) return -EINVAL;
+  return shadow_ring_set_capacity(r, capacity);
+}
+
+const char *shadow_ffi_ring_get(const shadow_ring_t *r, size_t i,
+                                size_t *len) {
+  if (!r) return NULL;
+  return shadow_ring_get(r, i, len, NULL, NULL);
+}
+
+void shadow_ffi_ring_free(shadow_ring_t *r) { shadow_ring_free(r); }

@@ -12,6 +12,8 @@
 
 typedef struct shadow_upstream_s shadow_upstream_t;
 
+/* A zero timeout or byte limit takes the default: a backend with no
+ * timeout or no limit is what a hostile one exploits. */
 typedef struct shadow_upstream_opts_s {
   uint64_t connect_timeout_ms; /* default 1000 */
   uint64_t timeout_ms;         /* send to complete response; default 5000 */
@@ -67,6 +69,19 @@ void shadow_upstream_set_opts(shadow_upstream_t *u,
 const char *shadow_upstream_url(const shadow_upstream_t *u);
 size_t shadow_upstream_pending(const shadow_upstream_t *u);
 size_t shadow_upstream_connections(const shadow_upstream_t *u);
+
+/* Lifetime counters of one backend's pool, for tests and /stats. */
+typedef struct shadow_upstream_stats_s {
+  uint64_t requests; /* sends accepted */
+  uint64_t failures; /* callbacks with an error, CANCELED included */
+  uint64_t retries;  /* idempotent requests resent after a stale reuse */
+  uint64_t connects; /* connections opened */
+  uint64_t reuses;   /* requests sent on a pooled connection */
+  uint64_t queued;   /* requests that waited for max_connections */
+} shadow_upstream_stats_t;
+
+void shadow_upstream_stats(const shadow_upstream_t *u,
+                           shadow_upstream_stats_t *out);
 
 /* Fails every pending request with SHADOW_UPSTREAM_CANCELED (callbacks run
  * from the loop, not from here) and closes the connections; memory is freed

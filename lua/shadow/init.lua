@@ -1,1 +1,19 @@
-return {}
+-- The `shadow` module: libshadow's engine (diff, sampling, ring log)
+-- through LuaJIT's FFI, and the helpers configs use. Requiring it never
+-- touches the C library: that is loaded (and its ABI checked) on the first
+-- call that needs it, so shadow.http works without libshadow installed.
+local http = require "shadow.http"
+local diff = require "shadow.diff"
+local ring = require "shadow.ring"
+local sample = require "shadow.sample"
+local shadower = require "shadow.shadower"
+
+return {
+  _VERSION = "0.1.0",
+  http = http,
+  diff = diff.diff,
+  diff_json = diff.diff_json,
+  sampled = sample.sampled,
+  ring = ring.new,
+  shadower = shadower.new,
+}

@@ -1,0 +1,113 @@
+-- The command line of DESIGN.md: --check, --version, --help, unknown
+-- options, and a clean stop on SIGTERM.
+local process = require "support.process"
+local shadowd = require "support.shadowd"
+local nginx = require "support.nginx"
+local port = require "support.port"
+local cleanup = require "support.cleanup"
+
+describe("shadowd's command line", function()
+  local dir
+  setup(function() dir = process.tmpdir("shadow-cli") end)
+  teardown(function() process.rmdir(dir) end)
+
+  local function run(...)
+    local code, out, err = process.run({ shadowd.binary(), ... }, nil, 30)
+    return code, out .. err
+  end
+
+  local function write(name, text)
+    local path = dir .. "/" .. name
+    process.write_file(path, text)
+    return path
+  end
+
+  it("prints its version", function()
+    local code, out = run("--version")
+    assert.are.equal(0, code)
+    assert.matches("%d+%.%d+%.%d+", out)
+  end)
+
+  it("prints its usage with --help", function()
+    local code, out = run("--help")
+    assert.are.equal(0, code)
+    for _, opt in ipairs({ "--config", "--listen", "--admin", "--check" }) do
+      assert.matches(opt, out, 1, true)
+    end
+  end)
+
+  it("refuses an unknown option", function()
+    local code, out = run("--no-such-option")
+    assert.are_not.equal(0, code)
+    assert.matches("no-such-option", out, 1, true)
+  end)
+
+  it("--check accepts a good config without serving", function()
+    local listen = port.free()
+    local path = write("good.lua", shadowd.config{
+      listen = "127.0.0.1:" .. listen, admin = "127.0.0.1:" .. port.free(),
+      primary = "http://127.0.0.1:" .. port.free(),
+      candidate = "http://127.0.0.1:" .. port.free(),
+      rate = 0.1, mirror_methods = { "GET", "HEAD" },
+      limits = { header_bytes = 65536, body_bytes = 8 * 2^20 } })
+    local code, out = run("--check", "--config", path)
+    assert.are.equal(0, code, out)
+    assert.is_false(port.accepts(listen))
+  end)
+
+  it("--check names file:line of a syntax error", function()
+    local path = write("syntax.lua", table.concat({
+      'local shadow = require "shadow"',
+      "return {",
+      '  primary = shadow.http("http://127.0.0.1:1", { timeout_ms = 100 }),',
+      "  sample = { rate = 0.5 ,, },",
+      "}" }, "\n"))
+    local code, out = run("--check", "--config", path)
+    assert.are_not.equal(0, code)
+    assert.matches("syntax.lua:4", out, 1, true)
+  end)
+
+  it("--check names file:line of an error raised by the script", function()
+    local path = write("raises.lua", table.concat({
+      'local shadow = require "shadow"',
+      "",
+      'error("no backends today")' }, "\n"))
+    local code, out = run("--check", "--config", path)
+    assert.are_not.equal(0, code)
+    assert.matches("raises.lua:3", out, 1, true)
+    assert.matches("no backends today", out, 1, true)
+  end)
+
+  it("--check refuses a config without a primary", function()
+    local path = write("noprimary.lua",
+      'return { listen = "127.0.0.1:1", sample = { rate = 1 } }\n')
+    local code, out = run("--check", "--config", path)
+    assert.are_not.equal(0, code)
+    assert.matches("primary", out, 1, true)
+  end)
+
+  it("--check refuses a missing file", function()
+    local code, out = run("--check", "--config", dir .. "/absent.lua")
+    assert.are_not.equal(0, code)
+    assert.matches("absent.lua", out, 1, true)
+  end)
+end)
+
+describe("shadowd on SIGTERM", function()
+  it("exits 0 with no sanitizer report", function()
+    local stop = cleanup.new()
+    finally(stop.run)
+    local ng = stop.add(nginx.start{
+      servers = { p = "location / { return 200; }" } })
+    local d = stop.add(shadowd.start{ primary = ng:url("p"),
+                                      candidate = ng:url("p") })
+    assert(require("support.http").get(d.port, "/", { ["x-user-id"] = "x" }))
+    d:wait_totals("compared", 1)
+    local how, code = d:stop(10)
+    local log = d:log()
+    assert.are.equal("exited", how, log)
+    assert.are.equal(0, code, log)
+    assert.is_nil(log:find("Sanitizer", 1, true), log)
+    assert.is_nil(log:find("runtime error:", 1, true), log)
+  end)
+end)

@@ -1,0 +1,458 @@
+/* Unit tests of the semantic JSON diff (src/json_diff.h): each case is a
+ * pair of documents and the exact ops a user would read. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "diff.h"
+#include "json.h"
+#include "json_diff.h"
+
+static int failures;
+
+#define CHECK(cond)                                                      \
+  do {                                                                   \
+    if (!(cond)) {                                                       \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,   \
+              #cond);                                                    \
+      failures++;                                                        \
+    }                                                                    \
+  } while (0)
+
+typedef struct {
+  shadow_buf_t ops;
+  shadow_buf_t fields;
+  shadow_json_diff_out_t out;
+  char err[160];
+  int rc;
+} run_t;
+
+static void run_free(run_t *r) {
+  shadow_buf_free(&r->ops);
+  shadow_buf_free(&r->fields);
+}
+
+static void run(run_t *r, const char *a, const char *b,
+                const shadow_json_rules_t *rules, size_t value_max,
+                size_t ops_max) {
+  memset(r, 0, sizeof *r);
+  r->out.ops = &r->ops;
+  r->out.fields = &r->fields;
+  r->out.value_max = value_max;
+  r->out.ops_max_bytes = ops_max;
+  r->rc = shadow_json_diff(a, strlen(a), b, strlen(b), rules, &r->out, r->err,
+                           sizeof r->err);
+}
+
+/* Diffs a and b and compares the ops with want ("" for none). */
+static void expect_rules(int line, const char *a, const char *b,
+                         const shadow_json_rules_t *rules, const char *want) {
+  run_t r;
+  run(&r, a, b, rules, 0, 0);
+  const char *got = r.ops.data ? r.ops.data : "";
+  if (r.rc != 0 || strcmp(got, want) != 0) {
+    fprintf(stderr, "line %d: diff %s vs %s\n  rc %d err '%s'\n  got  %s\n"
+                    "  want %s\n", line, a, b, r.rc, r.err, got, want);
+    failures++;
+  }
+  run_free(&r);
+}
+
+#define EXPECT(a, b, want) expect_rules(__LINE__, a, b, NULL, want)
+#define EXPECT_R(a, b, rules, want) expect_rules(__LINE__, a, b, rules, want)
+
+static void test_key_order_and_scalars(void) {
+  EXPECT("{\"a\":1,\"b\":[1,2],\"c\":{\"d\":null}}",
+         "{ \"c\" : {\"d\":null}, \"b\":[1,2], \"a\":1 }", "");
+  EXPECT("{\"a\":true}", "{\"a\":false}",
+         "{\"op\":\"replace\",\"path\":\"/a\",\"primary\":true,"
+         "\"candidate\":false}");
+  EXPECT("[null]", "[null]", "");
+  EXPECT("\"x\"", "\"y\"",
+         "{\"op\":\"replace\",\"path\":\"\",\"primary\":\"x\","
+         "\"candidate\":\"y\"}");
+  /* A type change is one replace, not a descent. */
+  EXPECT("{\"a\":{\"b\":1}}", "{\"a\":[1]}",
+         "{\"op\":\"replace\",\"path\":\"/a\",\"primary\":{\"b\":1},"
+         "\"candidate\":[1]}");
+  EXPECT("{\"a\":1}", "{\"a\":\"1\"}",
+         "{\"op\":\"replace\",\"path\":\"/a\",\"primary\":1,"
+         "\"candidate\":\"1\"}");
+  /* Many keys in different orders: matched by hash, not quadratically. */
+  char a[8192], b[8192];
+  size_t la = 0, lb = 0;
+  la += (size_t)snprintf(a + la, sizeof a - la, "{");
+  lb += (size_t)snprintf(b + lb, sizeof b - lb, "{");
+  for (int i = 0; i < 200; i++) {
+    la += (size_t)snprintf(a + la, sizeof a - la, "%s\"k%d\":%d",
+                           i ? "," : "", i, i);
+    lb += (size_t)snprintf(b + lb, sizeof b - lb, "%s\"k%d\":%d",
+                           i ? "," : "", 199 - i, 199 - i == 57 ? 0 : 199 - i);
+  }
+  snprintf(a + la, sizeof a - la, "}");
+  snprintf(b + lb, sizeof b - lb, "}");
+  EXPECT(a, b, "{\"op\":\"replace\",\"path\":\"/k57\",\"primary\":57,"
+               "\"candidate\":0}");
+}
+
+static void test_numbers(void) {
+  EXPECT("[1,1.0,1e0,10e-1,0.1e1,100,-0,0.000]",
+         "[1.00,1,1E+0,1,1,1e2,0,0]", "");
+  EXPECT("[1.5,120,0.05,-3]", "[15e-1,1.2e2,5e-2,-3.0]", "");
+  EXPECT("{\"n\":1}", "{\"n\":1.01}",
+         "{\"op\":\"replace\",\"path\":\"/n\",\"primary\":1,"
+         "\"candidate\":1.01}");
+  EXPECT("[-1]", "[1]",
+         "{\"op\":\"replace\",\"path\":\"/0\",\"primary\":-1,"
+         "\"candidate\":1}");
+  /* Beyond 2^53 a double cannot tell these apart; the diff must. */
+  EXPECT("[9007199254740993]", "[9007199254740992]",
+         "{\"op\":\"replace\",\"path\":\"/0\",\"primary\":9007199254740993,"
+         "\"candidate\":9007199254740992}");
+  EXPECT("[123456789012345678901234567890]",
+         "[1234567890123456789012345678.9e2]", "");
+  EXPECT("[1e400]", "[1e401]",
+         "{\"op\":\"replace\",\"path\":\"/0\",\"primary\":1e400,"
+         "\"candidate\":1e401}");
+}
+
+static void test_strings(void) {
+  EXPECT("{\"s\":\"\\u00e9\"}", "{\"s\":\"\xc3\xa9\"}", "");
+  EXPECT("[\"\\ud83d\\ude00\"]", "[\"\xf0\x9f\x98\x80\"]", "");
+  EXPECT("[\"a\\/b\\n\"]", "[\"a/b\\u000a\"]", "");
+  EXPECT("{\"\\u0061\":1}", "{\"a\":1}", "");
+  EXPECT("[\"caf\\u00e9\"]", "[\"cafe\"]",
+         "{\"op\":\"replace\",\"path\":\"/0\",\"primary\":\"caf\xc3\xa9\","
+         "\"candidate\":\"cafe\"}");
+  EXPECT("[\"q\\\"\"]", "[\"q\"]",
+         "{\"op\":\"replace\",\"path\":\"/0\",\"primary\":\"q\\\"\","
+         "\"candidate\":\"q\"}");
+}
+
+static void test_nested_and_objects(void) {
+  EXPECT("{\"user\":{\"name\":\"Ann\",\"tags\":[\"a\",\"b\"]}}",
+         "{\"user\":{\"tags\":[\"a\",\"b\",\"x\"],\"name\":\"ann\"}}",
+         "{\"op\":\"replace\",\"path\":\"/user/name\",\"primary\":\"Ann\","
+         "\"candidate\":\"ann\"},"
+         "{\"op\":\"add\",\"path\":\"/user/tags/2\",\"candidate\":\"x\"}");
+  EXPECT("{\"a\":1,\"b\":2}", "{\"c\":{\"d\":[3]},\"a\":1}",
+         "{\"op\":\"remove\",\"path\":\"/b\",\"primary\":2},"
+         "{\"op\":\"add\",\"path\":\"/c\",\"candidate\":{\"d\":[3]}}");
+  /* RFC 6901: ~ is ~0 and / is ~1. */
+  EXPECT("{\"a/b\":{\"m~n\":1}}", "{\"a/b\":{\"m~n\":2}}",
+         "{\"op\":\"replace\",\"path\":\"/a~1b/m~0n\",\"primary\":1,"
+         "\"candidate\":2}");
+  EXPECT("{\"\":1}", "{\"\":2}",
+         "{\"op\":\"replace\",\"path\":\"/\",\"primary\":1,"
+         "\"candidate\":2}");
+}
+
+static void test_arrays(void) {
+  /* Removals come highest index first, so they apply in order. */
+  EXPECT("[1,2,3,4,5]", "[1,9]",
+         "{\"op\":\"replace\",\"path\":\"/1\",\"primary\":2,"
+         "\"candidate\":9},"
+         "{\"op\":\"remove\",\"path\":\"/4\",\"primary\":5},"
+         "{\"op\":\"remove\",\"path\":\"/3\",\"primary\":4},"
+         "{\"op\":\"remove\",\"path\":\"/2\",\"primary\":3}");
+  EXPECT("[1]", "[1,2,[3]]",
+         "{\"op\":\"add\",\"path\":\"/1\",\"candidate\":2},"
+         "{\"op\":\"add\",\"path\":\"/2\",\"candidate\":[3]}");
+  EXPECT("[]", "{}",
+         "{\"op\":\"replace\",\"path\":\"\",\"primary\":[],"
+         "\"candidate\":{}}");
+}
+
+static void test_ignore(void) {
+  shadow_json_rules_t *r = shadow_json_rules_new();
+  CHECK(r != NULL);
+  CHECK(shadow_json_rules_ignore(r, "/meta/generated_at") == 0);
+  CHECK(shadow_json_rules_ignore(r, "/items/*/etag") == 0);
+  CHECK(shadow_json_rules_ignore(r, "/a~1b") == 0);
+  CHECK(shadow_json_rules_ignore(r, "no-slash") == -EINVAL);
+  CHECK(shadow_json_rules_ignore(r, "/bad~2") == -EINVAL);
+  EXPECT_R("{\"meta\":{\"generated_at\":1,\"v\":1},\"a/b\":1,"
+           "\"items\":[{\"id\":1,\"etag\":\"x\"},{\"id\":2,\"etag\":\"y\"}]}",
+           "{\"meta\":{\"generated_at\":2,\"v\":1},\"a/b\":2,"
+           "\"items\":[{\"id\":1,\"etag\":\"z\"},{\"id\":3}]}",
+           r,
+           "{\"op\":\"replace\",\"path\":\"/items/1/id\",\"primary\":2,"
+           "\"candidate\":3}");
+  /* Ignored paths are skipped when only one side has them too. */
+  EXPECT_R("{\"meta\":{}}", "{\"meta\":{\"generated_at\":5}}", r, "");
+  /* Counted nowhere: no op, no field. */
+  run_t x;
+  run(&x, "{\"meta\":{\"generated_at\":1}}", "{\"meta\":{\"generated_at\":2}}",
+      r, 0, 0);
+  CHECK(x.rc == 0 && x.out.nops == 0 && x.fields.len == 0);
+  run_free(&x);
+  shadow_json_rules_free(r);
+
+  /* Up to 64 rules, then -EINVAL. */
+  r = shadow_json_rules_new();
+  for (int i = 0; i < 64; i++) CHECK(shadow_json_rules_ignore(r, "/x") == 0);
+  CHECK(shadow_json_rules_ignore(r, "/x") == -EINVAL);
+  shadow_json_rules_free(r);
+}
+
+static void test_array_modes(void) {
+  shadow_json_rules_t *r = shadow_json_rules_new();
+  CHECK(shadow_json_rules_array(r, "/set", SHADOW_ARRAY_SET, NULL) == 0);
+  CHECK(shadow_json_rules_array(r, "/multi", SHADOW_ARRAY_MULTISET, NULL) ==
+        0);
+  CHECK(shadow_json_rules_array(r, "/*/items", SHADOW_ARRAY_KEY, "id") == 0);
+  CHECK(shadow_json_rules_array(r, "/k", SHADOW_ARRAY_KEY, NULL) == -EINVAL);
+  CHECK(shadow_json_rules_array(r, "/k", 9, NULL) == -EINVAL);
+
+  /* set: order and duplicates ignored. */
+  EXPECT_R("{\"set\":[1,2,3,2]}", "{\"set\":[3,1,2]}", r, "");
+  EXPECT_R("{\"set\":[1,2,2,4]}", "{\"set\":[5,1,5,2]}", r,
+           "{\"op\":\"remove\",\"path\":\"/set/3\",\"primary\":4},"
+           "{\"op\":\"add\",\"path\":\"/set/3\",\"candidate\":5}");
+  /* multiset: order ignored, counts matter. */
+  EXPECT_R("{\"multi\":[{\"a\":1},2,2]}", "{\"multi\":[2,{\"a\":1},2]}", r,
+           "");
+  EXPECT_R("{\"multi\":[1,2,2]}", "{\"multi\":[2,1,3]}", r,
+           "{\"op\":\"remove\",\"path\":\"/multi/2\",\"primary\":2},"
+           "{\"op\":\"add\",\"path\":\"/multi/2\",\"candidate\":3}");
+  /* key: paired by id; diffs under the primary's index. */
+  EXPECT_R("{\"o\":{\"items\":[{\"id\":1,\"v\":\"a\"},{\"id\":2,\"v\":\"b\"},"
+           "{\"id\":3}]}}",
+           "{\"o\":{\"items\":[{\"id\":4},{\"v\":\"B\",\"id\":2},"
+           "{\"id\":1,\"v\":\"a\"}]}}",
+           r,
+           "{\"op\":\"replace\",\"path\":\"/o/items/1/v\",\"primary\":\"b\","
+           "\"candidate\":\"B\"},"
+           "{\"op\":\"remove\",\"path\":\"/o/items/2\",\"primary\":{\"id\":3}},"
+           "{\"op\":\"add\",\"path\":\"/o/items/2\",\"candidate\":{\"id\":4}}");
+  /* Keys compare by value: 1 and 1.0 are the same id. */
+  EXPECT_R("{\"o\":{\"items\":[{\"id\":1,\"v\":1}]}}",
+           "{\"o\":{\"items\":[{\"id\":1.0,\"v\":1}]}}", r, "");
+  /* Arrays elsewhere still compare by index. */
+  EXPECT_R("{\"other\":[1,2]}", "{\"other\":[2,1]}", r,
+           "{\"op\":\"replace\",\"path\":\"/other/0\",\"primary\":1,"
+           "\"candidate\":2},"
+           "{\"op\":\"replace\",\"path\":\"/other/1\",\"primary\":2,"
+           "\"candidate\":1}");
+  shadow_json_rules_free(r);
+
+  /* A set whose elements differ only in an ignored member pairs up. */
+  r = shadow_json_rules_new();
+  CHECK(shadow_json_rules_array(r, "/s", SHADOW_ARRAY_SET, NULL) == 0);
+  CHECK(shadow_json_rules_ignore(r, "/s/*/t") == 0);
+  EXPECT_R("{\"s\":[{\"id\":1,\"t\":1},{\"id\":2,\"t\":1}]}",
+           "{\"s\":[{\"id\":2,\"t\":9},{\"id\":1,\"t\":8}]}", r, "");
+  shadow_json_rules_free(r);
+}
+
+static void test_tolerance(void) {
+  shadow_json_rules_t *r = shadow_json_rules_new();
+  CHECK(shadow_json_rules_tolerance(r, "/price", 0.01) == 0);
+  CHECK(shadow_json_rules_tolerance(r, "/items/*/w", 0.5) == 0);
+  CHECK(shadow_json_rules_tolerance(r, "/x", -1) == -EINVAL);
+  EXPECT_R("{\"price\":10.00,\"items\":[{\"w\":1}]}",
+           "{\"price\":10.005,\"items\":[{\"w\":1.4}]}", r, "");
+  /* Equal values out of a double's range stay equal under a tolerance. */
+  EXPECT_R("{\"price\":1e400}", "{\"price\":10e399}", r, "");
+  EXPECT_R("{\"price\":10.00,\"other\":1}", "{\"price\":10.02,\"other\":1.001}",
+           r,
+           "{\"op\":\"replace\",\"path\":\"/price\",\"primary\":10.00,"
+           "\"candidate\":10.02},"
+           "{\"op\":\"replace\",\"path\":\"/other\",\"primary\":1,"
+           "\"candidate\":1.001}");
+  shadow_json_rules_free(r);
+}
+
+static void test_truncation_and_budget(void) {
+  char big[2000];
+  memset(big, 'x', sizeof big);
+  big[0] = '"';
+  big[1500] = '"';
+  big[1501] = '\0';
+  char a[2100], b[2100];
+  snprintf(a, sizeof a, "{\"s\":%s}", big);
+  snprintf(b, sizeof b, "{\"s\":[%s]}", big);
+  run_t r;
+  run(&r, "{\"s\":\"abcdefghij\"}", "{\"s\":{\"k\":\"abcdefghij\"}}", NULL, 4,
+      0);
+  CHECK(r.rc == 0);
+  CHECK(strcmp(r.ops.data, "{\"op\":\"replace\",\"path\":\"/s\",\"primary\":"
+                           "\"abcd...(10 bytes)\",\"candidate\":"
+                           "\"{\\\"k\\\"...(18 bytes)\"}") == 0);
+  run_free(&r);
+  run(&r, a, b, NULL, 64, 0);
+  CHECK(r.rc == 0 && r.out.nops == 1 && r.ops.len < 300);
+  CHECK(strstr(r.ops.data, "...(1499 bytes)\"") != NULL);
+  CHECK(strstr(r.ops.data, "...(1503 bytes)\"") != NULL);
+  run_free(&r);
+
+  /* A byte budget cuts ops but not the count; fields list every one. */
+  run(&r, "[1,2,3,4,5,6,7,8,9,10]", "[0,0,0,0,0,0,0,0,0,0]", NULL, 0, 150);
+  CHECK(r.rc == 0 && r.out.nops == 10 && r.out.truncated == 1);
+  CHECK(r.ops.len <= 150 && r.ops.len > 0);
+  CHECK(r.ops.data[r.ops.len - 1] == '}');
+  size_t nf = 0;
+  for (size_t i = 0; i < r.fields.len; i++) nf += r.fields.data[i] == '\0';
+  CHECK(nf == 10);
+  CHECK(strcmp(r.fields.data, "/0") == 0);
+  run_free(&r);
+}
+
+static void test_invalid(void) {
+  static const char *bad[] = {
+    "", "{", "[1,]", "{\"a\" 1}", "01", "1.", "1e", "-", "nul", "tru",
+    "\"\\x\"", "\"\\ud800\"", "\"\\udc00x\"", "\"a\nb\"", "[1] x", "{,}",
+    "\"abc", "\"\\u12\"", "\"\xae\"", "\"\xc3\"",
+    "\"\xed\xa0\x80\"", /* UTF-8 is checked: not UTF-8, not JSON */
+    "[\"\\", "{\"a\":1,}", "+1", ".5", "NaN",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    run_t r;
+    run(&r, "{}", bad[i], NULL, 0, 0);
+    if (r.rc != -EINVAL || !strstr(r.err, "candidate")) {
+      fprintf(stderr, "accepted invalid '%s' (rc %d)\n", bad[i], r.rc);
+      failures++;
+    }
+    run_free(&r);
+    CHECK(shadow_json_validate(bad[i], strlen(bad[i])) == -EINVAL);
+  }
+  run_t r;
+  run(&r, "[1,2,x]", "[]", NULL, 0, 0);
+  CHECK(r.rc == -EINVAL && strstr(r.err, "primary") &&
+        strstr(r.err, "offset 5"));
+  run_free(&r);
+  /* Identical invalid texts are still invalid. */
+  run(&r, "{oops", "{oops", NULL, 0, 0);
+  CHECK(r.rc == -EINVAL);
+  run_free(&r);
+  CHECK(shadow_json_validate(" {\"a\":[1,2.5e-3,\"x\",true,null]} ", 32) ==
+        0);
+}
+
+static void test_depth(void) {
+  /* A depth bomb is refused, not a stack overflow; 512 levels are fine. */
+  size_t n = 100000;
+  char *bomb = malloc(n + 1);
+  memset(bomb, '[', n);
+  bomb[n] = '\0';
+  run_t r;
+  run(&r, "[]", bomb, NULL, 0, 0);
+  CHECK(r.rc == -EINVAL && strstr(r.err, "deep"));
+  run_free(&r);
+  char *ok = malloc(2 * SHADOW_JSON_MAX_DEPTH + 1);
+  memset(ok, '[', SHADOW_JSON_MAX_DEPTH);
+  memset(ok + SHADOW_JSON_MAX_DEPTH, ']', SHADOW_JSON_MAX_DEPTH);
+  ok[2 * SHADOW_JSON_MAX_DEPTH] = '\0';
+  CHECK(shadow_json_validate(ok, strlen(ok)) == 0);
+  run(&r, ok, ok, NULL, 0, 0);
+  CHECK(r.rc == 0 && r.out.nops == 0);
+  run_free(&r);
+  /* One level more is refused. */
+  char *deep = malloc(2 * SHADOW_JSON_MAX_DEPTH + 3);
+  memset(deep, '[', SHADOW_JSON_MAX_DEPTH + 1);
+  memset(deep + SHADOW_JSON_MAX_DEPTH + 1, ']', SHADOW_JSON_MAX_DEPTH + 1);
+  deep[2 * SHADOW_JSON_MAX_DEPTH + 2] = '\0';
+  run(&r, "[]", deep, NULL, 0, 0);
+  CHECK(r.rc == -EINVAL);
+  run_free(&r);
+  free(deep);
+  free(ok);
+  free(bomb);
+}
+
+static void test_fields_and_odd_keys(void) {
+  run_t r;
+  run(&r, "{\"a\":{\"b\":[1,2]},\"\\u0000\":1}",
+      "{\"a\":{\"b\":[1]},\"\\u0000\":2}", NULL, 0, 0);
+  CHECK(r.rc == 0 && r.out.nops == 2);
+  /* One NUL-terminated entry per difference, even for a key "\0". */
+  CHECK(r.fields.len == strlen("/a/b/1") + 1 + strlen("/\\u0000") + 1);
+  CHECK(strcmp(r.fields.data, "/a/b/1") == 0);
+  CHECK(strcmp(r.fields.data + 7, "/\\u0000") == 0);
+  CHECK(strstr(r.ops.data, "\"path\":\"/\\u0000\"") != NULL);
+  run_free(&r);
+  /* Duplicate keys: the last one counts, and a text equals itself. */
+  EXPECT("{\"a\":1,\"a\":2}", "{\"a\":1,\"a\":2}", "");
+  EXPECT("{\"a\":1,\"b\":0,\"a\":2}", "{\"b\":0,\"a\":2}", "");
+  EXPECT("{\"a\":1,\"b\":0,\"a\":2}", "{\"a\":2,\"c\":0}",
+         "{\"op\":\"remove\",\"path\":\"/b\",\"primary\":0},"
+         "{\"op\":\"add\",\"path\":\"/c\",\"candidate\":0}");
+  /* Ops continue a buffer that already holds something. */
+  memset(&r, 0, sizeof r);
+  shadow_buf_puts(&r.ops, "[");
+  r.out.ops = &r.ops;
+  CHECK(shadow_json_diff("[1,2]", 5, "[3,4]", 5, NULL, &r.out, NULL, 0) == 0);
+  CHECK(strncmp(r.ops.data, "[{\"op\"", 6) == 0);
+  CHECK(strstr(r.ops.data, "},{\"op\"") != NULL);
+  run_free(&r);
+}
+
+/* Big inputs in every mode: each matching step must stay near linear
+ * (a quadratic one would take minutes here and trip the test timeout). */
+static void test_scale(void) {
+  enum { N = 200000 };
+  shadow_buf_t a = SHADOW_BUF_INIT, b = SHADOW_BUF_INIT;
+  shadow_buf_puts(&a, "{\"z\":[");
+  shadow_buf_puts(&b, "{\"z\":[");
+  for (int i = 0; i < N; i++) {
+    shadow_buf_puts(&a, i ? ",0" : "0");
+    shadow_buf_puts(&b, i ? ",0" : (i == 0 ? "1" : "0"));
+  }
+  shadow_buf_puts(&a, "],\"k\":[");
+  shadow_buf_puts(&b, "],\"k\":[");
+  for (int i = 0; i < N; i++) {
+    shadow_buf_printf(&a, "%s{\"id\":%d,\"v\":0}", i ? "," : "", i);
+    shadow_buf_printf(&b, "%s{\"v\":%d,\"id\":%d}", i ? "," : "",
+                      N - 1 - i == 7 ? 1 : 0, N - 1 - i);
+  }
+  shadow_buf_puts(&a, "],\"o\":{");
+  shadow_buf_puts(&b, "],\"o\":{");
+  for (int i = 0; i < N; i++) {
+    shadow_buf_printf(&a, "%s\"%d\":%d", i ? "," : "", i, i);
+    shadow_buf_printf(&b, "%s\"%d\":%d", i ? "," : "", N - 1 - i,
+                      N - 1 - i);
+  }
+  shadow_buf_puts(&a, "}}");
+  shadow_buf_puts(&b, "}}");
+  static const int modes[] = { SHADOW_ARRAY_MULTISET, SHADOW_ARRAY_SET };
+  for (int m = 0; m < 2; m++) {
+    shadow_json_rules_t *r = shadow_json_rules_new();
+    CHECK(shadow_json_rules_array(r, "/z", modes[m], NULL) == 0);
+    CHECK(shadow_json_rules_array(r, "/k", SHADOW_ARRAY_KEY, "id") == 0);
+    shadow_buf_t ops = SHADOW_BUF_INIT;
+    shadow_json_diff_out_t out = { &ops, NULL, 0, 0, 0, 0 };
+    CHECK(shadow_json_diff(a.data, a.len, b.data, b.len, r, &out, NULL, 0) ==
+          0);
+    /* multiset: one 0 removed, the 1 added; set: only the 1 added. Key
+     * mode: id 7's v changed, under its primary index 7. */
+    CHECK(out.nops == (m == 0 ? 3u : 2u));
+    CHECK(strstr(ops.data, "\"path\":\"/k/7/v\"") != NULL);
+    shadow_buf_free(&ops);
+    shadow_json_rules_free(r);
+  }
+  shadow_buf_free(&a);
+  shadow_buf_free(&b);
+}
+
+int main(void) {
+  test_key_order_and_scalars();
+  test_numbers();
+  test_strings();
+  test_nested_and_objects();
+  test_arrays();
+  test_ignore();
+  test_array_modes();
+  test_tolerance();
+  test_truncation_and_budget();
+  test_invalid();
+  test_depth();
+  test_fields_and_odd_keys();
+  test_scale();
+  if (failures) {
+    fprintf(stderr, "%d failure(s)\n", failures);
+    return 1;
+  }
+  printf("test_json_diff: ok\n");
+  return 0;
+}

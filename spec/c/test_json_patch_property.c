@@ -1,0 +1,665 @@
+/* Property test of the JSON diff: for thousands of random document pairs,
+ * applying the ops as a JSON Patch (value = candidate) to the primary gives
+ * the candidate, and a document against a re-spelled, key-shuffled copy of
+ * itself gives no ops. The documents, the patch applier and the equality
+ * check here are the test's own, so the library checks against something
+ * it does not share code with (only the op list is read with its parser). */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "diff.h"
+#include "json.h"
+#include "json_diff.h"
+
+enum { T_NULL, T_BOOL, T_NUM, T_STR, T_ARR, T_OBJ };
+
+typedef struct tnode_s tnode_t;
+struct tnode_s {
+  int type;
+  int b;
+  char *s; /* number text or string bytes */
+  size_t slen;
+  tnode_t **kids;
+  char **keys; /* objects */
+  size_t *klens;
+  size_t n, cap;
+};
+
+static uint64_t rng = 0x5eed5eed12345678ULL;
+
+static uint64_t rnd(void) {
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return rng;
+}
+
+static size_t rn(size_t n) { return n ? (size_t)(rnd() % n) : 0; }
+
+static void *xmalloc(size_t n) {
+  void *p = malloc(n ? n : 1);
+  if (!p) abort();
+  return p;
+}
+
+static char *dupn(const char *s, size_t n) {
+  char *p = xmalloc(n + 1);
+  memcpy(p, s, n);
+  p[n] = '\0';
+  return p;
+}
+
+static tnode_t *tnew(int type) {
+  tnode_t *t = calloc(1, sizeof *t);
+  if (!t) abort();
+  t->type = type;
+  return t;
+}
+
+static void tfree(tnode_t *t) {
+  if (!t) return;
+  for (size_t i = 0; i < t->n; i++) {
+    tfree(t->kids[i]);
+    if (t->keys) free(t->keys[i]);
+  }
+  free(t->kids);
+  free(t->keys);
+  free(t->klens);
+  free(t->s);
+  free(t);
+}
+
+static void tpush(tnode_t *t, const char *key, size_t klen, tnode_t *v,
+                  size_t at) {
+  if (t->n == t->cap) {
+    t->cap = t->cap ? t->cap * 2 : 4;
+    t->kids = realloc(t->kids, t->cap * sizeof *t->kids);
+    if (t->type == T_OBJ) {
+      t->keys = realloc(t->keys, t->cap * sizeof *t->keys);
+      t->klens = realloc(t->klens, t->cap * sizeof *t->klens);
+    }
+  }
+  memmove(t->kids + at + 1, t->kids + at, (t->n - at) * sizeof *t->kids);
+  t->kids[at] = v;
+  if (t->type == T_OBJ) {
+    memmove(t->keys + at + 1, t->keys + at, (t->n - at) * sizeof *t->keys);
+    memmove(t->klens + at + 1, t->klens + at, (t->n - at) * sizeof *t->klens);
+    t->keys[at] = dupn(key, klen);
+    t->klens[at] = klen;
+  }
+  t->n++;
+}
+
+static void tdel(tnode_t *t, size_t at) {
+  tfree(t->kids[at]);
+  memmove(t->kids + at, t->kids + at + 1, (t->n - at - 1) * sizeof *t->kids);
+  if (t->type == T_OBJ) {
+    free(t->keys[at]);
+    memmove(t->keys + at, t->keys + at + 1, (t->n - at - 1) * sizeof *t->keys);
+    memmove(t->klens + at, t->klens + at + 1,
+            (t->n - at - 1) * sizeof *t->klens);
+  }
+  t->n--;
+}
+
+static long tfind(const tnode_t *t, const char *k, size_t kl) {
+  for (size_t i = 0; i < t->n; i++)
+    if (t->klens[i] == kl && memcmp(t->keys[i], k, kl) == 0) return (long)i;
+  return -1;
+}
+
+static tnode_t *tcopy(const tnode_t *t) {
+  tnode_t *c = tnew(t->type);
+  c->b = t->b;
+  if (t->s) c->s = dupn(t->s, t->slen);
+  c->slen = t->slen;
+  for (size_t i = 0; i < t->n; i++)
+    tpush(c, t->keys ? t->keys[i] : NULL, t->keys ? t->klens[i] : 0,
+          tcopy(t->kids[i]), c->n);
+  return c;
+}
+
+/* ---- numbers: the test's own normalization --------------------------- */
+
+typedef struct {
+  int neg;
+  char d[400];
+  long exp;
+} canon_t;
+
+static void canon(const char *s, size_t n, canon_t *c) {
+  size_t i = 0, nd = 0;
+  long point = 0, e = 0;
+  int seen_point = 0, eneg = 0;
+  c->neg = 0;
+  if (i < n && s[i] == '-') { c->neg = 1; i++; }
+  for (; i < n && s[i] != 'e' && s[i] != 'E'; i++) {
+    if (s[i] == '.') { seen_point = 1; continue; }
+    if (nd == 0 && s[i] == '0') { if (seen_point) point++; continue; }
+    c->d[nd++] = s[i];
+    if (seen_point) point++;
+  }
+  if (i < n) {
+    i++;
+    if (s[i] == '+' || s[i] == '-') eneg = s[i++] == '-';
+    for (; i < n; i++) e = e * 10 + (s[i] - '0');
+  }
+  while (nd && c->d[nd - 1] == '0') { nd--; point--; }
+  c->d[nd] = '\0';
+  c->exp = (eneg ? -e : e) - point;
+  if (!nd) { c->neg = 0; c->exp = 0; }
+}
+
+static int num_eq(const tnode_t *a, const tnode_t *b) {
+  canon_t x, y;
+  canon(a->s, a->slen, &x);
+  canon(b->s, b->slen, &y);
+  return x.neg == y.neg && x.exp == y.exp && strcmp(x.d, y.d) == 0;
+}
+
+static int teq(const tnode_t *a, const tnode_t *b) {
+  if (a->type != b->type) return 0;
+  switch (a->type) {
+  case T_NULL: return 1;
+  case T_BOOL: return a->b == b->b;
+  case T_NUM: return num_eq(a, b);
+  case T_STR: return a->slen == b->slen && !memcmp(a->s, b->s, a->slen);
+  case T_ARR:
+    if (a->n != b->n) return 0;
+    for (size_t i = 0; i < a->n; i++)
+      if (!teq(a->kids[i], b->kids[i])) return 0;
+    return 1;
+  default:
+    if (a->n != b->n) return 0;
+    for (size_t i = 0; i < a->n; i++) {
+      long k = tfind(b, a->keys[i], a->klens[i]);
+      if (k < 0 || !teq(a->kids[i], b->kids[k])) return 0;
+    }
+    return 1;
+  }
+}
+
+/* Equality where arrays at depth <= 1 are sets (mode 1) or multisets
+ * (mode 2), as the diff was told; deeper arrays compare by index. */
+static int teq_mode(const tnode_t *a, const tnode_t *b, int depth, int mode) {
+  if (a->type != b->type) return 0;
+  if (a->type == T_OBJ) {
+    if (a->n != b->n) return 0;
+    for (size_t i = 0; i < a->n; i++) {
+      long k = tfind(b, a->keys[i], a->klens[i]);
+      if (k < 0 || !teq_mode(a->kids[i], b->kids[k], depth + 1, mode))
+        return 0;
+    }
+    return 1;
+  }
+  if (a->type != T_ARR) return teq(a, b);
+  if (depth > 1) {
+    if (a->n != b->n) return 0;
+    for (size_t i = 0; i < a->n; i++)
+      if (!teq_mode(a->kids[i], b->kids[i], depth + 1, mode)) return 0;
+    return 1;
+  }
+  if (mode == 1) {
+    for (int side = 0; side < 2; side++) {
+      const tnode_t *x = side ? b : a, *y = side ? a : b;
+      for (size_t i = 0; i < x->n; i++) {
+        size_t j = 0;
+        while (j < y->n && !teq_mode(x->kids[i], y->kids[j], depth + 1, mode))
+          j++;
+        if (j == y->n) return 0;
+      }
+    }
+    return 1;
+  }
+  if (a->n != b->n) return 0;
+  char used[4096] = { 0 };
+  if (b->n > sizeof used) return 0;
+  for (size_t i = 0; i < a->n; i++) {
+    size_t j = 0;
+    while (j < b->n &&
+           (used[j] || !teq_mode(a->kids[i], b->kids[j], depth + 1, mode)))
+      j++;
+    if (j == b->n) return 0;
+    used[j] = 1;
+  }
+  return 1;
+}
+
+/* ---- generation -------------------------------------------------------- */
+
+static const char *pieces[] = {
+  "a", "b", "z", " ", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\"",
+  "\\", "/", "~", "\n", "\x01", "0", "1", "~1", "ab", "\xe4\xb8\xad",
+};
+static const char *keyset[] = {
+  "a", "b", "c", "id", "name", "a/b", "m~n", "", "\xc3\xa9", "~0", "x y",
+  "tags", "n", "\xf0\x9f\x98\x80",
+};
+
+static tnode_t *gen_string(void) {
+  tnode_t *t = tnew(T_STR);
+  char buf[128];
+  size_t len = 0, n = rn(6);
+  for (size_t i = 0; i < n; i++) {
+    const char *p = pieces[rn(sizeof pieces / sizeof *pieces)];
+    size_t pl = strlen(p);
+    memcpy(buf + len, p, pl);
+    len += pl;
+  }
+  t->s = dupn(buf, len);
+  t->slen = len;
+  return t;
+}
+
+/* A number as its plain value text; serialization re-spells it. */
+static tnode_t *gen_number(void) {
+  tnode_t *t = tnew(T_NUM);
+  char buf[64];
+  switch (rn(4)) {
+  case 0: snprintf(buf, sizeof buf, "%d", (int)rn(5)); break;
+  case 1: snprintf(buf, sizeof buf, "-%d", (int)rn(100000)); break;
+  case 2: snprintf(buf, sizeof buf, "%d.%d", (int)rn(100), (int)rn(100) + 1);
+    break;
+  default: /* beyond 2^53: neighbours must stay distinct */
+    snprintf(buf, sizeof buf, "90071992547409%d", (int)rn(10) + 90);
+  }
+  t->s = dupn(buf, strlen(buf));
+  t->slen = strlen(buf);
+  return t;
+}
+
+static tnode_t *gen(int depth) {
+  size_t k = rn(depth > 3 ? 4 : 7);
+  switch (k) {
+  case 0: return tnew(T_NULL);
+  case 1: { tnode_t *t = tnew(T_BOOL); t->b = (int)rn(2); return t; }
+  case 2: return gen_number();
+  case 3: return gen_string();
+  case 4: case 5: {
+    tnode_t *t = tnew(T_ARR);
+    size_t n = rn(6);
+    for (size_t i = 0; i < n; i++) tpush(t, NULL, 0, gen(depth + 1), t->n);
+    return t;
+  }
+  default: {
+    tnode_t *t = tnew(T_OBJ);
+    size_t n = rn(6);
+    for (size_t i = 0; i < n; i++) {
+      const char *key = keyset[rn(sizeof keyset / sizeof *keyset)];
+      if (tfind(t, key, strlen(key)) < 0)
+        tpush(t, key, strlen(key), gen(depth + 1), t->n);
+    }
+    return t;
+  }
+  }
+}
+
+/* Changes t in place, in ways a real candidate would differ. */
+static void mutate(tnode_t **tp, int depth) {
+  tnode_t *t = *tp;
+  size_t r = rn(10);
+  if (r == 0 || (t->type < T_ARR && r < 4)) {
+    tfree(t);
+    *tp = gen(depth);
+    return;
+  }
+  if (t->type == T_ARR) {
+    if (r == 4 && t->n) { tdel(t, rn(t->n)); return; }
+    if (r == 5) { tpush(t, NULL, 0, gen(depth + 1), t->n); return; }
+    if (r == 6) { while (t->n > 1 && rn(2)) tdel(t, t->n - 1); return; }
+    if (r == 7) { tpush(t, NULL, 0, gen(depth + 1), rn(t->n + 1)); return; }
+  } else if (t->type == T_OBJ) {
+    if (r == 4 && t->n) { tdel(t, rn(t->n)); return; }
+    if (r == 5) {
+      const char *key = keyset[rn(sizeof keyset / sizeof *keyset)];
+      if (tfind(t, key, strlen(key)) < 0)
+        tpush(t, key, strlen(key), gen(depth + 1), t->n);
+      return;
+    }
+  }
+  for (size_t i = 0; i < t->n; i++)
+    if (rn(3) == 0) mutate(&t->kids[i], depth + 1);
+}
+
+/* ---- serialization, with random but equivalent spellings --------------- */
+
+static void put_num(shadow_buf_t *b, const tnode_t *t, int respell) {
+  if (!respell || rn(3) == 0) {
+    shadow_buf_append(b, t->s, t->slen);
+    return;
+  }
+  canon_t c;
+  canon(t->s, t->slen, &c);
+  const char *sign = c.neg ? "-" : "";
+  if (!c.d[0]) {
+    const char *zeros[] = {"0", "0.0", "-0", "0e5", "0.000E-2"};
+    shadow_buf_puts(b, zeros[rn(5)]);
+    return;
+  }
+  switch (rn(4)) {
+  case 0: shadow_buf_printf(b, "%s%s0e%ld", sign, c.d, c.exp - 1); break;
+  case 1: shadow_buf_printf(b, "%s0.%se%ld", sign, c.d,
+                            c.exp + (long)strlen(c.d)); break;
+  case 2: shadow_buf_printf(b, "%s%c.%s00E%+ld", sign, c.d[0], c.d + 1,
+                            c.exp + (long)strlen(c.d) - 1); break;
+  default: shadow_buf_printf(b, "%s%sE%ld", sign, c.d, c.exp); break;
+  }
+}
+
+static void put_str(shadow_buf_t *b, const char *s, size_t n, int respell) {
+  if (!respell) {
+    shadow_buf_json_string(b, s, n, 0);
+    return;
+  }
+  const unsigned char *p = (const unsigned char *)s;
+  shadow_buf_putc(b, '"');
+  for (size_t i = 0; i < n;) {
+    unsigned c = p[i];
+    size_t l = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    unsigned cp = l == 1 ? c : c & (0xFF >> (l + 1));
+    for (size_t j = 1; j < l; j++) cp = (cp << 6) | (p[i + j] & 0x3F);
+    if (c == '"' || c == '\\' || c < 0x20 || rn(3) == 0) {
+      if (c == '/' && rn(2)) shadow_buf_puts(b, "\\/");
+      else if (cp >= 0x10000)
+        shadow_buf_printf(b, "\\u%04X\\u%04x", 0xD800 + ((cp - 0x10000) >> 10),
+                          0xDC00 + ((cp - 0x10000) & 0x3FF));
+      else
+        shadow_buf_printf(b, rn(2) ? "\\u%04x" : "\\u%04X", cp);
+    } else {
+      shadow_buf_append(b, p + i, l);
+    }
+    i += l;
+  }
+  shadow_buf_putc(b, '"');
+}
+
+static void ws(shadow_buf_t *b, int respell) {
+  if (respell && rn(4) == 0) shadow_buf_puts(b, rn(2) ? " " : "\n\t ");
+}
+
+static void ser(shadow_buf_t *b, const tnode_t *t, int respell) {
+  ws(b, respell);
+  switch (t->type) {
+  case T_NULL: shadow_buf_puts(b, "null"); break;
+  case T_BOOL: shadow_buf_puts(b, t->b ? "true" : "false"); break;
+  case T_NUM: put_num(b, t, respell); break;
+  case T_STR: put_str(b, t->s, t->slen, respell); break;
+  case T_ARR:
+    shadow_buf_putc(b, '[');
+    for (size_t i = 0; i < t->n; i++) {
+      if (i) shadow_buf_putc(b, ',');
+      ser(b, t->kids[i], respell);
+    }
+    ws(b, respell);
+    shadow_buf_putc(b, ']');
+    break;
+  default: {
+    /* A shuffled member order when re-spelling. */
+    size_t order[64];
+    for (size_t i = 0; i < t->n; i++) order[i] = i;
+    if (respell)
+      for (size_t i = t->n; i > 1; i--) {
+        size_t j = rn(i), tmp = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = tmp;
+      }
+    shadow_buf_putc(b, '{');
+    for (size_t i = 0; i < t->n; i++) {
+      if (i) shadow_buf_putc(b, ',');
+      ws(b, respell);
+      put_str(b, t->keys[order[i]], t->klens[order[i]], respell);
+      ws(b, respell);
+      shadow_buf_putc(b, ':');
+      ser(b, t->kids[order[i]], respell);
+    }
+    ws(b, respell);
+    shadow_buf_putc(b, '}');
+  }
+  }
+  ws(b, respell);
+}
+
+/* ---- the patch applier ------------------------------------------------- */
+
+static tnode_t *from_dom(const shadow_json_t *v) {
+  tnode_t *t;
+  switch (v->type) {
+  case SHADOW_JSON_NULL: return tnew(T_NULL);
+  case SHADOW_JSON_TRUE:
+  case SHADOW_JSON_FALSE:
+    t = tnew(T_BOOL);
+    t->b = v->type == SHADOW_JSON_TRUE;
+    return t;
+  case SHADOW_JSON_NUMBER:
+    t = tnew(T_NUM);
+    t->s = dupn(v->raw, v->rawlen);
+    t->slen = v->rawlen;
+    return t;
+  case SHADOW_JSON_STRING:
+    t = tnew(T_STR);
+    t->s = dupn(v->u.str, v->len);
+    t->slen = v->len;
+    return t;
+  case SHADOW_JSON_ARRAY:
+    t = tnew(T_ARR);
+    for (uint32_t i = 0; i < v->len; i++)
+      tpush(t, NULL, 0, from_dom(&v->u.items[i]), t->n);
+    return t;
+  default:
+    t = tnew(T_OBJ);
+    for (uint32_t i = 0; i < v->len; i++)
+      tpush(t, v->u.members[i].key, v->u.members[i].klen,
+            from_dom(&v->u.members[i].value), t->n);
+    return t;
+  }
+}
+
+static const shadow_json_t *member(const shadow_json_t *o, const char *k) {
+  long i = shadow_json_member_find(o, k, strlen(k));
+  return i < 0 ? NULL : &o->u.members[i].value;
+}
+
+/* Unescapes the next RFC 6901 segment of p into out; returns its end. */
+static const char *next_seg(const char *p, const char *end, char *out,
+                            size_t *olen) {
+  size_t n = 0;
+  p++; /* '/' */
+  while (p < end && *p != '/') {
+    if (*p == '~') {
+      out[n++] = p[1] == '0' ? '~' : '/';
+      p += 2;
+    } else {
+      out[n++] = *p++;
+    }
+  }
+  *olen = n;
+  return p;
+}
+
+static int parse_index(const char *s, size_t n, size_t *out) {
+  if (!n || (n > 1 && s[0] == '0')) return -1;
+  size_t v = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] < '0' || s[i] > '9') return -1;
+    v = v * 10 + (size_t)(s[i] - '0');
+  }
+  *out = v;
+  return 0;
+}
+
+/* Applies one op; returns 0 or -1 when the op does not apply. */
+static int apply(tnode_t **root, const char *op, const char *path,
+                 size_t plen, const shadow_json_t *value) {
+  if (plen == 0) {
+    if (strcmp(op, "replace") || !value) return -1;
+    tfree(*root);
+    *root = from_dom(value);
+    return 0;
+  }
+  const char *end = path + plen, *p = path;
+  tnode_t *cur = *root;
+  char seg[512];
+  size_t sl;
+  for (;;) {
+    p = next_seg(p, end, seg, &sl);
+    int last = p == end;
+    long at = -1;
+    size_t idx;
+    if (cur->type == T_OBJ) {
+      at = tfind(cur, seg, sl);
+    } else if (cur->type == T_ARR) {
+      if (parse_index(seg, sl, &idx)) return -1;
+      if (idx < cur->n) at = (long)idx;
+      else if (!(last && !strcmp(op, "add") && idx == cur->n)) return -1;
+    } else {
+      return -1;
+    }
+    if (!last) {
+      if (at < 0) return -1;
+      cur = cur->kids[at];
+      continue;
+    }
+    if (!strcmp(op, "remove")) {
+      if (at < 0) return -1;
+      tdel(cur, (size_t)at);
+    } else if (!strcmp(op, "replace")) {
+      if (at < 0 || !value) return -1;
+      tfree(cur->kids[at]);
+      cur->kids[at] = from_dom(value);
+    } else if (!strcmp(op, "add")) {
+      if (!value) return -1;
+      if (cur->type == T_OBJ && at >= 0) {
+        tfree(cur->kids[at]);
+        cur->kids[at] = from_dom(value);
+      } else {
+        tpush(cur, seg, sl, from_dom(value),
+              cur->type == T_ARR ? idx : cur->n);
+      }
+    } else {
+      return -1;
+    }
+    return 0;
+  }
+}
+
+static int failures;
+
+static void dump(const char *what, const tnode_t *t) {
+  shadow_buf_t b = SHADOW_BUF_INIT;
+  ser(&b, t, 0);
+  fprintf(stderr, "  %s: %s\n", what, b.data);
+  shadow_buf_free(&b);
+}
+
+/* Diffs the two texts and applies the ops to a copy of prim; mode 0 wants
+ * the candidate exactly, 1 and 2 up to set or multiset equivalence of the
+ * arrays the rules name. */
+static void check_pair(const tnode_t *prim, const tnode_t *cand,
+                       const char *pt, size_t pl, const char *ct, size_t cl,
+                       const shadow_json_rules_t *rules, int mode) {
+  shadow_buf_t ops = SHADOW_BUF_INIT, fields = SHADOW_BUF_INIT;
+  shadow_json_diff_out_t out = { &ops, &fields, 0, 0, 0, 0 };
+  char err[128];
+  int rc = shadow_json_diff(pt, pl, ct, cl, rules, &out, err, sizeof err);
+  if (rc) {
+    fprintf(stderr, "diff failed: %d %s\n  %s\n  %s\n", rc, err, pt, ct);
+    failures++;
+    return;
+  }
+  shadow_buf_t list = SHADOW_BUF_INIT;
+  shadow_buf_printf(&list, "[%s]", ops.data ? ops.data : "");
+  shadow_json_arena_t arena = SHADOW_JSON_ARENA_INIT;
+  shadow_json_t arr;
+  tnode_t *cur = tcopy(prim);
+  size_t nf = 0;
+  for (size_t i = 0; i < fields.len; i++) nf += fields.data[i] == '\0';
+  int bad = shadow_json_parse(&arena, list.data, list.len, &arr, NULL, NULL) ||
+            arr.len != out.nops || nf != out.nops;
+  for (uint32_t i = 0; !bad && i < arr.len; i++) {
+    const shadow_json_t *o = &arr.u.items[i];
+    const shadow_json_t *op = member(o, "op"), *path = member(o, "path");
+    if (!op || !path) { bad = 1; break; }
+    char name[16];
+    snprintf(name, sizeof name, "%.*s", (int)op->len, op->u.str);
+    if (apply(&cur, name, path->u.str, path->len, member(o, "candidate")))
+      bad = 1;
+  }
+  if (bad || !(mode ? teq_mode(cur, cand, 0, mode) : teq(cur, cand))) {
+    fprintf(stderr, "patch does not give the candidate (mode %d)\n"
+            "  ops: %s\n", mode, ops.data ? ops.data : "");
+    dump("primary", prim);
+    dump("candidate", cand);
+    dump("patched", cur);
+    failures++;
+  }
+  tfree(cur);
+  shadow_json_arena_free(&arena);
+  shadow_buf_free(&list);
+  shadow_buf_free(&ops);
+  shadow_buf_free(&fields);
+}
+
+int main(void) {
+  const int rounds = 5000;
+  size_t total_ops = 0, same_checked = 0;
+  shadow_json_rules_t *set_rules = shadow_json_rules_new();
+  shadow_json_rules_t *multi_rules = shadow_json_rules_new();
+  if (!set_rules || !multi_rules ||
+      shadow_json_rules_array(set_rules, "", SHADOW_ARRAY_SET, NULL) ||
+      shadow_json_rules_array(set_rules, "/*", SHADOW_ARRAY_SET, NULL) ||
+      shadow_json_rules_array(multi_rules, "", SHADOW_ARRAY_MULTISET, NULL) ||
+      shadow_json_rules_array(multi_rules, "/*", SHADOW_ARRAY_MULTISET, NULL))
+    abort();
+  for (int i = 0; i < rounds && failures < 5; i++) {
+    /* Roots are containers: that is where paths and order matter. */
+    tnode_t *p = gen(0), *c;
+    while (p->type < T_ARR) {
+      tfree(p);
+      p = gen(0);
+    }
+    if (rn(5) == 0) {
+      c = gen(0);
+    } else {
+      c = tcopy(p);
+      int m = 1 + (int)rn(4);
+      while (m--) mutate(&c, 0);
+    }
+    shadow_buf_t pt = SHADOW_BUF_INIT, ct = SHADOW_BUF_INIT;
+    ser(&pt, p, 1);
+    ser(&ct, c, 1);
+    check_pair(p, c, pt.data, pt.len, ct.data, ct.len, NULL, 0);
+    /* The same pair with the top arrays as sets, then as multisets. */
+    check_pair(p, c, pt.data, pt.len, ct.data, ct.len, set_rules, 1);
+    check_pair(p, c, pt.data, pt.len, ct.data, ct.len, multi_rules, 2);
+
+    /* The same document, re-spelled and key-shuffled: no ops. */
+    shadow_buf_t again = SHADOW_BUF_INIT;
+    ser(&again, p, 1);
+    shadow_json_diff_out_t out = { NULL, NULL, 0, 0, 0, 0 };
+    int rc = shadow_json_diff(pt.data, pt.len, again.data, again.len, NULL,
+                              &out, NULL, 0);
+    if (rc || out.nops) {
+      fprintf(stderr, "self diff gave %zu ops (rc %d)\n  %s\n  %s\n",
+              out.nops, rc, pt.data, again.data);
+      failures++;
+    }
+    same_checked++;
+    out.nops = 0;
+    shadow_json_diff(pt.data, pt.len, ct.data, ct.len, NULL, &out, NULL, 0);
+    total_ops += out.nops;
+    shadow_buf_free(&again);
+    shadow_buf_free(&pt);
+    shadow_buf_free(&ct);
+    tfree(p);
+    tfree(c);
+  }
+  shadow_json_rules_free(set_rules);
+  shadow_json_rules_free(multi_rules);
+  printf("test_json_patch_property: %d pairs (each by index, as sets and as "
+         "multisets), %zu ops applied, %zu self "
+         "checks, %d failures\n", rounds, total_ops, same_checked, failures);
+  return failures ? 1 : 0;
+}

@@ -1,0 +1,895 @@
+/* The upstream client against real backends: Debian's nginx with the Lua
+ * module for well-behaved HTTP (framing, keep-alive, bodies, slowness), and
+ * a small raw TCP server in a thread for the faults nginx will not commit
+ * (garbage, a lying Content-Length, huge headers, a keep-alive connection
+ * closed under our feet). Exit 0 means every check passed. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "upstream.h"
+
+static int failures;
+#define CHECK(c)                                                               \
+  do {                                                                         \
+    if (!(c)) {                                                                \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);    \
+      failures++;                                                              \
+    }                                                                          \
+  } while (0)
+
+static uv_loop_t loop;
+static pid_t nginx_pid = -1;
+static char tmpdir[] = "/tmp/test_upstream.XXXXXX";
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static int free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) ||
+      getsockname(fd, (struct sockaddr *)&a, &len)) {
+    perror("free_port");
+    exit(2);
+  }
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+static int port_open(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+  close(fd);
+  return ok;
+}
+
+/* Waits for a listener, not for time: polls the port until it accepts. */
+static int wait_port(int port) {
+  for (int i = 0; i < 1000; i++) {
+    if (port_open(port)) return 0;
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  return -1;
+}
+
+static void stop_nginx(void) {
+  if (nginx_pid > 0) {
+    kill(nginx_pid, SIGTERM);
+    waitpid(nginx_pid, NULL, 0);
+    nginx_pid = -1;
+  }
+  char cmd[128];
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+}
+
+static const char *nginx_conf =
+    "%s"
+    "worker_processes 1;\n"
+    "pid %s/nginx.pid;\n"
+    "load_module /usr/lib/nginx/modules/ndk_http_module.so;\n"
+    "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;\n"
+    "events { worker_connections 256; }\n"
+    "http {\n"
+    "  access_log off;\n"
+    "  client_body_temp_path %s/body;\n"
+    "  proxy_temp_path %s/proxy;\n"
+    "  fastcgi_temp_path %s/fastcgi;\n"
+    "  uwsgi_temp_path %s/uwsgi;\n"
+    "  scgi_temp_path %s/scgi;\n"
+    "  keepalive_requests 10000;\n"
+    "  server {\n"
+    "    listen 127.0.0.1:%d;\n"
+    "    location = /cl { add_header X-Conn $connection; return 200 hello; }\n"
+    "    location = /chunked { content_by_lua_block {\n"
+    "      ngx.header['X-Conn'] = ngx.var.connection\n"
+    "      ngx.print('abc'); ngx.flush(true); ngx.print('def')\n"
+    "    } }\n"
+    "    location = /204 { return 204; }\n"
+    "    location = /304 { content_by_lua_block {\n"
+    "      ngx.status = 304; ngx.header['ETag'] = '\"v1\"'\n"
+    "      ngx.send_headers(); ngx.exit(ngx.HTTP_OK)\n"
+    "    } }\n"
+    "    location = /echo {\n"
+    "      client_max_body_size 10m; client_body_buffer_size 10m;\n"
+    "      content_by_lua_block {\n"
+    "        ngx.req.read_body()\n"
+    "        ngx.header['X-Len'] = ngx.var.http_content_length or 'none'\n"
+    "        ngx.header['X-Method'] = ngx.req.get_method()\n"
+    "        ngx.print(ngx.req.get_body_data() or '')\n"
+    "    } }\n"
+    "    location /headers { content_by_lua_block {\n"
+    "      local h = ngx.req.get_headers()\n"
+    "      ngx.header['X-Host'] = h['host'] or 'none'\n"
+    "      ngx.header['X-Proxy'] = h['proxy-authorization'] or 'none'\n"
+    "      ngx.header['X-Keep'] = h['x-keep'] or 'none'\n"
+    "      ngx.header['X-Extra'] = h['x-shadow-request'] or 'none'\n"
+    "      ngx.header['X-Uri'] = ngx.var.request_uri\n"
+    "      ngx.print('ok')\n"
+    "    } }\n"
+    "    location = /sleep { content_by_lua_block {\n"
+    "      ngx.sleep(tonumber(ngx.var.arg_t) or 1)\n"
+    "      ngx.header['X-Conn'] = ngx.var.connection\n"
+    "      ngx.print('late')\n"
+    "    } }\n"
+    "    location = /teapot { content_by_lua_block {\n"
+    "      ngx.status = 418; ngx.header['X-Custom'] = 'teapot'\n"
+    "      ngx.print('short and stout')\n"
+    "    } }\n"
+    "  }\n"
+    "}\n";
+
+static int start_nginx(int port) {
+  if (!mkdtemp(tmpdir)) return -1;
+  char path[256];
+  snprintf(path, sizeof(path), "%s/nginx.conf", tmpdir);
+  FILE *f = fopen(path, "w");
+  if (!f) return -1;
+  fprintf(f, nginx_conf, geteuid() == 0 ? "user root;\n" : "", tmpdir, tmpdir,
+          tmpdir, tmpdir, tmpdir, tmpdir, port);
+  fclose(f);
+  atexit(stop_nginx);
+  nginx_pid = fork();
+  if (nginx_pid == 0) {
+    execl("/usr/sbin/nginx", "nginx", "-p", tmpdir, "-e", "stderr", "-c", path,
+          "-g", "daemon off; error_log stderr;", (char *)NULL);
+    _exit(127);
+  }
+  return nginx_pid > 0 && wait_port(port) == 0 ? 0 : -1;
+}
+
+/* ---- the raw server: faults on demand, one connection at a time -------- */
+
+static int raw_fd = -1;
+static int raw_port;
+static int raw_accepted; /* connections accepted; read after a join point */
+static pthread_mutex_t raw_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void put(int fd, const char *s, size_t n) {
+  while (n > 0) {
+    ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
+    if (w <= 0) return;
+    s += w;
+    n -= (size_t)w;
+  }
+}
+static void puts_fd(int fd, const char *s) {
+  put(fd, s, strlen(s));
+}
+
+/* Reads one request head (and a Content-Length body) into buf. */
+static int read_request(int fd, char *buf, size_t cap) {
+  size_t len = 0;
+  char *end = NULL;
+  while (!(end = strstr(buf, "\r\n\r\n"))) {
+    if (len + 1 >= cap) return -1;
+    ssize_t r = recv(fd, buf + len, cap - 1 - len, 0);
+    if (r <= 0) return -1;
+    len += (size_t)r;
+    buf[len] = '\0';
+  }
+  const char *cl = strcasestr(buf, "\r\ncontent-length:");
+  size_t body = cl && cl < end ? strtoul(cl + 17, NULL, 10) : 0;
+  size_t need = (size_t)(end + 4 - buf) + body;
+  while (len < need) {
+    char tmp[4096];
+    ssize_t r = recv(fd, tmp, sizeof(tmp), 0);
+    if (r <= 0) return -1;
+    len += (size_t)r;
+  }
+  return 0;
+}
+
+static void serve(int fd) {
+  char buf[16384];
+  for (int n = 1;; n++) {
+    memset(buf, 0, sizeof(buf));
+    if (read_request(fd, buf, sizeof(buf))) return;
+    const char *path = strchr(buf, ' ');
+    if (!path) return;
+    path++;
+    if (!strncmp(path, "/garbage ", 9)) {
+      put(fd, "\x01\x02 this is not http\r\n\r\n", 24);
+      return;
+    } else if (!strncmp(path, "/lie ", 5)) {
+      puts_fd(fd, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort");
+      return;
+    } else if (!strncmp(path, "/huge ", 6)) {
+      puts_fd(fd, "HTTP/1.1 200 OK\r\nX-Big: ");
+      char a[1024];
+      memset(a, 'a', sizeof(a));
+      for (int i = 0; i < 100; i++)
+        put(fd, a, sizeof(a));
+      puts_fd(fd, "\r\nContent-Length: 0\r\n\r\n");
+      return;
+    } else if (!strncmp(path, "/bigbody ", 9)) {
+      puts_fd(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+      char a[1024];
+      memset(a, 'b', sizeof(a));
+      for (int i = 0; i < 10; i++) {
+        puts_fd(fd, "400\r\n");
+        put(fd, a, sizeof(a));
+        puts_fd(fd, "\r\n");
+      }
+      puts_fd(fd, "0\r\n\r\n");
+      return;
+    } else if (!strncmp(path, "/eof ", 5)) {
+      puts_fd(fd, "HTTP/1.1 200 OK\r\n\r\nuntil the end");
+      return;
+    } else if (!strncmp(path, "/extra ", 7)) {
+      /* A second response nobody asked for rides along: the connection is
+       * out of step and must not be pooled. */
+      puts_fd(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                  "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil");
+    } else if (!strncmp(path, "/badchunk ", 10)) {
+      puts_fd(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  "zz\r\nhello\r\n");
+      return;
+    } else if (!strncmp(path, "/flaky ", 7) || !strncmp(path, "/idle ", 6)) {
+      /* The first request on a connection is answered and the connection
+       * offered for reuse; a second one is dropped unanswered, as by a
+       * server whose keep-alive timeout just expired. */
+      if (n > 1) return;
+      puts_fd(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+      if (!strncmp(path, "/idle ", 6)) return; /* close while idle */
+    } else {
+      puts_fd(fd, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    }
+  }
+}
+
+static void *raw_main(void *arg) {
+  for (;;) {
+    int c = accept(raw_fd, NULL, NULL);
+    if (c < 0) {
+      if (errno == EINTR) continue;
+      return NULL; /* shut down */
+    }
+    pthread_mutex_lock(&raw_mu);
+    raw_accepted++;
+    pthread_mutex_unlock(&raw_mu);
+    serve(c);
+    close(c);
+  }
+}
+
+static int raw_count(void) {
+  pthread_mutex_lock(&raw_mu);
+  int n = raw_accepted;
+  pthread_mutex_unlock(&raw_mu);
+  return n;
+}
+
+static pthread_t raw_thread;
+
+static int start_raw(void) {
+  raw_fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (raw_fd < 0 || bind(raw_fd, (struct sockaddr *)&a, sizeof(a)) ||
+      listen(raw_fd, 16) || getsockname(raw_fd, (struct sockaddr *)&a, &len))
+    return -1;
+  raw_port = ntohs(a.sin_port);
+  return pthread_create(&raw_thread, NULL, raw_main, NULL);
+}
+
+static void stop_raw(void) {
+  shutdown(raw_fd, SHUT_RDWR);
+  pthread_join(raw_thread, NULL);
+  close(raw_fd);
+}
+
+/* ---- driving the client ------------------------------------------------ */
+
+typedef struct result_s {
+  int done;
+  int err;
+  int order;
+  shadow_record_t *rec;
+  double ms;
+} result_t;
+
+static int completions;
+
+static void on_result(void *ud, int err, shadow_record_t *rec, double ms) {
+  result_t *r = ud;
+  CHECK(!r->done); /* exactly once */
+  r->done = 1;
+  r->err = err;
+  r->rec = rec;
+  r->ms = ms;
+  r->order = ++completions;
+  CHECK((err == SHADOW_UPSTREAM_OK) == (rec != NULL));
+}
+
+static void wait_done(result_t *r) {
+  while (!r->done)
+    uv_run(&loop, UV_RUN_ONCE);
+}
+
+static void result_free(result_t *r) {
+  shadow_record_free(r->rec);
+  memset(r, 0, sizeof(*r));
+}
+
+static shadow_upstream_t *make(const char *fmt, int port,
+                               const shadow_upstream_opts_t *o) {
+  char url[256];
+  snprintf(url, sizeof(url), fmt, port);
+  shadow_upstream_t *u = NULL;
+  char *err = NULL;
+  int rc = shadow_upstream_new(&loop, url, o, &u, &err);
+  if (rc) {
+    fprintf(stderr, "shadow_upstream_new(%s): %s\n", url, err);
+    exit(1);
+  }
+  return u;
+}
+
+/* Closes u and runs the loop until its handles are gone. */
+static void finish(shadow_upstream_t *u) {
+  shadow_upstream_close(u);
+  uv_run(&loop, UV_RUN_DEFAULT);
+}
+
+static int send_req(shadow_upstream_t *u, const char *method,
+                    const char *target, const shadow_headers_t *h,
+                    const shadow_headers_t *extra, const char *body,
+                    size_t blen, result_t *r) {
+  memset(r, 0, sizeof(*r));
+  int rc = shadow_upstream_send(u, method, target, strlen(target), h, extra,
+                                body, blen, on_result, r);
+  CHECK(rc == 0);
+  CHECK(!r->done); /* never from inside send() */
+  return rc;
+}
+
+static void get(shadow_upstream_t *u, const char *method, const char *target,
+                result_t *r) {
+  if (send_req(u, method, target, NULL, NULL, NULL, 0, r) == 0) wait_done(r);
+}
+
+static const char *hdr(const result_t *r, const char *name) {
+  if (!r->rec) return "";
+  const shadow_header_t *h = shadow_headers_find(&r->rec->headers, name);
+  return h ? h->value : "";
+}
+
+static int body_is(const result_t *r, const char *s) {
+  return r->rec && r->rec->body.len == strlen(s) &&
+         memcmp(r->rec->body.data ? r->rec->body.data : "", s, strlen(s)) == 0;
+}
+
+/* ---- tests against nginx ----------------------------------------------- */
+
+static void test_framing(int port) {
+  shadow_upstream_t *u = make("http://127.0.0.1:%d", port, NULL);
+  result_t r;
+
+  get(u, "GET", "/cl", &r);
+  CHECK(r.err == SHADOW_UPSTREAM_OK && r.rec->status == 200);
+  CHECK(body_is(&r, "hello"));
+  CHECK(strcmp(hdr(&r, "content-length"), "5") == 0);
+  result_free(&r);
+
+  get(u, "GET", "/chunked", &r);
+  CHECK(r.err == SHADOW_UPSTREAM_OK && r.rec->status == 200);
+  CHECK(body_is(&r, "abcdef"));
+  CHECK(strcmp(hdr(&r, "transfer-encoding"), "chunked") == 0);
+  result_free(&r);
+
+  /* HEAD announces a body it does not send; the next response on the same
+   * connection must still parse. */
+  get(u, "HEAD", "/cl", &r);
+  CHECK(r.err == SHADOW_UPSTREAM_OK && r.rec->status == 200);
+  CHECK(body_is(&r, ""));
+  CHECK(strcmp(hdr(&r, "content-length"), "5") == 0);
+  result_free(&r);
+
+  get(u, "GET", "/204", &r);
+  CHECK(r.err == SHADOW_UPSTREAM_OK && r.rec->status == 204);
+  CHECK(body_is(&r, ""));
+  result_free(&r);
+
+  get(u, "GET", "/304", &r);
+  CHECK(r.err == SHADOW_UPSTREAM_OK && r.rec->status == 304);
+  CHECK(body_is(&r, ""));
+  CHECK(strcmp(hdr(&r, "etag"), "\"v1\"") == 0);
+  result_free(&r);
+
+  get(u, "GET", "/teapot", &r);
+  CHECK(r.err == SHADOW_UPSTREAM_OK && r.rec->status == 418);
+  CHECK(strcmp(hdr(&r, "x-custom"), "teapot") == 0);
+  CHECK(body_is(&r, "short and stout"));
+  result_free(&r);
+
+  get(u, "GET", "/cl", &r);
+  CHECK(r.err == SHADOW_UPSTREAM_OK && body_is(&r, "hello"));
+  result_free(&r);
+
+  /* Everything above went over one keep-alive connection. */
+  shadow_upstream_stats_t st;
+  shadow_upstream_stats(u, &st);
+  CHECK(st.connects == 1);
+  CHECK(st.reuses == 6);
+  CHECK(shadow_upstream_connections(u) == 1);
+  CHECK(shadow_upstream_pending(u) == 0);
+  finish(u);
+}
+
+static void test_keepalive(int port) {
+  shadow_upstream_t *u = make("http://127.0.0.1:%d", port, NULL);
+  result_t r;
+  char first[32] = "";
+  for (int i = 0; i < 5; i++) {
+    get(u, "GET", "/cl", &r);
+    CHECK(r.err == SHADOW_UPSTREAM_OK);
+    CHECK(*hdr(&r, "x-conn"));
+    if (i == 0) snprintf(first, sizeof(first), "%s", hdr(&r, "x-conn"));
+    CHECK(strcmp(first, hdr(&r, "x-conn")) == 0); /* nginx's $connection */
+    CHECK(shadow_upstream_connections(u) == 1);
+    result_free(&r);
+  }
+  finish(u);
+}
+
+static void test_bodies(int port) {
+  shadow_upstream_t *u = make("http://127.0.0.1:%d", port, NULL);
+  result_t r;
+  size_t n = 300 * 1000;
+  char *body = malloc(n);
+  for (size_t i = 0; i < n; i++)
+    body[i] = (char)('a' + (i * 7) % 26);
+  send_req(u, "POST", "/echo", NULL, NULL, body, n, &r);
+  wait_done(&r);
+  CHECK(r.err == SHADOW_UPSTREAM_OK && r.rec->status == 200);
+  CHECK(r.rec && r.rec->body.len == n && !memcmp(r.rec->body.data, body, n));
+  CHECK(strcmp(hdr(&r, "x-len"), "300000") == 0);
+  result_free(&r);
+  free(body);
+
+  /* A POST without a body still says so, or the server waits for one. */
+  send_req(u, "POST", "/echo", NULL, NULL, NULL, 0, &r);
+  wait_done(&r);
+  CHECK(r.err == SHADOW_UPSTREAM_OK && body_is(&r, ""));
+  CHECK(strcmp(hdr(&r, "x-len"), "0") == 0);
+  result_free(&r);
+
+  /* A GET carries no Content-Length. */
+  get(u, "GET", "/echo", &r);
+  CHECK(r.err == SHADOW_UPSTREAM_OK && strcmp(hdr(&r, "x-len"), "none") == 0);
+  result_free(&r);
+  finish(u);
+}
+
+static void test_host(int port) {
+  shadow_upstream_t *u = make("http://127.0.0.1:%d/headers/base/", port, NULL);
+  result_t r;
+  char want[64];
+  snprintf(want, sizeof(want), "127.0.0.1:%d", port);
+
+  get(u, "GET", "/x?q=1", &r);
+  CHECK(r.err == SHADOW_UPSTREAM_OK);
+  CHECK(strcmp(hdr(&r, "x-host"), want) == 0);
+  CHECK(strcmp(hdr(&r, "x-uri"), "/headers/base/x?q=1") == 0);
+  result_free(&r);
+
+  shadow_headers_t h = SHADOW_HEADERS_INIT, extra = SHADOW_HEADERS_INIT;
+  shadow_headers_add(&h, "Connection", 10, "close", 5);
+  shadow_headers_add(&h, "host", 4, "example.test", 12);
+  shadow_headers_add(&h, "Proxy-Authorization", 19, "secret", 6);
+  shadow_headers_add(&h, "X-Keep", 6, "kept", 4);
+  shadow_headers_add(&extra, "x-shadow-request", 16, "1", 1);
+  send_req(u, "GET", "/y", &h, &extra, NULL, 0, &r);
+  wait_done(&r);
+  CHECK(r.err == SHADOW_UPSTREAM_OK);
+  CHECK(strcmp(hdr(&r, "x-host"), "example.test") == 0);
+  CHECK(strcmp(hdr(&r, "x-proxy"), "none") == 0);
+  CHECK(strcmp(hdr(&r, "x-keep"), "kept") == 0);
+  CHECK(strcmp(hdr(&r, "x-extra"), "1") == 0);
+  result_free(&r);
+  /* The client's "Connection: close" was its own hop: still one conn. */
+  CHECK(shadow_upstream_connections(u) == 1);
+
+  /* A header that would split the request is refused up front. */
+  shadow_headers_clear(&h);
+  shadow_headers_add(&h, "X-Evil", 6, "a\r\nX-Injected: 1", 17);
+  CHECK(shadow_upstream_send(u, "GET", "/", 1, &h, NULL, NULL, 0, on_result,
+                             &r) == -EINVAL);
+  CHECK(shadow_upstream_send(u, "GET", "/ HTTP/1.1", 10, NULL, NULL, NULL, 0,
+                             on_result, &r) == -EINVAL);
+  CHECK(!r.done);
+  shadow_headers_free(&h);
+  shadow_headers_free(&extra);
+  finish(u);
+}
+
+static void test_timeout(int port) {
+  shadow_upstream_opts_t o;
+  shadow_upstream_opts_default(&o);
+  o.timeout_ms = 300;
+  shadow_upstream_t *u = make("http://127.0.0.1:%d", port, &o);
+  result_t r;
+  get(u, "GET", "/sleep?t=5", &r);
+  CHECK(r.err == SHADOW_UPSTREAM_TIMEOUT);
+  CHECK(r.ms >= 200); /* it did wait: not an instant failure */
+  CHECK(shadow_upstream_connections(u) == 0); /* a late answer must not
+                                                 land on the next request */
+  get(u, "GET", "/cl", &r);
+  CHECK(r.err == SHADOW_UPSTREAM_OK && body_is(&r, "hello"));
+  result_free(&r);
+  finish(u);
+}
+
+static void test_queue(int port) {
+  shadow_upstream_opts_t o;
+  shadow_upstream_opts_default(&o);
+  o.max_connections = 1;
+  shadow_upstream_t *u = make("http://127.0.0.1:%d", port, &o);
+  result_t r[3];
+  completions = 0;
+  for (int i = 0; i < 3; i++)
+    send_req(u, "GET", "/sleep?t=0.2", NULL, NULL, NULL, 0, &r[i]);
+  CHECK(shadow_upstream_pending(u) == 3);
+  CHECK(shadow_upstream_connections(u) == 1);
+  for (int i = 0; i < 3; i++) {
+    wait_done(&r[i]);
+    CHECK(shadow_upstream_connections(u) <= 1);
+  }
+  for (int i = 0; i < 3; i++) {
+    CHECK(r[i].err == SHADOW_UPSTREAM_OK && body_is(&r[i], "late"));
+    CHECK(r[i].order == i + 1); /* first in, first out */
+    CHECK(strcmp(hdr(&r[0], "x-conn"), hdr(&r[i], "x-conn")) == 0);
+  }
+  shadow_upstream_stats_t st;
+  shadow_upstream_stats(u, &st);
+  CHECK(st.queued == 2 && st.connects == 1);
+  for (int i = 0; i < 3; i++)
+    result_free(&r[i]);
+
+  /* A queued request's timeout runs from its send: the second request
+   * waits 1 s for the first, then would need 1 s more, past its 1.5 s. */
+  o.timeout_ms = 1500;
+  shadow_upstream_set_opts(u, &o);
+  send_req(u, "GET", "/sleep?t=1", NULL, NULL, NULL, 0, &r[0]);
+  send_req(u, "GET", "/sleep?t=1", NULL, NULL, NULL, 0, &r[1]);
+  wait_done(&r[0]);
+  wait_done(&r[1]);
+  CHECK(r[0].err == SHADOW_UPSTREAM_OK);
+  CHECK(r[1].err == SHADOW_UPSTREAM_TIMEOUT);
+  result_free(&r[0]);
+  result_free(&r[1]);
+
+  /* Closing with requests in flight and queued cancels them, later. */
+  send_req(u, "GET", "/sleep?t=5", NULL, NULL, NULL, 0, &r[0]);
+  send_req(u, "GET", "/sleep?t=5", NULL, NULL, NULL, 0, &r[1]);
+  shadow_upstream_close(u);
+  CHECK(!r[0].done && !r[1].done);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(r[0].done && r[0].err == SHADOW_UPSTREAM_CANCELED);
+  CHECK(r[1].done && r[1].err == SHADOW_UPSTREAM_CANCELED);
+}
+
+/* A queued request times out in the queue while the connection is busy. */
+static void test_queue_timeout(int port) {
+  shadow_upstream_opts_t o;
+  shadow_upstream_opts_default(&o);
+  o.max_connections = 1;
+  shadow_upstream_t *u = make("http://127.0.0.1:%d", port, &o);
+  result_t r[2];
+  completions = 0;
+  send_req(u, "GET", "/sleep?t=1.5", NULL, NULL, NULL, 0, &r[0]);
+  o.timeout_ms = 300;
+  shadow_upstream_set_opts(u, &o);
+  send_req(u, "GET", "/cl", NULL, NULL, NULL, 0, &r[1]);
+  wait_done(&r[1]);
+  CHECK(r[1].err == SHADOW_UPSTREAM_TIMEOUT && r[1].order == 1);
+  CHECK(!r[0].done);
+  wait_done(&r[0]);
+  CHECK(r[0].err == SHADOW_UPSTREAM_OK && body_is(&r[0], "late"));
+  result_free(&r[0]);
+  finish(u);
+}
+
+/* Closing from inside a callback cancels the rest; sending from inside a
+ * callback reuses the connection that just answered. */
+typedef struct chain_s {
+  shadow_upstream_t *u;
+  int left;
+  result_t last;
+} chain_t;
+
+static void on_chain(void *ud, int err, shadow_record_t *rec, double ms) {
+  chain_t *c = ud;
+  CHECK(err == SHADOW_UPSTREAM_OK);
+  shadow_record_free(rec);
+  if (--c->left > 0) {
+    CHECK(shadow_upstream_send(c->u, "GET", "/cl", 3, NULL, NULL, NULL, 0,
+                               on_chain, c) == 0);
+  } else {
+    c->last.done = 1;
+  }
+}
+
+static void on_close_inside(void *ud, int err, shadow_record_t *rec,
+                            double ms) {
+  chain_t *c = ud;
+  on_result(&c->last, err, rec, ms);
+  shadow_upstream_close(c->u);
+  CHECK(shadow_upstream_send(c->u, "GET", "/cl", 3, NULL, NULL, NULL, 0,
+                             on_result, &c->last) == -ECANCELED);
+}
+
+static void test_reentry(int port) {
+  chain_t c = {make("http://127.0.0.1:%d", port, NULL), 5, {0}};
+  CHECK(shadow_upstream_send(c.u, "GET", "/cl", 3, NULL, NULL, NULL, 0,
+                             on_chain, &c) == 0);
+  wait_done(&c.last);
+  shadow_upstream_stats_t st;
+  shadow_upstream_stats(c.u, &st);
+  CHECK(st.connects == 1 && st.requests == 5);
+  finish(c.u);
+
+  chain_t d = {make("http://127.0.0.1:%d", port, NULL), 0, {0}};
+  result_t slow;
+  CHECK(shadow_upstream_send(d.u, "GET", "/cl", 3, NULL, NULL, NULL, 0,
+                             on_close_inside, &d) == 0);
+  send_req(d.u, "GET", "/sleep?t=5", NULL, NULL, NULL, 0, &slow);
+  uv_run(&loop, UV_RUN_DEFAULT); /* returns once everything has closed */
+  CHECK(d.last.done && d.last.err == SHADOW_UPSTREAM_OK);
+  CHECK(slow.done && slow.err == SHADOW_UPSTREAM_CANCELED);
+  result_free(&d.last);
+}
+
+/* Many requests, a few at a time, over a capped pool: every one answered,
+ * never more connections than the cap. */
+typedef struct load_s {
+  shadow_upstream_t *u;
+  int sent, done, ok, total, max_conns;
+} load_t;
+
+static void load_next(load_t *l);
+
+static void on_load(void *ud, int err, shadow_record_t *rec, double ms) {
+  load_t *l = ud;
+  l->done++;
+  if (err == SHADOW_UPSTREAM_OK && rec->status == 200 && rec->body.len == 5)
+    l->ok++;
+  shadow_record_free(rec);
+  if (shadow_upstream_connections(l->u) > (size_t)l->max_conns)
+    l->max_conns = (int)shadow_upstream_connections(l->u);
+  load_next(l);
+}
+
+static void load_next(load_t *l) {
+  if (l->sent >= l->total) return;
+  l->sent++;
+  CHECK(shadow_upstream_send(l->u, "GET", "/cl", 3, NULL, NULL, NULL, 0,
+                             on_load, l) == 0);
+}
+
+static void test_load(int port) {
+  shadow_upstream_opts_t o;
+  shadow_upstream_opts_default(&o);
+  o.max_connections = 8;
+  load_t l = {make("http://127.0.0.1:%d", port, &o), 0, 0, 0, 20000, 0};
+  uint64_t t0 = uv_hrtime();
+  for (int i = 0; i < 32; i++)
+    load_next(&l);
+  while (l.done < l.total)
+    uv_run(&loop, UV_RUN_ONCE);
+  double s = (double)(uv_hrtime() - t0) / 1e9;
+  CHECK(l.ok == l.total);
+  CHECK(l.max_conns <= 8);
+  shadow_upstream_stats_t st;
+  shadow_upstream_stats(l.u, &st);
+  CHECK(st.connects <= 8 && st.failures == 0);
+  printf("load: %d requests, 32 in flight, 8 connections: %.0f req/s\n",
+         l.total, l.total / s);
+  finish(l.u);
+}
+
+/* ---- tests against the raw server -------------------------------------- */
+
+static int fault(const char *target, const shadow_upstream_opts_t *o) {
+  shadow_upstream_t *u = make("http://127.0.0.1:%d", raw_port, o);
+  result_t r;
+  get(u, "GET", target, &r);
+  int err = r.err;
+  result_free(&r);
+  finish(u);
+  return err;
+}
+
+static void test_faults(void) {
+  /* Nothing listens on a port we just released. */
+  int closed = free_port();
+  shadow_upstream_t *u = make("http://127.0.0.1:%d", closed, NULL);
+  result_t r;
+  get(u, "GET", "/", &r);
+  CHECK(r.err == SHADOW_UPSTREAM_REFUSED);
+  finish(u);
+
+  CHECK(fault("/garbage", NULL) == SHADOW_UPSTREAM_BAD_RESPONSE);
+  CHECK(fault("/lie", NULL) == SHADOW_UPSTREAM_RESET);
+  CHECK(fault("/huge", NULL) == SHADOW_UPSTREAM_TOO_LARGE);
+  CHECK(fault("/badchunk", NULL) == SHADOW_UPSTREAM_BAD_RESPONSE);
+  CHECK(fault("/bigbody", NULL) == SHADOW_UPSTREAM_OK);
+  shadow_upstream_opts_t o;
+  shadow_upstream_opts_default(&o);
+  o.body_bytes = 4096;
+  CHECK(fault("/bigbody", &o) == SHADOW_UPSTREAM_TOO_LARGE);
+}
+
+/* A listener whose accept queue is full drops SYNs: the connect hangs
+ * until the connect timeout, well before the response timeout. */
+static void test_connect_timeout(void) {
+  int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  CHECK(bind(lfd, (struct sockaddr *)&a, sizeof(a)) == 0);
+  CHECK(listen(lfd, 0) == 0);
+  CHECK(getsockname(lfd, (struct sockaddr *)&a, &len) == 0);
+  int fill[4];
+  for (int i = 0; i < 4; i++) {
+    fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    connect(fill[i], (struct sockaddr *)&a, sizeof(a));
+  }
+  shadow_upstream_opts_t o;
+  shadow_upstream_opts_default(&o);
+  o.connect_timeout_ms = 200;
+  o.timeout_ms = 20000;
+  shadow_upstream_t *u = make("http://127.0.0.1:%d", ntohs(a.sin_port), &o);
+  result_t r;
+  get(u, "GET", "/", &r);
+  CHECK(r.err == SHADOW_UPSTREAM_TIMEOUT);
+  CHECK(r.ms < 10000); /* the connect timeout, not the response one */
+  finish(u);
+  for (int i = 0; i < 4; i++)
+    close(fill[i]);
+  close(lfd);
+}
+
+static void test_unpooled(void) {
+  shadow_upstream_t *u = make("http://127.0.0.1:%d", raw_port, NULL);
+  result_t r;
+  get(u, "GET", "/eof", &r);
+  CHECK(r.err == SHADOW_UPSTREAM_OK && body_is(&r, "until the end"));
+  CHECK(shadow_upstream_connections(u) == 0);
+  result_free(&r);
+  get(u, "GET", "/extra", &r);
+  CHECK(r.err == SHADOW_UPSTREAM_OK && body_is(&r, "ok"));
+  result_free(&r);
+  /* Whether the stray bytes came with the response or just after it, the
+   * connection goes: never reused for the next request. */
+  while (shadow_upstream_connections(u) > 0)
+    uv_run(&loop, UV_RUN_ONCE);
+  shadow_upstream_stats_t st;
+  shadow_upstream_stats(u, &st);
+  CHECK(st.reuses == 0);
+  finish(u);
+}
+
+static void test_stale_retry(void) {
+  shadow_upstream_t *u = make("http://127.0.0.1:%d", raw_port, NULL);
+  shadow_upstream_stats_t st;
+  result_t r;
+  int before = raw_count();
+  get(u, "GET", "/flaky", &r);
+  CHECK(r.err == SHADOW_UPSTREAM_OK && body_is(&r, "ok"));
+  result_free(&r);
+  /* The pooled connection is dropped by the server on this request: the
+   * client retries it once on a fresh connection. */
+  get(u, "GET", "/flaky", &r);
+  CHECK(r.err == SHADOW_UPSTREAM_OK && body_is(&r, "ok"));
+  result_free(&r);
+  shadow_upstream_stats(u, &st);
+  CHECK(st.retries == 1);
+  CHECK(raw_count() - before == 2);
+
+  /* A POST is not idempotent: the same staleness is a failure. */
+  send_req(u, "POST", "/flaky", NULL, NULL, "x", 1, &r);
+  wait_done(&r);
+  CHECK(r.err == SHADOW_UPSTREAM_RESET);
+  result_free(&r);
+  shadow_upstream_stats(u, &st);
+  CHECK(st.retries == 1);
+  finish(u);
+
+  /* A server that closes an idle pooled connection frees it. */
+  u = make("http://127.0.0.1:%d", raw_port, NULL);
+  get(u, "GET", "/idle", &r);
+  CHECK(r.err == SHADOW_UPSTREAM_OK);
+  result_free(&r);
+  while (shadow_upstream_connections(u) > 0)
+    uv_run(&loop, UV_RUN_ONCE);
+  finish(u);
+}
+
+static void test_urls(int port) {
+  CHECK(strcmp(shadow_upstream_err_name(SHADOW_UPSTREAM_REFUSED), "refused") ==
+        0);
+  CHECK(strcmp(shadow_upstream_err_name(SHADOW_UPSTREAM_BAD_RESPONSE),
+               "bad_response") == 0);
+  CHECK(strcmp(shadow_upstream_err_name(SHADOW_UPSTREAM_TOO_LARGE),
+               "too_large") == 0);
+  const char *bad[] = {"https://127.0.0.1/",
+                       "http://",
+                       "http://h:99999",
+                       "http://[::1",
+                       "http://h:80?x",
+                       "http://no.such.host.invalid",
+                       NULL};
+  for (int i = 0; bad[i]; i++) {
+    shadow_upstream_t *u = NULL;
+    char *err = NULL;
+    CHECK(shadow_upstream_new(&loop, bad[i], NULL, &u, &err) < 0);
+    CHECK(err != NULL && u == NULL);
+    free(err);
+  }
+  shadow_upstream_t *u = make("http://localhost:%d/", port, NULL);
+  CHECK(strcmp(shadow_upstream_url(u), "") != 0);
+  finish(u);
+
+  /* An IPv6 literal: nothing of ours listens there, so it is refused (or
+   * unreachable where the host has no IPv6), never anything else. */
+  u = make("http://[::1]:%d", port, NULL);
+  result_t r;
+  get(u, "GET", "/", &r);
+  CHECK(r.err == SHADOW_UPSTREAM_REFUSED);
+  finish(u);
+}
+
+int main(void) {
+  alarm(100); /* a hang is a failure, not a stuck CI job */
+  signal(SIGPIPE, SIG_IGN);
+  CHECK(uv_loop_init(&loop) == 0);
+  int port = free_port();
+  if (start_nginx(port)) {
+    fprintf(stderr, "nginx did not start on port %d\n", port);
+    return 1;
+  }
+  if (start_raw()) {
+    perror("raw server");
+    return 1;
+  }
+  test_framing(port);
+  test_keepalive(port);
+  test_bodies(port);
+  test_host(port);
+  test_timeout(port);
+  test_queue(port);
+  test_queue_timeout(port);
+  test_reentry(port);
+  test_load(port);
+  test_faults();
+  test_unpooled();
+  test_stale_retry();
+  test_connect_timeout();
+  test_urls(port);
+  stop_raw();
+  stop_nginx();
+  CHECK(uv_loop_close(&loop) == 0);
+  if (failures)
+    fprintf(stderr, "%d check(s) failed\n", failures);
+  else
+    printf("test_upstream: all checks passed\n");
+  return failures ? 1 : 0;
+}

@@ -1,0 +1,13 @@
+-- Where the specs find the build: libshadow from $SHADOW_BUILD_DIR (or
+-- ./build), put first on package.cpath so `require "shadow"` loads it.
+local M = {}
+
+M.build_dir = os.getenv("SHADOW_BUILD_DIR") or "./build"
+M.libshadow = os.getenv("LIBSHADOW") or (M.build_dir .. "/libshadow.so")
+
+local entry = M.build_dir .. "/?.so"
+if not package.cpath:find(entry, 1, true) then
+  package.cpath = entry .. ";" .. package.cpath
+end
+
+return M

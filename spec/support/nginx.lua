@@ -1,0 +1,115 @@
+-- Debian's nginx with the Lua module as a real backend for specs: one
+-- single-process nginx (so stopping its pid stops all of it) serving
+-- named servers on free loopback ports, each with a JSON access log.
+local process = require "support.process"
+local port = require "support.port"
+local json = require "support.json"
+local socket = require "socket"
+
+local M = {}
+local Nginx = {}
+Nginx.__index = Nginx
+
+M.binary = "/usr/sbin/nginx"
+M.modules = "/usr/lib/nginx/modules"
+
+-- What a backend saw of each request, one JSON object a line. The
+-- body is there only when a handler read it (ngx.req.read_body()).
+local LOG_FORMAT = [[
+  log_format spec escape=json '{"key":"$http_x_user_id",'
+    '"shadow":"$http_x_shadow_request","method":"$request_method",'
+    '"uri":"$request_uri","body":"$request_body",'
+    '"content_type":"$http_content_type","status":"$status"}';
+]]
+
+local function render(dir, servers, ports, http_extra)
+  local parts = {
+    ("load_module %s/ndk_http_module.so;"):format(M.modules),
+    ("load_module %s/ngx_http_lua_module.so;"):format(M.modules),
+    "master_process off;",
+    "daemon off;",
+    ("pid %s/nginx.pid;"):format(dir),
+    ("error_log %s/error.log info;"):format(dir),
+    "events { worker_connections 1024; }",
+    "http {",
+    LOG_FORMAT,
+    ("  client_body_temp_path %s/body;"):format(dir),
+    ("  proxy_temp_path %s/proxy;"):format(dir),
+    ("  fastcgi_temp_path %s/fastcgi;"):format(dir),
+    ("  uwsgi_temp_path %s/uwsgi;"):format(dir),
+    ("  scgi_temp_path %s/scgi;"):format(dir),
+    -- Whole bodies in memory, so $request_body logs them.
+    "  client_body_buffer_size 1m;",
+    "  client_max_body_size 16m;",
+    "  keepalive_requests 100000;",
+    "  lua_code_cache on;",
+    http_extra or "",
+  }
+  for name, body in pairs(servers) do
+    parts[#parts + 1] = ("  server {\n    listen 127.0.0.1:%d;\n"
+      .. "    access_log %s/%s.access.log spec;\n%s\n  }")
+      :format(ports[name], dir, name, body)
+  end
+  parts[#parts + 1] = "}"
+  return table.concat(parts, "\n") .. "\n"
+end
+
+-- start{ servers = { name = "location ... { ... }", ... }, http = "..." }
+-- Returns an instance with .ports[name], :url(name), :requests(name),
+-- :wait_requests(name, n), :stop().
+function M.start(opts)
+  local dir = process.tmpdir("shadow-nginx")
+  local ports = {}
+  for name in pairs(opts.servers) do ports[name] = port.free() end
+  local conf = dir .. "/nginx.conf"
+  process.write_file(conf, render(dir, opts.servers, ports, opts.http))
+  local proc = process.spawn({ M.binary, "-p", dir .. "/", "-c", conf,
+                               "-e", dir .. "/error.log" },
+                             { stdout = dir .. "/stdout",
+                               stderr = dir .. "/stderr" })
+  local self = setmetatable({ dir = dir, ports = ports, proc = proc }, Nginx)
+  for name, p in pairs(ports) do
+    local ok, err = port.wait(p, 10, proc)
+    if not ok then
+      local log = process.read_file(dir .. "/error.log") or ""
+      self:stop()
+      error(("nginx server %q: %s\nerror.log:\n%s"):format(name, err, log), 2)
+    end
+  end
+  return self
+end
+
+function Nginx:url(name)
+  return "http://127.0.0.1:" .. assert(self.ports[name], name)
+end
+
+-- Every request the named server logged so far, oldest first.
+function Nginx:requests(name)
+  return json.decode_lines(process.read_file(
+    ("%s/%s.access.log"):format(self.dir, name)))
+end
+
+-- Waits until the named server logged at least n requests (nginx logs
+-- after the response is sent, so a reply seen is not yet a line).
+function Nginx:wait_requests(name, n, timeout)
+  local deadline = socket.gettime() + (timeout or 10)
+  while true do
+    local reqs = self:requests(name)
+    if #reqs >= n then return reqs end
+    if socket.gettime() > deadline then return reqs end
+    socket.sleep(0.02)
+  end
+end
+
+function Nginx:error_log()
+  return process.read_file(self.dir .. "/error.log") or ""
+end
+
+function Nginx:stop()
+  if self.stopped then return end
+  self.stopped = true
+  self.proc:stop(5, process.SIGTERM)
+  process.rmdir(self.dir)
+end
+
+return M

@@ -1,0 +1,202 @@
+#include "admin.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "server.h"
+
+struct shadow_admin_s {
+  shadow_server_t *server;
+  shadow_admin_ctx_t ctx;
+  shadow_buf_t out;
+};
+
+static void reply(shadow_request_t *req, int status, const char *type,
+                  const char *body, size_t len) {
+  shadow_headers_t h = SHADOW_HEADERS_INIT;
+  shadow_headers_add(&h, "content-type", 12, type, strlen(type));
+  shadow_headers_add(&h, "cache-control", 13, "no-store", 8);
+  shadow_server_respond(req, status, &h, body, len);
+  shadow_headers_free(&h);
+}
+
+static void reply_json(shadow_request_t *req, int status, const char *json) {
+  reply(req, status, "application/json", json, strlen(json));
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* The decoded value of query parameter name, or -1 when absent. */
+static int query_param(const char *query, size_t qlen, const char *name,
+                       shadow_buf_t *out) {
+  size_t nl = strlen(name);
+  const char *p = query, *end = query + qlen;
+  while (p < end) {
+    const char *amp = memchr(p, '&', (size_t)(end - p));
+    const char *pe = amp ? amp : end;
+    if ((size_t)(pe - p) > nl && memcmp(p, name, nl) == 0 && p[nl] == '=') {
+      shadow_buf_reset(out);
+      for (const char *s = p + nl + 1; s < pe; s++) {
+        if (*s == '+') {
+          shadow_buf_putc(out, ' ');
+        } else if (*s == '%' && pe - s > 2 && hexval(s[1]) >= 0 &&
+                   hexval(s[2]) >= 0) {
+          shadow_buf_putc(out, (char)(hexval(s[1]) * 16 + hexval(s[2])));
+          s += 2;
+        } else {
+          shadow_buf_putc(out, *s);
+        }
+      }
+      if (!out->data) shadow_buf_append(out, "", 0);
+      return 0;
+    }
+    p = pe + 1;
+  }
+  return -1;
+}
+
+static void divergences(shadow_admin_t *a, shadow_request_t *req,
+                        const char *query, size_t qlen) {
+  shadow_ring_t *ring = a->ctx.ring(a->ctx.ud);
+  shadow_buf_t v = SHADOW_BUF_INIT;
+  size_t limit = 50;
+  if (query_param(query, qlen, "limit", &v) == 0) {
+    char *end;
+    long n = strtol(v.data, &end, 10);
+    if (*end || n < 0) {
+      shadow_buf_free(&v);
+      reply_json(req, 400, "{\"error\":\"limit must be a whole number\"}");
+      return;
+    }
+    limit = (size_t)n;
+  }
+  int by_route = query_param(query, qlen, "route", &v) == 0;
+  shadow_buf_t *out = &a->out;
+  shadow_buf_reset(out);
+  shadow_buf_puts(out, "{\"divergences\":[");
+  size_t shown = 0, total = 0, len = ring ? shadow_ring_len(ring) : 0;
+  for (size_t i = 0; i < len; i++) {
+    size_t n, rl;
+    const char *route;
+    const char *json = shadow_ring_get(ring, i, &n, &route, &rl);
+    if (!json) break;
+    if (by_route && (rl != v.len || memcmp(route, v.data, rl) != 0))
+      continue;
+    total++;
+    if (shown < limit) {
+      if (shown++) shadow_buf_putc(out, ',');
+      shadow_buf_append(out, json, n);
+    }
+  }
+  shadow_buf_printf(out, "],\"total\":%zu}", total);
+  shadow_buf_free(&v);
+  reply(req, 200, "application/json", out->data, out->len);
+}
+
+/* Constant-time comparison, so the token cannot be guessed by timing. */
+static int token_ok(const shadow_request_t *req, const char *token) {
+  const shadow_header_t *h = shadow_headers_find(&req->headers,
+                                                 "authorization");
+  size_t tl = strlen(token);
+  if (!h || h->value_len != tl + 7 || strncasecmp(h->value, "Bearer ", 7))
+    return 0;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < tl; i++) diff |= (unsigned char)(h->value[7 + i] ^
+                                                          token[i]);
+  return diff == 0;
+}
+
+static void on_admin_request(shadow_request_t *req, void *ud) {
+  shadow_admin_t *a = ud;
+  const char *t = req->target.data ? req->target.data : "/";
+  size_t tl = req->target.len;
+  const char *q = memchr(t, '?', tl);
+  size_t pl = q ? (size_t)(q - t) : tl;
+  const char *query = q ? q + 1 : "";
+  size_t qlen = q ? tl - pl - 1 : 0;
+#define PATH_IS(s) (pl == sizeof(s) - 1 && memcmp(t, s, pl) == 0)
+  int get = strcmp(req->method, "GET") == 0 ||
+            strcmp(req->method, "HEAD") == 0;
+  const shadow_config_t *cfg = a->ctx.config(a->ctx.ud);
+
+  if (PATH_IS("/healthz")) {
+    reply_json(req, 200, "{\"status\":\"ok\"}");
+    return;
+  }
+  if (cfg->admin_token && !token_ok(req, cfg->admin_token)) {
+    reply_json(req, 401, "{\"error\":\"a bearer token is required\"}");
+    return;
+  }
+  if (PATH_IS("/divergences") && get) {
+    divergences(a, req, query, qlen);
+  } else if (PATH_IS("/stats") && get) {
+    shadow_buf_reset(&a->out);
+    shadow_stats_render_json(a->ctx.stats, &a->out, cfg->slo_max_rate,
+                             cfg->slo_min_samples);
+    reply(req, 200, "application/json", a->out.data, a->out.len);
+  } else if (PATH_IS("/metrics") && get) {
+    shadow_buf_reset(&a->out);
+    shadow_stats_render_prometheus(a->ctx.stats, &a->out);
+    reply(req, 200, "text/plain; version=0.0.4", a->out.data, a->out.len);
+  } else if (PATH_IS("/reload")) {
+    if (strcmp(req->method, "POST") != 0) {
+      reply_json(req, 405, "{\"error\":\"use POST /reload\"}");
+      return;
+    }
+    char *err = NULL;
+    int rc = a->ctx.reload(a->ctx.ud, &err);
+    shadow_buf_reset(&a->out);
+    if (rc == 0) {
+      shadow_buf_printf(&a->out, "{\"result\":\"ok\",\"generation\":%u}",
+                        a->ctx.stats->generation);
+    } else {
+      shadow_buf_puts(&a->out, "{\"result\":\"error\",\"error\":");
+      const char *e = err ? err : "reload failed";
+      shadow_buf_json_string(&a->out, e, strlen(e), 0);
+      shadow_buf_putc(&a->out, '}');
+    }
+    free(err);
+    reply(req, rc == 0 ? 200 : 422, "application/json", a->out.data,
+          a->out.len);
+  } else if (PATH_IS("/") && get) {
+    reply(req, 200, "text/html; charset=utf-8", shadow_admin_dashboard_html,
+          strlen(shadow_admin_dashboard_html));
+  } else {
+    reply_json(req, 404, "{\"error\":\"not found\"}");
+  }
+#undef PATH_IS
+}
+
+int shadow_admin_listen(uv_loop_t *loop, const char *addr,
+                        const shadow_admin_ctx_t *ctx, shadow_admin_t **out,
+                        char **err) {
+  shadow_admin_t *a = calloc(1, sizeof(*a));
+  if (!a) return -ENOMEM;
+  a->ctx = *ctx;
+  shadow_limits_t l;
+  shadow_limits_default(&l);
+  l.body_bytes = 4096;
+  l.max_connections = 64;
+  int rc = shadow_server_listen(loop, addr, &l, on_admin_request, a,
+                                &a->server, err);
+  if (rc) {
+    free(a);
+    return rc;
+  }
+  *out = a;
+  return 0;
+}
+
+void shadow_admin_close(shadow_admin_t *a) {
+  if (!a) return;
+  shadow_server_close(a->server);
+  shadow_buf_free(&a->out);
+  free(a);
+}

@@ -1,0 +1,31 @@
+/* The admin endpoints: /divergences, /stats, /metrics, /reload, /healthz
+ * and the dashboard, on their own listener (loopback by default). */
+#ifndef SHADOW_ADMIN_H
+#define SHADOW_ADMIN_H
+
+#include <uv.h>
+
+#include "config.h"
+#include "ring.h"
+#include "stats.h"
+
+typedef struct shadow_admin_s shadow_admin_t;
+
+typedef struct shadow_admin_ctx_s {
+  shadow_stats_t *stats;
+  shadow_ring_t *(*ring)(void *ud);
+  const shadow_config_t *(*config)(void *ud);
+  /* Reloads the scripts. 0, or -1 and *err (free() it). */
+  int (*reload)(void *ud, char **err);
+  void *ud;
+} shadow_admin_ctx_t;
+
+int shadow_admin_listen(uv_loop_t *loop, const char *addr,
+                        const shadow_admin_ctx_t *ctx, shadow_admin_t **out,
+                        char **err);
+void shadow_admin_close(shadow_admin_t *a);
+
+/* The dashboard page (admin_dashboard.c). */
+extern const char shadow_admin_dashboard_html[];
+
+#endif

@@ -1,0 +1,363 @@
+#include "request_parse.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <uv.h>
+
+/* Above this, a buffer kept for the next request on a connection is given
+ * back instead: one big upload must not pin its memory for the connection's
+ * whole life. */
+#define KEEP_BYTES (64 * 1024)
+#define KEEP_HEADERS 64
+
+static shadow_request_parser_t *parser_of(llhttp_t *h) {
+  return (shadow_request_parser_t *)h->data;
+}
+
+/* Records the answer and stops llhttp: HPE_USER comes back from execute. */
+static int fail(shadow_request_parser_t *p, int status, const char *why) {
+  if (!p->status) {
+    p->status = status;
+    p->why = why;
+  }
+  return HPE_USER;
+}
+
+static int on_message_begin(llhttp_t *h) {
+  shadow_request_parser_t *p = parser_of(h);
+  p->req->start_ns = uv_hrtime();
+  return 0;
+}
+
+static int on_url(llhttp_t *h, const char *at, size_t len) {
+  shadow_request_parser_t *p = parser_of(h);
+  if (shadow_buf_append(&p->req->target, at, len))
+    return fail(p, 500, "out of memory");
+  return 0;
+}
+
+static int on_header_field(llhttp_t *h, const char *at, size_t len) {
+  shadow_request_parser_t *p = parser_of(h);
+  if (shadow_buf_append(&p->field, at, len))
+    return fail(p, 500, "out of memory");
+  return 0;
+}
+
+static int on_header_value(llhttp_t *h, const char *at, size_t len) {
+  shadow_request_parser_t *p = parser_of(h);
+  if (shadow_buf_append(&p->value, at, len))
+    return fail(p, 500, "out of memory");
+  return 0;
+}
+
+/* RFC 9110 section 5.6.2's tchar. llhttp's loose build lets a space into a
+ * field name ("X Y: z"), which another parser may read as something else. */
+static int is_token(const char *s, size_t n) {
+  static const char extra[] = "!#$%&'*+-.^_`|~";
+  if (n == 0) return 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+          (c >= 'A' && c <= 'Z') || (c && strchr(extra, c))))
+      return 0;
+  }
+  return 1;
+}
+
+static int on_header_value_complete(llhttp_t *h) {
+  shadow_request_parser_t *p = parser_of(h);
+  if (!is_token(p->field.data, p->field.len))
+    return fail(p, 400, "invalid header name");
+  size_t vlen = p->value.len;
+  /* llhttp skips the whitespace before a value but not after it. */
+  while (vlen && (p->value.data[vlen - 1] == ' ' ||
+                  p->value.data[vlen - 1] == '\t'))
+    vlen--;
+  int rc = 0;
+  if (p->in_head) {
+    if (shadow_headers_add(&p->req->headers, p->field.data ? p->field.data : "",
+                           p->field.len, p->value.data ? p->value.data : "",
+                           vlen))
+      rc = fail(p, 500, "out of memory");
+  } else {
+    /* Trailers: bounded like the head, then dropped, because nothing
+     * downstream forwards them and a hostile client could send them without
+     * end. */
+    p->trailer_bytes += p->field.len + vlen + 4;
+    if (p->trailer_bytes > p->header_limit)
+      rc = fail(p, 431, "trailers over the header limit");
+  }
+  shadow_buf_reset(&p->field);
+  shadow_buf_reset(&p->value);
+  return rc;
+}
+
+static int value_is(const shadow_header_t *e, const char *lower) {
+  return strlen(lower) == e->value_len &&
+         strncasecmp(e->value, lower, e->value_len) == 0;
+}
+
+static int on_headers_complete(llhttp_t *h) {
+  shadow_request_parser_t *p = parser_of(h);
+  shadow_request_t *req = p->req;
+  p->in_head = 0;
+  req->http_major = h->http_major;
+  req->http_minor = h->http_minor;
+  req->method_id = h->method;
+  req->method = llhttp_method_name((llhttp_method_t)h->method);
+
+  if (h->http_major != 1) return fail(p, 400, "unsupported HTTP version");
+  /* llhttp refuses both of these too; checking here as well keeps the rule
+   * in force if someone ever turns a lenient flag on. */
+  if ((h->flags & F_CONTENT_LENGTH) && (h->flags & F_TRANSFER_ENCODING))
+    return fail(p, 400, "content-length with transfer-encoding");
+  if ((h->flags & F_TRANSFER_ENCODING) && !(h->flags & F_CHUNKED))
+    return fail(p, 400, "transfer-encoding without final chunked");
+  /* HTTP/1.0 has no chunked coding: a 1.0 backend would read this body
+   * differently, which is a smuggling shape (RFC 9112 section 6.1). */
+  if ((h->flags & F_TRANSFER_ENCODING) && h->http_minor == 0)
+    return fail(p, 400, "transfer-encoding in HTTP/1.0");
+  if (h->method == HTTP_CONNECT) return fail(p, 400, "CONNECT not served");
+
+  size_t hosts = 0;
+  const shadow_header_t *expect = NULL;
+  for (size_t i = 0; i < req->headers.n; i++) {
+    const shadow_header_t *e = &req->headers.v[i];
+    if (shadow_header_name_is(e, "host")) hosts++;
+    else if (shadow_header_name_is(e, "expect")) expect = e;
+  }
+  /* RFC 9112 section 3.2: exactly one Host in HTTP/1.1. Two Hosts are a
+   * routing ambiguity between us and the backend. */
+  if (hosts > 1 || (hosts == 0 && h->http_minor >= 1))
+    return fail(p, 400, "missing or repeated host");
+
+  if ((h->flags & F_CONTENT_LENGTH) && h->content_length > p->body_limit)
+    return fail(p, 413, "content-length over the body limit");
+  if (h->flags & F_CONTENT_LENGTH) {
+    /* Reserve the declared size up to a cap: a client may declare 8 MiB and
+     * send nothing, and that should not cost 8 MiB. */
+    size_t want = (size_t)h->content_length;
+    if (want > KEEP_BYTES) want = KEEP_BYTES;
+    if (shadow_buf_reserve(&req->body, want))
+      return fail(p, 500, "out of memory");
+  }
+
+  int has_body = (h->flags & F_CHUNKED) || h->content_length > 0;
+  if (expect && h->http_minor >= 1 && has_body &&
+      value_is(expect, "100-continue")) {
+    p->expect_continue = 1;
+    return HPE_PAUSED;
+  }
+  return 0;
+}
+
+static int on_body(llhttp_t *h, const char *at, size_t len) {
+  shadow_request_parser_t *p = parser_of(h);
+  if (len > p->body_limit - p->req->body.len)
+    return fail(p, 413, "body over the body limit");
+  if (shadow_buf_append(&p->req->body, at, len))
+    return fail(p, 500, "out of memory");
+  return 0;
+}
+
+/* A chunk declares its size before its bytes: refuse one that cannot fit
+ * right away instead of reading up to the limit first. */
+static int on_chunk_header(llhttp_t *h) {
+  shadow_request_parser_t *p = parser_of(h);
+  if (h->content_length > p->body_limit - p->req->body.len)
+    return fail(p, 413, "chunk over the body limit");
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *h) {
+  shadow_request_parser_t *p = parser_of(h);
+  /* An upgrade is not followed: the connection ends with this request. */
+  p->req->keep_alive = llhttp_should_keep_alive(h) && !h->upgrade;
+  p->complete = 1;
+  /* Stop here, so the caller answers this request before the next one. */
+  return HPE_PAUSED;
+}
+
+static const llhttp_settings_t settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+    .on_chunk_header = on_chunk_header,
+};
+
+static void head_scan_reset(shadow_request_parser_t *p) {
+  p->in_head = 1;
+  p->started = 0;
+  p->head_bytes = 0;
+  p->line_len = 0;
+  p->prev_cr = 0;
+  p->seen_line = 0;
+  p->trailer_bytes = 0;
+}
+
+void shadow_request_parser_init(shadow_request_parser_t *p,
+                                shadow_request_t *req, size_t header_limit,
+                                size_t body_limit) {
+  memset(p, 0, sizeof(*p));
+  llhttp_init(&p->http, HTTP_REQUEST, &settings);
+  p->http.data = p;
+  p->req = req;
+  p->header_limit = header_limit;
+  p->body_limit = body_limit;
+  head_scan_reset(p);
+  shadow_buf_reset(&req->target);
+  shadow_headers_clear(&req->headers);
+  shadow_buf_reset(&req->body);
+}
+
+void shadow_request_parser_free(shadow_request_parser_t *p) {
+  shadow_buf_free(&p->field);
+  shadow_buf_free(&p->value);
+}
+
+void shadow_request_release(shadow_request_t *req) {
+  shadow_buf_free(&req->target);
+  shadow_headers_free(&req->headers);
+  shadow_buf_free(&req->body);
+}
+
+void shadow_request_parser_next(shadow_request_parser_t *p) {
+  shadow_request_t *req = p->req;
+  if (p->complete && !req->keep_alive) p->done = 1;
+  p->complete = 0;
+  p->expect_continue = 0;
+  head_scan_reset(p);
+  shadow_buf_reset(&req->target);
+  if (req->headers.cap > KEEP_HEADERS) shadow_headers_free(&req->headers);
+  else shadow_headers_clear(&req->headers);
+  if (req->body.cap > KEEP_BYTES) shadow_buf_free(&req->body);
+  else shadow_buf_reset(&req->body);
+  if (req->target.cap > KEEP_BYTES) shadow_buf_free(&req->target);
+  req->method = NULL;
+  req->keep_alive = 0;
+  req->data = NULL;
+}
+
+int shadow_request_parser_started(const shadow_request_parser_t *p) {
+  return p->started && !p->complete;
+}
+
+/* Walks the request head byte by byte ahead of llhttp. llhttp 8 in its
+ * default (loose) build accepts a bare LF as a line end and folds
+ * continuation lines; a backend behind us may not, and that disagreement is
+ * what request smuggling feeds on. So only CRLF ends a line here, and a
+ * line may not start with whitespace. Returns 0 with *take = the bytes up to
+ * and including the blank line that ends the head (or all of n when it has
+ * not arrived), or an HTTP status with *take = the bytes before the one at
+ * fault. */
+static int scan_head(shadow_request_parser_t *p, const unsigned char *s,
+                     size_t n, size_t *take) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = s[i];
+    p->started = 1;
+    *take = i;
+    if (++p->head_bytes > p->header_limit) {
+      p->why = "request head over the header limit";
+      return 431;
+    }
+    if (p->prev_cr) {
+      p->prev_cr = 0;
+      if (c != '\n') {
+        p->why = "bare CR";
+        return 400;
+      }
+      if (p->line_len == 0 && p->seen_line) {
+        *take = i + 1;
+        return 0;
+      }
+      /* A blank line before the request line is skipped (RFC 9112
+       * section 2.2): some clients send CRLF after a POST body. */
+      p->line_len = 0;
+      continue;
+    }
+    if (c == '\r') {
+      p->prev_cr = 1;
+      continue;
+    }
+    if (c == '\n') {
+      p->why = "bare LF";
+      return 400;
+    }
+    if ((c < 0x20 && c != '\t') || c == 0x7f) {
+      p->why = "control byte in head";
+      return 400;
+    }
+    if (p->line_len == 0 && p->seen_line && (c == ' ' || c == '\t')) {
+      p->why = "obs-fold or whitespace before a header";
+      return 400;
+    }
+    p->seen_line = 1;
+    p->line_len++;
+  }
+  *take = n;
+  return 0;
+}
+
+static shadow_parse_event_t parse_error(shadow_request_parser_t *p, int status,
+                                  const char *why) {
+  if (!p->status) {
+    p->status = status;
+    p->why = why;
+  }
+  return SHADOW_PARSE_ERROR;
+}
+
+shadow_parse_event_t shadow_request_parse(shadow_request_parser_t *p,
+                                          const char *data, size_t len,
+                                          size_t *used) {
+  *used = 0;
+  if (p->status) return SHADOW_PARSE_ERROR;
+  if (p->complete) return SHADOW_PARSE_REQUEST;
+  if (p->done) {
+    /* Bytes after a request that closes the connection are not read. */
+    *used = len;
+    return SHADOW_PARSE_MORE;
+  }
+  size_t off = 0;
+  while (off < len) {
+    size_t n = len - off;
+    if (p->in_head) {
+      int st = scan_head(p, (const unsigned char *)data + off, n, &n);
+      if (st) {
+        /* llhttp sees the bytes before the fault first, so the answer is
+         * the first fault in byte order wherever reads split the stream. */
+        const char *why = p->why;
+        if (n && llhttp_execute(&p->http, data + off, n) != HPE_OK)
+          return parse_error(p, 400, llhttp_get_error_reason(&p->http));
+        return parse_error(p, st, why);
+      }
+    }
+    llhttp_errno_t e = llhttp_execute(&p->http, data + off, n);
+    if (e == HPE_OK) {
+      off += n;
+      continue;
+    }
+    if (e == HPE_PAUSED) {
+      off += (size_t)(llhttp_get_error_pos(&p->http) - (data + off));
+      llhttp_resume(&p->http);
+      *used = off;
+      if (p->complete) return SHADOW_PARSE_REQUEST;
+      if (p->expect_continue) {
+        p->expect_continue = 0;
+        return SHADOW_PARSE_CONTINUE;
+      }
+      continue;
+    }
+    return parse_error(p, 400, llhttp_get_error_reason(&p->http));
+  }
+  *used = len;
+  return SHADOW_PARSE_MORE;
+}

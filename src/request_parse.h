@@ -1,0 +1,78 @@
+/* The request parser: bytes in, complete requests or a protocol answer out.
+ * It owns no socket, so the server, the fuzzer and tests drive it alike.
+ *
+ * llhttp does the grammar; this file adds what a proxy's front door needs on
+ * top of it: a strict scan of the request head (bare LF, bare CR, obs-fold
+ * and control bytes are refused rather than guessed at, because a backend
+ * that guesses differently is how requests get smuggled), byte limits on the
+ * head and the body, and one request at a time: parsing stops after each
+ * complete request so the caller can answer it before the next one. */
+#ifndef SHADOW_REQUEST_PARSE_H
+#define SHADOW_REQUEST_PARSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <llhttp.h>
+
+#include "server.h"
+
+typedef enum shadow_parse_event_e {
+  SHADOW_PARSE_MORE = 0,  /* everything consumed; feed more bytes */
+  SHADOW_PARSE_REQUEST,   /* *req is complete; feed the rest after answering */
+  SHADOW_PARSE_CONTINUE,  /* headers ask for 100 Continue; send it, go on */
+  SHADOW_PARSE_ERROR      /* answer parser.status and close */
+} shadow_parse_event_t;
+
+typedef struct shadow_request_parser_s {
+  llhttp_t http;
+  shadow_request_t *req;  /* filled in place: the caller reuses it */
+  size_t header_limit;
+  size_t body_limit;
+  int status;             /* after SHADOW_PARSE_ERROR: 400, 413 or 431 */
+  const char *why;        /* after SHADOW_PARSE_ERROR: for logs and tests */
+
+  /* The head scan (see request_parse.c). */
+  int in_head;            /* before headers complete */
+  int started;            /* a byte of the current request has arrived */
+  size_t head_bytes;      /* request line + headers so far, CRLFs included */
+  size_t line_len;
+  int prev_cr;
+  int seen_line;          /* the request line has begun */
+
+  /* Header pieces, joined here because llhttp hands them over split when
+   * a read splits them; one shadow_headers_add per header afterwards. */
+  shadow_buf_t field;
+  shadow_buf_t value;
+  size_t trailer_bytes;
+  int expect_continue;
+  int complete;           /* paused after on_message_complete */
+  int done;               /* the connection carries no further request */
+} shadow_request_parser_t;
+
+/* Sets p up to fill req, which must outlive it; req's buffers are reset. */
+void shadow_request_parser_init(shadow_request_parser_t *p,
+                                shadow_request_t *req, size_t header_limit,
+                                size_t body_limit);
+/* Frees the parser's own scratch memory (not req's). Safe twice. */
+void shadow_request_parser_free(shadow_request_parser_t *p);
+
+/* Parses up to len bytes of data; *used says how many were taken. After
+ * SHADOW_PARSE_REQUEST the caller owns *req until it calls
+ * shadow_request_parser_next(); after SHADOW_PARSE_ERROR every further call
+ * returns the same error. */
+shadow_parse_event_t shadow_request_parse(shadow_request_parser_t *p,
+                                          const char *data, size_t len,
+                                          size_t *used);
+
+/* Clears *req (keeping its memory) for the next request on the connection. */
+void shadow_request_parser_next(shadow_request_parser_t *p);
+
+/* True once any byte of a request that is not complete yet has arrived:
+ * what tells an idle keep-alive connection from a slow client. */
+int shadow_request_parser_started(const shadow_request_parser_t *p);
+
+/* Releases the memory of a request's contents (method and peer stay). */
+void shadow_request_release(shadow_request_t *req);
+
+#endif

@@ -1,0 +1,231 @@
+#include "response_parse.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "upstream.h"
+
+/* Bytes a header line costs on the wire beyond its name and value (": " and
+ * CRLF). Counting them keeps a flood of empty headers inside the limit. */
+#define LINE_OVERHEAD 4
+/* Without a body limit, a declared Content-Length is trusted only this far
+ * when reserving memory up front. */
+#define RESERVE_CAP (1u << 20)
+#define SCRATCH_KEEP 4096
+
+#define PARSER(h) ((shadow_response_parser_t *)(h)->data)
+
+static int fail(shadow_response_parser_t *p, int err) {
+  if (!p->err) p->err = err;
+  return -1;
+}
+
+static int count_header(shadow_response_parser_t *p, size_t n) {
+  p->header_seen += n;
+  if (p->header_limit && p->header_seen > p->header_limit)
+    return fail(p, SHADOW_UPSTREAM_TOO_LARGE);
+  return 0;
+}
+
+static int on_message_begin(llhttp_t *h) {
+  /* The status line is at least "HTTP/1.1 200 \r\n" long. */
+  return count_header(PARSER(h), 15);
+}
+
+static int on_status(llhttp_t *h, const char *at, size_t len) {
+  return count_header(PARSER(h), len);
+}
+
+static int on_header_field(llhttp_t *h, const char *at, size_t len) {
+  shadow_response_parser_t *p = PARSER(h);
+  if (count_header(p, len)) return -1;
+  if (p->headers_done) return 0; /* a trailer: counted, not kept */
+  if (shadow_buf_append(&p->name, at, len))
+    return fail(p, SHADOW_UPSTREAM_TOO_LARGE);
+  return 0;
+}
+
+static int on_header_value(llhttp_t *h, const char *at, size_t len) {
+  shadow_response_parser_t *p = PARSER(h);
+  if (count_header(p, len)) return -1;
+  if (p->headers_done) return 0;
+  if (shadow_buf_append(&p->value, at, len))
+    return fail(p, SHADOW_UPSTREAM_TOO_LARGE);
+  return 0;
+}
+
+static int on_header_value_complete(llhttp_t *h) {
+  shadow_response_parser_t *p = PARSER(h);
+  if (count_header(p, LINE_OVERHEAD)) return -1;
+  if (p->headers_done) return 0;
+  int rc = shadow_headers_add(&p->rec->headers,
+                              p->name.data ? p->name.data : "", p->name.len,
+                              p->value.data ? p->value.data : "", p->value.len);
+  shadow_buf_reset(&p->name);
+  shadow_buf_reset(&p->value);
+  return rc ? fail(p, SHADOW_UPSTREAM_TOO_LARGE) : 0;
+}
+
+static int on_headers_complete(llhttp_t *h) {
+  shadow_response_parser_t *p = PARSER(h);
+  int status = llhttp_get_status_code(h);
+  /* We never ask for an upgrade (Upgrade is hop-by-hop and dropped), so a
+   * 101 means the backend speaks something we cannot relay. */
+  if (status == 101 || status < 100 || status > 999)
+    return fail(p, SHADOW_UPSTREAM_BAD_RESPONSE);
+  p->rec->status = status;
+  p->headers_done = 1;
+  /* 1 tells llhttp that no body follows whatever the headers claim. */
+  if (p->head || status < 200 || status == 204 || status == 304) return 1;
+  if ((h->flags & F_CONTENT_LENGTH) && !(h->flags & F_CHUNKED)) {
+    uint64_t cl = h->content_length;
+    if (p->body_limit && cl > p->body_limit)
+      return fail(p, SHADOW_UPSTREAM_TOO_LARGE);
+    /* One allocation for the whole body when its size is declared. */
+    size_t want = cl > RESERVE_CAP && !p->body_limit ? RESERVE_CAP : cl;
+    if (want && shadow_buf_reserve(&p->rec->body, want))
+      return fail(p, SHADOW_UPSTREAM_TOO_LARGE);
+  }
+  return 0;
+}
+
+static int on_body(llhttp_t *h, const char *at, size_t len) {
+  shadow_response_parser_t *p = PARSER(h);
+  if (p->body_limit && p->rec->body.len + len > p->body_limit)
+    return fail(p, SHADOW_UPSTREAM_TOO_LARGE);
+  if (shadow_buf_append(&p->rec->body, at, len))
+    return fail(p, SHADOW_UPSTREAM_TOO_LARGE);
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *h) {
+  shadow_response_parser_t *p = PARSER(h);
+  if (p->rec->status < 200) {
+    /* An interim response (100 Continue, 103 Early Hints): the real one
+     * follows on the same connection, so start over. */
+    shadow_record_clear(p->rec);
+    p->headers_done = 0;
+    p->header_seen = 0;
+    return 0;
+  }
+  p->done = 1;
+  p->keep_alive = llhttp_should_keep_alive(h);
+  /* Stop right after this message so feed() can tell whether more bytes
+   * followed it. */
+  return HPE_PAUSED;
+}
+
+static const llhttp_settings_t settings = {
+    .on_message_begin = on_message_begin,
+    .on_status = on_status,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+void shadow_response_parser_init(shadow_response_parser_t *p,
+                                 size_t header_limit, size_t body_limit) {
+  memset(p, 0, sizeof(*p));
+  llhttp_init(&p->http, HTTP_RESPONSE, &settings);
+  p->http.data = p;
+  p->header_limit = header_limit;
+  p->body_limit = body_limit;
+}
+
+void shadow_response_parser_limits(shadow_response_parser_t *p,
+                                   size_t header_limit, size_t body_limit) {
+  p->header_limit = header_limit;
+  p->body_limit = body_limit;
+}
+
+int shadow_response_parser_reset(shadow_response_parser_t *p, int head) {
+  if (p->rec) {
+    shadow_record_clear(p->rec);
+  } else {
+    p->rec = shadow_record_new();
+    if (!p->rec) return -ENOMEM;
+  }
+  llhttp_reset(&p->http);
+  /* One huge header once must not pin its memory for the connection's
+   * life; the usual few hundred bytes are kept. */
+  if (p->name.cap > SCRATCH_KEEP) shadow_buf_free(&p->name);
+  if (p->value.cap > SCRATCH_KEEP) shadow_buf_free(&p->value);
+  shadow_buf_reset(&p->name);
+  shadow_buf_reset(&p->value);
+  p->header_seen = 0;
+  p->seen = 0;
+  p->head = head;
+  p->headers_done = 0;
+  p->done = 0;
+  p->err = 0;
+  p->keep_alive = 0;
+  p->extra = 0;
+  return 0;
+}
+
+static int verdict(const shadow_response_parser_t *p) {
+  if (p->err) return SHADOW_RESPONSE_ERROR;
+  return p->done ? SHADOW_RESPONSE_DONE : SHADOW_RESPONSE_MORE;
+}
+
+int shadow_response_parser_feed(shadow_response_parser_t *p, const char *data,
+                                size_t len) {
+  if (!p->rec && !p->err) p->err = SHADOW_UPSTREAM_BAD_RESPONSE; /* no reset */
+  if (p->err || len == 0) return verdict(p);
+  if (p->done) {
+    /* Bytes nobody asked for: the stream is out of step with our requests,
+     * so the connection must not be reused. */
+    p->extra = 1;
+    p->keep_alive = 0;
+    return verdict(p);
+  }
+  p->seen += len;
+  llhttp_errno_t rc = llhttp_execute(&p->http, data, len);
+  if (rc == HPE_PAUSED && p->done) {
+    const char *pos = llhttp_get_error_pos(&p->http);
+    if (pos && pos < data + len) {
+      p->extra = 1;
+      p->keep_alive = 0;
+    }
+    return verdict(p);
+  }
+  if (rc != HPE_OK) fail(p, SHADOW_UPSTREAM_BAD_RESPONSE);
+  return verdict(p);
+}
+
+int shadow_response_parser_finish(shadow_response_parser_t *p) {
+  if (p->err || p->done) return verdict(p);
+  if (!p->rec || p->seen == 0) return fail(p, SHADOW_UPSTREAM_RESET);
+  llhttp_errno_t rc = llhttp_finish(&p->http);
+  if (p->done) {
+    p->keep_alive = 0; /* the peer is gone */
+    return verdict(p);
+  }
+  if (p->err) return verdict(p);
+  /* Anything else is a response cut short: a body shorter than its
+   * Content-Length, a chunked body without its last chunk, or a half
+   * header block. The bytes so far were valid, so the fault is the close. */
+  (void)rc;
+  return fail(p, SHADOW_UPSTREAM_RESET);
+}
+
+shadow_record_t *shadow_response_parser_take(shadow_response_parser_t *p) {
+  if (!p->done || p->err) return NULL;
+  shadow_record_t *r = p->rec;
+  p->rec = NULL;
+  return r;
+}
+
+size_t shadow_response_parser_seen(const shadow_response_parser_t *p) {
+  return p->seen;
+}
+
+void shadow_response_parser_free(shadow_response_parser_t *p) {
+  shadow_record_free(p->rec);
+  p->rec = NULL;
+  shadow_buf_free(&p->name);
+  shadow_buf_free(&p->value);
+}

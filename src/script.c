@@ -1,0 +1,537 @@
+/* The script host. Every C -> Lua call goes through call_hook(), which runs
+ * the function under a traceback handler, counts and logs a failure, and
+ * leaves the stack as it found it. */
+#include "script.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <uv.h>
+
+#include "embedded_lua.h"
+#include "log.h"
+#include "script_config.h"
+#include "script_sandbox.h"
+
+struct shadow_gen_s {
+  lua_State *L;
+  shadow_config_t cfg;
+  int hooks[SHADOW_HOOK_COUNT]; /* registry refs, LUA_NOREF when absent */
+  int traceback_ref;
+  int decode_ref; /* cjson.decode, loaded on first use */
+  int refs;
+  unsigned id;
+  shadow_script_error_cb on_error;
+  void *on_error_ud;
+  uint64_t last_log_ms[SHADOW_HOOK_COUNT];
+  unsigned suppressed[SHADOW_HOOK_COUNT];
+};
+
+static unsigned next_gen_id = 1;
+
+const char *shadow_hook_name(int hook) {
+  static const char *const names[SHADOW_HOOK_COUNT] = {
+      "filter", "key", "route", "rewrite", "normalize", "on_divergence",
+      "backend"};
+  return hook >= 0 && hook < SHADOW_HOOK_COUNT ? names[hook] : "unknown";
+}
+
+/* Stack: [msg] -> [msg .. traceback]. */
+static int traceback(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (!msg) msg = lua_pushfstring(L, "(error object is a %s value)",
+                                  luaL_typename(L, 1));
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Logs a hook failure at most once a second per hook, saying how many
+ * were suppressed in between, and tells the error callback every time. */
+static void report(shadow_gen_t *g, int hook, const char *msg) {
+  uint64_t now = uv_hrtime() / 1000000;
+  if (now - g->last_log_ms[hook] >= 1000 || g->last_log_ms[hook] == 0) {
+    /* Only the first line: the traceback is for --check and debugging. */
+    const char *nl = strchr(msg, '\n');
+    int len = nl ? (int)(nl - msg) : (int)strlen(msg);
+    if (g->suppressed[hook])
+      shadow_log_warn("script: %s hook failed: %.*s (%u more since last "
+                      "report)", shadow_hook_name(hook), len, msg,
+                      g->suppressed[hook]);
+    else
+      shadow_log_warn("script: %s hook failed: %.*s", shadow_hook_name(hook),
+                      len, msg);
+    g->last_log_ms[hook] = now;
+    g->suppressed[hook] = 0;
+  } else {
+    g->suppressed[hook]++;
+  }
+  if (g->on_error) g->on_error(g->on_error_ud, hook);
+}
+
+/* Stack: [..., fn, args(nargs)] -> [..., results(nresults)] on success (0);
+ * [...] on failure (-1), after reporting it. */
+static int call_hook(shadow_gen_t *g, int hook, int nargs, int nresults) {
+  lua_State *L = g->L;
+  int base = lua_gettop(L) - nargs; /* the function's slot */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->traceback_ref);
+  lua_insert(L, base);
+  int rc = lua_pcall(L, nargs, nresults, base);
+  if (rc != 0) {
+    const char *msg = lua_tostring(L, -1);
+    report(g, hook, msg ? msg : "(no message)");
+    lua_settop(L, base - 1);
+    return -1;
+  }
+  lua_remove(L, base);
+  return 0;
+}
+
+/* package.preload loader for an embedded module. Upvalue 1: the entry. */
+static int embedded_loader(lua_State *L) {
+  const shadow_embedded_lua_t *e = lua_touserdata(L, lua_upvalueindex(1));
+  if (luaL_loadbuffer(L, e->source, e->len, e->chunkname) != 0)
+    return lua_error(L);
+  lua_pushstring(L, e->module);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+/* Stack: unchanged. Makes `require "shadow"` find the module compiled into
+ * the binary, and the engine reachable through ffi.C. */
+static int prepare_state(lua_State *L) {
+  luaL_openlibs(L);
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "preload");
+  for (const shadow_embedded_lua_t *e = shadow_embedded_lua; e->module; e++) {
+    lua_pushlightuserdata(L, (void *)e);
+    lua_pushcclosure(L, embedded_loader, 1);
+    lua_setfield(L, -2, e->module);
+  }
+  lua_pop(L, 1);
+  lua_pop(L, 1);
+  static const char clib[] =
+      "package.loaded['shadow.clib'] = require('ffi').C";
+  if (luaL_loadbuffer(L, clib, sizeof(clib) - 1, "=shadowd") ||
+      lua_pcall(L, 0, 0, 0)) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  return 0;
+}
+
+static void gen_destroy(shadow_gen_t *g) {
+  if (g->L) lua_close(g->L);
+  shadow_config_release(&g->cfg);
+  free(g);
+}
+
+int shadow_script_load(const char *path, shadow_gen_t **out, char **err) {
+  *out = NULL;
+  shadow_gen_t *g = calloc(1, sizeof(*g));
+  if (!g) return -ENOMEM;
+  g->decode_ref = LUA_NOREF;
+  for (int i = 0; i < SHADOW_HOOK_COUNT; i++) g->hooks[i] = LUA_NOREF;
+  g->L = luaL_newstate();
+  if (!g->L || prepare_state(g->L)) {
+    *err = strdup("cannot create a Lua state");
+    gen_destroy(g);
+    return -ENOMEM;
+  }
+  lua_State *L = g->L;
+  lua_pushcfunction(L, traceback);
+  g->traceback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+  /* Loading reports syntax errors as "file:line: message". The chunk
+   * runs in the sandbox, and so do the hooks it defines. */
+  char dir[4096];
+  const char *slash = strrchr(path, '/');
+  if (slash && (size_t)(slash - path) < sizeof(dir)) {
+    memcpy(dir, path, (size_t)(slash - path));
+    dir[slash - path] = '\0';
+  } else {
+    strcpy(dir, ".");
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->traceback_ref);
+  if (luaL_loadfile(L, path) != 0 || shadow_sandbox_push_env(L, dir) != 0 ||
+      !lua_setfenv(L, -2) || lua_pcall(L, 0, 1, -2) != 0) {
+    const char *msg = lua_tostring(L, -1);
+    *err = strdup(msg ? msg : "error loading the config");
+    gen_destroy(g);
+    return -EINVAL;
+  }
+  if (lua_type(L, -1) != LUA_TTABLE) {
+    shadow_buf_t b = SHADOW_BUF_INIT;
+    shadow_buf_printf(&b, "%s: the config script must return a table, "
+                      "not %s", path, luaL_typename(L, -1));
+    *err = shadow_buf_steal(&b, NULL);
+    gen_destroy(g);
+    return -EINVAL;
+  }
+  char *cerr = NULL;
+  if (shadow_script_read_config(L, -1, &g->cfg, g->hooks, &cerr) != 0) {
+    shadow_buf_t b = SHADOW_BUF_INIT;
+    shadow_buf_printf(&b, "%s: %s", path, cerr);
+    free(cerr);
+    *err = shadow_buf_steal(&b, NULL);
+    gen_destroy(g);
+    return -EINVAL;
+  }
+  g->hooks[SHADOW_HOOK_BACKEND] = LUA_NOREF;
+  lua_settop(L, 0);
+  g->refs = 1;
+  g->id = next_gen_id++;
+  *out = g;
+  return 0;
+}
+
+int shadow_gen_override(shadow_gen_t *g, const char *listen,
+                        const char *admin) {
+  char *l = listen ? strdup(listen) : NULL;
+  char *a = admin ? strdup(admin) : NULL;
+  if ((listen && !l) || (admin && !a)) {
+    free(l);
+    free(a);
+    return -ENOMEM;
+  }
+  if (l) {
+    free(g->cfg.listen);
+    g->cfg.listen = l;
+  }
+  if (a) {
+    free(g->cfg.admin);
+    g->cfg.admin = a;
+  }
+  return 0;
+}
+
+void shadow_gen_ref(shadow_gen_t *g) {
+  g->refs++;
+}
+
+void shadow_gen_unref(shadow_gen_t *g) {
+  if (g && --g->refs == 0) gen_destroy(g);
+}
+
+const shadow_config_t *shadow_gen_config(const shadow_gen_t *g) {
+  return &g->cfg;
+}
+
+unsigned shadow_gen_id(const shadow_gen_t *g) {
+  return g->id;
+}
+
+int shadow_gen_has_hook(const shadow_gen_t *g, int hook) {
+  return g->hooks[hook] != LUA_NOREF;
+}
+
+void shadow_gen_on_error(shadow_gen_t *g, shadow_script_error_cb cb,
+                         void *ud) {
+  g->on_error = cb;
+  g->on_error_ud = ud;
+}
+
+/* Stack: [...] -> [..., headers table]. Names are lower-cased; repeated
+ * headers are joined with ", " as RFC 9110 allows for list values. */
+static void push_headers(lua_State *L, const shadow_headers_t *h) {
+  lua_createtable(L, 0, (int)h->n);
+  char name[256];
+  for (size_t i = 0; i < h->n; i++) {
+    const shadow_header_t *e = &h->v[i];
+    size_t n = e->name_len < sizeof(name) ? e->name_len : sizeof(name) - 1;
+    for (size_t j = 0; j < n; j++) {
+      char c = e->name[j];
+      name[j] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
+    lua_pushlstring(L, name, n);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, -3);
+    if (lua_isstring(L, -1)) {
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, e->value, e->value_len);
+      lua_concat(L, 3);
+    } else {
+      lua_pop(L, 1);
+      lua_pushlstring(L, e->value, e->value_len);
+    }
+    lua_rawset(L, -3);
+  }
+}
+
+/* Stack: [..., t] -> [..., t]. Reads t.headers (name = string, or name =
+ * { list of strings }) into h. */
+static int read_headers(lua_State *L, shadow_headers_t *h) {
+  lua_getfield(L, -1, "headers");
+  int rc = 0;
+  if (lua_istable(L, -1)) {
+    lua_pushnil(L);
+    while (rc == 0 && lua_next(L, -2)) {
+      size_t nl, vl;
+      const char *name = lua_tolstring(L, -2, &nl);
+      if (lua_type(L, -2) != LUA_TSTRING) {
+        rc = -1;
+      } else if (lua_istable(L, -1)) {
+        size_t n = lua_objlen(L, -1);
+        for (size_t i = 1; i <= n && rc == 0; i++) {
+          lua_rawgeti(L, -1, (int)i);
+          const char *v = lua_tolstring(L, -1, &vl);
+          rc = v ? shadow_headers_add(h, name, nl, v, vl) : -1;
+          lua_pop(L, 1);
+        }
+      } else if (lua_type(L, -1) == LUA_TSTRING ||
+                 lua_type(L, -1) == LUA_TNUMBER) {
+        /* lua_tolstring on a number converts it in place; it is a value,
+         * not the key, so lua_next is not confused. */
+        const char *v = lua_tolstring(L, -1, &vl);
+        rc = shadow_headers_add(h, name, nl, v, vl);
+      } else {
+        rc = -1;
+      }
+      lua_pop(L, 1);
+    }
+    if (rc) lua_pop(L, 1); /* the key lua_next left */
+  } else if (!lua_isnil(L, -1)) {
+    rc = -1;
+  }
+  lua_pop(L, 1);
+  return rc;
+}
+
+int shadow_script_req_open(shadow_gen_t *g, const shadow_request_t *req) {
+  lua_State *L = g->L;
+  const char *t = req->target.data ? req->target.data : "/";
+  size_t tl = req->target.len;
+  const char *q = memchr(t, '?', tl);
+  size_t pl = q ? (size_t)(q - t) : tl;
+  lua_createtable(L, 0, 5);
+  lua_pushstring(L, req->method);
+  lua_setfield(L, -2, "method");
+  lua_pushlstring(L, t, pl);
+  lua_setfield(L, -2, "path");
+  if (q)
+    lua_pushlstring(L, q + 1, tl - pl - 1);
+  else
+    lua_pushliteral(L, "");
+  lua_setfield(L, -2, "query");
+  push_headers(L, &req->headers);
+  lua_setfield(L, -2, "headers");
+  lua_pushlstring(L, req->body.data ? req->body.data : "", req->body.len);
+  lua_setfield(L, -2, "body");
+  int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return ref > 0 ? ref : 0;
+}
+
+void shadow_script_req_close(shadow_gen_t *g, int req) {
+  if (req > 0) luaL_unref(g->L, LUA_REGISTRYINDEX, req);
+}
+
+/* Stack: [...] -> [..., hook, req]. */
+static void push_hook_and_req(shadow_gen_t *g, int hook, int req) {
+  lua_rawgeti(g->L, LUA_REGISTRYINDEX, g->hooks[hook]);
+  lua_rawgeti(g->L, LUA_REGISTRYINDEX, req);
+}
+
+int shadow_script_filter(shadow_gen_t *g, int req) {
+  if (g->hooks[SHADOW_HOOK_FILTER] == LUA_NOREF) return 1;
+  push_hook_and_req(g, SHADOW_HOOK_FILTER, req);
+  if (call_hook(g, SHADOW_HOOK_FILTER, 1, 1)) return 0;
+  int pass = lua_toboolean(g->L, -1);
+  lua_pop(g->L, 1);
+  return pass;
+}
+
+int shadow_script_key(shadow_gen_t *g, int req, shadow_buf_t *key) {
+  if (g->hooks[SHADOW_HOOK_KEY] == LUA_NOREF) return 0;
+  push_hook_and_req(g, SHADOW_HOOK_KEY, req);
+  if (call_hook(g, SHADOW_HOOK_KEY, 1, 1)) return -1;
+  int rc = 0;
+  size_t n;
+  int t = lua_type(g->L, -1);
+  if (t == LUA_TSTRING || t == LUA_TNUMBER) {
+    const char *s = lua_tolstring(g->L, -1, &n);
+    shadow_buf_reset(key);
+    rc = shadow_buf_append(key, s, n) ? -1 : 1;
+  } else if (t != LUA_TNIL) {
+    lua_pop(g->L, 1);
+    report(g, SHADOW_HOOK_KEY, "key must return a string, a number or nil");
+    return -1;
+  }
+  lua_pop(g->L, 1);
+  return rc;
+}
+
+int shadow_script_route(shadow_gen_t *g, int req, shadow_buf_t *route) {
+  push_hook_and_req(g, SHADOW_HOOK_ROUTE, req);
+  if (call_hook(g, SHADOW_HOOK_ROUTE, 1, 1)) return -1;
+  size_t n;
+  /* gsub returns two values; we asked for one. */
+  const char *s = lua_tolstring(g->L, -1, &n);
+  if (!s) {
+    lua_pop(g->L, 1);
+    report(g, SHADOW_HOOK_ROUTE, "route must return a string");
+    return -1;
+  }
+  shadow_buf_reset(route);
+  shadow_buf_append(route, s, n);
+  lua_pop(g->L, 1);
+  return 0;
+}
+
+int shadow_script_rewrite(shadow_gen_t *g, int req, int *out) {
+  lua_State *L = g->L;
+  push_hook_and_req(g, SHADOW_HOOK_REWRITE, req);
+  if (call_hook(g, SHADOW_HOOK_REWRITE, 1, 1)) return -1;
+  if (lua_isnil(L, -1)) { /* rewrote in place, or nothing to change */
+    lua_pop(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, req);
+  }
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    report(g, SHADOW_HOOK_REWRITE, "rewrite must return a request table");
+    return -1;
+  }
+  *out = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+int shadow_script_req_read(shadow_gen_t *g, int req, shadow_buf_t *method,
+                           shadow_buf_t *target, shadow_headers_t *headers,
+                           shadow_buf_t *body) {
+  lua_State *L = g->L;
+  int top = lua_gettop(L);
+  int rc = 0;
+  size_t n;
+  const char *s;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, req);
+  lua_getfield(L, -1, "method");
+  s = lua_tolstring(L, -1, &n);
+  rc |= s ? shadow_buf_append(method, s, n) : -1;
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "path");
+  s = lua_tolstring(L, -1, &n);
+  rc |= s && n > 0 && s[0] == '/' ? shadow_buf_append(target, s, n) : -1;
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "query");
+  s = lua_tolstring(L, -1, &n);
+  if (s && n > 0) {
+    rc |= shadow_buf_putc(target, '?');
+    rc |= shadow_buf_append(target, s, n);
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "body");
+  s = lua_tolstring(L, -1, &n);
+  if (s) rc |= shadow_buf_append(body, s, n);
+  lua_pop(L, 1);
+  rc |= read_headers(L, headers);
+  lua_settop(L, top);
+  return rc ? -1 : 0;
+}
+
+/* Stack: [...] -> [..., rec table]. */
+static void push_record(lua_State *L, const shadow_record_t *rec) {
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, rec->status);
+  lua_setfield(L, -2, "status");
+  push_headers(L, &rec->headers);
+  lua_setfield(L, -2, "headers");
+  lua_pushlstring(L, rec->body.data ? rec->body.data : "", rec->body.len);
+  lua_setfield(L, -2, "body");
+}
+
+/* Stack: [..., t] -> [..., t]. */
+static int read_record(lua_State *L, shadow_record_t *rec) {
+  shadow_record_t tmp;
+  shadow_record_init(&tmp);
+  tmp.status = 200;
+  lua_getfield(L, -1, "status");
+  if (lua_type(L, -1) == LUA_TNUMBER) tmp.status = (int)lua_tointeger(L, -1);
+  else if (!lua_isnil(L, -1)) tmp.status = -1;
+  lua_pop(L, 1);
+  size_t n;
+  lua_getfield(L, -1, "body");
+  const char *s = lua_tolstring(L, -1, &n);
+  int rc = 0;
+  if (s) rc = shadow_buf_append(&tmp.body, s, n);
+  else if (!lua_isnil(L, -1)) rc = -1;
+  lua_pop(L, 1);
+  if (rc == 0) rc = read_headers(L, &tmp.headers);
+  if (rc || tmp.status < 100 || tmp.status > 999) {
+    shadow_record_release(&tmp);
+    return -1;
+  }
+  shadow_record_release(rec);
+  *rec = tmp;
+  return 0;
+}
+
+int shadow_script_normalize(shadow_gen_t *g, int req, shadow_record_t *rec,
+                            const char *side) {
+  if (g->hooks[SHADOW_HOOK_NORMALIZE] == LUA_NOREF) return 0;
+  lua_State *L = g->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->hooks[SHADOW_HOOK_NORMALIZE]);
+  push_record(L, rec);
+  lua_pushvalue(L, -1); /* keep the table in case the hook returns nil */
+  lua_insert(L, -3);
+  lua_pushstring(L, side);
+  if (req > 0) lua_rawgeti(L, LUA_REGISTRYINDEX, req);
+  else lua_pushnil(L);
+  if (call_hook(g, SHADOW_HOOK_NORMALIZE, 3, 1)) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  if (lua_isnil(L, -1)) lua_pop(L, 1); /* normalized in place */
+  else lua_remove(L, -2);
+  int rc = lua_istable(L, -1) ? read_record(L, rec) : -1;
+  lua_pop(L, 1);
+  if (rc) report(g, SHADOW_HOOK_NORMALIZE,
+                 "normalize must return { status, headers, body }");
+  return rc;
+}
+
+void shadow_script_on_divergence(shadow_gen_t *g, const char *json,
+                                 size_t len) {
+  if (g->hooks[SHADOW_HOOK_ON_DIVERGENCE] == LUA_NOREF) return;
+  lua_State *L = g->L;
+  if (g->decode_ref == LUA_NOREF) {
+    static const char src[] = "return require('cjson').decode";
+    if (luaL_loadbuffer(L, src, sizeof(src) - 1, "=shadowd") ||
+        lua_pcall(L, 0, 1, 0)) {
+      report(g, SHADOW_HOOK_ON_DIVERGENCE, lua_tostring(L, -1));
+      lua_pop(L, 1);
+      return;
+    }
+    g->decode_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->hooks[SHADOW_HOOK_ON_DIVERGENCE]);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->decode_ref);
+  lua_pushlstring(L, json, len);
+  if (call_hook(g, SHADOW_HOOK_ON_DIVERGENCE, 1, 1)) {
+    lua_pop(L, 1);
+    return;
+  }
+  call_hook(g, SHADOW_HOOK_ON_DIVERGENCE, 1, 0);
+}
+
+int shadow_script_call_backend(shadow_gen_t *g, int fn_ref, int req,
+                               shadow_record_t *out, char *err,
+                               size_t errlen) {
+  lua_State *L = g->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, fn_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, req);
+  if (call_hook(g, SHADOW_HOOK_BACKEND, 1, 1)) {
+    snprintf(err, errlen, "the Lua backend raised an error");
+    return -1;
+  }
+  int rc = lua_istable(L, -1) ? read_record(L, out) : -1;
+  lua_pop(L, 1);
+  if (rc) {
+    snprintf(err, errlen, "the Lua backend must return "
+             "{ status, headers, body }");
+    report(g, SHADOW_HOOK_BACKEND, err);
+  }
+  return rc;
+}

@@ -1,0 +1,85 @@
+/* The script host: every contact with Lua. A generation is one LuaJIT state
+ * plus the config its script returned; hooks run protected in it, and an
+ * error in one is counted and answered by that hook's fallback, never by
+ * touching the client's response. */
+#ifndef SHADOW_SCRIPT_H
+#define SHADOW_SCRIPT_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "config.h"
+#include "record.h"
+#include "server.h"
+
+typedef struct shadow_gen_s shadow_gen_t;
+
+typedef enum shadow_hook_e {
+  SHADOW_HOOK_FILTER = 0,
+  SHADOW_HOOK_KEY,
+  SHADOW_HOOK_ROUTE,
+  SHADOW_HOOK_REWRITE,
+  SHADOW_HOOK_NORMALIZE,
+  SHADOW_HOOK_ON_DIVERGENCE,
+  SHADOW_HOOK_BACKEND, /* an in-process Lua backend */
+  SHADOW_HOOK_COUNT
+} shadow_hook_t;
+
+/* "filter", "key", ...: the label values of shadow_script_errors_total. */
+const char *shadow_hook_name(int hook);
+
+/* Told of every hook error, after the host has logged it (at most once a
+ * second per hook). */
+typedef void (*shadow_script_error_cb)(void *ud, int hook);
+
+/* Loads, runs and validates the script at path in a fresh state. On
+ * failure returns a negative code and *err ("file:line: message"; free()
+ * it); nothing is left behind. */
+int shadow_script_load(const char *path, shadow_gen_t **out, char **err);
+
+/* Command-line --listen and --admin win over the script (NULL: keep). */
+int shadow_gen_override(shadow_gen_t *g, const char *listen,
+                        const char *admin);
+
+void shadow_gen_ref(shadow_gen_t *g);
+void shadow_gen_unref(shadow_gen_t *g); /* the last one closes the state */
+const shadow_config_t *shadow_gen_config(const shadow_gen_t *g);
+unsigned shadow_gen_id(const shadow_gen_t *g);
+int shadow_gen_has_hook(const shadow_gen_t *g, int hook);
+void shadow_gen_on_error(shadow_gen_t *g, shadow_script_error_cb cb,
+                         void *ud);
+
+/* The Lua view of one request, { method, path, query, headers, body },
+ * built once and shared by all the hooks of that request. Returns a
+ * handle (> 0) or 0 when the table could not be built. */
+int shadow_script_req_open(shadow_gen_t *g, const shadow_request_t *req);
+void shadow_script_req_close(shadow_gen_t *g, int req);
+
+/* 1: sample it, 0: filtered out or the hook failed (fallback: not
+ * sampled). */
+int shadow_script_filter(shadow_gen_t *g, int req);
+/* 1: *key set; 0: the key is nil; -1: the hook failed (not sampled). */
+int shadow_script_key(shadow_gen_t *g, int req, shadow_buf_t *key);
+/* 0: *route set; -1: the hook failed (route "unknown"). */
+int shadow_script_route(shadow_gen_t *g, int req, shadow_buf_t *route);
+/* The request the candidate gets: 0 and a new handle in *out (close it
+ * too), or -1 when the hook failed (fallback: the candidate is skipped). */
+int shadow_script_rewrite(shadow_gen_t *g, int req, int *out);
+/* Reads a request handle back into C. */
+int shadow_script_req_read(shadow_gen_t *g, int req, shadow_buf_t *method,
+                           shadow_buf_t *target, shadow_headers_t *headers,
+                           shadow_buf_t *body);
+/* Replaces *rec with normalize(rec, side, req)'s result. 0, or -1 when the
+ * hook failed and *rec is untouched (fallback: raw compare). */
+int shadow_script_normalize(shadow_gen_t *g, int req, shadow_record_t *rec,
+                            const char *side);
+/* Calls on_divergence with the record decoded to a table; errors ignored. */
+void shadow_script_on_divergence(shadow_gen_t *g, const char *json,
+                                 size_t len);
+/* Calls an in-process backend function with the request. 0 and *out
+ * filled, or -1 (the caller answers as for a failed backend). */
+int shadow_script_call_backend(shadow_gen_t *g, int fn_ref, int req,
+                               shadow_record_t *out, char *err,
+                               size_t errlen);
+
+#endif

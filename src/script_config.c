@@ -1,0 +1,448 @@
+#include "script_config.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <llhttp.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "buf.h"
+
+/* The names a config table may use. Anything else is a typo that would
+ * otherwise silently do nothing, so it is an error. */
+static const char *const known_keys[] = {
+    "listen",  "admin",          "admin_token",   "primary",   "candidate",
+    "secondary", "sample",       "mirror_methods", "route",    "rewrite",
+    "normalize", "ignore",       "arrays",        "tolerance", "on_divergence",
+    "log",     "breaker",        "max_inflight_shadow", "limits", "slo",
+    "watch",   "drain_timeout_ms", NULL};
+
+typedef struct reader_s {
+  lua_State *L;
+  int idx;   /* absolute index of the config table */
+  char *err; /* first error */
+} reader_t;
+
+static int fail(reader_t *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int fail(reader_t *r, const char *fmt, ...) {
+  if (r->err) return -1;
+  shadow_buf_t b = SHADOW_BUF_INIT;
+  shadow_buf_puts(&b, "config: ");
+  va_list ap;
+  va_start(ap, fmt);
+  shadow_buf_vprintf(&b, fmt, ap);
+  va_end(ap);
+  r->err = shadow_buf_steal(&b, NULL);
+  return -1;
+}
+
+/* Stack: [...] -> [..., t[name]] where t is at tidx. */
+static int get(reader_t *r, int tidx, const char *name) {
+  lua_getfield(r->L, tidx, name);
+  return lua_type(r->L, -1);
+}
+
+static char *dup_lstring(lua_State *L, int idx) {
+  size_t n;
+  const char *s = lua_tolstring(L, idx, &n);
+  char *p = malloc(n + 1);
+  if (p) {
+    memcpy(p, s, n);
+    p[n] = '\0';
+  }
+  return p;
+}
+
+/* Optional string field: leaves *out alone when absent. */
+static int opt_string(reader_t *r, int tidx, const char *path,
+                      const char *name, char **out) {
+  int t = get(r, tidx, name);
+  int rc = 0;
+  if (t == LUA_TSTRING) {
+    free(*out);
+    *out = dup_lstring(r->L, -1);
+  } else if (t != LUA_TNIL) {
+    rc = fail(r, "%s%s must be a string, not %s", path, name,
+              lua_typename(r->L, t));
+  }
+  lua_pop(r->L, 1);
+  return rc;
+}
+
+static int opt_number(reader_t *r, int tidx, const char *path,
+                      const char *name, double lo, double hi, double *out) {
+  int t = get(r, tidx, name);
+  int rc = 0;
+  if (t == LUA_TNUMBER) {
+    double v = lua_tonumber(r->L, -1);
+    if (!(v >= lo && v <= hi))
+      rc = fail(r, "%s%s must be between %g and %g, not %g", path, name, lo,
+                hi, v);
+    else
+      *out = v;
+  } else if (t != LUA_TNIL) {
+    rc = fail(r, "%s%s must be a number, not %s", path, name,
+              lua_typename(r->L, t));
+  }
+  lua_pop(r->L, 1);
+  return rc;
+}
+
+static int opt_size(reader_t *r, int tidx, const char *path, const char *name,
+                    double lo, double hi, size_t *out) {
+  double v = (double)*out;
+  int rc = opt_number(r, tidx, path, name, lo, hi, &v);
+  if (rc == 0) *out = (size_t)v;
+  return rc;
+}
+
+static int opt_u64(reader_t *r, int tidx, const char *path, const char *name,
+                   double lo, double hi, uint64_t *out) {
+  double v = (double)*out;
+  int rc = opt_number(r, tidx, path, name, lo, hi, &v);
+  if (rc == 0) *out = (uint64_t)v;
+  return rc;
+}
+
+/* Optional function field: a registry reference, or LUA_NOREF. */
+static int opt_function(reader_t *r, int tidx, const char *path,
+                        const char *name, int *ref) {
+  int t = get(r, tidx, name);
+  if (t == LUA_TFUNCTION) {
+    *ref = luaL_ref(r->L, LUA_REGISTRYINDEX); /* pops */
+    return 0;
+  }
+  lua_pop(r->L, 1);
+  if (t != LUA_TNIL)
+    return fail(r, "%s%s must be a function, not %s", path, name,
+                lua_typename(r->L, t));
+  return 0;
+}
+
+/* Optional sub-table: pushes it and returns its index, or 0 (nothing
+ * pushed) when absent. */
+static int opt_table(reader_t *r, int tidx, const char *name) {
+  int t = get(r, tidx, name);
+  if (t == LUA_TTABLE) return lua_gettop(r->L);
+  lua_pop(r->L, 1);
+  if (t != LUA_TNIL)
+    fail(r, "%s must be a table, not %s", name, lua_typename(r->L, t));
+  return 0;
+}
+
+static int check_keys(reader_t *r, int tidx, const char *path,
+                      const char *const *keys) {
+  lua_State *L = r->L;
+  lua_pushnil(L);
+  while (lua_next(L, tidx)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      lua_pop(L, 1);
+      return fail(r, "%s has a key that is not a string", path);
+    }
+    const char *k = lua_tostring(L, -1);
+    int ok = 0;
+    for (size_t i = 0; keys[i]; i++)
+      if (strcmp(keys[i], k) == 0) ok = 1;
+    if (!ok) {
+      int rc = fail(r, "unknown field %s%s", path, k);
+      lua_pop(L, 1);
+      return rc;
+    }
+  }
+  return 0;
+}
+
+static int read_backend(reader_t *r, const char *name,
+                        shadow_backend_cfg_t *b) {
+  lua_State *L = r->L;
+  int t = get(r, r->idx, name);
+  int rc = 0;
+  b->lua_ref = LUA_NOREF;
+  b->timeout_ms = 5000;
+  b->connect_timeout_ms = 1000;
+  if (t == LUA_TNIL) {
+    b->kind = SHADOW_BACKEND_NONE;
+  } else if (t == LUA_TFUNCTION) {
+    b->kind = SHADOW_BACKEND_LUA;
+    b->lua_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+  } else if (t == LUA_TSTRING) {
+    b->kind = SHADOW_BACKEND_HTTP;
+    b->url = dup_lstring(L, -1);
+  } else if (t == LUA_TTABLE) {
+    int bt = lua_gettop(L);
+    char *kind = NULL;
+    rc |= opt_string(r, bt, name, ".kind", &kind);
+    if (!kind || strcmp(kind, "http") != 0) {
+      rc = fail(r, "%s must be shadow.http(url), a URL or a function", name);
+    } else {
+      b->kind = SHADOW_BACKEND_HTTP;
+      char path[64];
+      snprintf(path, sizeof(path), "%s.", name);
+      rc |= opt_string(r, bt, path, "url", &b->url);
+      rc |= opt_string(r, bt, path, "host", &b->host);
+      rc |= opt_u64(r, bt, path, "timeout_ms", 1, 3600e3, &b->timeout_ms);
+      rc |= opt_u64(r, bt, path, "connect_timeout_ms", 1, 3600e3,
+                    &b->connect_timeout_ms);
+      rc |= opt_size(r, bt, path, "max_connections", 0, 1e6,
+                     &b->max_connections);
+      if (!b->url) rc = fail(r, "%s has no url", name);
+    }
+    free(kind);
+  } else {
+    rc = fail(r, "%s must be shadow.http(url), a URL or a function, not %s",
+              name, lua_typename(L, t));
+  }
+  lua_pop(L, 1);
+  if (rc == 0 && b->kind == SHADOW_BACKEND_HTTP &&
+      strncmp(b->url, "http://", 7) != 0)
+    return fail(r, "%s: only http:// URLs are supported, not \"%s\"", name,
+                b->url);
+  return rc;
+}
+
+static int method_id(const char *name) {
+  for (int i = 0; i < 64; i++) {
+    const char *m = llhttp_method_name((llhttp_method_t)i);
+    if (m && strcmp(m, "<unknown>") != 0 && strcasecmp(m, name) == 0)
+      return i;
+  }
+  return -1;
+}
+
+static int read_methods(reader_t *r, shadow_config_t *cfg) {
+  lua_State *L = r->L;
+  cfg->mirror_methods = (1ull << HTTP_GET) | (1ull << HTTP_HEAD) |
+                        (1ull << HTTP_OPTIONS);
+  int t = opt_table(r, r->idx, "mirror_methods");
+  if (!t) return r->err ? -1 : 0;
+  cfg->mirror_methods = 0;
+  int rc = 0;
+  size_t n = lua_objlen(L, t);
+  for (size_t i = 1; i <= n && rc == 0; i++) {
+    lua_rawgeti(L, t, (int)i);
+    const char *m = lua_tostring(L, -1);
+    int id = m ? method_id(m) : -1;
+    if (id < 0)
+      rc = fail(r, "mirror_methods[%zu] is not an HTTP method", i);
+    else
+      cfg->mirror_methods |= 1ull << id;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return rc;
+}
+
+/* ignore = { headers = {...}, json = {...} }, arrays = {...},
+ * tolerance = {...}: all become diff options. */
+static int read_diff_rules(reader_t *r, shadow_config_t *cfg) {
+  lua_State *L = r->L;
+  int rc = 0;
+  int t = opt_table(r, r->idx, "ignore");
+  if (t) {
+    static const char *const keys[] = {"headers", "json", NULL};
+    rc |= check_keys(r, t, "ignore.", keys);
+    for (int which = 0; which < 2 && rc == 0; which++) {
+      int l = opt_table(r, t, which ? "json" : "headers");
+      if (!l) continue;
+      size_t n = lua_objlen(L, l);
+      for (size_t i = 1; i <= n && rc == 0; i++) {
+        lua_rawgeti(L, l, (int)i);
+        const char *s = lua_tostring(L, -1);
+        int e = !s ? -EINVAL
+                : which ? shadow_diff_opts_ignore_json(cfg->diff_opts, s)
+                        : shadow_diff_opts_ignore_header(cfg->diff_opts, s);
+        if (e)
+          rc = fail(r, "ignore.%s[%zu] is not a valid %s",
+                    which ? "json" : "headers", i,
+                    which ? "JSON Pointer" : "header name");
+        lua_pop(L, 1);
+      }
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  t = rc ? 0 : opt_table(r, r->idx, "arrays");
+  if (t) {
+    lua_pushnil(L);
+    while (rc == 0 && lua_next(L, t)) {
+      const char *ptr = lua_tostring(L, -2);
+      int mode = -1;
+      const char *key = NULL;
+      if (lua_type(L, -1) == LUA_TSTRING) {
+        const char *m = lua_tostring(L, -1);
+        if (strcmp(m, "set") == 0) mode = SHADOW_ARRAY_SET;
+        else if (strcmp(m, "multiset") == 0) mode = SHADOW_ARRAY_MULTISET;
+        else if (strcmp(m, "index") == 0) mode = SHADOW_ARRAY_INDEX;
+      } else if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_getfield(L, -1, "key");
+        key = lua_tostring(L, -1);
+        lua_pop(L, 1); /* the string stays alive in the table */
+        if (key) mode = SHADOW_ARRAY_KEY;
+      }
+      if (!ptr || mode < 0 ||
+          shadow_diff_opts_array_mode(cfg->diff_opts, ptr, mode, key))
+        rc = fail(r, "arrays[\"%s\"] must be \"set\", \"multiset\", "
+                  "\"index\" or { key = \"field\" } under a JSON Pointer",
+                  ptr ? ptr : "?");
+      lua_pop(L, 1);
+    }
+    if (rc) lua_pop(L, 1); /* the key lua_next left */
+    lua_pop(L, 1);
+  }
+  t = rc ? 0 : opt_table(r, r->idx, "tolerance");
+  if (t) {
+    lua_pushnil(L);
+    while (rc == 0 && lua_next(L, t)) {
+      const char *ptr = lua_tostring(L, -2);
+      double tol = lua_tonumber(L, -1);
+      if (!ptr || lua_type(L, -1) != LUA_TNUMBER || !(tol >= 0) ||
+          shadow_diff_opts_tolerance(cfg->diff_opts, ptr, tol))
+        rc = fail(r, "tolerance[\"%s\"] must be a number >= 0 under a "
+                  "JSON Pointer", ptr ? ptr : "?");
+      lua_pop(L, 1);
+    }
+    if (rc) lua_pop(L, 1);
+    lua_pop(L, 1);
+  }
+  return rc;
+}
+
+int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
+                              int hooks[SHADOW_HOOK_COUNT], char **err) {
+  /* Lua 5.1 has no lua_absindex. */
+  int abs = idx > 0 || idx <= LUA_REGISTRYINDEX ? idx : lua_gettop(L) + idx + 1;
+  reader_t rd = {L, abs, NULL};
+  reader_t *r = &rd;
+  int top = lua_gettop(L);
+  for (int i = 0; i < SHADOW_HOOK_COUNT; i++) hooks[i] = LUA_NOREF;
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->listen = strdup("127.0.0.1:8080");
+  cfg->admin = strdup("127.0.0.1:9090");
+  cfg->log_capacity = 1000;
+  cfg->breaker_failures = 5;
+  cfg->breaker_cooldown_ms = 10000;
+  cfg->max_inflight_shadow = 256;
+  cfg->diff_bytes = 1u << 20;
+  cfg->slo_max_rate = 0.001;
+  cfg->slo_min_samples = 1000;
+  cfg->drain_timeout_ms = 10000;
+  shadow_limits_default(&cfg->limits);
+  cfg->diff_opts = shadow_diff_opts_new();
+  if (!cfg->diff_opts) fail(r, "out of memory");
+  if (r->err) goto out;
+
+  if (check_keys(r, r->idx, "", known_keys)) goto out;
+  opt_string(r, r->idx, "", "listen", &cfg->listen);
+  opt_string(r, r->idx, "", "admin", &cfg->admin);
+  opt_string(r, r->idx, "", "admin_token", &cfg->admin_token);
+  read_backend(r, "primary", &cfg->primary);
+  read_backend(r, "candidate", &cfg->candidate);
+  read_backend(r, "secondary", &cfg->secondary);
+  if (!r->err && cfg->primary.kind == SHADOW_BACKEND_NONE)
+    fail(r, "primary is required");
+
+  int t = opt_table(r, r->idx, "sample");
+  if (t) {
+    static const char *const keys[] = {"rate", "key", "filter", NULL};
+    check_keys(r, t, "sample.", keys);
+    opt_number(r, t, "sample.", "rate", 0, 1, &cfg->rate);
+    opt_function(r, t, "sample.", "key", &hooks[SHADOW_HOOK_KEY]);
+    opt_function(r, t, "sample.", "filter", &hooks[SHADOW_HOOK_FILTER]);
+    lua_pop(L, 1);
+  }
+  read_methods(r, cfg);
+  opt_function(r, r->idx, "", "route", &hooks[SHADOW_HOOK_ROUTE]);
+  opt_function(r, r->idx, "", "rewrite", &hooks[SHADOW_HOOK_REWRITE]);
+  opt_function(r, r->idx, "", "normalize", &hooks[SHADOW_HOOK_NORMALIZE]);
+  opt_function(r, r->idx, "", "on_divergence",
+               &hooks[SHADOW_HOOK_ON_DIVERGENCE]);
+  if (!r->err) read_diff_rules(r, cfg);
+
+  t = r->err ? 0 : opt_table(r, r->idx, "log");
+  if (t) {
+    static const char *const keys[] = {"capacity", "file", NULL};
+    check_keys(r, t, "log.", keys);
+    opt_size(r, t, "log.", "capacity", 1, 1e6, &cfg->log_capacity);
+    opt_string(r, t, "log.", "file", &cfg->log_file);
+    lua_pop(L, 1);
+  }
+  t = r->err ? 0 : opt_table(r, r->idx, "breaker");
+  if (t) {
+    static const char *const keys[] = {"failures", "cooldown_ms", NULL};
+    double f = cfg->breaker_failures;
+    check_keys(r, t, "breaker.", keys);
+    opt_number(r, t, "breaker.", "failures", 1, 1e9, &f);
+    cfg->breaker_failures = (int)f;
+    opt_u64(r, t, "breaker.", "cooldown_ms", 1, 86400e3,
+            &cfg->breaker_cooldown_ms);
+    lua_pop(L, 1);
+  }
+  opt_size(r, r->idx, "", "max_inflight_shadow", 0, 1e6,
+           &cfg->max_inflight_shadow);
+  opt_u64(r, r->idx, "", "drain_timeout_ms", 0, 3600e3,
+          &cfg->drain_timeout_ms);
+  t = r->err ? 0 : opt_table(r, r->idx, "limits");
+  if (t) {
+    static const char *const keys[] = {
+        "header_bytes",    "body_bytes",      "diff_bytes",
+        "header_timeout_ms", "idle_timeout_ms", "max_connections", NULL};
+    shadow_limits_t *l = &cfg->limits;
+    check_keys(r, t, "limits.", keys);
+    opt_size(r, t, "limits.", "header_bytes", 256, 1 << 24, &l->header_bytes);
+    opt_size(r, t, "limits.", "body_bytes", 0, 1ull << 32, &l->body_bytes);
+    opt_size(r, t, "limits.", "diff_bytes", 0, 1ull << 32, &cfg->diff_bytes);
+    opt_u64(r, t, "limits.", "header_timeout_ms", 1, 3600e3,
+            &l->header_timeout_ms);
+    opt_u64(r, t, "limits.", "idle_timeout_ms", 1, 86400e3,
+            &l->idle_timeout_ms);
+    opt_size(r, t, "limits.", "max_connections", 0, 1e7,
+             &l->max_connections);
+    lua_pop(L, 1);
+  }
+  shadow_diff_opts_set_diff_bytes(cfg->diff_opts, cfg->diff_bytes);
+  t = r->err ? 0 : opt_table(r, r->idx, "slo");
+  if (t) {
+    static const char *const keys[] = {"max_divergence_rate", "min_samples",
+                                       NULL};
+    check_keys(r, t, "slo.", keys);
+    opt_number(r, t, "slo.", "max_divergence_rate", 0, 1, &cfg->slo_max_rate);
+    opt_u64(r, t, "slo.", "min_samples", 0, 1e12, &cfg->slo_min_samples);
+    lua_pop(L, 1);
+  }
+  if (!r->err) {
+    int wt = get(r, r->idx, "watch");
+    if (wt == LUA_TBOOLEAN) cfg->watch = lua_toboolean(L, -1);
+    else if (wt != LUA_TNIL) fail(r, "watch must be a boolean");
+    lua_pop(L, 1);
+  }
+
+out:
+  lua_settop(L, top);
+  if (r->err) {
+    *err = r->err;
+    return -1;
+  }
+  return 0;
+}
+
+void shadow_config_release(shadow_config_t *c) {
+  free(c->listen);
+  free(c->admin);
+  free(c->admin_token);
+  free(c->primary.url);
+  free(c->primary.host);
+  free(c->candidate.url);
+  free(c->candidate.host);
+  free(c->secondary.url);
+  free(c->secondary.host);
+  free(c->log_file);
+  shadow_diff_opts_free(c->diff_opts);
+  memset(c, 0, sizeof(*c));
+}

@@ -1,0 +1,37 @@
+/* The dispatcher (the "shadower"): serves each client request from the
+ * primary, mirrors the sampled ones to the candidate, and hands each pair
+ * to the diff engine. The client's response never waits for the
+ * candidate. */
+#ifndef SHADOW_SHADOW_H
+#define SHADOW_SHADOW_H
+
+#include <uv.h>
+
+#include "ring.h"
+#include "script.h"
+#include "stats.h"
+
+typedef struct shadow_dispatcher_s shadow_dispatcher_t;
+
+/* Starts serving cfg.listen with generation gen (the dispatcher takes the
+ * caller's reference). stats must outlive the dispatcher. */
+int shadow_dispatcher_new(uv_loop_t *loop, shadow_gen_t *gen,
+                          shadow_stats_t *stats, shadow_dispatcher_t **out,
+                          char **err);
+/* Swaps in a new generation (taking the caller's reference) if it can be
+ * started: requests in flight finish on the old one. On failure the old
+ * one keeps running, *err says why, and the caller keeps its reference. */
+int shadow_dispatcher_reload(shadow_dispatcher_t *d, shadow_gen_t *gen,
+                             char **err);
+shadow_gen_t *shadow_dispatcher_gen(shadow_dispatcher_t *d);
+shadow_ring_t *shadow_dispatcher_ring(shadow_dispatcher_t *d);
+
+/* Graceful stop: stop accepting, let client requests in flight finish, then
+ * call done. Candidate legs still pending are abandoned by close(). */
+void shadow_dispatcher_drain(shadow_dispatcher_t *d,
+                             void (*done)(void *ud), void *ud);
+size_t shadow_dispatcher_inflight(const shadow_dispatcher_t *d);
+/* Closes everything and frees the dispatcher once the loop has run. */
+void shadow_dispatcher_close(shadow_dispatcher_t *d);
+
+#endif

@@ -1,0 +1,81 @@
+/* The C ABI of libshadow that lua/shadow/clib.lua declares with ffi.cdef.
+ * Plain types only: opaque handles, char pointers with lengths, numbers.
+ * Every handle is created and released by C; buffers handed in by Lua are
+ * copied, never kept or freed; text handed out stays owned by C and valid
+ * until the next call on the same handle. The *_free functions take NULL,
+ * so the Lua side, which clears its pointer before releasing, can release
+ * twice (explicitly, then from the finalizer) safely.
+ *
+ * Change SHADOW_ABI_VERSION whenever a declaration below changes; the Lua
+ * module refuses to run against a library that reports another version. */
+#ifndef SHADOW_FFI_H
+#define SHADOW_FFI_H
+
+#include <stddef.h>
+
+#include "diff.h"
+#include "record.h"
+#include "ring.h"
+
+#define SHADOW_ABI_VERSION 1
+
+typedef struct shadow_ffi_diff_s shadow_ffi_diff_t;
+
+int shadow_abi_version(void);
+
+/* Records: what shadow.diff builds from { status, headers, body }. */
+shadow_record_t *shadow_ffi_record_new(void);
+void shadow_ffi_record_clear(shadow_record_t *r);
+int shadow_ffi_record_set_status(shadow_record_t *r, int status);
+int shadow_ffi_record_add_header(shadow_record_t *r, const char *name,
+                                 size_t name_len, const char *value,
+                                 size_t value_len);
+int shadow_ffi_record_set_body(shadow_record_t *r, const char *body,
+                               size_t len);
+void shadow_ffi_record_free(shadow_record_t *r);
+
+/* Diff options; the setters return 0, -EINVAL or -ENOMEM. */
+shadow_diff_opts_t *shadow_ffi_opts_new(void);
+int shadow_ffi_opts_ignore_header(shadow_diff_opts_t *o, const char *name);
+int shadow_ffi_opts_ignore_json(shadow_diff_opts_t *o, const char *pointer);
+/* mode: 0 index, 1 set, 2 multiset, 3 key (key names the member). */
+int shadow_ffi_opts_array_mode(shadow_diff_opts_t *o, const char *pointer,
+                               int mode, const char *key);
+int shadow_ffi_opts_tolerance(shadow_diff_opts_t *o, const char *pointer,
+                              double tolerance);
+int shadow_ffi_opts_diff_bytes(shadow_diff_opts_t *o, double n);
+/* Values in diffs longer than this are truncated with a marker; 0: never. */
+int shadow_ffi_opts_value_max(shadow_diff_opts_t *o, double n);
+void shadow_ffi_opts_free(shadow_diff_opts_t *o);
+
+/* A diff handle keeps the result and the formatted record between calls,
+ * so a hot loop allocates nothing once the buffers have grown. */
+shadow_ffi_diff_t *shadow_ffi_diff_new(void);
+/* Request facts for the records that follow; NULL strings are null. */
+int shadow_ffi_diff_meta(shadow_ffi_diff_t *d, const char *route,
+                         const char *method, const char *path,
+                         const char *key);
+/* Compares p with c under o (NULL: defaults). Returns the parts bitmask
+ * (1 status, 2 headers, 4 body; 0 = equal) or a negative errno. The whole
+ * divergence record is then at *json, *len bytes, owned by d and valid
+ * until the next call on d; when equal it is still written. */
+int shadow_ffi_diff_run(shadow_ffi_diff_t *d, const shadow_diff_opts_t *o,
+                        const shadow_record_t *p, const shadow_record_t *c,
+                        const char **json, size_t *len);
+void shadow_ffi_diff_free(shadow_ffi_diff_t *d);
+
+/* Sticky sampling; key NULL means a random draw at the same rate. */
+int shadow_ffi_sampled(const char *key, size_t len, double rate);
+
+/* The ring log. get: entry i (0 = newest) or NULL; valid until next push. */
+shadow_ring_t *shadow_ffi_ring_new(size_t capacity);
+int shadow_ffi_ring_push(shadow_ring_t *r, const char *json, size_t len,
+                         const char *route, size_t route_len);
+size_t shadow_ffi_ring_len(const shadow_ring_t *r);
+size_t shadow_ffi_ring_capacity(const shadow_ring_t *r);
+int shadow_ffi_ring_set_capacity(shadow_ring_t *r, size_t capacity);
+const char *shadow_ffi_ring_get(const shadow_ring_t *r, size_t i,
+                                size_t *len);
+void shadow_ffi_ring_free(shadow_ring_t *r);
+
+#endif

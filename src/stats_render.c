@@ -1,0 +1,246 @@
+/* The two renderings of shadow_stats_t: /stats JSON and /metrics text. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "stats.h"
+
+typedef struct json_each_s {
+  shadow_buf_t *out;
+  int first;
+} json_each_t;
+
+static void json_counter(void *ud, const char *name, uint64_t n) {
+  json_each_t *e = ud;
+  if (!e->first) shadow_buf_putc(e->out, ',');
+  e->first = 0;
+  shadow_buf_json_string(e->out, name, strlen(name), 0);
+  shadow_buf_printf(e->out, ":%llu", (unsigned long long)n);
+}
+
+static void json_counters(shadow_buf_t *out, const shadow_counters_t *c) {
+  json_each_t e = {out, 1};
+  shadow_buf_putc(out, '{');
+  shadow_counters_each(c, json_counter, &e);
+  shadow_buf_putc(out, '}');
+}
+
+/* JSON has no NaN or infinity; the verdict's numbers are always finite. */
+static void json_verdict(shadow_buf_t *out, const shadow_verdict_t *v) {
+  shadow_buf_printf(out,
+                    "{\"decision\":\"%s\",\"compared\":%llu,\"diverged\":%llu,"
+                    "\"rate\":%.6g,\"lower\":%.6g,\"upper\":%.6g,"
+                    "\"budget\":%.6g}",
+                    v->decision, (unsigned long long)v->compared,
+                    (unsigned long long)v->diverged, v->rate, v->lower,
+                    v->upper, v->budget);
+}
+
+static void iso_time(char *buf, size_t n, double ms) {
+  time_t sec = (time_t)(ms / 1000);
+  struct tm tm;
+  gmtime_r(&sec, &tm);
+  size_t k = strftime(buf, n, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(buf + k, n - k, ".%03dZ", (int)fmod(ms, 1000));
+}
+
+typedef struct routes_each_s {
+  const shadow_stats_t *s;
+  shadow_buf_t *out;
+  double budget;
+  uint64_t min_samples;
+  size_t i;
+} routes_each_t;
+
+static void json_route(void *ud, const char *name, uint64_t idx) {
+  routes_each_t *e = ud;
+  const shadow_route_stats_t *r = &e->s->routes[idx];
+  if (e->i++) shadow_buf_putc(e->out, ',');
+  shadow_buf_json_string(e->out, name, strlen(name), 0);
+  shadow_buf_printf(e->out,
+                    ":{\"sampled\":%llu,\"compared\":%llu,\"diverged\":%llu,"
+                    "\"parts\":{\"status\":%llu,\"headers\":%llu,"
+                    "\"body\":%llu},\"verdict\":",
+                    (unsigned long long)r->sampled,
+                    (unsigned long long)r->compared,
+                    (unsigned long long)r->diverged,
+                    (unsigned long long)r->parts[0],
+                    (unsigned long long)r->parts[1],
+                    (unsigned long long)r->parts[2]);
+  shadow_verdict_t v;
+  shadow_verdict_compute(&v, r->compared, r->diverged, e->budget,
+                         e->min_samples);
+  json_verdict(e->out, &v);
+  shadow_buf_putc(e->out, '}');
+}
+
+/* route_names maps a name to its index; shadow_counters_each hands us the
+ * count, which for route_names is unused, so walk by insertion order: the
+ * i-th name has index i. */
+typedef struct route_walk_s {
+  routes_each_t *e;
+  uint64_t i;
+} route_walk_t;
+
+static void route_walk(void *ud, const char *name, uint64_t n) {
+  route_walk_t *w = ud;
+  (void)n;
+  json_route(w->e, name, w->i++);
+}
+
+int shadow_stats_render_json(const shadow_stats_t *s, shadow_buf_t *out,
+                             double budget, uint64_t min_samples) {
+  shadow_buf_printf(out,
+                    "{\"totals\":{\"requests\":%llu,\"sampled\":%llu,"
+                    "\"compared\":%llu,\"diverged\":%llu,"
+                    "\"primary_errors\":%llu,\"candidate_errors\":",
+                    (unsigned long long)s->requests,
+                    (unsigned long long)s->sampled,
+                    (unsigned long long)s->compared,
+                    (unsigned long long)s->diverged,
+                    (unsigned long long)s->primary_errors);
+  json_counters(out, s->candidate_errors);
+  shadow_buf_puts(out, ",\"skipped\":");
+  json_counters(out, s->skipped);
+  shadow_buf_puts(out, "},\"routes\":{");
+  routes_each_t e = {s, out, budget, min_samples, 0};
+  route_walk_t w = {&e, 0};
+  shadow_counters_each(s->route_names, route_walk, &w);
+  shadow_buf_puts(out, "},\"fields\":");
+  json_counters(out, s->fields);
+  shadow_buf_printf(out, ",\"breaker\":{\"state\":\"%s\",\"open\":%s}",
+                    s->breaker_state, s->breaker_open ? "true" : "false");
+  shadow_buf_puts(out, ",\"script_errors\":");
+  json_counters(out, s->script_errors);
+  shadow_buf_puts(out, ",\"reloads\":");
+  json_counters(out, s->reloads);
+  shadow_buf_puts(out, ",\"last_reload\":");
+  if (s->last_reload_ms > 0) {
+    char t[40];
+    iso_time(t, sizeof(t), s->last_reload_ms);
+    shadow_buf_printf(out, "{\"time\":\"%s\",\"result\":\"%s\",\"error\":", t,
+                      s->last_reload_error ? "error" : "ok");
+    if (s->last_reload_error)
+      shadow_buf_json_string(out, s->last_reload_error,
+                             strlen(s->last_reload_error), 0);
+    else
+      shadow_buf_puts(out, "null");
+    shadow_buf_putc(out, '}');
+  } else {
+    shadow_buf_puts(out, "null");
+  }
+  shadow_buf_printf(out, ",\"generation\":%u,\"verdict\":", s->generation);
+  shadow_verdict_t v;
+  shadow_verdict_compute(&v, s->compared, s->diverged, budget, min_samples);
+  json_verdict(out, &v);
+  return shadow_buf_putc(out, '}');
+}
+
+/* Prometheus label values escape backslash, double quote and newline. */
+static void prom_label(shadow_buf_t *out, const char *v) {
+  for (; *v; v++) {
+    if (*v == '\\') shadow_buf_puts(out, "\\\\");
+    else if (*v == '"') shadow_buf_puts(out, "\\\"");
+    else if (*v == '\n') shadow_buf_puts(out, "\\n");
+    else shadow_buf_putc(out, *v);
+  }
+}
+
+typedef struct prom_each_s {
+  shadow_buf_t *out;
+  const char *metric, *label;
+} prom_each_t;
+
+static void prom_counter(void *ud, const char *name, uint64_t n) {
+  prom_each_t *e = ud;
+  shadow_buf_printf(e->out, "%s{%s=\"", e->metric, e->label);
+  prom_label(e->out, name);
+  shadow_buf_printf(e->out, "\"} %llu\n", (unsigned long long)n);
+}
+
+static void prom_family(shadow_buf_t *out, const char *metric,
+                        const char *help, const char *label,
+                        const shadow_counters_t *c) {
+  shadow_buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", metric, help,
+                    metric);
+  prom_each_t e = {out, metric, label};
+  shadow_counters_each(c, prom_counter, &e);
+}
+
+static void prom_scalar(shadow_buf_t *out, const char *metric,
+                        const char *type, const char *help, uint64_t v) {
+  shadow_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", metric,
+                    help, metric, type, metric, (unsigned long long)v);
+}
+
+static void prom_hist(shadow_buf_t *out, const char *metric, const char *help,
+                      const shadow_hist_t *h) {
+  shadow_buf_printf(out, "# HELP %s %s\n# TYPE %s histogram\n", metric, help,
+                    metric);
+  uint64_t cum = 0;
+  for (int i = 0; i < SHADOW_HIST_BUCKETS; i++) {
+    cum += h->buckets[i];
+    shadow_buf_printf(out, "%s_bucket{le=\"%g\"} %llu\n", metric,
+                      shadow_hist_bounds[i], (unsigned long long)cum);
+  }
+  shadow_buf_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9g\n"
+                    "%s_count %llu\n", metric, (unsigned long long)h->count,
+                    metric, h->sum, metric, (unsigned long long)h->count);
+}
+
+typedef struct prom_routes_s {
+  const shadow_stats_t *s;
+  shadow_buf_t *out;
+  uint64_t i;
+} prom_routes_t;
+
+static void prom_route(void *ud, const char *name, uint64_t n) {
+  static const char *const parts[3] = {"status", "headers", "body"};
+  prom_routes_t *e = ud;
+  const shadow_route_stats_t *r = &e->s->routes[e->i++];
+  (void)n;
+  for (int p = 0; p < 3; p++) {
+    if (!r->parts[p]) continue;
+    shadow_buf_puts(e->out, "shadow_divergences_total{route=\"");
+    prom_label(e->out, name);
+    shadow_buf_printf(e->out, "\",part=\"%s\"} %llu\n", parts[p],
+                      (unsigned long long)r->parts[p]);
+  }
+}
+
+int shadow_stats_render_prometheus(const shadow_stats_t *s,
+                                   shadow_buf_t *out) {
+  prom_scalar(out, "shadow_requests_total", "counter",
+              "Client requests received.", s->requests);
+  prom_scalar(out, "shadow_sampled_total", "counter",
+              "Requests mirrored to the candidate.", s->sampled);
+  prom_scalar(out, "shadow_compared_total", "counter",
+              "Primary and candidate response pairs compared.", s->compared);
+  prom_scalar(out, "shadow_primary_errors_total", "counter",
+              "Requests the primary failed (answered 502 or 504).",
+              s->primary_errors);
+  shadow_buf_puts(out, "# HELP shadow_divergences_total Compared pairs that "
+                  "differed, by route and part.\n"
+                  "# TYPE shadow_divergences_total counter\n");
+  prom_routes_t pr = {s, out, 0};
+  shadow_counters_each(s->route_names, prom_route, &pr);
+  prom_family(out, "shadow_candidate_errors_total",
+              "Candidate legs that failed, by reason.", "reason",
+              s->candidate_errors);
+  prom_family(out, "shadow_skipped_total",
+              "Requests that would have been mirrored but were not, by "
+              "reason.", "reason", s->skipped);
+  prom_hist(out, "shadow_primary_latency_seconds",
+            "Primary response latency.", &s->primary_latency);
+  prom_hist(out, "shadow_candidate_latency_seconds",
+            "Candidate response latency.", &s->candidate_latency);
+  prom_scalar(out, "shadow_breaker_open", "gauge",
+              "1 while the candidate's circuit breaker is open.",
+              (uint64_t)s->breaker_open);
+  prom_family(out, "shadow_script_errors_total",
+              "Lua hook errors, by hook.", "hook", s->script_errors);
+  prom_family(out, "shadow_reloads_total", "Script reloads, by result.",
+              "result", s->reloads);
+  return 0;
+}
