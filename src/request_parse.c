@@ -39,8 +39,19 @@ static int on_url(llhttp_t *h, const char *at, size_t len) {
   return 0;
 }
 
+/* Trailers come after the head scan, so they are counted here as they
+ * arrive (not when complete: a trailer that never ends must not grow a
+ * buffer), and dropped, because nothing downstream forwards them. */
+static int trailer(shadow_request_parser_t *p, size_t len) {
+  p->trailer_bytes += len;
+  if (p->trailer_bytes > p->header_limit)
+    return fail(p, 431, "trailers over the header limit");
+  return 0;
+}
+
 static int on_header_field(llhttp_t *h, const char *at, size_t len) {
   shadow_request_parser_t *p = parser_of(h);
+  if (!p->in_head) return trailer(p, len);
   if (shadow_buf_append(&p->field, at, len))
     return fail(p, 500, "out of memory");
   return 0;
@@ -48,6 +59,7 @@ static int on_header_field(llhttp_t *h, const char *at, size_t len) {
 
 static int on_header_value(llhttp_t *h, const char *at, size_t len) {
   shadow_request_parser_t *p = parser_of(h);
+  if (!p->in_head) return trailer(p, len);
   if (shadow_buf_append(&p->value, at, len))
     return fail(p, 500, "out of memory");
   return 0;
@@ -69,6 +81,7 @@ static int is_token(const char *s, size_t n) {
 
 static int on_header_value_complete(llhttp_t *h) {
   shadow_request_parser_t *p = parser_of(h);
+  if (!p->in_head) return trailer(p, 4); /* ": " and CRLF */
   if (!is_token(p->field.data, p->field.len))
     return fail(p, 400, "invalid header name");
   size_t vlen = p->value.len;
@@ -77,19 +90,10 @@ static int on_header_value_complete(llhttp_t *h) {
                   p->value.data[vlen - 1] == '\t'))
     vlen--;
   int rc = 0;
-  if (p->in_head) {
-    if (shadow_headers_add(&p->req->headers, p->field.data ? p->field.data : "",
-                           p->field.len, p->value.data ? p->value.data : "",
-                           vlen))
-      rc = fail(p, 500, "out of memory");
-  } else {
-    /* Trailers: bounded like the head, then dropped, because nothing
-     * downstream forwards them and a hostile client could send them without
-     * end. */
-    p->trailer_bytes += p->field.len + vlen + 4;
-    if (p->trailer_bytes > p->header_limit)
-      rc = fail(p, 431, "trailers over the header limit");
-  }
+  if (shadow_headers_add(&p->req->headers, p->field.data ? p->field.data : "",
+                         p->field.len, p->value.data ? p->value.data : "",
+                         vlen))
+    rc = fail(p, 500, "out of memory");
   shadow_buf_reset(&p->field);
   shadow_buf_reset(&p->value);
   return rc;

@@ -178,13 +178,13 @@ static int read_backend(reader_t *r, const char *name,
   } else if (t == LUA_TTABLE) {
     int bt = lua_gettop(L);
     char *kind = NULL;
-    rc |= opt_string(r, bt, name, ".kind", &kind);
+    char path[64];
+    snprintf(path, sizeof(path), "%s.", name);
+    rc |= opt_string(r, bt, path, "kind", &kind);
     if (!kind || strcmp(kind, "http") != 0) {
       rc = fail(r, "%s must be shadow.http(url), a URL or a function", name);
     } else {
       b->kind = SHADOW_BACKEND_HTTP;
-      char path[64];
-      snprintf(path, sizeof(path), "%s.", name);
       rc |= opt_string(r, bt, path, "url", &b->url);
       rc |= opt_string(r, bt, path, "host", &b->host);
       rc |= opt_u64(r, bt, path, "timeout_ms", 1, 3600e3, &b->timeout_ms);

@@ -669,6 +669,9 @@ int shadow_dispatcher_new(uv_loop_t *loop, shadow_gen_t *gen,
     shadow_dispatcher_close(d);
     return rc;
   }
+  if (cfg->secondary.kind != SHADOW_BACKEND_NONE)
+    shadow_log_warn("secondary: noise learning is not implemented yet; "
+                    "the secondary backend is ignored");
   uv_timer_start(&d->flush_timer, flush_cb, 1000, 1000);
   uv_unref((uv_handle_t *)&d->flush_timer);
   stats->generation = shadow_gen_id(gen);

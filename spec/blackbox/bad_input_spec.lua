@@ -28,12 +28,7 @@ local BACKENDS = {
   ]],
 }
 
-local function stop_all(...)
-  for i = 1, select("#", ...) do
-    local x = select(i, ...)
-    if x then x:stop() end
-  end
-end
+local stop_all = cleanup.stop_all
 
 -- A 502/504 carries a short JSON error body.
 local function assert_json_error(res, status)
@@ -108,6 +103,7 @@ describe("client faults", function()
     local res = assert(http.get(d.port, "/fine", { ["x-user-id"] = "f" }))
     assert.are.equal(200, res.status)
     assert.are.equal("primary ok", res.body)
+    assert.are.equal(1, #ng:wait_uri("primary", "/fine"))
     for _, r in ipairs(ng:requests("primary")) do
       assert.are.equal("/fine", r.uri)
     end
@@ -172,7 +168,7 @@ describe("candidate faults", function()
     local n, reasons = 0, {}
     for reason, count in pairs(d:stats().totals.candidate_errors or {}) do
       n = n + count
-      reasons[#reasons + 1] = reason
+      if count > 0 then reasons[#reasons + 1] = reason end
     end
     return n, reasons
   end

@@ -2,6 +2,7 @@
 -- and the candidate gets what DESIGN.md says it gets.
 local nginx = require "support.nginx"
 local shadowd = require "support.shadowd"
+local cleanup = require "support.cleanup"
 local http = require "support.http"
 
 -- The primary echoes the request; the candidate answers differently,
@@ -31,26 +32,6 @@ local BACKENDS = {
   ]],
 }
 
-local function find(reqs, uri)
-  local out = {}
-  for _, r in ipairs(reqs) do
-    if r.uri == uri then out[#out + 1] = r end
-  end
-  return out
-end
-
--- Waits until the named backend logged a request for uri.
-local function wait_uri(ng, name, uri, timeout)
-  local socket = require "socket"
-  local deadline = socket.gettime() + (timeout or 10)
-  repeat
-    local got = find(ng:requests(name), uri)
-    if #got > 0 then return got end
-    socket.sleep(0.02)
-  until socket.gettime() > deadline
-  return {}
-end
-
 local function random_body(n)
   local t = {}
   for i = 1, n do t[i] = string.char(math.random(32, 126)) end
@@ -65,10 +46,7 @@ describe("shadowd with default mirror_methods", function()
                        candidate = ng:url("candidate"), rate = 1.0,
                        candidate_timeout_ms = 5000 }
   end)
-  teardown(function()
-    if d then d:stop() end
-    if ng then ng:stop() end
-  end)
+  teardown(function() cleanup.stop_all(d, ng) end)
 
   it("answers with the primary's status, headers and body", function()
     local res = assert(http.get(d.port, "/bytes?x=1", { ["x-user-id"] = "u1" }))
@@ -77,7 +55,7 @@ describe("shadowd with default mirror_methods", function()
     assert.are.equal("text/plain", res.headers["content-type"])
     assert.are.equal("primary GET /bytes?x=1 ", res.body)
     -- The candidate did get it, and said something else.
-    assert.are.equal(1, #wait_uri(ng, "candidate", "/bytes?x=1"))
+    assert.are.equal(1, #ng:wait_uri("candidate", "/bytes?x=1"))
   end)
 
   it("does not wait for a candidate that answers after 1 s", function()
@@ -94,17 +72,17 @@ describe("shadowd with default mirror_methods", function()
     assert.are.equal("primary GET /slow?again ", r2.body)
     assert.is_true(r2.elapsed < 0.5, ("second took %.3fs"):format(r2.elapsed))
     -- Both were mirrored: the candidate really was the slow one.
-    assert.are.equal(1, #wait_uri(ng, "candidate", "/slow"))
-    assert.are.equal(1, #wait_uri(ng, "candidate", "/slow?again"))
+    assert.are.equal(1, #ng:wait_uri("candidate", "/slow"))
+    assert.are.equal(1, #ng:wait_uri("candidate", "/slow?again"))
   end)
 
   it("marks the candidate's copy with x-shadow-request: 1", function()
     assert(http.get(d.port, "/marked", { ["x-user-id"] = "m" }))
-    local cand = wait_uri(ng, "candidate", "/marked")
+    local cand = ng:wait_uri("candidate", "/marked")
     assert.are.equal(1, #cand)
     assert.are.equal("1", cand[1].shadow)
     assert.are.equal("m", cand[1].key)
-    local prim = find(ng:requests("primary"), "/marked")
+    local prim = ng:wait_uri("primary", "/marked")
     assert.are.equal(1, #prim)
     assert.are.equal("", prim[1].shadow)
   end)
@@ -115,7 +93,7 @@ describe("shadowd with default mirror_methods", function()
       path = "/post-default", body = body, headers = { ["x-user-id"] = "p" } }))
     assert.are.equal(201, res.status)
     assert.are.equal("primary POST /post-default " .. body, res.body)
-    local prim = find(ng:requests("primary"), "/post-default")
+    local prim = ng:wait_uri("primary", "/post-default")
     assert.are.equal(1, #prim)
     assert.are.equal(body, prim[1].body)
     -- A HEAD sent after the POST reaches the candidate; by then a mirrored
@@ -123,10 +101,10 @@ describe("shadowd with default mirror_methods", function()
     res = assert(http.request(d.port, { method = "HEAD", path = "/head",
                                         headers = { ["x-user-id"] = "p" } }))
     assert.are.equal(201, res.status)
-    local head = wait_uri(ng, "candidate", "/head")
+    local head = ng:wait_uri("candidate", "/head")
     assert.are.equal(1, #head)
     assert.are.equal("HEAD", head[1].method)
-    assert.are.same({}, find(ng:requests("candidate"), "/post-default"))
+    assert.are.same({}, ng:requests_for("candidate", "/post-default"))
   end)
 end)
 
@@ -138,10 +116,7 @@ describe("shadowd with POST in mirror_methods", function()
                        candidate = ng:url("candidate"), rate = 1.0,
                        mirror_methods = { "GET", "POST" } }
   end)
-  teardown(function()
-    if d then d:stop() end
-    if ng then ng:stop() end
-  end)
+  teardown(function() cleanup.stop_all(d, ng) end)
 
   it("mirrors a POST with its body intact", function()
     local body = random_body(3000)
@@ -150,7 +125,7 @@ describe("shadowd with POST in mirror_methods", function()
       headers = { ["x-user-id"] = "p1", ["content-type"] = "text/plain" } }))
     assert.are.equal(201, res.status)
     assert.are.equal("primary POST /post-listed " .. body, res.body)
-    local cand = wait_uri(ng, "candidate", "/post-listed")
+    local cand = ng:wait_uri("candidate", "/post-listed")
     assert.are.equal(1, #cand)
     assert.are.equal("POST", cand[1].method)
     assert.are.equal(body, cand[1].body)
@@ -167,7 +142,7 @@ describe("shadowd with POST in mirror_methods", function()
     local res = assert(c:request{ raw = raw, method = "POST" })
     assert.are.equal(201, res.status)
     assert.are.equal("primary POST /post-chunked hello, world", res.body)
-    local cand = wait_uri(ng, "candidate", "/post-chunked")
+    local cand = ng:wait_uri("candidate", "/post-chunked")
     assert.are.equal(1, #cand)
     assert.are.equal("hello, world", cand[1].body)
   end)
@@ -176,8 +151,8 @@ describe("shadowd with POST in mirror_methods", function()
     assert(http.request(d.port, { method = "DELETE", path = "/delete",
                                   headers = { ["x-user-id"] = "p3" } }))
     assert(http.get(d.port, "/after-delete", { ["x-user-id"] = "p3" }))
-    assert.are.equal(1, #wait_uri(ng, "candidate", "/after-delete"))
-    assert.are.same({}, find(ng:requests("candidate"), "/delete"))
-    assert.are.equal(1, #find(ng:requests("primary"), "/delete"))
+    assert.are.equal(1, #ng:wait_uri("candidate", "/after-delete"))
+    assert.are.same({}, ng:requests_for("candidate", "/delete"))
+    assert.are.equal(1, #ng:wait_uri("primary", "/delete"))
   end)
 end)

@@ -45,6 +45,7 @@ static size_t inflight_at_stop = 99;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static int delays_taken;
+static shadow_request_t *held; /* "/hold": answered by on_drain */
 
 typedef struct delayed_s {
   uv_timer_t timer;
@@ -78,6 +79,14 @@ static void on_delay(uv_timer_t *t) {
 static void on_request(shadow_request_t *req, void *ud) {
   (void)ud;
   const char *t = req->target.data ? req->target.data : "";
+  if (strcmp(t, "/hold") == 0) {
+    held = req;
+    pthread_mutex_lock(&mu);
+    delays_taken++;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+    return;
+  }
   if (strncmp(t, "/delay/", 7) == 0) {
     delayed_t *d = calloc(1, sizeof(*d));
     d->req = req;
@@ -93,8 +102,22 @@ static void on_request(shadow_request_t *req, void *ud) {
   answer(req);
 }
 
+static uv_async_t drainer;
+static size_t conns_at_drain = 99, inflight_at_drain = 99;
+
+static void on_drain(uv_async_t *a) {
+  shadow_server_drain(srv_a);
+  pthread_mutex_lock(&mu);
+  conns_at_drain = shadow_server_connections(srv_a);
+  inflight_at_drain = shadow_server_inflight(srv_a);
+  pthread_mutex_unlock(&mu);
+  if (held) answer(held);
+  held = NULL;
+  uv_close((uv_handle_t *)a, NULL);
+}
+
 static void on_stop(uv_async_t *a) {
-  inflight_at_stop = shadow_server_inflight(srv_a);
+  inflight_at_stop = shadow_server_inflight(srv_b);
   shadow_server_close(srv_a);
   shadow_server_close(srv_b);
   uv_close((uv_handle_t *)a, NULL);
@@ -339,6 +362,11 @@ static void test_bad_input(void) {
                "\r\n\r\n", 0);
   expect_error("huge head", big, (size_t)n, 431,
                "{\"error\":\"request header fields too large\"}");
+  /* A trailer that never ends is cut off at the header limit. */
+  n = snprintf(big, sizeof(big), "POST / HTTP/1.1\r\nHost: x\r\n"
+               "Transfer-Encoding: chunked\r\n\r\n0\r\nX-T: %01500d", 0);
+  expect_error("endless trailer", big, (size_t)n, 431,
+               "{\"error\":\"request header fields too large\"}");
   /* A request line without the rest of its head: 408 once the header
    * timeout has passed. */
   EXPECT_ERROR("slow head", "GET /slow HTTP/1.1\r\nHost: x\r\n", 408,
@@ -370,6 +398,56 @@ static void test_timeouts_and_caps(void) {
   hang_up(b3);
   hang_up(b1);
   hang_up(b2);
+}
+
+/* Blocks until the handler has taken one more slow request. */
+static void wait_taken(int want) {
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 10;
+  pthread_mutex_lock(&mu);
+  while (delays_taken < want &&
+         pthread_cond_timedwait(&cv, &mu, &until) == 0) {
+  }
+  CHECK(delays_taken == want);
+  pthread_mutex_unlock(&mu);
+}
+
+static int taken(void) {
+  pthread_mutex_lock(&mu);
+  int n = delays_taken;
+  pthread_mutex_unlock(&mu);
+  return n;
+}
+
+/* Drain: the idle connection is closed at once, the busy one gets its
+ * answer (with Connection: close) and then is closed, and nothing new is
+ * accepted. Runs last on server A. */
+static void test_drain(void) {
+  client_t *idle = dial(port_a), *busy = dial(port_a);
+  resp_t r;
+  SAY(idle, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(read_resp(idle, &r) && r.status == 200 && !r.close);
+  int want = taken() + 1;
+  SAY(busy, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
+  wait_taken(want);
+  uv_async_send(&drainer);
+  CHECK(closed(idle));
+  CHECK(read_resp(busy, &r) && r.status == 200 && r.close);
+  CHECK(closed(busy));
+  pthread_mutex_lock(&mu);
+  CHECK(conns_at_drain == 1 && inflight_at_drain == 1);
+  pthread_mutex_unlock(&mu);
+  hang_up(idle);
+  hang_up(busy);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)port_a);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0);
+  close(fd);
 }
 
 static void test_clients_leaving(void) {
@@ -424,6 +502,7 @@ int main(void) {
   free(err);
   CHECK(port_a > 0 && port_b > 0);
   uv_async_init(&loop, &stopper, on_stop);
+  uv_async_init(&loop, &drainer, on_drain);
 
   pthread_t th;
   pthread_create(&th, NULL, loop_thread, NULL);
@@ -437,20 +516,11 @@ int main(void) {
 
   /* Close with a request in flight: it is answered after the close, and
    * that answer must free it without writing. */
-  pthread_mutex_lock(&mu);
-  int want = delays_taken + 1;
-  pthread_mutex_unlock(&mu);
-  client_t *c = dial(port_a);
+  test_drain();
+  int want = taken() + 1;
+  client_t *c = dial(port_b);
   SAY(c, "GET /delay/300 HTTP/1.1\r\nHost: x\r\n\r\n");
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += 10;
-  pthread_mutex_lock(&mu);
-  while (delays_taken < want &&
-         pthread_cond_timedwait(&cv, &mu, &until) == 0) {
-  }
-  CHECK(delays_taken == want);
-  pthread_mutex_unlock(&mu);
+  wait_taken(want);
   uv_async_send(&stopper);
   pthread_join(th, NULL);
   CHECK(inflight_at_stop == 1);

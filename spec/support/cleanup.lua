@@ -26,4 +26,15 @@ function M.new()
   return self
 end
 
+-- Stops each non-nil argument in order, even when one raises; raises
+-- the first error afterwards. For teardown(): stop_all(daemon, nginx).
+function M.stop_all(...)
+  local list = M.new()
+  for i = select("#", ...), 1, -1 do
+    local x = select(i, ...)
+    if x then list.add(x) end
+  end
+  list.run()
+end
+
 return M

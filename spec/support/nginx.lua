@@ -101,6 +101,27 @@ function Nginx:wait_requests(name, n, timeout)
   end
 end
 
+-- The logged requests for uri (the request target, query included).
+function Nginx:requests_for(name, uri)
+  local out = {}
+  for _, r in ipairs(self:requests(name)) do
+    if r.uri == uri then out[#out + 1] = r end
+  end
+  return out
+end
+
+-- Waits until the named server logged n (default 1) requests for uri;
+-- returns those it has by then. Lines of other requests may land in any
+-- order, so specs look requests up by uri, not by position.
+function Nginx:wait_uri(name, uri, n, timeout)
+  local deadline = socket.gettime() + (timeout or 10)
+  while true do
+    local reqs = self:requests_for(name, uri)
+    if #reqs >= (n or 1) or socket.gettime() > deadline then return reqs end
+    socket.sleep(0.02)
+  end
+end
+
 function Nginx:error_log()
   return process.read_file(self.dir .. "/error.log") or ""
 end

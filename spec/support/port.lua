@@ -3,13 +3,27 @@ local socket = require "socket"
 
 local M = {}
 
--- A port the kernel just handed out and that nobody listens on now.
+-- Ports handed out by this process lately: the kernel may give a closed
+-- port out again at once, and two servers of one spec must not collide.
+local recent, order = {}, {}
+
+-- A port the kernel just handed out, nobody listens on now, and this
+-- process has not handed out in its last 256 calls.
 function M.free()
-  local s = assert(socket.tcp())
-  assert(s:bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
+  for _ = 1, 100 do
+    local s = assert(socket.tcp())
+    assert(s:bind("127.0.0.1", 0))
+    local _, port = s:getsockname()
+    s:close()
+    port = tonumber(port)
+    if not recent[port] then
+      recent[port] = true
+      order[#order + 1] = port
+      if #order > 256 then recent[table.remove(order, 1)] = nil end
+      return port
+    end
+  end
+  error("no fresh free port after 100 tries")
 end
 
 function M.accepts(port, host)

@@ -47,6 +47,20 @@ function M.sleep(seconds)
   socket.sleep(seconds)
 end
 
+-- The environment changes for a child. Under a sanitizer build the
+-- spec runner itself may run with the sanitizer runtime preloaded (so
+-- it can load an instrumented libshadow) and leak checks off; children
+-- get neither the preload (SHADOW_SPEC_PRELOAD set) nor the runner's
+-- ASAN_OPTIONS (SHADOW_CHILD_ASAN_OPTIONS replaces them).
+function M.child_env(extra)
+  local env = {}
+  if os.getenv("SHADOW_SPEC_PRELOAD") then env.LD_PRELOAD = false end
+  local asan = os.getenv("SHADOW_CHILD_ASAN_OPTIONS")
+  if asan then env.ASAN_OPTIONS = asan end
+  for k, v in pairs(extra or {}) do env[k] = v end
+  return env
+end
+
 -- Runs in the child between fork and exec: nothing here may return.
 local function exec_child(argv, opts)
   local devnull = fcntl.open("/dev/null", fcntl.O_RDONLY)
@@ -56,7 +70,7 @@ local function exec_child(argv, opts)
   local err = fcntl.open(opts.stderr, flags, tonumber("644", 8))
   if out then unistd.dup2(out, 1) end
   if err then unistd.dup2(err, 2) end
-  for k, v in pairs(opts.env or {}) do
+  for k, v in pairs(M.child_env(opts.env)) do
     stdlib.setenv(k, v ~= false and tostring(v) or nil)
   end
   if opts.cwd then unistd.chdir(opts.cwd) end

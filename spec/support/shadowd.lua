@@ -5,6 +5,7 @@ local process = require "support.process"
 local port = require "support.port"
 local http = require "support.http"
 local json = require "support.json"
+local unistd = require "posix.unistd"
 
 local M = {}
 local Daemon = {}
@@ -19,9 +20,10 @@ end
 
 -- $SHADOWD (set by ctest), else ./build/shadowd from the repo root.
 function M.binary()
-  local bin = os.getenv("SHADOWD") or "build/shadowd"
+  local bin = os.getenv("SHADOWD")
+  if not bin or bin == "" then bin = "build/shadowd" end
   if bin:sub(1, 1) ~= "/" then bin = cwd() .. "/" .. bin end
-  if not process.read_file(bin) then
+  if not unistd.access(bin, "x") then
     error("no shadowd binary at " .. bin
           .. " (build it with scripts/build, or set SHADOWD)", 3)
   end
@@ -97,7 +99,9 @@ function M.start(opts)
   for _, p in ipairs({ lport, aport }) do
     local ok, err = port.wait(p, 15, proc)
     if not ok then
-      self:stop()
+      proc:stop(5)
+      self.stopped = true
+      process.rmdir(dir)
       error("shadowd did not start: " .. err .. "\nconfig:\n" .. text, 2)
     end
   end
@@ -137,13 +141,23 @@ function Daemon:wait_totals(field, n, timeout)
   return stats
 end
 
--- SIGTERM, then SIGKILL after timeout seconds. Returns how, code.
+-- What a sanitizer build reports, found in the daemon's output.
+function M.sanitizer_report(output)
+  return output:match("==%d+==ERROR: %w+Sanitizer.*")
+    or output:match("[^\n]*runtime error:.*")
+end
+
+-- SIGTERM, then SIGKILL after timeout seconds. Returns how, code. Raises
+-- when the daemon's output holds a sanitizer report, so every spec
+-- that stops a daemon in its teardown also checks the ASan build.
 function Daemon:stop(timeout)
   if self.stopped then return self.how, self.code end
   self.stopped = true
   self.how, self.code = self.proc:stop(timeout or 10)
   self.output = self.proc:output()
   process.rmdir(self.dir)
+  local report = M.sanitizer_report(self.output)
+  if report then error("shadowd's sanitizer report:\n" .. report, 2) end
   return self.how, self.code
 end
 
