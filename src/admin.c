@@ -153,8 +153,9 @@ static void on_admin_request(shadow_request_t *req, void *ud) {
     char *err = NULL;
     int rc = a->ctx.reload(a->ctx.ud, &err);
     shadow_buf_reset(&a->out);
-    if (rc == 0) {
-      shadow_buf_printf(&a->out, "{\"result\":\"ok\",\"generation\":%u}",
+    if (rc >= 0) {
+      shadow_buf_printf(&a->out, "{\"result\":\"%s\",\"generation\":%u}",
+                        rc == 0 ? "ok" : "unchanged",
                         a->ctx.stats->generation);
     } else {
       shadow_buf_puts(&a->out, "{\"result\":\"error\",\"error\":");
@@ -163,7 +164,7 @@ static void on_admin_request(shadow_request_t *req, void *ud) {
       shadow_buf_putc(&a->out, '}');
     }
     free(err);
-    reply(req, rc == 0 ? 200 : 422, "application/json", a->out.data,
+    reply(req, rc >= 0 ? 200 : 422, "application/json", a->out.data,
           a->out.len);
   } else if (PATH_IS("/") && get) {
     reply(req, 200, "text/html; charset=utf-8", shadow_admin_dashboard_html,

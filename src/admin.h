@@ -15,7 +15,8 @@ typedef struct shadow_admin_ctx_s {
   shadow_stats_t *stats;
   shadow_ring_t *(*ring)(void *ud);
   const shadow_config_t *(*config)(void *ud);
-  /* Reloads the scripts. 0, or -1 and *err (free() it). */
+  /* Reloads the scripts: 0 done, 1 nothing changed, or -1 and *err
+   * (free() it). */
   int (*reload)(void *ud, char **err);
   void *ud;
 } shadow_admin_ctx_t;

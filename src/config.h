@@ -43,9 +43,12 @@ typedef struct shadow_config_s {
   double slo_max_rate;
   uint64_t slo_min_samples;
   uint64_t drain_timeout_ms;
+  uint64_t hook_timeout_ms; /* limits.hook_timeout_ms */
   int watch;
 } shadow_config_t;
 
 void shadow_config_release(shadow_config_t *c);
+/* llhttp's number for an HTTP method name (any case), or -1. */
+int shadow_config_method_id(const char *name);
 
 #endif

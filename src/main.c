@@ -8,11 +8,13 @@
 #include <uv.h>
 
 #include "admin.h"
+#include "check_request.h"
 #include "log.h"
 #include "offline_diff.h"
 #include "script.h"
 #include "shadow.h"
 #include "stats.h"
+#include "watch.h"
 
 typedef struct app_s {
   uv_loop_t *loop;
@@ -23,13 +25,15 @@ typedef struct app_s {
   shadow_admin_t *admin;
   uv_signal_t sighup, sigterm, sigint;
   uv_timer_t drain_timer;
+  shadow_watch_t *watch;
   int stopping;
 } app_t;
 
 static void usage(FILE *f) {
   fprintf(f,
     "usage: shadowd [--config FILE] [--listen ADDR:PORT] [--admin ADDR:PORT]\n"
-    "               [--check] [--version] [--help]\n"
+    "               [--check [--request 'GET /p' [--header 'n: v']...]]\n"
+    "               [--version] [--help]\n"
     "       shadowd diff [--config FILE] PRIMARY_FILE CANDIDATE_FILE\n"
     "\n"
     "Serves every request from the primary, mirrors a sampled share to the\n"
@@ -39,6 +43,8 @@ static void usage(FILE *f) {
     "  --listen ADDR   override the config's listen address\n"
     "  --admin ADDR    override the config's admin address\n"
     "  --check         load and validate the config, print it, exit\n"
+    "  --request 'GET /path' [--header 'name: value' ...]\n"
+    "                  with --check: what the hooks decide for this request\n"
     "  --version       print the version\n"
     "  --help          this text\n"
     "\n"
@@ -90,8 +96,34 @@ static void print_check(const char *path, shadow_gen_t *g) {
 
 /* --- reload and shutdown ------------------------------------------------ */
 
+static void on_sources_changed(void *ud);
+
+/* Watches the running generation's files when its config says watch. */
+static void rearm_watch(app_t *app) {
+  shadow_watch_stop(app->watch);
+  app->watch = NULL;
+  shadow_gen_t *g = shadow_dispatcher_gen(app->dispatcher);
+  if (!shadow_gen_config(g)->watch || app->stopping) return;
+  size_t n = shadow_gen_source_count(g);
+  const char *paths[64];
+  if (n > 64) n = 64;
+  for (size_t i = 0; i < n; i++) paths[i] = shadow_gen_source(g, i);
+  if (shadow_watch_start(app->loop, paths, n, 200, on_sources_changed, app,
+                         &app->watch) != 0)
+    shadow_log_warn("cannot watch the config files; reload with SIGHUP");
+}
+
+/* 0: reloaded; 1: the sources are byte-identical, nothing to do; -1: the
+ * new script was refused and the running one stays. */
 static int reload(void *ud, char **err) {
   app_t *app = ud;
+  shadow_gen_t *cur = shadow_dispatcher_gen(app->dispatcher);
+  if (shadow_gen_source_hash_now(cur) == shadow_gen_source_hash(cur)) {
+    shadow_stats_set_reload(app->stats, shadow_now_ms(), "unchanged", NULL);
+    shadow_log_info("reload: %s is unchanged; nothing to do",
+                    app->config_path);
+    return 1;
+  }
   shadow_gen_t *g = NULL;
   char *e = NULL;
   int rc = shadow_script_load(app->config_path, &g, &e);
@@ -107,7 +139,8 @@ static int reload(void *ud, char **err) {
   }
   if (rc == 0) rc = shadow_dispatcher_reload(app->dispatcher, g, &e);
   if (rc != 0 && g) shadow_gen_unref(g);
-  shadow_stats_set_reload(app->stats, shadow_now_ms(), rc ? e : NULL);
+  shadow_stats_set_reload(app->stats, shadow_now_ms(), rc ? "error" : "ok",
+                          rc ? e : NULL);
   if (rc) {
     shadow_log_error("reload failed, the running script stays: %s",
                      e ? e : "?");
@@ -117,7 +150,12 @@ static int reload(void *ud, char **err) {
   }
   shadow_log_info("reloaded %s: generation %u", app->config_path,
                   app->stats->generation);
+  rearm_watch(app);
   return 0;
+}
+
+static void on_sources_changed(void *ud) {
+  reload(ud, NULL);
 }
 
 static shadow_ring_t *admin_ring(void *ud) {
@@ -131,6 +169,8 @@ static const shadow_config_t *admin_config(void *ud) {
 }
 
 static void stop_now(app_t *app) {
+  shadow_watch_stop(app->watch);
+  app->watch = NULL;
   uv_timer_stop(&app->drain_timer);
   uv_close((uv_handle_t *)&app->drain_timer, NULL);
   uv_close((uv_handle_t *)&app->sighup, NULL);
@@ -216,6 +256,7 @@ static int run(app_t *app, shadow_gen_t *g) {
   uv_signal_start(&app->sigterm, on_signal, SIGTERM);
   uv_signal_start(&app->sigint, on_signal, SIGINT);
 
+  rearm_watch(app);
   cfg = admin_config(app);
   shadow_log_info("shadowd %s listening on %s, admin on %s; primary %s, "
                   "candidate %s at rate %g", SHADOW_VERSION, cfg->listen,
@@ -248,20 +289,37 @@ int main(int argc, char **argv) {
       {"listen", required_argument, NULL, 'l'},
       {"admin", required_argument, NULL, 'a'},
       {"check", no_argument, NULL, 'k'},
+      {"request", required_argument, NULL, 'r'},
+      {"header", required_argument, NULL, 'H'},
       {"version", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   int check = 0, c;
-  while ((c = getopt_long(argc, argv, "c:l:a:kvh", opts, NULL)) != -1) {
+  const char *request = NULL;
+  const char *headers[64];
+  size_t nheaders = 0;
+  while ((c = getopt_long(argc, argv, "c:l:a:kvhr:H:", opts, NULL)) != -1) {
     switch (c) {
     case 'c': app.config_path = optarg; break;
     case 'l': app.listen_override = optarg; break;
     case 'a': app.admin_override = optarg; break;
     case 'k': check = 1; break;
+    case 'r': request = optarg; break;
+    case 'H':
+      if (nheaders == 64) {
+        fprintf(stderr, "shadowd: at most 64 --header options\n");
+        return 2;
+      }
+      headers[nheaders++] = optarg;
+      break;
     case 'v': printf("shadowd %s\n", SHADOW_VERSION); return 0;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
+  }
+  if ((request || nheaders) && !check) {
+    fprintf(stderr, "shadowd: --request and --header go with --check\n");
+    return 2;
   }
   if (optind < argc) {
     fprintf(stderr, "shadowd: unexpected argument '%s'\n", argv[optind]);
@@ -280,8 +338,11 @@ int main(int argc, char **argv) {
   }
   if (check) {
     print_check(app.config_path, g);
+    int rc = request ? shadow_check_request(g, request, headers, nheaders,
+                                            stdout)
+                     : 0;
     shadow_gen_unref(g);
-    return 0;
+    return rc ? 2 : 0;
   }
   return run(&app, g);
 }

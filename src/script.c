@@ -6,12 +6,14 @@
 #include <errno.h>
 #include <lauxlib.h>
 #include <lua.h>
+#include <luajit.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <uv.h>
+#include <xxhash.h>
 
 #include "embedded_lua.h"
 #include "log.h"
@@ -26,9 +28,12 @@ struct shadow_gen_s {
   int decode_ref; /* cjson.decode, loaded on first use */
   int refs;
   unsigned id;
-  shadow_script_error_cb on_error;
-  void *on_error_ud;
+  shadow_script_observer_t obs;
   uint64_t last_log_ms[SHADOW_HOOK_COUNT];
+  char **sources; /* the config first, then the modules it required */
+  size_t nsources;
+  uint64_t source_hash;
+  uint64_t hook_timeout_ns;
   unsigned suppressed[SHADOW_HOOK_COUNT];
 };
 
@@ -70,7 +75,24 @@ static void report(shadow_gen_t *g, int hook, const char *msg) {
   } else {
     g->suppressed[hook]++;
   }
-  if (g->on_error) g->on_error(g->on_error_ud, hook);
+  if (g->obs.on_error) g->obs.on_error(g->obs.ud, hook);
+}
+
+/* Runaway hooks. LuaJIT does not run debug hooks inside JIT-compiled code,
+ * so a `while true do end` that gets compiled would never be interrupted.
+ * Script states therefore run with the JIT off (the interpreter checks the
+ * count hook), and the count hook aborts a call that passes its deadline.
+ * One loop thread runs one hook at a time, so the deadline is a static. */
+static uint64_t hook_deadline_ns;
+static uint64_t hook_limit_ms;
+
+static void count_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  if (hook_deadline_ns && uv_hrtime() > hook_deadline_ns) {
+    hook_deadline_ns = 0; /* raise once; the unwinding must not re-raise */
+    luaL_error(L, "hook ran longer than %d ms and was stopped",
+               (int)hook_limit_ms);
+  }
 }
 
 /* Stack: [..., fn, args(nargs)] -> [..., results(nresults)] on success (0);
@@ -80,7 +102,19 @@ static int call_hook(shadow_gen_t *g, int hook, int nargs, int nresults) {
   int base = lua_gettop(L) - nargs; /* the function's slot */
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->traceback_ref);
   lua_insert(L, base);
+  /* Hooks may nest (a backend calling shadow.diff is not a hook, but
+   * on_divergence runs decode then the hook): keep the outer deadline. */
+  uint64_t outer = hook_deadline_ns, outer_ms = hook_limit_ms;
+  uint64_t t0 = uv_hrtime();
+  if (!outer) {
+    hook_deadline_ns = t0 + g->hook_timeout_ns;
+    hook_limit_ms = g->hook_timeout_ns / 1000000;
+  }
   int rc = lua_pcall(L, nargs, nresults, base);
+  uint64_t t1 = uv_hrtime();
+  hook_deadline_ns = outer;
+  hook_limit_ms = outer_ms;
+  if (g->obs.on_time) g->obs.on_time(g->obs.ud, hook, (double)(t1 - t0) / 1e9);
   if (rc != 0) {
     const char *msg = lua_tostring(L, -1);
     report(g, hook, msg ? msg : "(no message)");
@@ -126,6 +160,8 @@ static int prepare_state(lua_State *L) {
 
 static void gen_destroy(shadow_gen_t *g) {
   if (g->L) lua_close(g->L);
+  for (size_t i = 0; i < g->nsources; i++) free(g->sources[i]);
+  free(g->sources);
   shadow_config_release(&g->cfg);
   free(g);
 }
@@ -145,6 +181,9 @@ int shadow_script_load(const char *path, shadow_gen_t **out, char **err) {
   lua_State *L = g->L;
   lua_pushcfunction(L, traceback);
   g->traceback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* See count_hook: interpreted code checks the hook, compiled code not. */
+  luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+  lua_sethook(L, count_hook, LUA_MASKCOUNT, 1000);
 
   /* Loading reports syntax errors as "file:line: message". The chunk
    * runs in the sandbox, and so do the hooks it defines. */
@@ -156,9 +195,18 @@ int shadow_script_load(const char *path, shadow_gen_t **out, char **err) {
   } else {
     strcpy(dir, ".");
   }
+  lua_newtable(L); /* the sandbox's require notes module paths here */
+  int sources = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->traceback_ref);
-  if (luaL_loadfile(L, path) != 0 || shadow_sandbox_push_env(L, dir) != 0 ||
-      !lua_setfenv(L, -2) || lua_pcall(L, 0, 1, -2) != 0) {
+  /* The script itself gets a generous deadline: a config that loops
+   * forever must not hang --check or a reload. */
+  hook_deadline_ns = uv_hrtime() + 5000ull * 1000000;
+  hook_limit_ms = 5000;
+  int failed = luaL_loadfile(L, path) != 0 ||
+               shadow_sandbox_push_env(L, dir, sources) != 0 ||
+               !lua_setfenv(L, -2) || lua_pcall(L, 0, 1, -2) != 0;
+  hook_deadline_ns = 0;
+  if (failed) {
     const char *msg = lua_tostring(L, -1);
     *err = strdup(msg ? msg : "error loading the config");
     gen_destroy(g);
@@ -182,6 +230,19 @@ int shadow_script_load(const char *path, shadow_gen_t **out, char **err) {
     return -EINVAL;
   }
   g->hooks[SHADOW_HOOK_BACKEND] = LUA_NOREF;
+  g->hook_timeout_ns = g->cfg.hook_timeout_ms * 1000000;
+  size_t n = lua_objlen(L, sources);
+  g->sources = calloc(n + 1, sizeof(char *));
+  if (g->sources) {
+    g->sources[g->nsources++] = strdup(path);
+    for (size_t i = 1; i <= n; i++) {
+      lua_rawgeti(L, sources, (int)i);
+      const char *p = lua_tostring(L, -1);
+      if (p) g->sources[g->nsources++] = strdup(p);
+      lua_pop(L, 1);
+    }
+  }
+  g->source_hash = shadow_gen_source_hash_now(g);
   lua_settop(L, 0);
   g->refs = 1;
   g->id = next_gen_id++;
@@ -229,10 +290,44 @@ int shadow_gen_has_hook(const shadow_gen_t *g, int hook) {
   return g->hooks[hook] != LUA_NOREF;
 }
 
-void shadow_gen_on_error(shadow_gen_t *g, shadow_script_error_cb cb,
-                         void *ud) {
-  g->on_error = cb;
-  g->on_error_ud = ud;
+void shadow_gen_observe(shadow_gen_t *g, const shadow_script_observer_t *o) {
+  g->obs = *o;
+}
+
+size_t shadow_gen_source_count(const shadow_gen_t *g) {
+  return g->nsources;
+}
+
+const char *shadow_gen_source(const shadow_gen_t *g, size_t i) {
+  return i < g->nsources ? g->sources[i] : NULL;
+}
+
+uint64_t shadow_gen_source_hash(const shadow_gen_t *g) {
+  return g->source_hash;
+}
+
+uint64_t shadow_gen_source_hash_now(const shadow_gen_t *g) {
+  XXH3_state_t *st = XXH3_createState();
+  if (!st) return 0;
+  XXH3_64bits_reset(st);
+  char buf[16384];
+  for (size_t i = 0; i < g->nsources; i++) {
+    const char *p = g->sources[i];
+    if (!p) continue;
+    XXH3_64bits_update(st, p, strlen(p) + 1);
+    FILE *f = fopen(p, "rb");
+    if (!f) {
+      XXH3_64bits_update(st, "(missing)", 9);
+      continue;
+    }
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+      XXH3_64bits_update(st, buf, n);
+    fclose(f);
+  }
+  uint64_t h = XXH3_64bits_digest(st);
+  XXH3_freeState(st);
+  return h;
 }
 
 /* Stack: [...] -> [..., headers table]. Names are lower-cased; repeated

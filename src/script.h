@@ -6,6 +6,7 @@
 #define SHADOW_SCRIPT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 #include "config.h"
@@ -29,8 +30,12 @@ typedef enum shadow_hook_e {
 const char *shadow_hook_name(int hook);
 
 /* Told of every hook error, after the host has logged it (at most once a
- * second per hook). */
-typedef void (*shadow_script_error_cb)(void *ud, int hook);
+ * second per hook), and of the time every hook call took. */
+typedef struct shadow_script_observer_s {
+  void (*on_error)(void *ud, int hook);
+  void (*on_time)(void *ud, int hook, double seconds);
+  void *ud;
+} shadow_script_observer_t;
 
 /* Loads, runs and validates the script at path in a fresh state. On
  * failure returns a negative code and *err ("file:line: message"; free()
@@ -46,8 +51,15 @@ void shadow_gen_unref(shadow_gen_t *g); /* the last one closes the state */
 const shadow_config_t *shadow_gen_config(const shadow_gen_t *g);
 unsigned shadow_gen_id(const shadow_gen_t *g);
 int shadow_gen_has_hook(const shadow_gen_t *g, int hook);
-void shadow_gen_on_error(shadow_gen_t *g, shadow_script_error_cb cb,
-                         void *ud);
+void shadow_gen_observe(shadow_gen_t *g, const shadow_script_observer_t *o);
+/* The files the generation was built from (the config and the modules it
+ * required), and a hash of their contents when it was loaded. */
+size_t shadow_gen_source_count(const shadow_gen_t *g);
+const char *shadow_gen_source(const shadow_gen_t *g, size_t i);
+uint64_t shadow_gen_source_hash(const shadow_gen_t *g);
+/* Hashes the same files as they are on disk now: equal to
+ * shadow_gen_source_hash() when nothing changed. */
+uint64_t shadow_gen_source_hash_now(const shadow_gen_t *g);
 
 /* The Lua view of one request, { method, path, query, headers, body },
  * built once and shared by all the hooks of that request. Returns a

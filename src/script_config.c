@@ -207,7 +207,7 @@ static int read_backend(reader_t *r, const char *name,
   return rc;
 }
 
-static int method_id(const char *name) {
+int shadow_config_method_id(const char *name) {
   for (int i = 0; i < 64; i++) {
     const char *m = llhttp_method_name((llhttp_method_t)i);
     if (m && strcmp(m, "<unknown>") != 0 && strcasecmp(m, name) == 0)
@@ -228,7 +228,7 @@ static int read_methods(reader_t *r, shadow_config_t *cfg) {
   for (size_t i = 1; i <= n && rc == 0; i++) {
     lua_rawgeti(L, t, (int)i);
     const char *m = lua_tostring(L, -1);
-    int id = m ? method_id(m) : -1;
+    int id = m ? shadow_config_method_id(m) : -1;
     if (id < 0)
       rc = fail(r, "mirror_methods[%zu] is not an HTTP method", i);
     else
@@ -333,6 +333,7 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
   cfg->slo_max_rate = 0.001;
   cfg->slo_min_samples = 1000;
   cfg->drain_timeout_ms = 10000;
+  cfg->hook_timeout_ms = 100;
   shadow_limits_default(&cfg->limits);
   cfg->diff_opts = shadow_diff_opts_new();
   if (!cfg->diff_opts) fail(r, "out of memory");
@@ -392,7 +393,8 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
   if (t) {
     static const char *const keys[] = {
         "header_bytes",    "body_bytes",      "diff_bytes",
-        "header_timeout_ms", "idle_timeout_ms", "max_connections", NULL};
+        "header_timeout_ms", "idle_timeout_ms", "max_connections",
+        "hook_timeout_ms", NULL};
     shadow_limits_t *l = &cfg->limits;
     check_keys(r, t, "limits.", keys);
     opt_size(r, t, "limits.", "header_bytes", 256, 1 << 24, &l->header_bytes);
@@ -404,6 +406,8 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
             &l->idle_timeout_ms);
     opt_size(r, t, "limits.", "max_connections", 0, 1e7,
              &l->max_connections);
+    opt_u64(r, t, "limits.", "hook_timeout_ms", 1, 60e3,
+            &cfg->hook_timeout_ms);
     lua_pop(L, 1);
   }
   shadow_diff_opts_set_diff_bytes(cfg->diff_opts, cfg->diff_bytes);

@@ -11,7 +11,7 @@
  * turns any read or write of an undeclared global into an error naming
  * it. Scripts that need state of their own keep it in locals. */
 static const char sandbox_lua[] =
-"local dir = ...\n"
+"local dir, sources = ...\n"
 "local real_require, loadfile, setfenv, error, type = require, loadfile, "
 "setfenv, error, type\n"
 "local searchpath = package.searchpath\n"
@@ -56,6 +56,7 @@ static const char sandbox_lua[] =
 "    local chunk, err = loadfile(path)\n"
 "    if not chunk then error(err, 2) end\n"
 "    setfenv(chunk, env)\n"
+"    sources[#sources + 1] = path\n"
 "    local m = chunk(name)\n"
 "    if m == nil then m = true end\n"
 "    loaded[name] = m\n"
@@ -73,12 +74,13 @@ static const char sandbox_lua[] =
 "end\n"
 "return make_env\n";
 
-int shadow_sandbox_push_env(lua_State *L, const char *dir) {
+int shadow_sandbox_push_env(lua_State *L, const char *dir, int sources) {
   if (luaL_loadbuffer(L, sandbox_lua, sizeof(sandbox_lua) - 1,
                       "=shadowd-sandbox") != 0)
     return -1;
   lua_pushstring(L, dir);
-  if (lua_pcall(L, 1, 1, 0) != 0) return -1;
+  lua_pushvalue(L, sources);
+  if (lua_pcall(L, 2, 1, 0) != 0) return -1;
   if (lua_pcall(L, 0, 1, 0) != 0) return -1;
   return 0;
 }

@@ -70,6 +70,7 @@ struct conn_s {
   int head_clock;       /* head_since is set */
   int served;           /* requests answered on this connection */
   size_t discarded;
+  size_t wq_size;       /* bytes queued at the last write-progress check */
   int open_handles;
   int inflight;
   int writing;
@@ -289,7 +290,10 @@ static int conn_write(conn_t *c, size_t body_len) {
   if (body_len) bufs[n++] = uv_buf_init(c->out_body.data, (unsigned)body_len);
   c->wreq.data = c;
   int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, n, on_write);
-  if (rc == 0) c->writing = 1;
+  if (rc == 0) {
+    c->writing = 1;
+    conn_arm(c);
+  }
   return rc;
 }
 
@@ -345,6 +349,10 @@ void shadow_server_respond(shadow_request_t *req, int status,
     return;
   }
   if (status < 100 || status > 999) status = 500;
+  if (body_len > UINT32_MAX) { /* uv_buf_t lengths are 32-bit */
+    conn_close(c);
+    return;
+  }
   int head_req = req->method_id == HTTP_HEAD;
   int no_body = head_req || status < 200 || status == 204 || status == 304;
   int keep = req->keep_alive && !s->draining && !s->closing;
@@ -409,7 +417,16 @@ static void conn_process(conn_t *c) {
 
 static void on_timer(uv_timer_t *t) {
   conn_t *c = t->data;
-  if (c->closing || c->inflight || c->writing || c->lingering) return;
+  if (c->writing && !c->closing) {
+    /* Like nginx's send_timeout: a response that made no progress for an
+     * idle timeout is abandoned, so a client that never reads cannot hold
+     * the response's memory for ever. */
+    size_t left = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    if (left && left >= c->wq_size) conn_close(c);
+    else conn_arm(c);
+    return;
+  }
+  if (c->closing || c->inflight || c->lingering) return;
   /* A client that began a request and stalled gets told; one that sent
    * nothing is just idle and is closed without a word. */
   if (shadow_request_parser_started(&c->parser)) conn_fail(c, 408);
@@ -431,6 +448,11 @@ static void conn_arm(conn_t *c) {
     if (c->reading) uv_read_stop(st);
     c->reading = 0;
     uv_timer_stop(&c->timer);
+    if (c->writing && c->limits.idle_timeout_ms) {
+      /* A client that stops reading our answer: see on_timer. */
+      c->wq_size = uv_stream_get_write_queue_size(st);
+      uv_timer_start(&c->timer, on_timer, c->limits.idle_timeout_ms, 0);
+    }
     return;
   }
   if (!c->reading) {
@@ -522,7 +544,9 @@ static void on_connection(uv_stream_t *ls, int status) {
   shadow_server_t *s = ls->data;
   if (status < 0 || s->draining || s->closing) return;
   conn_t *c = calloc(1, sizeof(*c));
-  if (!c) return; /* the connection waits in the backlog for a later try */
+  /* Without memory there is nothing to answer with; libuv then holds the
+   * connection and pauses the listener until a later accept. */
+  if (!c) return;
   c->srv = s;
   c->limits = s->limits;
   uv_tcp_init(s->loop, &c->tcp);
@@ -667,9 +691,13 @@ void shadow_server_drain(shadow_server_t *s) {
   conn_t *next;
   for (conn_t *c = s->conns; c; c = next) {
     next = c->next;
-    if (c->inflight) continue; /* respond() sees draining: closes after */
+    /* A request in flight, or one still arriving, is finished: respond()
+     * sees draining and closes after the answer. Only connections with
+     * nothing started are closed now. */
+    if (c->inflight) continue;
     if (c->writing) c->close_after = 1;
-    else if (!c->lingering) conn_close(c);
+    else if (!c->lingering && !shadow_request_parser_started(&c->parser))
+      conn_close(c);
   }
 }
 

@@ -152,6 +152,13 @@ static void on_script_error(void *ud, int hook) {
   shadow_counters_add(d->stats->script_errors, name, strlen(name), 1);
 }
 
+static void on_script_time(void *ud, int hook, double seconds) {
+  shadow_dispatcher_t *d = ud;
+  if (hook < 0 || hook >= SHADOW_STATS_MAX_HOOKS) return;
+  d->stats->hook_names[hook] = shadow_hook_name(hook);
+  shadow_hist_observe(&d->stats->hook_time[hook], seconds);
+}
+
 static int epoch_new(shadow_dispatcher_t *d, shadow_gen_t *gen,
                      epoch_t **out, char **err) {
   const shadow_config_t *cfg = shadow_gen_config(gen);
@@ -168,7 +175,8 @@ static int epoch_new(shadow_dispatcher_t *d, shadow_gen_t *gen,
   e->refs = 1;
   e->gen = gen;
   e->cfg = cfg;
-  shadow_gen_on_error(gen, on_script_error, d);
+  shadow_script_observer_t obs = {on_script_error, on_script_time, d};
+  shadow_gen_observe(gen, &obs);
   *out = e;
   return 0;
 }

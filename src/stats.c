@@ -197,9 +197,10 @@ shadow_route_stats_t *shadow_stats_route(shadow_stats_t *s, const char *name,
 }
 
 void shadow_stats_set_reload(shadow_stats_t *s, double when_ms,
-                             const char *error) {
+                             const char *result, const char *error) {
   s->last_reload_ms = when_ms;
+  s->last_reload_result = result;
   free(s->last_reload_error);
   s->last_reload_error = error ? strdup(error) : NULL;
-  shadow_counters_add(s->reloads, error ? "error" : "ok", error ? 5 : 2, 1);
+  shadow_counters_add(s->reloads, result, strlen(result), 1);
 }

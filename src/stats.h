@@ -67,10 +67,15 @@ typedef struct shadow_stats_s {
   shadow_route_stats_t *routes;
   size_t nroutes, routes_cap;
   shadow_hist_t primary_latency, candidate_latency;
+  /* Time spent in each Lua hook; names set by whoever observes them. */
+#define SHADOW_STATS_MAX_HOOKS 8
+  shadow_hist_t hook_time[SHADOW_STATS_MAX_HOOKS];
+  const char *hook_names[SHADOW_STATS_MAX_HOOKS];
   int breaker_open;
   const char *breaker_state; /* "closed", "open", "half-open" */
   /* The last reload: when, and its error (NULL if it succeeded). */
   double last_reload_ms;
+  const char *last_reload_result; /* "ok", "error", "unchanged" */
   char *last_reload_error;
   unsigned generation;
 } shadow_stats_t;
@@ -80,8 +85,9 @@ void shadow_stats_free(shadow_stats_t *s);
 /* The route's entry, created on first use (bounded like counters). */
 shadow_route_stats_t *shadow_stats_route(shadow_stats_t *s, const char *name,
                                          size_t len);
+/* result: "ok", "error" (with error) or "unchanged". */
 void shadow_stats_set_reload(shadow_stats_t *s, double when_ms,
-                             const char *error);
+                             const char *result, const char *error);
 
 int shadow_stats_render_json(const shadow_stats_t *s, shadow_buf_t *out,
                              double slo_budget, uint64_t slo_min_samples);

@@ -120,7 +120,7 @@ int shadow_stats_render_json(const shadow_stats_t *s, shadow_buf_t *out,
     char t[40];
     iso_time(t, sizeof(t), s->last_reload_ms);
     shadow_buf_printf(out, "{\"time\":\"%s\",\"result\":\"%s\",\"error\":", t,
-                      s->last_reload_error ? "error" : "ok");
+                      s->last_reload_result ? s->last_reload_result : "ok");
     if (s->last_reload_error)
       shadow_buf_json_string(out, s->last_reload_error,
                              strlen(s->last_reload_error), 0);
@@ -235,6 +235,28 @@ int shadow_stats_render_prometheus(const shadow_stats_t *s,
             "Primary response latency.", &s->primary_latency);
   prom_hist(out, "shadow_candidate_latency_seconds",
             "Candidate response latency.", &s->candidate_latency);
+  shadow_buf_puts(out, "# HELP shadow_hook_duration_seconds Time spent in "
+                  "each Lua hook.\n# TYPE shadow_hook_duration_seconds "
+                  "histogram\n");
+  for (int h = 0; h < SHADOW_STATS_MAX_HOOKS; h++) {
+    const shadow_hist_t *hh = &s->hook_time[h];
+    if (!s->hook_names[h] || hh->count == 0) continue;
+    uint64_t cum = 0;
+    for (int i = 0; i < SHADOW_HIST_BUCKETS; i++) {
+      cum += hh->buckets[i];
+      shadow_buf_printf(out, "shadow_hook_duration_seconds_bucket{hook=\"%s\","
+                        "le=\"%g\"} %llu\n", s->hook_names[h],
+                        shadow_hist_bounds[i], (unsigned long long)cum);
+    }
+    shadow_buf_printf(out, "shadow_hook_duration_seconds_bucket{hook=\"%s\","
+                      "le=\"+Inf\"} %llu\n", s->hook_names[h],
+                      (unsigned long long)hh->count);
+    shadow_buf_printf(out, "shadow_hook_duration_seconds_sum{hook=\"%s\"} "
+                      "%.9g\n", s->hook_names[h], hh->sum);
+    shadow_buf_printf(out, "shadow_hook_duration_seconds_count{hook=\"%s\"} "
+                      "%llu\n", s->hook_names[h],
+                      (unsigned long long)hh->count);
+  }
   prom_scalar(out, "shadow_breaker_open", "gauge",
               "1 while the candidate's circuit breaker is open.",
               (uint64_t)s->breaker_open);

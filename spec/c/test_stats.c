@@ -56,7 +56,7 @@ int main(void) {
   r->parts[2] = 1;
   shadow_counters_add(s->candidate_errors, "timeout", 7, 2);
   shadow_hist_observe(&s->primary_latency, 0.003);
-  shadow_stats_set_reload(s, 1.7e12, "x.lua:3: boom");
+  shadow_stats_set_reload(s, 1.7e12, "error", "x.lua:3: boom");
   shadow_buf_t out = SHADOW_BUF_INIT;
   shadow_stats_render_prometheus(s, &out);
   CHECK(strstr(out.data, "shadow_requests_total 7\n") != NULL);
