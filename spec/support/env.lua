@@ -4,6 +4,7 @@ local M = {}
 
 M.build_dir = os.getenv("SHADOW_BUILD_DIR") or "./build"
 M.libshadow = os.getenv("LIBSHADOW") or (M.build_dir .. "/libshadow.so")
+M.shadowd = os.getenv("SHADOWD") or (M.build_dir .. "/shadowd")
 
 local entry = M.build_dir .. "/?.so"
 if not package.cpath:find(entry, 1, true) then
