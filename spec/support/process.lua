@@ -83,7 +83,8 @@ local function exec_child(argv, opts)
 end
 
 -- spawn({ "prog", "arg", ... }, { stdout =, stderr =, env =, cwd = })
--- Output goes to the given files, or to files in a new temp dir.
+-- Output goes to the given files, or to files in a new temp dir that
+-- :stop() removes (it is safe on a child that already exited).
 function M.spawn(argv, opts)
   opts = opts or {}
   local own_dir
