@@ -1,0 +1,265 @@
+-- A hostile HTTP backend in its own luajit process: for each request it
+-- commits one fault, picked by path or at random, so specs can put every
+-- way a backend can misbehave behind shadowd at once. One process serves
+-- many connections (coroutines over socket.select), and is stopped by pid.
+--
+--   local h = hostile.start{ mode = "random" }   -- or a fault name
+--   h.url, h.port, h:set_mode("ok"), h:counts(), h:stop()
+--
+-- Faults (GET /f/<name>... picks one; other paths use the current mode):
+--   refuse    close at once, nothing sent       (shadowd: reset)
+--   reset     close with an RST (SO_LINGER 0)   (reset)
+--   hang      never answer, keep the socket     (timeout)
+--   garbage   bytes that are not HTTP           (bad_response)
+--   lie       Content-Length 1000, 10 bytes, close   (reset)
+--   huge      200 KiB of response headers       (too_large)
+--   midbody   half a chunked body, then close   (reset)
+--   badchunk  a chunk size that is not hex      (bad_response)
+--   slow      a valid answer after SLOW seconds (ok, unless it times out)
+--   ok        a valid answer at once            (ok)
+-- Control: GET /__mode/<name> sets the mode ("random" included) and
+-- answers 200; GET /__counts answers the faults served so far as JSON.
+local process = require "support.process"
+local port = require "support.port"
+local json = require "support.json"
+local http = require "support.http"
+
+local M = {}
+
+M.FAULTS = { "refuse", "reset", "hang", "garbage", "lie", "huge",
+             "midbody", "badchunk", "slow", "ok" }
+
+-- What shadowd's upstream reports for each fault.
+M.REASON = { refuse = "reset", reset = "reset", hang = "timeout",
+             garbage = "bad_response", lie = "reset", huge = "too_large",
+             midbody = "reset", badchunk = "bad_response" }
+
+local SERVER = [==[
+local socket = require "socket"
+local port, mode, slow = tonumber(arg[1]), arg[2], tonumber(arg[3])
+local FAULTS = { "refuse", "reset", "hang", "garbage", "lie", "huge",
+                 "midbody", "badchunk", "slow", "ok" }
+local known = {}
+for _, f in ipairs(FAULTS) do known[f] = true end
+local counts = {}
+math.randomseed(os.time() + port)
+
+local srv = assert(socket.bind("127.0.0.1", port, 512))
+srv:settimeout(0)
+
+-- Each connection is a coroutine; it yields what it waits for.
+local tasks = {}   -- co -> { read = sock } | { write = sock } | { at = t }
+
+local function wait_read(s) coroutine.yield({ read = s }) end
+local function wait_write(s) coroutine.yield({ write = s }) end
+local function sleep(t) coroutine.yield({ at = socket.gettime() + t }) end
+
+-- A line, or nil when the peer closed or broke the connection.
+local function read_line(s)
+  local acc = ""
+  while true do
+    local line, err, partial = s:receive("*l", acc)
+    if line then return line end
+    if err ~= "timeout" then return nil end
+    acc = partial
+    wait_read(s)
+  end
+end
+
+local function read_n(s, n)
+  local acc = ""
+  while #acc < n do
+    local data, err, partial = s:receive(n - #acc)
+    data = data or partial
+    acc = acc .. (data or "")
+    if err and err ~= "timeout" then return nil end
+    if #acc < n then wait_read(s) end
+  end
+  return acc
+end
+
+local function send_all(s, bytes)
+  local i = 1
+  while i <= #bytes do
+    local last, err, partial = s:send(bytes, i)
+    if last then
+      i = last + 1
+    else
+      if err ~= "timeout" then return nil end
+      i = partial + 1
+      if i <= #bytes then wait_write(s) end
+    end
+  end
+  return true
+end
+
+local function answer(s, status, body, extra)
+  return send_all(s, ("HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
+    .. "Content-Length: %d\r\n%s\r\n%s"):format(status, #body, extra or "",
+                                              body))
+end
+
+local function encode_counts()
+  local parts = {}
+  for k, v in pairs(counts) do parts[#parts + 1] = ('"%s":%d'):format(k, v) end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+-- Serves one connection until a fault ends it; true to keep it.
+local function serve_one(s)
+  local line = read_line(s)
+  if not line then return false end
+  local path = line:match("^%S+ (%S+)") or "/"
+  local length = 0
+  while true do
+    local h = read_line(s)
+    if not h then return false end
+    if h == "" then break end
+    local v = h:lower():match("^content%-length:%s*(%d+)")
+    if v then length = tonumber(v) end
+  end
+  if length > 0 and not read_n(s, length) then return false end
+
+  local set = path:match("^/__mode/(%w+)")
+  if set then
+    mode = set
+    return answer(s, 200, '{"mode":"' .. set .. '"}')
+  end
+  if path == "/__counts" then return answer(s, 200, encode_counts()) end
+
+  local fault = path:match("^/f/(%w+)")
+  if not known[fault] then fault = mode end
+  if not known[fault] then fault = FAULTS[math.random(#FAULTS)] end
+  counts[fault] = (counts[fault] or 0) + 1
+
+  if fault == "ok" then
+    return answer(s, 200, '{"ok":true,"path":"' .. path .. '"}')
+  elseif fault == "slow" then
+    sleep(slow)
+    return answer(s, 200, '{"ok":true,"slow":true}')
+  elseif fault == "refuse" then
+    return false
+  elseif fault == "reset" then
+    s:setoption("linger", { on = true, timeout = 0 })
+    return false
+  elseif fault == "hang" then
+    -- Until the peer gives up: then the read fails and the task ends.
+    while true do
+      wait_read(s)
+      local data, err = s:receive(1)
+      if not data and err ~= "timeout" then return false end
+    end
+  elseif fault == "garbage" then
+    send_all(s, "\0\1\2 this is not HTTP \255\254\r\n\r\n")
+    return false
+  elseif fault == "lie" then
+    send_all(s, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
+    return false
+  elseif fault == "huge" then
+    local h = { "HTTP/1.1 200 OK\r\n" }
+    local line = "X-Filler: " .. ("h"):rep(1000) .. "\r\n"
+    for i = 1, 205 do h[#h + 1] = line end
+    h[#h + 1] = "Content-Length: 2\r\n\r\n{}"
+    send_all(s, table.concat(h))
+    return false
+  elseif fault == "midbody" then
+    send_all(s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+             .. "a\r\n0123456789\r\n10\r\n01234")
+    return false
+  elseif fault == "badchunk" then
+    send_all(s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+             .. "zz\r\nnot a chunk\r\n0\r\n\r\n")
+    return false
+  end
+  return false
+end
+
+local function serve(s)
+  while serve_one(s) do end
+  s:close()
+end
+
+local function wake(co, s)
+  local ok, want = coroutine.resume(co, s)
+  if not ok then io.stderr:write("task: ", tostring(want), "\n") end
+  if coroutine.status(co) == "dead" then tasks[co] = nil
+  else tasks[co] = want end
+end
+
+while true do
+  local readers, writers, by_sock = { srv }, {}, {}
+  local now, next_at = socket.gettime(), nil
+  for co, w in pairs(tasks) do
+    if w.read then readers[#readers + 1] = w.read; by_sock[w.read] = co
+    elseif w.write then writers[#writers + 1] = w.write; by_sock[w.write] = co
+    elseif w.at then
+      if w.at <= now then next_at = now
+      elseif not next_at or w.at < next_at then next_at = w.at end
+    end
+  end
+  local timeout = next_at and math.max(0, next_at - now) or 1
+  local r, w = socket.select(readers, writers, timeout)
+  for _, s in ipairs(r) do
+    if s == srv then
+      for _ = 1, 64 do
+        local c = srv:accept()
+        if not c then break end
+        c:settimeout(0)
+        c:setoption("tcp-nodelay", true)
+        local co = coroutine.create(serve)
+        wake(co, c)
+      end
+    elseif by_sock[s] then
+      wake(by_sock[s])
+    end
+  end
+  for _, s in ipairs(w) do if by_sock[s] then wake(by_sock[s]) end end
+  now = socket.gettime()
+  for co, want in pairs(tasks) do
+    if want.at and want.at <= now then wake(co) end
+  end
+end
+]==]
+
+local Hostile = {}
+Hostile.__index = Hostile
+
+-- start{ mode = "random" | fault name, slow = seconds (default 0.2) }
+function M.start(opts)
+  opts = opts or {}
+  local p = port.free()
+  local dir = process.tmpdir("shadow-hostile")
+  process.write_file(dir .. "/hostile.lua", SERVER)
+  local proc = process.spawn({ "luajit", dir .. "/hostile.lua", tostring(p),
+                               opts.mode or "random",
+                               tostring(opts.slow or 0.2) },
+                             { stdout = dir .. "/out", stderr = dir .. "/err" })
+  local ok, err = port.wait(p, 10, proc)
+  if not ok then
+    proc:stop()
+    process.rmdir(dir)
+    error(err, 2)
+  end
+  return setmetatable({ port = p, proc = proc, dir = dir,
+                        url = "http://127.0.0.1:" .. p }, Hostile)
+end
+
+function Hostile:set_mode(mode)
+  local res = assert(http.get(self.port, "/__mode/" .. mode))
+  assert(res.status == 200, "hostile /__mode answered " .. res.status)
+end
+
+-- The faults served so far: name -> count.
+function Hostile:counts()
+  local res = assert(http.get(self.port, "/__counts"))
+  return json.decode(res.body)
+end
+
+function Hostile:stop()
+  if self.stopped then return end
+  self.stopped = true
+  self.proc:stop(5, process.SIGKILL)
+  process.rmdir(self.dir)
+end
+
+return M
