@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "request_parse.h"
 
@@ -91,6 +92,7 @@ void shadow_limits_default(shadow_limits_t *l) {
   l->header_timeout_ms = 10000;
   l->idle_timeout_ms = 60000;
   l->max_connections = 0;
+  l->reuse_port = 0;
 }
 
 const char *shadow_http_reason(int status) {
@@ -646,12 +648,23 @@ int shadow_server_listen(uv_loop_t *loop, const char *addr,
   s->ud = ud;
   if (limits) s->limits = *limits;
   else shadow_limits_default(&s->limits);
-  uv_tcp_init(loop, &s->listener);
+  /* With a domain, libuv creates the socket now, so SO_REUSEPORT can be
+   * set on it before the bind (libuv 1.44 has no flag for it). */
+  uv_tcp_init_ex(loop, &s->listener, ss.ss_family);
   s->listener.data = s;
   s->listener_open = 1;
+  if (s->limits.reuse_port) {
+    uv_os_fd_t fd;
+    int on = 1;
+    rc = uv_fileno((uv_handle_t *)&s->listener, &fd);
+    if (rc == 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0)
+      rc = -errno;
+  }
   /* libuv sets SO_REUSEADDR itself on Unix when it binds a TCP handle, so
    * a restart does not wait out TIME_WAIT. */
-  rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&ss, 0);
+  if (rc == 0)
+    rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&ss, 0);
   if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
   if (rc) {
     set_err(err, addr, rc);

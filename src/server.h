@@ -19,6 +19,10 @@ typedef struct shadow_limits_s {
   uint64_t header_timeout_ms; /* until a request's headers are complete: 408 */
   uint64_t idle_timeout_ms;   /* a keep-alive connection with nothing to do */
   size_t max_connections;     /* 0: no cap; over: 503 and close */
+  /* Not a limit but a listener option: SO_REUSEPORT, so that several
+   * worker loops can each listen on the same address and the kernel
+   * spreads connections across them. */
+  int reuse_port;
 } shadow_limits_t;
 
 /* 64 KiB, 8 MiB, 10 s, 60 s, 0: the defaults of DESIGN.md. */
