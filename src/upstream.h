@@ -19,7 +19,7 @@ typedef struct shadow_upstream_opts_s {
   uint64_t timeout_ms;         /* send to complete response; default 5000 */
   size_t max_connections;      /* open at once; beyond, requests queue;
                                   0: no cap */
-  size_t max_idle;             /* idle keep-alive connections kept; 64 */
+  size_t max_idle;             /* idle keep-alive connections kept; 256 */
   size_t header_bytes;         /* response headers; default 64 KiB */
   size_t body_bytes;           /* response body; default 8 MiB */
 } shadow_upstream_opts_t;
