@@ -80,8 +80,15 @@ struct conn_s {
   int closing;
   int lingering;
   int reading;
+  int peer_eof;         /* the client half-closed while we were busy */
   int refused;
 };
+
+/* While a request is in flight the connection keeps reading, so that a
+ * keep-alive connection does not pay an epoll_ctl to stop and another to
+ * restart reading on every request; what a pipelining client sends
+ * meanwhile is buffered, up to this much, and then reading pauses. */
+#define BUSY_READ_BYTES (64 * 1024)
 
 static void conn_process(conn_t *c);
 static void conn_arm(conn_t *c);
@@ -446,9 +453,24 @@ static void on_timer(uv_timer_t *t) {
 static void conn_arm(conn_t *c) {
   if (c->closing || c->lingering) return;
   uv_stream_t *st = (uv_stream_t *)&c->tcp;
+  if (c->peer_eof && !c->inflight && !c->writing && !c->close_after) {
+    /* Everything the client sent before its half-close is answered. */
+    conn_close(c);
+    return;
+  }
   if (c->inflight || c->writing || c->close_after) {
-    if (c->reading) uv_read_stop(st);
-    c->reading = 0;
+    int keep_reading = !c->close_after && !c->peer_eof &&
+                       c->in.len < BUSY_READ_BYTES;
+    if (c->reading && !keep_reading) {
+      uv_read_stop(st);
+      c->reading = 0;
+    } else if (!c->reading && keep_reading) {
+      if (uv_read_start(st, on_alloc, on_read) != 0) {
+        conn_close(c);
+        return;
+      }
+      c->reading = 1;
+    }
     uv_timer_stop(&c->timer);
     if (c->writing && c->limits.idle_timeout_ms) {
       /* A client that stops reading our answer: see on_timer. */
@@ -501,8 +523,15 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   conn_t *c = st->data;
   if (c->closing) return;
   if (nread < 0) {
-    /* EOF, reset or no memory. A half-closed client cannot be sent more
-     * than what is already on its way, so the connection ends here. */
+    if (nread == UV_EOF && (c->inflight || c->writing)) {
+      /* A client may half-close after sending its request: it still
+       * gets the answer, and the connection ends after it. */
+      c->peer_eof = 1;
+      uv_read_stop(st);
+      c->reading = 0;
+      return;
+    }
+    /* EOF when idle, a reset, or no memory: the connection ends here. */
     conn_close(c);
     return;
   }
