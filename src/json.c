@@ -16,13 +16,30 @@ struct arena_chunk_s {
   alignas(max_align_t) unsigned char data[];
 };
 
+/* One chunk is kept per thread between diffs: a proxy diffs thousands of
+ * similar documents a second, and a fresh chunk each time costs a malloc,
+ * for big documents an mmap, and page faults on every page it touches. */
+#define SPARE_MAX ((size_t)8 << 20)
+static _Thread_local struct arena_chunk_s *spare;
+
+void shadow_json_arena_cache_clear(void) {
+  free(spare);
+  spare = NULL;
+}
+
 void *shadow_json_arena_alloc(shadow_json_arena_t *a, size_t n) {
   n = (n + 7) & ~(size_t)7;
   struct arena_chunk_s *c = a->head;
   if (!c || c->cap - c->used < n) {
     size_t size = a->next_size ? a->next_size : 16384;
     if (size < n) size = n;
-    c = malloc(sizeof *c + size);
+    if (spare && spare->cap >= size) {
+      c = spare;
+      spare = NULL;
+      size = c->cap;
+    } else {
+      c = malloc(sizeof *c + size);
+    }
     if (!c) return NULL;
     c->cap = size;
     c->used = 0;
@@ -40,7 +57,13 @@ void shadow_json_arena_free(shadow_json_arena_t *a) {
   struct arena_chunk_s *c = a->head;
   while (c) {
     struct arena_chunk_s *next = c->next;
-    free(c);
+    /* Keep the biggest chunk that is not too big as the spare. */
+    if (c->cap <= SPARE_MAX && (!spare || c->cap > spare->cap)) {
+      free(spare);
+      spare = c;
+    } else {
+      free(c);
+    }
     c = next;
   }
   a->head = NULL;

@@ -63,6 +63,9 @@ typedef struct shadow_json_arena_s {
 
 void *shadow_json_arena_alloc(shadow_json_arena_t *a, size_t n);
 void shadow_json_arena_free(shadow_json_arena_t *a); /* safe twice */
+/* Frees the chunk this thread keeps for the next arena (see json.c); call
+ * before a thread that diffed ends, so nothing is left behind. */
+void shadow_json_arena_cache_clear(void);
 
 /* Parses text into *root, allocating from a. The text need not be
  * NUL-terminated and must outlive the tree (nodes point into it). Returns 0,

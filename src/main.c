@@ -9,6 +9,7 @@
 
 #include "admin.h"
 #include "check_request.h"
+#include "json.h"
 #include "log.h"
 #include "offline_diff.h"
 #include "script.h"
@@ -271,6 +272,7 @@ static int run(app_t *app, shadow_gen_t *g) {
   rc = uv_loop_close(&loop);
   if (rc) shadow_log_warn("loop closed with handles still open");
   shadow_stats_free(app->stats);
+  shadow_json_arena_cache_clear();
   return 0;
 }
 
@@ -281,8 +283,11 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   setvbuf(stdout, NULL, _IOLBF, 0);
 
-  if (argc > 1 && strcmp(argv[1], "diff") == 0)
-    return shadow_offline_diff_main(argc - 1, argv + 1);
+  if (argc > 1 && strcmp(argv[1], "diff") == 0) {
+    int code = shadow_offline_diff_main(argc - 1, argv + 1);
+    shadow_json_arena_cache_clear();
+    return code;
+  }
 
   static const struct option opts[] = {
       {"config", required_argument, NULL, 'c'},

@@ -5,6 +5,53 @@
 #include <string.h>
 #include <strings.h>
 
+struct shadow_header_chunk_s {
+  struct shadow_header_chunk_s *next;
+  size_t cap, used;
+  char data[];
+};
+
+/* n bytes of string storage that stay where they are until clear/free. */
+static char *headers_alloc(shadow_headers_t *h, size_t n) {
+  struct shadow_header_chunk_s *c = h->chunks;
+  if (!c || c->cap - c->used < n) {
+    size_t cap = c ? c->cap * 2 : 1024;
+    if (cap < n) cap = n;
+    if (cap > ((size_t)1 << 20) && n <= ((size_t)1 << 20))
+      cap = (size_t)1 << 20;
+    struct shadow_header_chunk_s *nc = malloc(sizeof(*nc) + cap);
+    if (!nc) return NULL;
+    nc->cap = cap;
+    nc->used = 0;
+    nc->next = c;
+    h->chunks = c = nc;
+  }
+  char *p = c->data + c->used;
+  c->used += n;
+  return p;
+}
+
+/* Stores "name\0value\0" and points e at it. */
+static int header_store(shadow_headers_t *h, shadow_header_t *e,
+                        const char *n1, size_t l1, const char *n2, size_t l2,
+                        const char *v1, size_t vl1, const char *v2,
+                        size_t vl2) {
+  char *mem = headers_alloc(h, l1 + l2 + vl1 + vl2 + 2);
+  if (!mem) return -ENOMEM;
+  memcpy(mem, n1, l1);
+  if (l2) memcpy(mem + l1, n2, l2);
+  mem[l1 + l2] = '\0';
+  char *v = mem + l1 + l2 + 1;
+  if (vl1) memcpy(v, v1, vl1);
+  if (vl2) memcpy(v + vl1, v2, vl2);
+  v[vl1 + vl2] = '\0';
+  e->name = mem;
+  e->name_len = l1 + l2;
+  e->value = v;
+  e->value_len = vl1 + vl2;
+  return 0;
+}
+
 int shadow_headers_add(shadow_headers_t *h, const char *name, size_t name_len,
                        const char *value, size_t value_len) {
   if (h->n == h->cap) {
@@ -14,18 +61,10 @@ int shadow_headers_add(shadow_headers_t *h, const char *name, size_t name_len,
     h->v = v;
     h->cap = cap;
   }
-  /* One allocation: "name\0value\0". */
-  char *mem = malloc(name_len + value_len + 2);
-  if (!mem) return -ENOMEM;
-  memcpy(mem, name, name_len);
-  mem[name_len] = '\0';
-  memcpy(mem + name_len + 1, value, value_len);
-  mem[name_len + 1 + value_len] = '\0';
-  shadow_header_t *e = &h->v[h->n++];
-  e->name = mem;
-  e->name_len = name_len;
-  e->value = mem + name_len + 1;
-  e->value_len = value_len;
+  shadow_header_t *e = &h->v[h->n];
+  if (header_store(h, e, name, name_len, NULL, 0, value, value_len, NULL, 0))
+    return -ENOMEM;
+  h->n++;
   h->bytes += name_len + value_len;
   return 0;
 }
@@ -34,21 +73,14 @@ int shadow_headers_extend_last(shadow_headers_t *h, const char *more,
                                size_t len, int to_name) {
   if (h->n == 0) return -EINVAL;
   shadow_header_t *e = &h->v[h->n - 1];
-  size_t nl = e->name_len + (to_name ? len : 0);
-  size_t vl = e->value_len + (to_name ? 0 : len);
-  char *mem = malloc(nl + vl + 2);
-  if (!mem) return -ENOMEM;
-  memcpy(mem, e->name, e->name_len);
-  if (to_name) memcpy(mem + e->name_len, more, len);
-  mem[nl] = '\0';
-  memcpy(mem + nl + 1, e->value, e->value_len);
-  if (!to_name) memcpy(mem + nl + 1 + e->value_len, more, len);
-  mem[nl + 1 + vl] = '\0';
-  free(e->name);
-  e->name = mem;
-  e->name_len = nl;
-  e->value = mem + nl + 1;
-  e->value_len = vl;
+  shadow_header_t old = *e;
+  /* The old copy stays in its chunk until the list is cleared: extending
+   * is rare (a header split across reads). */
+  int rc = to_name ? header_store(h, e, old.name, old.name_len, more, len,
+                                  old.value, old.value_len, NULL, 0)
+                   : header_store(h, e, old.name, old.name_len, NULL, 0,
+                                  old.value, old.value_len, more, len);
+  if (rc) return rc;
   h->bytes += len;
   return 0;
 }
@@ -76,16 +108,34 @@ int shadow_headers_copy(shadow_headers_t *dst, const shadow_headers_t *src) {
 }
 
 void shadow_headers_clear(shadow_headers_t *h) {
-  for (size_t i = 0; i < h->n; i++) free(h->v[i].name);
+  /* Keep the newest (largest) chunk for the next use of the list. */
+  struct shadow_header_chunk_s *c = h->chunks;
+  if (c) {
+    struct shadow_header_chunk_s *old = c->next;
+    while (old) {
+      struct shadow_header_chunk_s *next = old->next;
+      free(old);
+      old = next;
+    }
+    c->next = NULL;
+    c->used = 0;
+  }
   h->n = 0;
   h->bytes = 0;
 }
 
 void shadow_headers_free(shadow_headers_t *h) {
-  shadow_headers_clear(h);
+  struct shadow_header_chunk_s *c = h->chunks;
+  while (c) {
+    struct shadow_header_chunk_s *next = c->next;
+    free(c);
+    c = next;
+  }
+  h->chunks = NULL;
   free(h->v);
   h->v = NULL;
-  h->cap = 0;
+  h->n = h->cap = 0;
+  h->bytes = 0;
 }
 
 int shadow_header_is_hop(const char *name, size_t len) {

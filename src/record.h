@@ -14,16 +14,19 @@ typedef struct shadow_header_s {
   size_t value_len;
 } shadow_header_t;
 
-/* An ordered list of headers. Each entry's name and value live in one
- * allocation owned by the list, so entries never point into caller memory. */
+/* An ordered list of headers. Names and values are copied into chunks the
+ * list owns, so entries never point into caller memory; the chunks never
+ * move (pointers stay valid), and clearing keeps the first one, so a list
+ * reused request after request stops allocating. */
 typedef struct shadow_headers_s {
   shadow_header_t *v;
   size_t n;
   size_t cap;
   size_t bytes; /* sum of name and value lengths, for limits */
+  struct shadow_header_chunk_s *chunks; /* string storage, newest first */
 } shadow_headers_t;
 
-#define SHADOW_HEADERS_INIT { NULL, 0, 0, 0 }
+#define SHADOW_HEADERS_INIT { NULL, 0, 0, 0, NULL }
 
 int shadow_headers_add(shadow_headers_t *h, const char *name, size_t name_len,
                        const char *value, size_t value_len);
