@@ -39,13 +39,25 @@ int shadow_buf_putc(shadow_buf_t *b, char c) {
 }
 
 int shadow_buf_vprintf(shadow_buf_t *b, const char *fmt, va_list ap) {
+  /* Format straight into the free space: one pass when it fits, which is
+   * nearly always, and a second only to grow. */
+  if (shadow_buf_reserve(b, 64)) return -ENOMEM;
+  size_t room = b->cap - b->len;
   va_list copy;
   va_copy(copy, ap);
-  int n = vsnprintf(NULL, 0, fmt, copy);
+  int n = vsnprintf(b->data + b->len, room, fmt, copy);
   va_end(copy);
-  if (n < 0) return -EINVAL;
-  if (shadow_buf_reserve(b, (size_t)n)) return -ENOMEM;
-  vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+  if (n < 0) {
+    b->data[b->len] = '\0';
+    return -EINVAL;
+  }
+  if ((size_t)n >= room) {
+    if (shadow_buf_reserve(b, (size_t)n)) {
+      b->data[b->len] = '\0';
+      return -ENOMEM;
+    }
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+  }
   b->len += (size_t)n;
   return 0;
 }
