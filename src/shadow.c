@@ -48,6 +48,7 @@ struct shadow_dispatcher_s {
   FILE *sink;
   char *sink_path;
   uv_timer_t flush_timer;
+  uv_timer_t drain_timer; /* polls for the last client connection to go */
   uv_idle_t idle; /* runs deferred work: Lua candidates, backend closes */
   exchange_t *lua_queue, *lua_queue_tail;
   backend_t *dead;
@@ -66,6 +67,7 @@ struct exchange_s {
   int lreq;              /* the Lua view of the request, 0 if none */
   int sampled;
   int primary_pending, candidate_pending;
+  int probe; /* the single leg a half-open breaker let through */
   shadow_record_t *primary, *candidate; /* kept for the comparison */
   double primary_ms, candidate_ms;
   int has_key;
@@ -330,6 +332,20 @@ static void on_primary(void *ud, int err, shadow_record_t *res,
   finish_if_done(ex);
 }
 
+/* /stats and /metrics show the breaker as it is now: every transition,
+ * open -> half-open in shadow_breaker_allow included, is published. */
+static void breaker_publish(shadow_dispatcher_t *d) {
+  d->stats->breaker_open = d->breaker.state == SHADOW_BREAKER_OPEN;
+  d->stats->breaker_state = shadow_breaker_state_name(d->breaker.state);
+}
+
+/* A leg the breaker let through that will report no result: a half-open
+ * breaker must not wait forever for its probe. */
+static void breaker_release(shadow_dispatcher_t *d) {
+  if (d->breaker.state == SHADOW_BREAKER_HALF_OPEN)
+    d->breaker.probe_inflight = 0;
+}
+
 static void candidate_done(exchange_t *ex, int err, shadow_record_t *res,
                            double latency_ms) {
   shadow_dispatcher_t *d = ex->d;
@@ -337,10 +353,15 @@ static void candidate_done(exchange_t *ex, int err, shadow_record_t *res,
   d->inflight_shadow--;
   ex->candidate_ms = latency_ms;
   int ok = err == SHADOW_UPSTREAM_OK;
-  if (err != SHADOW_UPSTREAM_CANCELED) {
+  /* Half-open, only the probe decides: a leg that started while the
+   * breaker was closed and ends late says nothing about the candidate
+   * now. */
+  int counts = ex->probe || d->breaker.state != SHADOW_BREAKER_HALF_OPEN;
+  if (err != SHADOW_UPSTREAM_CANCELED && counts) {
     shadow_breaker_result(&d->breaker, ok, now_ms(d));
-    d->stats->breaker_open = d->breaker.state == SHADOW_BREAKER_OPEN;
-    d->stats->breaker_state = shadow_breaker_state_name(d->breaker.state);
+    breaker_publish(d);
+  } else if (err == SHADOW_UPSTREAM_CANCELED && ex->probe) {
+    breaker_release(d);
   }
   if (ok) {
     shadow_hist_observe(&d->stats->candidate_latency, latency_ms / 1000);
@@ -417,11 +438,23 @@ static void compare(exchange_t *ex) {
   if (parts) record_divergence(ex, (unsigned)parts, rs);
 }
 
+static void drain_poll(uv_timer_t *t) { check_drained(t->data); }
+
 /* Called after each answer to a client: the drain is over when none is
- * left in flight. */
+ * left in flight and every client connection is gone. An answer handed to
+ * the server may still be being written (closing then would cut it), and
+ * a request may still be arriving; each such connection closes by itself
+ * once answered. The server has no event for its last connection going,
+ * so poll for it; the drain timeout bounds the wait. */
 static void check_drained(shadow_dispatcher_t *d) {
   if (!d->drained || !d->server || shadow_server_inflight(d->server) > 0)
     return;
+  if (shadow_server_connections(d->server) > 0) {
+    if (!uv_is_active((uv_handle_t *)&d->drain_timer))
+      uv_timer_start(&d->drain_timer, drain_poll, 10, 10);
+    return;
+  }
+  uv_timer_stop(&d->drain_timer);
   void (*done)(void *) = d->drained;
   d->drained = NULL;
   done(d->drained_ud);
@@ -514,15 +547,18 @@ static int decide(exchange_t *ex, shadow_request_t *req) {
   int in = ex->has_key ? shadow_sampled(ex->key.data, ex->key.len, cfg->rate)
                        : shadow_sampled_random(cfg->rate);
   if (!in) return 0;
-  if (!shadow_breaker_allow(&d->breaker, now_ms(d))) {
+  int allowed = shadow_breaker_allow(&d->breaker, now_ms(d));
+  /* Half-open, the breaker lets exactly one leg through: the probe. */
+  ex->probe = allowed && d->breaker.state == SHADOW_BREAKER_HALF_OPEN;
+  breaker_publish(d);
+  if (!allowed) {
     skip(d, "breaker");
     return 0;
   }
   if (cfg->max_inflight_shadow > 0 &&
       d->inflight_shadow >= cfg->max_inflight_shadow) {
     /* The breaker let this leg through; give the slot back unused. */
-    if (d->breaker.state == SHADOW_BREAKER_HALF_OPEN)
-      d->breaker.probe_inflight = 0;
+    breaker_release(d);
     skip(d, "overload");
     return 0;
   }
@@ -538,6 +574,7 @@ static int start_candidate(exchange_t *ex, shadow_request_t *req) {
   if (shadow_gen_has_hook(g, SHADOW_HOOK_REWRITE)) {
     if (shadow_script_rewrite(g, ex->lreq, &ex->cand_lreq) != 0) {
       ex->cand_lreq = ex->lreq;
+      breaker_release(d);
       skip(d, "rewrite");
       return -1;
     }
@@ -579,6 +616,7 @@ static int start_candidate(exchange_t *ex, shadow_request_t *req) {
     ex->candidate_pending = 0;
     d->inflight_shadow--;
     shadow_breaker_result(&d->breaker, 0, now_ms(d));
+    breaker_publish(d);
     shadow_counters_add(d->stats->candidate_errors, "send", 4, 1);
   }
   return rc;
@@ -661,7 +699,9 @@ int shadow_dispatcher_new(uv_loop_t *loop, shadow_gen_t *gen,
   d->idle.data = d;
   uv_timer_init(loop, &d->flush_timer);
   d->flush_timer.data = d;
-  d->handles_open = 2;
+  uv_timer_init(loop, &d->drain_timer);
+  d->drain_timer.data = d;
+  d->handles_open = 3;
   int rc = d->ring ? 0 : -ENOMEM;
   if (rc == 0) rc = epoch_new(d, gen, &d->epoch, err);
   if (rc == 0) rc = open_sink(d, cfg->log_file, err);
@@ -786,4 +826,5 @@ void shadow_dispatcher_close(shadow_dispatcher_t *d) {
   if (e) epoch_unref(d, e);
   uv_close((uv_handle_t *)&d->idle, handle_closed);
   uv_close((uv_handle_t *)&d->flush_timer, handle_closed);
+  uv_close((uv_handle_t *)&d->drain_timer, handle_closed);
 }

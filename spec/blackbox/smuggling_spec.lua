@@ -30,6 +30,28 @@ local SHAPES = {
   te_not_chunked_last = "POST /s-te_last HTTP/1.1\r\nHost: x\r\n"
     .. "Transfer-Encoding: chunked, identity\r\n\r\n"
     .. "GET /smuggled-te_last HTTP/1.1\r\nHost: x\r\n\r\n",
+  -- Shapes front ends and back ends have read differently.
+  two_te = "POST /s-two_te HTTP/1.1\r\nHost: x\r\n"
+    .. "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n"
+    .. "0\r\n\r\n",
+  xchunked = "POST /s-xchunked HTTP/1.1\r\nHost: x\r\n"
+    .. "Transfer-Encoding: xchunked\r\n\r\n",
+  te_space = "POST /s-te_space HTTP/1.1\r\nHost: x\r\n"
+    .. "Transfer-Encoding: chunked \r\nContent-Length: 3\r\n\r\nabc",
+  space_before_colon = "POST /s-space HTTP/1.1\r\nHost: x\r\n"
+    .. "Content-Length : 5\r\n\r\nhello",
+  plus_cl = "POST /s-plus_cl HTTP/1.1\r\nHost: x\r\n"
+    .. "Content-Length: +5\r\n\r\nhello",
+  list_cl = "POST /s-list_cl HTTP/1.1\r\nHost: x\r\n"
+    .. "Content-Length: 5, 5\r\n\r\nhello",
+  http10_te = "POST /s-http10_te HTTP/1.0\r\nHost: x\r\n"
+    .. "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+  chunk_lf = "POST /s-chunk_lf HTTP/1.1\r\nHost: x\r\n"
+    .. "Transfer-Encoding: chunked\r\n\r\n3\nabc\n0\n\n",
+  chunk_overflow = "POST /s-chunk_ovf HTTP/1.1\r\nHost: x\r\n"
+    .. "Transfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\nabc\r\n"
+    .. "0\r\n\r\n",
+  bare_cr = "GET /s-bare_cr HTTP/1.1\rHost: x\r\n\r\n",
 }
 
 describe("request smuggling shapes", function()

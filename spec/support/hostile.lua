@@ -8,6 +8,8 @@
 --
 -- Faults (GET /f/<name>... picks one; other paths use the current mode):
 --   refuse    close at once, nothing sent       (shadowd: reset)
+--   down      as refuse, and stop listening for DOWN seconds, so new
+--             connections are refused           (refused)
 --   reset     close with an RST (SO_LINGER 0)   (reset)
 --   hang      never answer, keep the socket     (timeout)
 --   garbage   bytes that are not HTTP           (bad_response)
@@ -18,7 +20,8 @@
 --   slow      a valid answer after SLOW seconds (ok, unless it times out)
 --   ok        a valid answer at once            (ok)
 -- Control: GET /__mode/<name> sets the mode ("random" included) and
--- answers 200; GET /__counts answers the faults served so far as JSON.
+-- answers 200; GET /__counts answers the faults served so far as JSON,
+-- with max_hanging: the most connections hanging at one time.
 local process = require "support.process"
 local port = require "support.port"
 local json = require "support.json"
@@ -26,26 +29,46 @@ local http = require "support.http"
 
 local M = {}
 
-M.FAULTS = { "refuse", "reset", "hang", "garbage", "lie", "huge",
+M.FAULTS = { "refuse", "down", "reset", "hang", "garbage", "lie", "huge",
              "midbody", "badchunk", "slow", "ok" }
 
 -- What shadowd's upstream reports for each fault.
-M.REASON = { refuse = "reset", reset = "reset", hang = "timeout",
-             garbage = "bad_response", lie = "reset", huge = "too_large",
-             midbody = "reset", badchunk = "bad_response" }
+M.REASON = { refuse = "reset", down = "refused", reset = "reset",
+             hang = "timeout", garbage = "bad_response", lie = "reset",
+             huge = "too_large", midbody = "reset",
+             badchunk = "bad_response" }
 
 local SERVER = [==[
 local socket = require "socket"
 local port, mode, slow = tonumber(arg[1]), arg[2], tonumber(arg[3])
-local FAULTS = { "refuse", "reset", "hang", "garbage", "lie", "huge",
-                 "midbody", "badchunk", "slow", "ok" }
+local FAULTS = { "refuse", "down", "reset", "hang", "garbage", "lie",
+                 "huge", "midbody", "badchunk", "slow", "ok" }
+local DOWN = 0.02
 local known = {}
 for _, f in ipairs(FAULTS) do known[f] = true end
-local counts = {}
+local counts = {}   -- fault -> times served; max_hanging: most at once
+local hanging = {}  -- socket -> true while its peer keeps it open
+
+-- Drops the hanging sockets whose peer has closed them.
+local function reap_hanging()
+  local list = {}
+  for h in pairs(hanging) do list[#list + 1] = h end
+  if #list == 0 then return end
+  local ready = socket.select(list, nil, 0)
+  for _, h in ipairs(ready) do
+    local data, err = h:receive(1)
+    if not data and err ~= "timeout" then hanging[h] = nil end
+  end
+end
 math.randomseed(os.time() + port)
 
-local srv = assert(socket.bind("127.0.0.1", port, 512))
-srv:settimeout(0)
+local function listen()
+  local s = assert(socket.bind("127.0.0.1", port, 512))
+  s:settimeout(0)
+  return s
+end
+local srv = listen()
+local up_at -- while down: when to listen again
 
 -- Each connection is a coroutine; it yields what it waits for.
 local tasks = {}   -- co -> { read = sock } | { write = sock } | { at = t }
@@ -139,16 +162,33 @@ local function serve_one(s)
     return answer(s, 200, '{"ok":true,"slow":true}')
   elseif fault == "refuse" then
     return false
+  elseif fault == "down" then
+    if srv then
+      srv:close()
+      srv = nil
+    end
+    up_at = socket.gettime() + DOWN
+    return false
   elseif fault == "reset" then
     s:setoption("linger", { on = true, timeout = 0 })
     return false
   elseif fault == "hang" then
     -- Until the peer gives up: then the read fails and the task ends.
-    while true do
+    -- Those that gave up already but were not woken yet are not counted:
+    -- a peer closing one connection and opening the next one is not two.
+    reap_hanging()
+    hanging[s] = true
+    local n = 0
+    for _ in pairs(hanging) do n = n + 1 end
+    if n > (counts.max_hanging or 0) then counts.max_hanging = n end
+    while hanging[s] do
       wait_read(s)
-      local data, err = s:receive(1)
-      if not data and err ~= "timeout" then return false end
+      if hanging[s] then
+        local data, err = s:receive(1)
+        if not data and err ~= "timeout" then hanging[s] = nil end
+      end
     end
+    return false
   elseif fault == "garbage" then
     send_all(s, "\0\1\2 this is not HTTP \255\254\r\n\r\n")
     return false
@@ -187,8 +227,11 @@ local function wake(co, s)
 end
 
 while true do
-  local readers, writers, by_sock = { srv }, {}, {}
   local now, next_at = socket.gettime(), nil
+  if not srv then
+    if now >= up_at then srv = listen() else next_at = up_at end
+  end
+  local readers, writers, by_sock = { srv }, {}, {}
   for co, w in pairs(tasks) do
     if w.read then readers[#readers + 1] = w.read; by_sock[w.read] = co
     elseif w.write then writers[#writers + 1] = w.write; by_sock[w.write] = co
@@ -199,19 +242,21 @@ while true do
   end
   local timeout = next_at and math.max(0, next_at - now) or 1
   local r, w = socket.select(readers, writers, timeout)
+  -- Connections first, new ones last: a peer that closes one connection
+  -- and opens another is seen closing first, so max_hanging is exact.
+  local accept = false
   for _, s in ipairs(r) do
-    if s == srv then
-      for _ = 1, 64 do
-        local c = srv:accept()
-        if not c then break end
-        c:settimeout(0)
-        c:setoption("tcp-nodelay", true)
-        local co = coroutine.create(serve)
-        wake(co, c)
-      end
-    elseif by_sock[s] then
-      wake(by_sock[s])
-    end
+    if srv and s == srv then accept = true
+    elseif by_sock[s] then wake(by_sock[s]) end
+  end
+  for _ = 1, accept and 64 or 0 do
+    if not srv then break end -- a "down" served meanwhile
+    local c = srv:accept()
+    if not c then break end
+    c:settimeout(0)
+    c:setoption("tcp-nodelay", true)
+    local co = coroutine.create(serve)
+    wake(co, c)
   end
   for _, s in ipairs(w) do if by_sock[s] then wake(by_sock[s]) end end
   now = socket.gettime()
@@ -224,10 +269,11 @@ end
 local Hostile = {}
 Hostile.__index = Hostile
 
--- start{ mode = "random" | fault name, slow = seconds (default 0.2) }
+-- start{ mode = "random" | fault name, slow = seconds (default 0.2),
+--        port = a given port (default a free one) }
 function M.start(opts)
   opts = opts or {}
-  local p = port.free()
+  local p = opts.port or port.free()
   local dir = process.tmpdir("shadow-hostile")
   process.write_file(dir .. "/hostile.lua", SERVER)
   local proc = process.spawn({ "luajit", dir .. "/hostile.lua", tostring(p),
@@ -244,15 +290,25 @@ function M.start(opts)
                         url = "http://127.0.0.1:" .. p }, Hostile)
 end
 
-function Hostile:set_mode(mode)
-  local res = assert(http.get(self.port, "/__mode/" .. mode))
-  assert(res.status == 200, "hostile /__mode answered " .. res.status)
+-- A control request; retried while a "down" fault has the port closed.
+local function control(self, path)
+  local res, err
+  port.wait_until(function()
+    res, err = http.get(self.port, path)
+    return res
+  end, 10, 0.02)
+  assert(res, "hostile " .. path .. ": " .. tostring(err))
+  assert(res.status == 200, "hostile " .. path .. " answered " .. res.status)
+  return res
 end
 
--- The faults served so far: name -> count.
+function Hostile:set_mode(mode)
+  control(self, "/__mode/" .. mode)
+end
+
+-- The faults served so far: name -> count, and max_hanging.
 function Hostile:counts()
-  local res = assert(http.get(self.port, "/__counts"))
-  return json.decode(res.body)
+  return json.decode(control(self, "/__counts").body)
 end
 
 function Hostile:stop()
