@@ -81,6 +81,7 @@ static void divergences(shadow_admin_t *a, shadow_request_t *req,
   shadow_buf_t *out = &a->out;
   shadow_buf_reset(out);
   shadow_buf_puts(out, "{\"divergences\":[");
+  a->ctx.lock(a->ctx.ud);
   size_t shown = 0, total = 0, len = ring ? shadow_ring_len(ring) : 0;
   for (size_t i = 0; i < len; i++) {
     size_t n, rl;
@@ -95,6 +96,7 @@ static void divergences(shadow_admin_t *a, shadow_request_t *req,
       shadow_buf_append(out, json, n);
     }
   }
+  a->ctx.unlock(a->ctx.ud);
   shadow_buf_printf(out, "],\"total\":%zu}", total);
   shadow_buf_free(&v);
   reply(req, 200, "application/json", out->data, out->len);
@@ -138,12 +140,16 @@ static void on_admin_request(shadow_request_t *req, void *ud) {
     divergences(a, req, query, qlen);
   } else if (PATH_IS("/stats") && get) {
     shadow_buf_reset(&a->out);
+    a->ctx.lock(a->ctx.ud);
     shadow_stats_render_json(a->ctx.stats, &a->out, cfg->slo_max_rate,
                              cfg->slo_min_samples);
+    a->ctx.unlock(a->ctx.ud);
     reply(req, 200, "application/json", a->out.data, a->out.len);
   } else if (PATH_IS("/metrics") && get) {
     shadow_buf_reset(&a->out);
+    a->ctx.lock(a->ctx.ud);
     shadow_stats_render_prometheus(a->ctx.stats, &a->out);
+    a->ctx.unlock(a->ctx.ud);
     reply(req, 200, "text/plain; version=0.0.4", a->out.data, a->out.len);
   } else if (PATH_IS("/reload")) {
     if (strcmp(req->method, "POST") != 0) {
@@ -154,9 +160,11 @@ static void on_admin_request(shadow_request_t *req, void *ud) {
     int rc = a->ctx.reload(a->ctx.ud, &err);
     shadow_buf_reset(&a->out);
     if (rc >= 0) {
+      a->ctx.lock(a->ctx.ud);
+      unsigned generation = a->ctx.stats->generation;
+      a->ctx.unlock(a->ctx.ud);
       shadow_buf_printf(&a->out, "{\"result\":\"%s\",\"generation\":%u}",
-                        rc == 0 ? "ok" : "unchanged",
-                        a->ctx.stats->generation);
+                        rc == 0 ? "ok" : "unchanged", generation);
     } else {
       shadow_buf_puts(&a->out, "{\"result\":\"error\",\"error\":");
       const char *e = err ? err : "reload failed";

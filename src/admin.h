@@ -18,6 +18,9 @@ typedef struct shadow_admin_ctx_s {
   /* Reloads the scripts: 0 done, 1 nothing changed, or -1 and *err
    * (free() it). */
   int (*reload)(void *ud, char **err);
+  /* Held while stats and the ring are read: worker loops write them. */
+  void (*lock)(void *ud);
+  void (*unlock)(void *ud);
   void *ud;
 } shadow_admin_ctx_t;
 

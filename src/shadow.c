@@ -12,6 +12,7 @@
 #include "divergence.h"
 #include "log.h"
 #include "sample.h"
+#include "shared.h"
 #include "upstream.h"
 
 /* A backend in use by one or more generations. A reload keeps the pool of
@@ -37,17 +38,13 @@ typedef struct exchange_s exchange_t;
 struct shadow_dispatcher_s {
   uv_loop_t *loop;
   shadow_server_t *server;
-  shadow_stats_t *stats;
-  shadow_ring_t *ring;
+  /* Counters, ring, sink, breaker and the in-flight count: shared with
+   * the other worker loops, if any, and touched only under LOCK. */
+  shadow_shared_t *sh;
+  shadow_stats_t *stats; /* sh->stats */
   epoch_t *epoch; /* current */
   backend_t *backends;
-  shadow_breaker_t breaker;
-  size_t inflight_shadow; /* candidate legs in flight */
   size_t exchanges;       /* exchanges alive */
-  uint64_t next_id;
-  FILE *sink;
-  char *sink_path;
-  uv_timer_t flush_timer;
   uv_timer_t drain_timer; /* polls for the last client connection to go */
   uv_idle_t idle; /* runs deferred work: Lua candidates, backend closes */
   exchange_t *lua_queue, *lua_queue_tail;
@@ -78,6 +75,9 @@ struct exchange_s {
 
 static void finish_if_done(exchange_t *ex);
 static void check_drained(shadow_dispatcher_t *d);
+
+#define LOCK(d) shadow_shared_lock((d)->sh)
+#define UNLOCK(d) shadow_shared_unlock((d)->sh)
 
 /* --- backends and epochs ------------------------------------------------ */
 
@@ -151,14 +151,18 @@ static void epoch_unref(shadow_dispatcher_t *d, epoch_t *e) {
 static void on_script_error(void *ud, int hook) {
   shadow_dispatcher_t *d = ud;
   const char *name = shadow_hook_name(hook);
+  LOCK(d);
   shadow_counters_add(d->stats->script_errors, name, strlen(name), 1);
+  UNLOCK(d);
 }
 
 static void on_script_time(void *ud, int hook, double seconds) {
   shadow_dispatcher_t *d = ud;
   if (hook < 0 || hook >= SHADOW_STATS_MAX_HOOKS) return;
+  LOCK(d);
   d->stats->hook_names[hook] = shadow_hook_name(hook);
   shadow_hist_observe(&d->stats->hook_time[hook], seconds);
+  UNLOCK(d);
 }
 
 static int epoch_new(shadow_dispatcher_t *d, shadow_gen_t *gen,
@@ -183,43 +187,17 @@ static int epoch_new(shadow_dispatcher_t *d, shadow_gen_t *gen,
   return 0;
 }
 
-/* --- the sink ----------------------------------------------------------- */
-
-static int open_sink(shadow_dispatcher_t *d, const char *path, char **err) {
-  if ((!path && !d->sink_path) ||
-      (path && d->sink_path && strcmp(path, d->sink_path) == 0))
-    return 0;
-  FILE *f = NULL;
-  if (path) {
-    f = fopen(path, "a");
-    if (!f) {
-      shadow_buf_t b = SHADOW_BUF_INIT;
-      shadow_buf_printf(&b, "cannot open log.file %s: %s", path,
-                        strerror(errno));
-      *err = shadow_buf_steal(&b, NULL);
-      return -errno;
-    }
-  }
-  if (d->sink) fclose(d->sink);
-  free(d->sink_path);
-  d->sink = f;
-  d->sink_path = path ? strdup(path) : NULL;
-  return 0;
-}
-
-static void flush_cb(uv_timer_t *t) {
-  shadow_dispatcher_t *d = t->data;
-  if (d->sink) fflush(d->sink);
-}
-
 /* --- exchanges ---------------------------------------------------------- */
 
 static uint64_t now_ms(shadow_dispatcher_t *d) {
   return uv_now(d->loop);
 }
 
+/* Counts a request that was not mirrored. Takes the lock. */
 static void skip(shadow_dispatcher_t *d, const char *reason) {
+  LOCK(d);
   shadow_counters_add(d->stats->skipped, reason, strlen(reason), 1);
+  UNLOCK(d);
 }
 
 /* "GET /users/:id": the method and the path with numeric segments folded,
@@ -300,9 +278,11 @@ static void on_primary(void *ud, int err, shadow_record_t *res,
   shadow_dispatcher_t *d = ex->d;
   ex->primary_pending = 0;
   ex->primary_ms = latency_ms;
+  LOCK(d);
   shadow_hist_observe(&d->stats->primary_latency, latency_ms / 1000);
+  if (err != SHADOW_UPSTREAM_OK) d->stats->primary_errors++;
+  UNLOCK(d);
   if (err != SHADOW_UPSTREAM_OK) {
-    d->stats->primary_errors++;
     if (ex->req) {
       if (err == SHADOW_UPSTREAM_TIMEOUT)
         respond_error(ex, 504, "primary timed out");
@@ -333,43 +313,48 @@ static void on_primary(void *ud, int err, shadow_record_t *res,
 }
 
 /* /stats and /metrics show the breaker as it is now: every transition,
- * open -> half-open in shadow_breaker_allow included, is published. */
+ * open -> half-open in shadow_breaker_allow included, is published. Both
+ * run under LOCK. */
 static void breaker_publish(shadow_dispatcher_t *d) {
-  d->stats->breaker_open = d->breaker.state == SHADOW_BREAKER_OPEN;
-  d->stats->breaker_state = shadow_breaker_state_name(d->breaker.state);
+  shadow_breaker_t *b = &d->sh->breaker;
+  d->stats->breaker_open = b->state == SHADOW_BREAKER_OPEN;
+  d->stats->breaker_state = shadow_breaker_state_name(b->state);
 }
 
 /* A leg the breaker let through that will report no result: a half-open
  * breaker must not wait forever for its probe. */
 static void breaker_release(shadow_dispatcher_t *d) {
-  if (d->breaker.state == SHADOW_BREAKER_HALF_OPEN)
-    d->breaker.probe_inflight = 0;
+  shadow_breaker_t *b = &d->sh->breaker;
+  if (b->state == SHADOW_BREAKER_HALF_OPEN) b->probe_inflight = 0;
 }
 
 static void candidate_done(exchange_t *ex, int err, shadow_record_t *res,
                            double latency_ms) {
   shadow_dispatcher_t *d = ex->d;
   ex->candidate_pending = 0;
-  d->inflight_shadow--;
   ex->candidate_ms = latency_ms;
   int ok = err == SHADOW_UPSTREAM_OK;
+  LOCK(d);
+  d->sh->inflight_shadow--;
   /* Half-open, only the probe decides: a leg that started while the
    * breaker was closed and ends late says nothing about the candidate
    * now. */
-  int counts = ex->probe || d->breaker.state != SHADOW_BREAKER_HALF_OPEN;
+  shadow_breaker_t *b = &d->sh->breaker;
+  int counts = ex->probe || b->state != SHADOW_BREAKER_HALF_OPEN;
   if (err != SHADOW_UPSTREAM_CANCELED && counts) {
-    shadow_breaker_result(&d->breaker, ok, now_ms(d));
+    shadow_breaker_result(b, ok, now_ms(d));
     breaker_publish(d);
   } else if (err == SHADOW_UPSTREAM_CANCELED && ex->probe) {
     breaker_release(d);
   }
   if (ok) {
     shadow_hist_observe(&d->stats->candidate_latency, latency_ms / 1000);
-    ex->candidate = res;
   } else {
     const char *why = shadow_upstream_err_name(err);
     shadow_counters_add(d->stats->candidate_errors, why, strlen(why), 1);
   }
+  UNLOCK(d);
+  if (ok) ex->candidate = res;
   finish_if_done(ex);
 }
 
@@ -378,10 +363,21 @@ static void on_candidate(void *ud, int err, shadow_record_t *res,
   candidate_done(ud, err, res, latency_ms);
 }
 
-static void record_divergence(exchange_t *ex, unsigned parts,
-                              shadow_route_stats_t *rs) {
+/* Counts the pair, and a divergence when parts is not 0: formats its
+ * record into the ring log and the sink, then tells on_divergence. */
+static void record_comparison(exchange_t *ex, unsigned parts) {
   shadow_dispatcher_t *d = ex->d;
   shadow_stats_t *st = d->stats;
+  shadow_shared_t *sh = d->sh;
+  LOCK(d);
+  st->compared++;
+  shadow_route_stats_t *rs =
+      shadow_stats_route(st, ex->route.data, ex->route.len);
+  if (rs) rs->compared++;
+  if (!parts) {
+    UNLOCK(d);
+    return;
+  }
   st->diverged++;
   if (rs) {
     rs->diverged++;
@@ -394,8 +390,11 @@ static void record_divergence(exchange_t *ex, unsigned parts,
     shadow_counters_add(st->fields, f, n, 1);
     f += n + 1;
   }
+  uint64_t id = ++sh->next_id;
+  UNLOCK(d);
+  /* Formatting, the larger part of the work, happens outside the lock. */
   shadow_divergence_meta_t m = {
-      .id = ++d->next_id,
+      .id = id,
       .time_ms = shadow_now_ms(),
       .route = ex->route.data,
       .method = ex->method.data,
@@ -407,12 +406,14 @@ static void record_divergence(exchange_t *ex, unsigned parts,
   };
   shadow_buf_reset(&d->scratch);
   if (shadow_divergence_format(&d->scratch, &m, &d->diff) < 0) return;
-  shadow_ring_push(d->ring, d->scratch.data, d->scratch.len,
+  LOCK(d);
+  shadow_ring_push(sh->ring, d->scratch.data, d->scratch.len,
                    ex->route.data ? ex->route.data : "", ex->route.len);
-  if (d->sink) {
-    fwrite(d->scratch.data, 1, d->scratch.len, d->sink);
-    fputc('\n', d->sink);
+  if (sh->sink) {
+    fwrite(d->scratch.data, 1, d->scratch.len, sh->sink);
+    fputc('\n', sh->sink);
   }
+  UNLOCK(d);
   shadow_script_on_divergence(ex->epoch->gen, d->scratch.data,
                               d->scratch.len);
 }
@@ -431,11 +432,7 @@ static void compare(exchange_t *ex) {
     skip(d, "diff_error");
     return;
   }
-  d->stats->compared++;
-  shadow_route_stats_t *rs =
-      shadow_stats_route(d->stats, ex->route.data, ex->route.len);
-  if (rs) rs->compared++;
-  if (parts) record_divergence(ex, (unsigned)parts, rs);
+  record_comparison(ex, (unsigned)parts);
 }
 
 static void drain_poll(uv_timer_t *t) { check_drained(t->data); }
@@ -547,22 +544,47 @@ static int decide(exchange_t *ex, shadow_request_t *req) {
   int in = ex->has_key ? shadow_sampled(ex->key.data, ex->key.len, cfg->rate)
                        : shadow_sampled_random(cfg->rate);
   if (!in) return 0;
-  int allowed = shadow_breaker_allow(&d->breaker, now_ms(d));
+  const char *why = NULL;
+  LOCK(d);
+  shadow_breaker_t *b = &d->sh->breaker;
+  int allowed = shadow_breaker_allow(b, now_ms(d));
   /* Half-open, the breaker lets exactly one leg through: the probe. */
-  ex->probe = allowed && d->breaker.state == SHADOW_BREAKER_HALF_OPEN;
+  ex->probe = allowed && b->state == SHADOW_BREAKER_HALF_OPEN;
   breaker_publish(d);
   if (!allowed) {
-    skip(d, "breaker");
-    return 0;
-  }
-  if (cfg->max_inflight_shadow > 0 &&
-      d->inflight_shadow >= cfg->max_inflight_shadow) {
+    why = "breaker";
+  } else if (cfg->max_inflight_shadow > 0 &&
+             d->sh->inflight_shadow >= cfg->max_inflight_shadow) {
     /* The breaker let this leg through; give the slot back unused. */
     breaker_release(d);
-    skip(d, "overload");
+    why = "overload";
+  } else {
+    /* The slot is taken here, under the same lock as the check, so that
+     * loops racing for the last slot cannot both get it. */
+    d->sh->inflight_shadow++;
+  }
+  UNLOCK(d);
+  if (why) {
+    skip(d, why);
     return 0;
   }
   return 1;
+}
+
+/* Gives back the slot decide() took, for a leg that never started. A leg
+ * that failed to send counts against the breaker; one that was never
+ * attempted (a failed rewrite) only frees a half-open breaker's probe. */
+static void unreserve(shadow_dispatcher_t *d, int send_failed) {
+  LOCK(d);
+  d->sh->inflight_shadow--;
+  if (send_failed) {
+    shadow_breaker_result(&d->sh->breaker, 0, now_ms(d));
+    breaker_publish(d);
+    shadow_counters_add(d->stats->candidate_errors, "send", 4, 1);
+  } else {
+    breaker_release(d);
+  }
+  UNLOCK(d);
 }
 
 static int start_candidate(exchange_t *ex, shadow_request_t *req) {
@@ -574,52 +596,53 @@ static int start_candidate(exchange_t *ex, shadow_request_t *req) {
   if (shadow_gen_has_hook(g, SHADOW_HOOK_REWRITE)) {
     if (shadow_script_rewrite(g, ex->lreq, &ex->cand_lreq) != 0) {
       ex->cand_lreq = ex->lreq;
-      breaker_release(d);
+      unreserve(d, 0);
       skip(d, "rewrite");
       return -1;
     }
     rewritten = 1;
   }
-  ex->candidate_pending = 1;
-  d->inflight_shadow++;
   if (cfg->candidate.kind == SHADOW_BACKEND_LUA) {
+    ex->candidate_pending = 1;
     queue_lua_candidate(ex);
     uv_idle_start(&d->idle, idle_cb);
     return 0;
   }
-  shadow_headers_t extra = SHADOW_HEADERS_INIT;
-  shadow_headers_add(&extra, "x-shadow-request", 16, "1", 1);
+  /* The candidate is told it is one, so it can skip side effects. */
+  static const shadow_header_t mark = {(char *)"x-shadow-request", 16,
+                                       (char *)"1", 1};
+  shadow_headers_t extra = {(shadow_header_t *)&mark, 1, 1, 17, NULL};
   int rc;
   if (rewritten) {
     shadow_buf_t m = SHADOW_BUF_INIT, t = SHADOW_BUF_INIT, b = SHADOW_BUF_INIT;
     shadow_headers_t h = SHADOW_HEADERS_INIT;
-    rc = shadow_script_req_read(g, ex->cand_lreq, &m, &t, &h, &b);
-    if (rc == 0)
-      rc = shadow_upstream_send(ex->epoch->candidate->up, m.data, t.data,
-                                t.len, &h, &extra, b.data, b.len,
-                                on_candidate, ex);
-    else
-      skip(d, "rewrite");
+    int bad = shadow_script_req_read(g, ex->cand_lreq, &m, &t, &h, &b);
+    rc = bad ? -EINVAL
+             : shadow_upstream_send(ex->epoch->candidate->up, m.data, t.data,
+                                    t.len, &h, &extra, b.data, b.len,
+                                    on_candidate, ex);
     shadow_buf_free(&m);
     shadow_buf_free(&t);
     shadow_buf_free(&b);
     shadow_headers_free(&h);
+    if (bad) {
+      unreserve(d, 0);
+      skip(d, "rewrite");
+      return -1;
+    }
   } else {
     rc = shadow_upstream_send(ex->epoch->candidate->up, req->method,
                               req->target.data, req->target.len,
                               &req->headers, &extra, req->body.data,
                               req->body.len, on_candidate, ex);
   }
-  shadow_headers_free(&extra);
   if (rc) {
     /* The leg never started: no callback will come. */
-    ex->candidate_pending = 0;
-    d->inflight_shadow--;
-    shadow_breaker_result(&d->breaker, 0, now_ms(d));
-    breaker_publish(d);
-    shadow_counters_add(d->stats->candidate_errors, "send", 4, 1);
+    unreserve(d, 1);
+    return rc;
   }
-  return rc;
+  ex->candidate_pending = 1;
+  return 0;
 }
 
 static int needs_lua_request(const epoch_t *e) {
@@ -635,7 +658,6 @@ static int needs_lua_request(const epoch_t *e) {
 
 static void on_request(shadow_request_t *req, void *ud) {
   shadow_dispatcher_t *d = ud;
-  d->stats->requests++;
   exchange_t *ex = exchange_new(d, req);
   if (!ex) {
     shadow_headers_t none = SHADOW_HEADERS_INIT;
@@ -648,7 +670,6 @@ static void on_request(shadow_request_t *req, void *ud) {
 
   ex->sampled = decide(ex, req);
   if (ex->sampled) {
-    d->stats->sampled++;
     if (shadow_gen_has_hook(g, SHADOW_HOOK_ROUTE)) {
       if (shadow_script_route(g, ex->lreq, &ex->route) != 0) {
         shadow_buf_reset(&ex->route);
@@ -657,9 +678,17 @@ static void on_request(shadow_request_t *req, void *ud) {
     } else {
       default_route(req, &ex->route);
     }
+  }
+  LOCK(d);
+  d->stats->requests++;
+  if (ex->sampled) {
+    d->stats->sampled++;
     shadow_route_stats_t *rs =
         shadow_stats_route(d->stats, ex->route.data, ex->route.len);
     if (rs) rs->sampled++;
+  }
+  UNLOCK(d);
+  if (ex->sampled) {
     shadow_buf_puts(&ex->method, req->method);
     shadow_buf_append(&ex->target, req->target.data, req->target.len);
     if (start_candidate(ex, req) != 0) ex->sampled = 0;
@@ -670,43 +699,37 @@ static void on_request(shadow_request_t *req, void *ud) {
     call_lua_backend(ex, e->cfg->primary.lua_ref, ex->lreq, on_primary);
     return;
   }
-  shadow_headers_t extra = SHADOW_HEADERS_INIT;
-  if (req->peer[0])
-    shadow_headers_add(&extra, "x-forwarded-for", 15, req->peer,
-                       strlen(req->peer));
+  shadow_header_t xff = {(char *)"x-forwarded-for", 15, req->peer,
+                         strlen(req->peer)};
+  shadow_headers_t extra = {&xff, req->peer[0] ? 1 : 0, 1, 0, NULL};
   int rc = shadow_upstream_send(e->primary->up, req->method, req->target.data,
                                 req->target.len, &req->headers, &extra,
                                 req->body.data, req->body.len, on_primary,
                                 ex);
-  shadow_headers_free(&extra);
   if (rc) on_primary(ex, SHADOW_UPSTREAM_BAD_RESPONSE, NULL, 0);
 }
 
 /* --- lifecycle ---------------------------------------------------------- */
 
 int shadow_dispatcher_new(uv_loop_t *loop, shadow_gen_t *gen,
-                          shadow_stats_t *stats, shadow_dispatcher_t **out,
+                          shadow_shared_t *sh, shadow_dispatcher_t **out,
                           char **err) {
   const shadow_config_t *cfg = shadow_gen_config(gen);
   shadow_dispatcher_t *d = calloc(1, sizeof(*d));
   if (!d) return -ENOMEM;
   d->loop = loop;
-  d->stats = stats;
-  d->ring = shadow_ring_new(cfg->log_capacity);
-  shadow_breaker_init(&d->breaker, cfg->breaker_failures,
-                      cfg->breaker_cooldown_ms);
+  d->sh = sh;
+  d->stats = sh->stats;
   uv_idle_init(loop, &d->idle);
   d->idle.data = d;
-  uv_timer_init(loop, &d->flush_timer);
-  d->flush_timer.data = d;
   uv_timer_init(loop, &d->drain_timer);
   d->drain_timer.data = d;
-  d->handles_open = 3;
-  int rc = d->ring ? 0 : -ENOMEM;
-  if (rc == 0) rc = epoch_new(d, gen, &d->epoch, err);
-  if (rc == 0) rc = open_sink(d, cfg->log_file, err);
+  d->handles_open = 2;
+  int rc = epoch_new(d, gen, &d->epoch, err);
+  shadow_limits_t limits = cfg->limits;
+  limits.reuse_port = sh->threaded;
   if (rc == 0)
-    rc = shadow_server_listen(loop, cfg->listen, &cfg->limits, on_request, d,
+    rc = shadow_server_listen(loop, cfg->listen, &limits, on_request, d,
                               &d->server, err);
   if (rc) {
     if (d->epoch) {
@@ -717,12 +740,6 @@ int shadow_dispatcher_new(uv_loop_t *loop, shadow_gen_t *gen,
     shadow_dispatcher_close(d);
     return rc;
   }
-  if (cfg->secondary.kind != SHADOW_BACKEND_NONE)
-    shadow_log_warn("secondary: noise learning is not implemented yet; "
-                    "the secondary backend is ignored");
-  uv_timer_start(&d->flush_timer, flush_cb, 1000, 1000);
-  uv_unref((uv_handle_t *)&d->flush_timer);
-  stats->generation = shadow_gen_id(gen);
   *out = d;
   return 0;
 }
@@ -738,29 +755,17 @@ int shadow_dispatcher_reload(shadow_dispatcher_t *d, shadow_gen_t *gen,
   epoch_t *e;
   int rc = epoch_new(d, gen, &e, err);
   if (rc) return rc;
-  rc = open_sink(d, cfg->log_file, err);
-  if (rc) {
-    shadow_gen_ref(gen);
-    epoch_unref(d, e);
-    return rc;
-  }
-  shadow_ring_set_capacity(d->ring, cfg->log_capacity);
-  d->breaker.threshold = cfg->breaker_failures;
-  d->breaker.cooldown_ms = cfg->breaker_cooldown_ms;
-  shadow_server_set_limits(d->server, &cfg->limits);
+  shadow_limits_t limits = cfg->limits;
+  limits.reuse_port = d->sh->threaded;
+  shadow_server_set_limits(d->server, &limits);
   epoch_t *prev = d->epoch;
   d->epoch = e;
   epoch_unref(d, prev);
-  d->stats->generation = shadow_gen_id(gen);
   return 0;
 }
 
 shadow_gen_t *shadow_dispatcher_gen(shadow_dispatcher_t *d) {
   return d->epoch->gen;
-}
-
-shadow_ring_t *shadow_dispatcher_ring(shadow_dispatcher_t *d) {
-  return d->ring;
 }
 
 size_t shadow_dispatcher_inflight(const shadow_dispatcher_t *d) {
@@ -791,10 +796,8 @@ static void maybe_free_dispatcher(shadow_dispatcher_t *d) {
     free(b->signature);
     free(b);
   }
-  shadow_ring_free(d->ring);
   shadow_diff_result_free(&d->diff);
   shadow_buf_free(&d->scratch);
-  free(d->sink_path);
   free(d);
 }
 
@@ -803,11 +806,6 @@ void shadow_dispatcher_close(shadow_dispatcher_t *d) {
   d->closing = 1;
   if (d->server) shadow_server_close(d->server);
   d->server = NULL;
-  if (d->sink) {
-    fflush(d->sink);
-    fclose(d->sink);
-    d->sink = NULL;
-  }
   /* Abandon candidate legs: closing the pools fails them with CANCELED,
    * through the loop. */
   for (backend_t *b = d->backends; b; b = b->next) {
@@ -825,6 +823,5 @@ void shadow_dispatcher_close(shadow_dispatcher_t *d) {
   }
   if (e) epoch_unref(d, e);
   uv_close((uv_handle_t *)&d->idle, handle_closed);
-  uv_close((uv_handle_t *)&d->flush_timer, handle_closed);
   uv_close((uv_handle_t *)&d->drain_timer, handle_closed);
 }

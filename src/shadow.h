@@ -7,24 +7,26 @@
 
 #include <uv.h>
 
-#include "ring.h"
 #include "script.h"
-#include "stats.h"
+#include "shared.h"
 
 typedef struct shadow_dispatcher_s shadow_dispatcher_t;
 
-/* Starts serving cfg.listen with generation gen (the dispatcher takes the
- * caller's reference). stats must outlive the dispatcher. */
+/* Starts serving cfg.listen on loop with generation gen (the dispatcher
+ * takes the caller's reference). sh, shared with any other loop's
+ * dispatcher, must outlive it; with sh->threaded the listener uses
+ * SO_REUSEPORT. */
 int shadow_dispatcher_new(uv_loop_t *loop, shadow_gen_t *gen,
-                          shadow_stats_t *stats, shadow_dispatcher_t **out,
+                          shadow_shared_t *sh, shadow_dispatcher_t **out,
                           char **err);
 /* Swaps in a new generation (taking the caller's reference) if it can be
  * started: requests in flight finish on the old one. On failure the old
- * one keeps running, *err says why, and the caller keeps its reference. */
+ * one keeps running, *err says why, and the caller keeps its reference.
+ * The shared parts of a config (ring, sink, breaker) are applied once, by
+ * the caller, with shadow_shared_apply. */
 int shadow_dispatcher_reload(shadow_dispatcher_t *d, shadow_gen_t *gen,
                              char **err);
 shadow_gen_t *shadow_dispatcher_gen(shadow_dispatcher_t *d);
-shadow_ring_t *shadow_dispatcher_ring(shadow_dispatcher_t *d);
 
 /* Graceful stop: stop accepting, let client requests in flight finish, then
  * call done. Candidate legs still pending are abandoned by close(). */

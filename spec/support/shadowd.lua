@@ -75,7 +75,8 @@ function M.config(opts)
 end
 
 -- start(opts): opts as for config(), or opts.text = function(addr)
--- returning the whole config given addr.listen and addr.admin.
+-- returning the whole config given addr.listen and addr.admin; opts.args
+-- adds command-line arguments.
 function M.start(opts)
   local bin = M.binary()
   local dir = process.tmpdir("shadow-daemon")
@@ -92,7 +93,9 @@ function M.start(opts)
   end
   local conf = dir .. "/shadow.lua"
   process.write_file(conf, text)
-  local proc = process.spawn({ bin, "--config", conf },
+  local argv = { bin, "--config", conf }
+  for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = a end
+  local proc = process.spawn(argv,
     { stdout = dir .. "/stdout", stderr = dir .. "/stderr", cwd = dir })
   local self = setmetatable({ dir = dir, proc = proc, port = lport,
                               admin_port = aport, config = conf }, Daemon)

@@ -1,0 +1,91 @@
+-- --workers N: several event loops on one address, one set of counters,
+-- one ring log, one reload.
+local nginx = require "support.nginx"
+local shadowd = require "support.shadowd"
+local cleanup = require "support.cleanup"
+local process = require "support.process"
+local http = require "support.http"
+local json = require "support.json"
+
+local BACKENDS = {
+  primary = [[
+    location / { content_by_lua_block {
+      ngx.header["content-type"] = "application/json"
+      ngx.print('{"v":1,"who":"primary"}')
+    } }
+  ]],
+  candidate = [[
+    location / { content_by_lua_block {
+      ngx.header["content-type"] = "application/json"
+      ngx.print('{"v":2,"who":"primary"}')
+    } }
+  ]],
+}
+
+describe("shadowd --workers 2", function()
+  local ng, d
+  setup(function()
+    ng = nginx.start{ servers = BACKENDS }
+    d = shadowd.start{ primary = ng:url("primary"),
+                       candidate = ng:url("candidate"), rate = 1.0,
+                       log_capacity = 100000, args = { "--workers", "2" } }
+  end)
+  teardown(function() cleanup.stop_all(d, ng) end)
+
+  it("serves from both loops and counts everything once", function()
+    -- Many short connections, so the kernel spreads them over both
+    -- listeners.
+    local n = 200
+    for i = 1, n do
+      local res = assert(http.get(d.port, "/item/" .. i))
+      assert.are.equal(200, res.status)
+      assert.are.equal('{"v":1,"who":"primary"}', res.body)
+    end
+    local stats = d:wait_totals("compared", n)
+    assert.are.equal(n, stats.totals.requests)
+    assert.are.equal(n, stats.totals.diverged)
+    local routed = 0
+    for _, r in pairs(stats.routes) do routed = routed + r.compared end
+    assert.are.equal(n, routed)
+    -- One ring: every record, with ids unique across loops.
+    local list = d:divergences(1000).divergences
+    assert.are.equal(n, #list)
+    local ids = {}
+    for _, rec in ipairs(list) do
+      assert.is_nil(ids[rec.id])
+      ids[rec.id] = true
+    end
+    assert.truthy(d:admin("/metrics").body:find("shadow_requests_total " .. n,
+                                                1, true))
+    -- Every request reached the candidate exactly once.
+    local seen, count = {}, 0
+    for _, r in ipairs(ng:wait_requests("candidate", n)) do
+      if not seen[r.uri] then count = count + 1 end
+      seen[r.uri] = true
+    end
+    assert.are.equal(n, count)
+  end)
+
+  it("reloads every loop", function()
+    local text = process.read_file(d.config)
+    process.write_file(d.config, text:gsub("rate = 1", "rate = 0"))
+    local res = assert(http.request(d.admin_port,
+                                    { method = "POST", path = "/reload" }))
+    assert.are.equal(200, res.status)
+    assert.are.equal(2, json.decode(res.body).generation)
+    local before = d:stats().totals.sampled
+    -- The swap happens on each loop's own thread, just after the answer.
+    process.sleep(0.2)
+    for i = 1, 50 do
+      assert.are.equal(200, assert(http.get(d.port, "/after/" .. i)).status)
+    end
+    local after = d:wait_totals("requests", 250)
+    assert.are.equal(before, after.totals.sampled)
+  end)
+
+  it("stops on SIGTERM with exit 0", function()
+    local how, code = d:stop()
+    assert.are.equal("exited", how)
+    assert.are.equal(0, code)
+  end)
+end)

@@ -1,0 +1,48 @@
+/* What every worker loop shares: the counters, the ring log, the NDJSON
+ * sink, the candidate's breaker and the in-flight count. With one loop
+ * (the default) nothing is locked; with --workers N the one mutex guards
+ * it all. Updates are short and happen a few times per request, so one
+ * uncontended lock costs less than merging per-worker copies would. */
+#ifndef SHADOW_SHARED_H
+#define SHADOW_SHARED_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <uv.h>
+
+#include "breaker.h"
+#include "config.h"
+#include "ring.h"
+#include "stats.h"
+
+typedef struct shadow_shared_s {
+  uv_mutex_t mu;
+  int threaded;
+  shadow_stats_t *stats;
+  shadow_ring_t *ring;
+  shadow_breaker_t breaker;
+  size_t inflight_shadow; /* candidate legs in flight, all loops */
+  uint64_t next_id;       /* divergence ids, unique across loops */
+  FILE *sink;
+  char *sink_path;
+} shadow_shared_t;
+
+/* Creates the shared state for the first config. 0, or -1 and *err. */
+int shadow_shared_init(shadow_shared_t *sh, const shadow_config_t *cfg,
+                       int threaded, char **err);
+/* Applies a reloaded config: ring capacity, sink file, breaker settings.
+ * 0, or -1 and *err with nothing changed. Takes the lock itself. */
+int shadow_shared_apply(shadow_shared_t *sh, const shadow_config_t *cfg,
+                        char **err);
+void shadow_shared_flush(shadow_shared_t *sh);
+void shadow_shared_release(shadow_shared_t *sh);
+
+static inline void shadow_shared_lock(shadow_shared_t *sh) {
+  if (sh->threaded) uv_mutex_lock(&sh->mu);
+}
+
+static inline void shadow_shared_unlock(shadow_shared_t *sh) {
+  if (sh->threaded) uv_mutex_unlock(&sh->mu);
+}
+
+#endif
