@@ -81,22 +81,24 @@ static void check_drained(shadow_dispatcher_t *d);
 
 /* --- backends and epochs ------------------------------------------------ */
 
-static char *backend_signature(const shadow_backend_cfg_t *b) {
+static char *backend_signature(const shadow_backend_cfg_t *b,
+                               size_t max_idle) {
   shadow_buf_t s = SHADOW_BUF_INIT;
-  shadow_buf_printf(&s, "%s|%s|%llu|%llu|%zu", b->url,
+  shadow_buf_printf(&s, "%s|%s|%llu|%llu|%zu|%zu", b->url,
                     b->host ? b->host : "",
                     (unsigned long long)b->timeout_ms,
                     (unsigned long long)b->connect_timeout_ms,
-                    b->max_connections);
+                    b->max_connections, max_idle);
   return shadow_buf_steal(&s, NULL);
 }
 
+/* max_idle: idle connections the pool keeps; 0 for the default. */
 static int backend_get(shadow_dispatcher_t *d, const shadow_backend_cfg_t *b,
-                       const shadow_limits_t *limits, backend_t **out,
-                       char **err) {
+                       const shadow_limits_t *limits, size_t max_idle,
+                       backend_t **out, char **err) {
   *out = NULL;
   if (b->kind != SHADOW_BACKEND_HTTP) return 0;
-  char *sig = backend_signature(b);
+  char *sig = backend_signature(b, max_idle);
   if (!sig) return -ENOMEM;
   for (backend_t *e = d->backends; e; e = e->next)
     if (e->refs > 0 && strcmp(e->signature, sig) == 0) {
@@ -112,6 +114,7 @@ static int backend_get(shadow_dispatcher_t *d, const shadow_backend_cfg_t *b,
   o.max_connections = b->max_connections;
   o.body_bytes = limits->body_bytes;
   o.header_bytes = limits->header_bytes;
+  if (max_idle > o.max_idle) o.max_idle = max_idle;
   backend_t *e = calloc(1, sizeof(*e));
   if (!e) {
     free(sig);
@@ -170,9 +173,12 @@ static int epoch_new(shadow_dispatcher_t *d, shadow_gen_t *gen,
   const shadow_config_t *cfg = shadow_gen_config(gen);
   epoch_t *e = calloc(1, sizeof(*e));
   if (!e) return -ENOMEM;
-  int rc = backend_get(d, &cfg->primary, &cfg->limits, &e->primary, err);
+  int rc = backend_get(d, &cfg->primary, &cfg->limits, 0, &e->primary, err);
+  /* Candidate legs are open-loop: as many can be in flight as the cap
+   * allows, and each finished one should find its connection kept. */
   if (rc == 0)
-    rc = backend_get(d, &cfg->candidate, &cfg->limits, &e->candidate, err);
+    rc = backend_get(d, &cfg->candidate, &cfg->limits,
+                     cfg->max_inflight_shadow, &e->candidate, err);
   if (rc) {
     backend_unref(d, e->primary);
     free(e);
