@@ -374,6 +374,17 @@ static int conn_bind(conn_t *conn, req_t *req) {
   return 0;
 }
 
+/* Sends req on an open connection that is free. */
+static void reuse(conn_t *conn, req_t *req) {
+  if (conn_bind(conn, req)) {
+    conn_close(conn);
+    fail(req, SHADOW_UPSTREAM_RESET);
+    return;
+  }
+  conn->u->stats.reuses++;
+  conn_send(conn);
+}
+
 /* A connection whose response is done: take the next queued request, or
  * wait in the pool. */
 static void conn_idle(conn_t *conn) {
@@ -386,13 +397,7 @@ static void conn_idle(conn_t *conn) {
     req_t *req = CONTAINER(u->queue.next, req_t, link);
     list_remove(&req->link);
     u->nqueued--;
-    if (conn_bind(conn, req)) {
-      conn_close(conn);
-      fail(req, SHADOW_UPSTREAM_RESET);
-      return;
-    }
-    u->stats.reuses++;
-    conn_send(conn);
+    reuse(conn, req);
     return;
   }
   if (u->nidle >= u->opts.max_idle) {
@@ -565,13 +570,7 @@ static void dispatch(shadow_upstream_t *u, req_t *req, int front) {
     list_push_back(&u->busy, &conn->link);
     conn->state = BUSY;
     u->nidle--;
-    if (conn_bind(conn, req)) {
-      conn_close(conn);
-      fail(req, SHADOW_UPSTREAM_RESET);
-      return;
-    }
-    u->stats.reuses++;
-    conn_send(conn);
+    reuse(conn, req);
     return;
   }
   if (has_slot(u)) {
