@@ -28,8 +28,8 @@ int shadow_breaker_allow(shadow_breaker_t *b, uint64_t now_ms) {
 
 void shadow_breaker_result(shadow_breaker_t *b, int ok, uint64_t now_ms) {
   if (ok) {
-    /* Legs that started before the breaker opened may still succeed; only
-     * the probe's success closes an open breaker. */
+    /* Half-open, this is the probe's success (see breaker.h): close. A
+     * success while open is a late leg and changes nothing. */
     if (b->state == SHADOW_BREAKER_HALF_OPEN) {
       b->state = SHADOW_BREAKER_CLOSED;
       b->probe_inflight = 0;

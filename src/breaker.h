@@ -21,8 +21,12 @@ typedef struct shadow_breaker_s {
 
 void shadow_breaker_init(shadow_breaker_t *b, int threshold,
                          uint64_t cooldown_ms);
-/* 1 when a candidate leg may start now. A leg that was allowed must be
- * followed by exactly one shadow_breaker_result(). */
+/* 1 when a candidate leg may start now. While the breaker is half-open
+ * the one leg allowed is the probe, and only the probe's outcome may be
+ * reported (shadow_breaker_result); the caller drops the results of legs
+ * that started earlier, since they say nothing about the candidate now.
+ * A probe that ends without an outcome (cancelled, never sent) frees the
+ * slot by clearing probe_inflight. */
 int shadow_breaker_allow(shadow_breaker_t *b, uint64_t now_ms);
 void shadow_breaker_result(shadow_breaker_t *b, int ok, uint64_t now_ms);
 const char *shadow_breaker_state_name(int state);
