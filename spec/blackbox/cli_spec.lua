@@ -111,3 +111,16 @@ describe("shadowd on SIGTERM", function()
     assert.is_nil(log:find("runtime error:", 1, true), log)
   end)
 end)
+
+describe("the examples", function()
+  local shadowd_ = require "support.shadowd"
+  local process_ = require "support.process"
+  for _, name in ipairs({ "demo.lua", "shadow.lua" }) do
+    it("examples/" .. name .. " passes --check", function()
+      local code, out, err = process_.run({ shadowd_.binary(), "--check",
+                                            "--config", "examples/" .. name })
+      assert.are.equal(0, code, out .. err)
+      assert.truthy(out:find("is valid", 1, true), out)
+    end)
+  end
+end)

@@ -1,0 +1,50 @@
+-- A config to copy for a real migration: the primary and the candidate
+-- are HTTP services on this machine. Check it with
+--   shadowd --check --config examples/shadow.lua
+--   shadowd --check --config examples/shadow.lua --request 'GET /users/7' --header 'x-user-id: 7'
+local shadow = require "shadow"
+local cjson = require "cjson"
+
+return {
+  listen    = "127.0.0.1:8080",
+  admin     = "127.0.0.1:9090",
+  primary   = shadow.http("http://127.0.0.1:8081", { timeout_ms = 5000 }),
+  candidate = shadow.http("http://127.0.0.1:8082", { timeout_ms = 250,
+                                                      max_connections = 256 }),
+  sample = {
+    rate   = 0.10,
+    key    = function(req) return req.headers["x-user-id"] end,
+    filter = function(req) return req.path ~= "/healthz" end,
+  },
+  mirror_methods = { "GET", "HEAD", "OPTIONS" },
+  route = function(req)
+    return req.method .. " " .. req.path:gsub("/%d+", "/:id")
+  end,
+  -- The candidate lower-cases e-mail addresses on purpose: compare them
+  -- lower-cased on both sides.
+  normalize = function(rec, side, req)
+    local ct = rec.headers["content-type"] or ""
+    if ct:find("json", 1, true) then
+      local ok, doc = pcall(cjson.decode, rec.body)
+      if ok and type(doc) == "table" and type(doc.email) == "string" then
+        doc.email = doc.email:lower()
+        rec.body = cjson.encode(doc)
+      end
+    end
+    return rec
+  end,
+  ignore = {
+    headers = { "server", "x-request-id" },
+    json    = { "/meta/generated_at", "/items/*/etag" },
+  },
+  arrays    = { ["/items"] = { key = "id" }, ["/tags"] = "set" },
+  tolerance = { ["/price"] = 0.01 },
+  log     = { capacity = 1000, file = "divergences.ndjson" },
+  breaker = { failures = 5, cooldown_ms = 10000 },
+  max_inflight_shadow = 256,
+  limits  = { header_bytes = 65536, body_bytes = 8 * 2^20, diff_bytes = 2^20,
+              header_timeout_ms = 10000, idle_timeout_ms = 60000,
+              max_connections = 10000 },
+  slo     = { max_divergence_rate = 0.001, min_samples = 1000 },
+  watch   = true,
+}
