@@ -48,7 +48,6 @@ struct shadow_dispatcher_s {
   uv_timer_t drain_timer; /* polls for the last client connection to go */
   uv_idle_t idle; /* runs deferred work: Lua candidates, backend closes */
   exchange_t *lua_queue, *lua_queue_tail;
-  backend_t *dead;
   shadow_diff_result_t diff;
   shadow_buf_t scratch;
   int closing;
@@ -768,10 +767,6 @@ int shadow_dispatcher_reload(shadow_dispatcher_t *d, shadow_gen_t *gen,
   d->epoch = e;
   epoch_unref(d, prev);
   return 0;
-}
-
-shadow_gen_t *shadow_dispatcher_gen(shadow_dispatcher_t *d) {
-  return d->epoch->gen;
 }
 
 size_t shadow_dispatcher_inflight(const shadow_dispatcher_t *d) {

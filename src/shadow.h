@@ -26,7 +26,6 @@ int shadow_dispatcher_new(uv_loop_t *loop, shadow_gen_t *gen,
  * the caller, with shadow_shared_apply. */
 int shadow_dispatcher_reload(shadow_dispatcher_t *d, shadow_gen_t *gen,
                              char **err);
-shadow_gen_t *shadow_dispatcher_gen(shadow_dispatcher_t *d);
 
 /* Graceful stop: stop accepting, let client requests in flight finish, then
  * call done. Candidate legs still pending are abandoned by close(). */
