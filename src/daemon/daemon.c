@@ -13,7 +13,7 @@
 #include "admin.h"
 #include "json.h"
 #include "log.h"
-#include "shadow.h"
+#include "dispatcher.h"
 #include "shared.h"
 #include "watch.h"
 #include "workers.h"

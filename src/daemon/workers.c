@@ -5,7 +5,7 @@
 
 #include "json.h"
 #include "log.h"
-#include "shadow.h"
+#include "dispatcher.h"
 
 typedef struct worker_s {
   struct shadow_workers_s *ws;

@@ -1,7 +1,7 @@
 /* The dispatcher. One exchange per client request: the primary leg answers
  * the client the moment it completes; a sampled request also has a
  * candidate leg, and when both are in, the pair is compared. */
-#include "shadow.h"
+#include "dispatcher.h"
 
 #include <errno.h>
 #include <stdio.h>
