@@ -53,8 +53,7 @@ void shadow_ffi_opts_free(shadow_diff_opts_t *o);
 shadow_ffi_diff_t *shadow_ffi_diff_new(void);
 /* Request facts for the records that follow; NULL strings are null. */
 int shadow_ffi_diff_meta(shadow_ffi_diff_t *d, const char *route,
-                         const char *method, const char *path,
-                         const char *key);
+                         const char *method, const char *path, const char *key);
 /* Compares p with c under o (NULL: defaults). Returns the parts bitmask
  * (1 status, 2 headers, 4 body; 0 = equal) or a negative errno. The whole
  * divergence record is then at *json, *len bytes, owned by d and valid
@@ -74,8 +73,7 @@ int shadow_ffi_ring_push(shadow_ring_t *r, const char *json, size_t len,
 size_t shadow_ffi_ring_len(const shadow_ring_t *r);
 size_t shadow_ffi_ring_capacity(const shadow_ring_t *r);
 int shadow_ffi_ring_set_capacity(shadow_ring_t *r, size_t capacity);
-const char *shadow_ffi_ring_get(const shadow_ring_t *r, size_t i,
-                                size_t *len);
+const char *shadow_ffi_ring_get(const shadow_ring_t *r, size_t i, size_t *len);
 void shadow_ffi_ring_free(shadow_ring_t *r);
 
 #endif

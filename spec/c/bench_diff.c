@@ -21,15 +21,17 @@ static double now(void) {
 
 /* An API-like response: metadata and a list of user records; with changed,
  * the middle record's city differs. */
-static void make_doc(shadow_buf_t *b, size_t items, int changed,
-                     int pretty) {
+static void make_doc(shadow_buf_t *b, size_t items, int changed, int pretty) {
   const char *nl = pretty ? "\n    " : "";
   const char *sp = pretty ? " " : "";
-  shadow_buf_printf(b, "{%s\"meta\":{\"page\":1,\"total\":12345,"
-                       "\"generated_at\":\"2026-11-26T18:00:00Z\"},%s"
-                       "\"items\":[", nl, nl);
+  shadow_buf_printf(b,
+                    "{%s\"meta\":{\"page\":1,\"total\":12345,"
+                    "\"generated_at\":\"2026-11-26T18:00:00Z\"},%s"
+                    "\"items\":[",
+                    nl, nl);
   for (size_t i = 0; i < items; i++) {
-    shadow_buf_printf(b,
+    shadow_buf_printf(
+        b,
         "%s%s{\"id\":%zu,%s\"name\":\"user %zu\",%s\"email\":"
         "\"user%zu@example.com\",%s\"score\":%zu.%02zu,%s\"active\":%s,%s"
         "\"tags\":[\"alpha\",%s\"beta\",%s\"caf\\u00e9\"],%s\"address\":"
@@ -52,12 +54,15 @@ static size_t items_for(size_t target) {
   return target > base ? (target - base + per / 2) / per : 1;
 }
 
-typedef struct { double parse_mbs, diff_mbs, ratio; size_t nops; } row_t;
+typedef struct {
+  double parse_mbs, diff_mbs, ratio;
+  size_t nops;
+} row_t;
 
 /* Seconds per call of one parse of each side (diff == 0) or of one diff. */
-static double time_once(const shadow_buf_t *a, const shadow_buf_t *c,
-                        int diff, shadow_buf_t *ops, size_t *nops) {
-  shadow_json_diff_out_t out = { ops, NULL, 0, 256, 0, 0 };
+static double time_once(const shadow_buf_t *a, const shadow_buf_t *c, int diff,
+                        shadow_buf_t *ops, size_t *nops) {
+  shadow_json_diff_out_t out = {ops, NULL, 0, 256, 0, 0};
   long n = 0;
   double t0 = now(), t;
   do {
@@ -86,7 +91,7 @@ static double time_once(const shadow_buf_t *a, const shadow_buf_t *c,
 /* Parse and diff take turns, and each keeps its best of seven rounds, so a
  * busy machine skews both alike rather than one of them. */
 static row_t measure(const shadow_buf_t *a, const shadow_buf_t *c) {
-  row_t r = { 0, 0, 0, 0 };
+  row_t r = {0, 0, 0, 0};
   shadow_buf_t ops = SHADOW_BUF_INIT;
   double parse_each = 1e9, diff_each = 1e9;
   for (int round = 0; round < 7; round++) {
@@ -104,13 +109,16 @@ static row_t measure(const shadow_buf_t *a, const shadow_buf_t *c) {
 }
 
 int main(void) {
-  static const struct { const char *name; size_t size; int pretty; } cases[] =
-  {
-    { "1 KiB", 1024, 0 },
-    { "64 KiB", 64 * 1024, 0 },
-    { "1 MiB", 1024 * 1024, 0 },
-    { "64 KiB re-indented", 64 * 1024, 1 },
-    { "1 MiB re-indented", 1024 * 1024, 1 },
+  static const struct {
+    const char *name;
+    size_t size;
+    int pretty;
+  } cases[] = {
+      {"1 KiB", 1024, 0},
+      {"64 KiB", 64 * 1024, 0},
+      {"1 MiB", 1024 * 1024, 0},
+      {"64 KiB re-indented", 64 * 1024, 1},
+      {"1 MiB re-indented", 1024 * 1024, 1},
   };
   printf("| document | primary bytes | parse both MB/s | diff MB/s | "
          "diff / parse both | ops |\n");

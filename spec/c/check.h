@@ -7,15 +7,14 @@
 
 static int check_failed, check_passed;
 
-#define CHECK(cond)                                                       \
-  do {                                                                    \
-    if (cond) {                                                           \
-      check_passed++;                                                     \
-    } else {                                                              \
-      check_failed++;                                                     \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,    \
-              #cond);                                                     \
-    }                                                                     \
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (cond) {                                                                \
+      check_passed++;                                                          \
+    } else {                                                                   \
+      check_failed++;                                                          \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                                          \
   } while (0)
 
 static inline int check_report(const char *name) {

@@ -11,13 +11,12 @@
 
 static int failures;
 
-#define CHECK(cond)                                                      \
-  do {                                                                   \
-    if (!(cond)) {                                                       \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,   \
-              #cond);                                                    \
-      failures++;                                                        \
-    }                                                                    \
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+      failures++;                                                              \
+    }                                                                          \
   } while (0)
 
 typedef struct {
@@ -52,8 +51,10 @@ static void expect_rules(int line, const char *a, const char *b,
   run(&r, a, b, rules, 0, 0);
   const char *got = r.ops.data ? r.ops.data : "";
   if (r.rc != 0 || strcmp(got, want) != 0) {
-    fprintf(stderr, "line %d: diff %s vs %s\n  rc %d err '%s'\n  got  %s\n"
-                    "  want %s\n", line, a, b, r.rc, r.err, got, want);
+    fprintf(stderr,
+            "line %d: diff %s vs %s\n  rc %d err '%s'\n  got  %s\n"
+            "  want %s\n",
+            line, a, b, r.rc, r.err, got, want);
     failures++;
   }
   run_free(&r);
@@ -85,20 +86,21 @@ static void test_key_order_and_scalars(void) {
   la += (size_t)snprintf(a + la, sizeof a - la, "{");
   lb += (size_t)snprintf(b + lb, sizeof b - lb, "{");
   for (int i = 0; i < 200; i++) {
-    la += (size_t)snprintf(a + la, sizeof a - la, "%s\"k%d\":%d",
-                           i ? "," : "", i, i);
-    lb += (size_t)snprintf(b + lb, sizeof b - lb, "%s\"k%d\":%d",
-                           i ? "," : "", 199 - i, 199 - i == 57 ? 0 : 199 - i);
+    la += (size_t)snprintf(a + la, sizeof a - la, "%s\"k%d\":%d", i ? "," : "",
+                           i, i);
+    lb += (size_t)snprintf(b + lb, sizeof b - lb, "%s\"k%d\":%d", i ? "," : "",
+                           199 - i, 199 - i == 57 ? 0 : 199 - i);
   }
   snprintf(a + la, sizeof a - la, "}");
   snprintf(b + lb, sizeof b - lb, "}");
-  EXPECT(a, b, "{\"op\":\"replace\",\"path\":\"/k57\",\"primary\":57,"
-               "\"candidate\":0}");
+  EXPECT(a, b,
+         "{\"op\":\"replace\",\"path\":\"/k57\",\"primary\":57,"
+         "\"candidate\":0}");
 }
 
 static void test_numbers(void) {
-  EXPECT("[1,1.0,1e0,10e-1,0.1e1,100,-0,0.000]",
-         "[1.00,1,1E+0,1,1,1e2,0,0]", "");
+  EXPECT("[1,1.0,1e0,10e-1,0.1e1,100,-0,0.000]", "[1.00,1,1E+0,1,1,1e2,0,0]",
+         "");
   EXPECT("[1.5,120,0.05,-3]", "[15e-1,1.2e2,5e-2,-3.0]", "");
   EXPECT("{\"n\":1}", "{\"n\":1.01}",
          "{\"op\":\"replace\",\"path\":\"/n\",\"primary\":1,"
@@ -191,7 +193,8 @@ static void test_ignore(void) {
 
   /* Up to 64 rules, then -EINVAL. */
   r = shadow_json_rules_new();
-  for (int i = 0; i < 64; i++) CHECK(shadow_json_rules_ignore(r, "/x") == 0);
+  for (int i = 0; i < 64; i++)
+    CHECK(shadow_json_rules_ignore(r, "/x") == 0);
   CHECK(shadow_json_rules_ignore(r, "/x") == -EINVAL);
   shadow_json_rules_free(r);
 }
@@ -199,8 +202,7 @@ static void test_ignore(void) {
 static void test_array_modes(void) {
   shadow_json_rules_t *r = shadow_json_rules_new();
   CHECK(shadow_json_rules_array(r, "/set", SHADOW_ARRAY_SET, NULL) == 0);
-  CHECK(shadow_json_rules_array(r, "/multi", SHADOW_ARRAY_MULTISET, NULL) ==
-        0);
+  CHECK(shadow_json_rules_array(r, "/multi", SHADOW_ARRAY_MULTISET, NULL) == 0);
   CHECK(shadow_json_rules_array(r, "/*/items", SHADOW_ARRAY_KEY, "id") == 0);
   CHECK(shadow_json_rules_array(r, "/k", SHADOW_ARRAY_KEY, NULL) == -EINVAL);
   CHECK(shadow_json_rules_array(r, "/k", 9, NULL) == -EINVAL);
@@ -211,8 +213,7 @@ static void test_array_modes(void) {
            "{\"op\":\"remove\",\"path\":\"/set/3\",\"primary\":4},"
            "{\"op\":\"add\",\"path\":\"/set/3\",\"candidate\":5}");
   /* multiset: order ignored, counts matter. */
-  EXPECT_R("{\"multi\":[{\"a\":1},2,2]}", "{\"multi\":[2,{\"a\":1},2]}", r,
-           "");
+  EXPECT_R("{\"multi\":[{\"a\":1},2,2]}", "{\"multi\":[2,{\"a\":1},2]}", r, "");
   EXPECT_R("{\"multi\":[1,2,2]}", "{\"multi\":[2,1,3]}", r,
            "{\"op\":\"remove\",\"path\":\"/multi/2\",\"primary\":2},"
            "{\"op\":\"add\",\"path\":\"/multi/2\",\"candidate\":3}");
@@ -293,7 +294,8 @@ static void test_truncation_and_budget(void) {
   CHECK(r.ops.len <= 150 && r.ops.len > 0);
   CHECK(r.ops.data[r.ops.len - 1] == '}');
   size_t nf = 0;
-  for (size_t i = 0; i < r.fields.len; i++) nf += r.fields.data[i] == '\0';
+  for (size_t i = 0; i < r.fields.len; i++)
+    nf += r.fields.data[i] == '\0';
   CHECK(nf == 10);
   CHECK(strcmp(r.fields.data, "/0") == 0);
   run_free(&r);
@@ -301,11 +303,32 @@ static void test_truncation_and_budget(void) {
 
 static void test_invalid(void) {
   static const char *bad[] = {
-    "", "{", "[1,]", "{\"a\" 1}", "01", "1.", "1e", "-", "nul", "tru",
-    "\"\\x\"", "\"\\ud800\"", "\"\\udc00x\"", "\"a\nb\"", "[1] x", "{,}",
-    "\"abc", "\"\\u12\"", "\"\xae\"", "\"\xc3\"",
-    "\"\xed\xa0\x80\"", /* UTF-8 is checked: not UTF-8, not JSON */
-    "[\"\\", "{\"a\":1,}", "+1", ".5", "NaN",
+      "",
+      "{",
+      "[1,]",
+      "{\"a\" 1}",
+      "01",
+      "1.",
+      "1e",
+      "-",
+      "nul",
+      "tru",
+      "\"\\x\"",
+      "\"\\ud800\"",
+      "\"\\udc00x\"",
+      "\"a\nb\"",
+      "[1] x",
+      "{,}",
+      "\"abc",
+      "\"\\u12\"",
+      "\"\xae\"",
+      "\"\xc3\"",
+      "\"\xed\xa0\x80\"", /* UTF-8 is checked: not UTF-8, not JSON */
+      "[\"\\",
+      "{\"a\":1,}",
+      "+1",
+      ".5",
+      "NaN",
   };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     run_t r;
@@ -326,8 +349,7 @@ static void test_invalid(void) {
   run(&r, "{oops", "{oops", NULL, 0, 0);
   CHECK(r.rc == -EINVAL);
   run_free(&r);
-  CHECK(shadow_json_validate(" {\"a\":[1,2.5e-3,\"x\",true,null]} ", 32) ==
-        0);
+  CHECK(shadow_json_validate(" {\"a\":[1,2.5e-3,\"x\",true,null]} ", 32) == 0);
 }
 
 static void test_depth(void) {
@@ -410,18 +432,17 @@ static void test_scale(void) {
   shadow_buf_puts(&b, "],\"o\":{");
   for (int i = 0; i < N; i++) {
     shadow_buf_printf(&a, "%s\"%d\":%d", i ? "," : "", i, i);
-    shadow_buf_printf(&b, "%s\"%d\":%d", i ? "," : "", N - 1 - i,
-                      N - 1 - i);
+    shadow_buf_printf(&b, "%s\"%d\":%d", i ? "," : "", N - 1 - i, N - 1 - i);
   }
   shadow_buf_puts(&a, "}}");
   shadow_buf_puts(&b, "}}");
-  static const int modes[] = { SHADOW_ARRAY_MULTISET, SHADOW_ARRAY_SET };
+  static const int modes[] = {SHADOW_ARRAY_MULTISET, SHADOW_ARRAY_SET};
   for (int m = 0; m < 2; m++) {
     shadow_json_rules_t *r = shadow_json_rules_new();
     CHECK(shadow_json_rules_array(r, "/z", modes[m], NULL) == 0);
     CHECK(shadow_json_rules_array(r, "/k", SHADOW_ARRAY_KEY, "id") == 0);
     shadow_buf_t ops = SHADOW_BUF_INIT;
-    shadow_json_diff_out_t out = { &ops, NULL, 0, 0, 0, 0 };
+    shadow_json_diff_out_t out = {&ops, NULL, 0, 0, 0, 0};
     CHECK(shadow_json_diff(a.data, a.len, b.data, b.len, r, &out, NULL, 0) ==
           0);
     /* multiset: one 0 removed, the 1 added; set: only the 1 added. Key

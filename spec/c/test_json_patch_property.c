@@ -37,7 +37,9 @@ static uint64_t rnd(void) {
   return rng;
 }
 
-static size_t rn(size_t n) { return n ? (size_t)(rnd() % n) : 0; }
+static size_t rn(size_t n) {
+  return n ? (size_t)(rnd() % n) : 0;
+}
 
 static void *xmalloc(size_t n) {
   void *p = malloc(n ? n : 1);
@@ -135,22 +137,38 @@ static void canon(const char *s, size_t n, canon_t *c) {
   long point = 0, e = 0;
   int seen_point = 0, eneg = 0;
   c->neg = 0;
-  if (i < n && s[i] == '-') { c->neg = 1; i++; }
+  if (i < n && s[i] == '-') {
+    c->neg = 1;
+    i++;
+  }
   for (; i < n && s[i] != 'e' && s[i] != 'E'; i++) {
-    if (s[i] == '.') { seen_point = 1; continue; }
-    if (nd == 0 && s[i] == '0') { if (seen_point) point++; continue; }
+    if (s[i] == '.') {
+      seen_point = 1;
+      continue;
+    }
+    if (nd == 0 && s[i] == '0') {
+      if (seen_point) point++;
+      continue;
+    }
     c->d[nd++] = s[i];
     if (seen_point) point++;
   }
   if (i < n) {
     i++;
     if (s[i] == '+' || s[i] == '-') eneg = s[i++] == '-';
-    for (; i < n; i++) e = e * 10 + (s[i] - '0');
+    for (; i < n; i++)
+      e = e * 10 + (s[i] - '0');
   }
-  while (nd && c->d[nd - 1] == '0') { nd--; point--; }
+  while (nd && c->d[nd - 1] == '0') {
+    nd--;
+    point--;
+  }
   c->d[nd] = '\0';
   c->exp = (eneg ? -e : e) - point;
-  if (!nd) { c->neg = 0; c->exp = 0; }
+  if (!nd) {
+    c->neg = 0;
+    c->exp = 0;
+  }
 }
 
 static int num_eq(const tnode_t *a, const tnode_t *b) {
@@ -190,8 +208,7 @@ static int teq_mode(const tnode_t *a, const tnode_t *b, int depth, int mode) {
     if (a->n != b->n) return 0;
     for (size_t i = 0; i < a->n; i++) {
       long k = tfind(b, a->keys[i], a->klens[i]);
-      if (k < 0 || !teq_mode(a->kids[i], b->kids[k], depth + 1, mode))
-        return 0;
+      if (k < 0 || !teq_mode(a->kids[i], b->kids[k], depth + 1, mode)) return 0;
     }
     return 1;
   }
@@ -215,7 +232,7 @@ static int teq_mode(const tnode_t *a, const tnode_t *b, int depth, int mode) {
     return 1;
   }
   if (a->n != b->n) return 0;
-  char used[4096] = { 0 };
+  char used[4096] = {0};
   if (b->n > sizeof used) return 0;
   for (size_t i = 0; i < a->n; i++) {
     size_t j = 0;
@@ -231,12 +248,28 @@ static int teq_mode(const tnode_t *a, const tnode_t *b, int depth, int mode) {
 /* ---- generation -------------------------------------------------------- */
 
 static const char *pieces[] = {
-  "a", "b", "z", " ", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\"",
-  "\\", "/", "~", "\n", "\x01", "0", "1", "~1", "ab", "\xe4\xb8\xad",
+    "a",
+    "b",
+    "z",
+    " ",
+    "\xc3\xa9",
+    "\xe2\x82\xac",
+    "\xf0\x9f\x98\x80",
+    "\"",
+    "\\",
+    "/",
+    "~",
+    "\n",
+    "\x01",
+    "0",
+    "1",
+    "~1",
+    "ab",
+    "\xe4\xb8\xad",
 };
 static const char *keyset[] = {
-  "a", "b", "c", "id", "name", "a/b", "m~n", "", "\xc3\xa9", "~0", "x y",
-  "tags", "n", "\xf0\x9f\x98\x80",
+    "a", "b",        "c",  "id",  "name", "a/b", "m~n",
+    "",  "\xc3\xa9", "~0", "x y", "tags", "n",   "\xf0\x9f\x98\x80",
 };
 
 static tnode_t *gen_string(void) {
@@ -261,7 +294,8 @@ static tnode_t *gen_number(void) {
   switch (rn(4)) {
   case 0: snprintf(buf, sizeof buf, "%d", (int)rn(5)); break;
   case 1: snprintf(buf, sizeof buf, "-%d", (int)rn(100000)); break;
-  case 2: snprintf(buf, sizeof buf, "%d.%d", (int)rn(100), (int)rn(100) + 1);
+  case 2:
+    snprintf(buf, sizeof buf, "%d.%d", (int)rn(100), (int)rn(100) + 1);
     break;
   default: /* beyond 2^53: neighbours must stay distinct */
     snprintf(buf, sizeof buf, "90071992547409%d", (int)rn(10) + 90);
@@ -275,13 +309,19 @@ static tnode_t *gen(int depth) {
   size_t k = rn(depth > 3 ? 4 : 7);
   switch (k) {
   case 0: return tnew(T_NULL);
-  case 1: { tnode_t *t = tnew(T_BOOL); t->b = (int)rn(2); return t; }
+  case 1: {
+    tnode_t *t = tnew(T_BOOL);
+    t->b = (int)rn(2);
+    return t;
+  }
   case 2: return gen_number();
   case 3: return gen_string();
-  case 4: case 5: {
+  case 4:
+  case 5: {
     tnode_t *t = tnew(T_ARR);
     size_t n = rn(6);
-    for (size_t i = 0; i < n; i++) tpush(t, NULL, 0, gen(depth + 1), t->n);
+    for (size_t i = 0; i < n; i++)
+      tpush(t, NULL, 0, gen(depth + 1), t->n);
     return t;
   }
   default: {
@@ -307,12 +347,28 @@ static void mutate(tnode_t **tp, int depth) {
     return;
   }
   if (t->type == T_ARR) {
-    if (r == 4 && t->n) { tdel(t, rn(t->n)); return; }
-    if (r == 5) { tpush(t, NULL, 0, gen(depth + 1), t->n); return; }
-    if (r == 6) { while (t->n > 1 && rn(2)) tdel(t, t->n - 1); return; }
-    if (r == 7) { tpush(t, NULL, 0, gen(depth + 1), rn(t->n + 1)); return; }
+    if (r == 4 && t->n) {
+      tdel(t, rn(t->n));
+      return;
+    }
+    if (r == 5) {
+      tpush(t, NULL, 0, gen(depth + 1), t->n);
+      return;
+    }
+    if (r == 6) {
+      while (t->n > 1 && rn(2))
+        tdel(t, t->n - 1);
+      return;
+    }
+    if (r == 7) {
+      tpush(t, NULL, 0, gen(depth + 1), rn(t->n + 1));
+      return;
+    }
   } else if (t->type == T_OBJ) {
-    if (r == 4 && t->n) { tdel(t, rn(t->n)); return; }
+    if (r == 4 && t->n) {
+      tdel(t, rn(t->n));
+      return;
+    }
     if (r == 5) {
       const char *key = keyset[rn(sizeof keyset / sizeof *keyset)];
       if (tfind(t, key, strlen(key)) < 0)
@@ -341,10 +397,13 @@ static void put_num(shadow_buf_t *b, const tnode_t *t, int respell) {
   }
   switch (rn(4)) {
   case 0: shadow_buf_printf(b, "%s%s0e%ld", sign, c.d, c.exp - 1); break;
-  case 1: shadow_buf_printf(b, "%s0.%se%ld", sign, c.d,
-                            c.exp + (long)strlen(c.d)); break;
-  case 2: shadow_buf_printf(b, "%s%c.%s00E%+ld", sign, c.d[0], c.d + 1,
-                            c.exp + (long)strlen(c.d) - 1); break;
+  case 1:
+    shadow_buf_printf(b, "%s0.%se%ld", sign, c.d, c.exp + (long)strlen(c.d));
+    break;
+  case 2:
+    shadow_buf_printf(b, "%s%c.%s00E%+ld", sign, c.d[0], c.d + 1,
+                      c.exp + (long)strlen(c.d) - 1);
+    break;
   default: shadow_buf_printf(b, "%s%sE%ld", sign, c.d, c.exp); break;
   }
 }
@@ -360,9 +419,11 @@ static void put_str(shadow_buf_t *b, const char *s, size_t n, int respell) {
     unsigned c = p[i];
     size_t l = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
     unsigned cp = l == 1 ? c : c & (0xFF >> (l + 1));
-    for (size_t j = 1; j < l; j++) cp = (cp << 6) | (p[i + j] & 0x3F);
+    for (size_t j = 1; j < l; j++)
+      cp = (cp << 6) | (p[i + j] & 0x3F);
     if (c == '"' || c == '\\' || c < 0x20 || rn(3) == 0) {
-      if (c == '/' && rn(2)) shadow_buf_puts(b, "\\/");
+      if (c == '/' && rn(2))
+        shadow_buf_puts(b, "\\/");
       else if (cp >= 0x10000)
         shadow_buf_printf(b, "\\u%04X\\u%04x", 0xD800 + ((cp - 0x10000) >> 10),
                           0xDC00 + ((cp - 0x10000) & 0x3FF));
@@ -399,7 +460,8 @@ static void ser(shadow_buf_t *b, const tnode_t *t, int respell) {
   default: {
     /* A shuffled member order when re-spelling. */
     size_t order[64];
-    for (size_t i = 0; i < t->n; i++) order[i] = i;
+    for (size_t i = 0; i < t->n; i++)
+      order[i] = i;
     if (respell)
       for (size_t i = t->n; i > 1; i--) {
         size_t j = rn(i), tmp = order[i - 1];
@@ -491,8 +553,8 @@ static int parse_index(const char *s, size_t n, size_t *out) {
 }
 
 /* Applies one op; returns 0 or -1 when the op does not apply. */
-static int apply(tnode_t **root, const char *op, const char *path,
-                 size_t plen, const shadow_json_t *value) {
+static int apply(tnode_t **root, const char *op, const char *path, size_t plen,
+                 const shadow_json_t *value) {
   if (plen == 0) {
     if (strcmp(op, "replace") || !value) return -1;
     tfree(*root);
@@ -512,8 +574,10 @@ static int apply(tnode_t **root, const char *op, const char *path,
       at = tfind(cur, seg, sl);
     } else if (cur->type == T_ARR) {
       if (parse_index(seg, sl, &idx)) return -1;
-      if (idx < cur->n) at = (long)idx;
-      else if (!(last && !strcmp(op, "add") && idx == cur->n)) return -1;
+      if (idx < cur->n)
+        at = (long)idx;
+      else if (!(last && !strcmp(op, "add") && idx == cur->n))
+        return -1;
     } else {
       return -1;
     }
@@ -535,8 +599,7 @@ static int apply(tnode_t **root, const char *op, const char *path,
         tfree(cur->kids[at]);
         cur->kids[at] = from_dom(value);
       } else {
-        tpush(cur, seg, sl, from_dom(value),
-              cur->type == T_ARR ? idx : cur->n);
+        tpush(cur, seg, sl, from_dom(value), cur->type == T_ARR ? idx : cur->n);
       }
     } else {
       return -1;
@@ -557,11 +620,11 @@ static void dump(const char *what, const tnode_t *t) {
 /* Diffs the two texts and applies the ops to a copy of prim; mode 0 wants
  * the candidate exactly, 1 and 2 up to set or multiset equivalence of the
  * arrays the rules name. */
-static void check_pair(const tnode_t *prim, const tnode_t *cand,
-                       const char *pt, size_t pl, const char *ct, size_t cl,
+static void check_pair(const tnode_t *prim, const tnode_t *cand, const char *pt,
+                       size_t pl, const char *ct, size_t cl,
                        const shadow_json_rules_t *rules, int mode) {
   shadow_buf_t ops = SHADOW_BUF_INIT, fields = SHADOW_BUF_INIT;
-  shadow_json_diff_out_t out = { &ops, &fields, 0, 0, 0, 0 };
+  shadow_json_diff_out_t out = {&ops, &fields, 0, 0, 0, 0};
   char err[128];
   int rc = shadow_json_diff(pt, pl, ct, cl, rules, &out, err, sizeof err);
   if (rc) {
@@ -575,21 +638,27 @@ static void check_pair(const tnode_t *prim, const tnode_t *cand,
   shadow_json_t arr;
   tnode_t *cur = tcopy(prim);
   size_t nf = 0;
-  for (size_t i = 0; i < fields.len; i++) nf += fields.data[i] == '\0';
+  for (size_t i = 0; i < fields.len; i++)
+    nf += fields.data[i] == '\0';
   int bad = shadow_json_parse(&arena, list.data, list.len, &arr, NULL, NULL) ||
             arr.len != out.nops || nf != out.nops;
   for (uint32_t i = 0; !bad && i < arr.len; i++) {
     const shadow_json_t *o = &arr.u.items[i];
     const shadow_json_t *op = member(o, "op"), *path = member(o, "path");
-    if (!op || !path) { bad = 1; break; }
+    if (!op || !path) {
+      bad = 1;
+      break;
+    }
     char name[16];
     snprintf(name, sizeof name, "%.*s", (int)op->len, op->u.str);
     if (apply(&cur, name, path->u.str, path->len, member(o, "candidate")))
       bad = 1;
   }
   if (bad || !(mode ? teq_mode(cur, cand, 0, mode) : teq(cur, cand))) {
-    fprintf(stderr, "patch does not give the candidate (mode %d)\n"
-            "  ops: %s\n", mode, ops.data ? ops.data : "");
+    fprintf(stderr,
+            "patch does not give the candidate (mode %d)\n"
+            "  ops: %s\n",
+            mode, ops.data ? ops.data : "");
     dump("primary", prim);
     dump("candidate", cand);
     dump("patched", cur);
@@ -625,7 +694,8 @@ int main(void) {
     } else {
       c = tcopy(p);
       int m = 1 + (int)rn(4);
-      while (m--) mutate(&c, 0);
+      while (m--)
+        mutate(&c, 0);
     }
     shadow_buf_t pt = SHADOW_BUF_INIT, ct = SHADOW_BUF_INIT;
     ser(&pt, p, 1);
@@ -638,12 +708,12 @@ int main(void) {
     /* The same document, re-spelled and key-shuffled: no ops. */
     shadow_buf_t again = SHADOW_BUF_INIT;
     ser(&again, p, 1);
-    shadow_json_diff_out_t out = { NULL, NULL, 0, 0, 0, 0 };
+    shadow_json_diff_out_t out = {NULL, NULL, 0, 0, 0, 0};
     int rc = shadow_json_diff(pt.data, pt.len, again.data, again.len, NULL,
                               &out, NULL, 0);
     if (rc || out.nops) {
-      fprintf(stderr, "self diff gave %zu ops (rc %d)\n  %s\n  %s\n",
-              out.nops, rc, pt.data, again.data);
+      fprintf(stderr, "self diff gave %zu ops (rc %d)\n  %s\n  %s\n", out.nops,
+              rc, pt.data, again.data);
       failures++;
     }
     same_checked++;
@@ -660,6 +730,7 @@ int main(void) {
   shadow_json_rules_free(multi_rules);
   printf("test_json_patch_property: %d pairs (each by index, as sets and as "
          "multisets), %zu ops applied, %zu self "
-         "checks, %d failures\n", rounds, total_ops, same_checked, failures);
+         "checks, %d failures\n",
+         rounds, total_ops, same_checked, failures);
   return failures ? 1 : 0;
 }

@@ -4,7 +4,10 @@
  * small (1 KiB head, 1000-byte body, 300 ms header timeout, 1 s idle) so
  * each bad-input row of DESIGN.md is reachable quickly; every wait on the
  * client side is bounded by a generous receive timeout, never a sleep. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,9 +17,6 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -25,13 +25,12 @@
 
 static int failures;
 
-#define CHECK(cond)                                                     \
-  do {                                                                  \
-    if (!(cond)) {                                                      \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,  \
-              #cond);                                                   \
-      failures++;                                                       \
-    }                                                                   \
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+      failures++;                                                              \
+    }                                                                          \
   } while (0)
 
 /* ---- the server side: runs on the loop thread only ---- */
@@ -66,7 +65,9 @@ static void answer(shadow_request_t *req) {
   shadow_headers_free(&h);
 }
 
-static void on_delay_close(uv_handle_t *h) { free(h->data); }
+static void on_delay_close(uv_handle_t *h) {
+  free(h->data);
+}
 
 static void on_delay(uv_timer_t *t) {
   delayed_t *d = t->data;
@@ -139,8 +140,8 @@ typedef struct client_s {
 
 typedef struct resp_s {
   int status;
-  int close;        /* Connection: close */
-  int keep_alive;   /* Connection: keep-alive */
+  int close;      /* Connection: close */
+  int keep_alive; /* Connection: keep-alive */
   int has_te;
   char body[4096];
   size_t body_len;
@@ -242,15 +243,14 @@ static void expect_error(const char *what, const char *bytes, size_t n,
   resp_t r;
   int got = read_resp(c, &r);
   if (!got || r.status != status)
-    fprintf(stderr, "%s: got %d, want %d\n", what, got ? r.status : -1,
-            status);
+    fprintf(stderr, "%s: got %d, want %d\n", what, got ? r.status : -1, status);
   CHECK(got && r.status == status);
   CHECK(r.close);
   CHECK(strcmp(r.body, json) == 0);
   CHECK(closed(c));
   hang_up(c);
 }
-#define EXPECT_ERROR(what, lit, st, json) \
+#define EXPECT_ERROR(what, lit, st, json)                                      \
   expect_error(what, lit, sizeof(lit) - 1, st, json)
 
 static const char bad[] = "{\"error\":\"bad request\"}";
@@ -288,7 +288,8 @@ static void test_pipelining(void) {
          "POST /three HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
   CHECK(read_resp(c, &r) && strstr(r.body, "target=/delay/150 ") != NULL);
   CHECK(read_resp(c, &r) && strstr(r.body, "target=/two ") != NULL);
-  CHECK(read_resp(c, &r) && strstr(r.body, "POST target=/three body=5") != NULL);
+  CHECK(read_resp(c, &r) &&
+        strstr(r.body, "POST target=/three body=5") != NULL);
   hang_up(c);
 }
 
@@ -355,16 +356,21 @@ static void test_bad_input(void) {
   char big[2048];
   int n = snprintf(big, sizeof(big),
                    "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
-                   "\r\n\r\n3e8\r\n%01000d\r\n10\r\n", 0);
+                   "\r\n\r\n3e8\r\n%01000d\r\n10\r\n",
+                   0);
   expect_error("chunked too big", big, (size_t)n, 413,
                "{\"error\":\"payload too large\"}");
-  n = snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nHost: x\r\nX-Big: %01500d"
-               "\r\n\r\n", 0);
+  n = snprintf(big, sizeof(big),
+               "GET / HTTP/1.1\r\nHost: x\r\nX-Big: %01500d"
+               "\r\n\r\n",
+               0);
   expect_error("huge head", big, (size_t)n, 431,
                "{\"error\":\"request header fields too large\"}");
   /* A trailer that never ends is cut off at the header limit. */
-  n = snprintf(big, sizeof(big), "POST / HTTP/1.1\r\nHost: x\r\n"
-               "Transfer-Encoding: chunked\r\n\r\n0\r\nX-T: %01500d", 0);
+  n = snprintf(big, sizeof(big),
+               "POST / HTTP/1.1\r\nHost: x\r\n"
+               "Transfer-Encoding: chunked\r\n\r\n0\r\nX-T: %01500d",
+               0);
   expect_error("endless trailer", big, (size_t)n, 431,
                "{\"error\":\"request header fields too large\"}");
   /* A request line without the rest of its head: 408 once the header
@@ -406,8 +412,7 @@ static void wait_taken(int want) {
   clock_gettime(CLOCK_REALTIME, &until);
   until.tv_sec += 10;
   pthread_mutex_lock(&mu);
-  while (delays_taken < want &&
-         pthread_cond_timedwait(&cv, &mu, &until) == 0) {
+  while (delays_taken < want && pthread_cond_timedwait(&cv, &mu, &until) == 0) {
   }
   CHECK(delays_taken == want);
   pthread_mutex_unlock(&mu);
@@ -493,8 +498,8 @@ int main(void) {
   port_b = shadow_server_port(srv_b);
   snprintf(addr, sizeof(addr), "127.0.0.1:%d", port_a);
   /* The port is taken: the error names the address. */
-  CHECK(shadow_server_listen(&loop, addr, &lim, on_request, NULL, &dup,
-                             &err) < 0);
+  CHECK(shadow_server_listen(&loop, addr, &lim, on_request, NULL, &dup, &err) <
+        0);
   CHECK(dup == NULL && err && strstr(err, addr));
   free(err);
   CHECK(shadow_server_listen(&loop, "nonsense", &lim, on_request, NULL, &dup,

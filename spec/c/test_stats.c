@@ -71,8 +71,8 @@ int main(void) {
   shadow_buf_reset(&out);
   shadow_stats_render_json(s, &out, 0.001, 1000);
   CHECK(strstr(out.data, "\"requests\":7") != NULL);
-  CHECK(strstr(out.data, "\"GET /a\\\"b\":{\"sampled\":0,\"compared\":3")
-        != NULL);
+  CHECK(strstr(out.data, "\"GET /a\\\"b\":{\"sampled\":0,\"compared\":3") !=
+        NULL);
   CHECK(strstr(out.data, "\"error\":\"x.lua:3: boom\"") != NULL);
   CHECK(strstr(out.data, "\"decision\":\"insufficient-data\"") != NULL);
   shadow_buf_free(&out);

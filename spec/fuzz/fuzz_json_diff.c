@@ -31,14 +31,15 @@ static void setup(void) {
 static void run(const char *a, size_t al, const char *b, size_t bl,
                 const shadow_json_rules_t *r, int expect_same) {
   shadow_buf_t ops = SHADOW_BUF_INIT, fields = SHADOW_BUF_INIT;
-  shadow_json_diff_out_t out = { &ops, &fields, 0, 16, 512, 0 };
+  shadow_json_diff_out_t out = {&ops, &fields, 0, 16, 512, 0};
   char err[128];
   int rc = shadow_json_diff(a, al, b, bl, r, &out, err, sizeof err);
   if (rc == 0) {
     if (expect_same && out.nops) abort();
     if (ops.len > 512) abort(); /* the byte budget holds */
     size_t nf = 0;
-    for (size_t i = 0; i < fields.len; i++) nf += fields.data[i] == '\0';
+    for (size_t i = 0; i < fields.len; i++)
+      nf += fields.data[i] == '\0';
     if (nf != out.nops) abort();
   }
   shadow_buf_free(&ops);

@@ -17,13 +17,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 typedef struct outcome_s {
   unsigned requests;
   unsigned continues;
-  int status;          /* the error answer, or 0 */
-  uint64_t digest;     /* of every request's method, target, headers, body */
+  int status;      /* the error answer, or 0 */
+  uint64_t digest; /* of every request's method, target, headers, body */
 } outcome_t;
 
 static uint64_t mix(uint64_t h, const void *p, size_t n) {
   const unsigned char *s = p;
-  for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ULL;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ s[i]) * 1099511628211ULL;
   return h * 31 + n;
 }
 
@@ -32,10 +33,10 @@ static void take(outcome_t *o, const shadow_request_t *req) {
   o->digest = mix(o->digest, req->method, strlen(req->method));
   o->digest = mix(o->digest, req->target.data, req->target.len);
   for (size_t i = 0; i < req->headers.n; i++) {
-    o->digest = mix(o->digest, req->headers.v[i].name,
-                    req->headers.v[i].name_len);
-    o->digest = mix(o->digest, req->headers.v[i].value,
-                    req->headers.v[i].value_len);
+    o->digest =
+        mix(o->digest, req->headers.v[i].name, req->headers.v[i].name_len);
+    o->digest =
+        mix(o->digest, req->headers.v[i].value, req->headers.v[i].value_len);
   }
   o->digest = mix(o->digest, req->body.data, req->body.len);
   o->digest = mix(o->digest, &req->keep_alive, sizeof(req->keep_alive));

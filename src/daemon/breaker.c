@@ -12,8 +12,7 @@ void shadow_breaker_init(shadow_breaker_t *b, int threshold,
 
 int shadow_breaker_allow(shadow_breaker_t *b, uint64_t now_ms) {
   switch (b->state) {
-  case SHADOW_BREAKER_CLOSED:
-    return 1;
+  case SHADOW_BREAKER_CLOSED: return 1;
   case SHADOW_BREAKER_OPEN:
     if (now_ms - b->opened_ms < b->cooldown_ms) return 0;
     b->state = SHADOW_BREAKER_HALF_OPEN;

@@ -7,8 +7,11 @@
 
 #include <stdint.h>
 
-enum { SHADOW_BREAKER_CLOSED = 0, SHADOW_BREAKER_OPEN,
-       SHADOW_BREAKER_HALF_OPEN };
+enum {
+  SHADOW_BREAKER_CLOSED = 0,
+  SHADOW_BREAKER_OPEN,
+  SHADOW_BREAKER_HALF_OPEN
+};
 
 typedef struct shadow_breaker_s {
   int state;

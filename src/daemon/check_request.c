@@ -52,17 +52,18 @@ int shadow_check_request(shadow_gen_t *g, const char *request,
       break;
     }
     const char *v = colon + 1;
-    while (*v == ' ') v++;
-    shadow_headers_add(&req.headers, headers[i],
-                       (size_t)(colon - headers[i]), v, strlen(v));
+    while (*v == ' ')
+      v++;
+    shadow_headers_add(&req.headers, headers[i], (size_t)(colon - headers[i]),
+                       v, strlen(v));
   }
   if (rc == 0) {
     int lreq = shadow_script_req_open(g, &req);
     fprintf(out, "request %s\n", request);
     int mirrored = cfg->candidate.kind != SHADOW_BACKEND_NONE;
     int method_ok = (cfg->mirror_methods >> id) & 1;
-    fprintf(out, "  method     %s\n", method_ok
-                 ? "mirrored" : "not in mirror_methods: not mirrored");
+    fprintf(out, "  method     %s\n",
+            method_ok ? "mirrored" : "not in mirror_methods: not mirrored");
     mirrored &= method_ok;
     int pass = shadow_script_filter(g, lreq);
     if (shadow_gen_has_hook(g, SHADOW_HOOK_FILTER))
@@ -76,8 +77,7 @@ int shadow_check_request(shadow_gen_t *g, const char *request,
               in ? "sampled" : "not sampled", cfg->rate);
       mirrored &= in;
     } else if (k == 0) {
-      fprintf(out, "  key        none: a random draw at rate %g\n",
-              cfg->rate);
+      fprintf(out, "  key        none: a random draw at rate %g\n", cfg->rate);
       mirrored &= cfg->rate > 0;
     } else {
       fprintf(out, "  key        the hook failed: not sampled\n");
@@ -104,10 +104,10 @@ int shadow_check_request(shadow_gen_t *g, const char *request,
         mirrored = 0;
       }
     }
-    fprintf(out, "  verdict    %s\n", mirrored
-                 ? (k == 1 ? "mirrored to the candidate"
-                           : "mirrored when the random draw says so")
-                 : "not mirrored");
+    fprintf(out, "  verdict    %s\n",
+            mirrored ? (k == 1 ? "mirrored to the candidate"
+                               : "mirrored when the random draw says so")
+                     : "not mirrored");
     shadow_script_req_close(g, lreq);
   }
   shadow_buf_free(&req.target);

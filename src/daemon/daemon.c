@@ -11,9 +11,9 @@
 #include <uv.h>
 
 #include "admin.h"
+#include "dispatcher.h"
 #include "json.h"
 #include "log.h"
-#include "dispatcher.h"
 #include "shared.h"
 #include "watch.h"
 #include "workers.h"
@@ -54,7 +54,8 @@ static int load(app_t *app, shadow_gen_t **out, char **err) {
 static int load_for_workers(app_t *app, shadow_gen_t **gens, char **err) {
   for (size_t i = 0; i < app->opts.workers; i++) {
     if (load(app, &gens[i], err) != 0) {
-      while (i > 0) shadow_gen_unref(gens[--i]);
+      while (i > 0)
+        shadow_gen_unref(gens[--i]);
       return -1;
     }
   }
@@ -73,7 +74,8 @@ static void rearm_watch(app_t *app) {
   size_t n = shadow_gen_source_count(app->gen);
   const char *paths[64];
   if (n > 64) n = 64;
-  for (size_t i = 0; i < n; i++) paths[i] = shadow_gen_source(app->gen, i);
+  for (size_t i = 0; i < n; i++)
+    paths[i] = shadow_gen_source(app->gen, i);
   if (shadow_watch_start(app->loop, paths, n, 200, on_sources_changed, app,
                          &app->watch) != 0)
     shadow_log_warn("cannot watch the config files; reload with SIGHUP");
@@ -132,8 +134,10 @@ static int reload(void *ud, char **err) {
     set_reload(app, "error", e);
     shadow_log_error("reload failed, the running script stays: %s",
                      e ? e : "?");
-    if (err) *err = e;
-    else free(e);
+    if (err)
+      *err = e;
+    else
+      free(e);
     return -1;
   }
   if (app->workers) shadow_workers_reload(app->workers, gens);
@@ -244,8 +248,8 @@ static void flush_cb(uv_timer_t *t) {
 static int start_serving(app_t *app, shadow_gen_t *g, char **err) {
   if (app->opts.workers <= 1) {
     shadow_gen_ref(g);
-    int rc = shadow_dispatcher_new(app->loop, g, &app->sh, &app->dispatcher,
-                                   err);
+    int rc =
+        shadow_dispatcher_new(app->loop, g, &app->sh, &app->dispatcher, err);
     if (rc) shadow_gen_unref(g);
     return rc;
   }
@@ -271,9 +275,8 @@ int shadow_daemon_run(const shadow_daemon_opts_t *opts, shadow_gen_t *g) {
   if (rc == 0) app->sh.stats->generation = 1;
   if (rc == 0) rc = start_serving(app, g, &err);
   if (rc == 0) {
-    shadow_admin_ctx_t ctx = {app->sh.stats, admin_ring,  admin_config,
-                              reload,        admin_lock,  admin_unlock,
-                              app};
+    shadow_admin_ctx_t ctx = {app->sh.stats, admin_ring,   admin_config, reload,
+                              admin_lock,    admin_unlock, app};
     rc = shadow_admin_listen(&loop, cfg->admin, &ctx, &app->admin, &err);
     if (rc) {
       char *why = err;
@@ -313,15 +316,16 @@ int shadow_daemon_run(const shadow_daemon_opts_t *opts, shadow_gen_t *g) {
   if (cfg->secondary.kind != SHADOW_BACKEND_NONE)
     shadow_log_warn("secondary: noise learning is not implemented yet; "
                     "the secondary backend is ignored");
-  shadow_log_info("shadowd %s listening on %s (%zu loop%s), admin on %s; "
-                  "primary %s, candidate %s at rate %g", SHADOW_VERSION,
-                  cfg->listen, opts->workers > 1 ? opts->workers : 1,
-                  opts->workers > 1 ? "s" : "", cfg->admin,
-                  cfg->primary.kind == SHADOW_BACKEND_LUA ? "lua"
-                                                          : cfg->primary.url,
-                  cfg->candidate.kind == SHADOW_BACKEND_LUA ? "lua"
-                  : cfg->candidate.url ? cfg->candidate.url : "none",
-                  cfg->rate);
+  shadow_log_info(
+      "shadowd %s listening on %s (%zu loop%s), admin on %s; "
+      "primary %s, candidate %s at rate %g",
+      SHADOW_VERSION, cfg->listen, opts->workers > 1 ? opts->workers : 1,
+      opts->workers > 1 ? "s" : "", cfg->admin,
+      cfg->primary.kind == SHADOW_BACKEND_LUA ? "lua" : cfg->primary.url,
+      cfg->candidate.kind == SHADOW_BACKEND_LUA ? "lua"
+      : cfg->candidate.url                      ? cfg->candidate.url
+                                                : "none",
+      cfg->rate);
   uv_run(&loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&loop) != 0)
     shadow_log_warn("loop closed with handles still open");

@@ -42,7 +42,7 @@ struct shadow_dispatcher_s {
    * the other worker loops, if any, and touched only under LOCK. */
   shadow_shared_t *sh;
   shadow_stats_t *stats; /* sh->stats */
-  epoch_t *epoch; /* current */
+  epoch_t *epoch;        /* current */
   backend_t *backends;
   size_t exchanges;       /* exchanges alive */
   uv_timer_t drain_timer; /* polls for the last client connection to go */
@@ -80,12 +80,10 @@ static void check_drained(shadow_dispatcher_t *d);
 
 /* --- backends and epochs ------------------------------------------------ */
 
-static char *backend_signature(const shadow_backend_cfg_t *b,
-                               size_t max_idle) {
+static char *backend_signature(const shadow_backend_cfg_t *b, size_t max_idle) {
   shadow_buf_t s = SHADOW_BUF_INIT;
   shadow_buf_printf(&s, "%s|%s|%llu|%llu|%zu|%zu", b->url,
-                    b->host ? b->host : "",
-                    (unsigned long long)b->timeout_ms,
+                    b->host ? b->host : "", (unsigned long long)b->timeout_ms,
                     (unsigned long long)b->connect_timeout_ms,
                     b->max_connections, max_idle);
   return shadow_buf_steal(&s, NULL);
@@ -167,8 +165,8 @@ static void on_script_time(void *ud, int hook, double seconds) {
   UNLOCK(d);
 }
 
-static int epoch_new(shadow_dispatcher_t *d, shadow_gen_t *gen,
-                     epoch_t **out, char **err) {
+static int epoch_new(shadow_dispatcher_t *d, shadow_gen_t *gen, epoch_t **out,
+                     char **err) {
   const shadow_config_t *cfg = shadow_gen_config(gen);
   epoch_t *e = calloc(1, sizeof(*e));
   if (!e) return -ENOMEM;
@@ -176,8 +174,8 @@ static int epoch_new(shadow_dispatcher_t *d, shadow_gen_t *gen,
   /* Candidate legs are open-loop: as many can be in flight as the cap
    * allows, and each finished one should find its connection kept. */
   if (rc == 0)
-    rc = backend_get(d, &cfg->candidate, &cfg->limits,
-                     cfg->max_inflight_shadow, &e->candidate, err);
+    rc = backend_get(d, &cfg->candidate, &cfg->limits, cfg->max_inflight_shadow,
+                     &e->candidate, err);
   if (rc) {
     backend_unref(d, e->primary);
     free(e);
@@ -220,8 +218,10 @@ static void default_route(const shadow_request_t *req, shadow_buf_t *route) {
       size_t j = i + 1;
       int digits = 0, other = 0;
       while (j < n && t[j] != '/') {
-        if (t[j] >= '0' && t[j] <= '9') digits++;
-        else other++;
+        if (t[j] >= '0' && t[j] <= '9')
+          digits++;
+        else
+          other++;
         j++;
       }
       if (digits && !other) {
@@ -235,8 +235,7 @@ static void default_route(const shadow_request_t *req, shadow_buf_t *route) {
   }
 }
 
-static exchange_t *exchange_new(shadow_dispatcher_t *d,
-                                shadow_request_t *req) {
+static exchange_t *exchange_new(shadow_dispatcher_t *d, shadow_request_t *req) {
   exchange_t *ex = calloc(1, sizeof(*ex));
   if (!ex) return NULL;
   ex->d = d;
@@ -303,8 +302,8 @@ static void on_primary(void *ud, int err, shadow_record_t *res,
     if (ex->sampled) skip(d, "primary_error");
   } else {
     if (ex->req) {
-      shadow_server_respond(ex->req, res->status, &res->headers,
-                            res->body.data, res->body.len);
+      shadow_server_respond(ex->req, res->status, &res->headers, res->body.data,
+                            res->body.len);
       ex->req = NULL;
       check_drained(d);
     }
@@ -419,8 +418,7 @@ static void record_comparison(exchange_t *ex, unsigned parts) {
     fputc('\n', sh->sink);
   }
   UNLOCK(d);
-  shadow_script_on_divergence(ex->epoch->gen, d->scratch.data,
-                              d->scratch.len);
+  shadow_script_on_divergence(ex->epoch->gen, d->scratch.data, d->scratch.len);
 }
 
 static void compare(exchange_t *ex) {
@@ -440,7 +438,9 @@ static void compare(exchange_t *ex) {
   record_comparison(ex, (unsigned)parts);
 }
 
-static void drain_poll(uv_timer_t *t) { check_drained(t->data); }
+static void drain_poll(uv_timer_t *t) {
+  check_drained(t->data);
+}
 
 /* Called after each answer to a client: the drain is over when none is
  * left in flight and every client connection is gone. An answer handed to
@@ -491,8 +491,10 @@ static void call_lua_backend(exchange_t *ex, int fn_ref, int lreq,
 static void queue_lua_candidate(exchange_t *ex) {
   shadow_dispatcher_t *d = ex->d;
   ex->next_queued = NULL;
-  if (d->lua_queue_tail) d->lua_queue_tail->next_queued = ex;
-  else d->lua_queue = ex;
+  if (d->lua_queue_tail)
+    d->lua_queue_tail->next_queued = ex;
+  else
+    d->lua_queue = ex;
   d->lua_queue_tail = ex;
 }
 
@@ -637,9 +639,9 @@ static int start_candidate(exchange_t *ex, shadow_request_t *req) {
     }
   } else {
     rc = shadow_upstream_send(ex->epoch->candidate->up, req->method,
-                              req->target.data, req->target.len,
-                              &req->headers, &extra, req->body.data,
-                              req->body.len, on_candidate, ex);
+                              req->target.data, req->target.len, &req->headers,
+                              &extra, req->body.data, req->body.len,
+                              on_candidate, ex);
   }
   if (rc) {
     /* The leg never started: no callback will come. */
@@ -709,8 +711,7 @@ static void on_request(shadow_request_t *req, void *ud) {
   shadow_headers_t extra = {&xff, req->peer[0] ? 1 : 0, 1, 0, NULL};
   int rc = shadow_upstream_send(e->primary->up, req->method, req->target.data,
                                 req->target.len, &req->headers, &extra,
-                                req->body.data, req->body.len, on_primary,
-                                ex);
+                                req->body.data, req->body.len, on_primary, ex);
   if (rc) on_primary(ex, SHADOW_UPSTREAM_BAD_RESPONSE, NULL, 0);
 }
 

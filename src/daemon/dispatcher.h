@@ -29,8 +29,8 @@ int shadow_dispatcher_reload(shadow_dispatcher_t *d, shadow_gen_t *gen,
 
 /* Graceful stop: stop accepting, let client requests in flight finish, then
  * call done. Candidate legs still pending are abandoned by close(). */
-void shadow_dispatcher_drain(shadow_dispatcher_t *d,
-                             void (*done)(void *ud), void *ud);
+void shadow_dispatcher_drain(shadow_dispatcher_t *d, void (*done)(void *ud),
+                             void *ud);
 size_t shadow_dispatcher_inflight(const shadow_dispatcher_t *d);
 /* Closes everything and frees the dispatcher once the loop has run. */
 void shadow_dispatcher_close(shadow_dispatcher_t *d);

@@ -2,8 +2,12 @@
 #ifndef SHADOW_LOG_H
 #define SHADOW_LOG_H
 
-enum { SHADOW_LOG_ERROR = 0, SHADOW_LOG_WARN, SHADOW_LOG_INFO,
-       SHADOW_LOG_DEBUG };
+enum {
+  SHADOW_LOG_ERROR = 0,
+  SHADOW_LOG_WARN,
+  SHADOW_LOG_INFO,
+  SHADOW_LOG_DEBUG
+};
 
 void shadow_log_set_level(int level);
 void shadow_log(int level, const char *fmt, ...)

@@ -14,33 +14,36 @@
 #include "script.h"
 
 static void usage(FILE *f) {
-  fprintf(f,
-    "usage: shadowd [--config FILE] [--listen ADDR:PORT] [--admin ADDR:PORT]\n"
-    "               [--workers N]\n"
-    "               [--check [--request 'GET /p' [--header 'n: v']...]]\n"
-    "               [--version] [--help]\n"
-    "       shadowd diff [--config FILE] PRIMARY_FILE CANDIDATE_FILE\n"
-    "\n"
-    "Serves every request from the primary, mirrors a sampled share to the\n"
-    "candidate, and compares the two responses.\n"
-    "\n"
-    "  --config FILE   the Lua config script (default ./shadow.lua)\n"
-    "  --listen ADDR   override the config's listen address\n"
-    "  --admin ADDR    override the config's admin address\n"
-    "  --workers N     N event-loop threads sharing the listen address\n"
-    "                  (SO_REUSEPORT); counters and the log are shared\n"
-    "  --check         load and validate the config, print it, exit\n"
-    "  --request 'GET /path' [--header 'name: value' ...]\n"
-    "                  with --check: what the hooks decide for this request\n"
-    "  --version       print the version\n"
-    "  --help          this text\n"
-    "\n"
-    "diff compares two recorded responses (or two JSON bodies) under the\n"
-    "config's ignore, arrays, tolerance and normalize rules, prints the\n"
-    "divergence JSON, and exits 0 when they agree, 1 when they differ, 2 on\n"
-    "error.\n"
-    "\n"
-    "Signals: SIGHUP reloads the scripts; SIGTERM or SIGINT drains and exits.\n");
+  fprintf(
+      f,
+      "usage: shadowd [--config FILE] [--listen ADDR:PORT] [--admin "
+      "ADDR:PORT]\n"
+      "               [--workers N]\n"
+      "               [--check [--request 'GET /p' [--header 'n: v']...]]\n"
+      "               [--version] [--help]\n"
+      "       shadowd diff [--config FILE] PRIMARY_FILE CANDIDATE_FILE\n"
+      "\n"
+      "Serves every request from the primary, mirrors a sampled share to the\n"
+      "candidate, and compares the two responses.\n"
+      "\n"
+      "  --config FILE   the Lua config script (default ./shadow.lua)\n"
+      "  --listen ADDR   override the config's listen address\n"
+      "  --admin ADDR    override the config's admin address\n"
+      "  --workers N     N event-loop threads sharing the listen address\n"
+      "                  (SO_REUSEPORT); counters and the log are shared\n"
+      "  --check         load and validate the config, print it, exit\n"
+      "  --request 'GET /path' [--header 'name: value' ...]\n"
+      "                  with --check: what the hooks decide for this request\n"
+      "  --version       print the version\n"
+      "  --help          this text\n"
+      "\n"
+      "diff compares two recorded responses (or two JSON bodies) under the\n"
+      "config's ignore, arrays, tolerance and normalize rules, prints the\n"
+      "divergence JSON, and exits 0 when they agree, 1 when they differ, 2 on\n"
+      "error.\n"
+      "\n"
+      "Signals: SIGHUP reloads the scripts; SIGTERM or SIGINT drains and "
+      "exits.\n");
 }
 
 static const char *backend_desc(const shadow_backend_cfg_t *b, char *buf,
@@ -110,8 +113,7 @@ int main(int argc, char **argv) {
   const char *request = NULL;
   const char *headers[64];
   size_t nheaders = 0;
-  while ((c = getopt_long(argc, argv, "c:l:a:kvhr:H:w:", opts, NULL)) !=
-         -1) {
+  while ((c = getopt_long(argc, argv, "c:l:a:kvhr:H:w:", opts, NULL)) != -1) {
     switch (c) {
     case 'c': app.config_path = optarg; break;
     case 'l': app.listen_override = optarg; break;
@@ -162,9 +164,9 @@ int main(int argc, char **argv) {
   }
   if (check) {
     print_check(app.config_path, g);
-    int rc = request ? shadow_check_request(g, request, headers, nheaders,
-                                            stdout)
-                     : 0;
+    int rc = request
+                 ? shadow_check_request(g, request, headers, nheaders, stdout)
+                 : 0;
     shadow_gen_unref(g);
     return rc ? 2 : 0;
   }

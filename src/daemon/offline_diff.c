@@ -88,8 +88,8 @@ int shadow_offline_diff_main(int argc, char **argv) {
       shadow_script_normalize(g, 0, &c, "candidate");
     }
     shadow_diff_result_t res = SHADOW_DIFF_RESULT_INIT;
-    int parts = shadow_diff_records(g ? shadow_gen_config(g)->diff_opts
-                                      : NULL, &p, &c, &res);
+    int parts = shadow_diff_records(g ? shadow_gen_config(g)->diff_opts : NULL,
+                                    &p, &c, &res);
     if (parts < 0) {
       fprintf(stderr, "shadowd diff: %s\n", strerror(-parts));
     } else {

@@ -41,16 +41,17 @@ static unsigned next_gen_id = 1;
 
 const char *shadow_hook_name(int hook) {
   static const char *const names[SHADOW_HOOK_COUNT] = {
-      "filter", "key", "route", "rewrite", "normalize", "on_divergence",
-      "backend"};
+      "filter",    "key",           "route",  "rewrite",
+      "normalize", "on_divergence", "backend"};
   return hook >= 0 && hook < SHADOW_HOOK_COUNT ? names[hook] : "unknown";
 }
 
 /* Stack: [msg] -> [msg .. traceback]. */
 static int traceback(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
-  if (!msg) msg = lua_pushfstring(L, "(error object is a %s value)",
-                                  luaL_typename(L, 1));
+  if (!msg)
+    msg =
+        lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
   luaL_traceback(L, L, msg, 1);
   return 1;
 }
@@ -65,8 +66,8 @@ static void report(shadow_gen_t *g, int hook, const char *msg) {
     int len = nl ? (int)(nl - msg) : (int)strlen(msg);
     if (g->suppressed[hook])
       shadow_log_warn("script: %s hook failed: %.*s (%u more since last "
-                      "report)", shadow_hook_name(hook), len, msg,
-                      g->suppressed[hook]);
+                      "report)",
+                      shadow_hook_name(hook), len, msg, g->suppressed[hook]);
     else
       shadow_log_warn("script: %s hook failed: %.*s", shadow_hook_name(hook),
                       len, msg);
@@ -148,8 +149,7 @@ static int prepare_state(lua_State *L) {
   }
   lua_pop(L, 1);
   lua_pop(L, 1);
-  static const char clib[] =
-      "package.loaded['shadow.clib'] = require('ffi').C";
+  static const char clib[] = "package.loaded['shadow.clib'] = require('ffi').C";
   if (luaL_loadbuffer(L, clib, sizeof(clib) - 1, "=shadowd") ||
       lua_pcall(L, 0, 0, 0)) {
     lua_pop(L, 1);
@@ -160,7 +160,8 @@ static int prepare_state(lua_State *L) {
 
 static void gen_destroy(shadow_gen_t *g) {
   if (g->L) lua_close(g->L);
-  for (size_t i = 0; i < g->nsources; i++) free(g->sources[i]);
+  for (size_t i = 0; i < g->nsources; i++)
+    free(g->sources[i]);
   free(g->sources);
   shadow_config_release(&g->cfg);
   free(g);
@@ -171,7 +172,8 @@ int shadow_script_load(const char *path, shadow_gen_t **out, char **err) {
   shadow_gen_t *g = calloc(1, sizeof(*g));
   if (!g) return -ENOMEM;
   g->decode_ref = LUA_NOREF;
-  for (int i = 0; i < SHADOW_HOOK_COUNT; i++) g->hooks[i] = LUA_NOREF;
+  for (int i = 0; i < SHADOW_HOOK_COUNT; i++)
+    g->hooks[i] = LUA_NOREF;
   g->L = luaL_newstate();
   if (!g->L || prepare_state(g->L)) {
     *err = strdup("cannot create a Lua state");
@@ -214,8 +216,10 @@ int shadow_script_load(const char *path, shadow_gen_t **out, char **err) {
   }
   if (lua_type(L, -1) != LUA_TTABLE) {
     shadow_buf_t b = SHADOW_BUF_INIT;
-    shadow_buf_printf(&b, "%s: the config script must return a table, "
-                      "not %s", path, luaL_typename(L, -1));
+    shadow_buf_printf(&b,
+                      "%s: the config script must return a table, "
+                      "not %s",
+                      path, luaL_typename(L, -1));
     *err = shadow_buf_steal(&b, NULL);
     gen_destroy(g);
     return -EINVAL;
@@ -543,15 +547,19 @@ static int read_record(lua_State *L, shadow_record_t *rec) {
   shadow_record_init(&tmp);
   tmp.status = 200;
   lua_getfield(L, -1, "status");
-  if (lua_type(L, -1) == LUA_TNUMBER) tmp.status = (int)lua_tointeger(L, -1);
-  else if (!lua_isnil(L, -1)) tmp.status = -1;
+  if (lua_type(L, -1) == LUA_TNUMBER)
+    tmp.status = (int)lua_tointeger(L, -1);
+  else if (!lua_isnil(L, -1))
+    tmp.status = -1;
   lua_pop(L, 1);
   size_t n;
   lua_getfield(L, -1, "body");
   const char *s = lua_tolstring(L, -1, &n);
   int rc = 0;
-  if (s) rc = shadow_buf_append(&tmp.body, s, n);
-  else if (!lua_isnil(L, -1)) rc = -1;
+  if (s)
+    rc = shadow_buf_append(&tmp.body, s, n);
+  else if (!lua_isnil(L, -1))
+    rc = -1;
   lua_pop(L, 1);
   if (rc == 0) rc = read_headers(L, &tmp.headers);
   if (rc || tmp.status < 100 || tmp.status > 999) {
@@ -572,18 +580,23 @@ int shadow_script_normalize(shadow_gen_t *g, int req, shadow_record_t *rec,
   lua_pushvalue(L, -1); /* keep the table in case the hook returns nil */
   lua_insert(L, -3);
   lua_pushstring(L, side);
-  if (req > 0) lua_rawgeti(L, LUA_REGISTRYINDEX, req);
-  else lua_pushnil(L);
+  if (req > 0)
+    lua_rawgeti(L, LUA_REGISTRYINDEX, req);
+  else
+    lua_pushnil(L);
   if (call_hook(g, SHADOW_HOOK_NORMALIZE, 3, 1)) {
     lua_pop(L, 1);
     return -1;
   }
-  if (lua_isnil(L, -1)) lua_pop(L, 1); /* normalized in place */
-  else lua_remove(L, -2);
+  if (lua_isnil(L, -1))
+    lua_pop(L, 1); /* normalized in place */
+  else
+    lua_remove(L, -2);
   int rc = lua_istable(L, -1) ? read_record(L, rec) : -1;
   lua_pop(L, 1);
-  if (rc) report(g, SHADOW_HOOK_NORMALIZE,
-                 "normalize must return { status, headers, body }");
+  if (rc)
+    report(g, SHADOW_HOOK_NORMALIZE,
+           "normalize must return { status, headers, body }");
   return rc;
 }
 
@@ -612,8 +625,7 @@ void shadow_script_on_divergence(shadow_gen_t *g, const char *json,
 }
 
 int shadow_script_call_backend(shadow_gen_t *g, int fn_ref, int req,
-                               shadow_record_t *out, char *err,
-                               size_t errlen) {
+                               shadow_record_t *out, char *err, size_t errlen) {
   lua_State *L = g->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, fn_ref);
   lua_rawgeti(L, LUA_REGISTRYINDEX, req);
@@ -624,7 +636,8 @@ int shadow_script_call_backend(shadow_gen_t *g, int fn_ref, int req,
   int rc = lua_istable(L, -1) ? read_record(L, out) : -1;
   lua_pop(L, 1);
   if (rc) {
-    snprintf(err, errlen, "the Lua backend must return "
+    snprintf(err, errlen,
+             "the Lua backend must return "
              "{ status, headers, body }");
     report(g, SHADOW_HOOK_BACKEND, err);
   }

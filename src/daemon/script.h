@@ -43,8 +43,7 @@ typedef struct shadow_script_observer_s {
 int shadow_script_load(const char *path, shadow_gen_t **out, char **err);
 
 /* Command-line --listen and --admin win over the script (NULL: keep). */
-int shadow_gen_override(shadow_gen_t *g, const char *listen,
-                        const char *admin);
+int shadow_gen_override(shadow_gen_t *g, const char *listen, const char *admin);
 
 void shadow_gen_ref(shadow_gen_t *g);
 void shadow_gen_unref(shadow_gen_t *g); /* the last one closes the state */
@@ -86,12 +85,10 @@ int shadow_script_req_read(shadow_gen_t *g, int req, shadow_buf_t *method,
 int shadow_script_normalize(shadow_gen_t *g, int req, shadow_record_t *rec,
                             const char *side);
 /* Calls on_divergence with the record decoded to a table; errors ignored. */
-void shadow_script_on_divergence(shadow_gen_t *g, const char *json,
-                                 size_t len);
+void shadow_script_on_divergence(shadow_gen_t *g, const char *json, size_t len);
 /* Calls an in-process backend function with the request. 0 and *out
  * filled, or -1 (the caller answers as for a failed backend). */
 int shadow_script_call_backend(shadow_gen_t *g, int fn_ref, int req,
-                               shadow_record_t *out, char *err,
-                               size_t errlen);
+                               shadow_record_t *out, char *err, size_t errlen);
 
 #endif

@@ -13,12 +13,29 @@
 
 /* The names a config table may use. Anything else is a typo that would
  * otherwise silently do nothing, so it is an error. */
-static const char *const known_keys[] = {
-    "listen",  "admin",          "admin_token",   "primary",   "candidate",
-    "secondary", "sample",       "mirror_methods", "route",    "rewrite",
-    "normalize", "ignore",       "arrays",        "tolerance", "on_divergence",
-    "log",     "breaker",        "max_inflight_shadow", "limits", "slo",
-    "watch",   "drain_timeout_ms", NULL};
+static const char *const known_keys[] = {"listen",
+                                         "admin",
+                                         "admin_token",
+                                         "primary",
+                                         "candidate",
+                                         "secondary",
+                                         "sample",
+                                         "mirror_methods",
+                                         "route",
+                                         "rewrite",
+                                         "normalize",
+                                         "ignore",
+                                         "arrays",
+                                         "tolerance",
+                                         "on_divergence",
+                                         "log",
+                                         "breaker",
+                                         "max_inflight_shadow",
+                                         "limits",
+                                         "slo",
+                                         "watch",
+                                         "drain_timeout_ms",
+                                         NULL};
 
 typedef struct reader_s {
   lua_State *L;
@@ -59,8 +76,8 @@ static char *dup_lstring(lua_State *L, int idx) {
 }
 
 /* Optional string field: leaves *out alone when absent. */
-static int opt_string(reader_t *r, int tidx, const char *path,
-                      const char *name, char **out) {
+static int opt_string(reader_t *r, int tidx, const char *path, const char *name,
+                      char **out) {
   int t = get(r, tidx, name);
   int rc = 0;
   if (t == LUA_TSTRING) {
@@ -74,15 +91,15 @@ static int opt_string(reader_t *r, int tidx, const char *path,
   return rc;
 }
 
-static int opt_number(reader_t *r, int tidx, const char *path,
-                      const char *name, double lo, double hi, double *out) {
+static int opt_number(reader_t *r, int tidx, const char *path, const char *name,
+                      double lo, double hi, double *out) {
   int t = get(r, tidx, name);
   int rc = 0;
   if (t == LUA_TNUMBER) {
     double v = lua_tonumber(r->L, -1);
     if (!(v >= lo && v <= hi))
-      rc = fail(r, "%s%s must be between %g and %g, not %g", path, name, lo,
-                hi, v);
+      rc = fail(r, "%s%s must be between %g and %g, not %g", path, name, lo, hi,
+                v);
     else
       *out = v;
   } else if (t != LUA_TNIL) {
@@ -190,8 +207,8 @@ static int read_backend(reader_t *r, const char *name,
       rc |= opt_u64(r, bt, path, "timeout_ms", 1, 3600e3, &b->timeout_ms);
       rc |= opt_u64(r, bt, path, "connect_timeout_ms", 1, 3600e3,
                     &b->connect_timeout_ms);
-      rc |= opt_size(r, bt, path, "max_connections", 0, 1e6,
-                     &b->max_connections);
+      rc |=
+          opt_size(r, bt, path, "max_connections", 0, 1e6, &b->max_connections);
       if (!b->url) rc = fail(r, "%s has no url", name);
     }
     free(kind);
@@ -210,16 +227,15 @@ static int read_backend(reader_t *r, const char *name,
 int shadow_config_method_id(const char *name) {
   for (int i = 0; i < 64; i++) {
     const char *m = llhttp_method_name((llhttp_method_t)i);
-    if (m && strcmp(m, "<unknown>") != 0 && strcasecmp(m, name) == 0)
-      return i;
+    if (m && strcmp(m, "<unknown>") != 0 && strcasecmp(m, name) == 0) return i;
   }
   return -1;
 }
 
 static int read_methods(reader_t *r, shadow_config_t *cfg) {
   lua_State *L = r->L;
-  cfg->mirror_methods = (1ull << HTTP_GET) | (1ull << HTTP_HEAD) |
-                        (1ull << HTTP_OPTIONS);
+  cfg->mirror_methods =
+      (1ull << HTTP_GET) | (1ull << HTTP_HEAD) | (1ull << HTTP_OPTIONS);
   int t = opt_table(r, r->idx, "mirror_methods");
   if (!t) return r->err ? -1 : 0;
   cfg->mirror_methods = 0;
@@ -255,7 +271,7 @@ static int read_diff_rules(reader_t *r, shadow_config_t *cfg) {
       for (size_t i = 1; i <= n && rc == 0; i++) {
         lua_rawgeti(L, l, (int)i);
         const char *s = lua_tostring(L, -1);
-        int e = !s ? -EINVAL
+        int e = !s      ? -EINVAL
                 : which ? shadow_diff_opts_ignore_json(cfg->diff_opts, s)
                         : shadow_diff_opts_ignore_header(cfg->diff_opts, s);
         if (e)
@@ -277,9 +293,12 @@ static int read_diff_rules(reader_t *r, shadow_config_t *cfg) {
       const char *key = NULL;
       if (lua_type(L, -1) == LUA_TSTRING) {
         const char *m = lua_tostring(L, -1);
-        if (strcmp(m, "set") == 0) mode = SHADOW_ARRAY_SET;
-        else if (strcmp(m, "multiset") == 0) mode = SHADOW_ARRAY_MULTISET;
-        else if (strcmp(m, "index") == 0) mode = SHADOW_ARRAY_INDEX;
+        if (strcmp(m, "set") == 0)
+          mode = SHADOW_ARRAY_SET;
+        else if (strcmp(m, "multiset") == 0)
+          mode = SHADOW_ARRAY_MULTISET;
+        else if (strcmp(m, "index") == 0)
+          mode = SHADOW_ARRAY_INDEX;
       } else if (lua_type(L, -1) == LUA_TTABLE) {
         lua_getfield(L, -1, "key");
         key = lua_tostring(L, -1);
@@ -288,7 +307,8 @@ static int read_diff_rules(reader_t *r, shadow_config_t *cfg) {
       }
       if (!ptr || mode < 0 ||
           shadow_diff_opts_array_mode(cfg->diff_opts, ptr, mode, key))
-        rc = fail(r, "arrays[\"%s\"] must be \"set\", \"multiset\", "
+        rc = fail(r,
+                  "arrays[\"%s\"] must be \"set\", \"multiset\", "
                   "\"index\" or { key = \"field\" } under a JSON Pointer",
                   ptr ? ptr : "?");
       lua_pop(L, 1);
@@ -304,8 +324,10 @@ static int read_diff_rules(reader_t *r, shadow_config_t *cfg) {
       double tol = lua_tonumber(L, -1);
       if (!ptr || lua_type(L, -1) != LUA_TNUMBER || !(tol >= 0) ||
           shadow_diff_opts_tolerance(cfg->diff_opts, ptr, tol))
-        rc = fail(r, "tolerance[\"%s\"] must be a number >= 0 under a "
-                  "JSON Pointer", ptr ? ptr : "?");
+        rc = fail(r,
+                  "tolerance[\"%s\"] must be a number >= 0 under a "
+                  "JSON Pointer",
+                  ptr ? ptr : "?");
       lua_pop(L, 1);
     }
     if (rc) lua_pop(L, 1);
@@ -321,7 +343,8 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
   reader_t rd = {L, abs, NULL};
   reader_t *r = &rd;
   int top = lua_gettop(L);
-  for (int i = 0; i < SHADOW_HOOK_COUNT; i++) hooks[i] = LUA_NOREF;
+  for (int i = 0; i < SHADOW_HOOK_COUNT; i++)
+    hooks[i] = LUA_NOREF;
   memset(cfg, 0, sizeof(*cfg));
   cfg->listen = strdup("127.0.0.1:8080");
   cfg->admin = strdup("127.0.0.1:9090");
@@ -387,14 +410,13 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
   }
   opt_size(r, r->idx, "", "max_inflight_shadow", 0, 1e6,
            &cfg->max_inflight_shadow);
-  opt_u64(r, r->idx, "", "drain_timeout_ms", 0, 3600e3,
-          &cfg->drain_timeout_ms);
+  opt_u64(r, r->idx, "", "drain_timeout_ms", 0, 3600e3, &cfg->drain_timeout_ms);
   t = r->err ? 0 : opt_table(r, r->idx, "limits");
   if (t) {
-    static const char *const keys[] = {
-        "header_bytes",    "body_bytes",      "diff_bytes",
-        "header_timeout_ms", "idle_timeout_ms", "max_connections",
-        "hook_timeout_ms", NULL};
+    static const char *const keys[] = {"header_bytes",    "body_bytes",
+                                       "diff_bytes",      "header_timeout_ms",
+                                       "idle_timeout_ms", "max_connections",
+                                       "hook_timeout_ms", NULL};
     shadow_limits_t *l = &cfg->limits;
     check_keys(r, t, "limits.", keys);
     opt_size(r, t, "limits.", "header_bytes", 256, 1 << 24, &l->header_bytes);
@@ -404,10 +426,8 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
             &l->header_timeout_ms);
     opt_u64(r, t, "limits.", "idle_timeout_ms", 1, 86400e3,
             &l->idle_timeout_ms);
-    opt_size(r, t, "limits.", "max_connections", 0, 1e7,
-             &l->max_connections);
-    opt_u64(r, t, "limits.", "hook_timeout_ms", 1, 60e3,
-            &cfg->hook_timeout_ms);
+    opt_size(r, t, "limits.", "max_connections", 0, 1e7, &l->max_connections);
+    opt_u64(r, t, "limits.", "hook_timeout_ms", 1, 60e3, &cfg->hook_timeout_ms);
     lua_pop(L, 1);
   }
   shadow_diff_opts_set_diff_bytes(cfg->diff_opts, cfg->diff_bytes);
@@ -422,8 +442,10 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
   }
   if (!r->err) {
     int wt = get(r, r->idx, "watch");
-    if (wt == LUA_TBOOLEAN) cfg->watch = lua_toboolean(L, -1);
-    else if (wt != LUA_TNIL) fail(r, "watch must be a boolean");
+    if (wt == LUA_TBOOLEAN)
+      cfg->watch = lua_toboolean(L, -1);
+    else if (wt != LUA_TNIL)
+      fail(r, "watch must be a boolean");
     lua_pop(L, 1);
   }
 

@@ -19,8 +19,7 @@ static int open_sink(shadow_shared_t *sh, const char *path, char **err) {
     if (!f || !copy) {
       int e = errno;
       shadow_buf_t b = SHADOW_BUF_INIT;
-      shadow_buf_printf(&b, "cannot open log.file %s: %s", path,
-                        strerror(e));
+      shadow_buf_printf(&b, "cannot open log.file %s: %s", path, strerror(e));
       *err = shadow_buf_steal(&b, NULL);
       if (f) fclose(f);
       free(copy);

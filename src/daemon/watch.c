@@ -55,8 +55,10 @@ static void on_event(uv_fs_event_t *h, const char *filename, int events,
 }
 
 static void free_watch(shadow_watch_t *w) {
-  for (size_t i = 0; i < w->ndirs; i++) free(w->dirs[i].dir);
-  for (size_t i = 0; i < w->nnames; i++) free(w->names[i]);
+  for (size_t i = 0; i < w->ndirs; i++)
+    free(w->dirs[i].dir);
+  for (size_t i = 0; i < w->nnames; i++)
+    free(w->names[i]);
   free(w->dirs);
   free(w->names);
   free(w->name_dir);
@@ -93,7 +95,8 @@ int shadow_watch_start(uv_loop_t *loop, const char *const *paths, size_t n,
       continue;
     }
     size_t j = 0;
-    while (j < w->ndirs && strcmp(w->dirs[j].dir, dir) != 0) j++;
+    while (j < w->ndirs && strcmp(w->dirs[j].dir, dir) != 0)
+      j++;
     if (j == w->ndirs) {
       w->dirs[j].dir = dir;
       w->dirs[j].w = w;

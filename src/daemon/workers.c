@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dispatcher.h"
 #include "json.h"
 #include "log.h"
-#include "dispatcher.h"
 
 typedef struct worker_s {
   struct shadow_workers_s *ws;
@@ -33,8 +33,8 @@ struct shadow_workers_s {
   uv_mutex_t mu;
   uv_sem_t ready;
   uv_async_t stopped; /* on the main loop: a worker has finished */
-  size_t running;  /* threads started */
-  size_t finished; /* loops that have exited; guarded by mu */
+  size_t running;     /* threads started */
+  size_t finished;    /* loops that have exited; guarded by mu */
   void (*done)(void *ud);
   void *ud;
 };
@@ -55,7 +55,8 @@ static void worker_drained(void *ud) {
 static void worker_drain_timeout(uv_timer_t *t) {
   worker_t *w = t->data;
   shadow_log_warn("worker %zu: drain timeout: %zu requests still in flight "
-                  "are cut", w->index, shadow_dispatcher_inflight(w->d));
+                  "are cut",
+                  w->index, shadow_dispatcher_inflight(w->d));
   close_worker_loop(w);
 }
 
@@ -71,7 +72,8 @@ static void on_wake(uv_async_t *h) {
     char *err = NULL;
     if (shadow_dispatcher_reload(w->d, g, &err) != 0) {
       shadow_log_error("worker %zu: reload failed, the running script "
-                       "stays: %s", w->index, err ? err : "?");
+                       "stays: %s",
+                       w->index, err ? err : "?");
       free(err);
       shadow_gen_unref(g);
     }
@@ -80,8 +82,8 @@ static void on_wake(uv_async_t *h) {
   }
   if (stop && !w->stopping) {
     w->stopping = 1;
-    uv_timer_start(&w->drain_timer, worker_drain_timeout,
-                   w->drain_timeout_ms, 0);
+    uv_timer_start(&w->drain_timer, worker_drain_timeout, w->drain_timeout_ms,
+                   0);
     shadow_dispatcher_drain(w->d, worker_drained, w);
   }
 }
@@ -131,20 +133,22 @@ static void on_close_free(uv_handle_t *h) {
   shadow_workers_t *ws = h->data;
   uv_sem_destroy(&ws->ready);
   uv_mutex_destroy(&ws->mu);
-  for (size_t i = 0; i < ws->n; i++) free(ws->v[i].start_err);
+  for (size_t i = 0; i < ws->n; i++)
+    free(ws->v[i].start_err);
   free(ws->v);
   free(ws);
 }
 
 int shadow_workers_start(uv_loop_t *main_loop, size_t n, shadow_gen_t **gens,
-                         shadow_shared_t *sh, void (*done)(void *ud),
-                         void *ud, shadow_workers_t **out, char **err) {
+                         shadow_shared_t *sh, void (*done)(void *ud), void *ud,
+                         shadow_workers_t **out, char **err) {
   shadow_workers_t *ws = calloc(1, sizeof(*ws));
   worker_t *v = calloc(n, sizeof(*v));
   if (!ws || !v) {
     free(ws);
     free(v);
-    for (size_t i = 0; i < n; i++) shadow_gen_unref(gens[i]);
+    for (size_t i = 0; i < n; i++)
+      shadow_gen_unref(gens[i]);
     *err = strdup("out of memory");
     return -1;
   }
@@ -183,7 +187,8 @@ int shadow_workers_start(uv_loop_t *main_loop, size_t n, shadow_gen_t **gens,
   if (rc != 0) {
     /* Stop the ones that did start, without waiting for a drain. */
     shadow_workers_drain(ws, 0);
-    for (size_t i = 0; i < started; i++) uv_thread_join(&v[i].thread);
+    for (size_t i = 0; i < started; i++)
+      uv_thread_join(&v[i].thread);
     ws->done = NULL;
     uv_close((uv_handle_t *)&ws->stopped, on_close_free);
     return -1;

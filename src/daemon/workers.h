@@ -18,8 +18,8 @@ typedef struct shadow_workers_s shadow_workers_t;
  * done on the main loop once every worker has stopped after
  * shadow_workers_drain. 0, or -1 and *err with nothing left running. */
 int shadow_workers_start(uv_loop_t *main_loop, size_t n, shadow_gen_t **gens,
-                         shadow_shared_t *sh, void (*done)(void *ud),
-                         void *ud, shadow_workers_t **out, char **err);
+                         shadow_shared_t *sh, void (*done)(void *ud), void *ud,
+                         shadow_workers_t **out, char **err);
 /* Hands gens[i] to worker i, which swaps it in on its own loop. */
 void shadow_workers_reload(shadow_workers_t *w, shadow_gen_t **gens);
 /* Each worker drains (at most drain_timeout_ms) and stops. */

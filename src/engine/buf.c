@@ -12,7 +12,10 @@ int shadow_buf_reserve(shadow_buf_t *b, size_t extra) {
   if (need < b->len) return -ENOMEM; /* overflow */
   size_t cap = b->cap ? b->cap : 64;
   while (cap < need) {
-    if (cap > SIZE_MAX / 2) { cap = need; break; }
+    if (cap > SIZE_MAX / 2) {
+      cap = need;
+      break;
+    }
     cap *= 2;
   }
   char *p = realloc(b->data, cap);
@@ -76,10 +79,17 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
   size_t len;
   unsigned min;
   if (c < 0x80) return 1;
-  if (c >= 0xC2 && c <= 0xDF) { len = 2; min = 0x80; }
-  else if (c >= 0xE0 && c <= 0xEF) { len = 3; min = 0x800; }
-  else if (c >= 0xF0 && c <= 0xF4) { len = 4; min = 0x10000; }
-  else return 0;
+  if (c >= 0xC2 && c <= 0xDF) {
+    len = 2;
+    min = 0x80;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    len = 3;
+    min = 0x800;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    len = 4;
+    min = 0x10000;
+  } else
+    return 0;
   if (n < len) return 0;
   unsigned cp = c & (0xFF >> (len + 1));
   for (size_t i = 1; i < len; i++) {
@@ -98,7 +108,8 @@ int shadow_buf_json_string(shadow_buf_t *b, const char *s, size_t n,
   if (max > 0 && n > max) {
     keep = max;
     /* Do not cut a multi-byte character in half. */
-    while (keep > 0 && (p[keep] & 0xC0) == 0x80) keep--;
+    while (keep > 0 && (p[keep] & 0xC0) == 0x80)
+      keep--;
   }
   if (shadow_buf_reserve(b, keep + 2)) return -ENOMEM;
   shadow_buf_putc(b, '"');
@@ -135,15 +146,17 @@ int shadow_buf_json_string(shadow_buf_t *b, const char *s, size_t n,
           continue;
         }
       }
-      esc[1] = 'u'; esc[2] = '0'; esc[3] = '0';
-      esc[4] = hex[c >> 4]; esc[5] = hex[c & 15];
+      esc[1] = 'u';
+      esc[2] = '0';
+      esc[3] = '0';
+      esc[4] = hex[c >> 4];
+      esc[5] = hex[c & 15];
       elen = 6;
     }
     if (shadow_buf_append(b, esc, elen)) return -ENOMEM;
     i++;
   }
-  if (keep < n && shadow_buf_printf(b, "...(%zu bytes)", n) < 0)
-    return -ENOMEM;
+  if (keep < n && shadow_buf_printf(b, "...(%zu bytes)", n) < 0) return -ENOMEM;
   return shadow_buf_putc(b, '"');
 }
 

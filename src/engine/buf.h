@@ -6,12 +6,13 @@
 #include <stddef.h>
 
 typedef struct shadow_buf_s {
-  char *data;   /* NUL-terminated when len > 0 or after any append */
+  char *data; /* NUL-terminated when len > 0 or after any append */
   size_t len;
   size_t cap;
 } shadow_buf_t;
 
-#define SHADOW_BUF_INIT { NULL, 0, 0 }
+#define SHADOW_BUF_INIT                                                        \
+  { NULL, 0, 0 }
 
 /* Each returns 0, or -ENOMEM with the buffer unchanged. */
 int shadow_buf_reserve(shadow_buf_t *b, size_t extra);

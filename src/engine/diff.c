@@ -43,7 +43,8 @@ shadow_diff_opts_t *shadow_diff_opts_new(void) {
 
 void shadow_diff_opts_free(shadow_diff_opts_t *o) {
   if (!o) return;
-  for (size_t i = 0; i < o->nignore; i++) free(o->ignore[i]);
+  for (size_t i = 0; i < o->nignore; i++)
+    free(o->ignore[i]);
   free(o->ignore);
   shadow_json_rules_free(o->rules);
   free(o);
@@ -64,7 +65,8 @@ int shadow_diff_opts_ignore_header(shadow_diff_opts_t *o, const char *name) {
   o->ignore = v;
   char *copy = malloc(n + 1);
   if (!copy) return -ENOMEM;
-  for (size_t i = 0; i <= n; i++) copy[i] = (char)tolower((unsigned char)name[i]);
+  for (size_t i = 0; i <= n; i++)
+    copy[i] = (char)tolower((unsigned char)name[i]);
   o->ignore[o->nignore++] = copy;
   return 0;
 }
@@ -133,17 +135,18 @@ static int same_name(const shadow_header_t *a, const shadow_header_t *b) {
 }
 
 /* Index of the next header at or after *pos named like h, or -1. */
-static const shadow_header_t *next_named(const shadow_headers_t *hs,
-                                         const shadow_header_t *h,
-                                         size_t *pos) {
+static const shadow_header_t *
+next_named(const shadow_headers_t *hs, const shadow_header_t *h, size_t *pos) {
   for (; *pos < hs->n; (*pos)++)
     if (same_name(&hs->v[*pos], h)) return &hs->v[(*pos)++];
   return NULL;
 }
 
-static size_t count_named(const shadow_headers_t *hs, const shadow_header_t *h) {
+static size_t count_named(const shadow_headers_t *hs,
+                          const shadow_header_t *h) {
   size_t n = 0;
-  for (size_t i = 0; i < hs->n; i++) n += same_name(&hs->v[i], h);
+  for (size_t i = 0; i < hs->n; i++)
+    n += same_name(&hs->v[i], h);
   return n;
 }
 
@@ -233,8 +236,10 @@ static const char *header_value(const shadow_record_t *r, const char *name,
   if (!h) return NULL;
   const char *s = h->value;
   size_t n = h->value_len;
-  while (n && (*s == ' ' || *s == '\t')) s++, n--;
-  while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
+  while (n && (*s == ' ' || *s == '\t'))
+    s++, n--;
+  while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+    n--;
   *len = n;
   return s;
 }
@@ -246,7 +251,8 @@ static int is_json_type(const shadow_record_t *r) {
   if (!s) return 0;
   const char *semi = memchr(s, ';', n);
   if (semi) n = (size_t)(semi - s);
-  while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
+  while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+    n--;
   if (n == 16 && strncasecmp(s, "application/json", 16) == 0) return 1;
   return n > 5 && memchr(s, '/', n) && strncasecmp(s + n - 5, "+json", 5) == 0;
 }
@@ -309,7 +315,7 @@ static int inflate_bounded(const char *in, size_t n, int window, size_t limit,
       result = -ENOMEM;
       break;
     }
-    if (zr != Z_OK && zr != Z_BUF_ERROR) break; /* corrupt */
+    if (zr != Z_OK && zr != Z_BUF_ERROR) break;           /* corrupt */
     if (got == 0 && zs.avail_in == 0 && left == 0) break; /* cut short */
   }
   inflateEnd(&zs);
@@ -368,12 +374,18 @@ static int excerpt(shadow_buf_t *b, const char *s, size_t n, size_t off) {
   int rc = shadow_buf_putc(b, '"');
   for (size_t i = from; !rc && i < to; i++) {
     unsigned char ch = (unsigned char)s[i];
-    if (ch == '\n') rc = shadow_buf_puts(b, "\\n");
-    else if (ch == '\r') rc = shadow_buf_puts(b, "\\r");
-    else if (ch == '\t') rc = shadow_buf_puts(b, "\\t");
-    else if (ch == '\\' || ch == '"') rc = shadow_buf_printf(b, "\\%c", ch);
-    else if (ch < 0x20 || ch >= 0x7f) rc = shadow_buf_printf(b, "\\x%02x", ch);
-    else rc = shadow_buf_putc(b, (char)ch);
+    if (ch == '\n')
+      rc = shadow_buf_puts(b, "\\n");
+    else if (ch == '\r')
+      rc = shadow_buf_puts(b, "\\r");
+    else if (ch == '\t')
+      rc = shadow_buf_puts(b, "\\t");
+    else if (ch == '\\' || ch == '"')
+      rc = shadow_buf_printf(b, "\\%c", ch);
+    else if (ch < 0x20 || ch >= 0x7f)
+      rc = shadow_buf_printf(b, "\\x%02x", ch);
+    else
+      rc = shadow_buf_putc(b, (char)ch);
   }
   return rc ? rc : shadow_buf_putc(b, '"');
 }
@@ -381,13 +393,14 @@ static int excerpt(shadow_buf_t *b, const char *s, size_t n, size_t off) {
 static int bytes_summary(shadow_buf_t *s, const body_view_t *p,
                          const body_view_t *c) {
   size_t min = p->len < c->len ? p->len : c->len, off = 0;
-  while (off < min && p->data[off] == c->data[off]) off++;
+  while (off < min && p->data[off] == c->data[off])
+    off++;
   if (shadow_buf_printf(s,
                         "bodies differ at byte %zu (primary %zu bytes, "
                         "candidate %zu bytes): primary ",
                         off, p->len, c->len) ||
-      excerpt(s, p->data, p->len, off) ||
-      shadow_buf_puts(s, ", candidate ") || excerpt(s, c->data, c->len, off))
+      excerpt(s, p->data, p->len, off) || shadow_buf_puts(s, ", candidate ") ||
+      excerpt(s, c->data, c->len, off))
     return -ENOMEM;
   return 0;
 }
@@ -400,8 +413,9 @@ static int digest_summary(shadow_buf_t *s, const body_view_t *p,
   *differs = p->len != c->len || strcmp(hp, hc) != 0;
   if (!*differs) return 0;
   return shadow_buf_printf(
-      s, "bodies differ by digest: primary %zu bytes%s xxh3-128 %s, "
-         "candidate %zu bytes%s xxh3-128 %s",
+      s,
+      "bodies differ by digest: primary %zu bytes%s xxh3-128 %s, "
+      "candidate %zu bytes%s xxh3-128 %s",
       p->len, p->too_big ? " (compressed)" : "", hp, c->len,
       c->too_big ? " (compressed)" : "", hc);
 }
@@ -420,9 +434,8 @@ static int add_json_fields(shadow_diff_result_t *res, const shadow_buf_t *f) {
 
 /* Writes the body part into b; returns 1 when the bodies differ. */
 static int diff_body(const shadow_diff_opts_t *o, const shadow_record_t *p,
-                     const shadow_record_t *c, body_view_t *vp,
-                     body_view_t *vc, shadow_diff_result_t *res,
-                     shadow_buf_t *b) {
+                     const shadow_record_t *c, body_view_t *vp, body_view_t *vc,
+                     shadow_diff_result_t *res, shadow_buf_t *b) {
   size_t limit = o ? o->diff_bytes : DEFAULT_DIFF_BYTES;
   int both_json = is_json_type(p) && is_json_type(c);
   const char *kind = both_json ? "json" : "bytes";
@@ -469,17 +482,17 @@ static int diff_body(const shadow_diff_opts_t *o, const shadow_record_t *p,
       if (!rc) rc = add_field(res, "body", "", 0);
     }
   }
-  if (!rc &&
-      (shadow_buf_printf(b, "\"body\":{\"differs\":%s,\"kind\":\"%s\","
-                            "\"summary\":",
-                         differs ? "true" : "false", kind) ||
-       shadow_buf_json_string(b, summary.data ? summary.data : "",
-                              summary.len, 0) ||
-       shadow_buf_puts(b, ",\"diffs\":[") ||
-       shadow_buf_append(b, ops.data ? ops.data : "", ops.len) ||
-       shadow_buf_putc(b, ']') ||
-       (truncated && shadow_buf_puts(b, ",\"truncated\":true")) ||
-       shadow_buf_putc(b, '}')))
+  if (!rc && (shadow_buf_printf(b,
+                                "\"body\":{\"differs\":%s,\"kind\":\"%s\","
+                                "\"summary\":",
+                                differs ? "true" : "false", kind) ||
+              shadow_buf_json_string(b, summary.data ? summary.data : "",
+                                     summary.len, 0) ||
+              shadow_buf_puts(b, ",\"diffs\":[") ||
+              shadow_buf_append(b, ops.data ? ops.data : "", ops.len) ||
+              shadow_buf_putc(b, ']') ||
+              (truncated && shadow_buf_puts(b, ",\"truncated\":true")) ||
+              shadow_buf_putc(b, '}')))
     rc = -ENOMEM;
   shadow_buf_free(&summary);
   shadow_buf_free(&ops);

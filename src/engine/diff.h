@@ -32,11 +32,7 @@ void shadow_diff_opts_set_diff_bytes(shadow_diff_opts_t *o, size_t n);
 /* Values longer than this are truncated with a marker. Default 256. */
 void shadow_diff_opts_set_value_max(shadow_diff_opts_t *o, size_t n);
 
-enum {
-  SHADOW_PART_STATUS = 1,
-  SHADOW_PART_HEADERS = 2,
-  SHADOW_PART_BODY = 4
-};
+enum { SHADOW_PART_STATUS = 1, SHADOW_PART_HEADERS = 2, SHADOW_PART_BODY = 4 };
 
 typedef struct shadow_diff_result_s {
   unsigned parts; /* SHADOW_PART_* bits of the parts that differ */
@@ -50,7 +46,8 @@ typedef struct shadow_diff_result_s {
   size_t nfields;
 } shadow_diff_result_t;
 
-#define SHADOW_DIFF_RESULT_INIT { 0, SHADOW_BUF_INIT, SHADOW_BUF_INIT, 0 }
+#define SHADOW_DIFF_RESULT_INIT                                                \
+  { 0, SHADOW_BUF_INIT, SHADOW_BUF_INIT, 0 }
 
 /* Compares primary p with candidate c under o (NULL: defaults). Returns the
  * parts bitmask (0 = the records agree) or a negative errno. res is reset

@@ -44,8 +44,10 @@ static int put_time(shadow_buf_t *b, double time_ms) {
 /* Index just past the string that starts at s[i] == '"'. */
 static size_t string_end(const char *s, size_t n, size_t i) {
   for (i++; i < n; i++) {
-    if (s[i] == '\\') i++;
-    else if (s[i] == '"') return i + 1;
+    if (s[i] == '\\')
+      i++;
+    else if (s[i] == '"')
+      return i + 1;
   }
   return n;
 }
@@ -55,7 +57,8 @@ static size_t value_end(const char *s, size_t n, size_t i) {
   if (i >= n) return n;
   if (s[i] == '"') return string_end(s, n, i);
   if (s[i] != '{' && s[i] != '[') {
-    while (i < n && s[i] != ',' && s[i] != ']' && s[i] != '}') i++;
+    while (i < n && s[i] != ',' && s[i] != ']' && s[i] != '}')
+      i++;
     return i;
   }
   size_t depth = 0;
@@ -64,8 +67,10 @@ static size_t value_end(const char *s, size_t n, size_t i) {
       i = string_end(s, n, i);
       continue;
     }
-    if (s[i] == '{' || s[i] == '[') depth++;
-    else if ((s[i] == '}' || s[i] == ']') && --depth == 0) return i + 1;
+    if (s[i] == '{' || s[i] == '[')
+      depth++;
+    else if ((s[i] == '}' || s[i] == ']') && --depth == 0)
+      return i + 1;
     i++;
   }
   return n;
@@ -74,8 +79,8 @@ static size_t value_end(const char *s, size_t n, size_t i) {
 /* Copies the parts text to out (or only measures it when out is NULL),
  * keeping diff elements while their total stays within budget. Returns the
  * bytes the text has outside diff elements through *skeleton. */
-static int copy_parts(shadow_buf_t *out, const char *s, size_t n,
-                      size_t budget, size_t *skeleton, int *dropped) {
+static int copy_parts(shadow_buf_t *out, const char *s, size_t n, size_t budget,
+                      size_t *skeleton, int *dropped) {
   size_t i = 0, used = 0, skel = 0;
   while (i < n) {
     size_t start = i;
@@ -143,20 +148,20 @@ static int format_tail(shadow_buf_t *t, const shadow_divergence_meta_t *meta) {
 int shadow_divergence_format(shadow_buf_t *out,
                              const shadow_divergence_meta_t *meta,
                              const shadow_diff_result_t *res) {
-  static const shadow_divergence_meta_t none = {0, 0, NULL, NULL, NULL, NULL,
-                                                -1, -1, NULL};
+  static const shadow_divergence_meta_t none = {0,    0,  NULL, NULL, NULL,
+                                                NULL, -1, -1,   NULL};
   if (!meta) meta = &none;
   shadow_buf_t head = SHADOW_BUF_INIT, tail = SHADOW_BUF_INIT;
   size_t start = out->len;
   int rc = -ENOMEM;
   if (shadow_buf_printf(&head, "{\"id\":%" PRIu64 ",\"time\":", meta->id) ||
-      put_time(&head, meta->time_ms) ||
-      shadow_buf_puts(&head, ",\"route\":") || put_string(&head, meta->route) ||
+      put_time(&head, meta->time_ms) || shadow_buf_puts(&head, ",\"route\":") ||
+      put_string(&head, meta->route) ||
       shadow_buf_puts(&head, ",\"method\":") ||
-      put_string(&head, meta->method) ||
-      shadow_buf_puts(&head, ",\"path\":") || put_string(&head, meta->path) ||
-      shadow_buf_puts(&head, ",\"key\":") || put_string(&head, meta->key) ||
-      shadow_buf_putc(&head, ',') || format_tail(&tail, meta))
+      put_string(&head, meta->method) || shadow_buf_puts(&head, ",\"path\":") ||
+      put_string(&head, meta->path) || shadow_buf_puts(&head, ",\"key\":") ||
+      put_string(&head, meta->key) || shadow_buf_putc(&head, ',') ||
+      format_tail(&tail, meta))
     goto done;
 
   /* Room for the parts: the cap less head, tail, the commas and braces and

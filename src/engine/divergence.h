@@ -14,11 +14,11 @@
 
 typedef struct shadow_divergence_meta_s {
   uint64_t id;
-  double time_ms; /* Unix epoch, milliseconds */
-  const char *route;  /* NULL-able strings, NUL-terminated */
+  double time_ms;    /* Unix epoch, milliseconds */
+  const char *route; /* NULL-able strings, NUL-terminated */
   const char *method;
-  const char *path;   /* path and query as the client sent it */
-  const char *key;    /* sampling key, NULL when none */
+  const char *path; /* path and query as the client sent it */
+  const char *key;  /* sampling key, NULL when none */
   double primary_ms, candidate_ms;
   const char *const *noise; /* NULL-terminated list, or NULL */
 } shadow_divergence_meta_t;

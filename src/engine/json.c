@@ -73,8 +73,8 @@ void shadow_json_arena_free(shadow_json_arena_t *a) {
 /* ---- parser ----------------------------------------------------------- */
 
 typedef struct {
-  const char *s;   /* start of text */
-  const char *p;   /* cursor */
+  const char *s; /* start of text */
+  const char *p; /* cursor */
   const char *end;
   shadow_json_arena_t *a;
   /* Children are collected on these stacks and copied into the arena in one
@@ -92,12 +92,13 @@ typedef struct {
  * UTF-8 check. */
 static const unsigned char plain[256] = {
 #define R16(x) x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x
-  R16(0), R16(0), /* controls */
-  1, 1, 0 /* " */, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-  R16(1), R16(1),
-  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0 /* \ */, 1, 1, 1,
-  R16(1), R16(1),
-  R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0)
+    R16(0), R16(0), /* controls */
+    1,      1,      0 /* " */, 1,      1,      1,      1,         1,
+    1,      1,      1,         1,      1,      1,      1,         1,
+    R16(1), R16(1), 1,         1,      1,      1,      1,         1,
+    1,      1,      1,         1,      1,      1,      0 /* \ */, 1,
+    1,      1,      R16(1),    R16(1), R16(0), R16(0), R16(0),    R16(0),
+    R16(0), R16(0), R16(0),    R16(0)
 #undef R16
 };
 
@@ -117,8 +118,7 @@ static int oom(parser_t *ps) {
 
 static inline void skip_ws(parser_t *ps) {
   const char *p = ps->p;
-  while (p < ps->end &&
-         (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+  while (p < ps->end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
     p++;
   ps->p = p;
 }
@@ -128,17 +128,24 @@ static int hexval(const char *p, unsigned *out) {
   for (int i = 0; i < 4; i++) {
     unsigned c = (unsigned char)p[i];
     v <<= 4;
-    if (c >= '0' && c <= '9') v |= c - '0';
-    else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
-    else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
-    else return -1;
+    if (c >= '0' && c <= '9')
+      v |= c - '0';
+    else if (c >= 'a' && c <= 'f')
+      v |= c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F')
+      v |= c - 'A' + 10;
+    else
+      return -1;
   }
   *out = v;
   return 0;
 }
 
 static size_t put_utf8(char *o, unsigned cp) {
-  if (cp < 0x80) { o[0] = (char)cp; return 1; }
+  if (cp < 0x80) {
+    o[0] = (char)cp;
+    return 1;
+  }
   if (cp < 0x800) {
     o[0] = (char)(0xC0 | (cp >> 6));
     o[1] = (char)(0x80 | (cp & 0x3F));
@@ -165,7 +172,7 @@ static size_t utf8_len(const unsigned char *s, size_t n) {
   }
   if (c >= 0xE0 && c <= 0xEF) {
     if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
-    if (c == 0xE0 && s[1] < 0xA0) return 0; /* overlong */
+    if (c == 0xE0 && s[1] < 0xA0) return 0;  /* overlong */
     if (c == 0xED && s[1] >= 0xA0) return 0; /* surrogate */
     return 3;
   }
@@ -189,18 +196,28 @@ static int parse_string(parser_t *ps, const char **out, uint32_t *olen) {
   const char *p = start, *end = ps->end;
   int escaped = 0;
   for (;;) {
-    while (p < end && plain[(unsigned char)*p]) p++;
-    if (p >= end) { ps->p = p; return fail(ps, "unterminated string"); }
+    while (p < end && plain[(unsigned char)*p])
+      p++;
+    if (p >= end) {
+      ps->p = p;
+      return fail(ps, "unterminated string");
+    }
     if (*p == '"') break;
     if ((unsigned char)*p >= 0x80) {
       size_t l = utf8_len((const unsigned char *)p, (size_t)(end - p));
-      if (!l) { ps->p = p; return fail(ps, "invalid UTF-8 in string"); }
+      if (!l) {
+        ps->p = p;
+        return fail(ps, "invalid UTF-8 in string");
+      }
       p += l;
       continue;
     }
     if (*p == '\\') {
       escaped = 1;
-      if (end - p < 2) { ps->p = end; return fail(ps, "unterminated string"); }
+      if (end - p < 2) {
+        ps->p = end;
+        return fail(ps, "unterminated string");
+      }
       p += 2; /* the escaped byte is checked when decoding */
       continue;
     }
@@ -219,24 +236,50 @@ static int parse_string(parser_t *ps, const char **out, uint32_t *olen) {
   size_t k = 0;
   const char *q = start;
   while (q < p) {
-    if (*q != '\\') { o[k++] = *q++; continue; }
+    if (*q != '\\') {
+      o[k++] = *q++;
+      continue;
+    }
     ps->p = q;
     q++;
     switch (*q) {
-    case '"': o[k++] = '"'; q++; break;
-    case '\\': o[k++] = '\\'; q++; break;
-    case '/': o[k++] = '/'; q++; break;
-    case 'b': o[k++] = '\b'; q++; break;
-    case 'f': o[k++] = '\f'; q++; break;
-    case 'n': o[k++] = '\n'; q++; break;
-    case 'r': o[k++] = '\r'; q++; break;
-    case 't': o[k++] = '\t'; q++; break;
+    case '"':
+      o[k++] = '"';
+      q++;
+      break;
+    case '\\':
+      o[k++] = '\\';
+      q++;
+      break;
+    case '/':
+      o[k++] = '/';
+      q++;
+      break;
+    case 'b':
+      o[k++] = '\b';
+      q++;
+      break;
+    case 'f':
+      o[k++] = '\f';
+      q++;
+      break;
+    case 'n':
+      o[k++] = '\n';
+      q++;
+      break;
+    case 'r':
+      o[k++] = '\r';
+      q++;
+      break;
+    case 't':
+      o[k++] = '\t';
+      q++;
+      break;
     case 'u': {
       unsigned cp, lo;
       if (p - q < 5 || hexval(q + 1, &cp)) return fail(ps, "bad \\u escape");
       q += 5;
-      if (cp >= 0xDC00 && cp <= 0xDFFF)
-        return fail(ps, "lone low surrogate");
+      if (cp >= 0xDC00 && cp <= 0xDFFF) return fail(ps, "lone low surrogate");
       if (cp >= 0xD800 && cp <= 0xDBFF) {
         if (p - q < 6 || q[0] != '\\' || q[1] != 'u' || hexval(q + 2, &lo) ||
             lo < 0xDC00 || lo > 0xDFFF)
@@ -247,8 +290,7 @@ static int parse_string(parser_t *ps, const char **out, uint32_t *olen) {
       k += put_utf8(o + k, cp);
       break;
     }
-    default:
-      return fail(ps, "bad escape");
+    default: return fail(ps, "bad escape");
     }
   }
   *out = o;
@@ -257,24 +299,39 @@ static int parse_string(parser_t *ps, const char **out, uint32_t *olen) {
   return 0;
 }
 
-static int is_digit(char c) { return c >= '0' && c <= '9'; }
+static int is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 #define EXP_LIMIT 1000000000LL
 
 static int parse_number(parser_t *ps, shadow_json_t *v) {
   const char *p = ps->p, *end = ps->end, *start = p;
   int neg = 0;
-  if (*p == '-') { neg = 1; p++; }
-  if (p >= end || !is_digit(*p)) { ps->p = p; return fail(ps, "bad number"); }
+  if (*p == '-') {
+    neg = 1;
+    p++;
+  }
+  if (p >= end || !is_digit(*p)) {
+    ps->p = p;
+    return fail(ps, "bad number");
+  }
   const char *is = p;
-  if (*p == '0') p++;
-  else while (p < end && is_digit(*p)) p++;
+  if (*p == '0')
+    p++;
+  else
+    while (p < end && is_digit(*p))
+      p++;
   const char *ie = p, *fs = p, *fe = p;
   if (p < end && *p == '.') {
     fs = ++p;
-    while (p < end && is_digit(*p)) p++;
+    while (p < end && is_digit(*p))
+      p++;
     fe = p;
-    if (fe == fs) { ps->p = p; return fail(ps, "bad fraction"); }
+    if (fe == fs) {
+      ps->p = p;
+      return fail(ps, "bad fraction");
+    }
   }
   long long e = 0;
   if (p < end && (*p == 'e' || *p == 'E')) {
@@ -299,9 +356,11 @@ static int parse_number(parser_t *ps, shadow_json_t *v) {
   /* Normalize: significant digits of int part then fraction part, without
    * leading or trailing zeros. */
   const char *ds = is;
-  while (ds < ie && *ds == '0') ds++;
+  while (ds < ie && *ds == '0')
+    ds++;
   const char *fz = fe; /* fraction without trailing zeros ends at fz */
-  while (fz > fs && fz[-1] == '0') fz--;
+  while (fz > fs && fz[-1] == '0')
+    fz--;
   long long exp;
   const char *digits;
   size_t nd;
@@ -316,18 +375,23 @@ static int parse_number(parser_t *ps, shadow_json_t *v) {
     exp = e - (fz - fs);
   } else if (ds < ie) {
     const char *de = ie;
-    while (de > ds && de[-1] == '0') de--;
+    while (de > ds && de[-1] == '0')
+      de--;
     digits = ds;
     nd = (size_t)(de - ds);
     exp = e + (ie - de);
   } else {
     const char *fd = fs;
-    while (fd < fz && *fd == '0') fd++;
+    while (fd < fz && *fd == '0')
+      fd++;
     digits = fd;
     nd = (size_t)(fz - fd);
     exp = e - (fz - fs);
   }
-  if (nd == 0) { neg = 0; exp = 0; }
+  if (nd == 0) {
+    neg = 0;
+    exp = 0;
+  }
   if (exp > EXP_LIMIT) exp = EXP_LIMIT;
   if (exp < -EXP_LIMIT) exp = -EXP_LIMIT;
   v->neg = (uint8_t)neg;
@@ -371,8 +435,14 @@ static int parse_array(parser_t *ps, shadow_json_t *v) {
       ps->nst[ps->ntop++] = item;
       skip_ws(ps);
       if (ps->p >= ps->end) return fail(ps, "unterminated array");
-      if (*ps->p == ',') { ps->p++; continue; }
-      if (*ps->p == ']') { ps->p++; break; }
+      if (*ps->p == ',') {
+        ps->p++;
+        continue;
+      }
+      if (*ps->p == ']') {
+        ps->p++;
+        break;
+      }
       return fail(ps, "expected , or ]");
     }
   }
@@ -418,8 +488,14 @@ static int parse_object(parser_t *ps, shadow_json_t *v) {
       ps->mst[ps->mtop++] = m;
       skip_ws(ps);
       if (ps->p >= ps->end) return fail(ps, "unterminated object");
-      if (*ps->p == ',') { ps->p++; continue; }
-      if (*ps->p == '}') { ps->p++; break; }
+      if (*ps->p == ',') {
+        ps->p++;
+        continue;
+      }
+      if (*ps->p == '}') {
+        ps->p++;
+        break;
+      }
       return fail(ps, "expected , or }");
     }
   }
@@ -534,7 +610,8 @@ static void keyidx_init(keyidx_t *k, const shadow_json_t *o) {
   k->tab = NULL;
   if (o->len <= 16) return;
   size_t size = 32;
-  while (size < (size_t)o->len * 2) size *= 2;
+  while (size < (size_t)o->len * 2)
+    size *= 2;
   k->tab = malloc(size * sizeof *k->tab);
   if (!k->tab) return;
   memset(k->tab, 0xff, size * sizeof *k->tab);
@@ -572,8 +649,7 @@ static int obj_equal_unordered(const shadow_json_t *a, const shadow_json_t *b) {
     if (keyidx_find(&ka, x) != (long)j) continue;
     da++;
     long k = keyidx_find(&kb, x);
-    if (k < 0 || !shadow_json_equal(&x->value, &b->u.members[k].value))
-      eq = 0;
+    if (k < 0 || !shadow_json_equal(&x->value, &b->u.members[k].value)) eq = 0;
   }
   /* Every distinct key of a is in b: equal distinct counts finish it. */
   for (uint32_t j = 0; eq && j < b->len; j++)
@@ -587,11 +663,11 @@ static int obj_equal(const shadow_json_t *a, const shadow_json_t *b) {
   uint32_t n = a->len, i = 0;
   if (n == b->len) {
     /* Same key order is the common case: compare member by member. */
-    while (i < n && same_key(&a->u.members[i], &b->u.members[i])) i++;
+    while (i < n && same_key(&a->u.members[i], &b->u.members[i]))
+      i++;
     if (i == n) {
       for (i = 0; i < n; i++)
-        if (!shadow_json_equal(&a->u.members[i].value,
-                               &b->u.members[i].value))
+        if (!shadow_json_equal(&a->u.members[i].value, &b->u.members[i].value))
           return 0;
       return 1;
     }
@@ -633,11 +709,10 @@ uint64_t shadow_json_hash(const shadow_json_t *v) {
   uint64_t h = (uint64_t)v->type * 0x9E3779B97F4A7C15ULL;
   switch (v->type) {
   case SHADOW_JSON_NUMBER:
-    return mix(h ^ XXH3_64bits_withSeed(v->u.digits, v->len,
-                                        (uint64_t)(int64_t)v->exp * 2 +
-                                            v->neg));
-  case SHADOW_JSON_STRING:
-    return mix(h ^ XXH3_64bits(v->u.str, v->len));
+    return mix(h ^
+               XXH3_64bits_withSeed(v->u.digits, v->len,
+                                    (uint64_t)(int64_t)v->exp * 2 + v->neg));
+  case SHADOW_JSON_STRING: return mix(h ^ XXH3_64bits(v->u.str, v->len));
   case SHADOW_JSON_ARRAY:
     for (uint32_t i = 0; i < v->len; i++)
       h = mix(h + shadow_json_hash(&v->u.items[i]) + i);

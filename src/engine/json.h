@@ -36,9 +36,9 @@ struct shadow_json_s {
   const char *raw;
   uint32_t rawlen;
   uint8_t type;
-  uint8_t neg;      /* numbers */
-  uint32_t len;     /* string bytes, number digits, array/object count */
-  int32_t exp;      /* numbers */
+  uint8_t neg;  /* numbers */
+  uint32_t len; /* string bytes, number digits, array/object count */
+  int32_t exp;  /* numbers */
   union {
     const char *str;               /* unescaped UTF-8, not NUL-terminated */
     const char *digits;            /* numbers */
@@ -59,7 +59,8 @@ typedef struct shadow_json_arena_s {
   size_t next_size;
 } shadow_json_arena_t;
 
-#define SHADOW_JSON_ARENA_INIT { NULL, 0 }
+#define SHADOW_JSON_ARENA_INIT                                                 \
+  { NULL, 0 }
 
 void *shadow_json_arena_alloc(shadow_json_arena_t *a, size_t n);
 void shadow_json_arena_free(shadow_json_arena_t *a); /* safe twice */

@@ -102,7 +102,8 @@ static int rule_add(shadow_json_rules_t *r, int kind, const char *pointer,
   size_t n = strlen(pointer);
   if (n && pointer[0] != '/') return -EINVAL;
   int nseg = 0;
-  for (size_t i = 0; i < n; i++) nseg += pointer[i] == '/';
+  for (size_t i = 0; i < n; i++)
+    nseg += pointer[i] == '/';
   if (nseg >= SHADOW_JSON_MAX_DEPTH) return -EINVAL;
   rule_t *ru = &r->r[r->n];
   memset(ru, 0, sizeof *ru);
@@ -245,9 +246,8 @@ static uint64_t child_mask(const ctx_t *x, uint64_t mask, int depth,
     const rule_t *ru = &x->rules->r[i];
     if (ru->nseg <= depth) continue;
     const seg_t *sg = &ru->segs[depth];
-    int ok = sg->star ||
-             (key ? sg->len == klen && memcmp(sg->s, key, klen) == 0
-                  : sg->idx == idx);
+    int ok = sg->star || (key ? sg->len == klen && memcmp(sg->s, key, klen) == 0
+                              : sg->idx == idx);
     if (ok) m |= (uint64_t)1 << i;
   }
   return m;
@@ -261,9 +261,14 @@ static void push_key(ctx_t *x, const char *k, size_t n) {
   char *o = x->path.data + x->path.len;
   *o++ = '/';
   for (size_t i = 0; i < n; i++) {
-    if (k[i] == '~') { *o++ = '~'; *o++ = '0'; }
-    else if (k[i] == '/') { *o++ = '~'; *o++ = '1'; }
-    else *o++ = k[i];
+    if (k[i] == '~') {
+      *o++ = '~';
+      *o++ = '0';
+    } else if (k[i] == '/') {
+      *o++ = '~';
+      *o++ = '1';
+    } else
+      *o++ = k[i];
   }
   *o = '\0';
   x->path.len = (size_t)(o - x->path.data);
@@ -317,8 +322,7 @@ static int add_field(shadow_buf_t *f, const shadow_buf_t *path) {
     n -= (size_t)(z - p) + 1;
     p = z + 1;
   }
-  return shadow_buf_append(f, p, n) || shadow_buf_putc(f, '\0') ? -ENOMEM
-                                                                 : 0;
+  return shadow_buf_append(f, p, n) || shadow_buf_putc(f, '\0') ? -ENOMEM : 0;
 }
 
 static void emit(ctx_t *x, const char *op, const shadow_json_t *p,
@@ -339,8 +343,8 @@ static void emit(ctx_t *x, const char *op, const shadow_json_t *p,
   int rc = 0;
   if (x->written) rc |= shadow_buf_putc(b, ',');
   rc |= shadow_buf_printf(b, "{\"op\":\"%s\",\"path\":", op);
-  rc |= shadow_buf_json_string(b, x->path.data ? x->path.data : "",
-                               x->path.len, 0);
+  rc |= shadow_buf_json_string(b, x->path.data ? x->path.data : "", x->path.len,
+                               0);
   if (p) {
     rc |= shadow_buf_puts(b, ",\"primary\":");
     rc |= write_value(x, b, p);
@@ -366,7 +370,9 @@ static void emit(ctx_t *x, const char *op, const shadow_json_t *p,
 static void diff_value(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
                        uint64_t mask, int depth);
 
-static int done(const ctx_t *x) { return x->rc || (x->dry && x->found); }
+static int done(const ctx_t *x) {
+  return x->rc || (x->dry && x->found);
+}
 
 /* One child of a container: a pair to compare, or a removal (b NULL) or an
  * addition (a NULL) at the given key or index. Returns 1 when the child's
@@ -376,8 +382,10 @@ static int child(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
                  size_t idx) {
   size_t len = x->path.len;
   uint64_t cm = 0;
-  if (key) push_key(x, key, klen);
-  else push_index(x, idx);
+  if (key)
+    push_key(x, key, klen);
+  else
+    push_index(x, idx);
   if (x->rc) return 0;
   if (mask) cm = child_mask(x, mask, depth, key, klen, key ? -1 : (long)idx);
   int ignored = 0;
@@ -386,9 +394,12 @@ static int child(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
   } else {
     here_t h;
     if (cm) rules_here(x, cm, depth + 1, &h);
-    if (cm && h.ignored) ignored = 1;
-    else if (a) emit(x, "remove", a, NULL);
-    else emit(x, "add", NULL, b);
+    if (cm && h.ignored)
+      ignored = 1;
+    else if (a)
+      emit(x, "remove", a, NULL);
+    else
+      emit(x, "add", NULL, b);
   }
   pop(x, len);
   return ignored;
@@ -415,7 +426,8 @@ static int keys_init(ctx_t *x, keys_t *k, const shadow_json_t *o) {
   k->mask = 0;
   if (k->n <= 8) return 0;
   size_t size = 16;
-  while (size < (size_t)k->n * 2) size *= 2;
+  while (size < (size_t)k->n * 2)
+    size *= 2;
   k->tab = shadow_json_arena_alloc(x->scratch, size * sizeof *k->tab);
   if (!k->tab) return x->rc = -ENOMEM;
   memset(k->tab, 0xff, size * sizeof *k->tab);
@@ -450,11 +462,12 @@ static void diff_object(ctx_t *x, const shadow_json_t *a,
   /* Same keys in the same order is the common case: walk both in step
    * (member by member, even for repeated keys). */
   if (na == nb) {
-    while (i < na && same_key(&am[i], &bm[i])) i++;
+    while (i < na && same_key(&am[i], &bm[i]))
+      i++;
     if (i == na) {
       for (i = 0; i < na && !done(x); i++)
-        child(x, &am[i].value, &bm[i].value, mask, depth, am[i].key,
-              am[i].klen, 0);
+        child(x, &am[i].value, &bm[i].value, mask, depth, am[i].key, am[i].klen,
+              0);
       return;
     }
   }
@@ -463,15 +476,18 @@ static void diff_object(ctx_t *x, const shadow_json_t *a,
   keys_t ka, kb;
   if (keys_init(x, &ka, a) || keys_init(x, &kb, b)) return;
   uint8_t *used = shadow_json_arena_alloc(x->scratch, nb ? nb : 1);
-  if (!used) { x->rc = -ENOMEM; return; }
+  if (!used) {
+    x->rc = -ENOMEM;
+    return;
+  }
   memset(used, 0, nb);
   for (uint32_t j = 0; j < na; j++) {
     if (keys_last(&ka, &am[j]) != (long)j) continue;
     long k = keys_last(&kb, &am[j]);
     if (k >= 0) {
       used[k] = 1;
-      child(x, &am[j].value, &bm[k].value, mask, depth, am[j].key,
-            am[j].klen, 0);
+      child(x, &am[j].value, &bm[k].value, mask, depth, am[j].key, am[j].klen,
+            0);
     } else {
       child(x, &am[j].value, NULL, mask, depth, am[j].key, am[j].klen, 0);
     }
@@ -485,8 +501,7 @@ static void diff_object(ctx_t *x, const shadow_json_t *a,
 }
 
 static void diff_array_index(ctx_t *x, const shadow_json_t *a,
-                             const shadow_json_t *b, uint64_t mask,
-                             int depth) {
+                             const shadow_json_t *b, uint64_t mask, int depth) {
   uint32_t na = a->len, nb = b->len, n = na < nb ? na : nb;
   for (uint32_t i = 0; i < n; i++) {
     child(x, &a->u.items[i], &b->u.items[i], mask, depth, NULL, 0, i);
@@ -532,9 +547,8 @@ static const shadow_json_t *match_of(const shadow_json_t *e, const here_t *h,
 /* The group head whose match value equals m, or -1. */
 static int32_t find_group(const int32_t *bucket, const int32_t *next,
                           const uint64_t *ch, const uint8_t *ck,
-                          const shadow_json_t *bi, const here_t *h,
-                          size_t size, uint64_t hv, int keyed,
-                          const shadow_json_t *m) {
+                          const shadow_json_t *bi, const here_t *h, size_t size,
+                          uint64_t hv, int keyed, const shadow_json_t *m) {
   for (int32_t g = bucket[hv & (size - 1)]; g >= 0; g = next[g]) {
     int k2;
     if (ch[g] == hv && ck[g] == keyed &&
@@ -555,7 +569,8 @@ static void diff_array_unordered(ctx_t *x, const shadow_json_t *a,
    * first unpaired element, so many equal elements cost no more than
    * distinct ones. */
   size_t size = 16;
-  while (size < (size_t)nb * 2) size *= 2;
+  while (size < (size_t)nb * 2)
+    size *= 2;
   int32_t *bucket = shadow_json_arena_alloc(x->scratch, size * 4);
   size_t n4 = ((size_t)nb + 1) * 4;
   int32_t *next = shadow_json_arena_alloc(x->scratch, n4); /* heads */
@@ -566,8 +581,7 @@ static void diff_array_unordered(ctx_t *x, const shadow_json_t *a,
   int32_t *cm = shadow_json_arena_alloc(x->scratch, n4);
   uint64_t *ch = shadow_json_arena_alloc(x->scratch, ((size_t)nb + 1) * 8);
   uint8_t *ck = shadow_json_arena_alloc(x->scratch, (size_t)nb + 1);
-  if (!bucket || !next || !same || !tail || !cur || !pm || !cm || !ch ||
-      !ck) {
+  if (!bucket || !next || !same || !tail || !cur || !pm || !cm || !ch || !ck) {
     x->rc = -ENOMEM;
     return;
   }
@@ -609,7 +623,8 @@ static void diff_array_unordered(ctx_t *x, const shadow_json_t *a,
     /* A set pairs a value with every equal copy on the other side. */
     pm[i] = g;
     if (cm[g] < 0)
-      for (int32_t j = g; j >= 0; j = same[j]) cm[j] = (int32_t)i;
+      for (int32_t j = g; j >= 0; j = same[j])
+        cm[j] = (int32_t)i;
   }
   if (set) {
     /* A value the primary lacks is appended once, however often the
@@ -617,13 +632,16 @@ static void diff_array_unordered(ctx_t *x, const shadow_json_t *a,
     for (size_t s = 0; s < size; s++)
       for (int32_t g = bucket[s]; g >= 0; g = next[g])
         if (cm[g] == -1)
-          for (int32_t j = same[g]; j >= 0; j = same[j]) cm[j] = -2;
+          for (int32_t j = same[g]; j >= 0; j = same[j])
+            cm[j] = -2;
   }
   if (h->mode != SHADOW_ARRAY_KEY && mask) {
     /* Pair what differs only where the rules say not to look. */
     size_t lp = 0, lc = 0;
-    for (uint32_t i = 0; i < na; i++) lp += pm[i] < 0;
-    for (uint32_t j = 0; j < nb; j++) lc += cm[j] == -1;
+    for (uint32_t i = 0; i < na; i++)
+      lp += pm[i] < 0;
+    for (uint32_t j = 0; j < nb; j++)
+      lc += cm[j] == -1;
     if (lp && lc && lp * lc <= FUZZY_PAIRS) {
       for (uint32_t i = 0; i < na; i++) {
         if (pm[i] >= 0) continue;
@@ -674,8 +692,7 @@ static void diff_value(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
     memset(&h, 0, sizeof h);
   }
   /* Byte-identical text is the same value, whatever the rules say. */
-  if (a->rawlen == b->rawlen && memcmp(a->raw, b->raw, a->rawlen) == 0)
-    return;
+  if (a->rawlen == b->rawlen && memcmp(a->raw, b->raw, a->rawlen) == 0) return;
   if (a->type != b->type) {
     emit(x, "replace", a, b);
     return;
@@ -695,17 +712,14 @@ static void diff_value(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
     if (a->len != b->len || memcmp(a->u.str, b->u.str, a->len))
       emit(x, "replace", a, b);
     return;
-  case SHADOW_JSON_OBJECT:
-    diff_object(x, a, b, mask, depth);
-    return;
+  case SHADOW_JSON_OBJECT: diff_object(x, a, b, mask, depth); return;
   case SHADOW_JSON_ARRAY:
     if (h.mode == SHADOW_ARRAY_INDEX)
       diff_array_index(x, a, b, mask, depth);
     else
       diff_array_unordered(x, a, b, mask, depth, &h);
     return;
-  default:
-    return; /* null, true, false: the same type is the same value */
+  default: return; /* null, true, false: the same type is the same value */
   }
 }
 

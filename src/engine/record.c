@@ -32,10 +32,9 @@ static char *headers_alloc(shadow_headers_t *h, size_t n) {
 }
 
 /* Stores "name\0value\0" and points e at it. */
-static int header_store(shadow_headers_t *h, shadow_header_t *e,
-                        const char *n1, size_t l1, const char *n2, size_t l2,
-                        const char *v1, size_t vl1, const char *v2,
-                        size_t vl2) {
+static int header_store(shadow_headers_t *h, shadow_header_t *e, const char *n1,
+                        size_t l1, const char *n2, size_t l2, const char *v1,
+                        size_t vl1, const char *v2, size_t vl2) {
   char *mem = headers_alloc(h, l1 + l2 + vl1 + vl2 + 2);
   if (!mem) return -ENOMEM;
   memcpy(mem, n1, l1);
@@ -100,8 +99,8 @@ const shadow_header_t *shadow_headers_find(const shadow_headers_t *h,
 int shadow_headers_copy(shadow_headers_t *dst, const shadow_headers_t *src) {
   for (size_t i = 0; i < src->n; i++) {
     const shadow_header_t *e = &src->v[i];
-    int rc = shadow_headers_add(dst, e->name, e->name_len, e->value,
-                                e->value_len);
+    int rc =
+        shadow_headers_add(dst, e->name, e->name_len, e->value, e->value_len);
     if (rc) return rc;
   }
   return 0;
@@ -144,8 +143,7 @@ int shadow_header_is_hop(const char *name, size_t len) {
       "te",         "trailer",    "upgrade",           NULL};
   if (len >= 6 && strncasecmp(name, "proxy-", 6) == 0) return 1;
   for (size_t i = 0; hop[i]; i++)
-    if (strlen(hop[i]) == len && strncasecmp(name, hop[i], len) == 0)
-      return 1;
+    if (strlen(hop[i]) == len && strncasecmp(name, hop[i], len) == 0) return 1;
   return 0;
 }
 

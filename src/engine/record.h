@@ -26,7 +26,8 @@ typedef struct shadow_headers_s {
   struct shadow_header_chunk_s *chunks; /* string storage, newest first */
 } shadow_headers_t;
 
-#define SHADOW_HEADERS_INIT { NULL, 0, 0, 0, NULL }
+#define SHADOW_HEADERS_INIT                                                    \
+  { NULL, 0, 0, 0, NULL }
 
 int shadow_headers_add(shadow_headers_t *h, const char *name, size_t name_len,
                        const char *value, size_t value_len);

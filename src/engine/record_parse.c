@@ -36,8 +36,10 @@ static int fail(char *err, size_t errlen, const char *what, size_t line) {
 
 static int parse_status(const char *l, size_t n, int *status) {
   size_t i = 5; /* past "HTTP/" */
-  while (i < n && l[i] != ' ') i++;
-  while (i < n && l[i] == ' ') i++;
+  while (i < n && l[i] != ' ')
+    i++;
+  while (i < n && l[i] == ' ')
+    i++;
   if (n - i < 3 || !isdigit((unsigned char)l[i]) ||
       !isdigit((unsigned char)l[i + 1]) || !isdigit((unsigned char)l[i + 2]))
     return -EINVAL;
@@ -54,7 +56,8 @@ static int parse_header(shadow_record_t *r, const char *l, size_t n) {
   if (n && (l[0] == ' ' || l[0] == '\t')) {
     /* obs-fold: a continuation of the previous value. */
     size_t i = 0;
-    while (i < n && (l[i] == ' ' || l[i] == '\t')) i++;
+    while (i < n && (l[i] == ' ' || l[i] == '\t'))
+      i++;
     if (r->headers.n == 0) return -EINVAL;
     if (shadow_headers_extend_last(&r->headers, " ", 1, 0)) return -ENOMEM;
     return shadow_headers_extend_last(&r->headers, l + i, n - i, 0);
@@ -66,8 +69,10 @@ static int parse_header(shadow_record_t *r, const char *l, size_t n) {
     if (!is_tchar((unsigned char)l[i])) return -EINVAL;
   const char *v = colon + 1;
   size_t vl = n - nl - 1;
-  while (vl && (*v == ' ' || *v == '\t')) v++, vl--;
-  while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t')) vl--;
+  while (vl && (*v == ' ' || *v == '\t'))
+    v++, vl--;
+  while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+    vl--;
   return shadow_headers_add(&r->headers, l, nl, v, vl);
 }
 
@@ -95,8 +100,9 @@ static int dechunk(cursor_t *c, shadow_buf_t *body, char *err, size_t errlen) {
     for (; i < n && isxdigit((unsigned char)l[i]); i++) {
       if (size > ((size_t)-1 >> 4))
         return fail(err, errlen, "chunk size too large", c->line);
-      int d = isdigit((unsigned char)l[i]) ? l[i] - '0'
-                                           : (tolower((unsigned char)l[i]) - 'a' + 10);
+      int d = isdigit((unsigned char)l[i])
+                  ? l[i] - '0'
+                  : (tolower((unsigned char)l[i]) - 'a' + 10);
       size = size * 16 + (size_t)d;
     }
     if (size == 0) return 0; /* trailers, if any, are not compared */
@@ -106,9 +112,11 @@ static int dechunk(cursor_t *c, shadow_buf_t *body, char *err, size_t errlen) {
     c->pos += size;
     /* The CRLF (or LF) that ends the chunk's data. */
     if (c->pos < c->n && c->s[c->pos] == '\r') c->pos++;
-    if (c->pos < c->n && c->s[c->pos] == '\n') c->pos++;
-    else return fail(err, errlen, "chunk data not followed by a line end",
-                     c->line);
+    if (c->pos < c->n && c->s[c->pos] == '\n')
+      c->pos++;
+    else
+      return fail(err, errlen, "chunk data not followed by a line end",
+                  c->line);
   }
 }
 
@@ -128,7 +136,8 @@ static int parse_response(shadow_record_t *r, cursor_t *c, char *err,
   }
   if (is_chunked(&r->headers)) return dechunk(c, &r->body, err, errlen);
   size_t rest = c->n - c->pos, take = rest;
-  const shadow_header_t *cl = shadow_headers_find(&r->headers, "content-length");
+  const shadow_header_t *cl =
+      shadow_headers_find(&r->headers, "content-length");
   if (cl) {
     size_t v = 0;
     if (cl->value_len == 0) return fail(err, errlen, "bad content-length", 0);
@@ -157,8 +166,8 @@ int shadow_record_parse(shadow_record_t *r, const char *data, size_t len,
   if (rc == -ENOMEM) return rc;
   if (rc == 0) {
     static const char ct[] = "application/json";
-    rc = shadow_headers_add(&r->headers, "content-type", 12, ct,
-                            sizeof(ct) - 1);
+    rc =
+        shadow_headers_add(&r->headers, "content-type", 12, ct, sizeof(ct) - 1);
     if (rc) return rc;
   }
   return shadow_buf_append(&r->body, data, len);

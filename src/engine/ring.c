@@ -33,7 +33,8 @@ shadow_ring_t *shadow_ring_new(size_t capacity) {
 
 void shadow_ring_free(shadow_ring_t *r) {
   if (!r) return;
-  for (size_t i = 0; i < r->cap; i++) free(r->v[i].mem);
+  for (size_t i = 0; i < r->cap; i++)
+    free(r->v[i].mem);
   free(r->v);
   free(r);
 }
@@ -59,9 +60,15 @@ int shadow_ring_push(shadow_ring_t *r, const char *json, size_t len,
   return 0;
 }
 
-size_t shadow_ring_len(const shadow_ring_t *r) { return r->len; }
-size_t shadow_ring_capacity(const shadow_ring_t *r) { return r->cap; }
-uint64_t shadow_ring_pushed(const shadow_ring_t *r) { return r->pushed; }
+size_t shadow_ring_len(const shadow_ring_t *r) {
+  return r->len;
+}
+size_t shadow_ring_capacity(const shadow_ring_t *r) {
+  return r->cap;
+}
+uint64_t shadow_ring_pushed(const shadow_ring_t *r) {
+  return r->pushed;
+}
 
 /* Slot of entry i, 0 = newest. */
 static size_t slot(const shadow_ring_t *r, size_t i) {
@@ -80,7 +87,8 @@ int shadow_ring_set_capacity(shadow_ring_t *r, size_t capacity) {
     v[keep - 1 - i] = *e;
     e->mem = NULL;
   }
-  for (size_t i = 0; i < r->cap; i++) free(r->v[i].mem);
+  for (size_t i = 0; i < r->cap; i++)
+    free(r->v[i].mem);
   free(r->v);
   r->v = v;
   r->cap = capacity;

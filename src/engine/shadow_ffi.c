@@ -19,9 +19,13 @@ struct shadow_ffi_diff_s {
   unsigned long long next_id;
 };
 
-int shadow_abi_version(void) { return SHADOW_ABI_VERSION; }
+int shadow_abi_version(void) {
+  return SHADOW_ABI_VERSION;
+}
 
-shadow_record_t *shadow_ffi_record_new(void) { return shadow_record_new(); }
+shadow_record_t *shadow_ffi_record_new(void) {
+  return shadow_record_new();
+}
 
 void shadow_ffi_record_clear(shadow_record_t *r) {
   if (r) shadow_record_clear(r);
@@ -48,9 +52,13 @@ int shadow_ffi_record_set_body(shadow_record_t *r, const char *body,
   return shadow_buf_append(&r->body, body ? body : "", len);
 }
 
-void shadow_ffi_record_free(shadow_record_t *r) { shadow_record_free(r); }
+void shadow_ffi_record_free(shadow_record_t *r) {
+  shadow_record_free(r);
+}
 
-shadow_diff_opts_t *shadow_ffi_opts_new(void) { return shadow_diff_opts_new(); }
+shadow_diff_opts_t *shadow_ffi_opts_new(void) {
+  return shadow_diff_opts_new();
+}
 
 int shadow_ffi_opts_ignore_header(shadow_diff_opts_t *o, const char *name) {
   return shadow_diff_opts_ignore_header(o, name);
@@ -83,7 +91,9 @@ int shadow_ffi_opts_value_max(shadow_diff_opts_t *o, double n) {
   return 0;
 }
 
-void shadow_ffi_opts_free(shadow_diff_opts_t *o) { shadow_diff_opts_free(o); }
+void shadow_ffi_opts_free(shadow_diff_opts_t *o) {
+  shadow_diff_opts_free(o);
+}
 
 shadow_ffi_diff_t *shadow_ffi_diff_new(void) {
   shadow_ffi_diff_t *d = calloc(1, sizeof(*d));
@@ -101,7 +111,8 @@ int shadow_ffi_diff_meta(shadow_ffi_diff_t *d, const char *route,
     if (!in[i]) continue;
     copy[i] = strdup(in[i]);
     if (!copy[i]) {
-      for (int j = 0; j < i; j++) free(copy[j]);
+      for (int j = 0; j < i; j++)
+        free(copy[j]);
       return -ENOMEM;
     }
   }
@@ -124,10 +135,15 @@ int shadow_ffi_diff_run(shadow_ffi_diff_t *d, const shadow_diff_opts_t *o,
   if (!d || !p || !c || !json || !len) return -EINVAL;
   int parts = shadow_diff_records(o, p, c, &d->res);
   if (parts < 0) return parts;
-  shadow_divergence_meta_t meta = {
-      d->next_id++,      now_ms(),          d->meta[META_ROUTE],
-      d->meta[META_METHOD], d->meta[META_PATH], d->meta[META_KEY],
-      -1,                -1,                NULL};
+  shadow_divergence_meta_t meta = {d->next_id++,
+                                   now_ms(),
+                                   d->meta[META_ROUTE],
+                                   d->meta[META_METHOD],
+                                   d->meta[META_PATH],
+                                   d->meta[META_KEY],
+                                   -1,
+                                   -1,
+                                   NULL};
   shadow_buf_reset(&d->out);
   int rc = shadow_divergence_format(&d->out, &meta, &d->res);
   if (rc) return rc;
@@ -140,7 +156,8 @@ void shadow_ffi_diff_free(shadow_ffi_diff_t *d) {
   if (!d) return;
   shadow_diff_result_free(&d->res);
   shadow_buf_free(&d->out);
-  for (int i = 0; i < META_N; i++) free(d->meta[i]);
+  for (int i = 0; i < META_N; i++)
+    free(d->meta[i]);
   free(d);
 }
 
@@ -172,10 +189,11 @@ int shadow_ffi_ring_set_capacity(shadow_ring_t *r, size_t capacity) {
   return shadow_ring_set_capacity(r, capacity);
 }
 
-const char *shadow_ffi_ring_get(const shadow_ring_t *r, size_t i,
-                                size_t *len) {
+const char *shadow_ffi_ring_get(const shadow_ring_t *r, size_t i, size_t *len) {
   if (!r) return NULL;
   return shadow_ring_get(r, i, len, NULL, NULL);
 }
 
-void shadow_ffi_ring_free(shadow_ring_t *r) { shadow_ring_free(r); }
+void shadow_ffi_ring_free(shadow_ring_t *r) {
+  shadow_ring_free(r);
+}

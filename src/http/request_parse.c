@@ -86,8 +86,8 @@ static int on_header_value_complete(llhttp_t *h) {
     return fail(p, 400, "invalid header name");
   size_t vlen = p->value.len;
   /* llhttp skips the whitespace before a value but not after it. */
-  while (vlen && (p->value.data[vlen - 1] == ' ' ||
-                  p->value.data[vlen - 1] == '\t'))
+  while (vlen &&
+         (p->value.data[vlen - 1] == ' ' || p->value.data[vlen - 1] == '\t'))
     vlen--;
   int rc = 0;
   if (shadow_headers_add(&p->req->headers, p->field.data ? p->field.data : "",
@@ -130,8 +130,10 @@ static int on_headers_complete(llhttp_t *h) {
   const shadow_header_t *expect = NULL;
   for (size_t i = 0; i < req->headers.n; i++) {
     const shadow_header_t *e = &req->headers.v[i];
-    if (shadow_header_name_is(e, "host")) hosts++;
-    else if (shadow_header_name_is(e, "expect")) expect = e;
+    if (shadow_header_name_is(e, "host"))
+      hosts++;
+    else if (shadow_header_name_is(e, "expect"))
+      expect = e;
   }
   /* RFC 9112 section 3.2: exactly one Host in HTTP/1.1. Two Hosts are a
    * routing ambiguity between us and the backend. */
@@ -240,10 +242,14 @@ void shadow_request_parser_next(shadow_request_parser_t *p) {
   p->expect_continue = 0;
   head_scan_reset(p);
   shadow_buf_reset(&req->target);
-  if (req->headers.cap > KEEP_HEADERS) shadow_headers_free(&req->headers);
-  else shadow_headers_clear(&req->headers);
-  if (req->body.cap > KEEP_BYTES) shadow_buf_free(&req->body);
-  else shadow_buf_reset(&req->body);
+  if (req->headers.cap > KEEP_HEADERS)
+    shadow_headers_free(&req->headers);
+  else
+    shadow_headers_clear(&req->headers);
+  if (req->body.cap > KEEP_BYTES)
+    shadow_buf_free(&req->body);
+  else
+    shadow_buf_reset(&req->body);
   if (req->target.cap > KEEP_BYTES) shadow_buf_free(&req->target);
   req->method = NULL;
   req->keep_alive = 0;
@@ -311,7 +317,7 @@ static int scan_head(shadow_request_parser_t *p, const unsigned char *s,
 }
 
 static shadow_parse_event_t parse_error(shadow_request_parser_t *p, int status,
-                                  const char *why) {
+                                        const char *why) {
   if (!p->status) {
     p->status = status;
     p->why = why;

@@ -18,27 +18,27 @@
 #include "server.h"
 
 typedef enum shadow_parse_event_e {
-  SHADOW_PARSE_MORE = 0,  /* everything consumed; feed more bytes */
-  SHADOW_PARSE_REQUEST,   /* *req is complete; feed the rest after answering */
-  SHADOW_PARSE_CONTINUE,  /* headers ask for 100 Continue; send it, go on */
-  SHADOW_PARSE_ERROR      /* answer parser.status and close */
+  SHADOW_PARSE_MORE = 0, /* everything consumed; feed more bytes */
+  SHADOW_PARSE_REQUEST,  /* *req is complete; feed the rest after answering */
+  SHADOW_PARSE_CONTINUE, /* headers ask for 100 Continue; send it, go on */
+  SHADOW_PARSE_ERROR     /* answer parser.status and close */
 } shadow_parse_event_t;
 
 typedef struct shadow_request_parser_s {
   llhttp_t http;
-  shadow_request_t *req;  /* filled in place: the caller reuses it */
+  shadow_request_t *req; /* filled in place: the caller reuses it */
   size_t header_limit;
   size_t body_limit;
-  int status;             /* after SHADOW_PARSE_ERROR: 400, 413 or 431 */
-  const char *why;        /* after SHADOW_PARSE_ERROR: for logs and tests */
+  int status;      /* after SHADOW_PARSE_ERROR: 400, 413 or 431 */
+  const char *why; /* after SHADOW_PARSE_ERROR: for logs and tests */
 
   /* The head scan (see request_parse.c). */
-  int in_head;            /* before headers complete */
-  int started;            /* a byte of the current request has arrived */
-  size_t head_bytes;      /* request line + headers so far, CRLFs included */
+  int in_head;       /* before headers complete */
+  int started;       /* a byte of the current request has arrived */
+  size_t head_bytes; /* request line + headers so far, CRLFs included */
   size_t line_len;
   int prev_cr;
-  int seen_line;          /* the request line has begun */
+  int seen_line; /* the request line has begun */
 
   /* Header pieces, joined here because llhttp hands them over split when
    * a read splits them; one shadow_headers_add per header afterwards. */
@@ -46,8 +46,8 @@ typedef struct shadow_request_parser_s {
   shadow_buf_t value;
   size_t trailer_bytes;
   int expect_continue;
-  int complete;           /* paused after on_message_complete */
-  int done;               /* the connection carries no further request */
+  int complete; /* paused after on_message_complete */
+  int done;     /* the connection carries no further request */
 } shadow_request_parser_t;
 
 /* Sets p up to fill req, which must outlive it; req's buffers are reset. */

@@ -37,12 +37,12 @@ struct shadow_server_s {
   shadow_limits_t limits;
   shadow_request_cb cb;
   void *ud;
-  conn_t *conns;      /* open connections, refusals included */
-  size_t nconns;      /* open connections counted against the cap */
+  conn_t *conns; /* open connections, refusals included */
+  size_t nconns; /* open connections counted against the cap */
   size_t nrefusing;
-  size_t nalive;      /* connection structs not yet freed */
+  size_t nalive; /* connection structs not yet freed */
   size_t inflight;
-  int listener_open;  /* uv_close not yet called on the listener */
+  int listener_open; /* uv_close not yet called on the listener */
   int listener_closed;
   int draining;
   int closing;
@@ -65,13 +65,13 @@ struct conn_s {
   shadow_buf_t out_head;
   shadow_buf_t out_body;
   uv_write_t wreq;
-  uv_write_t creq;      /* 100 Continue */
+  uv_write_t creq; /* 100 Continue */
   uv_shutdown_t sreq;
-  uint64_t head_since;  /* when the header deadline started counting */
-  int head_clock;       /* head_since is set */
-  int served;           /* requests answered on this connection */
+  uint64_t head_since; /* when the header deadline started counting */
+  int head_clock;      /* head_since is set */
+  int served;          /* requests answered on this connection */
   size_t discarded;
-  size_t wq_size;       /* bytes queued at the last write-progress check */
+  size_t wq_size; /* bytes queued at the last write-progress check */
   int open_handles;
   int inflight;
   int writing;
@@ -80,7 +80,7 @@ struct conn_s {
   int closing;
   int lingering;
   int reading;
-  int peer_eof;         /* the client half-closed while we were busy */
+  int peer_eof; /* the client half-closed while we were busy */
   int refused;
 };
 
@@ -190,12 +190,16 @@ static void conn_close(conn_t *c) {
   if (c->closing) return;
   shadow_server_t *s = c->srv;
   c->closing = 1;
-  if (c->prev) c->prev->next = c->next;
-  else s->conns = c->next;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    s->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   c->prev = c->next = NULL;
-  if (c->refused) s->nrefusing--;
-  else s->nconns--;
+  if (c->refused)
+    s->nrefusing--;
+  else
+    s->nconns--;
   /* Pending writes are cancelled by uv_close; their callbacks run first
    * and see c->closing. */
   uv_close((uv_handle_t *)&c->tcp, on_conn_handle_close);
@@ -243,14 +247,20 @@ static int build_head(conn_t *c, int status, const shadow_headers_t *headers,
     rc |= shadow_buf_append(b, "\r\n", 2);
   }
   if (!no_body) rc |= shadow_buf_printf(b, "Content-Length: %zu\r\n", body_len);
-  if (!keep) rc |= shadow_buf_puts(b, "Connection: close\r\n");
-  else if (http10) rc |= shadow_buf_puts(b, "Connection: keep-alive\r\n");
+  if (!keep)
+    rc |= shadow_buf_puts(b, "Connection: close\r\n");
+  else if (http10)
+    rc |= shadow_buf_puts(b, "Connection: keep-alive\r\n");
   rc |= shadow_buf_append(b, "\r\n", 2);
   return rc ? -ENOMEM : 0;
 }
 
-static void on_linger_timer(uv_timer_t *t) { conn_close(t->data); }
-static void on_shutdown(uv_shutdown_t *r, int status) { (void)r; }
+static void on_linger_timer(uv_timer_t *t) {
+  conn_close(t->data);
+}
+static void on_shutdown(uv_shutdown_t *r, int status) {
+  (void)r;
+}
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
@@ -316,8 +326,8 @@ static void conn_fail(conn_t *c, int status) {
     return;
   }
   shadow_headers_t h = SHADOW_HEADERS_INIT;
-  shadow_header_t ct = {(char *)"content-type", 12,
-                        (char *)"application/json", 16};
+  shadow_header_t ct = {(char *)"content-type", 12, (char *)"application/json",
+                        16};
   h.v = &ct;
   h.n = 1;
   c->close_after = 1;
@@ -337,8 +347,8 @@ static void conn_continue(conn_t *c) {
   if (c->continuing) return;
   uv_buf_t b = uv_buf_init(text, sizeof(text) - 1);
   c->creq.data = c;
-  if (uv_write(&c->creq, (uv_stream_t *)&c->tcp, &b, 1,
-               on_continue_written) == 0)
+  if (uv_write(&c->creq, (uv_stream_t *)&c->tcp, &b, 1, on_continue_written) ==
+      0)
     c->continuing = 1;
   else
     conn_close(c);
@@ -410,8 +420,8 @@ static size_t conn_feed(conn_t *c, const char *data, size_t len) {
 /* Parses what is buffered, then decides whether to read and which timer
  * runs. Called after a response is written and after each read. */
 static void conn_process(conn_t *c) {
-  if (c->in.len > c->in_pos) c->in_pos += conn_feed(c, c->in.data + c->in_pos,
-                                                    c->in.len - c->in_pos);
+  if (c->in.len > c->in_pos)
+    c->in_pos += conn_feed(c, c->in.data + c->in_pos, c->in.len - c->in_pos);
   if (c->closing) return;
   if (c->in_pos == c->in.len) {
     c->in.len = c->in_pos = 0;
@@ -431,15 +441,19 @@ static void on_timer(uv_timer_t *t) {
      * idle timeout is abandoned, so a client that never reads cannot hold
      * the response's memory for ever. */
     size_t left = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-    if (left && left >= c->wq_size) conn_close(c);
-    else conn_arm(c);
+    if (left && left >= c->wq_size)
+      conn_close(c);
+    else
+      conn_arm(c);
     return;
   }
   if (c->closing || c->inflight || c->lingering) return;
   /* A client that began a request and stalled gets told; one that sent
    * nothing is just idle and is closed without a word. */
-  if (shadow_request_parser_started(&c->parser)) conn_fail(c, 408);
-  else conn_close(c);
+  if (shadow_request_parser_started(&c->parser))
+    conn_fail(c, 408);
+  else
+    conn_close(c);
 }
 
 /* Reads only while the connection can take a request, and runs the timer
@@ -459,8 +473,8 @@ static void conn_arm(conn_t *c) {
     return;
   }
   if (c->inflight || c->writing || c->close_after) {
-    int keep_reading = !c->close_after && !c->peer_eof &&
-                       c->in.len < BUSY_READ_BYTES;
+    int keep_reading =
+        !c->close_after && !c->peer_eof && c->in.len < BUSY_READ_BYTES;
     if (c->reading && !keep_reading) {
       uv_read_stop(st);
       c->reading = 0;
@@ -500,8 +514,10 @@ static void conn_arm(conn_t *c) {
     if (!started && ms && ms < left) left = ms;
     ms = left;
   }
-  if (ms) uv_timer_start(&c->timer, on_timer, ms, 0);
-  else uv_timer_stop(&c->timer);
+  if (ms)
+    uv_timer_start(&c->timer, on_timer, ms, 0);
+  else
+    uv_timer_stop(&c->timer);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
@@ -589,8 +605,8 @@ static void on_connection(uv_stream_t *ls, int status) {
   c->next = s->conns;
   if (s->conns) s->conns->prev = c;
   s->conns = c;
-  int over = s->limits.max_connections &&
-             s->nconns >= s->limits.max_connections;
+  int over =
+      s->limits.max_connections && s->nconns >= s->limits.max_connections;
   if (over) {
     c->refused = 1;
     s->nrefusing++;
@@ -607,8 +623,10 @@ static void on_connection(uv_stream_t *ls, int status) {
    * tail of a pipelined burst. */
   uv_tcp_nodelay(&c->tcp, 1);
   if (over) {
-    if (s->nrefusing > MAX_REFUSING) conn_close(c);
-    else conn_fail(c, 503);
+    if (s->nrefusing > MAX_REFUSING)
+      conn_close(c);
+    else
+      conn_fail(c, 503);
     return;
   }
   peer_name(c);
@@ -675,8 +693,10 @@ int shadow_server_listen(uv_loop_t *loop, const char *addr,
   s->loop = loop;
   s->cb = cb;
   s->ud = ud;
-  if (limits) s->limits = *limits;
-  else shadow_limits_default(&s->limits);
+  if (limits)
+    s->limits = *limits;
+  else
+    shadow_limits_default(&s->limits);
   /* With a domain, libuv creates the socket now, so SO_REUSEPORT can be
    * set on it before the bind (libuv 1.44 has no flag for it). */
   uv_tcp_init_ex(loop, &s->listener, ss.ss_family);
@@ -692,8 +712,7 @@ int shadow_server_listen(uv_loop_t *loop, const char *addr,
   }
   /* libuv sets SO_REUSEADDR itself on Unix when it binds a TCP handle, so
    * a restart does not wait out TIME_WAIT. */
-  if (rc == 0)
-    rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&ss, 0);
+  if (rc == 0) rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&ss, 0);
   if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
   if (rc) {
     set_err(err, addr, rc);
@@ -737,13 +756,16 @@ void shadow_server_drain(shadow_server_t *s) {
      * sees draining and closes after the answer. Only connections with
      * nothing started are closed now. */
     if (c->inflight) continue;
-    if (c->writing) c->close_after = 1;
+    if (c->writing)
+      c->close_after = 1;
     else if (!c->lingering && !shadow_request_parser_started(&c->parser))
       conn_close(c);
   }
 }
 
-size_t shadow_server_inflight(const shadow_server_t *s) { return s->inflight; }
+size_t shadow_server_inflight(const shadow_server_t *s) {
+  return s->inflight;
+}
 
 size_t shadow_server_connections(const shadow_server_t *s) {
   return s->nconns;
@@ -754,6 +776,7 @@ void shadow_server_close(shadow_server_t *s) {
   s->draining = 1;
   s->closing = 1;
   close_listener(s);
-  while (s->conns) conn_close(s->conns);
+  while (s->conns)
+    conn_close(s->conns);
   server_maybe_free(s);
 }

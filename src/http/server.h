@@ -31,16 +31,16 @@ void shadow_limits_default(shadow_limits_t *l);
 /* One parsed request. It stays valid, even if the client goes away, until
  * shadow_server_respond() is called for it; then it is gone. */
 typedef struct shadow_request_s {
-  const char *method;      /* "GET": static storage */
-  int method_id;           /* llhttp_method_t */
-  shadow_buf_t target;     /* request-target as sent: "/path?query" */
+  const char *method;  /* "GET": static storage */
+  int method_id;       /* llhttp_method_t */
+  shadow_buf_t target; /* request-target as sent: "/path?query" */
   shadow_headers_t headers;
-  shadow_buf_t body;       /* the whole body, de-chunked */
+  shadow_buf_t body; /* the whole body, de-chunked */
   int http_major, http_minor;
-  int keep_alive;          /* the connection stays open after this one */
-  uint64_t start_ns;       /* uv_hrtime() when the request began */
-  char peer[64];           /* client address, for x-forwarded-for */
-  void *data;              /* the handler's */
+  int keep_alive;    /* the connection stays open after this one */
+  uint64_t start_ns; /* uv_hrtime() when the request began */
+  char peer[64];     /* client address, for x-forwarded-for */
+  void *data;        /* the handler's */
 } shadow_request_t;
 
 typedef void (*shadow_request_cb)(shadow_request_t *req, void *ud);

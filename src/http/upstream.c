@@ -135,22 +135,14 @@ static void opts_normalize(shadow_upstream_opts_t *dst,
 
 const char *shadow_upstream_err_name(int err) {
   switch (err) {
-  case SHADOW_UPSTREAM_OK:
-    return "ok";
-  case SHADOW_UPSTREAM_REFUSED:
-    return "refused";
-  case SHADOW_UPSTREAM_RESET:
-    return "reset";
-  case SHADOW_UPSTREAM_TIMEOUT:
-    return "timeout";
-  case SHADOW_UPSTREAM_BAD_RESPONSE:
-    return "bad_response";
-  case SHADOW_UPSTREAM_TOO_LARGE:
-    return "too_large";
-  case SHADOW_UPSTREAM_CANCELED:
-    return "canceled";
-  default:
-    return "unknown";
+  case SHADOW_UPSTREAM_OK: return "ok";
+  case SHADOW_UPSTREAM_REFUSED: return "refused";
+  case SHADOW_UPSTREAM_RESET: return "reset";
+  case SHADOW_UPSTREAM_TIMEOUT: return "timeout";
+  case SHADOW_UPSTREAM_BAD_RESPONSE: return "bad_response";
+  case SHADOW_UPSTREAM_TOO_LARGE: return "too_large";
+  case SHADOW_UPSTREAM_CANCELED: return "canceled";
+  default: return "unknown";
   }
 }
 

@@ -88,8 +88,7 @@ static void divergences(shadow_admin_t *a, shadow_request_t *req,
     const char *route;
     const char *json = shadow_ring_get(ring, i, &n, &route, &rl);
     if (!json) break;
-    if (by_route && (rl != v.len || memcmp(route, v.data, rl) != 0))
-      continue;
+    if (by_route && (rl != v.len || memcmp(route, v.data, rl) != 0)) continue;
     total++;
     if (shown < limit) {
       if (shown++) shadow_buf_putc(out, ',');
@@ -104,14 +103,14 @@ static void divergences(shadow_admin_t *a, shadow_request_t *req,
 
 /* Constant-time comparison, so the token cannot be guessed by timing. */
 static int token_ok(const shadow_request_t *req, const char *token) {
-  const shadow_header_t *h = shadow_headers_find(&req->headers,
-                                                 "authorization");
+  const shadow_header_t *h =
+      shadow_headers_find(&req->headers, "authorization");
   size_t tl = strlen(token);
   if (!h || h->value_len != tl + 7 || strncasecmp(h->value, "Bearer ", 7))
     return 0;
   unsigned char diff = 0;
-  for (size_t i = 0; i < tl; i++) diff |= (unsigned char)(h->value[7 + i] ^
-                                                          token[i]);
+  for (size_t i = 0; i < tl; i++)
+    diff |= (unsigned char)(h->value[7 + i] ^ token[i]);
   return diff == 0;
 }
 
@@ -124,8 +123,7 @@ static void on_admin_request(shadow_request_t *req, void *ud) {
   const char *query = q ? q + 1 : "";
   size_t qlen = q ? tl - pl - 1 : 0;
 #define PATH_IS(s) (pl == sizeof(s) - 1 && memcmp(t, s, pl) == 0)
-  int get = strcmp(req->method, "GET") == 0 ||
-            strcmp(req->method, "HEAD") == 0;
+  int get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
   const shadow_config_t *cfg = a->ctx.config(a->ctx.ud);
 
   if (PATH_IS("/healthz")) {
@@ -193,8 +191,8 @@ int shadow_admin_listen(uv_loop_t *loop, const char *addr,
   shadow_limits_default(&l);
   l.body_bytes = 4096;
   l.max_connections = 64;
-  int rc = shadow_server_listen(loop, addr, &l, on_admin_request, a,
-                                &a->server, err);
+  int rc = shadow_server_listen(loop, addr, &l, on_admin_request, a, &a->server,
+                                err);
   if (rc) {
     free(a);
     return rc;

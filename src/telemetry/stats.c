@@ -12,7 +12,7 @@ typedef struct entry_s {
 } entry_t;
 
 struct shadow_counters_s {
-  entry_t *v;     /* insertion order */
+  entry_t *v; /* insertion order */
   size_t n, cap;
   uint32_t *index; /* open addressing: entry position + 1, 0 = empty */
   size_t index_cap;
@@ -27,7 +27,8 @@ shadow_counters_t *shadow_counters_new(size_t max_keys) {
 
 void shadow_counters_free(shadow_counters_t *c) {
   if (!c) return;
-  for (size_t i = 0; i < c->n; i++) free(c->v[i].name);
+  for (size_t i = 0; i < c->n; i++)
+    free(c->v[i].name);
   free(c->v);
   free(c->index);
   free(c);
@@ -103,7 +104,8 @@ uint64_t shadow_counters_get(const shadow_counters_t *c, const char *name) {
 void shadow_counters_each(const shadow_counters_t *c,
                           void (*fn)(void *ud, const char *name, uint64_t n),
                           void *ud) {
-  for (size_t i = 0; i < c->n; i++) fn(ud, c->v[i].name, c->v[i].n);
+  for (size_t i = 0; i < c->n; i++)
+    fn(ud, c->v[i].name, c->v[i].n);
 }
 
 const double shadow_hist_bounds[SHADOW_HIST_BUCKETS] = {
@@ -158,8 +160,8 @@ shadow_stats_t *shadow_stats_new(void) {
   s->fields = shadow_counters_new(1000);
   s->route_names = shadow_counters_new(500);
   s->breaker_state = "closed";
-  if (!s->candidate_errors || !s->skipped || !s->script_errors ||
-      !s->reloads || !s->fields || !s->route_names) {
+  if (!s->candidate_errors || !s->skipped || !s->script_errors || !s->reloads ||
+      !s->fields || !s->route_names) {
     shadow_stats_free(s);
     return NULL;
   }
@@ -185,7 +187,8 @@ shadow_route_stats_t *shadow_stats_route(shadow_stats_t *s, const char *name,
   if (i < 0) return NULL;
   if ((size_t)i >= s->routes_cap) {
     size_t cap = s->routes_cap ? s->routes_cap * 2 : 16;
-    while (cap <= (size_t)i) cap *= 2;
+    while (cap <= (size_t)i)
+      cap *= 2;
     shadow_route_stats_t *r = realloc(s->routes, cap * sizeof(*r));
     if (!r) return NULL;
     memset(r + s->routes_cap, 0, (cap - s->routes_cap) * sizeof(*r));

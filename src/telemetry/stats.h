@@ -21,8 +21,7 @@ void shadow_counters_add(shadow_counters_t *c, const char *name, size_t len,
 uint64_t shadow_counters_get(const shadow_counters_t *c, const char *name);
 /* Calls fn for each entry in insertion order. */
 void shadow_counters_each(const shadow_counters_t *c,
-                          void (*fn)(void *ud, const char *name,
-                                     uint64_t n),
+                          void (*fn)(void *ud, const char *name, uint64_t n),
                           void *ud);
 
 #define SHADOW_HIST_BUCKETS 14

@@ -58,16 +58,14 @@ static void json_route(void *ud, const char *name, uint64_t idx) {
   const shadow_route_stats_t *r = &e->s->routes[idx];
   if (e->i++) shadow_buf_putc(e->out, ',');
   shadow_buf_json_string(e->out, name, strlen(name), 0);
-  shadow_buf_printf(e->out,
-                    ":{\"sampled\":%llu,\"compared\":%llu,\"diverged\":%llu,"
-                    "\"parts\":{\"status\":%llu,\"headers\":%llu,"
-                    "\"body\":%llu},\"verdict\":",
-                    (unsigned long long)r->sampled,
-                    (unsigned long long)r->compared,
-                    (unsigned long long)r->diverged,
-                    (unsigned long long)r->parts[0],
-                    (unsigned long long)r->parts[1],
-                    (unsigned long long)r->parts[2]);
+  shadow_buf_printf(
+      e->out,
+      ":{\"sampled\":%llu,\"compared\":%llu,\"diverged\":%llu,"
+      "\"parts\":{\"status\":%llu,\"headers\":%llu,"
+      "\"body\":%llu},\"verdict\":",
+      (unsigned long long)r->sampled, (unsigned long long)r->compared,
+      (unsigned long long)r->diverged, (unsigned long long)r->parts[0],
+      (unsigned long long)r->parts[1], (unsigned long long)r->parts[2]);
   shadow_verdict_t v;
   shadow_verdict_compute(&v, r->compared, r->diverged, e->budget,
                          e->min_samples);
@@ -91,15 +89,14 @@ static void route_walk(void *ud, const char *name, uint64_t n) {
 
 int shadow_stats_render_json(const shadow_stats_t *s, shadow_buf_t *out,
                              double budget, uint64_t min_samples) {
-  shadow_buf_printf(out,
-                    "{\"totals\":{\"requests\":%llu,\"sampled\":%llu,"
-                    "\"compared\":%llu,\"diverged\":%llu,"
-                    "\"primary_errors\":%llu,\"candidate_errors\":",
-                    (unsigned long long)s->requests,
-                    (unsigned long long)s->sampled,
-                    (unsigned long long)s->compared,
-                    (unsigned long long)s->diverged,
-                    (unsigned long long)s->primary_errors);
+  shadow_buf_printf(
+      out,
+      "{\"totals\":{\"requests\":%llu,\"sampled\":%llu,"
+      "\"compared\":%llu,\"diverged\":%llu,"
+      "\"primary_errors\":%llu,\"candidate_errors\":",
+      (unsigned long long)s->requests, (unsigned long long)s->sampled,
+      (unsigned long long)s->compared, (unsigned long long)s->diverged,
+      (unsigned long long)s->primary_errors);
   json_counters(out, s->candidate_errors);
   shadow_buf_puts(out, ",\"skipped\":");
   json_counters(out, s->skipped);
@@ -140,10 +137,14 @@ int shadow_stats_render_json(const shadow_stats_t *s, shadow_buf_t *out,
 /* Prometheus label values escape backslash, double quote and newline. */
 static void prom_label(shadow_buf_t *out, const char *v) {
   for (; *v; v++) {
-    if (*v == '\\') shadow_buf_puts(out, "\\\\");
-    else if (*v == '"') shadow_buf_puts(out, "\\\"");
-    else if (*v == '\n') shadow_buf_puts(out, "\\n");
-    else shadow_buf_putc(out, *v);
+    if (*v == '\\')
+      shadow_buf_puts(out, "\\\\");
+    else if (*v == '"')
+      shadow_buf_puts(out, "\\\"");
+    else if (*v == '\n')
+      shadow_buf_puts(out, "\\n");
+    else
+      shadow_buf_putc(out, *v);
   }
 }
 
@@ -159,19 +160,18 @@ static void prom_counter(void *ud, const char *name, uint64_t n) {
   shadow_buf_printf(e->out, "\"} %llu\n", (unsigned long long)n);
 }
 
-static void prom_family(shadow_buf_t *out, const char *metric,
-                        const char *help, const char *label,
-                        const shadow_counters_t *c) {
+static void prom_family(shadow_buf_t *out, const char *metric, const char *help,
+                        const char *label, const shadow_counters_t *c) {
   shadow_buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", metric, help,
                     metric);
   prom_each_t e = {out, metric, label};
   shadow_counters_each(c, prom_counter, &e);
 }
 
-static void prom_scalar(shadow_buf_t *out, const char *metric,
-                        const char *type, const char *help, uint64_t v) {
-  shadow_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", metric,
-                    help, metric, type, metric, (unsigned long long)v);
+static void prom_scalar(shadow_buf_t *out, const char *metric, const char *type,
+                        const char *help, uint64_t v) {
+  shadow_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", metric, help,
+                    metric, type, metric, (unsigned long long)v);
 }
 
 static void prom_hist(shadow_buf_t *out, const char *metric, const char *help,
@@ -184,9 +184,11 @@ static void prom_hist(shadow_buf_t *out, const char *metric, const char *help,
     shadow_buf_printf(out, "%s_bucket{le=\"%g\"} %llu\n", metric,
                       shadow_hist_bounds[i], (unsigned long long)cum);
   }
-  shadow_buf_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9g\n"
-                    "%s_count %llu\n", metric, (unsigned long long)h->count,
-                    metric, h->sum, metric, (unsigned long long)h->count);
+  shadow_buf_printf(out,
+                    "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9g\n"
+                    "%s_count %llu\n",
+                    metric, (unsigned long long)h->count, metric, h->sum,
+                    metric, (unsigned long long)h->count);
 }
 
 typedef struct prom_routes_s {
@@ -209,8 +211,7 @@ static void prom_route(void *ud, const char *name, uint64_t n) {
   }
 }
 
-int shadow_stats_render_prometheus(const shadow_stats_t *s,
-                                   shadow_buf_t *out) {
+int shadow_stats_render_prometheus(const shadow_stats_t *s, shadow_buf_t *out) {
   prom_scalar(out, "shadow_requests_total", "counter",
               "Client requests received.", s->requests);
   prom_scalar(out, "shadow_sampled_total", "counter",
@@ -221,8 +222,8 @@ int shadow_stats_render_prometheus(const shadow_stats_t *s,
               "Requests the primary failed (answered 502 or 504).",
               s->primary_errors);
   shadow_buf_puts(out, "# HELP shadow_divergences_total Compared pairs that "
-                  "differed, by route and part.\n"
-                  "# TYPE shadow_divergences_total counter\n");
+                       "differed, by route and part.\n"
+                       "# TYPE shadow_divergences_total counter\n");
   prom_routes_t pr = {s, out, 0};
   shadow_counters_each(s->route_names, prom_route, &pr);
   prom_family(out, "shadow_candidate_errors_total",
@@ -230,38 +231,45 @@ int shadow_stats_render_prometheus(const shadow_stats_t *s,
               s->candidate_errors);
   prom_family(out, "shadow_skipped_total",
               "Requests that would have been mirrored but were not, by "
-              "reason.", "reason", s->skipped);
-  prom_hist(out, "shadow_primary_latency_seconds",
-            "Primary response latency.", &s->primary_latency);
+              "reason.",
+              "reason", s->skipped);
+  prom_hist(out, "shadow_primary_latency_seconds", "Primary response latency.",
+            &s->primary_latency);
   prom_hist(out, "shadow_candidate_latency_seconds",
             "Candidate response latency.", &s->candidate_latency);
   shadow_buf_puts(out, "# HELP shadow_hook_duration_seconds Time spent in "
-                  "each Lua hook.\n# TYPE shadow_hook_duration_seconds "
-                  "histogram\n");
+                       "each Lua hook.\n# TYPE shadow_hook_duration_seconds "
+                       "histogram\n");
   for (int h = 0; h < SHADOW_STATS_MAX_HOOKS; h++) {
     const shadow_hist_t *hh = &s->hook_time[h];
     if (!s->hook_names[h] || hh->count == 0) continue;
     uint64_t cum = 0;
     for (int i = 0; i < SHADOW_HIST_BUCKETS; i++) {
       cum += hh->buckets[i];
-      shadow_buf_printf(out, "shadow_hook_duration_seconds_bucket{hook=\"%s\","
-                        "le=\"%g\"} %llu\n", s->hook_names[h],
-                        shadow_hist_bounds[i], (unsigned long long)cum);
+      shadow_buf_printf(out,
+                        "shadow_hook_duration_seconds_bucket{hook=\"%s\","
+                        "le=\"%g\"} %llu\n",
+                        s->hook_names[h], shadow_hist_bounds[i],
+                        (unsigned long long)cum);
     }
-    shadow_buf_printf(out, "shadow_hook_duration_seconds_bucket{hook=\"%s\","
-                      "le=\"+Inf\"} %llu\n", s->hook_names[h],
-                      (unsigned long long)hh->count);
-    shadow_buf_printf(out, "shadow_hook_duration_seconds_sum{hook=\"%s\"} "
-                      "%.9g\n", s->hook_names[h], hh->sum);
-    shadow_buf_printf(out, "shadow_hook_duration_seconds_count{hook=\"%s\"} "
-                      "%llu\n", s->hook_names[h],
-                      (unsigned long long)hh->count);
+    shadow_buf_printf(out,
+                      "shadow_hook_duration_seconds_bucket{hook=\"%s\","
+                      "le=\"+Inf\"} %llu\n",
+                      s->hook_names[h], (unsigned long long)hh->count);
+    shadow_buf_printf(out,
+                      "shadow_hook_duration_seconds_sum{hook=\"%s\"} "
+                      "%.9g\n",
+                      s->hook_names[h], hh->sum);
+    shadow_buf_printf(out,
+                      "shadow_hook_duration_seconds_count{hook=\"%s\"} "
+                      "%llu\n",
+                      s->hook_names[h], (unsigned long long)hh->count);
   }
   prom_scalar(out, "shadow_breaker_open", "gauge",
               "1 while the candidate's circuit breaker is open.",
               (uint64_t)s->breaker_open);
-  prom_family(out, "shadow_script_errors_total",
-              "Lua hook errors, by hook.", "hook", s->script_errors);
+  prom_family(out, "shadow_script_errors_total", "Lua hook errors, by hook.",
+              "hook", s->script_errors);
   prom_family(out, "shadow_reloads_total", "Script reloads, by result.",
               "result", s->reloads);
   return 0;
