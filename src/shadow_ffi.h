@@ -17,7 +17,7 @@
 #include "record.h"
 #include "ring.h"
 
-#define SHADOW_ABI_VERSION 1
+#define SHADOW_ABI_VERSION 2
 
 typedef struct shadow_ffi_diff_s shadow_ffi_diff_t;
 
@@ -32,6 +32,14 @@ int shadow_ffi_record_add_header(shadow_record_t *r, const char *name,
                                  size_t value_len);
 int shadow_ffi_record_set_body(shadow_record_t *r, const char *body,
                                size_t len);
+/* A body that arrives in pieces (a gateway's body filter): the first keep
+ * bytes are kept, the rest digested and counted; end() once it is all in.
+ * 0 or a negative errno. */
+int shadow_ffi_record_body_feed(shadow_record_t *r, const char *data,
+                                size_t len, double keep);
+int shadow_ffi_record_body_end(shadow_record_t *r);
+/* The whole body's length, cut or not; *cut says whether it was cut. */
+double shadow_ffi_record_body_len(const shadow_record_t *r, int *cut);
 void shadow_ffi_record_free(shadow_record_t *r);
 
 /* Diff options; the setters return 0, -EINVAL or -ENOMEM. */

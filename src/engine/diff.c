@@ -8,7 +8,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include <xxhash.h>
 #include <zlib.h>
 
 #include "divergence.h"
@@ -327,6 +326,9 @@ typedef struct body_view_s {
   size_t len;
   int coded;   /* the record's content-encoding could be undone */
   int too_big; /* inflating stopped at the limit: data is the coded bytes */
+  int cut;     /* only a prefix was kept: compare total and digest */
+  uint64_t total;
+  shadow_digest_t digest;
   shadow_buf_t scratch;
 } body_view_t;
 
@@ -335,6 +337,15 @@ static int body_view(const shadow_record_t *r, size_t limit, body_view_t *v) {
   v->len = r->body.len;
   v->coded = 1;
   v->too_big = 0;
+  v->cut = r->body_cut;
+  if (v->cut) {
+    /* The bytes as they travelled are all there is to compare, so the
+     * content-encoding header is compared too. */
+    v->total = r->body_total;
+    v->digest = r->body_digest;
+    v->coded = 0;
+    return 0;
+  }
   int coding = body_coding(r);
   if (coding == CODING_NONE) return 0;
   if (coding == CODING_OTHER) {
@@ -361,10 +372,15 @@ static int body_view(const shadow_record_t *r, size_t limit, body_view_t *v) {
   return 0;
 }
 
-static void hash_hex(const char *s, size_t n, char out[33]) {
-  XXH128_hash_t h = XXH3_128bits(s, n);
-  snprintf(out, 33, "%016" PRIx64 "%016" PRIx64, (uint64_t)h.high64,
-           (uint64_t)h.low64);
+/* A side's whole length and digest: kept from streaming, or computed. */
+static void view_digest(const body_view_t *v, uint64_t *len, char hex[33]) {
+  if (v->cut) {
+    *len = v->total;
+    shadow_digest_hex(v->digest, hex);
+  } else {
+    *len = v->len;
+    shadow_digest_hex(shadow_digest_of(v->data, v->len), hex);
+  }
 }
 
 /* A readable, bounded excerpt: printable ASCII as is, the rest escaped. */
@@ -408,16 +424,17 @@ static int bytes_summary(shadow_buf_t *s, const body_view_t *p,
 static int digest_summary(shadow_buf_t *s, const body_view_t *p,
                           const body_view_t *c, int *differs) {
   char hp[33], hc[33];
-  hash_hex(p->data, p->len, hp);
-  hash_hex(c->data, c->len, hc);
-  *differs = p->len != c->len || strcmp(hp, hc) != 0;
+  uint64_t lp, lc;
+  view_digest(p, &lp, hp);
+  view_digest(c, &lc, hc);
+  *differs = lp != lc || strcmp(hp, hc) != 0;
   if (!*differs) return 0;
-  return shadow_buf_printf(
-      s,
-      "bodies differ by digest: primary %zu bytes%s xxh3-128 %s, "
-      "candidate %zu bytes%s xxh3-128 %s",
-      p->len, p->too_big ? " (compressed)" : "", hp, c->len,
-      c->too_big ? " (compressed)" : "", hc);
+  return shadow_buf_printf(s,
+                           "bodies differ by digest: primary %" PRIu64
+                           " bytes%s xxh3-128 %s, "
+                           "candidate %" PRIu64 " bytes%s xxh3-128 %s",
+                           lp, p->too_big ? " (compressed)" : "", hp, lc,
+                           c->too_big ? " (compressed)" : "", hc);
 }
 
 /* Re-labels the JSON diff's pointers as "body:<pointer>" fields. */
@@ -443,7 +460,8 @@ static int diff_body(const shadow_diff_opts_t *o, const shadow_record_t *p,
   shadow_buf_t fields = SHADOW_BUF_INIT;
   int differs = 0, truncated = 0, rc = 0;
 
-  if (vp->too_big || vc->too_big || vp->len > limit || vc->len > limit) {
+  if (vp->cut || vc->cut || vp->too_big || vc->too_big || vp->len > limit ||
+      vc->len > limit) {
     kind = "digest";
     rc = digest_summary(&summary, vp, vc, &differs);
     if (!rc && differs) rc = add_field(res, "body", "", 0);

@@ -96,16 +96,6 @@ const shadow_header_t *shadow_headers_find(const shadow_headers_t *h,
   return NULL;
 }
 
-int shadow_headers_copy(shadow_headers_t *dst, const shadow_headers_t *src) {
-  for (size_t i = 0; i < src->n; i++) {
-    const shadow_header_t *e = &src->v[i];
-    int rc =
-        shadow_headers_add(dst, e->name, e->name_len, e->value, e->value_len);
-    if (rc) return rc;
-  }
-  return 0;
-}
-
 void shadow_headers_clear(shadow_headers_t *h) {
   /* Keep the newest (largest) chunk for the next use of the list. */
   struct shadow_header_chunk_s *c = h->chunks;
@@ -155,15 +145,25 @@ shadow_record_t *shadow_record_new(void) {
   return calloc(1, sizeof(shadow_record_t));
 }
 
+static void body_uncut(shadow_record_t *r) {
+  shadow_digester_free(r->digester);
+  r->digester = NULL;
+  r->body_cut = 0;
+  r->body_total = 0;
+  r->body_digest = (shadow_digest_t){0, 0};
+}
+
 void shadow_record_clear(shadow_record_t *r) {
   r->status = 0;
   shadow_headers_clear(&r->headers);
   shadow_buf_reset(&r->body);
+  body_uncut(r);
 }
 
 void shadow_record_release(shadow_record_t *r) {
   shadow_headers_free(&r->headers);
   shadow_buf_free(&r->body);
+  body_uncut(r);
   r->status = 0;
 }
 
@@ -173,10 +173,37 @@ void shadow_record_free(shadow_record_t *r) {
   free(r);
 }
 
-int shadow_record_copy(shadow_record_t *dst, const shadow_record_t *src) {
-  dst->status = src->status;
-  int rc = shadow_headers_copy(&dst->headers, &src->headers);
-  if (rc) return rc;
-  return shadow_buf_append(&dst->body, src->body.data ? src->body.data : "",
-                           src->body.len);
+int shadow_record_body_feed(shadow_record_t *r, const void *data, size_t len,
+                            size_t keep) {
+  if (len == 0) return 0;
+  if (!r->body_cut) {
+    if (r->body.len + len <= keep)
+      return shadow_buf_append(&r->body, data, len);
+    /* The body outgrows what is kept: from here on it is a prefix plus a
+     * digest of everything, the prefix included. */
+    r->digester = shadow_digester_new();
+    if (!r->digester) return -ENOMEM;
+    size_t room = keep - r->body.len;
+    if (room && shadow_buf_append(&r->body, data, room)) return -ENOMEM;
+    shadow_digester_update(r->digester, r->body.data ? r->body.data : "",
+                           r->body.len);
+    shadow_digester_update(r->digester, (const char *)data + room, len - room);
+    r->body_cut = 1;
+    r->body_total = r->body.len + (len - room);
+    return 0;
+  }
+  if (r->digester) shadow_digester_update(r->digester, data, len);
+  r->body_total += len;
+  return 0;
+}
+
+void shadow_record_body_end(shadow_record_t *r) {
+  if (!r->digester) return;
+  r->body_digest = shadow_digester_result(r->digester);
+  shadow_digester_free(r->digester);
+  r->digester = NULL;
+}
+
+uint64_t shadow_record_body_len(const shadow_record_t *r) {
+  return r->body_cut ? r->body_total : r->body.len;
 }

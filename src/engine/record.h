@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "buf.h"
+#include "digest.h"
 
 typedef struct shadow_header_s {
   char *name; /* as received; compared case-insensitively */
@@ -38,7 +39,6 @@ int shadow_headers_extend_last(shadow_headers_t *h, const char *more,
 /* The first header whose name equals name (case-insensitive), or NULL. */
 const shadow_header_t *shadow_headers_find(const shadow_headers_t *h,
                                            const char *name);
-int shadow_headers_copy(shadow_headers_t *dst, const shadow_headers_t *src);
 void shadow_headers_clear(shadow_headers_t *h); /* n = 0, keeps the array */
 void shadow_headers_free(shadow_headers_t *h);  /* safe twice */
 
@@ -50,10 +50,18 @@ int shadow_header_is_hop(const char *name, size_t len);
 /* Case-insensitive equality of a header name with a lower-case literal. */
 int shadow_header_name_is(const shadow_header_t *h, const char *lower);
 
+/* A response as the diff engine sees it. The body is either whole in body,
+ * or, when body_cut is set, only its first bytes are in body while
+ * body_total and body_digest describe all of it: a streamed body larger
+ * than what may be kept is compared by length and digest. */
 typedef struct shadow_record_s {
   int status;
   shadow_headers_t headers;
   shadow_buf_t body;
+  int body_cut;
+  uint64_t body_total;         /* when body_cut: the whole body's length */
+  shadow_digest_t body_digest; /* when body_cut: XXH3-128 of all of it */
+  shadow_digester_t *digester; /* while a cut body is still arriving */
 } shadow_record_t;
 
 shadow_record_t *shadow_record_new(void);
@@ -61,6 +69,15 @@ void shadow_record_init(shadow_record_t *r);
 void shadow_record_clear(shadow_record_t *r); /* back to empty, keeps memory */
 void shadow_record_release(shadow_record_t *r); /* frees contents only */
 void shadow_record_free(shadow_record_t *r);    /* NULL is fine */
-int shadow_record_copy(shadow_record_t *dst, const shadow_record_t *src);
+/* A body that arrives in pieces: keeps the first `keep` bytes in r->body;
+ * once the body passes keep, sets r->body_cut and only counts and digests
+ * the rest, so memory stays at keep bytes whatever the body's size.
+ * Returns 0 or -ENOMEM. */
+int shadow_record_body_feed(shadow_record_t *r, const void *data, size_t len,
+                            size_t keep);
+/* The body is complete: finishes the digest of a cut body. Idempotent. */
+void shadow_record_body_end(shadow_record_t *r);
+/* The whole body's length, cut or not. */
+uint64_t shadow_record_body_len(const shadow_record_t *r);
 
 #endif

@@ -48,8 +48,28 @@ int shadow_ffi_record_add_header(shadow_record_t *r, const char *name,
 int shadow_ffi_record_set_body(shadow_record_t *r, const char *body,
                                size_t len) {
   if (!r || (!body && len)) return -EINVAL;
+  shadow_record_body_end(r);
+  r->body_cut = 0;
   shadow_buf_reset(&r->body);
   return shadow_buf_append(&r->body, body ? body : "", len);
+}
+
+int shadow_ffi_record_body_feed(shadow_record_t *r, const char *data,
+                                size_t len, double keep) {
+  if (!r || (!data && len) || !(keep >= 0)) return -EINVAL;
+  size_t k = keep > (double)SIZE_MAX ? SIZE_MAX : (size_t)keep;
+  return shadow_record_body_feed(r, data, len, k);
+}
+
+int shadow_ffi_record_body_end(shadow_record_t *r) {
+  if (!r) return -EINVAL;
+  shadow_record_body_end(r);
+  return 0;
+}
+
+double shadow_ffi_record_body_len(const shadow_record_t *r, int *cut) {
+  if (cut) *cut = r && r->body_cut;
+  return r ? (double)shadow_record_body_len(r) : 0;
 }
 
 void shadow_ffi_record_free(shadow_record_t *r) {
