@@ -1,6 +1,8 @@
+/* The daemon's counters: bounded string-keyed families, per-route tallies,
+ * latency histograms and the last reload. The verdict drawn from them is
+ * the engine's (verdict.c); their renderings are in stats_render.c. */
 #include "stats.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -120,34 +122,6 @@ void shadow_hist_observe(shadow_hist_t *h, double seconds) {
     }
   h->count++;
   h->sum += seconds;
-}
-
-void shadow_verdict_compute(shadow_verdict_t *v, uint64_t compared,
-                            uint64_t diverged, double budget,
-                            uint64_t min_samples) {
-  const double z = 1.959963984540054; /* 95%, two-sided */
-  v->compared = compared;
-  v->diverged = diverged;
-  v->budget = budget;
-  if (compared == 0) {
-    v->rate = 0;
-    v->lower = 0;
-    v->upper = 1;
-  } else {
-    double n = (double)compared, p = (double)diverged / n;
-    double denom = 1 + z * z / n;
-    double centre = (p + z * z / (2 * n)) / denom;
-    double half = z * sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom;
-    v->rate = p;
-    v->lower = fmax(0, centre - half);
-    v->upper = fmin(1, centre + half);
-  }
-  if (compared < min_samples || compared == 0)
-    v->decision = "insufficient-data";
-  else if (v->upper <= budget)
-    v->decision = "promote";
-  else
-    v->decision = "hold";
 }
 
 shadow_stats_t *shadow_stats_new(void) {

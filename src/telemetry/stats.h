@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "verdict.h"
 
 /* A string-keyed family of counters (one metric's label values). Bounded:
  * past max_keys new names count under "other", so a hostile or buggy route
@@ -40,19 +41,6 @@ typedef struct shadow_route_stats_s {
   uint64_t sampled, compared, diverged;
   uint64_t parts[3]; /* status, headers, body */
 } shadow_route_stats_t;
-
-typedef struct shadow_verdict_s {
-  const char *decision; /* "promote", "hold", "insufficient-data" */
-  uint64_t compared, diverged;
-  double rate, lower, upper, budget;
-} shadow_verdict_t;
-
-/* The decision from the divergence rate's 95% Wilson score interval: hold
- * when its upper bound exceeds the budget, promote when it does not, and
- * insufficient-data below min_samples comparisons. */
-void shadow_verdict_compute(shadow_verdict_t *v, uint64_t compared,
-                            uint64_t diverged, double budget,
-                            uint64_t min_samples);
 
 typedef struct shadow_stats_s {
   uint64_t requests, sampled, compared, diverged;
@@ -88,6 +76,7 @@ shadow_route_stats_t *shadow_stats_route(shadow_stats_t *s, const char *name,
 void shadow_stats_set_reload(shadow_stats_t *s, double when_ms,
                              const char *result, const char *error);
 
+/* /stats, with the verdict (engine/verdict.h) overall and per route. */
 int shadow_stats_render_json(const shadow_stats_t *s, shadow_buf_t *out,
                              double slo_budget, uint64_t slo_min_samples);
 int shadow_stats_render_prometheus(const shadow_stats_t *s, shadow_buf_t *out);

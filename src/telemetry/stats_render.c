@@ -26,15 +26,18 @@ static void json_counters(shadow_buf_t *out, const shadow_counters_t *c) {
   shadow_buf_putc(out, '}');
 }
 
-/* JSON has no NaN or infinity; the verdict's numbers are always finite. */
+/* JSON has no NaN or infinity; the verdict's numbers are always finite.
+ * The reason is the engine's own sentence, escaped like any string. */
 static void json_verdict(shadow_buf_t *out, const shadow_verdict_t *v) {
   shadow_buf_printf(out,
                     "{\"decision\":\"%s\",\"compared\":%llu,\"diverged\":%llu,"
                     "\"rate\":%.6g,\"lower\":%.6g,\"upper\":%.6g,"
-                    "\"budget\":%.6g}",
+                    "\"budget\":%.6g,\"reason\":",
                     v->decision, (unsigned long long)v->compared,
                     (unsigned long long)v->diverged, v->rate, v->lower,
                     v->upper, v->budget);
+  shadow_buf_json_string(out, v->reason, strlen(v->reason), 0);
+  shadow_buf_putc(out, '}');
 }
 
 static void iso_time(char *buf, size_t n, double ms) {
