@@ -74,6 +74,15 @@ void shadow_ffi_diff_free(shadow_ffi_diff_t *d);
 /* Sticky sampling; key NULL means a random draw at the same rate. */
 int shadow_ffi_sampled(const char *key, size_t len, double rate);
 
+/* The promotion verdict of engine/verdict.h, from counts held as doubles
+ * (whole numbers up to 2^53, diverged <= compared), budget in [0, 1].
+ * Returns 1 promote, 0 insufficient-data, -1 hold, or -EINVAL; writes the
+ * rate, the 95% Wilson bounds and the reason (cut to reason_len - 1 bytes,
+ * NUL-terminated) through whichever pointers are not NULL. */
+int shadow_ffi_verdict(double compared, double diverged, double budget,
+                       double min_samples, double *rate, double *lower,
+                       double *upper, char *reason, size_t reason_len);
+
 /* The ring log. get: entry i (0 = newest) or NULL; valid until next push. */
 shadow_ring_t *shadow_ffi_ring_new(size_t capacity);
 int shadow_ffi_ring_push(shadow_ring_t *r, const char *json, size_t len,

@@ -55,6 +55,10 @@ void shadow_ffi_diff_free(shadow_ffi_diff_t *d);
 
 int shadow_ffi_sampled(const char *key, size_t len, double rate);
 
+int shadow_ffi_verdict(double compared, double diverged, double budget,
+                       double min_samples, double *rate, double *lower,
+                       double *upper, char *reason, size_t reason_len);
+
 shadow_ring_t *shadow_ffi_ring_new(size_t capacity);
 int shadow_ffi_ring_push(shadow_ring_t *r, const char *json, size_t len,
                          const char *route, size_t route_len);

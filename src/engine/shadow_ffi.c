@@ -2,12 +2,14 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
 #include "divergence.h"
 #include "sample.h"
+#include "verdict.h"
 
 /* The request facts are few and short: one allocation each, NULL = none. */
 enum { META_ROUTE, META_METHOD, META_PATH, META_KEY, META_N };
@@ -184,6 +186,28 @@ void shadow_ffi_diff_free(shadow_ffi_diff_t *d) {
 int shadow_ffi_sampled(const char *key, size_t len, double rate) {
   if (!key) return shadow_sampled_random(rate);
   return shadow_sampled(key, len, rate);
+}
+
+/* A count from Lua: a whole number a double holds exactly. The negated
+ * test sends NaN to false. */
+static int is_count(double x) {
+  return x >= 0 && x <= 9007199254740992.0 && x == floor(x);
+}
+
+int shadow_ffi_verdict(double compared, double diverged, double budget,
+                       double min_samples, double *rate, double *lower,
+                       double *upper, char *reason, size_t reason_len) {
+  if (!is_count(compared) || !is_count(diverged) || diverged > compared ||
+      !is_count(min_samples) || !(budget >= 0 && budget <= 1))
+    return -EINVAL;
+  shadow_verdict_t v;
+  shadow_verdict_compute(&v, (uint64_t)compared, (uint64_t)diverged, budget,
+                         (uint64_t)min_samples);
+  if (rate) *rate = v.rate;
+  if (lower) *lower = v.lower;
+  if (upper) *upper = v.upper;
+  if (reason && reason_len) snprintf(reason, reason_len, "%s", v.reason);
+  return v.code;
 }
 
 shadow_ring_t *shadow_ffi_ring_new(size_t capacity) {
