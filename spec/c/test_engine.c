@@ -94,9 +94,16 @@ int main(void) {
     for (int i = 0; i < 99; i++)
       noise[i] = longs;
     noise[99] = NULL;
-    shadow_divergence_meta_t m = {
-        42,   1795716000123.0, longs, "GET", "/u/7?v=\"1\"", NULL, 3.1, 5.0,
-        noise};
+    shadow_divergence_meta_t m = {.id = 42,
+                                  .time_ms = 1795716000123.0,
+                                  .route = longs,
+                                  .method = "GET",
+                                  .path = "/u/7?v=\"1\"",
+                                  .primary_ms = 3.1,
+                                  .candidate_ms = 5.0,
+                                  .primary_first_ms = 1.5,
+                                  .candidate_first_ms = -1,
+                                  .noise = noise};
     shadow_buf_t out = SHADOW_BUF_INIT;
     CHECK(shadow_divergence_format(&out, &m, &res) == 0);
     CHECK(out.len <= SHADOW_DIVERGENCE_MAX_BYTES);
@@ -104,6 +111,8 @@ int main(void) {
     CHECK(strstr(out.data, "\"key\":null"));
     CHECK(strstr(out.data,
                  "\"latency_ms\":{\"primary\":3.100,\"candidate\":5.000}"));
+    CHECK(strstr(out.data, "\"first_byte_ms\":{\"primary\":1.500,"
+                           "\"candidate\":null}"));
     CHECK(strstr(out.data, "\"path\":\"/u/7?v=\\\"1\\\"\""));
     printf("%.300s...\n", out.data);
     shadow_buf_free(&out);

@@ -107,7 +107,7 @@ static uv_async_t drainer;
 static size_t conns_at_drain = 99, inflight_at_drain = 99;
 
 static void on_drain(uv_async_t *a) {
-  shadow_server_drain(srv_a);
+  shadow_server_drain(srv_a, NULL, NULL);
   pthread_mutex_lock(&mu);
   conns_at_drain = shadow_server_connections(srv_a);
   inflight_at_drain = shadow_server_inflight(srv_a);
@@ -477,8 +477,8 @@ static void test_clients_leaving(void) {
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   CHECK(uv_loop_init(&loop) == 0);
-  shadow_limits_t lim;
-  shadow_limits_default(&lim);
+  shadow_server_opts_t lim;
+  shadow_server_opts_default(&lim);
   CHECK(lim.header_bytes == 65536 && lim.body_bytes == 8u << 20);
   CHECK(strcmp(shadow_http_reason(431), "Request Header Fields Too Large") ==
         0);
@@ -486,24 +486,24 @@ int main(void) {
   lim.body_bytes = 1000;
   lim.header_timeout_ms = 300;
   lim.idle_timeout_ms = 1000;
+  /* No on_body: requests arrive whole, as the admin takes them. */
+  shadow_server_handler_t h = {.on_request = on_request};
   char *err = NULL;
-  CHECK(shadow_server_listen(&loop, "127.0.0.1:0", &lim, on_request, NULL,
-                             &srv_a, &err) == 0);
+  CHECK(shadow_server_listen(&loop, "127.0.0.1:0", &lim, &h, &srv_a, &err) ==
+        0);
   lim.max_connections = 2;
-  CHECK(shadow_server_listen(&loop, "127.0.0.1:0", &lim, on_request, NULL,
-                             &srv_b, &err) == 0);
+  CHECK(shadow_server_listen(&loop, "127.0.0.1:0", &lim, &h, &srv_b, &err) ==
+        0);
   shadow_server_t *dup = NULL;
   char addr[64];
   port_a = shadow_server_port(srv_a);
   port_b = shadow_server_port(srv_b);
   snprintf(addr, sizeof(addr), "127.0.0.1:%d", port_a);
   /* The port is taken: the error names the address. */
-  CHECK(shadow_server_listen(&loop, addr, &lim, on_request, NULL, &dup, &err) <
-        0);
+  CHECK(shadow_server_listen(&loop, addr, &lim, &h, &dup, &err) < 0);
   CHECK(dup == NULL && err && strstr(err, addr));
   free(err);
-  CHECK(shadow_server_listen(&loop, "nonsense", &lim, on_request, NULL, &dup,
-                             &err) < 0);
+  CHECK(shadow_server_listen(&loop, "nonsense", &lim, &h, &dup, &err) < 0);
   free(err);
   CHECK(port_a > 0 && port_b > 0);
   uv_async_init(&loop, &stopper, on_stop);

@@ -22,7 +22,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) {
     shadow_diff_result_t r = SHADOW_DIFF_RESULT_INIT;
     if (shadow_diff_records(o, &p, &c, &r) >= 0) {
       shadow_buf_t out = SHADOW_BUF_INIT;
-      shadow_divergence_meta_t m = {1, 0, "r", "GET", "/", "k", 1, 2, NULL};
+      shadow_divergence_meta_t m = {.id = 1,
+                                    .route = "r",
+                                    .method = "GET",
+                                    .path = "/",
+                                    .key = "k",
+                                    .primary_ms = 1,
+                                    .candidate_ms = 2,
+                                    .primary_first_ms = 0.5,
+                                    .candidate_first_ms = 1};
       if (shadow_divergence_format(&out, &m, &r) == 0 &&
           out.len > SHADOW_DIVERGENCE_MAX_BYTES)
         abort();

@@ -16,6 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 typedef struct outcome_s {
   unsigned requests;
+  unsigned heads; /* streaming: heads handed out before their body */
   unsigned continues;
   int status;      /* the error answer, or 0 */
   uint64_t digest; /* of every request's method, target, headers, body */
@@ -28,6 +29,12 @@ static uint64_t mix(uint64_t h, const void *p, size_t n) {
   return h * 31 + n;
 }
 
+/* Body bytes as a streaming server takes them, after each feed. */
+static void take_body(outcome_t *o, shadow_request_t *req) {
+  o->digest = mix(o->digest, req->body.data, req->body.len);
+  shadow_buf_reset(&req->body);
+}
+
 static void take(outcome_t *o, const shadow_request_t *req) {
   o->requests++;
   o->digest = mix(o->digest, req->method, strlen(req->method));
@@ -38,8 +45,8 @@ static void take(outcome_t *o, const shadow_request_t *req) {
     o->digest =
         mix(o->digest, req->headers.v[i].value, req->headers.v[i].value_len);
   }
-  o->digest = mix(o->digest, req->body.data, req->body.len);
   o->digest = mix(o->digest, &req->keep_alive, sizeof(req->keep_alive));
+  o->digest = mix(o->digest, &req->content_length, sizeof(req->content_length));
 }
 
 /* Feeds one piece; returns 0 once the connection would be closed. */
@@ -51,13 +58,24 @@ static int feed(shadow_request_parser_t *p, outcome_t *o, const char *s,
     if (used > n) abort();
     s += used;
     n -= used;
-    if (ev == SHADOW_PARSE_REQUEST) {
+    if (p->stream && p->head_done) take_body(o, p->req);
+    if (ev == SHADOW_PARSE_HEAD) {
+      if (!p->stream) abort();
       take(o, p->req);
+      o->heads++;
+    } else if (ev == SHADOW_PARSE_REQUEST) {
+      if (!p->stream || !p->head_done) take(o, p->req);
+      take_body(o, p->req);
+      if (!p->req->body_complete) abort();
       int keep = p->req->keep_alive;
       shadow_request_parser_next(p);
       if (!keep) return 0;
     } else if (ev == SHADOW_PARSE_CONTINUE) {
       o->continues++;
+      if (p->stream) {
+        take(o, p->req);
+        o->heads++;
+      }
     } else if (ev == SHADOW_PARSE_ERROR) {
       if (p->status != 400 && p->status != 413 && p->status != 431) abort();
       o->status = p->status;
@@ -69,11 +87,11 @@ static int feed(shadow_request_parser_t *p, outcome_t *o, const char *s,
   return 1;
 }
 
-static void run(const char *s, size_t n, size_t cut, outcome_t *o) {
+static void run(const char *s, size_t n, size_t cut, int stream, outcome_t *o) {
   shadow_request_t req;
   memset(&req, 0, sizeof(req));
   shadow_request_parser_t p;
-  shadow_request_parser_init(&p, &req, 256, 64);
+  shadow_request_parser_init(&p, &req, 256, 64, stream);
   memset(o, 0, sizeof(*o));
   if (feed(&p, o, s, cut)) feed(&p, o, s + cut, n - cut);
   shadow_request_parser_free(&p);
@@ -86,13 +104,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t n = size - 1;
   const char *s = (const char *)data + 1;
   size_t cut = n ? data[0] % (n + 1) : 0;
-  outcome_t whole, split;
-  run(s, n, n, &whole);
-  run(s, n, cut, &split);
+  outcome_t whole, split, streamed;
+  run(s, n, n, 0, &whole);
+  run(s, n, cut, 0, &split);
   /* Limits count bytes, not pieces, so both feeds reach the same verdict;
    * a 100 Continue may be skipped when the body came with the head. */
   if (whole.requests != split.requests || whole.status != split.status ||
       whole.digest != split.digest)
+    abort();
+  /* Streaming the bodies out as they come changes when they are taken,
+   * never what the requests are or whether they are refused. */
+  run(s, n, cut, 1, &streamed);
+  if (streamed.status != whole.status || streamed.requests < whole.requests ||
+      streamed.requests > whole.requests + 1)
     abort();
   return 0;
 }

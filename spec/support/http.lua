@@ -95,11 +95,10 @@ local function read_chunked(sock)
   end
 end
 
--- Reads one response: { status, reason, version, headers (lower-case
--- name -> value, repeated ones joined with ", "), header_list, body }.
--- Interim 1xx responses are skipped. opts.method = "HEAD" for no body.
-function Conn:read_response(opts)
-  opts = opts or {}
+-- Reads a response head: { status, reason, version, headers (lower-case
+-- name -> value, repeated ones joined with ", "), header_list }. Interim
+-- 1xx responses are skipped. The body is left to read.
+function Conn:read_response_head()
   local sock = self.sock
   local res
   repeat
@@ -121,6 +120,16 @@ function Conn:read_response(opts)
         and (res.headers[name] .. ", " .. value) or value
     end
   until res.status >= 200 or res.status == 101
+  return res
+end
+
+-- Reads one response: the head as read_response_head(), and its body.
+-- opts.method = "HEAD" for no body.
+function Conn:read_response(opts)
+  opts = opts or {}
+  local sock = self.sock
+  local res, err = self:read_response_head()
+  if not res then return nil, err end
   local h = res.headers
   if opts.method == "HEAD" or res.status == 204 or res.status == 304 then
     res.body = ""

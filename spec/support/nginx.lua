@@ -19,7 +19,9 @@ local LOG_FORMAT = [[
   log_format spec escape=json '{"key":"$http_x_user_id",'
     '"shadow":"$http_x_shadow_request","method":"$request_method",'
     '"uri":"$request_uri","body":"$request_body",'
-    '"content_type":"$http_content_type","status":"$status"}';
+    '"content_type":"$http_content_type","status":"$status",'
+    '"bytes":"$body_bytes_sent","completion":"$request_completion",'
+    '"request_length":"$request_length"}';
 ]]
 
 local function render(dir, servers, ports, http_extra)
@@ -40,7 +42,7 @@ local function render(dir, servers, ports, http_extra)
     ("  scgi_temp_path %s/scgi;"):format(dir),
     -- Whole bodies in memory, so $request_body logs them.
     "  client_body_buffer_size 1m;",
-    "  client_max_body_size 16m;",
+    "  client_max_body_size 64m;",
     "  keepalive_requests 100000;",
     "  lua_code_cache on;",
     http_extra or "",

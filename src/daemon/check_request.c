@@ -2,7 +2,7 @@
 
 #include <string.h>
 
-#include "sample.h"
+#include "policy.h"
 
 static void print_request(shadow_gen_t *g, int lreq, FILE *out) {
   shadow_buf_t m = SHADOW_BUF_INIT, t = SHADOW_BUF_INIT, b = SHADOW_BUF_INIT;
@@ -58,38 +58,35 @@ int shadow_check_request(shadow_gen_t *g, const char *request,
                        v, strlen(v));
   }
   if (rc == 0) {
-    int lreq = shadow_script_req_open(g, &req);
+    int lreq = shadow_script_req_open(g, &req, NULL, 0);
     fprintf(out, "request %s\n", request);
-    int mirrored = cfg->candidate.kind != SHADOW_BACKEND_NONE;
-    int method_ok = (cfg->mirror_methods >> id) & 1;
+    /* The dispatcher's own decision, then the steps that led to it. */
+    shadow_policy_decision_t dec = {0};
+    shadow_policy_decide(g, &req, lreq, &dec);
+    shadow_policy_why_t why = dec.why;
+    int method_ok =
+        shadow_policy_may_mirror(cfg, id) || why > SHADOW_POLICY_METHOD;
     fprintf(out, "  method     %s\n",
             method_ok ? "mirrored" : "not in mirror_methods: not mirrored");
-    mirrored &= method_ok;
-    int pass = shadow_script_filter(g, lreq);
-    if (shadow_gen_has_hook(g, SHADOW_HOOK_FILTER))
-      fprintf(out, "  filter     %s\n", pass ? "passes" : "filters it out");
-    mirrored &= pass;
-    shadow_buf_t key = SHADOW_BUF_INIT;
-    int k = shadow_script_key(g, lreq, &key);
-    if (k == 1) {
-      int in = shadow_sampled(key.data, key.len, cfg->rate);
-      fprintf(out, "  key        \"%s\": %s at rate %g\n", key.data,
-              in ? "sampled" : "not sampled", cfg->rate);
-      mirrored &= in;
-    } else if (k == 0) {
-      fprintf(out, "  key        none: a random draw at rate %g\n", cfg->rate);
-      mirrored &= cfg->rate > 0;
-    } else {
+    if (method_ok && shadow_gen_has_hook(g, SHADOW_HOOK_FILTER))
+      fprintf(out, "  filter     %s\n",
+              why == SHADOW_POLICY_FILTERED ? "filters it out" : "passes");
+    /* The key was looked at when the decision got that far. */
+    int keyed = why == SHADOW_POLICY_MIRROR || why >= SHADOW_POLICY_KEY_FAILED;
+    if (why == SHADOW_POLICY_KEY_FAILED)
       fprintf(out, "  key        the hook failed: not sampled\n");
-      mirrored = 0;
-    }
-    shadow_buf_free(&key);
+    else if (keyed && dec.has_key)
+      fprintf(out, "  key        \"%s\": %s at rate %g\n", dec.key.data,
+              why == SHADOW_POLICY_MIRROR ? "sampled" : "not sampled",
+              cfg->rate);
+    else if (keyed)
+      fprintf(out, "  key        none: a random draw at rate %g\n", cfg->rate);
+    shadow_buf_free(&dec.key);
+    int mirrored = why == SHADOW_POLICY_MIRROR;
     if (shadow_gen_has_hook(g, SHADOW_HOOK_ROUTE)) {
       shadow_buf_t route = SHADOW_BUF_INIT;
-      if (shadow_script_route(g, lreq, &route) == 0)
-        fprintf(out, "  route      %s\n", route.data);
-      else
-        fprintf(out, "  route      the hook failed: \"unknown\"\n");
+      shadow_policy_route(g, &req, lreq, &route);
+      fprintf(out, "  route      %s\n", route.data);
       shadow_buf_free(&route);
     }
     if (shadow_gen_has_hook(g, SHADOW_HOOK_REWRITE)) {
@@ -105,9 +102,11 @@ int shadow_check_request(shadow_gen_t *g, const char *request,
       }
     }
     fprintf(out, "  verdict    %s\n",
-            mirrored ? (k == 1 ? "mirrored to the candidate"
-                               : "mirrored when the random draw says so")
-                     : "not mirrored");
+            mirrored ? (dec.has_key ? "mirrored to the candidate"
+                                    : "mirrored when the random draw says so")
+            : why == SHADOW_POLICY_NOT_SAMPLED && !dec.has_key
+                ? "mirrored when the random draw says so"
+                : "not mirrored");
     shadow_script_req_close(g, lreq);
   }
   shadow_buf_free(&req.target);

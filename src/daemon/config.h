@@ -1,5 +1,7 @@
-/* The configuration a script produced, as plain C data. Filled by script.c,
- * read by the dispatcher, the admin and main. */
+/* The configuration a script produced, as plain C data: read from the
+ * script's table by script_config.c, read by the dispatcher, the admin and
+ * main. The defaults live in config.c, and those of a backend's timeouts
+ * in the upstream client they configure. */
 #ifndef SHADOW_CONFIG_H
 #define SHADOW_CONFIG_H
 
@@ -8,6 +10,7 @@
 
 #include "diff.h"
 #include "server.h"
+#include "upstream.h"
 
 enum {
   SHADOW_BACKEND_NONE = 0,
@@ -18,11 +21,24 @@ enum {
 typedef struct shadow_backend_cfg_s {
   int kind;
   char *url;  /* HTTP */
-  char *host; /* HTTP: Host header override, or NULL */
-  uint64_t timeout_ms, connect_timeout_ms;
-  size_t max_connections;
+  char *host; /* HTTP: Host header to send, or NULL for the client's */
+  /* HTTP: timeouts and pool sizes; opts.host is set from host by
+   * shadow_backend_upstream_opts(). */
+  shadow_upstream_opts_t opts;
   int lua_ref; /* LUA: registry reference of the function */
 } shadow_backend_cfg_t;
+
+/* What a client may send and how long things may take (limits.*). */
+typedef struct shadow_limits_s {
+  size_t header_bytes;        /* request head; over: 431 */
+  uint64_t body_bytes;        /* request body; over: 413; 0: no cap */
+  uint64_t mirror_body_bytes; /* larger request bodies are not mirrored */
+  size_t diff_bytes;          /* body kept per side for the diff */
+  uint64_t header_timeout_ms;
+  uint64_t idle_timeout_ms;
+  size_t max_connections;
+  uint64_t hook_timeout_ms; /* a Lua hook call that runs longer is stopped */
+} shadow_limits_t;
 
 /* Bits of mirror_methods, by llhttp method number (all are < 64). */
 typedef uint64_t shadow_method_set_t;
@@ -39,15 +55,25 @@ typedef struct shadow_config_s {
   uint64_t breaker_cooldown_ms;
   size_t max_inflight_shadow;
   shadow_limits_t limits;
-  size_t diff_bytes;
   double slo_max_rate;
   uint64_t slo_min_samples;
   uint64_t drain_timeout_ms;
-  uint64_t hook_timeout_ms; /* limits.hook_timeout_ms */
   int watch;
 } shadow_config_t;
 
+/* The defaults of every field; 0, or -ENOMEM. */
+int shadow_config_init(shadow_config_t *c);
 void shadow_config_release(shadow_config_t *c);
+void shadow_limits_default(shadow_limits_t *l);
+void shadow_backend_cfg_init(shadow_backend_cfg_t *b);
+/* The upstream options a backend's pool is made with: its own, plus what
+ * the limits say about bodies kept for the diff. */
+void shadow_backend_upstream_opts(const shadow_backend_cfg_t *b,
+                                  const shadow_limits_t *l,
+                                  shadow_upstream_opts_t *out);
+/* The server options the limits make for the proxy's listener. */
+void shadow_limits_server_opts(const shadow_limits_t *l,
+                               shadow_server_opts_t *out);
 /* llhttp's number for an HTTP method name (any case), or -1. */
 int shadow_config_method_id(const char *name);
 

@@ -162,9 +162,12 @@ static shadow_ring_t *admin_ring(void *ud) {
   return app->sh.ring;
 }
 
-static const shadow_config_t *admin_config(void *ud) {
+static void admin_settings(void *ud, shadow_admin_settings_t *out) {
   app_t *app = ud;
-  return shadow_gen_config(app->gen);
+  const shadow_config_t *cfg = shadow_gen_config(app->gen);
+  out->token = cfg->admin_token;
+  out->slo_max_rate = cfg->slo_max_rate;
+  out->slo_min_samples = cfg->slo_min_samples;
 }
 
 static void admin_lock(void *ud) {
@@ -275,8 +278,9 @@ int shadow_daemon_run(const shadow_daemon_opts_t *opts, shadow_gen_t *g) {
   if (rc == 0) app->sh.stats->generation = 1;
   if (rc == 0) rc = start_serving(app, g, &err);
   if (rc == 0) {
-    shadow_admin_ctx_t ctx = {app->sh.stats, admin_ring,   admin_config, reload,
-                              admin_lock,    admin_unlock, app};
+    shadow_admin_ctx_t ctx = {
+        app->sh.stats, admin_ring, admin_settings, reload, admin_lock,
+        admin_unlock,  app};
     rc = shadow_admin_listen(&loop, cfg->admin, &ctx, &app->admin, &err);
     if (rc) {
       char *why = err;

@@ -1,6 +1,13 @@
-/* The dispatcher. One exchange per client request: the primary leg answers
- * the client the moment it completes; a sampled request also has a
- * candidate leg, and when both are in, the pair is compared. */
+/* The dispatcher: one exchange per client request. The primary leg streams
+ * to the client as it arrives, with backpressure both ways (a slow client
+ * pauses the primary's read; a slow primary pauses the client's upload).
+ * A request the policy mirrors also has a candidate leg, started once the
+ * request body is complete (a copy of it is kept up to mirror_body_bytes);
+ * both responses are kept up to diff_bytes and digested beyond, and the
+ * pair is compared when both legs have ended. The parts live apart: the
+ * policy (policy.c), the backends and generations (backends.c), the
+ * breaker and in-flight cap (admission.c), the comparison (comparison.c).
+ */
 #include "dispatcher.h"
 
 #include <errno.h>
@@ -8,30 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "breaker.h"
-#include "divergence.h"
+#include "admission.h"
+#include "backends.h"
+#include "comparison.h"
+#include "deferred.h"
 #include "log.h"
-#include "sample.h"
+#include "policy.h"
 #include "shared.h"
 #include "upstream.h"
-
-/* A backend in use by one or more generations. A reload keeps the pool of
- * a backend whose address and options did not change. */
-typedef struct backend_s {
-  struct backend_s *next; /* in the dispatcher's list */
-  int refs;
-  char *signature; /* url and options: equal signature, same pool */
-  shadow_upstream_t *up;
-} backend_t;
-
-/* A generation as the dispatcher sees it: the script host's generation and
- * the backends its config names. */
-typedef struct epoch_s {
-  int refs;
-  shadow_gen_t *gen;
-  const shadow_config_t *cfg;
-  backend_t *primary, *candidate;
-} epoch_t;
 
 typedef struct exchange_s exchange_t;
 
@@ -39,114 +30,73 @@ struct shadow_dispatcher_s {
   uv_loop_t *loop;
   shadow_server_t *server;
   /* Counters, ring, sink, breaker and the in-flight count: shared with
-   * the other worker loops, if any, and touched only under LOCK. */
+   * the other worker loops, if any, and touched only under the lock. */
   shadow_shared_t *sh;
   shadow_stats_t *stats; /* sh->stats */
-  epoch_t *epoch;        /* current */
-  backend_t *backends;
-  size_t exchanges;       /* exchanges alive */
-  uv_timer_t drain_timer; /* polls for the last client connection to go */
-  uv_idle_t idle; /* runs deferred work: Lua candidates, backend closes */
-  exchange_t *lua_queue, *lua_queue_tail;
-  shadow_diff_result_t diff;
-  shadow_buf_t scratch;
+  shadow_backends_t *backends;
+  shadow_epoch_t *epoch; /* current */
+  size_t exchanges;      /* exchanges alive */
+  shadow_deferred_t deferred;
+  shadow_comparator_t cmp;
   int closing;
   int handles_open;
   void (*drained)(void *ud);
   void *drained_ud;
 };
 
+enum { LEG_NONE = 0, LEG_RUNNING, LEG_DONE, LEG_FAILED };
+
+/* One side of an exchange. */
+typedef struct leg_s {
+  exchange_t *ex;
+  shadow_upstream_leg_t *up; /* an HTTP leg in flight */
+  shadow_record_t *rec;      /* what is kept for the comparison, or NULL */
+  uint64_t start_ns, first_ns, last_ns;
+  int state;
+  int err;
+} leg_t;
+
 struct exchange_s {
   shadow_dispatcher_t *d;
-  epoch_t *epoch;
-  shadow_request_t *req; /* until the client is answered */
+  shadow_epoch_t *epoch;
+  shadow_request_t *req; /* until given back to the server */
   int lreq;              /* the Lua view of the request, 0 if none */
-  int sampled;
-  int primary_pending, candidate_pending;
-  int probe; /* the single leg a half-open breaker let through */
-  shadow_record_t *primary, *candidate; /* kept for the comparison */
-  double primary_ms, candidate_ms;
-  int has_key;
-  shadow_buf_t key, route, method, target;
-  int cand_lreq; /* rewritten request for a Lua candidate */
-  exchange_t *next_queued;
+  int cand_lreq;         /* the rewritten request, or lreq */
+  int maybe;     /* the request may be mirrored: keep the primary's answer */
+  int decided;   /* the policy has run */
+  int sampled;   /* a candidate leg was started */
+  int admitted;  /* holds an admission slot */
+  int probe;     /* that slot is the half-open breaker's probe */
+  int skipped;   /* the pair will not be compared */
+  int body_done; /* the request body is complete */
+  int body_over; /* it outgrew the copy's cap */
+  int primary_paused;
+  shadow_buf_t body; /* a copy of the request body, for the candidate */
+  leg_t primary, candidate;
+  shadow_policy_decision_t dec;
+  shadow_buf_t route, method, target;
+  shadow_task_t lua_task;
 };
-
-static void finish_if_done(exchange_t *ex);
-static void check_drained(shadow_dispatcher_t *d);
 
 #define LOCK(d) shadow_shared_lock((d)->sh)
 #define UNLOCK(d) shadow_shared_unlock((d)->sh)
 
-/* --- backends and epochs ------------------------------------------------ */
+static void finish_if_done(exchange_t *ex);
+static const shadow_upstream_handler_t primary_handler;
+static const shadow_upstream_handler_t candidate_handler;
 
-static char *backend_signature(const shadow_backend_cfg_t *b, size_t max_idle) {
-  shadow_buf_t s = SHADOW_BUF_INIT;
-  shadow_buf_printf(&s, "%s|%s|%llu|%llu|%zu|%zu", b->url,
-                    b->host ? b->host : "", (unsigned long long)b->timeout_ms,
-                    (unsigned long long)b->connect_timeout_ms,
-                    b->max_connections, max_idle);
-  return shadow_buf_steal(&s, NULL);
+static double ms_between(uint64_t a, uint64_t b) {
+  return a && b >= a ? (double)(b - a) / 1e6 : -1;
 }
 
-/* max_idle: idle connections the pool keeps; 0 for the default. */
-static int backend_get(shadow_dispatcher_t *d, const shadow_backend_cfg_t *b,
-                       const shadow_limits_t *limits, size_t max_idle,
-                       backend_t **out, char **err) {
-  *out = NULL;
-  if (b->kind != SHADOW_BACKEND_HTTP) return 0;
-  char *sig = backend_signature(b, max_idle);
-  if (!sig) return -ENOMEM;
-  for (backend_t *e = d->backends; e; e = e->next)
-    if (e->refs > 0 && strcmp(e->signature, sig) == 0) {
-      free(sig);
-      e->refs++;
-      *out = e;
-      return 0;
-    }
-  shadow_upstream_opts_t o;
-  shadow_upstream_opts_default(&o);
-  o.timeout_ms = b->timeout_ms;
-  o.connect_timeout_ms = b->connect_timeout_ms;
-  o.max_connections = b->max_connections;
-  o.body_bytes = limits->body_bytes;
-  o.header_bytes = limits->header_bytes;
-  if (max_idle > o.max_idle) o.max_idle = max_idle;
-  backend_t *e = calloc(1, sizeof(*e));
-  if (!e) {
-    free(sig);
-    return -ENOMEM;
-  }
-  int rc = shadow_upstream_new(d->loop, b->url, &o, &e->up, err);
-  if (rc) {
-    free(sig);
-    free(e);
-    return rc;
-  }
-  e->signature = sig;
-  e->refs = 1;
-  e->next = d->backends;
-  d->backends = e;
-  *out = e;
-  return 0;
+/* Counts a request that was not mirrored. Takes the lock. */
+static void skip(shadow_dispatcher_t *d, const char *reason) {
+  LOCK(d);
+  shadow_counters_add(d->stats->skipped, reason, strlen(reason), 1);
+  UNLOCK(d);
 }
 
-/* A backend nobody uses is closed from the idle callback, never from inside
- * one of its own upstream callbacks. */
-static void idle_cb(uv_idle_t *h);
-
-static void backend_unref(shadow_dispatcher_t *d, backend_t *b) {
-  if (!b || --b->refs > 0) return;
-  if (!d->closing) uv_idle_start(&d->idle, idle_cb);
-}
-
-static void epoch_unref(shadow_dispatcher_t *d, epoch_t *e) {
-  if (!e || --e->refs > 0) return;
-  backend_unref(d, e->primary);
-  backend_unref(d, e->candidate);
-  shadow_gen_unref(e->gen);
-  free(e);
-}
+/* --- script observers --------------------------------------------------- */
 
 static void on_script_error(void *ud, int hook) {
   shadow_dispatcher_t *d = ud;
@@ -158,82 +108,23 @@ static void on_script_error(void *ud, int hook) {
 
 static void on_script_time(void *ud, int hook, double seconds) {
   shadow_dispatcher_t *d = ud;
-  if (hook < 0 || hook >= SHADOW_STATS_MAX_HOOKS) return;
+  if (hook < 0 || hook >= SHADOW_HOOK_COUNT) return;
   LOCK(d);
   d->stats->hook_names[hook] = shadow_hook_name(hook);
   shadow_hist_observe(&d->stats->hook_time[hook], seconds);
   UNLOCK(d);
 }
 
-static int epoch_new(shadow_dispatcher_t *d, shadow_gen_t *gen, epoch_t **out,
-                     char **err) {
-  const shadow_config_t *cfg = shadow_gen_config(gen);
-  epoch_t *e = calloc(1, sizeof(*e));
-  if (!e) return -ENOMEM;
-  int rc = backend_get(d, &cfg->primary, &cfg->limits, 0, &e->primary, err);
-  /* Candidate legs are open-loop: as many can be in flight as the cap
-   * allows, and each finished one should find its connection kept. */
-  if (rc == 0)
-    rc = backend_get(d, &cfg->candidate, &cfg->limits, cfg->max_inflight_shadow,
-                     &e->candidate, err);
-  if (rc) {
-    backend_unref(d, e->primary);
-    free(e);
-    return rc;
-  }
-  e->refs = 1;
-  e->gen = gen;
-  e->cfg = cfg;
+static int epoch_start(shadow_dispatcher_t *d, shadow_gen_t *gen,
+                       shadow_epoch_t **out, char **err) {
+  int rc = shadow_epoch_new(d->backends, gen, out, err);
+  if (rc) return rc;
   shadow_script_observer_t obs = {on_script_error, on_script_time, d};
   shadow_gen_observe(gen, &obs);
-  *out = e;
   return 0;
 }
 
 /* --- exchanges ---------------------------------------------------------- */
-
-static uint64_t now_ms(shadow_dispatcher_t *d) {
-  return uv_now(d->loop);
-}
-
-/* Counts a request that was not mirrored. Takes the lock. */
-static void skip(shadow_dispatcher_t *d, const char *reason) {
-  LOCK(d);
-  shadow_counters_add(d->stats->skipped, reason, strlen(reason), 1);
-  UNLOCK(d);
-}
-
-/* "GET /users/:id": the method and the path with numeric segments folded,
- * so that a route without a route hook still has a bounded label set. */
-static void default_route(const shadow_request_t *req, shadow_buf_t *route) {
-  shadow_buf_puts(route, req->method);
-  shadow_buf_putc(route, ' ');
-  const char *t = req->target.data ? req->target.data : "/";
-  size_t n = req->target.len;
-  const char *q = memchr(t, '?', n);
-  if (q) n = (size_t)(q - t);
-  size_t i = 0;
-  while (i < n) {
-    if (t[i] == '/') {
-      size_t j = i + 1;
-      int digits = 0, other = 0;
-      while (j < n && t[j] != '/') {
-        if (t[j] >= '0' && t[j] <= '9')
-          digits++;
-        else
-          other++;
-        j++;
-      }
-      if (digits && !other) {
-        shadow_buf_puts(route, "/:id");
-        i = j;
-        continue;
-      }
-    }
-    shadow_buf_putc(route, t[i]);
-    i++;
-  }
-}
 
 static exchange_t *exchange_new(shadow_dispatcher_t *d, shadow_request_t *req) {
   exchange_t *ex = calloc(1, sizeof(*ex));
@@ -241,8 +132,10 @@ static exchange_t *exchange_new(shadow_dispatcher_t *d, shadow_request_t *req) {
   ex->d = d;
   ex->req = req;
   ex->epoch = d->epoch;
-  ex->epoch->refs++;
+  shadow_epoch_ref(ex->epoch);
+  ex->primary.ex = ex->candidate.ex = ex;
   d->exchanges++;
+  req->data = ex;
   return ex;
 }
 
@@ -253,16 +146,31 @@ static void exchange_free(exchange_t *ex) {
   shadow_gen_t *g = ex->epoch->gen;
   shadow_script_req_close(g, ex->lreq);
   if (ex->cand_lreq != ex->lreq) shadow_script_req_close(g, ex->cand_lreq);
-  shadow_record_free(ex->primary);
-  shadow_record_free(ex->candidate);
-  shadow_buf_free(&ex->key);
+  shadow_record_free(ex->primary.rec);
+  shadow_record_free(ex->candidate.rec);
+  shadow_buf_free(&ex->body);
+  shadow_buf_free(&ex->dec.key);
   shadow_buf_free(&ex->route);
   shadow_buf_free(&ex->method);
   shadow_buf_free(&ex->target);
-  epoch_unref(d, ex->epoch);
+  shadow_epoch_unref(d->backends, ex->epoch);
   free(ex);
   d->exchanges--;
+  if (shadow_backends_unused(d->backends)) shadow_deferred_kick(&d->deferred);
   maybe_free_dispatcher(d);
+}
+
+/* Gives the request back to the server (which then answers or closes as
+ * it must); the exchange may live on for its candidate. */
+static void release_request(exchange_t *ex, int graceful) {
+  shadow_request_t *req = ex->req;
+  if (!req) return;
+  ex->req = NULL;
+  req->data = NULL;
+  if (graceful)
+    shadow_server_end(req, NULL);
+  else
+    shadow_server_abort(req);
 }
 
 static void respond_error(exchange_t *ex, int status, const char *what) {
@@ -270,397 +178,455 @@ static void respond_error(exchange_t *ex, int status, const char *what) {
   int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}", what);
   shadow_headers_t h = SHADOW_HEADERS_INIT;
   shadow_headers_add(&h, "content-type", 12, "application/json", 16);
-  shadow_server_respond(ex->req, status, &h, body, (size_t)n);
-  shadow_headers_free(&h);
+  shadow_request_t *req = ex->req;
   ex->req = NULL;
-  check_drained(ex->d);
+  req->data = NULL;
+  shadow_server_respond(req, status, &h, body, (size_t)n);
+  shadow_headers_free(&h);
 }
 
-static void on_primary(void *ud, int err, shadow_record_t *res,
-                       double latency_ms) {
+/* The pair will not be compared: drop what was kept for it. */
+static void drop_pair(exchange_t *ex, const char *reason) {
+  if (!ex->skipped && ex->sampled && reason) skip(ex->d, reason);
+  ex->skipped = 1;
+  shadow_record_free(ex->primary.rec);
+  ex->primary.rec = NULL;
+}
+
+/* --- keeping a response for the comparison ------------------------------ */
+
+static void leg_keep_head(leg_t *leg, int status, const shadow_headers_t *h) {
+  leg->first_ns = uv_hrtime();
+  if (!leg->rec) return;
+  leg->rec->status = status;
+  for (size_t i = 0; i < h->n; i++)
+    if (shadow_headers_add(&leg->rec->headers, h->v[i].name, h->v[i].name_len,
+                           h->v[i].value, h->v[i].value_len)) {
+      /* Out of memory: a partial record would compare wrong. */
+      shadow_record_free(leg->rec);
+      leg->rec = NULL;
+      return;
+    }
+}
+
+static void leg_keep_body(leg_t *leg, const char *data, size_t len) {
+  if (!leg->rec) return;
+  const shadow_config_t *cfg = leg->ex->epoch->cfg;
+  if (shadow_record_body_feed(leg->rec, data, len, cfg->limits.diff_bytes)) {
+    shadow_record_free(leg->rec);
+    leg->rec = NULL;
+  }
+}
+
+static void leg_end(leg_t *leg, int err) {
+  leg->up = NULL;
+  leg->last_ns = uv_hrtime();
+  leg->err = err;
+  leg->state = err == SHADOW_UPSTREAM_OK ? LEG_DONE : LEG_FAILED;
+  if (leg->rec) shadow_record_body_end(leg->rec);
+}
+
+/* --- the primary leg ---------------------------------------------------- */
+
+static void primary_interim(void *ud, int status, const shadow_headers_t *h) {
   exchange_t *ex = ud;
+  if (ex->req) shadow_server_interim(ex->req, status, h);
+}
+
+static void primary_head(void *ud, int status, const shadow_headers_t *h,
+                         int64_t content_length) {
+  exchange_t *ex = ud;
+  leg_keep_head(&ex->primary, status, h);
+  if (ex->req) shadow_server_head(ex->req, status, h, content_length);
+}
+
+static void primary_body(void *ud, const char *data, size_t len) {
+  exchange_t *ex = ud;
+  leg_keep_body(&ex->primary, data, len);
+  if (!ex->req) return;
+  /* The client is not keeping up: stop reading the primary until it has
+   * taken what is queued (primary_writable). */
+  if (shadow_server_body(ex->req, data, len) == 1 && !ex->primary_paused) {
+    ex->primary_paused = 1;
+    shadow_upstream_leg_pause(ex->primary.up);
+  }
+}
+
+static void primary_read_end(void *ud) {
+  exchange_t *ex = ud;
+  if (ex->req) shadow_server_flush(ex->req);
+}
+
+static void count_primary(exchange_t *ex, int err) {
   shadow_dispatcher_t *d = ex->d;
-  ex->primary_pending = 0;
-  ex->primary_ms = latency_ms;
+  leg_t *leg = &ex->primary;
   LOCK(d);
-  shadow_hist_observe(&d->stats->primary_latency, latency_ms / 1000);
+  shadow_hist_observe(&d->stats->primary_latency,
+                      (double)(leg->last_ns - leg->start_ns) / 1e9);
   if (err != SHADOW_UPSTREAM_OK) d->stats->primary_errors++;
   UNLOCK(d);
-  if (err != SHADOW_UPSTREAM_OK) {
+}
+
+static void primary_done(void *ud, int err, const shadow_headers_t *trailers) {
+  exchange_t *ex = ud;
+  leg_end(&ex->primary, err);
+  count_primary(ex, err);
+  if (err == SHADOW_UPSTREAM_OK) {
     if (ex->req) {
-      if (err == SHADOW_UPSTREAM_TIMEOUT)
+      shadow_request_t *req = ex->req;
+      ex->req = NULL;
+      req->data = NULL;
+      shadow_server_end(req, trailers);
+    }
+  } else {
+    drop_pair(ex, "primary_error");
+    if (ex->req && !shadow_server_head_sent(ex->req)) {
+      if (err == SHADOW_UPSTREAM_TIMEOUT) {
         respond_error(ex, 504, "primary timed out");
-      else if (err == SHADOW_UPSTREAM_CANCELED)
+      } else if (err == SHADOW_UPSTREAM_CANCELED) {
         respond_error(ex, 503, "shutting down");
-      else {
+      } else {
         char what[64];
         snprintf(what, sizeof(what), "primary failed: %s",
                  shadow_upstream_err_name(err));
         respond_error(ex, 502, what);
       }
+    } else {
+      /* The head went out already: like nginx, end the client's
+       * connection, so a cut body is not taken for a whole one. */
+      if (ex->req) {
+        LOCK(ex->d);
+        ex->d->stats->responses_cut++;
+        UNLOCK(ex->d);
+      }
+      release_request(ex, 0);
     }
-    if (ex->sampled) skip(d, "primary_error");
-  } else {
-    if (ex->req) {
-      shadow_server_respond(ex->req, res->status, &res->headers, res->body.data,
-                            res->body.len);
-      ex->req = NULL;
-      check_drained(d);
-    }
-    /* The record is kept only when there is a candidate to compare. */
-    if (ex->sampled && (ex->candidate_pending || ex->candidate))
-      ex->primary = res;
-    else
-      shadow_record_free(res);
   }
   finish_if_done(ex);
 }
 
-/* /stats and /metrics show the breaker as it is now: every transition,
- * open -> half-open in shadow_breaker_allow included, is published. Both
- * run under LOCK. */
-static void breaker_publish(shadow_dispatcher_t *d) {
-  shadow_breaker_t *b = &d->sh->breaker;
-  d->stats->breaker_open = b->state == SHADOW_BREAKER_OPEN;
-  d->stats->breaker_state = shadow_breaker_state_name(b->state);
+/* The streamed request body may go on to the primary. */
+static void primary_drain(void *ud) {
+  exchange_t *ex = ud;
+  if (ex->req) shadow_server_resume_body(ex->req);
 }
 
-/* A leg the breaker let through that will report no result: a half-open
- * breaker must not wait forever for its probe. */
-static void breaker_release(shadow_dispatcher_t *d) {
-  shadow_breaker_t *b = &d->sh->breaker;
-  if (b->state == SHADOW_BREAKER_HALF_OPEN) b->probe_inflight = 0;
+static const shadow_upstream_handler_t primary_handler = {
+    primary_interim,  primary_head, primary_body,
+    primary_read_end, primary_done, primary_drain};
+
+/* --- the candidate leg -------------------------------------------------- */
+
+static void candidate_head(void *ud, int status, const shadow_headers_t *h,
+                           int64_t content_length) {
+  exchange_t *ex = ud;
+  leg_keep_head(&ex->candidate, status, h);
 }
 
-static void candidate_done(exchange_t *ex, int err, shadow_record_t *res,
-                           double latency_ms) {
+static void candidate_body(void *ud, const char *data, size_t len) {
+  exchange_t *ex = ud;
+  leg_keep_body(&ex->candidate, data, len);
+}
+
+/* A candidate leg has ended, one way or another: its slot goes back, the
+ * breaker and the counters hear how it went. */
+static void candidate_ended(exchange_t *ex, int err) {
   shadow_dispatcher_t *d = ex->d;
-  ex->candidate_pending = 0;
-  ex->candidate_ms = latency_ms;
-  int ok = err == SHADOW_UPSTREAM_OK;
-  LOCK(d);
-  d->sh->inflight_shadow--;
-  /* Half-open, only the probe decides: a leg that started while the
-   * breaker was closed and ends late says nothing about the candidate
-   * now. */
-  shadow_breaker_t *b = &d->sh->breaker;
-  int counts = ex->probe || b->state != SHADOW_BREAKER_HALF_OPEN;
-  if (err != SHADOW_UPSTREAM_CANCELED && counts) {
-    shadow_breaker_result(b, ok, now_ms(d));
-    breaker_publish(d);
-  } else if (err == SHADOW_UPSTREAM_CANCELED && ex->probe) {
-    breaker_release(d);
+  leg_t *leg = &ex->candidate;
+  leg_end(leg, err);
+  shadow_leg_outcome_t outcome = err == SHADOW_UPSTREAM_OK ? SHADOW_LEG_OK
+                                 : err == SHADOW_UPSTREAM_CANCELED
+                                     ? SHADOW_LEG_DROPPED
+                                     : SHADOW_LEG_FAILED;
+  if (ex->admitted) {
+    ex->admitted = 0;
+    shadow_admission_leave(d->sh, ex->probe, outcome, uv_now(d->loop));
   }
-  if (ok) {
-    shadow_hist_observe(&d->stats->candidate_latency, latency_ms / 1000);
+  LOCK(d);
+  if (err == SHADOW_UPSTREAM_OK) {
+    shadow_hist_observe(&d->stats->candidate_latency,
+                        (double)(leg->last_ns - leg->start_ns) / 1e9);
   } else {
     const char *why = shadow_upstream_err_name(err);
     shadow_counters_add(d->stats->candidate_errors, why, strlen(why), 1);
   }
   UNLOCK(d);
-  if (ok) ex->candidate = res;
+}
+
+static void candidate_done(void *ud, int err,
+                           const shadow_headers_t *trailers) {
+  exchange_t *ex = ud;
+  candidate_ended(ex, err);
   finish_if_done(ex);
 }
 
-static void on_candidate(void *ud, int err, shadow_record_t *res,
-                         double latency_ms) {
-  candidate_done(ud, err, res, latency_ms);
+static const shadow_upstream_handler_t candidate_handler = {
+    NULL, candidate_head, candidate_body, NULL, candidate_done, NULL};
+
+/* Abandons a candidate leg that has not ended (the client went away, or
+ * the dispatcher closes): its slot goes back without a verdict. */
+static void candidate_cancel(exchange_t *ex) {
+  leg_t *leg = &ex->candidate;
+  if (leg->state != LEG_RUNNING) return;
+  if (leg->up) {
+    shadow_upstream_leg_abort(leg->up);
+    leg->up = NULL;
+  }
+  leg_end(leg, SHADOW_UPSTREAM_CANCELED);
+  if (ex->admitted) {
+    ex->admitted = 0;
+    shadow_admission_leave(ex->d->sh, ex->probe, SHADOW_LEG_DROPPED,
+                           uv_now(ex->d->loop));
+  }
 }
 
-/* Counts the pair, and a divergence when parts is not 0: formats its
- * record into the ring log and the sink, then tells on_divergence. */
-static void record_comparison(exchange_t *ex, unsigned parts) {
-  shadow_dispatcher_t *d = ex->d;
-  shadow_stats_t *st = d->stats;
-  shadow_shared_t *sh = d->sh;
-  LOCK(d);
-  st->compared++;
-  shadow_route_stats_t *rs =
-      shadow_stats_route(st, ex->route.data, ex->route.len);
-  if (rs) rs->compared++;
-  if (!parts) {
-    UNLOCK(d);
-    return;
-  }
-  st->diverged++;
-  if (rs) {
-    rs->diverged++;
-    for (int p = 0; p < 3; p++)
-      if (parts & (1u << p)) rs->parts[p]++;
-  }
-  const char *f = d->diff.fields.data;
-  for (size_t i = 0; i < d->diff.nfields && f; i++) {
-    size_t n = strlen(f);
-    shadow_counters_add(st->fields, f, n, 1);
-    f += n + 1;
-  }
-  uint64_t id = ++sh->next_id;
-  UNLOCK(d);
-  /* Formatting, the larger part of the work, happens outside the lock. */
-  shadow_divergence_meta_t m = {
-      .id = id,
-      .time_ms = shadow_now_ms(),
-      .route = ex->route.data,
-      .method = ex->method.data,
-      .path = ex->target.data,
-      .key = ex->has_key ? ex->key.data : NULL,
-      .primary_ms = ex->primary_ms,
-      .candidate_ms = ex->candidate_ms,
-      .noise = NULL,
-  };
-  shadow_buf_reset(&d->scratch);
-  if (shadow_divergence_format(&d->scratch, &m, &d->diff) < 0) return;
-  LOCK(d);
-  shadow_ring_push(sh->ring, d->scratch.data, d->scratch.len,
-                   ex->route.data ? ex->route.data : "", ex->route.len);
-  if (sh->sink) {
-    fwrite(d->scratch.data, 1, d->scratch.len, sh->sink);
-    fputc('\n', sh->sink);
-  }
-  UNLOCK(d);
-  shadow_script_on_divergence(ex->epoch->gen, d->scratch.data, d->scratch.len);
-}
+/* --- in-process (Lua) backends ------------------------------------------ */
 
-static void compare(exchange_t *ex) {
-  shadow_dispatcher_t *d = ex->d;
-  shadow_gen_t *g = ex->epoch->gen;
-  if (shadow_gen_has_hook(g, SHADOW_HOOK_NORMALIZE)) {
-    /* A failed normalize leaves the record raw: compare what we have. */
-    shadow_script_normalize(g, ex->lreq, ex->primary, "primary");
-    shadow_script_normalize(g, ex->lreq, ex->candidate, "candidate");
-  }
-  int parts = shadow_diff_records(ex->epoch->cfg->diff_opts, ex->primary,
-                                  ex->candidate, &d->diff);
-  if (parts < 0) {
-    skip(d, "diff_error");
-    return;
-  }
-  record_comparison(ex, (unsigned)parts);
-}
-
-static void drain_poll(uv_timer_t *t) {
-  check_drained(t->data);
-}
-
-/* Called after each answer to a client: the drain is over when none is
- * left in flight and every client connection is gone. An answer handed to
- * the server may still be being written (closing then would cut it), and
- * a request may still be arriving; each such connection closes by itself
- * once answered. The server has no event for its last connection going,
- * so poll for it; the drain timeout bounds the wait. */
-static void check_drained(shadow_dispatcher_t *d) {
-  if (!d->drained || !d->server || shadow_server_inflight(d->server) > 0)
-    return;
-  if (shadow_server_connections(d->server) > 0) {
-    if (!uv_is_active((uv_handle_t *)&d->drain_timer))
-      uv_timer_start(&d->drain_timer, drain_poll, 10, 10);
-    return;
-  }
-  uv_timer_stop(&d->drain_timer);
-  void (*done)(void *) = d->drained;
-  d->drained = NULL;
-  done(d->drained_ud);
-}
-
-static void finish_if_done(exchange_t *ex) {
-  if (ex->primary_pending || ex->candidate_pending || ex->req) return;
-  if (ex->primary && ex->candidate) compare(ex);
-  exchange_free(ex);
-}
-
-/* --- Lua backends ------------------------------------------------------- */
-
-static void call_lua_backend(exchange_t *ex, int fn_ref, int lreq,
-                             shadow_upstream_cb cb) {
+/* Calls a Lua backend with the request's Lua view; the record goes to
+ * leg->rec (a primary's too: the dispatcher then answers from it). */
+static int call_lua_backend(exchange_t *ex, leg_t *leg, int fn_ref, int lreq) {
   char err[160];
-  uint64_t t0 = uv_hrtime();
+  leg->start_ns = uv_hrtime();
+  leg->state = LEG_RUNNING;
   shadow_record_t *res = shadow_record_new();
   int rc = res ? shadow_script_call_backend(ex->epoch->gen, fn_ref, lreq, res,
                                             err, sizeof(err))
                : -1;
-  double ms = (double)(uv_hrtime() - t0) / 1e6;
+  leg->first_ns = uv_hrtime();
+  shadow_record_free(leg->rec);
+  leg->rec = NULL;
   if (rc) {
     shadow_record_free(res);
-    cb(ex, SHADOW_UPSTREAM_BAD_RESPONSE, NULL, ms);
+    leg_end(leg, SHADOW_UPSTREAM_BAD_RESPONSE);
+    return -1;
+  }
+  leg->rec = res;
+  leg_end(leg, SHADOW_UPSTREAM_OK);
+  return 0;
+}
+
+/* Lua candidates run from the loop's idle phase, after the client's
+ * response has been written. */
+static void run_lua_candidate(shadow_task_t *t, int canceled) {
+  exchange_t *ex =
+      (exchange_t *)(void *)((char *)t - offsetof(exchange_t, lua_task));
+  if (canceled) {
+    candidate_cancel(ex);
   } else {
-    cb(ex, SHADOW_UPSTREAM_OK, res, ms);
+    int rc = call_lua_backend(ex, &ex->candidate,
+                              ex->epoch->cfg->candidate.lua_ref, ex->cand_lreq);
+    candidate_ended(ex, rc ? SHADOW_UPSTREAM_BAD_RESPONSE : SHADOW_UPSTREAM_OK);
   }
+  finish_if_done(ex);
 }
 
-/* Lua candidates run after the loop has written the client's response. */
-static void queue_lua_candidate(exchange_t *ex) {
-  shadow_dispatcher_t *d = ex->d;
-  ex->next_queued = NULL;
-  if (d->lua_queue_tail)
-    d->lua_queue_tail->next_queued = ex;
-  else
-    d->lua_queue = ex;
-  d->lua_queue_tail = ex;
-}
-
-static void idle_cb(uv_idle_t *h) {
-  shadow_dispatcher_t *d = h->data;
-  exchange_t *ex = d->lua_queue;
-  d->lua_queue = d->lua_queue_tail = NULL;
-  while (ex) {
-    exchange_t *next = ex->next_queued;
-    if (d->closing)
-      candidate_done(ex, SHADOW_UPSTREAM_CANCELED, NULL, 0);
-    else
-      call_lua_backend(ex, ex->epoch->cfg->candidate.lua_ref, ex->cand_lreq,
-                       on_candidate);
-    ex = next;
-  }
-  /* Close backends no generation uses any more. */
-  backend_t **pp = &d->backends;
-  while (*pp) {
-    backend_t *b = *pp;
-    if (b->refs <= 0) {
-      *pp = b->next;
-      if (b->up) shadow_upstream_close(b->up);
-      free(b->signature);
-      free(b);
-    } else {
-      pp = &b->next;
-    }
-  }
-  if (!d->lua_queue) uv_idle_stop(&d->idle);
-}
-
-/* --- the request path --------------------------------------------------- */
-
-/* Decides whether this request gets a candidate leg, and sets up what the
- * comparison needs. Returns 1 to mirror. */
-static int decide(exchange_t *ex, shadow_request_t *req) {
-  shadow_dispatcher_t *d = ex->d;
+static void answer_from_lua(exchange_t *ex) {
   const shadow_config_t *cfg = ex->epoch->cfg;
+  if (!ex->lreq)
+    ex->lreq = shadow_script_req_open(ex->epoch->gen, ex->req, ex->body.data,
+                                      ex->body.len);
+  int rc = call_lua_backend(ex, &ex->primary, cfg->primary.lua_ref, ex->lreq);
+  count_primary(ex, rc ? SHADOW_UPSTREAM_BAD_RESPONSE : SHADOW_UPSTREAM_OK);
+  if (rc) {
+    drop_pair(ex, "primary_error");
+    respond_error(ex, 502, "primary failed: bad_response");
+    return;
+  }
+  shadow_record_t *r = ex->primary.rec;
+  shadow_request_t *req = ex->req;
+  ex->req = NULL;
+  req->data = NULL;
+  shadow_server_respond(req, r->status, &r->headers, r->body.data, r->body.len);
+  /* The record is kept only when there is something to compare it with. */
+  if (!ex->sampled) {
+    shadow_record_free(r);
+    ex->primary.rec = NULL;
+  }
+}
+
+/* --- the candidate's start ---------------------------------------------- */
+
+/* The candidate is told it is one, so it can skip side effects. */
+static const shadow_header_t shadow_mark = {(char *)"x-shadow-request", 16,
+                                            (char *)"1", 1};
+
+static int start_http_candidate(exchange_t *ex, int rewritten) {
   shadow_gen_t *g = ex->epoch->gen;
-  if (cfg->candidate.kind == SHADOW_BACKEND_NONE || cfg->rate <= 0) return 0;
-  if (req->method_id < 0 || req->method_id >= 64 ||
-      !(cfg->mirror_methods & (1ull << req->method_id)))
-    return 0;
-  if (shadow_gen_has_hook(g, SHADOW_HOOK_FILTER) &&
-      !shadow_script_filter(g, ex->lreq))
-    return 0;
-  int k = 0;
-  if (shadow_gen_has_hook(g, SHADOW_HOOK_KEY)) {
-    k = shadow_script_key(g, ex->lreq, &ex->key);
-    if (k < 0) return 0; /* fallback: not sampled */
-  }
-  ex->has_key = k == 1;
-  int in = ex->has_key ? shadow_sampled(ex->key.data, ex->key.len, cfg->rate)
-                       : shadow_sampled_random(cfg->rate);
-  if (!in) return 0;
-  const char *why = NULL;
-  LOCK(d);
-  shadow_breaker_t *b = &d->sh->breaker;
-  int allowed = shadow_breaker_allow(b, now_ms(d));
-  /* Half-open, the breaker lets exactly one leg through: the probe. */
-  ex->probe = allowed && b->state == SHADOW_BREAKER_HALF_OPEN;
-  breaker_publish(d);
-  if (!allowed) {
-    why = "breaker";
-  } else if (cfg->max_inflight_shadow > 0 &&
-             d->sh->inflight_shadow >= cfg->max_inflight_shadow) {
-    /* The breaker let this leg through; give the slot back unused. */
-    breaker_release(d);
-    why = "overload";
+  shadow_upstream_t *up = shadow_backend_upstream(ex->epoch->candidate);
+  shadow_headers_t extra = SHADOW_HEADERS_INIT;
+  int rc = shadow_headers_add(&extra, shadow_mark.name, shadow_mark.name_len,
+                              shadow_mark.value, shadow_mark.value_len);
+  shadow_buf_t m = SHADOW_BUF_INIT, t = SHADOW_BUF_INIT, b = SHADOW_BUF_INIT;
+  shadow_headers_t h = SHADOW_HEADERS_INIT;
+  shadow_upstream_request_t r = {0};
+  if (rewritten) {
+    if (shadow_script_req_read(g, ex->cand_lreq, &m, &t, &h, &b) != 0)
+      rc = -EINVAL;
+    r.method = m.data;
+    r.target = t.data;
+    r.target_len = t.len;
+    r.headers = &h;
+    r.body = b.data;
+    r.body_len = b.len;
   } else {
-    /* The slot is taken here, under the same lock as the check, so that
-     * loops racing for the last slot cannot both get it. */
-    d->sh->inflight_shadow++;
+    r.method = ex->req ? ex->req->method : ex->method.data;
+    r.target = ex->target.data;
+    r.target_len = ex->target.len;
+    r.headers = ex->req ? &ex->req->headers : NULL;
+    r.body = ex->body.data;
+    r.body_len = ex->body.len;
   }
-  UNLOCK(d);
-  if (why) {
+  r.extra = &extra;
+  ex->candidate.start_ns = uv_hrtime();
+  if (rc == 0)
+    rc = shadow_upstream_start(up, &r, &candidate_handler, ex,
+                               &ex->candidate.up);
+  shadow_buf_free(&m);
+  shadow_buf_free(&t);
+  shadow_buf_free(&b);
+  shadow_headers_free(&h);
+  shadow_headers_free(&extra);
+  return rc;
+}
+
+/* Runs the policy once the request body is complete, and starts the
+ * candidate when it says so. */
+static void decide(exchange_t *ex) {
+  shadow_dispatcher_t *d = ex->d;
+  shadow_gen_t *g = ex->epoch->gen;
+  const shadow_config_t *cfg = ex->epoch->cfg;
+  if (ex->decided || !ex->req) return;
+  ex->decided = 1;
+  if (!ex->maybe) return;
+  if (!ex->lreq)
+    ex->lreq = shadow_script_req_open(g, ex->req, ex->body.data, ex->body.len);
+  shadow_policy_decide(g, ex->req, ex->lreq, &ex->dec);
+  if (ex->dec.why != SHADOW_POLICY_MIRROR) {
+    drop_pair(ex, NULL);
+    return;
+  }
+  /* Chosen by the policy; from here on a request that is not mirrored
+   * after all is counted as skipped, with the reason. */
+  if (ex->body_over) {
+    skip(d, "body_too_large");
+    drop_pair(ex, NULL);
+    return;
+  }
+  const char *why;
+  if (!shadow_admission_enter(d->sh, cfg->max_inflight_shadow, uv_now(d->loop),
+                              &ex->probe, &why)) {
     skip(d, why);
-    return 0;
+    drop_pair(ex, NULL);
+    return;
   }
-  return 1;
-}
-
-/* Gives back the slot decide() took, for a leg that never started. A leg
- * that failed to send counts against the breaker; one that was never
- * attempted (a failed rewrite) only frees a half-open breaker's probe. */
-static void unreserve(shadow_dispatcher_t *d, int send_failed) {
+  shadow_policy_route(g, ex->req, ex->lreq, &ex->route);
+  ex->sampled = 1;
   LOCK(d);
-  d->sh->inflight_shadow--;
-  if (send_failed) {
-    shadow_breaker_result(&d->sh->breaker, 0, now_ms(d));
-    breaker_publish(d);
-    shadow_counters_add(d->stats->candidate_errors, "send", 4, 1);
-  } else {
-    breaker_release(d);
-  }
+  d->stats->sampled++;
+  shadow_route_stats_t *rs =
+      shadow_stats_route(d->stats, ex->route.data, ex->route.len);
+  if (rs) rs->sampled++;
   UNLOCK(d);
-}
-
-static int start_candidate(exchange_t *ex, shadow_request_t *req) {
-  shadow_dispatcher_t *d = ex->d;
-  const shadow_config_t *cfg = ex->epoch->cfg;
-  shadow_gen_t *g = ex->epoch->gen;
+  ex->admitted = 1;
+  shadow_buf_puts(&ex->method, ex->req->method);
+  shadow_buf_append(&ex->target, ex->req->target.data, ex->req->target.len);
   ex->cand_lreq = ex->lreq;
   int rewritten = 0;
   if (shadow_gen_has_hook(g, SHADOW_HOOK_REWRITE)) {
     if (shadow_script_rewrite(g, ex->lreq, &ex->cand_lreq) != 0) {
       ex->cand_lreq = ex->lreq;
-      unreserve(d, 0);
-      skip(d, "rewrite");
-      return -1;
+      ex->admitted = 0;
+      shadow_admission_leave(d->sh, ex->probe, SHADOW_LEG_DROPPED,
+                             uv_now(d->loop));
+      drop_pair(ex, "rewrite");
+      return;
     }
     rewritten = 1;
   }
+  ex->candidate.rec = shadow_record_new();
+  ex->candidate.state = LEG_RUNNING;
   if (cfg->candidate.kind == SHADOW_BACKEND_LUA) {
-    ex->candidate_pending = 1;
-    queue_lua_candidate(ex);
-    uv_idle_start(&d->idle, idle_cb);
-    return 0;
+    shadow_deferred_push(&d->deferred, &ex->lua_task, run_lua_candidate);
+    return;
   }
-  /* The candidate is told it is one, so it can skip side effects. */
-  static const shadow_header_t mark = {(char *)"x-shadow-request", 16,
-                                       (char *)"1", 1};
-  shadow_headers_t extra = {(shadow_header_t *)&mark, 1, 1, 17, NULL};
-  int rc;
-  if (rewritten) {
-    shadow_buf_t m = SHADOW_BUF_INIT, t = SHADOW_BUF_INIT, b = SHADOW_BUF_INIT;
-    shadow_headers_t h = SHADOW_HEADERS_INIT;
-    int bad = shadow_script_req_read(g, ex->cand_lreq, &m, &t, &h, &b);
-    rc = bad ? -EINVAL
-             : shadow_upstream_send(ex->epoch->candidate->up, m.data, t.data,
-                                    t.len, &h, &extra, b.data, b.len,
-                                    on_candidate, ex);
-    shadow_buf_free(&m);
-    shadow_buf_free(&t);
-    shadow_buf_free(&b);
-    shadow_headers_free(&h);
-    if (bad) {
-      unreserve(d, 0);
-      skip(d, "rewrite");
-      return -1;
-    }
+  int rc = start_http_candidate(ex, rewritten);
+  if (rc == 0) return;
+  /* The leg never started: no callback will come. A request the rewrite
+   * made unsendable is the script's fault, not the candidate's. */
+  ex->candidate.state = LEG_NONE;
+  ex->admitted = 0;
+  shadow_admission_leave(d->sh, ex->probe,
+                         rc == -EINVAL && rewritten ? SHADOW_LEG_DROPPED
+                                                    : SHADOW_LEG_FAILED,
+                         uv_now(d->loop));
+  if (rc == -EINVAL && rewritten) {
+    drop_pair(ex, "rewrite");
   } else {
-    rc = shadow_upstream_send(ex->epoch->candidate->up, req->method,
-                              req->target.data, req->target.len, &req->headers,
-                              &extra, req->body.data, req->body.len,
-                              on_candidate, ex);
+    LOCK(d);
+    shadow_counters_add(d->stats->candidate_errors, "send", 4, 1);
+    UNLOCK(d);
+    drop_pair(ex, NULL);
   }
-  if (rc) {
-    /* The leg never started: no callback will come. */
-    unreserve(d, 1);
-    return rc;
-  }
-  ex->candidate_pending = 1;
-  return 0;
 }
 
-static int needs_lua_request(const epoch_t *e) {
-  shadow_gen_t *g = e->gen;
-  return e->cfg->primary.kind == SHADOW_BACKEND_LUA ||
-         e->cfg->candidate.kind == SHADOW_BACKEND_LUA ||
-         shadow_gen_has_hook(g, SHADOW_HOOK_FILTER) ||
-         shadow_gen_has_hook(g, SHADOW_HOOK_KEY) ||
-         shadow_gen_has_hook(g, SHADOW_HOOK_ROUTE) ||
-         shadow_gen_has_hook(g, SHADOW_HOOK_REWRITE) ||
-         shadow_gen_has_hook(g, SHADOW_HOOK_NORMALIZE);
+/* --- the request path --------------------------------------------------- */
+
+static int needs_body_copy(const exchange_t *ex) {
+  return ex->maybe || ex->epoch->cfg->primary.kind == SHADOW_BACKEND_LUA;
+}
+
+/* Keeps a copy of request body bytes for the candidate (and the hooks),
+ * up to mirror_body_bytes. */
+static void copy_body(exchange_t *ex, const char *data, size_t len) {
+  if (!needs_body_copy(ex) || ex->body_over || !len) return;
+  uint64_t cap = ex->epoch->cfg->limits.mirror_body_bytes;
+  if (ex->body.len + len > cap || shadow_buf_append(&ex->body, data, len)) {
+    ex->body_over = 1;
+    shadow_buf_free(&ex->body);
+  }
+}
+
+static void start_primary(exchange_t *ex) {
+  shadow_request_t *req = ex->req;
+  shadow_upstream_t *up = shadow_backend_upstream(ex->epoch->primary);
+  shadow_header_t xff = {(char *)"x-forwarded-for", 15, req->peer,
+                         strlen(req->peer)};
+  shadow_headers_t extra = {&xff, req->peer[0] ? 1 : 0, 1, 0, NULL};
+  shadow_upstream_request_t r = {
+      .method = req->method,
+      .target = req->target.data,
+      .target_len = req->target.len,
+      .headers = &req->headers,
+      .extra = &extra,
+      .body = req->body.data,
+      .body_len = req->body.len,
+      .body_more = !req->body_complete,
+      .content_length = req->content_length,
+  };
+  ex->primary.start_ns = uv_hrtime();
+  ex->primary.state = LEG_RUNNING;
+  if (shadow_upstream_start(up, &r, &primary_handler, ex, &ex->primary.up)) {
+    leg_end(&ex->primary, SHADOW_UPSTREAM_BAD_RESPONSE);
+    count_primary(ex, SHADOW_UPSTREAM_BAD_RESPONSE);
+    drop_pair(ex, "primary_error");
+    respond_error(ex, 502, "primary failed: bad_request");
+  }
+}
+
+/* The request body is complete: what waited for it goes on. */
+static void body_complete(exchange_t *ex) {
+  const shadow_config_t *cfg = ex->epoch->cfg;
+  ex->body_done = 1;
+  decide(ex);
+  if (cfg->primary.kind == SHADOW_BACKEND_LUA && ex->req) {
+    if (ex->body_over) {
+      /* An in-process backend gets whole bodies, so there is a cap. */
+      respond_error(ex, 413, "payload too large");
+      ex->primary.state = LEG_FAILED;
+    } else {
+      answer_from_lua(ex);
+    }
+  }
 }
 
 static void on_request(shadow_request_t *req, void *ud) {
@@ -671,51 +637,100 @@ static void on_request(shadow_request_t *req, void *ud) {
     shadow_server_respond(req, 503, &none, NULL, 0);
     return;
   }
-  epoch_t *e = ex->epoch;
-  shadow_gen_t *g = e->gen;
-  if (needs_lua_request(e)) ex->lreq = shadow_script_req_open(g, req);
-
-  ex->sampled = decide(ex, req);
-  if (ex->sampled) {
-    if (shadow_gen_has_hook(g, SHADOW_HOOK_ROUTE)) {
-      if (shadow_script_route(g, ex->lreq, &ex->route) != 0) {
-        shadow_buf_reset(&ex->route);
-        shadow_buf_puts(&ex->route, "unknown");
-      }
-    } else {
-      default_route(req, &ex->route);
-    }
-  }
+  const shadow_config_t *cfg = ex->epoch->cfg;
   LOCK(d);
   d->stats->requests++;
-  if (ex->sampled) {
-    d->stats->sampled++;
-    shadow_route_stats_t *rs =
-        shadow_stats_route(d->stats, ex->route.data, ex->route.len);
-    if (rs) rs->sampled++;
-  }
   UNLOCK(d);
-  if (ex->sampled) {
-    shadow_buf_puts(&ex->method, req->method);
-    shadow_buf_append(&ex->target, req->target.data, req->target.len);
-    if (start_candidate(ex, req) != 0) ex->sampled = 0;
-  }
+  ex->maybe = shadow_policy_may_mirror(cfg, req->method_id);
+  /* The primary's answer is kept until the policy has spoken: with a
+   * streamed body it may start before the body (and the policy) is in. */
+  if (ex->maybe) ex->primary.rec = shadow_record_new();
+  copy_body(ex, req->body.data, req->body.len);
+  if (cfg->primary.kind == SHADOW_BACKEND_HTTP) start_primary(ex);
+  if (req->body_complete) body_complete(ex);
+  finish_if_done(ex);
+}
 
-  ex->primary_pending = 1;
-  if (e->cfg->primary.kind == SHADOW_BACKEND_LUA) {
-    call_lua_backend(ex, e->cfg->primary.lua_ref, ex->lreq, on_primary);
-    return;
+static void on_body(shadow_request_t *req, const char *data, size_t len) {
+  exchange_t *ex = req->data;
+  if (!ex) return;
+  copy_body(ex, data, len);
+  if (ex->primary.up &&
+      shadow_upstream_leg_body(ex->primary.up, data, len) == 1)
+    shadow_server_pause_body(req); /* until primary_drain */
+}
+
+static void on_body_end(shadow_request_t *req) {
+  exchange_t *ex = req->data;
+  if (!ex) return;
+  if (ex->primary.up) shadow_upstream_leg_body_end(ex->primary.up);
+  body_complete(ex);
+  finish_if_done(ex);
+}
+
+static void on_writable(shadow_request_t *req) {
+  exchange_t *ex = req->data;
+  if (!ex || !ex->primary_paused) return;
+  ex->primary_paused = 0;
+  shadow_upstream_leg_resume(ex->primary.up);
+}
+
+/* The client cannot be answered any more: it went away, its body broke,
+ * or the server is closing. Everything the exchange still runs stops. */
+static void on_abort(shadow_request_t *req, int why) {
+  exchange_t *ex = req->data;
+  if (!ex) return;
+  if (ex->primary.up) {
+    shadow_upstream_leg_abort(ex->primary.up);
+    ex->primary.up = NULL;
+    leg_end(&ex->primary, SHADOW_UPSTREAM_CANCELED);
   }
-  shadow_header_t xff = {(char *)"x-forwarded-for", 15, req->peer,
-                         strlen(req->peer)};
-  shadow_headers_t extra = {&xff, req->peer[0] ? 1 : 0, 1, 0, NULL};
-  int rc = shadow_upstream_send(e->primary->up, req->method, req->target.data,
-                                req->target.len, &req->headers, &extra,
-                                req->body.data, req->body.len, on_primary, ex);
-  if (rc) on_primary(ex, SHADOW_UPSTREAM_BAD_RESPONSE, NULL, 0);
+  if (ex->primary.state == LEG_RUNNING) ex->primary.state = LEG_FAILED;
+  if (ex->candidate.state == LEG_RUNNING && ex->candidate.up)
+    candidate_cancel(ex);
+  drop_pair(ex, why == SHADOW_ABORT_CLIENT || why == SHADOW_ABORT_CLOSE
+                    ? "client_abort"
+                    : NULL);
+  release_request(ex, 1);
+  finish_if_done(ex);
+}
+
+static void finish_if_done(exchange_t *ex) {
+  if (ex->req || ex->primary.state == LEG_RUNNING ||
+      ex->candidate.state == LEG_RUNNING)
+    return;
+  if (!ex->skipped && ex->sampled && ex->primary.state == LEG_DONE &&
+      ex->candidate.state == LEG_DONE && ex->primary.rec && ex->candidate.rec) {
+    shadow_pair_t p = {
+        .gen = ex->epoch->gen,
+        .lreq = ex->lreq,
+        .route = ex->route.data,
+        .method = ex->method.data,
+        .target = ex->target.data,
+        .key = ex->dec.has_key ? ex->dec.key.data : NULL,
+        .primary_ms = ms_between(ex->primary.start_ns, ex->primary.last_ns),
+        .candidate_ms =
+            ms_between(ex->candidate.start_ns, ex->candidate.last_ns),
+        .primary_first_ms =
+            ms_between(ex->primary.start_ns, ex->primary.first_ns),
+        .candidate_first_ms =
+            ms_between(ex->candidate.start_ns, ex->candidate.first_ns),
+    };
+    shadow_compare(&ex->d->cmp, &p, ex->primary.rec, ex->candidate.rec);
+  }
+  exchange_free(ex);
 }
 
 /* --- lifecycle ---------------------------------------------------------- */
+
+static void after_deferred(void *ud) {
+  shadow_dispatcher_t *d = ud;
+  /* Close the backends no generation uses any more. */
+  if (!d->closing) shadow_backends_sweep(d->backends);
+}
+
+static const shadow_server_handler_t handler_template = {
+    on_request, on_body, on_body_end, on_writable, on_abort, NULL};
 
 int shadow_dispatcher_new(uv_loop_t *loop, shadow_gen_t *gen,
                           shadow_shared_t *sh, shadow_dispatcher_t **out,
@@ -726,26 +741,23 @@ int shadow_dispatcher_new(uv_loop_t *loop, shadow_gen_t *gen,
   d->loop = loop;
   d->sh = sh;
   d->stats = sh->stats;
-  uv_idle_init(loop, &d->idle);
-  d->idle.data = d;
-  uv_timer_init(loop, &d->drain_timer);
-  d->drain_timer.data = d;
-  d->handles_open = 2;
-  int rc = epoch_new(d, gen, &d->epoch, err);
-  shadow_limits_t limits = cfg->limits;
-  limits.reuse_port = sh->threaded;
+  shadow_comparator_init(&d->cmp, sh);
+  shadow_deferred_init(loop, &d->deferred, after_deferred, d);
+  d->handles_open = 1;
+  d->backends = shadow_backends_new(loop);
+  int rc = d->backends ? epoch_start(d, gen, &d->epoch, err) : -ENOMEM;
+  shadow_server_opts_t so;
+  shadow_limits_server_opts(&cfg->limits, &so);
+  so.reuse_port = sh->threaded;
+  shadow_server_handler_t h = handler_template;
+  h.ud = d;
   if (rc == 0)
-    rc = shadow_server_listen(loop, cfg->listen, &limits, on_request, d,
-                              &d->server, err);
+    rc = shadow_server_listen(loop, cfg->listen, &so, &h, &d->server, err);
   if (rc) {
-    if (d->epoch) {
-      shadow_gen_ref(gen); /* the caller keeps its reference on failure */
-      epoch_unref(d, d->epoch);
-      d->epoch = NULL;
-    }
     shadow_dispatcher_close(d);
     return rc;
   }
+  shadow_gen_unref(gen); /* the epoch holds it now */
   *out = d;
   return 0;
 }
@@ -753,20 +765,18 @@ int shadow_dispatcher_new(uv_loop_t *loop, shadow_gen_t *gen,
 int shadow_dispatcher_reload(shadow_dispatcher_t *d, shadow_gen_t *gen,
                              char **err) {
   const shadow_config_t *cfg = shadow_gen_config(gen);
-  const shadow_config_t *old = d->epoch->cfg;
-  if (strcmp(cfg->listen, old->listen) != 0) {
-    *err = strdup("listen cannot change on reload; restart shadowd");
-    return -EINVAL;
-  }
-  epoch_t *e;
-  int rc = epoch_new(d, gen, &e, err);
+  shadow_epoch_t *e;
+  int rc = epoch_start(d, gen, &e, err);
   if (rc) return rc;
-  shadow_limits_t limits = cfg->limits;
-  limits.reuse_port = d->sh->threaded;
-  shadow_server_set_limits(d->server, &limits);
-  epoch_t *prev = d->epoch;
+  shadow_gen_unref(gen); /* the epoch holds it now */
+  shadow_server_opts_t so;
+  shadow_limits_server_opts(&cfg->limits, &so);
+  so.reuse_port = d->sh->threaded;
+  shadow_server_set_opts(d->server, &so);
+  shadow_epoch_t *prev = d->epoch;
   d->epoch = e;
-  epoch_unref(d, prev);
+  shadow_epoch_unref(d->backends, prev);
+  shadow_deferred_kick(&d->deferred); /* the old backends may be unused */
   return 0;
 }
 
@@ -774,12 +784,28 @@ size_t shadow_dispatcher_inflight(const shadow_dispatcher_t *d) {
   return d->server ? shadow_server_inflight(d->server) : 0;
 }
 
+static void on_server_drained(void *ud) {
+  shadow_dispatcher_t *d = ud;
+  void (*done)(void *) = d->drained;
+  d->drained = NULL;
+  if (done) done(d->drained_ud);
+}
+
 void shadow_dispatcher_drain(shadow_dispatcher_t *d, void (*done)(void *ud),
                              void *ud) {
   d->drained = done;
   d->drained_ud = ud;
-  if (d->server) shadow_server_drain(d->server);
-  check_drained(d);
+  if (d->server)
+    shadow_server_drain(d->server, on_server_drained, d);
+  else
+    on_server_drained(d);
+}
+
+static void maybe_free_dispatcher(shadow_dispatcher_t *d) {
+  if (!d->closing || d->exchanges > 0 || d->handles_open > 0) return;
+  shadow_backends_free(d->backends);
+  shadow_comparator_free(&d->cmp);
+  free(d);
 }
 
 static void handle_closed(uv_handle_t *h) {
@@ -788,42 +814,16 @@ static void handle_closed(uv_handle_t *h) {
   maybe_free_dispatcher(d);
 }
 
-static void maybe_free_dispatcher(shadow_dispatcher_t *d) {
-  if (!d->closing || d->exchanges > 0 || d->handles_open > 0) return;
-  /* Every epoch is gone, so every backend has refs == 0. */
-  while (d->backends) {
-    backend_t *b = d->backends;
-    d->backends = b->next;
-    if (b->up) shadow_upstream_close(b->up);
-    free(b->signature);
-    free(b);
-  }
-  shadow_diff_result_free(&d->diff);
-  shadow_buf_free(&d->scratch);
-  free(d);
-}
-
 void shadow_dispatcher_close(shadow_dispatcher_t *d) {
   if (d->closing) return;
   d->closing = 1;
+  /* Requests in flight are told (on_abort) and let go of their legs. */
   if (d->server) shadow_server_close(d->server);
   d->server = NULL;
-  /* Abandon candidate legs: closing the pools fails them with CANCELED,
-   * through the loop. */
-  for (backend_t *b = d->backends; b; b = b->next) {
-    shadow_upstream_close(b->up);
-    b->up = NULL;
-  }
-  exchange_t *q = d->lua_queue;
-  d->lua_queue = d->lua_queue_tail = NULL;
-  epoch_t *e = d->epoch;
+  /* Candidate legs still running fail with CANCELED, through the loop. */
+  if (d->backends) shadow_backends_close(d->backends);
+  shadow_epoch_t *e = d->epoch;
   d->epoch = NULL;
-  while (q) {
-    exchange_t *next = q->next_queued;
-    candidate_done(q, SHADOW_UPSTREAM_CANCELED, NULL, 0);
-    q = next;
-  }
-  if (e) epoch_unref(d, e);
-  uv_close((uv_handle_t *)&d->idle, handle_closed);
-  uv_close((uv_handle_t *)&d->drain_timer, handle_closed);
+  if (e) shadow_epoch_unref(d->backends, e);
+  shadow_deferred_close(&d->deferred, handle_closed);
 }

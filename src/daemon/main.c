@@ -48,9 +48,14 @@ static void usage(FILE *f) {
 
 static const char *backend_desc(const shadow_backend_cfg_t *b, char *buf,
                                 size_t n) {
+  const shadow_upstream_opts_t *o = &b->opts;
   if (b->kind == SHADOW_BACKEND_HTTP)
-    snprintf(buf, n, "%s (timeout %llu ms)", b->url,
-             (unsigned long long)b->timeout_ms);
+    snprintf(buf, n,
+             "%s (connect %llu ms, head %llu ms, between reads %llu ms%s%s)",
+             b->url, (unsigned long long)o->connect_timeout_ms,
+             (unsigned long long)o->timeout_ms,
+             (unsigned long long)o->read_timeout_ms, b->host ? ", Host " : "",
+             b->host ? b->host : "");
   else if (b->kind == SHADOW_BACKEND_LUA)
     snprintf(buf, n, "an in-process Lua function");
   else
@@ -82,6 +87,11 @@ static void print_check(const char *path, shadow_gen_t *g) {
   printf("  breaker    opens after %d failures for %llu ms\n",
          c->breaker_failures, (unsigned long long)c->breaker_cooldown_ms);
   printf("  shadow legs at most %zu in flight\n", c->max_inflight_shadow);
+  const shadow_limits_t *l = &c->limits;
+  printf("  bodies     client bodies up to %llu bytes%s, mirrored up to %llu; "
+         "%zu bytes per side kept for the diff, the rest by digest\n",
+         (unsigned long long)l->body_bytes, l->body_bytes ? "" : " (no cap)",
+         (unsigned long long)l->mirror_body_bytes, l->diff_bytes);
 }
 
 int main(int argc, char **argv) {

@@ -94,7 +94,12 @@ int shadow_offline_diff_main(int argc, char **argv) {
       fprintf(stderr, "shadowd diff: %s\n", strerror(-parts));
     } else {
       /* No request behind a file pair: route, method, path are null. */
-      shadow_divergence_meta_t m = {.id = 1, .time_ms = shadow_now_ms()};
+      shadow_divergence_meta_t m = {.id = 1,
+                                    .time_ms = shadow_now_ms(),
+                                    .primary_ms = -1,
+                                    .candidate_ms = -1,
+                                    .primary_first_ms = -1,
+                                    .candidate_first_ms = -1};
       shadow_buf_t out = SHADOW_BUF_INIT;
       shadow_divergence_format(&out, &m, &res);
       printf("%s\n", out.data ? out.data : "{}");

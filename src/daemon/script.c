@@ -234,7 +234,7 @@ int shadow_script_load(const char *path, shadow_gen_t **out, char **err) {
     return -EINVAL;
   }
   g->hooks[SHADOW_HOOK_BACKEND] = LUA_NOREF;
-  g->hook_timeout_ns = g->cfg.hook_timeout_ms * 1000000;
+  g->hook_timeout_ns = g->cfg.limits.hook_timeout_ms * 1000000;
   size_t n = lua_objlen(L, sources);
   g->sources = calloc(n + 1, sizeof(char *));
   if (g->sources) {
@@ -400,7 +400,8 @@ static int read_headers(lua_State *L, shadow_headers_t *h) {
   return rc;
 }
 
-int shadow_script_req_open(shadow_gen_t *g, const shadow_request_t *req) {
+int shadow_script_req_open(shadow_gen_t *g, const shadow_request_t *req,
+                           const char *body, size_t body_len) {
   lua_State *L = g->L;
   const char *t = req->target.data ? req->target.data : "/";
   size_t tl = req->target.len;
@@ -418,7 +419,7 @@ int shadow_script_req_open(shadow_gen_t *g, const shadow_request_t *req) {
   lua_setfield(L, -2, "query");
   push_headers(L, &req->headers);
   lua_setfield(L, -2, "headers");
-  lua_pushlstring(L, req->body.data ? req->body.data : "", req->body.len);
+  lua_pushlstring(L, body ? body : "", body ? body_len : 0);
   lua_setfield(L, -2, "body");
   int ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return ref > 0 ? ref : 0;
@@ -546,25 +547,40 @@ static int read_record(lua_State *L, shadow_record_t *rec) {
   shadow_record_t tmp;
   shadow_record_init(&tmp);
   tmp.status = 200;
+  /* A cut body (record.h) is not read back: the prefix a hook saw is not
+   * the body, so the record keeps its own. */
+  int keep_body = rec->body_cut;
   lua_getfield(L, -1, "status");
   if (lua_type(L, -1) == LUA_TNUMBER)
     tmp.status = (int)lua_tointeger(L, -1);
   else if (!lua_isnil(L, -1))
     tmp.status = -1;
   lua_pop(L, 1);
-  size_t n;
-  lua_getfield(L, -1, "body");
-  const char *s = lua_tolstring(L, -1, &n);
   int rc = 0;
-  if (s)
-    rc = shadow_buf_append(&tmp.body, s, n);
-  else if (!lua_isnil(L, -1))
-    rc = -1;
-  lua_pop(L, 1);
+  if (!keep_body) {
+    size_t n;
+    lua_getfield(L, -1, "body");
+    const char *s = lua_tolstring(L, -1, &n);
+    if (s)
+      rc = shadow_buf_append(&tmp.body, s, n);
+    else if (!lua_isnil(L, -1))
+      rc = -1;
+    lua_pop(L, 1);
+  }
   if (rc == 0) rc = read_headers(L, &tmp.headers);
   if (rc || tmp.status < 100 || tmp.status > 999) {
     shadow_record_release(&tmp);
     return -1;
+  }
+  if (keep_body) {
+    /* The body, its cut and its digest move over as they are. */
+    tmp.body = rec->body;
+    tmp.body_cut = rec->body_cut;
+    tmp.body_total = rec->body_total;
+    tmp.body_digest = rec->body_digest;
+    tmp.digester = rec->digester;
+    memset(&rec->body, 0, sizeof(rec->body));
+    rec->digester = NULL;
   }
   shadow_record_release(rec);
   *rec = tmp;

@@ -11,7 +11,7 @@
 #include "buf.h"
 #include "config.h"
 #include "record.h"
-#include "server.h"
+#include "request_parse.h"
 
 typedef struct shadow_gen_s shadow_gen_t;
 
@@ -61,9 +61,11 @@ uint64_t shadow_gen_source_hash(const shadow_gen_t *g);
 uint64_t shadow_gen_source_hash_now(const shadow_gen_t *g);
 
 /* The Lua view of one request, { method, path, query, headers, body },
- * built once and shared by all the hooks of that request. Returns a
- * handle (> 0) or 0 when the table could not be built. */
-int shadow_script_req_open(shadow_gen_t *g, const shadow_request_t *req);
+ * built once and shared by all the hooks of that request; body is the
+ * request body as far as it is kept (NULL: none). Returns a handle (> 0)
+ * or 0 when the table could not be built. */
+int shadow_script_req_open(shadow_gen_t *g, const shadow_request_t *req,
+                           const char *body, size_t body_len);
 void shadow_script_req_close(shadow_gen_t *g, int req);
 
 /* 1: sample it, 0: filtered out or the hook failed (fallback: not
@@ -81,7 +83,9 @@ int shadow_script_req_read(shadow_gen_t *g, int req, shadow_buf_t *method,
                            shadow_buf_t *target, shadow_headers_t *headers,
                            shadow_buf_t *body);
 /* Replaces *rec with normalize(rec, side, req)'s result. 0, or -1 when the
- * hook failed and *rec is untouched (fallback: raw compare). */
+ * hook failed and *rec is untouched (fallback: raw compare). A body that
+ * was cut to a prefix and a digest (see record.h) is shown as that prefix
+ * and stays as it is, whatever the hook returns for it. */
 int shadow_script_normalize(shadow_gen_t *g, int req, shadow_record_t *rec,
                             const char *side);
 /* Calls on_divergence with the record decoded to a table; errors ignored. */

@@ -180,9 +180,7 @@ static int read_backend(reader_t *r, const char *name,
   lua_State *L = r->L;
   int t = get(r, r->idx, name);
   int rc = 0;
-  b->lua_ref = LUA_NOREF;
-  b->timeout_ms = 5000;
-  b->connect_timeout_ms = 1000;
+  shadow_backend_cfg_init(b);
   if (t == LUA_TNIL) {
     b->kind = SHADOW_BACKEND_NONE;
   } else if (t == LUA_TFUNCTION) {
@@ -204,11 +202,17 @@ static int read_backend(reader_t *r, const char *name,
       b->kind = SHADOW_BACKEND_HTTP;
       rc |= opt_string(r, bt, path, "url", &b->url);
       rc |= opt_string(r, bt, path, "host", &b->host);
-      rc |= opt_u64(r, bt, path, "timeout_ms", 1, 3600e3, &b->timeout_ms);
+      shadow_upstream_opts_t *o = &b->opts;
+      rc |= opt_u64(r, bt, path, "timeout_ms", 1, 3600e3, &o->timeout_ms);
       rc |= opt_u64(r, bt, path, "connect_timeout_ms", 1, 3600e3,
-                    &b->connect_timeout_ms);
+                    &o->connect_timeout_ms);
+      rc |= opt_u64(r, bt, path, "read_timeout_ms", 1, 86400e3,
+                    &o->read_timeout_ms);
+      rc |= opt_u64(r, bt, path, "idle_timeout_ms", 1, 86400e3,
+                    &o->idle_timeout_ms);
       rc |=
-          opt_size(r, bt, path, "max_connections", 0, 1e6, &b->max_connections);
+          opt_size(r, bt, path, "max_connections", 0, 1e6, &o->max_connections);
+      rc |= opt_size(r, bt, path, "max_idle", 0, 1e6, &o->max_idle);
       if (!b->url) rc = fail(r, "%s has no url", name);
     }
     free(kind);
@@ -224,18 +228,8 @@ static int read_backend(reader_t *r, const char *name,
   return rc;
 }
 
-int shadow_config_method_id(const char *name) {
-  for (int i = 0; i < 64; i++) {
-    const char *m = llhttp_method_name((llhttp_method_t)i);
-    if (m && strcmp(m, "<unknown>") != 0 && strcasecmp(m, name) == 0) return i;
-  }
-  return -1;
-}
-
 static int read_methods(reader_t *r, shadow_config_t *cfg) {
   lua_State *L = r->L;
-  cfg->mirror_methods =
-      (1ull << HTTP_GET) | (1ull << HTTP_HEAD) | (1ull << HTTP_OPTIONS);
   int t = opt_table(r, r->idx, "mirror_methods");
   if (!t) return r->err ? -1 : 0;
   cfg->mirror_methods = 0;
@@ -345,21 +339,7 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
   int top = lua_gettop(L);
   for (int i = 0; i < SHADOW_HOOK_COUNT; i++)
     hooks[i] = LUA_NOREF;
-  memset(cfg, 0, sizeof(*cfg));
-  cfg->listen = strdup("127.0.0.1:8080");
-  cfg->admin = strdup("127.0.0.1:9090");
-  cfg->log_capacity = 1000;
-  cfg->breaker_failures = 5;
-  cfg->breaker_cooldown_ms = 10000;
-  cfg->max_inflight_shadow = 256;
-  cfg->diff_bytes = 1u << 20;
-  cfg->slo_max_rate = 0.001;
-  cfg->slo_min_samples = 1000;
-  cfg->drain_timeout_ms = 10000;
-  cfg->hook_timeout_ms = 100;
-  shadow_limits_default(&cfg->limits);
-  cfg->diff_opts = shadow_diff_opts_new();
-  if (!cfg->diff_opts) fail(r, "out of memory");
+  if (shadow_config_init(cfg) != 0) fail(r, "out of memory");
   if (r->err) goto out;
 
   if (check_keys(r, r->idx, "", known_keys)) goto out;
@@ -413,24 +393,26 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
   opt_u64(r, r->idx, "", "drain_timeout_ms", 0, 3600e3, &cfg->drain_timeout_ms);
   t = r->err ? 0 : opt_table(r, r->idx, "limits");
   if (t) {
-    static const char *const keys[] = {"header_bytes",    "body_bytes",
-                                       "diff_bytes",      "header_timeout_ms",
-                                       "idle_timeout_ms", "max_connections",
-                                       "hook_timeout_ms", NULL};
+    static const char *const keys[] = {
+        "header_bytes",    "body_bytes",        "mirror_body_bytes",
+        "diff_bytes",      "header_timeout_ms", "idle_timeout_ms",
+        "max_connections", "hook_timeout_ms",   NULL};
     shadow_limits_t *l = &cfg->limits;
     check_keys(r, t, "limits.", keys);
     opt_size(r, t, "limits.", "header_bytes", 256, 1 << 24, &l->header_bytes);
-    opt_size(r, t, "limits.", "body_bytes", 0, 1ull << 32, &l->body_bytes);
-    opt_size(r, t, "limits.", "diff_bytes", 0, 1ull << 32, &cfg->diff_bytes);
+    opt_u64(r, t, "limits.", "body_bytes", 0, 0x1p53, &l->body_bytes);
+    opt_u64(r, t, "limits.", "mirror_body_bytes", 0, 1ull << 32,
+            &l->mirror_body_bytes);
+    opt_size(r, t, "limits.", "diff_bytes", 0, 1ull << 32, &l->diff_bytes);
     opt_u64(r, t, "limits.", "header_timeout_ms", 1, 3600e3,
             &l->header_timeout_ms);
     opt_u64(r, t, "limits.", "idle_timeout_ms", 1, 86400e3,
             &l->idle_timeout_ms);
     opt_size(r, t, "limits.", "max_connections", 0, 1e7, &l->max_connections);
-    opt_u64(r, t, "limits.", "hook_timeout_ms", 1, 60e3, &cfg->hook_timeout_ms);
+    opt_u64(r, t, "limits.", "hook_timeout_ms", 1, 60e3, &l->hook_timeout_ms);
     lua_pop(L, 1);
   }
-  shadow_diff_opts_set_diff_bytes(cfg->diff_opts, cfg->diff_bytes);
+  shadow_diff_opts_set_diff_bytes(cfg->diff_opts, cfg->limits.diff_bytes);
   t = r->err ? 0 : opt_table(r, r->idx, "slo");
   if (t) {
     static const char *const keys[] = {"max_divergence_rate", "min_samples",
@@ -456,19 +438,4 @@ out:
     return -1;
   }
   return 0;
-}
-
-void shadow_config_release(shadow_config_t *c) {
-  free(c->listen);
-  free(c->admin);
-  free(c->admin_token);
-  free(c->primary.url);
-  free(c->primary.host);
-  free(c->candidate.url);
-  free(c->candidate.host);
-  free(c->secondary.url);
-  free(c->secondary.host);
-  free(c->log_file);
-  shadow_diff_opts_free(c->diff_opts);
-  memset(c, 0, sizeof(*c));
 }

@@ -137,7 +137,12 @@ static int minimal_parts(shadow_buf_t *b, const shadow_diff_result_t *res) {
 static int format_tail(shadow_buf_t *t, const shadow_divergence_meta_t *meta) {
   if (shadow_buf_puts(t, "\"latency_ms\":{\"primary\":") ||
       put_ms(t, meta->primary_ms) || shadow_buf_puts(t, ",\"candidate\":") ||
-      put_ms(t, meta->candidate_ms) || shadow_buf_puts(t, "},\"noise\":["))
+      put_ms(t, meta->candidate_ms) ||
+      shadow_buf_puts(t, "},\"first_byte_ms\":{\"primary\":") ||
+      put_ms(t, meta->primary_first_ms) ||
+      shadow_buf_puts(t, ",\"candidate\":") ||
+      put_ms(t, meta->candidate_first_ms) ||
+      shadow_buf_puts(t, "},\"noise\":["))
     return -ENOMEM;
   for (size_t i = 0; meta->noise && meta->noise[i] && i < NOISE_MAX; i++)
     if ((i && shadow_buf_putc(t, ',')) || put_string(t, meta->noise[i]))
@@ -148,8 +153,12 @@ static int format_tail(shadow_buf_t *t, const shadow_divergence_meta_t *meta) {
 int shadow_divergence_format(shadow_buf_t *out,
                              const shadow_divergence_meta_t *meta,
                              const shadow_diff_result_t *res) {
-  static const shadow_divergence_meta_t none = {0,    0,  NULL, NULL, NULL,
-                                                NULL, -1, -1,   NULL};
+  static const shadow_divergence_meta_t none = {
+      .primary_ms = -1,
+      .candidate_ms = -1,
+      .primary_first_ms = -1,
+      .candidate_first_ms = -1,
+  };
   if (!meta) meta = &none;
   shadow_buf_t head = SHADOW_BUF_INIT, tail = SHADOW_BUF_INIT;
   size_t start = out->len;

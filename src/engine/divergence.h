@@ -17,9 +17,10 @@ typedef struct shadow_divergence_meta_s {
   double time_ms;    /* Unix epoch, milliseconds */
   const char *route; /* NULL-able strings, NUL-terminated */
   const char *method;
-  const char *path; /* path and query as the client sent it */
-  const char *key;  /* sampling key, NULL when none */
-  double primary_ms, candidate_ms;
+  const char *path;                /* path and query as the client sent it */
+  const char *key;                 /* sampling key, NULL when none */
+  double primary_ms, candidate_ms; /* to the last byte; < 0: unknown */
+  double primary_first_ms, candidate_first_ms; /* to the first byte */
   const char *const *noise; /* NULL-terminated list, or NULL */
 } shadow_divergence_meta_t;
 

@@ -157,15 +157,18 @@ int shadow_ffi_diff_run(shadow_ffi_diff_t *d, const shadow_diff_opts_t *o,
   if (!d || !p || !c || !json || !len) return -EINVAL;
   int parts = shadow_diff_records(o, p, c, &d->res);
   if (parts < 0) return parts;
-  shadow_divergence_meta_t meta = {d->next_id++,
-                                   now_ms(),
-                                   d->meta[META_ROUTE],
-                                   d->meta[META_METHOD],
-                                   d->meta[META_PATH],
-                                   d->meta[META_KEY],
-                                   -1,
-                                   -1,
-                                   NULL};
+  shadow_divergence_meta_t meta = {
+      .id = d->next_id++,
+      .time_ms = now_ms(),
+      .route = d->meta[META_ROUTE],
+      .method = d->meta[META_METHOD],
+      .path = d->meta[META_PATH],
+      .key = d->meta[META_KEY],
+      .primary_ms = -1,
+      .candidate_ms = -1,
+      .primary_first_ms = -1,
+      .candidate_first_ms = -1,
+  };
   shadow_buf_reset(&d->out);
   int rc = shadow_divergence_format(&d->out, &meta, &d->res);
   if (rc) return rc;

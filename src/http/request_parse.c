@@ -5,8 +5,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include <uv.h>
-
 /* Above this, a buffer kept for the next request on a connection is given
  * back instead: one big upload must not pin its memory for the connection's
  * whole life. */
@@ -24,12 +22,6 @@ static int fail(shadow_request_parser_t *p, int status, const char *why) {
     p->why = why;
   }
   return HPE_USER;
-}
-
-static int on_message_begin(llhttp_t *h) {
-  shadow_request_parser_t *p = parser_of(h);
-  p->req->start_ns = uv_hrtime();
-  return 0;
 }
 
 static int on_url(llhttp_t *h, const char *at, size_t len) {
@@ -140,8 +132,14 @@ static int on_headers_complete(llhttp_t *h) {
   if (hosts > 1 || (hosts == 0 && h->http_minor >= 1))
     return fail(p, 400, "missing or repeated host");
 
-  if ((h->flags & F_CONTENT_LENGTH) && h->content_length > p->body_limit)
+  if ((h->flags & F_CONTENT_LENGTH) && p->body_limit &&
+      h->content_length > p->body_limit)
     return fail(p, 413, "content-length over the body limit");
+  req->content_length = (h->flags & F_CHUNKED) ? -1
+                        : (h->flags & F_CONTENT_LENGTH)
+                            ? (int64_t)h->content_length
+                            : 0;
+  req->body_complete = req->content_length == 0;
   if (h->flags & F_CONTENT_LENGTH) {
     /* Reserve the declared size up to a cap: a client may declare 8 MiB and
      * send nothing, and that should not cost 8 MiB. */
@@ -155,17 +153,27 @@ static int on_headers_complete(llhttp_t *h) {
   if (expect && h->http_minor >= 1 && has_body &&
       value_is(expect, "100-continue")) {
     p->expect_continue = 1;
+    req->expect_continue = 1;
+  }
+  /* Streaming stops here so the request can go on before its body. */
+  if ((p->stream && has_body) || p->expect_continue) {
+    p->head_done = 1;
     return HPE_PAUSED;
   }
   return 0;
 }
 
+/* Room left under the body limit. */
+static int over_limit(const shadow_request_parser_t *p, uint64_t more) {
+  return p->body_limit && more > p->body_limit - p->req->body_seen;
+}
+
 static int on_body(llhttp_t *h, const char *at, size_t len) {
   shadow_request_parser_t *p = parser_of(h);
-  if (len > p->body_limit - p->req->body.len)
-    return fail(p, 413, "body over the body limit");
+  if (over_limit(p, len)) return fail(p, 413, "body over the body limit");
   if (shadow_buf_append(&p->req->body, at, len))
     return fail(p, 500, "out of memory");
+  p->req->body_seen += len;
   return 0;
 }
 
@@ -173,13 +181,14 @@ static int on_body(llhttp_t *h, const char *at, size_t len) {
  * right away instead of reading up to the limit first. */
 static int on_chunk_header(llhttp_t *h) {
   shadow_request_parser_t *p = parser_of(h);
-  if (h->content_length > p->body_limit - p->req->body.len)
+  if (over_limit(p, h->content_length))
     return fail(p, 413, "chunk over the body limit");
   return 0;
 }
 
 static int on_message_complete(llhttp_t *h) {
   shadow_request_parser_t *p = parser_of(h);
+  p->req->body_complete = 1;
   /* An upgrade is not followed: the connection ends with this request. */
   p->req->keep_alive = llhttp_should_keep_alive(h) && !h->upgrade;
   p->complete = 1;
@@ -188,7 +197,6 @@ static int on_message_complete(llhttp_t *h) {
 }
 
 static const llhttp_settings_t settings = {
-    .on_message_begin = on_message_begin,
     .on_url = on_url,
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
@@ -211,13 +219,18 @@ static void head_scan_reset(shadow_request_parser_t *p) {
 
 void shadow_request_parser_init(shadow_request_parser_t *p,
                                 shadow_request_t *req, size_t header_limit,
-                                size_t body_limit) {
+                                uint64_t body_limit, int stream) {
   memset(p, 0, sizeof(*p));
   llhttp_init(&p->http, HTTP_REQUEST, &settings);
   p->http.data = p;
   p->req = req;
   p->header_limit = header_limit;
   p->body_limit = body_limit;
+  p->stream = stream;
+  req->content_length = 0;
+  req->body_seen = 0;
+  req->body_complete = 0;
+  req->expect_continue = 0;
   head_scan_reset(p);
   shadow_buf_reset(&req->target);
   shadow_headers_clear(&req->headers);
@@ -240,6 +253,11 @@ void shadow_request_parser_next(shadow_request_parser_t *p) {
   if (p->complete && !req->keep_alive) p->done = 1;
   p->complete = 0;
   p->expect_continue = 0;
+  p->head_done = 0;
+  req->content_length = 0;
+  req->body_seen = 0;
+  req->body_complete = 0;
+  req->expect_continue = 0;
   head_scan_reset(p);
   shadow_buf_reset(&req->target);
   if (req->headers.cap > KEEP_HEADERS)
@@ -360,9 +378,14 @@ shadow_parse_event_t shadow_request_parse(shadow_request_parser_t *p,
       llhttp_resume(&p->http);
       *used = off;
       if (p->complete) return SHADOW_PARSE_REQUEST;
-      if (p->expect_continue) {
-        p->expect_continue = 0;
-        return SHADOW_PARSE_CONTINUE;
+      if (p->head_done == 1) {
+        /* Reported once. CONTINUE also means the head is complete. */
+        p->head_done = 2;
+        if (p->expect_continue) {
+          p->expect_continue = 0;
+          return SHADOW_PARSE_CONTINUE;
+        }
+        if (p->stream) return SHADOW_PARSE_HEAD;
       }
       continue;
     }

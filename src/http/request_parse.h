@@ -15,12 +15,38 @@
 
 #include <llhttp.h>
 
-#include "server.h"
+#include "buf.h"
+#include "record.h"
+
+/* One parsed request head, and the body bytes parsed so far. The server
+ * keeps one per connection and reuses it for each request. */
+typedef struct shadow_request_s {
+  const char *method;  /* "GET": static storage */
+  int method_id;       /* llhttp_method_t */
+  shadow_buf_t target; /* request-target as sent: "/path?query" */
+  shadow_headers_t headers;
+  /* Body bytes parsed and not yet taken by whoever reads the body: in a
+   * streaming parser they are taken after each feed, otherwise this is
+   * the whole body, de-chunked. */
+  shadow_buf_t body;
+  int64_t content_length; /* as declared; -1 when chunked; 0 without body */
+  uint64_t body_seen;     /* body bytes parsed so far, in all */
+  int body_complete;      /* the last body byte has been parsed */
+  int expect_continue;    /* the client asked for 100 Continue */
+  int http_major, http_minor;
+  int keep_alive;    /* the connection stays open after this one */
+  uint64_t start_ns; /* set by the caller: when the request began */
+  char peer[64];     /* client address, for x-forwarded-for */
+  void *data;        /* the handler's */
+} shadow_request_t;
 
 typedef enum shadow_parse_event_e {
   SHADOW_PARSE_MORE = 0, /* everything consumed; feed more bytes */
   SHADOW_PARSE_REQUEST,  /* *req is complete; feed the rest after answering */
-  SHADOW_PARSE_CONTINUE, /* headers ask for 100 Continue; send it, go on */
+  SHADOW_PARSE_CONTINUE, /* the head is complete and asks for 100 Continue:
+                            send it, go on */
+  SHADOW_PARSE_HEAD,     /* streaming: the head is complete, the body may
+                            follow */
   SHADOW_PARSE_ERROR     /* answer parser.status and close */
 } shadow_parse_event_t;
 
@@ -28,7 +54,11 @@ typedef struct shadow_request_parser_s {
   llhttp_t http;
   shadow_request_t *req; /* filled in place: the caller reuses it */
   size_t header_limit;
-  size_t body_limit;
+  uint64_t body_limit; /* 0: no limit */
+  /* Streaming: stop after the head (SHADOW_PARSE_HEAD) so the request can
+   * be handed on before its body has arrived; body bytes then collect in
+   * req->body for the caller to take after each feed. */
+  int stream;
   int status;      /* after SHADOW_PARSE_ERROR: 400, 413 or 431 */
   const char *why; /* after SHADOW_PARSE_ERROR: for logs and tests */
 
@@ -46,21 +76,24 @@ typedef struct shadow_request_parser_s {
   shadow_buf_t value;
   size_t trailer_bytes;
   int expect_continue;
-  int complete; /* paused after on_message_complete */
-  int done;     /* the connection carries no further request */
+  int head_done; /* 1: paused after the head; 2: that was reported */
+  int complete;  /* paused after on_message_complete */
+  int done;      /* the connection carries no further request */
 } shadow_request_parser_t;
 
-/* Sets p up to fill req, which must outlive it; req's buffers are reset. */
+/* Sets p up to fill req, which must outlive it; req's buffers are reset.
+ * body_limit 0 is no limit; stream as described above. */
 void shadow_request_parser_init(shadow_request_parser_t *p,
                                 shadow_request_t *req, size_t header_limit,
-                                size_t body_limit);
+                                uint64_t body_limit, int stream);
 /* Frees the parser's own scratch memory (not req's). Safe twice. */
 void shadow_request_parser_free(shadow_request_parser_t *p);
 
 /* Parses up to len bytes of data; *used says how many were taken. After
- * SHADOW_PARSE_REQUEST the caller owns *req until it calls
- * shadow_request_parser_next(); after SHADOW_PARSE_ERROR every further call
- * returns the same error. */
+ * SHADOW_PARSE_HEAD the head is complete and parsing goes on with the body;
+ * after SHADOW_PARSE_REQUEST the request (body included) is complete and
+ * the caller owns *req until it calls shadow_request_parser_next(); after
+ * SHADOW_PARSE_ERROR every further call returns the same error. */
 shadow_parse_event_t shadow_request_parse(shadow_request_parser_t *p,
                                           const char *data, size_t len,
                                           size_t *used);

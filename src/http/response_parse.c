@@ -1,17 +1,17 @@
+/* The response parser (see response_parse.h): llhttp's callbacks turned
+ * into head, body and trailer events, with a bound on the head's size and
+ * nothing kept of the body. */
 #include "response_parse.h"
 
 #include <errno.h>
 #include <string.h>
 
-#include "upstream.h"
-
 /* Bytes a header line costs on the wire beyond its name and value (": " and
  * CRLF). Counting them keeps a flood of empty headers inside the limit. */
 #define LINE_OVERHEAD 4
-/* Without a body limit, a declared Content-Length is trusted only this far
- * when reserving memory up front. */
-#define RESERVE_CAP (1u << 20)
+/* Scratch kept between responses; one huge header must not pin more. */
 #define SCRATCH_KEEP 4096
+#define HEADERS_KEEP 64
 
 #define PARSER(h) ((shadow_response_parser_t *)(h)->data)
 
@@ -39,7 +39,6 @@ static int on_status(llhttp_t *h, const char *at, size_t len) {
 static int on_header_field(llhttp_t *h, const char *at, size_t len) {
   shadow_response_parser_t *p = PARSER(h);
   if (count_header(p, len)) return -1;
-  if (p->headers_done) return 0; /* a trailer: counted, not kept */
   if (shadow_buf_append(&p->name, at, len))
     return fail(p, SHADOW_UPSTREAM_TOO_LARGE);
   return 0;
@@ -48,7 +47,6 @@ static int on_header_field(llhttp_t *h, const char *at, size_t len) {
 static int on_header_value(llhttp_t *h, const char *at, size_t len) {
   shadow_response_parser_t *p = PARSER(h);
   if (count_header(p, len)) return -1;
-  if (p->headers_done) return 0;
   if (shadow_buf_append(&p->value, at, len))
     return fail(p, SHADOW_UPSTREAM_TOO_LARGE);
   return 0;
@@ -57,13 +55,19 @@ static int on_header_value(llhttp_t *h, const char *at, size_t len) {
 static int on_header_value_complete(llhttp_t *h) {
   shadow_response_parser_t *p = PARSER(h);
   if (count_header(p, LINE_OVERHEAD)) return -1;
-  if (p->headers_done) return 0;
-  int rc = shadow_headers_add(&p->rec->headers,
-                              p->name.data ? p->name.data : "", p->name.len,
-                              p->value.data ? p->value.data : "", p->value.len);
+  shadow_headers_t *dst = p->headers_done ? &p->trailers : &p->headers;
+  int rc =
+      shadow_headers_add(dst, p->name.data ? p->name.data : "", p->name.len,
+                         p->value.data ? p->value.data : "", p->value.len);
   shadow_buf_reset(&p->name);
   shadow_buf_reset(&p->value);
   return rc ? fail(p, SHADOW_UPSTREAM_TOO_LARGE) : 0;
+}
+
+static int deliver(shadow_response_parser_t *p,
+                   int (*cb)(void *, const shadow_response_parser_t *)) {
+  if (cb && cb(p->ud, p) != 0) return fail(p, SHADOW_UPSTREAM_BAD_RESPONSE);
+  return 0;
 }
 
 static int on_headers_complete(llhttp_t *h) {
@@ -73,38 +77,38 @@ static int on_headers_complete(llhttp_t *h) {
    * 101 means the backend speaks something we cannot relay. */
   if (status == 101 || status < 100 || status > 999)
     return fail(p, SHADOW_UPSTREAM_BAD_RESPONSE);
-  p->rec->status = status;
-  p->headers_done = 1;
-  /* 1 tells llhttp that no body follows whatever the headers claim. */
-  if (p->head || status < 200 || status == 204 || status == 304) return 1;
-  if ((h->flags & F_CONTENT_LENGTH) && !(h->flags & F_CHUNKED)) {
-    uint64_t cl = h->content_length;
-    if (p->body_limit && cl > p->body_limit)
-      return fail(p, SHADOW_UPSTREAM_TOO_LARGE);
-    /* One allocation for the whole body when its size is declared. */
-    size_t want = cl > RESERVE_CAP && !p->body_limit ? RESERVE_CAP : cl;
-    if (want && shadow_buf_reserve(&p->rec->body, want))
-      return fail(p, SHADOW_UPSTREAM_TOO_LARGE);
+  p->status = status;
+  if (status < 200) {
+    /* An interim response (100 Continue, 103 Early Hints) has no body;
+     * the final one follows on the same connection. */
+    if (deliver(p, p->ev ? p->ev->on_interim : NULL)) return -1;
+    return 1;
   }
-  return 0;
+  p->headers_done = 1;
+  p->chunked = (h->flags & F_CHUNKED) != 0;
+  p->content_length = -1;
+  int no_body = p->head || status == 204 || status == 304;
+  if (!p->chunked && (h->flags & F_CONTENT_LENGTH))
+    p->content_length = (int64_t)h->content_length;
+  if (no_body) p->chunked = 0;
+  if (deliver(p, p->ev ? p->ev->on_head : NULL)) return -1;
+  /* 1 tells llhttp that no body follows whatever the headers claim. */
+  return no_body ? 1 : 0;
 }
 
 static int on_body(llhttp_t *h, const char *at, size_t len) {
   shadow_response_parser_t *p = PARSER(h);
-  if (p->body_limit && p->rec->body.len + len > p->body_limit)
-    return fail(p, SHADOW_UPSTREAM_TOO_LARGE);
-  if (shadow_buf_append(&p->rec->body, at, len))
-    return fail(p, SHADOW_UPSTREAM_TOO_LARGE);
+  p->body_seen += len;
+  if (p->ev && p->ev->on_body && p->ev->on_body(p->ud, at, len) != 0)
+    return fail(p, SHADOW_UPSTREAM_BAD_RESPONSE);
   return 0;
 }
 
 static int on_message_complete(llhttp_t *h) {
   shadow_response_parser_t *p = PARSER(h);
-  if (p->rec->status < 200) {
-    /* An interim response (100 Continue, 103 Early Hints): the real one
-     * follows on the same connection, so start over. */
-    shadow_record_clear(p->rec);
-    p->headers_done = 0;
+  if (!p->headers_done) {
+    /* The end of an interim response: start over for the next head. */
+    shadow_headers_clear(&p->headers);
     p->header_seen = 0;
     return 0;
   }
@@ -127,43 +131,40 @@ static const llhttp_settings_t settings = {
 };
 
 void shadow_response_parser_init(shadow_response_parser_t *p,
-                                 size_t header_limit, size_t body_limit) {
+                                 size_t header_limit) {
   memset(p, 0, sizeof(*p));
   llhttp_init(&p->http, HTTP_RESPONSE, &settings);
   p->http.data = p;
   p->header_limit = header_limit;
-  p->body_limit = body_limit;
+  p->content_length = -1;
 }
 
-void shadow_response_parser_limits(shadow_response_parser_t *p,
-                                   size_t header_limit, size_t body_limit) {
-  p->header_limit = header_limit;
-  p->body_limit = body_limit;
-}
-
-int shadow_response_parser_reset(shadow_response_parser_t *p, int head) {
-  if (p->rec) {
-    shadow_record_clear(p->rec);
-  } else {
-    p->rec = shadow_record_new();
-    if (!p->rec) return -ENOMEM;
-  }
+void shadow_response_parser_reset(shadow_response_parser_t *p, int head,
+                                  const shadow_response_events_t *ev,
+                                  void *ud) {
   llhttp_reset(&p->http);
-  /* One huge header once must not pin its memory for the connection's
-   * life; the usual few hundred bytes are kept. */
   if (p->name.cap > SCRATCH_KEEP) shadow_buf_free(&p->name);
   if (p->value.cap > SCRATCH_KEEP) shadow_buf_free(&p->value);
   shadow_buf_reset(&p->name);
   shadow_buf_reset(&p->value);
+  if (p->headers.cap > HEADERS_KEEP) shadow_headers_free(&p->headers);
+  shadow_headers_clear(&p->headers);
+  if (p->trailers.cap > HEADERS_KEEP) shadow_headers_free(&p->trailers);
+  shadow_headers_clear(&p->trailers);
+  p->ev = ev;
+  p->ud = ud;
+  p->status = 0;
+  p->content_length = -1;
+  p->chunked = 0;
   p->header_seen = 0;
   p->seen = 0;
+  p->body_seen = 0;
   p->head = head;
   p->headers_done = 0;
   p->done = 0;
   p->err = 0;
   p->keep_alive = 0;
   p->extra = 0;
-  return 0;
 }
 
 static int verdict(const shadow_response_parser_t *p) {
@@ -173,7 +174,6 @@ static int verdict(const shadow_response_parser_t *p) {
 
 int shadow_response_parser_feed(shadow_response_parser_t *p, const char *data,
                                 size_t len) {
-  if (!p->rec && !p->err) p->err = SHADOW_UPSTREAM_BAD_RESPONSE; /* no reset */
   if (p->err || len == 0) return verdict(p);
   if (p->done) {
     /* Bytes nobody asked for: the stream is out of step with our requests,
@@ -198,8 +198,8 @@ int shadow_response_parser_feed(shadow_response_parser_t *p, const char *data,
 
 int shadow_response_parser_finish(shadow_response_parser_t *p) {
   if (p->err || p->done) return verdict(p);
-  if (!p->rec || p->seen == 0) return fail(p, SHADOW_UPSTREAM_RESET);
-  llhttp_errno_t rc = llhttp_finish(&p->http);
+  if (p->seen == 0) return fail(p, SHADOW_UPSTREAM_RESET);
+  llhttp_finish(&p->http);
   if (p->done) {
     p->keep_alive = 0; /* the peer is gone */
     return verdict(p);
@@ -208,24 +208,20 @@ int shadow_response_parser_finish(shadow_response_parser_t *p) {
   /* Anything else is a response cut short: a body shorter than its
    * Content-Length, a chunked body without its last chunk, or a half
    * header block. The bytes so far were valid, so the fault is the close. */
-  (void)rc;
   return fail(p, SHADOW_UPSTREAM_RESET);
-}
-
-shadow_record_t *shadow_response_parser_take(shadow_response_parser_t *p) {
-  if (!p->done || p->err) return NULL;
-  shadow_record_t *r = p->rec;
-  p->rec = NULL;
-  return r;
 }
 
 size_t shadow_response_parser_seen(const shadow_response_parser_t *p) {
   return p->seen;
 }
 
+int shadow_response_parser_has_head(const shadow_response_parser_t *p) {
+  return p->headers_done;
+}
+
 void shadow_response_parser_free(shadow_response_parser_t *p) {
-  shadow_record_free(p->rec);
-  p->rec = NULL;
+  shadow_headers_free(&p->headers);
+  shadow_headers_free(&p->trailers);
   shadow_buf_free(&p->name);
   shadow_buf_free(&p->value);
 }

@@ -1,12 +1,19 @@
 /* The client-facing HTTP/1.1 server. Parsing lives in request_parse.c; this
  * file is sockets, timers and the order of things on a connection:
  *
- *   read -> parse -> one request in flight -> respond -> write -> next
+ *   read -> parse head -> request handed out -> body streams in
+ *                      -> response streams out -> written -> next request
  *
- * Only one request per connection is in flight at a time. Bytes a client
- * pipelines behind it stay buffered and reading stops until the response
- * has been written, so a client that sends without reading cannot make us
- * queue responses or buffer requests without bound. */
+ * One request per connection is in flight at a time. Bytes a client
+ * pipelines behind it stay buffered (up to BUSY_READ_BYTES, then reading
+ * stops) until its response has been written, so a client that sends
+ * without reading cannot make us queue responses without bound.
+ *
+ * Output goes through two buffers: pend collects what the producer queues,
+ * wbuf is what one uv_write is writing. Memory per connection is thus
+ * bounded by twice the high-water mark plus one producer's batch, however
+ * large the response: past the mark, body() tells the producer to wait
+ * until on_writable (which is how a slow client slows the backend read). */
 #include "server.h"
 
 #include <arpa/inet.h>
@@ -15,8 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-
-#include "request_parse.h"
 
 /* Bigger per-connection buffers are given back once idle (see below). */
 #define KEEP_BYTES (16 * 1024)
@@ -28,24 +33,36 @@
 /* Refusals in progress beyond this are closed without a 503: under a flood
  * the courtesy of an answer must not cost memory without bound. */
 #define MAX_REFUSING 64
+/* Response bytes queued past this ask the producer to wait; it may go on
+ * once everything queued has been written. */
+#define WRITE_HIGH (64 * 1024)
+/* While a request is in flight the connection keeps reading, so that a
+ * keep-alive connection does not pay an epoll_ctl to stop and another to
+ * restart reading on every request; what a pipelining client sends
+ * meanwhile is buffered, up to this much, and then reading pauses. */
+#define BUSY_READ_BYTES (64 * 1024)
 
 typedef struct conn_s conn_t;
 
 struct shadow_server_s {
   uv_loop_t *loop;
   uv_tcp_t listener;
-  shadow_limits_t limits;
-  shadow_request_cb cb;
-  void *ud;
-  conn_t *conns; /* open connections, refusals included */
-  size_t nconns; /* open connections counted against the cap */
+  uv_idle_t posted_idle; /* runs conn_process for posted connections */
+  uv_timer_t drain_timer;
+  shadow_server_opts_t opts;
+  shadow_server_handler_t h;
+  conn_t *conns;  /* open connections, refusals included */
+  conn_t *posted; /* connections whose buffered input waits for the loop */
+  size_t nconns;  /* open connections counted against the cap */
   size_t nrefusing;
   size_t nalive; /* connection structs not yet freed */
   size_t inflight;
-  int listener_open; /* uv_close not yet called on the listener */
-  int listener_closed;
+  int handles; /* the server's own open handles */
+  int listener_open;
   int draining;
   int closing;
+  void (*drained)(void *ud);
+  void *drained_ud;
   /* Reads land here and are parsed in place; only the bytes a busy
    * connection cannot parse yet are copied to its own buffer. An idle
    * keep-alive connection so holds no read buffer at all. */
@@ -57,15 +74,15 @@ struct conn_s {
   uv_timer_t timer;
   shadow_server_t *srv;
   conn_t *prev, *next;
-  shadow_limits_t limits;
+  conn_t *post_prev, *post_next;
+  shadow_server_opts_t opts;
   shadow_request_parser_t parser;
   shadow_request_t req; /* reused for each request on the connection */
   shadow_buf_t in;      /* unparsed bytes, from in_pos */
   size_t in_pos;
-  shadow_buf_t out_head;
-  shadow_buf_t out_body;
+  shadow_buf_t pend; /* response bytes queued */
+  shadow_buf_t wbuf; /* response bytes being written */
   uv_write_t wreq;
-  uv_write_t creq; /* 100 Continue */
   uv_shutdown_t sreq;
   uint64_t head_since; /* when the header deadline started counting */
   int head_clock;      /* head_since is set */
@@ -73,39 +90,52 @@ struct conn_s {
   size_t discarded;
   size_t wq_size; /* bytes queued at the last write-progress check */
   int open_handles;
-  int inflight;
+  /* The request in flight. */
+  int head_in;     /* its head has been parsed */
+  int inflight;    /* handed out and not yet given back */
+  int body_stream; /* its body is still streaming to the handler */
+  int body_paused;
+  int aborted;      /* on_abort was told */
+  int abort_status; /* a parse error to answer if no head was sent */
+  /* Its response. */
+  int head_out;
+  int no_body;
+  int chunked;
+  int64_t resp_len; /* declared Content-Length, or -1 */
+  uint64_t resp_sent;
+  int want_writable;
+  int ended; /* end() or abort() was called: flush, then next or close */
+  /* The connection. */
   int writing;
-  int continuing;
   int close_after;
   int closing;
   int lingering;
   int reading;
   int peer_eof; /* the client half-closed while we were busy */
   int refused;
+  int posted;
 };
 
-/* While a request is in flight the connection keeps reading, so that a
- * keep-alive connection does not pay an epoll_ctl to stop and another to
- * restart reading on every request; what a pipelining client sends
- * meanwhile is buffered, up to this much, and then reading pauses. */
-#define BUSY_READ_BYTES (64 * 1024)
-
 static void conn_process(conn_t *c);
+static void conn_continue(conn_t *c);
 static void conn_arm(conn_t *c);
+static void conn_flush(conn_t *c);
 
-void shadow_limits_default(shadow_limits_t *l) {
-  l->header_bytes = 64 * 1024;
-  l->body_bytes = 8 * 1024 * 1024;
-  l->header_timeout_ms = 10000;
-  l->idle_timeout_ms = 60000;
-  l->max_connections = 0;
-  l->reuse_port = 0;
+void shadow_server_opts_default(shadow_server_opts_t *o) {
+  o->header_bytes = 64 * 1024;
+  o->body_bytes = 8 * 1024 * 1024;
+  o->header_timeout_ms = 10000;
+  o->idle_timeout_ms = 60000;
+  o->max_connections = 0;
+  o->reuse_port = 0;
 }
 
 const char *shadow_http_reason(int status) {
   switch (status) {
   case 100: return "Continue";
   case 101: return "Switching Protocols";
+  case 102: return "Processing";
+  case 103: return "Early Hints";
   case 200: return "OK";
   case 201: return "Created";
   case 202: return "Accepted";
@@ -144,13 +174,14 @@ const char *shadow_http_reason(int status) {
   }
 }
 
-/* The short JSON error bodies of DESIGN.md's bad-input table. */
+/* The short JSON error bodies of the bad-input table. */
 static const char *error_text(int status) {
   switch (status) {
   case 400: return "bad request";
   case 408: return "request timeout";
   case 413: return "payload too large";
   case 431: return "request header fields too large";
+  case 501: return "not implemented";
   case 503: return "too many connections";
   default: return "internal error";
   }
@@ -160,23 +191,83 @@ static conn_t *conn_of_req(shadow_request_t *req) {
   return (conn_t *)(void *)((char *)req - offsetof(conn_t, req));
 }
 
+/* ---- posted work: buffered input parsed from the loop, never from inside
+ * a call the handler made into the server ---- */
+
+static void conn_unpost(conn_t *c) {
+  shadow_server_t *s = c->srv;
+  if (!c->posted) return;
+  if (c->post_prev)
+    c->post_prev->post_next = c->post_next;
+  else
+    s->posted = c->post_next;
+  if (c->post_next) c->post_next->post_prev = c->post_prev;
+  c->post_prev = c->post_next = NULL;
+  c->posted = 0;
+}
+
+static void on_posted(uv_idle_t *h) {
+  shadow_server_t *s = h->data;
+  /* Each connection processed may post itself again: take the list. */
+  conn_t *list = s->posted;
+  s->posted = NULL;
+  for (conn_t *c = list; c; c = c->post_next)
+    c->posted = 0;
+  while (list) {
+    conn_t *c = list;
+    list = c->post_next;
+    if (list) list->post_prev = NULL;
+    c->post_next = c->post_prev = NULL;
+    if (!c->closing) conn_continue(c);
+  }
+  if (!s->posted) uv_idle_stop(&s->posted_idle);
+}
+
+static void conn_post(conn_t *c) {
+  shadow_server_t *s = c->srv;
+  if (c->posted || c->closing) return;
+  c->posted = 1;
+  c->post_prev = NULL;
+  c->post_next = s->posted;
+  if (s->posted) s->posted->post_prev = c;
+  s->posted = c;
+  uv_idle_start(&s->posted_idle, on_posted);
+}
+
 /* ---- freeing: only from close callbacks, or when the last in-flight
- * request of a closed connection is answered. ---- */
+ * request of a closed connection is given back. ---- */
 
 static void server_maybe_free(shadow_server_t *s) {
-  if (s->closing && s->listener_closed && s->nalive == 0) free(s);
+  if (s->closing && s->handles == 0 && s->nalive == 0) free(s);
+}
+
+static void on_drain_timer(uv_timer_t *t) {
+  shadow_server_t *s = t->data;
+  void (*done)(void *) = s->drained;
+  s->drained = NULL;
+  if (done) done(s->drained_ud);
+}
+
+/* The drain is over once the last connection has gone and no request is
+ * still with the handler; done runs from the loop, on a clean stack. */
+static void check_drained(shadow_server_t *s) {
+  if (s->drained && !s->closing && s->nconns == 0 && s->nrefusing == 0 &&
+      s->inflight == 0)
+    uv_timer_start(&s->drain_timer, on_drain_timer, 0, 0);
 }
 
 static void conn_maybe_free(conn_t *c) {
   if (c->open_handles > 0 || c->inflight) return;
   shadow_server_t *s = c->srv;
+  conn_unpost(c);
   shadow_request_parser_free(&c->parser);
   shadow_request_release(&c->req);
   shadow_buf_free(&c->in);
-  shadow_buf_free(&c->out_head);
-  shadow_buf_free(&c->out_body);
+  shadow_buf_free(&c->pend);
+  shadow_buf_free(&c->wbuf);
   free(c);
   s->nalive--;
+  check_drained(s);
   server_maybe_free(s);
 }
 
@@ -186,10 +277,18 @@ static void on_conn_handle_close(uv_handle_t *h) {
   conn_maybe_free(c);
 }
 
+/* Tells the handler its request cannot be answered any more. */
+static void conn_abort_request(conn_t *c, int why) {
+  if (!c->inflight || c->aborted || c->ended) return;
+  c->aborted = 1;
+  if (c->srv->h.on_abort) c->srv->h.on_abort(&c->req, why);
+}
+
 static void conn_close(conn_t *c) {
   if (c->closing) return;
   shadow_server_t *s = c->srv;
   c->closing = 1;
+  conn_unpost(c);
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -201,9 +300,12 @@ static void conn_close(conn_t *c) {
   else
     s->nconns--;
   /* Pending writes are cancelled by uv_close; their callbacks run first
-   * and see c->closing. */
+   * and see c->closing. The memory stays until both handles have closed,
+   * so the handler may end its request from inside on_abort. */
   uv_close((uv_handle_t *)&c->tcp, on_conn_handle_close);
   uv_close((uv_handle_t *)&c->timer, on_conn_handle_close);
+  conn_abort_request(c, s->closing ? SHADOW_ABORT_CLOSE : SHADOW_ABORT_CLIENT);
+  check_drained(s);
 }
 
 /* ---- writing ---- */
@@ -223,36 +325,26 @@ static int header_ok(const shadow_header_t *e) {
   return 1;
 }
 
-/* Builds the status line and headers into c->out_head. */
-static int build_head(conn_t *c, int status, const shadow_headers_t *headers,
-                      int http10, int head_req, size_t body_len, int keep) {
-  shadow_buf_t *b = &c->out_head;
-  shadow_buf_reset(b);
-  int no_body = head_req || status < 200 || status == 204 || status == 304;
-  /* HEAD and 304 describe a body they do not carry, so a given
-   * content-length is the right one to pass on; 1xx and 204 must not have
-   * one at all (RFC 9110 section 8.6). */
-  int pass_cl = head_req || status == 304;
-  int rc = shadow_buf_printf(b, "HTTP/1.1 %d %s\r\n", status,
-                             shadow_http_reason(status));
+static int put_headers(shadow_buf_t *b, const shadow_headers_t *headers,
+                       int pass_cl, int pass_trailer) {
+  int rc = 0;
   for (size_t i = 0; headers && i < headers->n && rc == 0; i++) {
     const shadow_header_t *e = &headers->v[i];
     if (!header_ok(e)) continue;
     if (shadow_header_is_hop(e->name, e->name_len) &&
-        !(pass_cl && shadow_header_name_is(e, "content-length")))
+        !(pass_cl && shadow_header_name_is(e, "content-length")) &&
+        !(pass_trailer && shadow_header_name_is(e, "trailer")))
       continue;
     rc |= shadow_buf_append(b, e->name, e->name_len);
     rc |= shadow_buf_append(b, ": ", 2);
     rc |= shadow_buf_append(b, e->value, e->value_len);
     rc |= shadow_buf_append(b, "\r\n", 2);
   }
-  if (!no_body) rc |= shadow_buf_printf(b, "Content-Length: %zu\r\n", body_len);
-  if (!keep)
-    rc |= shadow_buf_puts(b, "Connection: close\r\n");
-  else if (http10)
-    rc |= shadow_buf_puts(b, "Connection: keep-alive\r\n");
-  rc |= shadow_buf_append(b, "\r\n", 2);
-  return rc ? -ENOMEM : 0;
+  return rc;
+}
+
+static size_t queued(const conn_t *c) {
+  return c->pend.len + c->wbuf.len;
 }
 
 static void on_linger_timer(uv_timer_t *t) {
@@ -283,16 +375,16 @@ static void conn_linger(conn_t *c) {
   uv_timer_start(&c->timer, on_linger_timer, LINGER_MS, 0);
 }
 
-static void on_write(uv_write_t *w, int status) {
-  conn_t *c = w->data;
-  c->writing = 0;
-  if (c->closing) return;
-  if (status < 0) {
-    conn_close(c);
-    return;
-  }
+/* Everything of a response has been written: the connection moves on to
+ * the next request, or closes. */
+static void conn_response_done(conn_t *c) {
+  c->head_in = c->head_out = c->ended = c->aborted = 0;
+  c->want_writable = 0;
+  c->body_stream = c->body_paused = 0;
   /* A large response's buffers are not kept for the next one. */
-  if (c->out_body.cap > KEEP_BYTES) shadow_buf_free(&c->out_body);
+  if (c->pend.cap > KEEP_BYTES) shadow_buf_free(&c->pend);
+  if (c->wbuf.cap > KEEP_BYTES) shadow_buf_free(&c->wbuf);
+  shadow_request_parser_next(&c->parser);
   if (c->close_after) {
     conn_linger(c);
     return;
@@ -302,119 +394,338 @@ static void on_write(uv_write_t *w, int status) {
   conn_process(c);
 }
 
-static int conn_write(conn_t *c, size_t body_len) {
-  uv_buf_t bufs[2];
-  unsigned n = 0;
-  bufs[n++] = uv_buf_init(c->out_head.data, (unsigned)c->out_head.len);
-  if (body_len) bufs[n++] = uv_buf_init(c->out_body.data, (unsigned)body_len);
-  c->wreq.data = c;
-  int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, n, on_write);
-  if (rc == 0) {
-    c->writing = 1;
-    conn_arm(c);
+static void on_write(uv_write_t *w, int status) {
+  conn_t *c = w->data;
+  c->writing = 0;
+  if (c->closing) return;
+  if (status < 0) {
+    conn_close(c); /* tells the handler, if the request is still its */
+    return;
   }
-  return rc;
+  shadow_buf_reset(&c->wbuf);
+  if (c->pend.len) conn_flush(c);
+  if (c->want_writable && !c->pend.len && !c->ended && c->inflight) {
+    c->want_writable = 0;
+    if (c->srv->h.on_writable) c->srv->h.on_writable(&c->req);
+    if (c->closing) return;
+  }
+  if (c->ended && !c->writing && !c->pend.len) {
+    conn_response_done(c);
+    return;
+  }
+  conn_arm(c);
 }
 
-/* Answers with a short JSON error and closes: after a protocol error the
- * byte stream can no longer be trusted to hold request boundaries. */
-static void conn_fail(conn_t *c, int status) {
-  shadow_buf_reset(&c->out_body);
-  if (shadow_buf_printf(&c->out_body, "{\"error\":\"%s\"}",
-                        error_text(status)) != 0) {
+static void conn_flush(conn_t *c) {
+  if (c->writing || c->closing || !c->pend.len) return;
+  shadow_buf_t t = c->wbuf;
+  c->wbuf = c->pend;
+  c->pend = t;
+  uv_buf_t b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
+  c->wreq.data = c;
+  if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
     conn_close(c);
     return;
   }
-  shadow_headers_t h = SHADOW_HEADERS_INIT;
-  shadow_header_t ct = {(char *)"content-type", 12, (char *)"application/json",
-                        16};
-  h.v = &ct;
-  h.n = 1;
+  c->writing = 1;
+  conn_arm(c);
+}
+
+/* Queues a short JSON error and closes after it: after a protocol error
+ * the byte stream can no longer be trusted to hold request boundaries. */
+static void conn_fail(conn_t *c, int status) {
+  char body[96];
+  int n =
+      snprintf(body, sizeof(body), "{\"error\":\"%s\"}", error_text(status));
+  shadow_buf_reset(&c->pend);
   c->close_after = 1;
-  if (build_head(c, status, &h, 0, 0, c->out_body.len, 0) != 0 ||
-      conn_write(c, c->out_body.len) != 0)
+  c->ended = 1;
+  if (shadow_buf_printf(&c->pend,
+                        "HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+                        "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
+                        status, shadow_http_reason(status), n, body) != 0) {
     conn_close(c);
+    return;
+  }
+  conn_flush(c);
 }
 
-static void on_continue_written(uv_write_t *w, int status) {
-  conn_t *c = w->data;
-  c->continuing = 0;
-  if (status < 0 && !c->closing) conn_close(c);
+int shadow_server_head(shadow_request_t *req, int status,
+                       const shadow_headers_t *headers, int64_t body_len) {
+  conn_t *c = conn_of_req(req);
+  shadow_server_t *s = c->srv;
+  if (!c->inflight || c->head_out || c->ended) return -EINVAL;
+  if (c->closing) return -ECANCELED;
+  if (status < 100 || status > 999) status = 500;
+  int head_req = req->method_id == HTTP_HEAD;
+  c->no_body = head_req || status < 200 || status == 204 || status == 304;
+  c->resp_len = c->no_body ? 0 : body_len;
+  c->resp_sent = 0;
+  c->chunked = !c->no_body && body_len < 0 && req->http_minor >= 1;
+  /* Without a length, an HTTP/1.0 client reads the body to the close. */
+  if (!c->no_body && body_len < 0 && !c->chunked) c->close_after = 1;
+  int keep = req->keep_alive && !s->draining && !s->closing && !c->close_after;
+  if (!keep) c->close_after = 1;
+  shadow_buf_t *b = &c->pend;
+  /* HEAD and 304 describe a body they do not carry, so a given
+   * content-length is the right one to pass on; 1xx and 204 must not have
+   * one at all (RFC 9110 section 8.6). */
+  int pass_cl = head_req || status == 304;
+  int rc = shadow_buf_printf(b, "HTTP/1.1 %d %s\r\n", status,
+                             shadow_http_reason(status));
+  rc |= put_headers(b, headers, pass_cl, c->chunked);
+  if (!c->no_body && body_len >= 0)
+    rc |= shadow_buf_printf(b, "Content-Length: %lld\r\n", (long long)body_len);
+  if (c->chunked) rc |= shadow_buf_puts(b, "Transfer-Encoding: chunked\r\n");
+  if (!keep)
+    rc |= shadow_buf_puts(b, "Connection: close\r\n");
+  else if (req->http_minor == 0)
+    rc |= shadow_buf_puts(b, "Connection: keep-alive\r\n");
+  rc |= shadow_buf_append(b, "\r\n", 2);
+  if (rc) {
+    conn_close(c);
+    return -ENOMEM;
+  }
+  c->head_out = 1;
+  return 0;
 }
 
-static void conn_continue(conn_t *c) {
-  static char text[] = "HTTP/1.1 100 Continue\r\n\r\n";
-  if (c->continuing) return;
-  uv_buf_t b = uv_buf_init(text, sizeof(text) - 1);
-  c->creq.data = c;
-  if (uv_write(&c->creq, (uv_stream_t *)&c->tcp, &b, 1, on_continue_written) ==
-      0)
-    c->continuing = 1;
-  else
+int shadow_server_interim(shadow_request_t *req, int status,
+                          const shadow_headers_t *headers) {
+  conn_t *c = conn_of_req(req);
+  if (!c->inflight || c->head_out || c->ended || c->closing) return -EINVAL;
+  /* RFC 9110 section 15.2: no 1xx to an HTTP/1.0 client. 100 Continue is
+   * the server's own business (it has answered Expect already), and 101
+   * is not interim. */
+  if (req->http_minor == 0 || status == 100 || status == 101 || status < 100 ||
+      status > 199)
+    return 0;
+  shadow_buf_t *b = &c->pend;
+  int rc = shadow_buf_printf(b, "HTTP/1.1 %d %s\r\n", status,
+                             shadow_http_reason(status));
+  rc |= put_headers(b, headers, 0, 0);
+  rc |= shadow_buf_append(b, "\r\n", 2);
+  if (rc) {
     conn_close(c);
+    return -ENOMEM;
+  }
+  conn_flush(c);
+  return 0;
+}
+
+int shadow_server_body(shadow_request_t *req, const char *data, size_t len) {
+  conn_t *c = conn_of_req(req);
+  if (!c->inflight || !c->head_out || c->ended) return -EINVAL;
+  if (c->closing) return -ECANCELED;
+  if (c->no_body || len == 0) return 0;
+  if (c->resp_len >= 0 && c->resp_sent + len > (uint64_t)c->resp_len)
+    len = (size_t)((uint64_t)c->resp_len - c->resp_sent); /* never past it */
+  int rc = 0;
+  if (c->chunked) rc |= shadow_buf_printf(&c->pend, "%zx\r\n", len);
+  rc |= shadow_buf_append(&c->pend, data, len);
+  if (c->chunked) rc |= shadow_buf_append(&c->pend, "\r\n", 2);
+  if (rc) {
+    conn_close(c);
+    return -ENOMEM;
+  }
+  c->resp_sent += len;
+  if (queued(c) >= WRITE_HIGH) {
+    conn_flush(c);
+    c->want_writable = 1;
+    return 1;
+  }
+  return 0;
+}
+
+void shadow_server_flush(shadow_request_t *req) {
+  conn_flush(conn_of_req(req));
+}
+
+int shadow_server_head_sent(const shadow_request_t *req) {
+  const conn_t *c =
+      (const conn_t *)(const void *)((const char *)req - offsetof(conn_t, req));
+  return c->head_out;
+}
+
+/* The handler is done with req: from here on the connection owns it. */
+static void give_back(conn_t *c) {
+  shadow_server_t *s = c->srv;
+  c->inflight = 0;
+  s->inflight--;
+  c->ended = 1;
+  /* A body still arriving would have to be read to find the next request:
+   * the connection closes instead. */
+  if (c->body_stream || !c->req.body_complete) c->close_after = 1;
+}
+
+static void finish(conn_t *c) {
+  if (c->closing) {
+    conn_maybe_free(c);
+    check_drained(c->srv);
+    return;
+  }
+  if (!c->writing && !c->pend.len) {
+    /* Nothing left to write: move on from the loop, not from here. */
+    conn_post(c);
+    return;
+  }
+  conn_flush(c);
+}
+
+void shadow_server_end(shadow_request_t *req,
+                       const shadow_headers_t *trailers) {
+  conn_t *c = conn_of_req(req);
+  if (!c->inflight) return; /* given back twice: the second is dropped */
+  if (!c->closing && !c->head_out) {
+    /* Aborted before any answer: a body error answers with its status,
+     * anything else with a plain close. */
+    give_back(c);
+    if (c->abort_status)
+      conn_fail(c, c->abort_status);
+    else
+      c->close_after = 1;
+    finish(c);
+    return;
+  }
+  if (!c->closing && c->chunked) {
+    int rc = shadow_buf_puts(&c->pend, "0\r\n");
+    rc |= put_headers(&c->pend, trailers, 0, 0);
+    rc |= shadow_buf_append(&c->pend, "\r\n", 2);
+    if (rc) c->close_after = 1;
+  } else if (c->resp_len >= 0 && c->resp_sent < (uint64_t)c->resp_len) {
+    c->close_after = 1; /* cut short: only a close tells the client */
+  }
+  give_back(c);
+  finish(c);
+}
+
+void shadow_server_abort(shadow_request_t *req) {
+  conn_t *c = conn_of_req(req);
+  if (!c->inflight) return;
+  c->close_after = 1;
+  /* Without its terminator a chunked body reads as cut short, and a
+   * length-framed one as shorter than declared: the close tells. */
+  give_back(c);
+  finish(c);
 }
 
 void shadow_server_respond(shadow_request_t *req, int status,
                            const shadow_headers_t *headers, const char *body,
                            size_t body_len) {
   conn_t *c = conn_of_req(req);
-  shadow_server_t *s = c->srv;
-  if (!c->inflight) return; /* answered twice: the second one is dropped */
-  c->inflight = 0;
-  s->inflight--;
-  if (c->closing) {
-    /* The connection went away meanwhile: nothing to write to. */
-    conn_maybe_free(c);
-    return;
-  }
-  if (status < 100 || status > 999) status = 500;
+  if (!c->inflight) return;
   if (body_len > UINT32_MAX) { /* uv_buf_t lengths are 32-bit */
-    conn_close(c);
+    shadow_server_abort(req);
     return;
   }
-  int head_req = req->method_id == HTTP_HEAD;
-  int no_body = head_req || status < 200 || status == 204 || status == 304;
-  int keep = req->keep_alive && !s->draining && !s->closing;
-  int http10 = req->http_minor == 0;
-  if (no_body) body_len = 0;
-  shadow_buf_reset(&c->out_body);
-  /* The one copy respond() makes: the caller's body need not outlive this
-   * call, and ours lives until the write completes. */
-  int rc = body_len ? shadow_buf_append(&c->out_body, body, body_len) : 0;
-  if (rc == 0)
-    rc = build_head(c, status, headers, http10, head_req, body_len, keep);
-  shadow_request_parser_next(&c->parser);
-  c->close_after = !keep;
-  if (rc != 0 || conn_write(c, body_len) != 0) conn_close(c);
+  if (!c->head_out &&
+      shadow_server_head(req, status, headers, (int64_t)body_len) == 0)
+    shadow_server_body(req, body, body_len);
+  shadow_server_end(req, NULL);
 }
 
 /* ---- reading and parsing ---- */
 
-/* Feeds bytes to the parser until it needs more, a request is handed out,
+static void continue_100(conn_t *c) {
+  if (c->req.http_minor >= 1 &&
+      shadow_buf_puts(&c->pend, "HTTP/1.1 100 Continue\r\n\r\n") == 0)
+    conn_flush(c);
+}
+
+/* Hands body bytes collected in req->body to the handler, and the end of
+ * the body when it has come. */
+static void deliver_body(conn_t *c) {
+  shadow_server_t *s = c->srv;
+  shadow_request_t *req = &c->req;
+  if (!c->body_stream) return;
+  if (req->body.len) {
+    if (c->inflight && !c->aborted && s->h.on_body)
+      s->h.on_body(req, req->body.data, req->body.len);
+    shadow_buf_reset(&req->body);
+    if (c->closing) return;
+  }
+  if (req->body_complete) {
+    c->body_stream = 0;
+    if (c->inflight && !c->aborted && s->h.on_body_end) s->h.on_body_end(req);
+  }
+}
+
+static void hand_out(conn_t *c) {
+  shadow_server_t *s = c->srv;
+  shadow_request_t *req = &c->req;
+  c->inflight = 1;
+  s->inflight++;
+  c->aborted = 0;
+  c->abort_status = 0;
+  c->head_out = c->ended = 0;
+  c->body_stream = s->h.on_body && !req->body_complete;
+  uv_timer_stop(&c->timer);
+  s->h.on_request(req, s->h.ud);
+  /* The handler took what came with the head. */
+  if (s->h.on_body && !c->closing) shadow_buf_reset(&req->body);
+}
+
+/* Feeds bytes to the parser until it needs more, a request is complete,
  * or the connection fails. Returns the bytes taken. */
 static size_t conn_feed(conn_t *c, const char *data, size_t len) {
   shadow_server_t *s = c->srv;
   size_t off = 0;
-  while (!c->closing && !c->inflight && !c->writing && !c->close_after) {
+  for (;;) {
+    if (c->closing || c->ended) break;
+    /* Once a request is handed out, only its body is read, and only while
+     * the handler takes it. */
+    if (c->inflight && (!c->body_stream || c->body_paused)) break;
     size_t used = 0;
     shadow_parse_event_t ev =
         shadow_request_parse(&c->parser, data + off, len - off, &used);
     off += used;
+    if (ev == SHADOW_PARSE_CONTINUE || ev == SHADOW_PARSE_HEAD) {
+      if (ev == SHADOW_PARSE_CONTINUE) continue_100(c);
+      if (s->h.on_body) c->head_in = 1; /* handed out after this feed */
+      continue;
+    }
     if (ev == SHADOW_PARSE_REQUEST) {
-      c->inflight = 1;
-      s->inflight++;
-      uv_timer_stop(&c->timer);
-      s->cb(&c->req, s->ud);
-    } else if (ev == SHADOW_PARSE_CONTINUE) {
-      conn_continue(c);
-    } else if (ev == SHADOW_PARSE_ERROR) {
-      conn_fail(c, c->parser.status);
-      break;
-    } else {
+      if (!c->inflight) {
+        c->head_in = 1;
+        /* A streaming handler gets the head and the body at once; the
+         * others a whole request. */
+        hand_out(c);
+      } else {
+        deliver_body(c);
+      }
       break;
     }
+    if (ev == SHADOW_PARSE_ERROR) {
+      if (c->inflight) {
+        /* The body of a request already handed out broke the framing or
+         * the limit: the handler ends it, then the status goes out if
+         * nothing else has. */
+        c->abort_status = c->parser.status;
+        c->close_after = 1;
+        conn_abort_request(c, SHADOW_ABORT_BODY);
+      } else {
+        conn_fail(c, c->parser.status);
+      }
+      break;
+    }
+    break; /* MORE: everything was taken */
   }
+  /* A streamed head is handed out once the bytes that came with it have
+   * been parsed, so a small body goes on with its head in one piece. */
+  if (c->head_in && !c->inflight && !c->ended && !c->closing)
+    hand_out(c);
+  else if (c->inflight && c->body_stream && !c->closing)
+    deliver_body(c);
   return off;
+}
+
+/* What a posted connection does on the loop: finish a response that had
+ * nothing left to write, or parse what is buffered. */
+static void conn_continue(conn_t *c) {
+  if (c->ended && !c->writing && !c->pend.len)
+    conn_response_done(c);
+  else
+    conn_process(c);
 }
 
 /* Parses what is buffered, then decides whether to read and which timer
@@ -436,7 +747,8 @@ static void conn_process(conn_t *c) {
 
 static void on_timer(uv_timer_t *t) {
   conn_t *c = t->data;
-  if (c->writing && !c->closing) {
+  if (c->closing || c->lingering) return;
+  if (c->writing) {
     /* Like nginx's send_timeout: a response that made no progress for an
      * idle timeout is abandoned, so a client that never reads cannot hold
      * the response's memory for ever. */
@@ -447,7 +759,13 @@ static void on_timer(uv_timer_t *t) {
       conn_arm(c);
     return;
   }
-  if (c->closing || c->inflight || c->lingering) return;
+  if (c->inflight) {
+    /* Only a streamed body that stopped arriving has a timer here. */
+    c->abort_status = 408;
+    c->close_after = 1;
+    conn_abort_request(c, SHADOW_ABORT_TIMEOUT);
+    return;
+  }
   /* A client that began a request and stalled gets told; one that sent
    * nothing is just idle and is closed without a word. */
   if (shadow_request_parser_started(&c->parser))
@@ -456,60 +774,67 @@ static void on_timer(uv_timer_t *t) {
     conn_close(c);
 }
 
-/* Reads only while the connection can take a request, and runs the timer
- * that fits. As in nginx: a new connection has the header timeout from
- * accept to send its first request's head; a keep-alive connection waits
- * out the idle timeout for a next request, then has the header timeout from
- * that request's first byte; a body has the idle timeout between reads.
- * (Counting a keep-alive connection's header deadline from the previous
- * response would 408 a client whose request, after a long idle spell,
- * arrives in two packets.) */
+static int set_reading(conn_t *c, int on) {
+  uv_stream_t *st = (uv_stream_t *)&c->tcp;
+  if (on && !c->reading) {
+    if (uv_read_start(st, on_alloc, on_read) != 0) {
+      conn_close(c);
+      return -1;
+    }
+    c->reading = 1;
+  } else if (!on && c->reading) {
+    uv_read_stop(st);
+    c->reading = 0;
+  }
+  return 0;
+}
+
+/* Reads only while the connection can take bytes, and runs the timer that
+ * fits. As in nginx: a new connection has the header timeout from accept to
+ * send its first request's head; a keep-alive connection waits out the idle
+ * timeout for a next request, then has the header timeout from that
+ * request's first byte; a body has the idle timeout between reads, and so
+ * has a response the client stops reading. (Counting a keep-alive
+ * connection's header deadline from the previous response would 408 a
+ * client whose request, after a long idle spell, arrives in two packets.) */
 static void conn_arm(conn_t *c) {
   if (c->closing || c->lingering) return;
   uv_stream_t *st = (uv_stream_t *)&c->tcp;
-  if (c->peer_eof && !c->inflight && !c->writing && !c->close_after) {
+  if (c->peer_eof && !c->inflight && !c->writing && !c->ended &&
+      !c->close_after) {
     /* Everything the client sent before its half-close is answered. */
     conn_close(c);
     return;
   }
-  if (c->inflight || c->writing || c->close_after) {
+  uint64_t idle = c->opts.idle_timeout_ms;
+  if (c->head_in || c->writing || c->ended || c->close_after) {
+    int streaming = c->inflight && c->body_stream;
     int keep_reading =
-        !c->close_after && !c->peer_eof && c->in.len < BUSY_READ_BYTES;
-    if (c->reading && !keep_reading) {
-      uv_read_stop(st);
-      c->reading = 0;
-    } else if (!c->reading && keep_reading) {
-      if (uv_read_start(st, on_alloc, on_read) != 0) {
-        conn_close(c);
-        return;
-      }
-      c->reading = 1;
-    }
+        !c->peer_eof &&
+        (streaming ? !c->body_paused
+                   : !c->close_after && c->in.len < BUSY_READ_BYTES);
+    if (set_reading(c, keep_reading)) return;
     uv_timer_stop(&c->timer);
-    if (c->writing && c->limits.idle_timeout_ms) {
+    if (c->writing && idle) {
       /* A client that stops reading our answer: see on_timer. */
       c->wq_size = uv_stream_get_write_queue_size(st);
-      uv_timer_start(&c->timer, on_timer, c->limits.idle_timeout_ms, 0);
+      uv_timer_start(&c->timer, on_timer, idle, 0);
+    } else if (streaming && !c->body_paused && idle) {
+      uv_timer_start(&c->timer, on_timer, idle, 0);
     }
     return;
   }
-  if (!c->reading) {
-    if (uv_read_start(st, on_alloc, on_read) != 0) {
-      conn_close(c);
-      return;
-    }
-    c->reading = 1;
-  }
+  if (set_reading(c, 1)) return;
   uint64_t now = uv_now(c->srv->loop);
-  uint64_t ms = c->limits.idle_timeout_ms; /* 0: no timeout */
+  uint64_t ms = idle; /* 0: no timeout */
   int started = shadow_request_parser_started(&c->parser);
   if (started && !c->head_clock) {
     c->head_since = now;
     c->head_clock = 1;
   }
-  if (c->parser.in_head && c->limits.header_timeout_ms &&
+  if (c->parser.in_head && c->opts.header_timeout_ms &&
       (started || !c->served)) {
-    uint64_t end = c->head_since + c->limits.header_timeout_ms;
+    uint64_t end = c->head_since + c->opts.header_timeout_ms;
     uint64_t left = end > now ? end - now : 1;
     if (!started && ms && ms < left) left = ms;
     ms = left;
@@ -539,15 +864,16 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   conn_t *c = st->data;
   if (c->closing) return;
   if (nread < 0) {
-    if (nread == UV_EOF && (c->inflight || c->writing)) {
+    if (nread == UV_EOF && (c->inflight || c->writing || c->ended) &&
+        !c->body_stream) {
       /* A client may half-close after sending its request: it still
        * gets the answer, and the connection ends after it. */
       c->peer_eof = 1;
-      uv_read_stop(st);
-      c->reading = 0;
+      set_reading(c, 0);
       return;
     }
-    /* EOF when idle, a reset, or no memory: the connection ends here. */
+    /* EOF when idle or mid-body, a reset, or no memory: the connection
+     * ends here (and the handler is told). */
     conn_close(c);
     return;
   }
@@ -574,6 +900,24 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   conn_process(c);
 }
 
+void shadow_server_pause_body(shadow_request_t *req) {
+  conn_t *c = conn_of_req(req);
+  if (c->closing || !c->body_stream || c->body_paused) return;
+  c->body_paused = 1;
+  conn_arm(c);
+}
+
+void shadow_server_resume_body(shadow_request_t *req) {
+  conn_t *c = conn_of_req(req);
+  if (c->closing || !c->body_paused) return;
+  c->body_paused = 0;
+  /* Bytes read before the pause come first, from the loop. */
+  if (c->in.len > c->in_pos)
+    conn_post(c);
+  else
+    conn_arm(c);
+}
+
 /* ---- accepting ---- */
 
 static void peer_name(conn_t *c) {
@@ -595,7 +939,7 @@ static void on_connection(uv_stream_t *ls, int status) {
    * connection and pauses the listener until a later accept. */
   if (!c) return;
   c->srv = s;
-  c->limits = s->limits;
+  c->opts = s->opts;
   uv_tcp_init(s->loop, &c->tcp);
   uv_timer_init(s->loop, &c->timer);
   c->tcp.data = c;
@@ -605,22 +949,21 @@ static void on_connection(uv_stream_t *ls, int status) {
   c->next = s->conns;
   if (s->conns) s->conns->prev = c;
   s->conns = c;
-  int over =
-      s->limits.max_connections && s->nconns >= s->limits.max_connections;
+  int over = s->opts.max_connections && s->nconns >= s->opts.max_connections;
   if (over) {
     c->refused = 1;
     s->nrefusing++;
   } else {
     s->nconns++;
   }
-  shadow_request_parser_init(&c->parser, &c->req, c->limits.header_bytes,
-                             c->limits.body_bytes);
+  shadow_request_parser_init(&c->parser, &c->req, c->opts.header_bytes,
+                             c->opts.body_bytes, s->h.on_body != NULL);
   if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
     conn_close(c);
     return;
   }
-  /* Responses go out whole in one writev; Nagle would only hold back the
-   * tail of a pipelined burst. */
+  /* Responses go out whole in one write; Nagle would only hold back the
+   * tail of a pipelined burst or of a streamed body. */
   uv_tcp_nodelay(&c->tcp, 1);
   if (over) {
     if (s->nrefusing > MAX_REFUSING)
@@ -661,9 +1004,9 @@ static int parse_addr(const char *addr, struct sockaddr_storage *ss) {
   return uv_ip4_addr(host, (int)p, (struct sockaddr_in *)ss);
 }
 
-static void on_listener_close(uv_handle_t *h) {
+static void on_server_handle_close(uv_handle_t *h) {
   shadow_server_t *s = h->data;
-  s->listener_closed = 1;
+  s->handles--;
   server_maybe_free(s);
 }
 
@@ -674,12 +1017,21 @@ static void set_err(char **err, const char *addr, int rc) {
   if (*err) snprintf(*err, n, "listen %s: %s", addr, uv_strerror(rc));
 }
 
+static void close_handles(shadow_server_t *s) {
+  if (s->listener_open) {
+    s->listener_open = 0;
+    uv_close((uv_handle_t *)&s->listener, on_server_handle_close);
+  }
+}
+
 int shadow_server_listen(uv_loop_t *loop, const char *addr,
-                         const shadow_limits_t *limits, shadow_request_cb cb,
-                         void *ud, shadow_server_t **out, char **err) {
+                         const shadow_server_opts_t *opts,
+                         const shadow_server_handler_t *handler,
+                         shadow_server_t **out, char **err) {
   struct sockaddr_storage ss;
   *out = NULL;
   if (err) *err = NULL;
+  if (!handler || !handler->on_request) return -EINVAL;
   int rc = parse_addr(addr, &ss);
   if (rc) {
     set_err(err, addr, rc);
@@ -691,18 +1043,21 @@ int shadow_server_listen(uv_loop_t *loop, const char *addr,
     return -ENOMEM;
   }
   s->loop = loop;
-  s->cb = cb;
-  s->ud = ud;
-  if (limits)
-    s->limits = *limits;
+  s->h = *handler;
+  if (opts)
+    s->opts = *opts;
   else
-    shadow_limits_default(&s->limits);
+    shadow_server_opts_default(&s->opts);
+  uv_idle_init(loop, &s->posted_idle);
+  uv_timer_init(loop, &s->drain_timer);
+  s->posted_idle.data = s->drain_timer.data = s;
   /* With a domain, libuv creates the socket now, so SO_REUSEPORT can be
    * set on it before the bind (libuv 1.44 has no flag for it). */
   uv_tcp_init_ex(loop, &s->listener, ss.ss_family);
   s->listener.data = s;
   s->listener_open = 1;
-  if (s->limits.reuse_port) {
+  s->handles = 3;
+  if (s->opts.reuse_port) {
     uv_os_fd_t fd;
     int on = 1;
     rc = uv_fileno((uv_handle_t *)&s->listener, &fd);
@@ -716,10 +1071,11 @@ int shadow_server_listen(uv_loop_t *loop, const char *addr,
   if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
   if (rc) {
     set_err(err, addr, rc);
-    /* The struct is freed by the close callback: run the loop. */
+    /* The struct is freed by the close callbacks: run the loop. */
     s->closing = 1;
-    s->listener_open = 0;
-    uv_close((uv_handle_t *)&s->listener, on_listener_close);
+    close_handles(s);
+    uv_close((uv_handle_t *)&s->posted_idle, on_server_handle_close);
+    uv_close((uv_handle_t *)&s->drain_timer, on_server_handle_close);
     return rc;
   }
   *out = s;
@@ -736,31 +1092,28 @@ int shadow_server_port(const shadow_server_t *s) {
   return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
-void shadow_server_set_limits(shadow_server_t *s, const shadow_limits_t *l) {
-  s->limits = *l;
+void shadow_server_set_opts(shadow_server_t *s, const shadow_server_opts_t *o) {
+  s->opts = *o;
 }
 
-static void close_listener(shadow_server_t *s) {
-  if (!s->listener_open) return;
-  s->listener_open = 0;
-  uv_close((uv_handle_t *)&s->listener, on_listener_close);
-}
-
-void shadow_server_drain(shadow_server_t *s) {
+void shadow_server_drain(shadow_server_t *s, void (*done)(void *ud), void *ud) {
   s->draining = 1;
-  close_listener(s);
+  s->drained = done;
+  s->drained_ud = ud;
+  close_handles(s);
   conn_t *next;
   for (conn_t *c = s->conns; c; c = next) {
     next = c->next;
-    /* A request in flight, or one still arriving, is finished: respond()
+    /* A request in flight, or one still arriving, is finished: head()
      * sees draining and closes after the answer. Only connections with
      * nothing started are closed now. */
-    if (c->inflight) continue;
-    if (c->writing)
+    if (c->inflight || c->head_in) continue;
+    if (c->writing || c->ended)
       c->close_after = 1;
     else if (!c->lingering && !shadow_request_parser_started(&c->parser))
       conn_close(c);
   }
+  check_drained(s);
 }
 
 size_t shadow_server_inflight(const shadow_server_t *s) {
@@ -775,7 +1128,10 @@ void shadow_server_close(shadow_server_t *s) {
   if (s->closing) return;
   s->draining = 1;
   s->closing = 1;
-  close_listener(s);
+  s->drained = NULL;
+  close_handles(s);
+  uv_close((uv_handle_t *)&s->posted_idle, on_server_handle_close);
+  uv_close((uv_handle_t *)&s->drain_timer, on_server_handle_close);
   while (s->conns)
     conn_close(s->conns);
   server_maybe_free(s);

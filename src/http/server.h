@@ -1,7 +1,8 @@
 /* The HTTP/1.1 server: a libuv TCP listener, client connections, llhttp
- * request parsing, and the limits of DESIGN.md's bad-input table. It knows
- * nothing of shadowing: it hands each complete request to a callback and
- * writes whatever response it is given. Used for the proxy and the admin. */
+ * request parsing, and the limits of the bad-input table. It knows nothing
+ * of shadowing. A request is handed out when its head is parsed; its body
+ * and its response then stream, each with backpressure, so neither is
+ * ever held whole. Used for the proxy and the admin. */
 #ifndef SHADOW_SERVER_H
 #define SHADOW_SERVER_H
 
@@ -10,72 +11,107 @@
 #include <uv.h>
 
 #include "record.h"
+#include "request_parse.h"
 
 typedef struct shadow_server_s shadow_server_t;
 
-typedef struct shadow_limits_s {
+typedef struct shadow_server_opts_s {
   size_t header_bytes;        /* request line + headers; over: 431 */
-  size_t body_bytes;          /* over: 413 */
+  uint64_t body_bytes;        /* request body; over: 413; 0: no cap */
   uint64_t header_timeout_ms; /* until a request's headers are complete: 408 */
-  uint64_t idle_timeout_ms;   /* a keep-alive connection with nothing to do */
+  uint64_t idle_timeout_ms;   /* a keep-alive connection with nothing to do,
+                                 a body that stops arriving, a response the
+                                 client stops reading */
   size_t max_connections;     /* 0: no cap; over: 503 and close */
-  /* Not a limit but a listener option: SO_REUSEPORT, so that several
-   * worker loops can each listen on the same address and the kernel
-   * spreads connections across them. */
+  /* SO_REUSEPORT, so that several worker loops can each listen on the same
+   * address and the kernel spreads connections across them. */
   int reuse_port;
-} shadow_limits_t;
+} shadow_server_opts_t;
 
-/* 64 KiB, 8 MiB, 10 s, 60 s, 0: the defaults of DESIGN.md. */
-void shadow_limits_default(shadow_limits_t *l);
+/* 64 KiB, 8 MiB, 10 s, 60 s, 0. */
+void shadow_server_opts_default(shadow_server_opts_t *o);
 
-/* One parsed request. It stays valid, even if the client goes away, until
- * shadow_server_respond() is called for it; then it is gone. */
-typedef struct shadow_request_s {
-  const char *method;  /* "GET": static storage */
-  int method_id;       /* llhttp_method_t */
-  shadow_buf_t target; /* request-target as sent: "/path?query" */
-  shadow_headers_t headers;
-  shadow_buf_t body; /* the whole body, de-chunked */
-  int http_major, http_minor;
-  int keep_alive;    /* the connection stays open after this one */
-  uint64_t start_ns; /* uv_hrtime() when the request began */
-  char peer[64];     /* client address, for x-forwarded-for */
-  void *data;        /* the handler's */
-} shadow_request_t;
+/* Why a request was abandoned before it was answered. */
+enum {
+  SHADOW_ABORT_CLIENT = 1, /* the client went away or its socket failed */
+  SHADOW_ABORT_BODY,       /* its body broke the framing or the limit */
+  SHADOW_ABORT_TIMEOUT,    /* its body or the client's reading stalled */
+  SHADOW_ABORT_CLOSE       /* the server is closing */
+};
 
-typedef void (*shadow_request_cb)(shadow_request_t *req, void *ud);
+/* What a server calls. Only on_request is required. Without on_body the
+ * server reads the whole body (up to body_bytes) before on_request, so the
+ * request arrives complete; with it, on_request comes once the head is in,
+ * req->body holds the body bytes that came with it (req->body_complete
+ * says whether that is all), and the rest comes through on_body, then
+ * on_body_end. A request is the handler's from on_request until it calls
+ * shadow_server_end() (or respond) for it, whatever happens meanwhile. */
+typedef struct shadow_server_handler_s {
+  void (*on_request)(shadow_request_t *req, void *ud);
+  void (*on_body)(shadow_request_t *req, const char *data, size_t len);
+  void (*on_body_end)(shadow_request_t *req);
+  /* The response queue has drained after a write that asked to wait. */
+  void (*on_writable)(shadow_request_t *req);
+  /* The request cannot be answered any more (SHADOW_ABORT_*): stop
+   * producing and end it; the server answers or closes as fits. */
+  void (*on_abort)(shadow_request_t *req, int why);
+  void *ud;
+} shadow_server_handler_t;
 
 /* Binds addr ("127.0.0.1:8080", "[::1]:8080", ":8080") and listens. On
  * failure returns a negative code and sets *err (free() it). */
 int shadow_server_listen(uv_loop_t *loop, const char *addr,
-                         const shadow_limits_t *limits, shadow_request_cb cb,
-                         void *ud, shadow_server_t **out, char **err);
+                         const shadow_server_opts_t *opts,
+                         const shadow_server_handler_t *handler,
+                         shadow_server_t **out, char **err);
 
-/* Answers req and invalidates it. headers are end-to-end headers: the
- * server drops hop-by-hop ones (connection, transfer-encoding,
- * content-length, ...) and writes its own framing: Content-Length of
- * body_len, except for HEAD requests and 1xx/204/304 statuses, where a
- * content-length given in headers is passed through and no body is sent.
- * Everything is copied. May be called from inside the request callback. */
+/* The response, in pieces. head() starts it: headers are end-to-end (the
+ * server drops hop-by-hop ones and writes its own framing): Content-Length
+ * when body_len >= 0, else chunked to an HTTP/1.1 client and the end of
+ * the connection to an HTTP/1.0 one. HEAD requests and 1xx/204/304 carry no
+ * body; for HEAD and 304 a content-length in headers is passed on.
+ * interim() sends a 1xx before it (not to HTTP/1.0 clients). body() queues
+ * bytes and returns 0, or 1 when the client is not keeping up: stop until
+ * on_writable. end() finishes it (trailers go out with a chunked body)
+ * and gives the request back; a response cut short by end() before its
+ * declared length closes the connection. Queued bytes are written when the
+ * producer calls flush(), or end(). Each copies what it is given. */
+int shadow_server_head(shadow_request_t *req, int status,
+                       const shadow_headers_t *headers, int64_t body_len);
+int shadow_server_interim(shadow_request_t *req, int status,
+                          const shadow_headers_t *headers);
+int shadow_server_body(shadow_request_t *req, const char *data, size_t len);
+void shadow_server_flush(shadow_request_t *req);
+void shadow_server_end(shadow_request_t *req, const shadow_headers_t *trailers);
+/* Gives the request back without a proper ending: the connection closes
+ * (after the bytes queued so far), as when a backend fails mid-response. */
+void shadow_server_abort(shadow_request_t *req);
+/* head + body + end in one. May be called from inside on_request. */
 void shadow_server_respond(shadow_request_t *req, int status,
                            const shadow_headers_t *headers, const char *body,
                            size_t body_len);
+/* The response head has been queued. */
+int shadow_server_head_sent(const shadow_request_t *req);
+
+/* Stops and restarts reading a streamed request body (backpressure). */
+void shadow_server_pause_body(shadow_request_t *req);
+void shadow_server_resume_body(shadow_request_t *req);
 
 /* The port the listener is bound to: what "127.0.0.1:0" picked. */
 int shadow_server_port(const shadow_server_t *s);
 
-/* Applies new limits to connections accepted from now on. */
-void shadow_server_set_limits(shadow_server_t *s, const shadow_limits_t *l);
+/* Applies new options to connections accepted from now on. */
+void shadow_server_set_opts(shadow_server_t *s, const shadow_server_opts_t *o);
 
-/* Graceful stop, step one: stop accepting, close idle connections, and
- * close each busy one after its current response. */
-void shadow_server_drain(shadow_server_t *s);
-/* Requests handed to the callback and not yet answered. */
+/* Graceful stop: stop accepting, close idle connections, close each busy
+ * one after its current response, and call done (once) when the last
+ * connection has gone. */
+void shadow_server_drain(shadow_server_t *s, void (*done)(void *ud), void *ud);
+/* Requests handed to the handler and not yet ended. */
 size_t shadow_server_inflight(const shadow_server_t *s);
 size_t shadow_server_connections(const shadow_server_t *s);
-/* Closes everything now. Memory is freed in the handles' close callbacks,
- * so run the loop afterwards until it is empty. Requests still in flight
- * remain valid until responded to (responding then writes nothing). */
+/* Closes everything now: requests in flight get on_abort(CLOSE). Memory is
+ * freed in the handles' close callbacks, so run the loop afterwards. */
 void shadow_server_close(shadow_server_t *s);
 
 /* "Bad Request" for 400 and so on; "" for unknown codes. */

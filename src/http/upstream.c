@@ -1,3 +1,9 @@
+/* The upstream client (see upstream.h): a pool of keep-alive connections to
+ * one backend, and the legs that run on them. A leg's request is written
+ * from a buffer it owns; its response is parsed from the connection's fixed
+ * read buffer and handed on as events, so nothing here grows with the size
+ * of a body. Backpressure is the caller's: pausing a leg stops reading its
+ * connection, which in turn makes the backend's TCP window close. */
 #include "upstream.h"
 
 #include <errno.h>
@@ -12,10 +18,14 @@
 /* Read buffer per connection: big enough for most responses in one read,
  * small enough that an idle pool of 64 stays around a megabyte. */
 #define READ_BUF 16384
-/* Finished requests keep their wire buffer for the next send, unless it
- * grew past this (a large body), so the freelist never hoards memory. */
+/* Finished legs keep their wire buffer for the next send, unless it grew
+ * past this (a large body), so the freelist never hoards memory. */
 #define KEEP_WIRE (16u * 1024u)
 #define KEEP_FREE 64
+/* A streamed request body: past this much queued, the producer waits;
+ * below the low mark it may go on. */
+#define SEND_HIGH (64u * 1024u)
+#define SEND_LOW (16u * 1024u)
 
 typedef struct link_s {
   struct link_s *prev, *next;
@@ -50,37 +60,51 @@ static void list_push_back(link_t *l, link_t *e) {
 
 typedef struct conn_s conn_t;
 
-typedef struct req_s {
+struct shadow_upstream_leg_s {
   link_t link; /* in the queue, the deferred list or the freelist */
   shadow_upstream_t *u;
-  conn_t *conn;      /* the connection carrying it, if any */
-  shadow_buf_t wire; /* request line, headers and body, ready to write */
-  shadow_upstream_cb cb;
+  conn_t *conn; /* the connection carrying it, if any */
+  /* The bytes of the write in flight, or to be written first: the request
+   * head and the body at hand. A leg that is not streamed keeps them until
+   * it ends, so it can be resent on another connection. */
+  shadow_buf_t wire;
+  shadow_buf_t pend; /* streamed body queued behind wire */
+  const shadow_upstream_handler_t *h;
   void *ud;
-  uint64_t start_ns;
-  uint64_t deadline; /* in uv_now() milliseconds */
-  double latency_ms;
+  uint64_t deadline; /* of the response head, in uv_now() milliseconds */
   int err;
   int head;
   int idempotent;
   int retried;
-  int writes; /* uv_writes in flight that point into wire */
-  int dead;   /* answered while a write was in flight: free on its cb */
-} req_t;
+  int writes;      /* uv_writes in flight that point into wire */
+  int dead;        /* ended while a write was in flight: free on its cb */
+  int streaming;   /* more body follows start() */
+  int chunked;     /* ... in chunked framing */
+  int body_ended;  /* the streamed body is complete */
+  int wants_drain; /* the producer was told to wait */
+  int paused;
+  int where; /* AT_NONE, AT_QUEUE, AT_DEFERRED (failed, not yet told) */
+  int ended; /* on_done was delivered, or the caller aborted */
+};
+
+enum { AT_NONE, AT_QUEUE, AT_DEFERRED };
+
+typedef shadow_upstream_leg_t leg_t;
 
 enum { CONNECTING, BUSY, IDLE, CLOSING };
 
 struct conn_s {
   uv_tcp_t tcp;
-  uv_timer_t timer; /* connect timeout, then the response deadline */
+  uv_timer_t timer; /* connect, response head, read, or idle timeout */
   uv_connect_t connect;
   uv_write_t write;
   link_t link; /* in busy or idle */
   shadow_upstream_t *u;
-  req_t *req;     /* the request in flight */
-  req_t *writing; /* whose wire the pending uv_write reads */
+  leg_t *leg;     /* the leg in flight */
+  leg_t *writing; /* whose wire the pending uv_write reads */
   shadow_response_parser_t parser;
   int state;
+  int reading;
   int reused; /* has answered before: a failure may just be staleness */
   int closes; /* handles still to close before the memory goes */
   char rbuf[READ_BUF];
@@ -89,9 +113,9 @@ struct conn_s {
 struct shadow_upstream_s {
   uv_loop_t *loop;
   shadow_upstream_opts_t opts;
-  char *url;
-  char *host; /* the Host header when the client sent none */
-  char *base; /* path prefix without a trailing slash */
+  char *host_override; /* opts.host, owned */
+  char *host;          /* the Host header when the client sent none */
+  char *base;          /* path prefix without a trailing slash */
   size_t base_len;
   struct sockaddr_storage addr;
   link_t busy, idle, queue, deferred, freelist;
@@ -105,19 +129,25 @@ struct shadow_upstream_s {
   shadow_upstream_stats_t stats;
 };
 
-static void dispatch(shadow_upstream_t *u, req_t *req, int front);
+static void dispatch(shadow_upstream_t *u, leg_t *leg, int front);
 static void pump(shadow_upstream_t *u);
+static void conn_read_start(conn_t *conn);
+static void conn_arm(conn_t *conn);
+static const shadow_response_events_t response_events;
 
 void shadow_upstream_opts_default(shadow_upstream_opts_t *o) {
-  o->connect_timeout_ms = 1000;
+  o->connect_timeout_ms = 3000;
   o->timeout_ms = 5000;
+  o->read_timeout_ms = 60000;
+  o->idle_timeout_ms = 60000;
   o->max_connections = 0;
-  /* Enough idle connections for a busy proxy's concurrency: closing and
-   * reopening connections to a backend costs more than the sockets do,
-   * and leaves TIME_WAIT behind. */
-  o->max_idle = 256;
+  /* No cap: a steady load finds a connection for each of its concurrent
+   * requests; closing and reopening them costs more than the sockets do
+   * and leaves TIME_WAIT behind. Idle ones close after idle_timeout_ms. */
+  o->max_idle = 0;
   o->header_bytes = 64 * 1024;
-  o->body_bytes = 8 * 1024 * 1024;
+  o->body_keep = 1024 * 1024;
+  o->host = NULL;
 }
 
 /* Zero timeouts and limits mean "the default": a backend without any
@@ -129,8 +159,9 @@ static void opts_normalize(shadow_upstream_opts_t *dst,
   *dst = src ? *src : d;
   if (!dst->connect_timeout_ms) dst->connect_timeout_ms = d.connect_timeout_ms;
   if (!dst->timeout_ms) dst->timeout_ms = d.timeout_ms;
+  if (!dst->read_timeout_ms) dst->read_timeout_ms = d.read_timeout_ms;
+  if (!dst->idle_timeout_ms) dst->idle_timeout_ms = d.idle_timeout_ms;
   if (!dst->header_bytes) dst->header_bytes = d.header_bytes;
-  if (!dst->body_bytes) dst->body_bytes = d.body_bytes;
 }
 
 const char *shadow_upstream_err_name(int err) {
@@ -146,63 +177,64 @@ const char *shadow_upstream_err_name(int err) {
   }
 }
 
-/* ---- requests ---------------------------------------------------------- */
+/* ---- legs -------------------------------------------------------------- */
 
-static void req_recycle(req_t *req) {
-  shadow_upstream_t *u = req->u;
-  if (req->writes > 0) {
-    req->dead = 1;
+static void leg_recycle(leg_t *leg) {
+  shadow_upstream_t *u = leg->u;
+  if (leg->writes > 0) {
+    leg->dead = 1;
     return;
   }
-  if (u->nfree < KEEP_FREE && req->wire.cap <= KEEP_WIRE) {
-    shadow_buf_reset(&req->wire);
-    list_push_front(&u->freelist, &req->link);
+  shadow_buf_free(&leg->pend);
+  if (u->nfree < KEEP_FREE && leg->wire.cap <= KEEP_WIRE) {
+    shadow_buf_reset(&leg->wire);
+    list_push_front(&u->freelist, &leg->link);
     u->nfree++;
     return;
   }
-  shadow_buf_free(&req->wire);
-  free(req);
+  shadow_buf_free(&leg->wire);
+  free(leg);
 }
 
-static req_t *req_get(shadow_upstream_t *u) {
-  req_t *req;
+static leg_t *leg_get(shadow_upstream_t *u) {
+  leg_t *leg;
   shadow_buf_t wire = SHADOW_BUF_INIT;
   if (!list_empty(&u->freelist)) {
-    req = CONTAINER(u->freelist.next, req_t, link);
-    list_remove(&req->link);
+    leg = CONTAINER(u->freelist.next, leg_t, link);
+    list_remove(&leg->link);
     u->nfree--;
-    wire = req->wire;
+    wire = leg->wire;
   } else {
-    req = malloc(sizeof(*req));
-    if (!req) return NULL;
+    leg = malloc(sizeof(*leg));
+    if (!leg) return NULL;
   }
-  memset(req, 0, sizeof(*req));
-  req->wire = wire;
-  req->u = u;
-  list_init(&req->link);
-  return req;
+  memset(leg, 0, sizeof(*leg));
+  leg->wire = wire;
+  leg->u = u;
+  list_init(&leg->link);
+  return leg;
 }
 
-static void deliver(req_t *req, int err, shadow_record_t *rec) {
-  shadow_upstream_t *u = req->u;
-  if (err == SHADOW_UPSTREAM_OK)
-    req->latency_ms = (double)(uv_hrtime() - req->start_ns) / 1e6;
-  else
-    u->stats.failures++;
+/* The leg's last event. */
+static void deliver(leg_t *leg, int err, const shadow_headers_t *trailers) {
+  shadow_upstream_t *u = leg->u;
+  if (err != SHADOW_UPSTREAM_OK) u->stats.failures++;
   u->pending--;
-  req->cb(req->ud, err, rec, req->latency_ms);
-  req_recycle(req);
+  leg->ended = 1;
+  leg->where = AT_NONE;
+  leg->h->on_done(leg->ud, err, trailers);
+  leg_recycle(leg);
 }
 
 static void maybe_free(shadow_upstream_t *u) {
   if (!u->closing || u->handles > 0) return;
   while (!list_empty(&u->freelist)) {
-    req_t *req = CONTAINER(u->freelist.next, req_t, link);
-    list_remove(&req->link);
-    shadow_buf_free(&req->wire);
-    free(req);
+    leg_t *leg = CONTAINER(u->freelist.next, leg_t, link);
+    list_remove(&leg->link);
+    shadow_buf_free(&leg->wire);
+    free(leg);
   }
-  free(u->url);
+  free(u->host_override);
   free(u->host);
   free(u->base);
   free(u);
@@ -235,27 +267,27 @@ static void on_defer(uv_timer_t *t) {
     list_init(&u->deferred);
   }
   while (!list_empty(&batch)) {
-    req_t *req = CONTAINER(batch.next, req_t, link);
-    list_remove(&req->link);
-    deliver(req, req->err, NULL);
+    leg_t *leg = CONTAINER(batch.next, leg_t, link);
+    list_remove(&leg->link);
+    deliver(leg, leg->err, NULL);
   }
   maybe_close_defer(u);
 }
 
 /* Every failure goes through the loop, so no callback ever runs inside
- * shadow_upstream_send() or inside another callback's call into us. */
-static void fail(req_t *req, int err) {
-  shadow_upstream_t *u = req->u;
-  req->err = err;
-  req->latency_ms = (double)(uv_hrtime() - req->start_ns) / 1e6;
-  list_push_back(&u->deferred, &req->link);
+ * shadow_upstream_start() or inside another callback's call into us. */
+static void fail(leg_t *leg, int err) {
+  shadow_upstream_t *u = leg->u;
+  leg->err = err;
+  leg->where = AT_DEFERRED; /* no more events but on_done */
+  list_push_back(&u->deferred, &leg->link);
   if (!uv_is_active((uv_handle_t *)&u->defer_timer))
     uv_timer_start(&u->defer_timer, on_defer, 0, 0);
 }
 
-static uint64_t remaining(shadow_upstream_t *u, const req_t *req) {
+static uint64_t remaining(shadow_upstream_t *u, const leg_t *leg) {
   uint64_t now = uv_now(u->loop);
-  return req->deadline > now ? req->deadline - now : 0;
+  return leg->deadline > now ? leg->deadline - now : 0;
 }
 
 /* ---- connections ------------------------------------------------------- */
@@ -270,8 +302,8 @@ static void on_conn_close(uv_handle_t *h) {
   maybe_free(u);
 }
 
-/* Closes a connection whose request (if any) was already detached. The
- * slot it held is free at once: uv_close() closes the socket now. */
+/* Closes a connection whose leg (if any) was already detached. The slot it
+ * held is free at once: uv_close() closes the socket now. */
 static void conn_close(conn_t *conn) {
   shadow_upstream_t *u = conn->u;
   if (conn->state == CLOSING) return;
@@ -283,60 +315,87 @@ static void conn_close(conn_t *conn) {
   uv_close((uv_handle_t *)&conn->timer, on_conn_close);
 }
 
-static req_t *conn_detach(conn_t *conn) {
-  req_t *req = conn->req;
-  conn->req = NULL;
-  if (req) req->conn = NULL;
+static leg_t *conn_detach(conn_t *conn) {
+  leg_t *leg = conn->leg;
+  conn->leg = NULL;
+  if (leg) leg->conn = NULL;
   uv_timer_stop(&conn->timer);
-  return req;
+  return leg;
 }
 
 static int is_stale_error(int uverr) {
   return uverr == UV_EOF || uverr == UV_ECONNRESET || uverr == UV_EPIPE;
 }
 
-/* The request on conn failed before a whole response. A pooled connection
- * that the server had already given up on fails exactly like this, before
- * a single byte of response; an idempotent request gets one more try. */
+/* The leg on conn failed before a whole response. A pooled connection that
+ * the server had already given up on fails exactly like this, before a
+ * single byte of response; an idempotent request whose bytes are all still
+ * at hand gets one more try. */
 static void conn_abort(conn_t *conn, int reason, int uverr) {
   shadow_upstream_t *u = conn->u;
   int stale = conn->reused && is_stale_error(uverr) &&
               shadow_response_parser_seen(&conn->parser) == 0;
-  req_t *req = conn_detach(conn);
+  leg_t *leg = conn_detach(conn);
   conn_close(conn);
-  if (req && stale && req->idempotent && !req->retried && !u->closing) {
-    req->retried = 1;
+  if (leg && stale && leg->idempotent && !leg->streaming && !leg->retried &&
+      !u->closing) {
+    leg->retried = 1;
     u->stats.retries++;
-    dispatch(u, req, 1);
-  } else if (req) {
-    fail(req, reason);
+    dispatch(u, leg, 1);
+  } else if (leg) {
+    fail(leg, reason);
   }
   pump(u);
 }
 
+static void conn_send(conn_t *conn);
+
+/* A streamed leg whose write completed: its next bytes, and a producer
+ * that waited may go on. */
+static void leg_wrote(leg_t *leg) {
+  conn_t *conn = leg->conn;
+  shadow_buf_reset(&leg->wire);
+  if (leg->pend.len && conn && !conn->writing) {
+    shadow_buf_t t = leg->wire;
+    leg->wire = leg->pend;
+    leg->pend = t;
+    conn_send(conn);
+  }
+  if (leg->wants_drain && leg->pend.len < SEND_LOW && !leg->ended &&
+      leg->where == AT_NONE) {
+    leg->wants_drain = 0;
+    if (leg->h->on_drain) leg->h->on_drain(leg->ud);
+  }
+}
+
 static void on_write(uv_write_t *w, int status) {
   conn_t *conn = w->data;
-  req_t *req = conn->writing;
+  leg_t *leg = conn->writing;
   conn->writing = NULL;
-  req->writes--;
-  if (req->dead) {
-    req->dead = 0;
-    req_recycle(req);
+  leg->writes--;
+  if (leg->dead) {
+    leg->dead = 0;
+    leg_recycle(leg);
     return;
   }
-  if (status == 0 || conn->state == CLOSING || conn->req != req) return;
-  conn_abort(conn, SHADOW_UPSTREAM_RESET, status);
+  if (conn->state == CLOSING || conn->leg != leg) return;
+  if (status != 0) {
+    conn_abort(conn, SHADOW_UPSTREAM_RESET, status);
+    return;
+  }
+  if (leg->streaming) leg_wrote(leg);
 }
 
 static void conn_send(conn_t *conn) {
-  req_t *req = conn->req;
-  uv_buf_t buf = uv_buf_init(req->wire.data, (unsigned)req->wire.len);
-  conn->writing = req;
-  req->writes++;
+  leg_t *leg = conn->leg;
+  if (!leg->wire.len) return;
+  uv_buf_t buf = uv_buf_init(leg->wire.data, (unsigned)leg->wire.len);
+  conn->writing = leg;
+  leg->writes++;
   int rc = uv_write(&conn->write, (uv_stream_t *)&conn->tcp, &buf, 1, on_write);
   if (rc < 0) {
     conn->writing = NULL;
-    req->writes--;
+    leg->writes--;
     conn_abort(conn, SHADOW_UPSTREAM_RESET, rc);
   }
 }
@@ -344,37 +403,58 @@ static void conn_send(conn_t *conn) {
 static void on_timer(uv_timer_t *t) {
   conn_t *conn = t->data;
   shadow_upstream_t *u = conn->u;
-  if (conn->state == CLOSING || !conn->req) return;
-  req_t *req = conn_detach(conn);
+  if (conn->state == IDLE) { /* kept long enough without use */
+    conn_close(conn);
+    return;
+  }
+  if (conn->state == CLOSING || !conn->leg) return;
+  leg_t *leg = conn_detach(conn);
   conn_close(conn);
-  fail(req, SHADOW_UPSTREAM_TIMEOUT);
+  fail(leg, SHADOW_UPSTREAM_TIMEOUT);
   pump(u);
 }
 
-/* Binds req to conn: fresh parser state, the deadline armed. */
-static int conn_bind(conn_t *conn, req_t *req) {
+/* The timer that fits the connection's state: the connect timeout (within
+ * the head deadline), the head deadline, the read timeout between two
+ * reads of a body (not while paused), or the idle timeout. */
+static void conn_arm(conn_t *conn) {
   shadow_upstream_t *u = conn->u;
-  shadow_response_parser_limits(&conn->parser, u->opts.header_bytes,
-                                u->opts.body_bytes);
-  if (shadow_response_parser_reset(&conn->parser, req->head)) return -ENOMEM;
-  conn->req = req;
-  req->conn = conn;
-  uint64_t ms = remaining(u, req);
-  if (conn->state == CONNECTING && u->opts.connect_timeout_ms < ms)
-    ms = u->opts.connect_timeout_ms;
+  leg_t *leg = conn->leg;
+  uint64_t ms;
+  if (conn->state == IDLE) {
+    ms = u->opts.idle_timeout_ms;
+  } else if (!leg) {
+    uv_timer_stop(&conn->timer);
+    return;
+  } else if (shadow_response_parser_has_head(&conn->parser)) {
+    if (leg->paused) {
+      uv_timer_stop(&conn->timer);
+      return;
+    }
+    ms = u->opts.read_timeout_ms;
+  } else {
+    ms = remaining(u, leg);
+    if (conn->state == CONNECTING && u->opts.connect_timeout_ms < ms)
+      ms = u->opts.connect_timeout_ms;
+  }
   uv_timer_start(&conn->timer, on_timer, ms, 0);
-  return 0;
 }
 
-/* Sends req on an open connection that is free. */
-static void reuse(conn_t *conn, req_t *req) {
-  if (conn_bind(conn, req)) {
-    conn_close(conn);
-    fail(req, SHADOW_UPSTREAM_RESET);
-    return;
-  }
+/* Binds leg to conn: fresh parser state, the deadline armed. */
+static void conn_bind(conn_t *conn, leg_t *leg) {
+  shadow_response_parser_reset(&conn->parser, leg->head, &response_events,
+                               conn);
+  conn->leg = leg;
+  leg->conn = conn;
+  conn_arm(conn);
+}
+
+/* Sends leg on an open connection that is free. */
+static void reuse(conn_t *conn, leg_t *leg) {
+  conn_bind(conn, leg);
   conn->u->stats.reuses++;
   conn_send(conn);
+  conn_read_start(conn);
 }
 
 /* A connection whose response is done: take the next queued request, or
@@ -386,13 +466,14 @@ static void conn_idle(conn_t *conn) {
     return;
   }
   if (!list_empty(&u->queue)) {
-    req_t *req = CONTAINER(u->queue.next, req_t, link);
-    list_remove(&req->link);
+    leg_t *leg = CONTAINER(u->queue.next, leg_t, link);
+    list_remove(&leg->link);
+    leg->where = AT_NONE;
     u->nqueued--;
-    reuse(conn, req);
+    reuse(conn, leg);
     return;
   }
-  if (u->nidle >= u->opts.max_idle) {
+  if (u->opts.max_idle && u->nidle >= u->opts.max_idle) {
     conn_close(conn);
     return;
   }
@@ -400,6 +481,10 @@ static void conn_idle(conn_t *conn) {
   list_push_front(&u->idle, &conn->link);
   conn->state = IDLE;
   u->nidle++;
+  conn_arm(conn);
+  /* A leg paused at its last read stopped the reading; an idle connection
+   * reads, to see the server close it. */
+  conn_read_start(conn);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
@@ -407,11 +492,46 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   *buf = uv_buf_init(conn->rbuf, sizeof(conn->rbuf));
 }
 
+/* ---- response events --------------------------------------------------- */
+
+/* Each returns -1 once the leg has gone (aborted from inside a callback),
+ * which stops the parser for the rest of this read. */
+
+static int ev_interim(void *ud, const shadow_response_parser_t *p) {
+  conn_t *conn = ud;
+  leg_t *leg = conn->leg;
+  if (!leg) return -1;
+  if (leg->h->on_interim) leg->h->on_interim(leg->ud, p->status, &p->headers);
+  return conn->leg ? 0 : -1;
+}
+
+static int ev_head(void *ud, const shadow_response_parser_t *p) {
+  conn_t *conn = ud;
+  leg_t *leg = conn->leg;
+  if (!leg) return -1;
+  leg->h->on_head(leg->ud, p->status, &p->headers, p->content_length);
+  if (!conn->leg) return -1;
+  conn_arm(conn); /* from the head deadline to the read timeout */
+  return 0;
+}
+
+static int ev_body(void *ud, const char *data, size_t len) {
+  conn_t *conn = ud;
+  leg_t *leg = conn->leg;
+  if (!leg) return -1;
+  leg->h->on_body(leg->ud, data, len);
+  return conn->leg ? 0 : -1;
+}
+
+static const shadow_response_events_t response_events = {ev_interim, ev_head,
+                                                         ev_body};
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   conn_t *conn = s->data;
   shadow_upstream_t *u = conn->u;
   if (nread == 0 || conn->state == CLOSING) return;
-  if (!conn->req) {
+  leg_t *leg = conn->leg;
+  if (!leg) {
     /* An idle connection: EOF means the server closed it, and bytes
      * nobody asked for mean it is out of step. Either way, drop it. */
     conn_close(conn);
@@ -419,35 +539,63 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   int v;
-  if (nread > 0)
+  if (nread > 0) {
     v = shadow_response_parser_feed(&conn->parser, buf->base, (size_t)nread);
-  else if (nread == UV_EOF)
+  } else if (nread == UV_EOF) {
     v = shadow_response_parser_finish(&conn->parser);
-  else {
+  } else {
     conn_abort(conn, SHADOW_UPSTREAM_RESET, (int)nread);
     return;
   }
-  if (v == SHADOW_RESPONSE_MORE) return;
+  /* A callback may have aborted the leg (the connection is closing) or
+   * paused it. */
+  if (conn->state == CLOSING || conn->leg != leg) return;
   if (v == SHADOW_RESPONSE_ERROR) {
     conn_abort(conn, conn->parser.err, (int)nread);
     return;
   }
-  shadow_record_t *rec = shadow_response_parser_take(&conn->parser);
+  if (v == SHADOW_RESPONSE_MORE) {
+    if (leg->h->on_read_end) leg->h->on_read_end(leg->ud);
+    if (conn->state == CLOSING || conn->leg != leg) return;
+    if (leg->paused && conn->reading) {
+      uv_read_stop(s);
+      conn->reading = 0;
+    }
+    conn_arm(conn);
+    return;
+  }
   /* A response that came while our request was still being written means
    * the server stopped reading it: the rest would be read as a request. */
   int keep = nread > 0 && conn->parser.keep_alive && !conn->parser.extra &&
-             !conn->writing && !u->closing;
-  req_t *req = conn_detach(conn);
+             !conn->writing && !leg->pend.len &&
+             (!leg->streaming || leg->body_ended) && !u->closing;
+  conn_detach(conn);
   conn->reused = 1;
+  /* The trailers are taken out of the parser, which the connection's next
+   * request resets; they are rare, and usually this moves nothing. */
+  shadow_headers_t trailers = conn->parser.trailers;
+  memset(&conn->parser.trailers, 0, sizeof(conn->parser.trailers));
   /* The connection is settled before the callback runs, so a send from
    * inside it can already reuse this connection. */
-  if (keep)
+  if (keep) {
     conn_idle(conn);
-  else {
+  } else {
     conn_close(conn);
     pump(u);
   }
-  deliver(req, SHADOW_UPSTREAM_OK, rec);
+  deliver(leg, SHADOW_UPSTREAM_OK, &trailers);
+  shadow_headers_free(&trailers);
+}
+
+static void conn_read_start(conn_t *conn) {
+  if (conn->reading || conn->state == CLOSING || conn->state == CONNECTING)
+    return;
+  int rc = uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read);
+  if (rc < 0) {
+    conn_abort(conn, SHADOW_UPSTREAM_RESET, rc);
+    return;
+  }
+  conn->reading = 1;
 }
 
 static void on_connect(uv_connect_t *c, int status) {
@@ -455,30 +603,27 @@ static void on_connect(uv_connect_t *c, int status) {
   shadow_upstream_t *u = conn->u;
   if (conn->state == CLOSING) return;
   if (status < 0) {
-    req_t *req = conn_detach(conn);
+    leg_t *leg = conn_detach(conn);
     conn_close(conn);
-    if (req) fail(req, SHADOW_UPSTREAM_REFUSED);
+    if (leg) fail(leg, SHADOW_UPSTREAM_REFUSED);
     pump(u);
     return;
   }
   conn->state = BUSY;
   uv_tcp_nodelay(&conn->tcp, 1);
-  /* Reads stay on for the connection's whole life, idle included, so a
-   * server that closes an idle connection frees it at once. */
-  int rc = uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read);
-  if (rc < 0) {
-    conn_abort(conn, SHADOW_UPSTREAM_RESET, rc);
-    return;
-  }
-  if (!conn->req) { /* cannot happen: a connection is opened for a request */
+  if (!conn->leg) { /* cannot happen: a connection is opened for a leg */
     conn_idle(conn);
     return;
   }
-  uv_timer_start(&conn->timer, on_timer, remaining(u, conn->req), 0);
+  /* Reads stay on for the connection's whole life, idle included, so a
+   * server that closes an idle connection frees it at once. */
+  conn_read_start(conn);
+  if (conn->state == CLOSING) return;
+  conn_arm(conn);
   conn_send(conn);
 }
 
-static int conn_open(shadow_upstream_t *u, req_t *req) {
+static int conn_open(shadow_upstream_t *u, leg_t *leg) {
   conn_t *conn = calloc(1, sizeof(*conn));
   if (!conn) return -ENOMEM;
   int rc = uv_tcp_init(u->loop, &conn->tcp);
@@ -492,17 +637,15 @@ static int conn_open(shadow_upstream_t *u, req_t *req) {
       conn;
   conn->closes = 2;
   conn->state = CONNECTING;
-  shadow_response_parser_init(&conn->parser, u->opts.header_bytes,
-                              u->opts.body_bytes);
+  shadow_response_parser_init(&conn->parser, u->opts.header_bytes);
   list_init(&conn->link);
   list_push_back(&u->busy, &conn->link);
   u->nconns++;
   u->handles++;
   u->stats.connects++;
-  rc = conn_bind(conn, req);
-  if (rc == 0)
-    rc = uv_tcp_connect(&conn->connect, &conn->tcp,
-                        (const struct sockaddr *)&u->addr, on_connect);
+  conn_bind(conn, leg);
+  rc = uv_tcp_connect(&conn->connect, &conn->tcp,
+                      (const struct sockaddr *)&u->addr, on_connect);
   if (rc < 0) {
     conn_detach(conn);
     conn_close(conn);
@@ -517,14 +660,14 @@ static void on_queue_timer(uv_timer_t *t) {
   uint64_t now = uv_now(u->loop), next = UINT64_MAX;
   link_t *e = u->queue.next;
   while (e != &u->queue) {
-    req_t *req = CONTAINER(e, req_t, link);
+    leg_t *leg = CONTAINER(e, leg_t, link);
     e = e->next;
-    if (req->deadline <= now) {
-      list_remove(&req->link);
+    if (leg->deadline <= now) {
+      list_remove(&leg->link);
       u->nqueued--;
-      fail(req, SHADOW_UPSTREAM_TIMEOUT);
-    } else if (req->deadline < next) {
-      next = req->deadline;
+      fail(leg, SHADOW_UPSTREAM_TIMEOUT);
+    } else if (leg->deadline < next) {
+      next = leg->deadline;
     }
   }
   if (next != UINT64_MAX) {
@@ -533,17 +676,18 @@ static void on_queue_timer(uv_timer_t *t) {
   }
 }
 
-static void enqueue(shadow_upstream_t *u, req_t *req, int front) {
+static void enqueue(shadow_upstream_t *u, leg_t *leg, int front) {
   if (front)
-    list_push_front(&u->queue, &req->link);
+    list_push_front(&u->queue, &leg->link);
   else
-    list_push_back(&u->queue, &req->link);
+    list_push_back(&u->queue, &leg->link);
+  leg->where = AT_QUEUE;
   u->nqueued++;
   u->stats.queued++;
   if (!uv_is_active((uv_handle_t *)&u->queue_timer) ||
-      req->deadline < u->queue_due) {
-    u->queue_due = req->deadline;
-    uv_timer_start(&u->queue_timer, on_queue_timer, remaining(u, req), 0);
+      leg->deadline < u->queue_due) {
+    u->queue_due = leg->deadline;
+    uv_timer_start(&u->queue_timer, on_queue_timer, remaining(u, leg), 0);
   }
 }
 
@@ -551,9 +695,9 @@ static int has_slot(const shadow_upstream_t *u) {
   return u->opts.max_connections == 0 || u->nconns < u->opts.max_connections;
 }
 
-static void dispatch(shadow_upstream_t *u, req_t *req, int front) {
+static void dispatch(shadow_upstream_t *u, leg_t *leg, int front) {
   if (u->closing) {
-    fail(req, SHADOW_UPSTREAM_CANCELED);
+    fail(leg, SHADOW_UPSTREAM_CANCELED);
     return;
   }
   if (!list_empty(&u->idle)) {
@@ -562,25 +706,26 @@ static void dispatch(shadow_upstream_t *u, req_t *req, int front) {
     list_push_back(&u->busy, &conn->link);
     conn->state = BUSY;
     u->nidle--;
-    reuse(conn, req);
+    reuse(conn, leg);
     return;
   }
   if (has_slot(u)) {
-    int rc = conn_open(u, req);
-    if (rc < 0) fail(req, SHADOW_UPSTREAM_REFUSED);
+    int rc = conn_open(u, leg);
+    if (rc < 0) fail(leg, SHADOW_UPSTREAM_REFUSED);
     return;
   }
-  enqueue(u, req, front);
+  enqueue(u, leg, front);
 }
 
 /* Hands queued requests to whatever capacity just appeared. */
 static void pump(shadow_upstream_t *u) {
   while (!u->closing && !list_empty(&u->queue) &&
          (!list_empty(&u->idle) || has_slot(u))) {
-    req_t *req = CONTAINER(u->queue.next, req_t, link);
-    list_remove(&req->link);
+    leg_t *leg = CONTAINER(u->queue.next, leg_t, link);
+    list_remove(&leg->link);
+    leg->where = AT_NONE;
     u->nqueued--;
-    dispatch(u, req, 1);
+    dispatch(u, leg, 1);
   }
 }
 
@@ -624,17 +769,23 @@ static int put_header(shadow_buf_t *b, const char *name, size_t nl,
   return rc;
 }
 
-/* One buffer, one write: request line, headers, body. Copying the body in
- * costs the same one copy that "everything is copied" asks for anyway. */
-static int serialize(shadow_upstream_t *u, shadow_buf_t *b, const char *method,
-                     const char *target, size_t tlen,
-                     const shadow_headers_t *headers,
-                     const shadow_headers_t *extra, const char *body,
-                     size_t blen) {
-  size_t want = strlen(method) + u->base_len + tlen + strlen(u->host) +
-                headers_size(headers) + headers_size(extra) + blen + 96;
+static int method_has_body(const char *m) {
+  return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
+         strcmp(m, "PATCH") == 0;
+}
+
+/* The request head, and the body at hand with its framing: one buffer, one
+ * write. A body whose length is unknown is sent chunked. */
+static int serialize(shadow_upstream_t *u, shadow_buf_t *b,
+                     const shadow_upstream_request_t *r, int chunked) {
+  const char *target = r->target ? r->target : "";
+  size_t tlen = r->target_len;
+  const char *host_value = u->host;
+  size_t want = strlen(r->method) + u->base_len + tlen + strlen(u->host) +
+                headers_size(r->headers) + headers_size(r->extra) +
+                r->body_len + 128;
   if (shadow_buf_reserve(b, want)) return -ENOMEM;
-  int rc = shadow_buf_puts(b, method);
+  int rc = shadow_buf_puts(b, r->method);
   rc |= shadow_buf_putc(b, ' ');
   if (tlen > 0 && target[0] == '/') {
     rc |= shadow_buf_append(b, u->base, u->base_len);
@@ -647,6 +798,7 @@ static int serialize(shadow_upstream_t *u, shadow_buf_t *b, const char *method,
   }
   rc |= shadow_buf_puts(b, " HTTP/1.1\r\n");
   const shadow_header_t *host = NULL;
+  const shadow_headers_t *headers = r->headers;
   for (size_t i = 0; headers && i < headers->n; i++) {
     const shadow_header_t *e = &headers->v[i];
     if (shadow_header_is_hop(e->name, e->name_len)) continue;
@@ -654,59 +806,233 @@ static int serialize(shadow_upstream_t *u, shadow_buf_t *b, const char *method,
       if (!host) host = e;
       continue;
     }
+    /* shadowd answered an Expect: 100-continue itself and sends the body
+     * without waiting, so the backend is not asked to wait either. */
+    if (shadow_header_name_is(e, "expect")) continue;
     rc |= put_header(b, e->name, e->name_len, e->value, e->value_len);
   }
-  if (host)
+  if (u->host_override)
+    rc |= put_header(b, "Host", 4, u->host_override, strlen(u->host_override));
+  else if (host)
     rc |= put_header(b, "Host", 4, host->value, host->value_len);
   else
-    rc |= put_header(b, "Host", 4, u->host, strlen(u->host));
-  for (size_t i = 0; extra && i < extra->n; i++) {
-    const shadow_header_t *e = &extra->v[i];
+    rc |= put_header(b, "Host", 4, host_value, strlen(host_value));
+  for (size_t i = 0; r->extra && i < r->extra->n; i++) {
+    const shadow_header_t *e = &r->extra->v[i];
     rc |= put_header(b, e->name, e->name_len, e->value, e->value_len);
   }
-  if (blen > 0 || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
-      strcmp(method, "PATCH") == 0)
-    rc |= shadow_buf_printf(b, "Content-Length: %zu\r\n", blen);
+  if (chunked) {
+    rc |= shadow_buf_puts(b, "Transfer-Encoding: chunked\r\n\r\n");
+    if (r->body_len)
+      rc |= shadow_buf_printf(b, "%zx\r\n", r->body_len) |
+            shadow_buf_append(b, r->body, r->body_len) |
+            shadow_buf_append(b, "\r\n", 2);
+    return rc ? -ENOMEM : 0;
+  }
+  uint64_t cl = r->body_more ? (uint64_t)r->content_length : r->body_len;
+  if (cl > 0 || method_has_body(r->method))
+    rc |= shadow_buf_printf(b, "Content-Length: %llu\r\n",
+                            (unsigned long long)cl);
   rc |= shadow_buf_append(b, "\r\n", 2);
-  if (blen) rc |= shadow_buf_append(b, body, blen);
+  if (r->body_len) rc |= shadow_buf_append(b, r->body, r->body_len);
   return rc ? -ENOMEM : 0;
 }
+
+int shadow_upstream_start(shadow_upstream_t *u,
+                          const shadow_upstream_request_t *r,
+                          const shadow_upstream_handler_t *h, void *ud,
+                          shadow_upstream_leg_t **out) {
+  *out = NULL;
+  if (!u || !r || !r->method || !h || !h->on_head || !h->on_body ||
+      !h->on_done || (!r->target && r->target_len) || (!r->body && r->body_len))
+    return -EINVAL;
+  if (u->closing) return -ECANCELED;
+  if (r->body_len > UINT32_MAX / 2) return -E2BIG; /* uv_buf_t: 32 bits */
+  if (r->body_more && r->content_length >= 0 &&
+      (uint64_t)r->content_length < r->body_len)
+    return -EINVAL;
+  const char *target = r->target ? r->target : "";
+  size_t mlen = strlen(r->method);
+  /* Nothing from a client or a script may split the request line or a
+   * header: that is request smuggling done through us. */
+  if (mlen == 0 || has_ctl(r->method, mlen) || strchr(r->method, ' ') ||
+      has_ctl(target, r->target_len) || memchr(target, ' ', r->target_len) ||
+      !headers_ok(r->headers) || !headers_ok(r->extra))
+    return -EINVAL;
+  leg_t *leg = leg_get(u);
+  if (!leg) return -ENOMEM;
+  leg->streaming = r->body_more;
+  leg->chunked = r->body_more && r->content_length < 0;
+  int rc = serialize(u, &leg->wire, r, leg->chunked);
+  if (rc) {
+    leg_recycle(leg);
+    return rc;
+  }
+  leg->h = h;
+  leg->ud = ud;
+  leg->head = strcmp(r->method, "HEAD") == 0;
+  leg->idempotent = is_idempotent(r->method);
+  leg->deadline = uv_now(u->loop) + u->opts.timeout_ms;
+  u->pending++;
+  u->stats.requests++;
+  *out = leg;
+  dispatch(u, leg, 0);
+  return 0;
+}
+
+/* Queues bytes of a streamed body behind what is being written. */
+static int leg_queue(leg_t *leg, const char *data, size_t len, int last) {
+  int rc = 0;
+  if (leg->chunked) {
+    if (len) rc = shadow_buf_printf(&leg->pend, "%zx\r\n", len);
+    if (!rc && len) rc = shadow_buf_append(&leg->pend, data, len);
+    if (!rc && len) rc = shadow_buf_append(&leg->pend, "\r\n", 2);
+    if (!rc && last) rc = shadow_buf_puts(&leg->pend, "0\r\n\r\n");
+  } else if (len) {
+    rc = shadow_buf_append(&leg->pend, data, len);
+  }
+  if (rc) return -ENOMEM;
+  conn_t *conn = leg->conn;
+  if (conn && conn->state == BUSY && !conn->writing) leg_wrote(leg);
+  return 0;
+}
+
+int shadow_upstream_leg_body(shadow_upstream_leg_t *leg, const char *data,
+                             size_t len) {
+  if (!leg || leg->ended || leg->where == AT_DEFERRED || !leg->streaming ||
+      leg->body_ended)
+    return -ECANCELED;
+  if (len == 0) return 0;
+  if (len > UINT32_MAX / 4) return -E2BIG;
+  int rc = leg_queue(leg, data, len, 0);
+  if (rc) return rc;
+  if (leg->pend.len >= SEND_HIGH) {
+    leg->wants_drain = 1;
+    return 1;
+  }
+  return 0;
+}
+
+int shadow_upstream_leg_body_end(shadow_upstream_leg_t *leg) {
+  if (!leg || leg->ended || leg->where == AT_DEFERRED || !leg->streaming ||
+      leg->body_ended)
+    return -ECANCELED;
+  leg->body_ended = 1;
+  return leg_queue(leg, NULL, 0, 1);
+}
+
+void shadow_upstream_leg_pause(shadow_upstream_leg_t *leg) {
+  if (!leg || leg->ended || leg->paused) return;
+  leg->paused = 1;
+  conn_t *conn = leg->conn;
+  /* Inside a read callback the reading stops once the read is parsed. */
+  if (conn && conn->reading) {
+    uv_read_stop((uv_stream_t *)&conn->tcp);
+    conn->reading = 0;
+  }
+  if (conn) conn_arm(conn);
+}
+
+void shadow_upstream_leg_resume(shadow_upstream_leg_t *leg) {
+  if (!leg || leg->ended || !leg->paused) return;
+  leg->paused = 0;
+  conn_t *conn = leg->conn;
+  if (!conn) return;
+  conn_read_start(conn);
+  if (conn->state != CLOSING) conn_arm(conn);
+}
+
+void shadow_upstream_leg_abort(shadow_upstream_leg_t *leg) {
+  if (!leg || leg->ended) return;
+  shadow_upstream_t *u = leg->u;
+  leg->ended = 1;
+  u->stats.aborted++;
+  u->pending--;
+  conn_t *conn = leg->conn;
+  if (conn) {
+    conn_detach(conn);
+    conn_close(conn);
+  } else if (leg->where == AT_QUEUE) {
+    list_remove(&leg->link);
+    u->nqueued--;
+  } else if (leg->where == AT_DEFERRED) {
+    list_remove(&leg->link); /* its failure is never told */
+  }
+  leg->where = AT_NONE;
+  leg_recycle(leg);
+  pump(u);
+}
+
+/* ---- whole responses into a record ------------------------------------ */
+
+typedef struct collect_s {
+  shadow_record_t *rec;
+  shadow_upstream_cb cb;
+  void *ud;
+  size_t keep;
+  uint64_t start_ns;
+} collect_t;
+
+static void collect_head(void *ud, int status, const shadow_headers_t *h,
+                         int64_t content_length) {
+  collect_t *c = ud;
+  c->rec->status = status;
+  for (size_t i = 0; i < h->n; i++)
+    if (shadow_headers_add(&c->rec->headers, h->v[i].name, h->v[i].name_len,
+                           h->v[i].value, h->v[i].value_len))
+      break; /* out of memory: the record is merely short of a header */
+}
+
+static void collect_body(void *ud, const char *data, size_t len) {
+  collect_t *c = ud;
+  shadow_record_body_feed(c->rec, data, len, c->keep);
+}
+
+static void collect_done(void *ud, int err, const shadow_headers_t *trailers) {
+  collect_t *c = ud;
+  double ms = (double)(uv_hrtime() - c->start_ns) / 1e6;
+  shadow_record_t *rec = c->rec;
+  if (err == SHADOW_UPSTREAM_OK) {
+    shadow_record_body_end(rec);
+  } else {
+    shadow_record_free(rec);
+    rec = NULL;
+  }
+  shadow_upstream_cb cb = c->cb;
+  void *cud = c->ud;
+  free(c);
+  cb(cud, err, rec, ms);
+}
+
+static const shadow_upstream_handler_t collect_handler = {
+    NULL, collect_head, collect_body, NULL, collect_done, NULL};
 
 int shadow_upstream_send(shadow_upstream_t *u, const char *method,
                          const char *target, size_t target_len,
                          const shadow_headers_t *headers,
                          const shadow_headers_t *extra, const char *body,
                          size_t body_len, shadow_upstream_cb cb, void *ud) {
-  if (!u || !method || !cb || (!target && target_len) || (!body && body_len))
-    return -EINVAL;
-  if (u->closing) return -ECANCELED;
-  if (body_len > UINT32_MAX / 2) return -E2BIG; /* uv_buf_t holds 32 bits */
-  if (!target) target = "";
-  size_t mlen = strlen(method);
-  /* Nothing from a client or a script may split the request line or a
-   * header: that is request smuggling done through us. */
-  if (mlen == 0 || has_ctl(method, mlen) || strchr(method, ' ') ||
-      has_ctl(target, target_len) || memchr(target, ' ', target_len) ||
-      !headers_ok(headers) || !headers_ok(extra))
-    return -EINVAL;
-  req_t *req = req_get(u);
-  if (!req) return -ENOMEM;
-  int rc = serialize(u, &req->wire, method, target, target_len, headers, extra,
-                     body, body_len);
-  if (rc) {
-    req_recycle(req);
-    return rc;
+  if (!u || !cb) return -EINVAL;
+  collect_t *c = malloc(sizeof(*c));
+  if (!c) return -ENOMEM;
+  c->rec = shadow_record_new();
+  if (!c->rec) {
+    free(c);
+    return -ENOMEM;
   }
-  req->cb = cb;
-  req->ud = ud;
-  req->head = strcmp(method, "HEAD") == 0;
-  req->idempotent = is_idempotent(method);
-  req->start_ns = uv_hrtime();
-  req->deadline = uv_now(u->loop) + u->opts.timeout_ms;
-  u->pending++;
-  u->stats.requests++;
-  dispatch(u, req, 0);
-  return 0;
+  c->cb = cb;
+  c->ud = ud;
+  c->keep = u->opts.body_keep;
+  c->start_ns = uv_hrtime();
+  shadow_upstream_request_t r = {method, target,   target_len, headers, extra,
+                                 body,   body_len, 0,          0};
+  shadow_upstream_leg_t *leg;
+  int rc = shadow_upstream_start(u, &r, &collect_handler, c, &leg);
+  if (rc) {
+    shadow_record_free(c->rec);
+    free(c);
+  }
+  return rc;
 }
 
 /* ---- the pool ---------------------------------------------------------- */
@@ -768,6 +1094,17 @@ static int parse_url(const char *url, char **host, char **hostport, char **port,
   return 0;
 }
 
+/* Takes a copy of opts->host, which the caller may free afterwards. */
+static int apply_opts(shadow_upstream_t *u, const shadow_upstream_opts_t *o) {
+  char *host = o && o->host ? strdup(o->host) : NULL;
+  if (o && o->host && !host) return -ENOMEM;
+  free(u->host_override);
+  u->host_override = host;
+  opts_normalize(&u->opts, o);
+  u->opts.host = u->host_override;
+  return 0;
+}
+
 int shadow_upstream_new(uv_loop_t *loop, const char *url,
                         const shadow_upstream_opts_t *opts,
                         shadow_upstream_t **out, char **err) {
@@ -791,10 +1128,10 @@ int shadow_upstream_new(uv_loop_t *loop, const char *url,
     goto out;
   }
   u = calloc(1, sizeof(*u));
-  if (!u || !(u->url = strdup(url))) {
+  if (!u || apply_opts(u, opts) != 0) {
     uv_freeaddrinfo(gai.addrinfo);
     if (err) *err = strdup("out of memory");
-    if (u) free(u);
+    free(u);
     u = NULL;
     rc = -ENOMEM;
     goto out;
@@ -802,7 +1139,6 @@ int shadow_upstream_new(uv_loop_t *loop, const char *url,
   memcpy(&u->addr, gai.addrinfo->ai_addr, gai.addrinfo->ai_addrlen);
   uv_freeaddrinfo(gai.addrinfo);
   u->loop = loop;
-  opts_normalize(&u->opts, opts);
   u->host = hostport;
   u->base = base;
   u->base_len = strlen(base);
@@ -828,16 +1164,12 @@ out:
 
 void shadow_upstream_set_opts(shadow_upstream_t *u,
                               const shadow_upstream_opts_t *opts) {
-  opts_normalize(&u->opts, opts);
-  while (u->nidle > u->opts.max_idle) {
+  if (apply_opts(u, opts) != 0) return; /* no memory: the old ones stay */
+  while (u->opts.max_idle && u->nidle > u->opts.max_idle) {
     conn_t *conn = CONTAINER(u->idle.prev, conn_t, link);
     conn_close(conn);
   }
   pump(u);
-}
-
-const char *shadow_upstream_url(const shadow_upstream_t *u) {
-  return u->url;
 }
 
 size_t shadow_upstream_pending(const shadow_upstream_t *u) {
@@ -846,6 +1178,10 @@ size_t shadow_upstream_pending(const shadow_upstream_t *u) {
 
 size_t shadow_upstream_connections(const shadow_upstream_t *u) {
   return u->nconns;
+}
+
+size_t shadow_upstream_idle(const shadow_upstream_t *u) {
+  return u->nidle;
 }
 
 void shadow_upstream_stats(const shadow_upstream_t *u,
@@ -857,16 +1193,16 @@ void shadow_upstream_close(shadow_upstream_t *u) {
   if (!u || u->closing) return;
   u->closing = 1;
   while (!list_empty(&u->queue)) {
-    req_t *req = CONTAINER(u->queue.next, req_t, link);
-    list_remove(&req->link);
+    leg_t *leg = CONTAINER(u->queue.next, leg_t, link);
+    list_remove(&leg->link);
     u->nqueued--;
-    fail(req, SHADOW_UPSTREAM_CANCELED);
+    fail(leg, SHADOW_UPSTREAM_CANCELED);
   }
   while (!list_empty(&u->busy)) {
     conn_t *conn = CONTAINER(u->busy.next, conn_t, link);
-    req_t *req = conn_detach(conn);
+    leg_t *leg = conn_detach(conn);
     conn_close(conn);
-    if (req) fail(req, SHADOW_UPSTREAM_CANCELED);
+    if (leg) fail(leg, SHADOW_UPSTREAM_CANCELED);
   }
   while (!list_empty(&u->idle))
     conn_close(CONTAINER(u->idle.next, conn_t, link));

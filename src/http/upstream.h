@@ -1,6 +1,11 @@
-/* The HTTP client: one backend, a keep-alive connection pool, llhttp
- * response parsing, timeouts, one retry of an idempotent request on a stale
- * pooled connection. It knows nothing of shadowing. */
+/* The HTTP client: one backend, a keep-alive connection pool, streamed
+ * requests and responses, timeouts, one retry of an idempotent request on a
+ * stale pooled connection. It knows nothing of shadowing.
+ *
+ * A request in flight is a leg. Its response is delivered as events (head,
+ * body pieces, end) while it arrives, so a body of any size passes through
+ * the connection's fixed read buffer; the caller can pause the reading
+ * (backpressure) and resume it. A request body can be streamed too. */
 #ifndef SHADOW_UPSTREAM_H
 #define SHADOW_UPSTREAM_H
 
@@ -9,43 +14,71 @@
 #include <uv.h>
 
 #include "record.h"
+#include "response_parse.h"
 
 typedef struct shadow_upstream_s shadow_upstream_t;
+typedef struct shadow_upstream_leg_s shadow_upstream_leg_t;
 
-/* A zero timeout or byte limit takes the default: a backend with no
- * timeout or no limit is what a hostile one exploits. */
+/* A zero timeout takes the default: a backend with no timeout is what a
+ * hostile one exploits. */
 typedef struct shadow_upstream_opts_s {
-  uint64_t connect_timeout_ms; /* default 1000 */
-  uint64_t timeout_ms;         /* send to complete response; default 5000 */
+  uint64_t connect_timeout_ms; /* default 3000 */
+  uint64_t timeout_ms;         /* send to the response head; default 5000 */
+  uint64_t read_timeout_ms;    /* between two reads of the body; 60000 */
+  uint64_t idle_timeout_ms;    /* an idle pooled connection; 60000 */
   size_t max_connections;      /* open at once; beyond, requests queue;
                                   0: no cap */
-  size_t max_idle;             /* idle keep-alive connections kept; 256 */
-  size_t header_bytes;         /* response headers; default 64 KiB */
-  size_t body_bytes;           /* response body; default 8 MiB */
+  size_t max_idle;     /* idle keep-alive connections kept; 0: no cap (they
+                          are kept until idle_timeout_ms) */
+  size_t header_bytes; /* response head; default 64 KiB */
+  size_t body_keep;    /* shadow_upstream_send: body bytes kept in the
+                          record, the rest digested; default 1 MiB */
+  const char *host;    /* Host header to send instead of the client's;
+                          NULL: the client's (copied by new/set_opts) */
 } shadow_upstream_opts_t;
 
 void shadow_upstream_opts_default(shadow_upstream_opts_t *o);
-
-typedef enum shadow_upstream_err_e {
-  SHADOW_UPSTREAM_OK = 0,
-  SHADOW_UPSTREAM_REFUSED,      /* connect failed */
-  SHADOW_UPSTREAM_RESET,        /* closed or reset before a whole response */
-  SHADOW_UPSTREAM_TIMEOUT,      /* connect or response timeout */
-  SHADOW_UPSTREAM_BAD_RESPONSE, /* not HTTP, or framing errors */
-  SHADOW_UPSTREAM_TOO_LARGE,    /* over header_bytes or body_bytes */
-  SHADOW_UPSTREAM_CANCELED      /* the upstream was closed */
-} shadow_upstream_err_t;
 
 /* "refused", "reset", "timeout", "bad_response", "too_large", "canceled":
  * the label values of shadow_candidate_errors_total{reason}. */
 const char *shadow_upstream_err_name(int err);
 
-/* Called exactly once per successful send, never from inside
- * shadow_upstream_send(). On OK, res is the response and the callback owns
- * it (shadow_record_free); otherwise res is NULL. latency_ms runs from the
- * send to the last byte of the response (or the failure). */
-typedef void (*shadow_upstream_cb)(void *ud, int err, shadow_record_t *res,
-                                   double latency_ms);
+/* What to send. headers are the client's: hop-by-hop ones are dropped,
+ * Host is kept when present (else the url's host:port, or opts.host),
+ * then extra is appended. Everything is copied before start() returns. */
+typedef struct shadow_upstream_request_s {
+  const char *method;
+  const char *target;
+  size_t target_len;
+  const shadow_headers_t *headers;
+  const shadow_headers_t *extra;
+  const char *body; /* the body bytes at hand */
+  size_t body_len;
+  /* 0: body is the whole body. 1: more follows through
+   * shadow_upstream_leg_body(), content_length long in all, or of unknown
+   * length (sent chunked) when content_length < 0. */
+  int body_more;
+  int64_t content_length;
+} shadow_upstream_request_t;
+
+/* The response, as it arrives. Callbacks never run inside a call the
+ * caller made into this file (start, body, pause, resume, abort). */
+typedef struct shadow_upstream_handler_s {
+  /* A 1xx interim response (NULL: ignored). */
+  void (*on_interim)(void *ud, int status, const shadow_headers_t *h);
+  /* The final response head; content_length -1 when not declared. */
+  void (*on_head)(void *ud, int status, const shadow_headers_t *h,
+                  int64_t content_length);
+  void (*on_body)(void *ud, const char *data, size_t len);
+  /* After the events of one read (NULL-able): a good moment to flush. */
+  void (*on_read_end)(void *ud);
+  /* Exactly once, last: err SHADOW_UPSTREAM_OK for a complete response
+   * (trailers are those of a chunked body, maybe none), else the reason.
+   * The leg is gone once this returns. */
+  void (*on_done)(void *ud, int err, const shadow_headers_t *trailers);
+  /* A streamed request body that was told to wait may go on (NULL-able). */
+  void (*on_drain)(void *ud);
+} shadow_upstream_handler_t;
 
 /* url: "http://host[:port][/base]". host is resolved once, here. A base
  * path is prepended to every target. Sets *err (free() it) on failure. */
@@ -53,11 +86,38 @@ int shadow_upstream_new(uv_loop_t *loop, const char *url,
                         const shadow_upstream_opts_t *opts,
                         shadow_upstream_t **out, char **err);
 
-/* Sends one request. headers are the client's: hop-by-hop ones are dropped,
- * Host is kept when present (else host:port of the url), then extra is
- * appended (x-shadow-request, x-forwarded-for). Everything is copied before
- * this returns. Returns 0, or a negative code and the callback is never
- * called. */
+/* Starts a leg. Returns 0 and *out, or a negative code and no callback is
+ * ever called. */
+int shadow_upstream_start(shadow_upstream_t *u,
+                          const shadow_upstream_request_t *r,
+                          const shadow_upstream_handler_t *h, void *ud,
+                          shadow_upstream_leg_t **out);
+/* More of a streamed request body. Returns 0, or 1 when enough is queued
+ * that the producer should wait for on_drain (the bytes are taken either
+ * way), or a negative code when the leg no longer sends. */
+int shadow_upstream_leg_body(shadow_upstream_leg_t *leg, const char *data,
+                             size_t len);
+/* The streamed request body is complete. */
+int shadow_upstream_leg_body_end(shadow_upstream_leg_t *leg);
+/* Stops and restarts reading the response: while paused the read timeout
+ * does not run, and no body event comes. */
+void shadow_upstream_leg_pause(shadow_upstream_leg_t *leg);
+void shadow_upstream_leg_resume(shadow_upstream_leg_t *leg);
+/* Abandons the leg: its connection is closed (never pooled: the rest of
+ * the response is unread) and no callback comes for it any more. */
+void shadow_upstream_leg_abort(shadow_upstream_leg_t *leg);
+
+/* Called exactly once per successful send, never from inside
+ * shadow_upstream_send(). On OK, res is the response and the callback owns
+ * it (shadow_record_free): its body is kept up to opts.body_keep bytes and
+ * digested beyond. Otherwise res is NULL. latency_ms runs from the send to
+ * the last byte of the response (or the failure). */
+typedef void (*shadow_upstream_cb)(void *ud, int err, shadow_record_t *res,
+                                   double latency_ms);
+
+/* A whole request (body included) whose whole response is collected into
+ * a record: the candidate's leg, and tests. 0, or a negative code and the
+ * callback is never called. */
 int shadow_upstream_send(shadow_upstream_t *u, const char *method,
                          const char *target, size_t target_len,
                          const shadow_headers_t *headers,
@@ -66,9 +126,9 @@ int shadow_upstream_send(shadow_upstream_t *u, const char *method,
 
 void shadow_upstream_set_opts(shadow_upstream_t *u,
                               const shadow_upstream_opts_t *opts);
-const char *shadow_upstream_url(const shadow_upstream_t *u);
 size_t shadow_upstream_pending(const shadow_upstream_t *u);
 size_t shadow_upstream_connections(const shadow_upstream_t *u);
+size_t shadow_upstream_idle(const shadow_upstream_t *u);
 
 /* Lifetime counters of one backend's pool, for tests and /stats. */
 typedef struct shadow_upstream_stats_s {
@@ -78,6 +138,7 @@ typedef struct shadow_upstream_stats_s {
   uint64_t connects; /* connections opened */
   uint64_t reuses;   /* requests sent on a pooled connection */
   uint64_t queued;   /* requests that waited for max_connections */
+  uint64_t aborted;  /* legs abandoned by their caller */
 } shadow_upstream_stats_t;
 
 void shadow_upstream_stats(const shadow_upstream_t *u,

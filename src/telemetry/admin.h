@@ -5,16 +5,22 @@
 
 #include <uv.h>
 
-#include "config.h"
 #include "ring.h"
 #include "stats.h"
 
 typedef struct shadow_admin_s shadow_admin_t;
 
+typedef struct shadow_admin_settings_s {
+  const char *token; /* a bearer token every endpoint but /healthz needs */
+  double slo_max_rate;
+  uint64_t slo_min_samples;
+} shadow_admin_settings_t;
+
 typedef struct shadow_admin_ctx_s {
   shadow_stats_t *stats;
   shadow_ring_t *(*ring)(void *ud);
-  const shadow_config_t *(*config)(void *ud);
+  /* What the running config says the admin needs. */
+  void (*settings)(void *ud, shadow_admin_settings_t *out);
   /* Reloads the scripts: 0 done, 1 nothing changed, or -1 and *err
    * (free() it). */
   int (*reload)(void *ud, char **err);

@@ -45,6 +45,7 @@ typedef struct shadow_route_stats_s {
 typedef struct shadow_stats_s {
   uint64_t requests, sampled, compared, diverged;
   uint64_t primary_errors;
+  uint64_t responses_cut; /* primary failures after the head went out */
   shadow_counters_t *candidate_errors; /* by reason */
   shadow_counters_t *skipped;          /* by reason */
   shadow_counters_t *script_errors;    /* by hook */

@@ -96,10 +96,12 @@ int shadow_stats_render_json(const shadow_stats_t *s, shadow_buf_t *out,
       out,
       "{\"totals\":{\"requests\":%llu,\"sampled\":%llu,"
       "\"compared\":%llu,\"diverged\":%llu,"
-      "\"primary_errors\":%llu,\"candidate_errors\":",
+      "\"primary_errors\":%llu,\"responses_cut\":%llu,"
+      "\"candidate_errors\":",
       (unsigned long long)s->requests, (unsigned long long)s->sampled,
       (unsigned long long)s->compared, (unsigned long long)s->diverged,
-      (unsigned long long)s->primary_errors);
+      (unsigned long long)s->primary_errors,
+      (unsigned long long)s->responses_cut);
   json_counters(out, s->candidate_errors);
   shadow_buf_puts(out, ",\"skipped\":");
   json_counters(out, s->skipped);
@@ -222,8 +224,12 @@ int shadow_stats_render_prometheus(const shadow_stats_t *s, shadow_buf_t *out) {
   prom_scalar(out, "shadow_compared_total", "counter",
               "Primary and candidate response pairs compared.", s->compared);
   prom_scalar(out, "shadow_primary_errors_total", "counter",
-              "Requests the primary failed (answered 502 or 504).",
+              "Requests the primary failed (answered 502 or 504, or cut).",
               s->primary_errors);
+  prom_scalar(out, "shadow_responses_cut_total", "counter",
+              "Responses the primary failed after their head was sent: the "
+              "client's connection was closed.",
+              s->responses_cut);
   shadow_buf_puts(out, "# HELP shadow_divergences_total Compared pairs that "
                        "differed, by route and part.\n"
                        "# TYPE shadow_divergences_total counter\n");

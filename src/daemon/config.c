@@ -1,0 +1,96 @@
+/* The config's defaults and its plain-data helpers: one place for each
+ * default, so --check, the dispatcher and the docs agree. */
+#include "config.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <llhttp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+void shadow_limits_default(shadow_limits_t *l) {
+  l->header_bytes = 64 * 1024;
+  l->body_bytes = 8 * 1024 * 1024;
+  l->mirror_body_bytes = 8 * 1024 * 1024;
+  l->diff_bytes = 1024 * 1024;
+  l->header_timeout_ms = 10000;
+  l->idle_timeout_ms = 60000;
+  l->max_connections = 0;
+  l->hook_timeout_ms = 100;
+}
+
+void shadow_backend_cfg_init(shadow_backend_cfg_t *b) {
+  memset(b, 0, sizeof(*b));
+  b->kind = SHADOW_BACKEND_NONE;
+  b->lua_ref = LUA_NOREF;
+  shadow_upstream_opts_default(&b->opts);
+}
+
+int shadow_config_init(shadow_config_t *c) {
+  memset(c, 0, sizeof(*c));
+  c->listen = strdup("127.0.0.1:8080");
+  c->admin = strdup("127.0.0.1:9090");
+  shadow_backend_cfg_init(&c->primary);
+  shadow_backend_cfg_init(&c->candidate);
+  shadow_backend_cfg_init(&c->secondary);
+  c->mirror_methods =
+      (1ull << HTTP_GET) | (1ull << HTTP_HEAD) | (1ull << HTTP_OPTIONS);
+  c->log_capacity = 1000;
+  c->breaker_failures = 5;
+  c->breaker_cooldown_ms = 10000;
+  c->max_inflight_shadow = 256;
+  c->slo_max_rate = 0.001;
+  c->slo_min_samples = 1000;
+  c->drain_timeout_ms = 10000;
+  shadow_limits_default(&c->limits);
+  c->diff_opts = shadow_diff_opts_new();
+  if (!c->listen || !c->admin || !c->diff_opts) return -ENOMEM;
+  shadow_diff_opts_set_diff_bytes(c->diff_opts, c->limits.diff_bytes);
+  return 0;
+}
+
+void shadow_backend_upstream_opts(const shadow_backend_cfg_t *b,
+                                  const shadow_limits_t *l,
+                                  shadow_upstream_opts_t *out) {
+  *out = b->opts;
+  out->host = b->host;
+  out->header_bytes = l->header_bytes;
+  out->body_keep = l->diff_bytes;
+}
+
+void shadow_limits_server_opts(const shadow_limits_t *l,
+                               shadow_server_opts_t *out) {
+  shadow_server_opts_default(out);
+  out->header_bytes = l->header_bytes;
+  out->body_bytes = l->body_bytes;
+  out->header_timeout_ms = l->header_timeout_ms;
+  out->idle_timeout_ms = l->idle_timeout_ms;
+  out->max_connections = l->max_connections;
+}
+
+int shadow_config_method_id(const char *name) {
+  for (int i = 0; i < 64; i++) {
+    const char *m = llhttp_method_name((llhttp_method_t)i);
+    if (m && strcmp(m, "<unknown>") != 0 && strcasecmp(m, name) == 0) return i;
+  }
+  return -1;
+}
+
+static void backend_release(shadow_backend_cfg_t *b) {
+  free(b->url);
+  free(b->host);
+  b->url = b->host = NULL;
+}
+
+void shadow_config_release(shadow_config_t *c) {
+  free(c->listen);
+  free(c->admin);
+  free(c->admin_token);
+  backend_release(&c->primary);
+  backend_release(&c->candidate);
+  backend_release(&c->secondary);
+  free(c->log_file);
+  shadow_diff_opts_free(c->diff_opts);
+  memset(c, 0, sizeof(*c));
+}

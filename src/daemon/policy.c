@@ -1,0 +1,103 @@
+/* The mirroring policy (see policy.h). Hooks run through the script host,
+ * which applies each one's fallback: a failed filter or key means "not
+ * sampled", a failed route means "unknown". */
+#include "policy.h"
+
+#include <string.h>
+
+#include "sample.h"
+
+int shadow_policy_may_mirror(const shadow_config_t *cfg, int method_id) {
+  if (cfg->candidate.kind == SHADOW_BACKEND_NONE || cfg->rate <= 0) return 0;
+  return method_id >= 0 && method_id < 64 &&
+         (cfg->mirror_methods & (1ull << method_id));
+}
+
+void shadow_policy_decide(shadow_gen_t *g, const shadow_request_t *req,
+                          int lreq, shadow_policy_decision_t *d) {
+  const shadow_config_t *cfg = shadow_gen_config(g);
+  shadow_buf_reset(&d->key);
+  d->has_key = 0;
+  if (cfg->candidate.kind == SHADOW_BACKEND_NONE || cfg->rate <= 0) {
+    d->why = SHADOW_POLICY_NO_CANDIDATE;
+    return;
+  }
+  if (!shadow_policy_may_mirror(cfg, req->method_id)) {
+    d->why = SHADOW_POLICY_METHOD;
+    return;
+  }
+  if (shadow_gen_has_hook(g, SHADOW_HOOK_FILTER) &&
+      !shadow_script_filter(g, lreq)) {
+    d->why = SHADOW_POLICY_FILTERED;
+    return;
+  }
+  int k = 0;
+  if (shadow_gen_has_hook(g, SHADOW_HOOK_KEY)) {
+    k = shadow_script_key(g, lreq, &d->key);
+    if (k < 0) {
+      d->why = SHADOW_POLICY_KEY_FAILED;
+      return;
+    }
+  }
+  d->has_key = k == 1;
+  int in = d->has_key ? shadow_sampled(d->key.data, d->key.len, cfg->rate)
+                      : shadow_sampled_random(cfg->rate);
+  d->why = in ? SHADOW_POLICY_MIRROR : SHADOW_POLICY_NOT_SAMPLED;
+}
+
+void shadow_policy_default_route(const char *method, const char *target,
+                                 size_t n, shadow_buf_t *route) {
+  shadow_buf_puts(route, method);
+  shadow_buf_putc(route, ' ');
+  const char *t = target && n ? target : "/";
+  if (!target || !n) n = 1;
+  const char *q = memchr(t, '?', n);
+  if (q) n = (size_t)(q - t);
+  size_t i = 0;
+  while (i < n) {
+    if (t[i] == '/') {
+      size_t j = i + 1;
+      int digits = 0, other = 0;
+      while (j < n && t[j] != '/') {
+        if (t[j] >= '0' && t[j] <= '9')
+          digits++;
+        else
+          other++;
+        j++;
+      }
+      if (digits && !other) {
+        shadow_buf_puts(route, "/:id");
+        i = j;
+        continue;
+      }
+    }
+    shadow_buf_putc(route, t[i]);
+    i++;
+  }
+}
+
+void shadow_policy_route(shadow_gen_t *g, const shadow_request_t *req, int lreq,
+                         shadow_buf_t *route) {
+  shadow_buf_reset(route);
+  if (!shadow_gen_has_hook(g, SHADOW_HOOK_ROUTE)) {
+    shadow_policy_default_route(req->method, req->target.data, req->target.len,
+                                route);
+    return;
+  }
+  if (shadow_script_route(g, lreq, route) != 0) {
+    shadow_buf_reset(route);
+    shadow_buf_puts(route, "unknown");
+  }
+}
+
+const char *shadow_policy_why_name(shadow_policy_why_t why) {
+  switch (why) {
+  case SHADOW_POLICY_MIRROR: return "mirrored";
+  case SHADOW_POLICY_NO_CANDIDATE: return "no candidate, or rate 0";
+  case SHADOW_POLICY_METHOD: return "not in mirror_methods";
+  case SHADOW_POLICY_FILTERED: return "filtered out";
+  case SHADOW_POLICY_KEY_FAILED: return "the key hook failed";
+  case SHADOW_POLICY_NOT_SAMPLED: return "not sampled";
+  default: return "?";
+  }
+}
