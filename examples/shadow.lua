@@ -8,7 +8,10 @@ local cjson = require "cjson"
 return {
   listen    = "127.0.0.1:8080",
   admin     = "127.0.0.1:9090",
-  primary   = shadow.http("http://127.0.0.1:8081", { timeout_ms = 5000 }),
+  -- timeout_ms runs to the response head; read_timeout_ms between two
+  -- reads of a body, so downloads and event streams live while they move.
+  primary   = shadow.http("http://127.0.0.1:8081", { timeout_ms = 5000,
+                                                      read_timeout_ms = 60000 }),
   candidate = shadow.http("http://127.0.0.1:8082", { timeout_ms = 250,
                                                       max_connections = 256 }),
   sample = {
@@ -42,7 +45,11 @@ return {
   log     = { capacity = 1000, file = "divergences.ndjson" },
   breaker = { failures = 5, cooldown_ms = 10000 },
   max_inflight_shadow = 256,
-  limits  = { header_bytes = 65536, body_bytes = 8 * 2^20, diff_bytes = 2^20,
+  -- Responses of any size stream; diff_bytes of each side is kept for the
+  -- diff and the rest compared by digest. Uploads over mirror_body_bytes go
+  -- to the primary only.
+  limits  = { header_bytes = 65536, body_bytes = 8 * 2^20,
+              mirror_body_bytes = 8 * 2^20, diff_bytes = 2^20,
               header_timeout_ms = 10000, idle_timeout_ms = 60000,
               max_connections = 10000 },
   slo     = { max_divergence_rate = 0.001, min_samples = 1000 },

@@ -1,4 +1,4 @@
--- shadow.sampled(key, rate): the sticky sampling rule of DESIGN.md, decided
+-- shadow.sampled(key, rate): the sticky sampling rule (README), decided
 -- by libshadow so a gateway and the daemon always agree.
 local loader = require "shadow.loader"
 

@@ -1,4 +1,4 @@
--- DESIGN.md's bad-input and fault table, row by row.
+-- the README's bad-input and fault table, row by row.
 local nginx = require "support.nginx"
 local shadowd = require "support.shadowd"
 local http = require "support.http"

@@ -1,4 +1,4 @@
--- The command line of DESIGN.md: --check, --version, --help, unknown
+-- The command line of the README: --check, --version, --help, unknown
 -- options, and a clean stop on SIGTERM.
 local process = require "support.process"
 local shadowd = require "support.shadowd"
@@ -77,6 +77,38 @@ describe("shadowd's command line", function()
     assert.matches("raises.lua:3", out, 1, true)
     assert.matches("no backends today", out, 1, true)
   end)
+
+  -- The URL grammar and the options' ranges live in shadowd, once: a
+  -- shadow.http descriptor and a plain URL string are refused alike,
+  -- naming the field.
+  local BAD_BACKENDS = {
+    { 'shadow.http("ftp://x")', "expected http://host" },
+    { '"127.0.0.1:8080"', "expected http://host" },
+    { 'shadow.http("http://")', "no host" },
+    { 'shadow.http("http://:8080")', "no host" },
+    { 'shadow.http("http://x:0")', "bad port" },
+    { '"http://x:65536"', "bad port" },
+    { 'shadow.http("http://x:80a")', "unexpected" },
+    { 'shadow.http("http://x/a b")', "base path" },
+    { 'shadow.http("http://x/a?q=1")', "base path" },
+    { 'shadow.http("http://x", { timeout_ms = 0 })', "timeout_ms" },
+    { 'shadow.http("http://x", { timeout_ms = "5" })', "timeout_ms" },
+    { 'shadow.http("http://x", { connect_timeout_ms = -1 })',
+      "connect_timeout_ms" },
+    { 'shadow.http("http://x", { read_timeout_ms = 0 })', "read_timeout_ms" },
+    { 'shadow.http("http://x", { host = 7 })', "host" },
+    { 'shadow.http("http://x", { timeout = 5 })', "unknown field primary.timeout" },
+  }
+  for _, case in ipairs(BAD_BACKENDS) do
+    it("--check refuses primary = " .. case[1], function()
+      local path = write("bad-backend.lua", 'local shadow = require "shadow"\n'
+        .. "return { primary = " .. case[1] .. " }\n")
+      local code, out = run("--check", "--config", path)
+      assert.are_not.equal(0, code, out)
+      assert.matches("primary", out, 1, true)
+      assert.matches(case[2], out, 1, true)
+    end)
+  end
 
   it("--check refuses a config without a primary", function()
     local path = write("noprimary.lua",

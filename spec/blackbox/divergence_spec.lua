@@ -1,5 +1,5 @@
 -- First comparison and the admin API: differing status, headers and
--- bodies land in /divergences in DESIGN.md's shape; agreeing ones do
+-- bodies land in /divergences in the README's shape; agreeing ones do
 -- not; /stats and /metrics count them.
 local nginx = require "support.nginx"
 local shadowd = require "support.shadowd"

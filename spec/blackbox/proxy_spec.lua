@@ -1,5 +1,5 @@
 -- The client gets the primary's bytes, never waits for the candidate,
--- and the candidate gets what DESIGN.md says it gets.
+-- and the candidate gets what the README says it gets.
 local nginx = require "support.nginx"
 local shadowd = require "support.shadowd"
 local cleanup = require "support.cleanup"

@@ -1,4 +1,4 @@
--- Sticky sampling: the daemon mirrors exactly the keys DESIGN.md's
+-- Sticky sampling: the daemon mirrors exactly the keys the README's
 -- rule selects, computed here from libxxhash itself.
 local nginx = require "support.nginx"
 local shadowd = require "support.shadowd"

@@ -9,6 +9,7 @@ local shadowd = require "support.shadowd"
 local cleanup = require "support.cleanup"
 local process = require "support.process"
 local port = require "support.port"
+local luaserver = require "support.luaserver"
 local http = require "support.http"
 local json = require "support.json"
 local socket = require "socket"
@@ -23,23 +24,31 @@ local function status_kb(pid, field)
   return tonumber(s:match(field .. ":%s*(%d+)"))
 end
 
-local function sh(cmd)
-  local p = io.popen(cmd)
-  local out = p:read("*a")
-  p:close()
+-- Commands run through process.run, which gives children a clean
+-- environment (no sanitizer preload from an ASan build's spec runner).
+local function run(argv, timeout)
+  local code, out, err = process.run(argv, nil, timeout or 120)
+  assert(code == 0, table.concat(argv, " ") .. ": " .. err)
   return out
 end
 
 local function md5(path)
-  return (sh("md5sum '" .. path .. "'"):match("^(%x+)"))
+  return (run({ "md5sum", path }):match("^(%x+)"))
+end
+
+local function curl(args)
+  local argv = { "curl", "-sS" }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  return run(argv)
 end
 
 -- dir/a/big.bin: 64 MiB of random bytes; dir/b/big.bin: the same with one
 -- byte changed at 40 MiB.
 local function make_files(dir)
-  os.execute(("mkdir -p '%s/a' '%s/b'"):format(dir, dir))
-  os.execute(("head -c %d /dev/urandom > '%s/a/big.bin'"):format(BIG, dir))
-  os.execute(("cp '%s/a/big.bin' '%s/b/big.bin'"):format(dir, dir))
+  run({ "mkdir", "-p", dir .. "/a", dir .. "/b" })
+  run({ "sh", "-c", ("head -c %d /dev/urandom > '%s/a/big.bin'"):format(BIG,
+                                                                      dir) })
+  run({ "cp", dir .. "/a/big.bin", dir .. "/b/big.bin" })
   local f = assert(io.open(dir .. "/b/big.bin", "r+b"))
   f:seek("set", 40 * MiB)
   local c = f:read(1)
@@ -116,9 +125,7 @@ describe("shadowd streaming, with the default limits", function()
     assert.are.equal("HTTP/1.1 200 OK", line)
     assert.is_true(ttfb < 0.5 * SLOW, ("first byte after %.3f s"):format(ttfb))
 
-    local code = os.execute(("curl -sS -o '%s' -D '%s.h' '%s/files/big.bin'")
-                              :format(out, out, d:url()))
-    assert.is_true(code == 0 or code == true)
+    curl({ "-o", out, "-D", out .. ".h", d:url() .. "/files/big.bin" })
     assert.are.equal(md5(dir .. "/a/big.bin"), md5(out))
     -- A length stays a length.
     local head = process.read_file(out .. ".h")
@@ -135,9 +142,7 @@ describe("shadowd streaming, with the default limits", function()
   it("finds a one-byte difference 40 MiB into the body, as a digest "
      .. "divergence", function()
     local before = d:stats().totals
-    local code = os.execute(("curl -sS -o /dev/null '%s/diff/big.bin'")
-                              :format(d:url()))
-    assert.is_true(code == 0 or code == true)
+    curl({ "-o", "/dev/null", d:url() .. "/diff/big.bin" })
     local s = d:wait_totals("compared", before.compared + 1, 30 * SLOW)
     assert.are.equal(before.diverged + 1, s.totals.diverged)
     local dv = d:divergences(1).divergences[1]
@@ -241,14 +246,8 @@ describe("shadowd passes on", function()
   local stop, d
   setup(function()
     stop = cleanup.new()
-    local dir = process.tmpdir("shadow-hints")
-    stop.add(function() process.rmdir(dir) end)
-    local p = port.free()
-    process.write_file(dir .. "/server.lua", HINTS_SERVER)
-    local srv = stop.add(process.spawn({ "luajit", dir .. "/server.lua",
-                                         tostring(p) }))
-    assert(port.wait(p, 10, srv))
-    d = stop.add(shadowd.start{ primary = "http://127.0.0.1:" .. p,
+    local srv = stop.add(luaserver.start("shadow-hints", HINTS_SERVER))
+    d = stop.add(shadowd.start{ primary = srv.url,
                                 rate = 0 })
   end)
   teardown(function() stop.run() end)
@@ -280,17 +279,20 @@ describe("shadowd streaming uploads", function()
                        candidate = ng:url("candidate"), rate = 1.0,
                        mirror_methods = { "POST" },
                        limits = { body_bytes = 0 } }
-    os.execute(("head -c %d /dev/urandom > '%s/up.bin'"):format(20 * 1000 *
-                                                                1000, dir))
+    run({ "sh", "-c", ("head -c %d /dev/urandom > '%s/up.bin'"):format(
+      20 * 1000 * 1000, dir) })
   end)
   teardown(function()
     cleanup.stop_all(d, ng)
     process.rmdir(dir)
   end)
 
-  local function upload(extra)
-    return sh(("curl -sS %s --data-binary '@%s/up.bin' '%s/upload'")
-                :format(extra or "", dir, d:url()))
+  local function upload(...)
+    local args = { ... }
+    args[#args + 1] = "--data-binary"
+    args[#args + 1] = "@" .. dir .. "/up.bin"
+    args[#args + 1] = d:url() .. "/upload"
+    return curl(args)
   end
 
   it("streams 20 MB to the primary intact and does not mirror it past "
@@ -298,7 +300,7 @@ describe("shadowd streaming uploads", function()
     local want = md5(dir .. "/up.bin") .. " " .. 20 * 1000 * 1000
     assert.are.equal(want, upload())
     -- The same body sent chunked reaches the primary the same.
-    assert.are.equal(want, upload("-H 'Transfer-Encoding: chunked'"))
+    assert.are.equal(want, upload("-H", "Transfer-Encoding: chunked"))
     local s = d:stats()
     assert.are.equal(2, s.totals.skipped.body_too_large)
     -- A small upload is mirrored with its body.

@@ -6,6 +6,7 @@ local cleanup = require "support.cleanup"
 local process = require "support.process"
 local http = require "support.http"
 local json = require "support.json"
+local port = require "support.port"
 
 local BACKENDS = {
   primary = [[
@@ -73,9 +74,13 @@ describe("shadowd --workers 2", function()
                                     { method = "POST", path = "/reload" }))
     assert.are.equal(200, res.status)
     assert.are.equal(2, json.decode(res.body).generation)
+    -- The swap happens on each loop's own thread, just after the answer;
+    -- /stats shows each loop's generation.
+    port.wait_until(function()
+      local g = d:stats().loop_generations
+      return #g == 2 and g[1] == 2 and g[2] == 2
+    end, 10, 0.02)
     local before = d:stats().totals.sampled
-    -- The swap happens on each loop's own thread, just after the answer.
-    process.sleep(0.2)
     for i = 1, 50 do
       assert.are.equal(200, assert(http.get(d.port, "/after/" .. i)).status)
     end

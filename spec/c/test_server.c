@@ -2,8 +2,8 @@
  * two servers (one without a connection cap, one capped at 2), and the main
  * thread plays hostile and well-behaved clients with raw bytes. Limits are
  * small (1 KiB head, 1000-byte body, 300 ms header timeout, 1 s idle) so
- * each bad-input row of DESIGN.md is reachable quickly; every wait on the
- * client side is bounded by a generous receive timeout, never a sleep. */
+ * each row of the README's bad-input table is reachable quickly; every wait on
+ * the client side is bounded by a generous receive timeout, never a sleep. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>

@@ -32,7 +32,7 @@ int main(void) {
   shadow_counters_free(many);
   shadow_counters_free(c);
 
-  shadow_stats_t *s = shadow_stats_new();
+  shadow_stats_t *s = shadow_stats_new(NULL, 0);
   s->requests = 7;
   s->compared = 3;
   s->diverged = 1;

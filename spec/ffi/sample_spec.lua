@@ -1,4 +1,4 @@
--- Sticky sampling through libshadow against the rule of DESIGN.md computed
+-- Sticky sampling through libshadow against the rule of the README computed
 -- independently here, with XXH3 from Debian's libxxhash directly.
 require "env"
 local ffi = require "ffi"

@@ -23,6 +23,7 @@
 -- answers 200; GET /__counts answers the faults served so far as JSON,
 -- with max_hanging: the most connections hanging at one time.
 local process = require "support.process"
+local luaserver = require "support.luaserver"
 local port = require "support.port"
 local json = require "support.json"
 local http = require "support.http"
@@ -273,21 +274,11 @@ Hostile.__index = Hostile
 --        port = a given port (default a free one) }
 function M.start(opts)
   opts = opts or {}
-  local p = opts.port or port.free()
-  local dir = process.tmpdir("shadow-hostile")
-  process.write_file(dir .. "/hostile.lua", SERVER)
-  local proc = process.spawn({ "luajit", dir .. "/hostile.lua", tostring(p),
-                               opts.mode or "random",
-                               tostring(opts.slow or 0.2) },
-                             { stdout = dir .. "/out", stderr = dir .. "/err" })
-  local ok, err = port.wait(p, 10, proc)
-  if not ok then
-    proc:stop()
-    process.rmdir(dir)
-    error(err, 2)
-  end
-  return setmetatable({ port = p, proc = proc, dir = dir,
-                        url = "http://127.0.0.1:" .. p }, Hostile)
+  local s = luaserver.start("shadow-hostile", SERVER,
+                            { opts.mode or "random", opts.slow or 0.2 },
+                            opts.port)
+  return setmetatable({ port = s.port, proc = s.proc, dir = s.dir,
+                        url = s.url }, Hostile)
 end
 
 -- A control request; retried while a "down" fault has the port closed.

@@ -1,7 +1,6 @@
 -- A tiny misbehaving HTTP server in its own luajit process, for the
 -- primary faults nginx cannot produce: garbage replies and resets.
-local process = require "support.process"
-local port = require "support.port"
+local luaserver = require "support.luaserver"
 
 local M = {}
 
@@ -28,23 +27,7 @@ end
 ]]
 
 function M.start(mode)
-  local p = port.free()
-  local dir = process.tmpdir("shadow-raw")
-  process.write_file(dir .. "/server.lua", SERVER)
-  local proc = process.spawn({ "luajit", dir .. "/server.lua",
-                               tostring(p), mode },
-                             { stdout = dir .. "/out", stderr = dir .. "/err" })
-  local ok, err = port.wait(p, 10, proc)
-  if not ok then
-    proc:stop()
-    process.rmdir(dir)
-    error(err, 2)
-  end
-  return {
-    port = p, proc = proc,
-    url = "http://127.0.0.1:" .. p,
-    stop = function() proc:stop(); process.rmdir(dir) end,
-  }
+  return luaserver.start("shadow-raw", SERVER, { mode })
 end
 
 return M

@@ -30,7 +30,7 @@ function M.binary()
   return bin
 end
 
--- The config text, following DESIGN.md's config script. opts:
+-- The config text, following the README's config script. opts:
 --   listen, admin           "127.0.0.1:N" (filled in by start)
 --   primary, candidate      URL strings; *_timeout_ms
 --   rate, key               key: Lua expression of `req` (default the

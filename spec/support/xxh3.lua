@@ -1,4 +1,4 @@
--- DESIGN.md's sticky-sampling rule computed straight from Debian's
+-- the README's sticky-sampling rule computed straight from Debian's
 -- libxxhash, independent of libshadow: what the daemon must agree with.
 local ffi = require "ffi"
 

@@ -1,13 +1,21 @@
+/* The candidate's circuit breaker as a pure state machine (see breaker.h):
+ * closed, open after `threshold` consecutive failures, half-open after the
+ * cooldown. Time comes from the caller; admission.c applies it to legs. */
 #include "breaker.h"
 
 void shadow_breaker_init(shadow_breaker_t *b, int threshold,
                          uint64_t cooldown_ms) {
   b->state = SHADOW_BREAKER_CLOSED;
   b->failures = 0;
-  b->threshold = threshold > 0 ? threshold : 1;
-  b->cooldown_ms = cooldown_ms;
   b->opened_ms = 0;
   b->probe_inflight = 0;
+  shadow_breaker_configure(b, threshold, cooldown_ms);
+}
+
+void shadow_breaker_configure(shadow_breaker_t *b, int threshold,
+                              uint64_t cooldown_ms) {
+  b->threshold = threshold > 0 ? threshold : 1;
+  b->cooldown_ms = cooldown_ms;
 }
 
 int shadow_breaker_allow(shadow_breaker_t *b, uint64_t now_ms) {

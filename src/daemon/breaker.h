@@ -24,6 +24,9 @@ typedef struct shadow_breaker_s {
 
 void shadow_breaker_init(shadow_breaker_t *b, int threshold,
                          uint64_t cooldown_ms);
+/* New settings (a reload) for a breaker that keeps its state. */
+void shadow_breaker_configure(shadow_breaker_t *b, int threshold,
+                              uint64_t cooldown_ms);
 /* 1 when a candidate leg may start now. While the breaker is half-open
  * the one leg allowed is the probe, and only the probe's outcome may be
  * reported (shadow_breaker_result); the caller drops the results of legs

@@ -1,3 +1,6 @@
+/* `--check --request`: runs the dispatcher's own policy (policy.c) and the
+ * rewrite hook on one request made up from the command line, and prints
+ * each step of the decision. */
 #include "check_request.h"
 
 #include <string.h>

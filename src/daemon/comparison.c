@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "clock.h"
 #include "divergence.h"
 #include "log.h"
 #include "ring.h"
@@ -54,7 +55,7 @@ static void publish(shadow_comparator_t *c, const shadow_pair_t *p,
   shadow_shared_t *sh = c->sh;
   shadow_divergence_meta_t m = {
       .id = id,
-      .time_ms = shadow_now_ms(),
+      .time_ms = shadow_wall_ms(),
       .route = p->route,
       .method = p->method,
       .path = p->target,

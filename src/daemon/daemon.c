@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "admin.h"
+#include "clock.h"
 #include "dispatcher.h"
 #include "json.h"
 #include "log.h"
@@ -83,7 +84,7 @@ static void rearm_watch(app_t *app) {
 
 static void set_reload(app_t *app, const char *result, const char *error) {
   shadow_shared_lock(&app->sh);
-  shadow_stats_set_reload(app->sh.stats, shadow_now_ms(), result, error);
+  shadow_stats_set_reload(app->sh.stats, shadow_wall_ms(), result, error);
   app->sh.stats->generation = app->generation;
   shadow_shared_unlock(&app->sh);
 }
@@ -140,10 +141,16 @@ static int reload(void *ud, char **err) {
       free(e);
     return -1;
   }
-  if (app->workers) shadow_workers_reload(app->workers, gens);
+  app->generation++;
+  if (app->workers) {
+    shadow_workers_reload(app->workers, gens, app->generation);
+  } else {
+    shadow_shared_lock(&app->sh);
+    app->sh.stats->loop_generation[0] = app->generation;
+    shadow_shared_unlock(&app->sh);
+  }
   shadow_gen_unref(app->gen);
   app->gen = g;
-  app->generation++;
   set_reload(app, "ok", NULL);
   shadow_log_info("reloaded %s: generation %u", app->opts.config_path,
                   app->generation);
@@ -273,7 +280,8 @@ int shadow_daemon_run(const shadow_daemon_opts_t *opts, shadow_gen_t *g) {
   app->loop = &loop;
   char *err = NULL;
   const shadow_config_t *cfg = shadow_gen_config(g);
-  int rc = shadow_shared_init(&app->sh, cfg, opts->workers > 1, &err);
+  int rc = shadow_shared_init(&app->sh, cfg,
+                              opts->workers > 1 ? opts->workers : 1, &err);
   app->generation = 1;
   if (rc == 0) app->sh.stats->generation = 1;
   if (rc == 0) rc = start_serving(app, g, &err);

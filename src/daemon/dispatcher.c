@@ -108,9 +108,8 @@ static void on_script_error(void *ud, int hook) {
 
 static void on_script_time(void *ud, int hook, double seconds) {
   shadow_dispatcher_t *d = ud;
-  if (hook < 0 || hook >= SHADOW_HOOK_COUNT) return;
+  if (hook < 0 || (size_t)hook >= d->stats->nhooks) return;
   LOCK(d);
-  d->stats->hook_names[hook] = shadow_hook_name(hook);
   shadow_hist_observe(&d->stats->hook_time[hook], seconds);
   UNLOCK(d);
 }

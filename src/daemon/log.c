@@ -1,20 +1,13 @@
+/* One-line log messages on stderr with a UTC timestamp and a level. Used by
+ * the daemon layer only; the layers below report through return codes. */
 #include "log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
 
-static int log_level = SHADOW_LOG_INFO;
-
-void shadow_log_set_level(int level) {
-  log_level = level;
-}
-
-double shadow_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
+/* Messages past this level are not printed. */
+static const int log_level = SHADOW_LOG_INFO;
 
 void shadow_log(int level, const char *fmt, ...) {
   static const char *const names[] = {"error", "warn", "info", "debug"};

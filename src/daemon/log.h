@@ -9,15 +9,11 @@ enum {
   SHADOW_LOG_DEBUG
 };
 
-void shadow_log_set_level(int level);
 void shadow_log(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 #define shadow_log_error(...) shadow_log(SHADOW_LOG_ERROR, __VA_ARGS__)
 #define shadow_log_warn(...) shadow_log(SHADOW_LOG_WARN, __VA_ARGS__)
 #define shadow_log_info(...) shadow_log(SHADOW_LOG_INFO, __VA_ARGS__)
-
-/* Milliseconds since the Unix epoch, for record times. */
-double shadow_now_ms(void);
 
 #endif

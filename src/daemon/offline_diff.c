@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "divergence.h"
 #include "log.h"
 #include "record_parse.h"
@@ -95,7 +96,7 @@ int shadow_offline_diff_main(int argc, char **argv) {
     } else {
       /* No request behind a file pair: route, method, path are null. */
       shadow_divergence_meta_t m = {.id = 1,
-                                    .time_ms = shadow_now_ms(),
+                                    .time_ms = shadow_wall_ms(),
                                     .primary_ms = -1,
                                     .candidate_ms = -1,
                                     .primary_first_ms = -1,

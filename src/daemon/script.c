@@ -27,7 +27,6 @@ struct shadow_gen_s {
   int traceback_ref;
   int decode_ref; /* cjson.decode, loaded on first use */
   int refs;
-  unsigned id;
   shadow_script_observer_t obs;
   uint64_t last_log_ms[SHADOW_HOOK_COUNT];
   char **sources; /* the config first, then the modules it required */
@@ -37,13 +36,13 @@ struct shadow_gen_s {
   unsigned suppressed[SHADOW_HOOK_COUNT];
 };
 
-static unsigned next_gen_id = 1;
+const char *const shadow_hook_names[SHADOW_HOOK_COUNT] = {
+    "filter",    "key",           "route",  "rewrite",
+    "normalize", "on_divergence", "backend"};
 
 const char *shadow_hook_name(int hook) {
-  static const char *const names[SHADOW_HOOK_COUNT] = {
-      "filter",    "key",           "route",  "rewrite",
-      "normalize", "on_divergence", "backend"};
-  return hook >= 0 && hook < SHADOW_HOOK_COUNT ? names[hook] : "unknown";
+  return hook >= 0 && hook < SHADOW_HOOK_COUNT ? shadow_hook_names[hook]
+                                               : "unknown";
 }
 
 /* Stack: [msg] -> [msg .. traceback]. */
@@ -249,7 +248,6 @@ int shadow_script_load(const char *path, shadow_gen_t **out, char **err) {
   g->source_hash = shadow_gen_source_hash_now(g);
   lua_settop(L, 0);
   g->refs = 1;
-  g->id = next_gen_id++;
   *out = g;
   return 0;
 }
@@ -284,10 +282,6 @@ void shadow_gen_unref(shadow_gen_t *g) {
 
 const shadow_config_t *shadow_gen_config(const shadow_gen_t *g) {
   return &g->cfg;
-}
-
-unsigned shadow_gen_id(const shadow_gen_t *g) {
-  return g->id;
 }
 
 int shadow_gen_has_hook(const shadow_gen_t *g, int hook) {

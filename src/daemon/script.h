@@ -26,7 +26,9 @@ typedef enum shadow_hook_e {
   SHADOW_HOOK_COUNT
 } shadow_hook_t;
 
-/* "filter", "key", ...: the label values of shadow_script_errors_total. */
+/* "filter", "key", ...: the label values of shadow_script_errors_total
+ * and shadow_hook_duration_seconds, by hook. */
+extern const char *const shadow_hook_names[SHADOW_HOOK_COUNT];
 const char *shadow_hook_name(int hook);
 
 /* Told of every hook error, after the host has logged it (at most once a
@@ -48,7 +50,6 @@ int shadow_gen_override(shadow_gen_t *g, const char *listen, const char *admin);
 void shadow_gen_ref(shadow_gen_t *g);
 void shadow_gen_unref(shadow_gen_t *g); /* the last one closes the state */
 const shadow_config_t *shadow_gen_config(const shadow_gen_t *g);
-unsigned shadow_gen_id(const shadow_gen_t *g);
 int shadow_gen_has_hook(const shadow_gen_t *g, int hook);
 void shadow_gen_observe(shadow_gen_t *g, const shadow_script_observer_t *o);
 /* The files the generation was built from (the config and the modules it

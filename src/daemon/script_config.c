@@ -1,3 +1,6 @@
+/* Reads the table a config script returned into a shadow_config_t: every
+ * field is checked for its type and range, unknown fields are errors, and
+ * hooks become registry references. Defaults come from config.c. */
 #include "script_config.h"
 
 #include <errno.h>
@@ -195,8 +198,21 @@ static int read_backend(reader_t *r, const char *name,
     char *kind = NULL;
     char path[64];
     snprintf(path, sizeof(path), "%s.", name);
+    static const char *const keys[] = {"kind",
+                                       "url",
+                                       "host",
+                                       "timeout_ms",
+                                       "connect_timeout_ms",
+                                       "read_timeout_ms",
+                                       "idle_timeout_ms",
+                                       "max_connections",
+                                       "max_idle",
+                                       NULL};
     rc |= opt_string(r, bt, path, "kind", &kind);
-    if (!kind || strcmp(kind, "http") != 0) {
+    if (rc == 0) rc |= check_keys(r, bt, path, keys);
+    if (rc) {
+      /* named above */
+    } else if (!kind || strcmp(kind, "http") != 0) {
       rc = fail(r, "%s must be shadow.http(url), a URL or a function", name);
     } else {
       b->kind = SHADOW_BACKEND_HTTP;
@@ -221,10 +237,12 @@ static int read_backend(reader_t *r, const char *name,
               name, lua_typename(L, t));
   }
   lua_pop(L, 1);
-  if (rc == 0 && b->kind == SHADOW_BACKEND_HTTP &&
-      strncmp(b->url, "http://", 7) != 0)
-    return fail(r, "%s: only http:// URLs are supported, not \"%s\"", name,
-                b->url);
+  if (rc == 0 && b->kind == SHADOW_BACKEND_HTTP) {
+    char *why = NULL;
+    if (shadow_upstream_url_check(b->url, &why) != 0)
+      rc = fail(r, "%s: %s", name, why ? why : "bad url");
+    free(why);
+  }
   return rc;
 }
 

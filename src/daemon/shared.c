@@ -1,3 +1,5 @@
+/* What the worker loops share (see shared.h): counters, ring log, sink and
+ * breaker, created from the first config and updated on each reload. */
 #include "shared.h"
 
 #include <errno.h>
@@ -5,6 +7,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "script.h"
 
 /* Opens path for appending unless it is already the sink. */
 static int open_sink(shadow_shared_t *sh, const char *path, char **err) {
@@ -37,13 +40,14 @@ static int open_sink(shadow_shared_t *sh, const char *path, char **err) {
 }
 
 int shadow_shared_init(shadow_shared_t *sh, const shadow_config_t *cfg,
-                       int threaded, char **err) {
+                       size_t loops, char **err) {
   memset(sh, 0, sizeof(*sh));
-  sh->threaded = threaded;
+  sh->threaded = loops > 1;
   uv_mutex_init(&sh->mu);
-  sh->stats = shadow_stats_new();
+  sh->stats = shadow_stats_new(shadow_hook_names, SHADOW_HOOK_COUNT);
   sh->ring = shadow_ring_new(cfg->log_capacity);
-  if (!sh->stats || !sh->ring) {
+  if (!sh->stats || !sh->ring ||
+      shadow_stats_set_loops(sh->stats, loops ? loops : 1) != 0) {
     *err = strdup("out of memory");
     shadow_shared_release(sh);
     return -1;
@@ -63,8 +67,8 @@ int shadow_shared_apply(shadow_shared_t *sh, const shadow_config_t *cfg,
   int rc = open_sink(sh, cfg->log_file, err);
   if (rc == 0) {
     shadow_ring_set_capacity(sh->ring, cfg->log_capacity);
-    sh->breaker.threshold = cfg->breaker_failures;
-    sh->breaker.cooldown_ms = cfg->breaker_cooldown_ms;
+    shadow_breaker_configure(&sh->breaker, cfg->breaker_failures,
+                             cfg->breaker_cooldown_ms);
   }
   shadow_shared_unlock(sh);
   return rc;

@@ -29,7 +29,7 @@ typedef struct shadow_shared_s {
 
 /* Creates the shared state for the first config. 0, or -1 and *err. */
 int shadow_shared_init(shadow_shared_t *sh, const shadow_config_t *cfg,
-                       int threaded, char **err);
+                       size_t loops, char **err);
 /* Applies a reloaded config: ring capacity, sink file, breaker settings.
  * 0, or -1 and *err with nothing changed. Takes the lock itself. */
 int shadow_shared_apply(shadow_shared_t *sh, const shadow_config_t *cfg,

@@ -1,3 +1,5 @@
+/* The config file watch (see watch.h): one libuv fs_event per directory,
+ * matched by file name, debounced with a timer. */
 #include "watch.h"
 
 #include <errno.h>

@@ -1,3 +1,6 @@
+/* --workers N (see workers.h): each worker thread runs its own loop with
+ * its own dispatcher and Lua state; the main thread hands them new
+ * generations through a mailbox and an async handle, and joins them. */
 #include "workers.h"
 
 #include <stdlib.h>
@@ -18,6 +21,7 @@ typedef struct worker_s {
   shadow_gen_t *initial;
   /* The mailbox, guarded by ws->mu. */
   shadow_gen_t *next_gen;
+  unsigned next_generation; /* its number, for /stats */
   int stop;
   uint64_t drain_timeout_ms;
   /* Start-up result, read by the main thread after `ready`. */
@@ -65,6 +69,7 @@ static void on_wake(uv_async_t *h) {
   worker_t *w = h->data;
   uv_mutex_lock(&w->ws->mu);
   shadow_gen_t *g = w->next_gen;
+  unsigned generation = w->next_generation;
   int stop = w->stop;
   w->next_gen = NULL;
   uv_mutex_unlock(&w->ws->mu);
@@ -76,6 +81,12 @@ static void on_wake(uv_async_t *h) {
                        w->index, err ? err : "?");
       free(err);
       shadow_gen_unref(g);
+    } else {
+      shadow_shared_t *sh = w->ws->sh;
+      shadow_shared_lock(sh);
+      if (w->index < sh->stats->nloops)
+        sh->stats->loop_generation[w->index] = generation;
+      shadow_shared_unlock(sh);
     }
   } else if (g) {
     shadow_gen_unref(g);
@@ -197,12 +208,14 @@ int shadow_workers_start(uv_loop_t *main_loop, size_t n, shadow_gen_t **gens,
   return 0;
 }
 
-void shadow_workers_reload(shadow_workers_t *ws, shadow_gen_t **gens) {
+void shadow_workers_reload(shadow_workers_t *ws, shadow_gen_t **gens,
+                           unsigned generation) {
   for (size_t i = 0; i < ws->n; i++) {
     worker_t *w = &ws->v[i];
     uv_mutex_lock(&ws->mu);
     shadow_gen_t *old = w->next_gen;
     w->next_gen = gens[i];
+    w->next_generation = generation;
     uv_mutex_unlock(&ws->mu);
     /* A generation posted but not yet taken is replaced by the newer. */
     if (old) shadow_gen_unref(old);
@@ -230,8 +243,4 @@ void shadow_workers_free(shadow_workers_t *ws) {
   }
   ws->done = NULL;
   uv_close((uv_handle_t *)&ws->stopped, on_close_free);
-}
-
-size_t shadow_workers_count(const shadow_workers_t *ws) {
-  return ws->n;
 }

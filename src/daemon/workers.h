@@ -20,12 +20,13 @@ typedef struct shadow_workers_s shadow_workers_t;
 int shadow_workers_start(uv_loop_t *main_loop, size_t n, shadow_gen_t **gens,
                          shadow_shared_t *sh, void (*done)(void *ud), void *ud,
                          shadow_workers_t **out, char **err);
-/* Hands gens[i] to worker i, which swaps it in on its own loop. */
-void shadow_workers_reload(shadow_workers_t *w, shadow_gen_t **gens);
+/* Hands gens[i] to worker i, which swaps it in on its own loop and then
+ * shows generation as its own in the stats (loop_generation). */
+void shadow_workers_reload(shadow_workers_t *w, shadow_gen_t **gens,
+                           unsigned generation);
 /* Each worker drains (at most drain_timeout_ms) and stops. */
 void shadow_workers_drain(shadow_workers_t *w, uint64_t drain_timeout_ms);
 /* Joins the threads and frees everything; call after done ran. */
 void shadow_workers_free(shadow_workers_t *w);
-size_t shadow_workers_count(const shadow_workers_t *w);
 
 #endif

@@ -1,3 +1,5 @@
+/* The growable byte buffer (see buf.h), and JSON string escaping with the
+ * truncation marker records use. */
 #include "buf.h"
 
 #include <errno.h>

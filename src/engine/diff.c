@@ -1,3 +1,7 @@
+/* The record diff (see diff.h): status, headers (case-insensitive names,
+ * hop-by-hop and date never compared), and bodies: JSON semantically
+ * through json_diff.c, other bodies by bytes, large or streamed ones by
+ * digest and length; gzip and deflate are undone first, within bounds. */
 #include "diff.h"
 
 #include <ctype.h>

@@ -1,3 +1,6 @@
+/* Formats a divergence record (see divergence.h) within a hard size cap:
+ * strings are cut with a marker, diffs beyond the budget are dropped, and
+ * the record says so. */
 #include "divergence.h"
 
 #include <errno.h>

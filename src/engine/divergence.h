@@ -1,5 +1,5 @@
-/* Formats one divergence record (DESIGN.md's shape) from the diff result and
- * what the dispatcher knows about the request. Pure. */
+/* Formats one divergence record (the shape the README shows) from the diff
+ * result and what the dispatcher knows about the request. Pure. */
 #ifndef SHADOW_DIVERGENCE_H
 #define SHADOW_DIVERGENCE_H
 

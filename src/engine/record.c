@@ -1,3 +1,6 @@
+/* Header lists and response records (see record.h): strings in chunks the
+ * list owns, hop-by-hop names, and bodies that arrive in pieces and are
+ * kept as a prefix plus a digest once they outgrow what may be kept. */
 #include "record.h"
 
 #include <errno.h>
@@ -82,6 +85,31 @@ int shadow_headers_extend_last(shadow_headers_t *h, const char *more,
   if (rc) return rc;
   h->bytes += len;
   return 0;
+}
+
+int shadow_header_name_valid(const char *s, size_t n) {
+  static const char extra[] = "!#$%&'*+-.^_`|~";
+  if (n == 0) return 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+          (c >= 'A' && c <= 'Z') || (c && strchr(extra, c))))
+      return 0;
+  }
+  return 1;
+}
+
+int shadow_header_value_valid(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return 0;
+  }
+  return 1;
+}
+
+int shadow_header_valid(const shadow_header_t *h) {
+  return shadow_header_name_valid(h->name, h->name_len) &&
+         shadow_header_value_valid(h->value, h->value_len);
 }
 
 int shadow_header_name_is(const shadow_header_t *h, const char *lower) {

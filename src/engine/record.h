@@ -47,6 +47,13 @@ void shadow_headers_free(shadow_headers_t *h);  /* safe twice */
  * proxy-*. A proxy never forwards these and the diff never compares them. */
 int shadow_header_is_hop(const char *name, size_t len);
 
+/* RFC 9110's field syntax, the one rule every layer applies: a name is a
+ * token (section 5.6.2); a value holds no control byte but HTAB (so no
+ * CR, LF or NUL that would let whoever wrote it end the header). */
+int shadow_header_name_valid(const char *name, size_t len);
+int shadow_header_value_valid(const char *value, size_t len);
+int shadow_header_valid(const shadow_header_t *h);
+
 /* Case-insensitive equality of a header name with a lower-case literal. */
 int shadow_header_name_is(const shadow_header_t *h, const char *lower);
 

@@ -1,3 +1,5 @@
+/* Reads a recorded response, or a bare body, from a file's bytes for the
+ * offline `shadowd diff` (see record_parse.h). */
 #include "record_parse.h"
 
 #include <ctype.h>

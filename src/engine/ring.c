@@ -1,3 +1,5 @@
+/* The ring log (see ring.h): a fixed array of the newest records, each a
+ * copy of its JSON text and route tag. */
 #include "ring.h"
 
 #include <errno.h>

@@ -1,3 +1,5 @@
+/* Sticky sampling (see sample.h): XXH3-64 of the key against a threshold
+ * in parts per million, the rule gateways and fleets share. */
 #include "sample.h"
 
 #include <math.h>
@@ -6,7 +8,7 @@
 
 #include <xxhash.h>
 
-/* Parts per million: the unit the rule in DESIGN.md is written in. */
+/* Parts per million: the unit the sampling rule is written in. */
 #define PPM 1000000u
 
 uint32_t shadow_sample_threshold(double rate) {

@@ -1,4 +1,4 @@
-/* Sticky sampling, exactly as DESIGN.md states it, so that a fleet of
+/* Sticky sampling, exactly as the README states it, so that a fleet of
  * daemons and a gateway embedding libshadow make the same decision:
  *   sampled(key, rate) = XXH3_64bits(key, len) % 1000000 < floor(rate*1e6+0.5)
  */

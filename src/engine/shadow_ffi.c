@@ -1,3 +1,5 @@
+/* The C ABI of libshadow for LuaJIT's FFI (see shadow_ffi.h): thin
+ * wrappers over the engine that take plain types and check them. */
 #include "shadow_ffi.h"
 
 #include <errno.h>
@@ -5,8 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
+#include "clock.h"
 #include "divergence.h"
 #include "sample.h"
 #include "verdict.h"
@@ -145,12 +147,6 @@ int shadow_ffi_diff_meta(shadow_ffi_diff_t *d, const char *route,
   return 0;
 }
 
-static double now_ms(void) {
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
-  return (double)tv.tv_sec * 1000.0 + (double)(tv.tv_usec / 1000);
-}
-
 int shadow_ffi_diff_run(shadow_ffi_diff_t *d, const shadow_diff_opts_t *o,
                         const shadow_record_t *p, const shadow_record_t *c,
                         const char **json, size_t *len) {
@@ -159,7 +155,7 @@ int shadow_ffi_diff_run(shadow_ffi_diff_t *d, const shadow_diff_opts_t *o,
   if (parts < 0) return parts;
   shadow_divergence_meta_t meta = {
       .id = d->next_id++,
-      .time_ms = now_ms(),
+      .time_ms = shadow_wall_ms(),
       .route = d->meta[META_ROUTE],
       .method = d->meta[META_METHOD],
       .path = d->meta[META_PATH],

@@ -1,3 +1,6 @@
+/* The request parser (see request_parse.h): llhttp for the grammar, a
+ * strict scan of the head for what llhttp's loose build lets through, and
+ * the header and body limits. */
 #include "request_parse.h"
 
 #include <errno.h>
@@ -57,24 +60,10 @@ static int on_header_value(llhttp_t *h, const char *at, size_t len) {
   return 0;
 }
 
-/* RFC 9110 section 5.6.2's tchar. llhttp's loose build lets a space into a
- * field name ("X Y: z"), which another parser may read as something else. */
-static int is_token(const char *s, size_t n) {
-  static const char extra[] = "!#$%&'*+-.^_`|~";
-  if (n == 0) return 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-          (c >= 'A' && c <= 'Z') || (c && strchr(extra, c))))
-      return 0;
-  }
-  return 1;
-}
-
 static int on_header_value_complete(llhttp_t *h) {
   shadow_request_parser_t *p = parser_of(h);
   if (!p->in_head) return trailer(p, 4); /* ": " and CRLF */
-  if (!is_token(p->field.data, p->field.len))
+  if (!shadow_header_name_valid(p->field.data, p->field.len))
     return fail(p, 400, "invalid header name");
   size_t vlen = p->value.len;
   /* llhttp skips the whitespace before a value but not after it. */

@@ -310,27 +310,14 @@ static void conn_close(conn_t *c) {
 
 /* ---- writing ---- */
 
-static int header_ok(const shadow_header_t *e) {
-  /* A name or value with CR, LF or NUL would let whoever produced it
-   * (a backend, a Lua hook) write headers or a response of its own. */
-  if (e->name_len == 0) return 0;
-  for (size_t i = 0; i < e->name_len; i++) {
-    unsigned char ch = (unsigned char)e->name[i];
-    if (ch <= ' ' || ch == ':' || ch == 0x7f) return 0;
-  }
-  for (size_t i = 0; i < e->value_len; i++) {
-    unsigned char ch = (unsigned char)e->value[i];
-    if (ch == '\r' || ch == '\n' || ch == '\0') return 0;
-  }
-  return 1;
-}
-
 static int put_headers(shadow_buf_t *b, const shadow_headers_t *headers,
                        int pass_cl, int pass_trailer) {
   int rc = 0;
   for (size_t i = 0; headers && i < headers->n && rc == 0; i++) {
     const shadow_header_t *e = &headers->v[i];
-    if (!header_ok(e)) continue;
+    /* What a backend or a Lua hook produced that is not a valid field is
+     * not written: it could end the header and write one of its own. */
+    if (!shadow_header_valid(e)) continue;
     if (shadow_header_is_hop(e->name, e->name_len) &&
         !(pass_cl && shadow_header_name_is(e, "content-length")) &&
         !(pass_trailer && shadow_header_name_is(e, "trailer")))

@@ -745,14 +745,11 @@ static int is_idempotent(const char *m) {
   return 0;
 }
 
+/* Nothing from a client or a script may write a header the grammar would
+ * not parse back as that one header. */
 static int headers_ok(const shadow_headers_t *h) {
-  if (!h) return 1;
-  for (size_t i = 0; i < h->n; i++) {
-    const shadow_header_t *e = &h->v[i];
-    if (e->name_len == 0 || has_ctl(e->name, e->name_len) ||
-        memchr(e->name, ':', e->name_len) || has_ctl(e->value, e->value_len))
-      return 0;
-  }
+  for (size_t i = 0; h && i < h->n; i++)
+    if (!shadow_header_valid(&h->v[i])) return 0;
   return 1;
 }
 
@@ -1050,7 +1047,7 @@ static int set_err(char **err, const char *fmt, const char *a, const char *b) {
 static int parse_url(const char *url, char **host, char **hostport, char **port,
                      char **base, char **err) {
   if (strncasecmp(url, "http://", 7) != 0)
-    return set_err(err, "%s: only http:// URLs are supported%s", url, "");
+    return set_err(err, "%s: expected http://host[:port][/base]%s", url, "");
   const char *p = url + 7, *h, *he;
   if (*p == '[') {
     h = p + 1;
@@ -1094,6 +1091,27 @@ static int parse_url(const char *url, char **host, char **hostport, char **port,
   return 0;
 }
 
+int shadow_upstream_url_check(const char *url, char **err) {
+  char *host = NULL, *hostport = NULL, *port = NULL, *base = NULL;
+  if (err) *err = NULL;
+  if (!url) return -EINVAL;
+  int rc = parse_url(url, &host, &hostport, &port, &base, err);
+  if (rc) return rc;
+  /* A base path is a prefix of request targets: it may not carry what
+   * would end the path. */
+  if (strpbrk(base, " ?#\t")) {
+    rc = set_err(err,
+                 "%s: the base path may not hold spaces, a query or a "
+                 "fragment%s",
+                 url, "");
+  }
+  free(host);
+  free(hostport);
+  free(port);
+  free(base);
+  return rc;
+}
+
 /* Takes a copy of opts->host, which the caller may free afterwards. */
 static int apply_opts(shadow_upstream_t *u, const shadow_upstream_opts_t *o) {
   char *host = o && o->host ? strdup(o->host) : NULL;
@@ -1110,8 +1128,10 @@ int shadow_upstream_new(uv_loop_t *loop, const char *url,
                         shadow_upstream_t **out, char **err) {
   if (err) *err = NULL;
   if (!loop || !url || !out) return -EINVAL;
+  int rc = shadow_upstream_url_check(url, err);
+  if (rc) return rc;
   char *host = NULL, *hostport = NULL, *port = NULL, *base = NULL;
-  int rc = parse_url(url, &host, &hostport, &port, &base, err);
+  rc = parse_url(url, &host, &hostport, &port, &base, err);
   if (rc) return rc;
   struct addrinfo hints;
   memset(&hints, 0, sizeof(hints));

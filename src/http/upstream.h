@@ -80,8 +80,14 @@ typedef struct shadow_upstream_handler_s {
   void (*on_drain)(void *ud);
 } shadow_upstream_handler_t;
 
-/* url: "http://host[:port][/base]". host is resolved once, here. A base
- * path is prepended to every target. Sets *err (free() it) on failure. */
+/* Whether url is a backend URL this client takes, "http://host[:port]
+ * [/base]" (host a name, IPv4 or [IPv6]): 0, or -EINVAL and *err saying
+ * what is wrong (free() it). The one place the grammar lives: the config
+ * checks with it at load, shadow_upstream_new parses with it. */
+int shadow_upstream_url_check(const char *url, char **err);
+
+/* url as above. host is resolved once, here. A base path is prepended to
+ * every target. Sets *err (free() it) on failure. */
 int shadow_upstream_new(uv_loop_t *loop, const char *url,
                         const shadow_upstream_opts_t *opts,
                         shadow_upstream_t **out, char **err);

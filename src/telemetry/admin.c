@@ -1,3 +1,5 @@
+/* The admin endpoints (see admin.h): routing, the bearer token, and the
+ * JSON and Prometheus renderings of the shared counters under the lock. */
 #include "admin.h"
 
 #include <errno.h>

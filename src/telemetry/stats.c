@@ -3,6 +3,7 @@
  * the engine's (verdict.c); their renderings are in stats_render.c. */
 #include "stats.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -124,9 +125,12 @@ void shadow_hist_observe(shadow_hist_t *h, double seconds) {
   h->sum += seconds;
 }
 
-shadow_stats_t *shadow_stats_new(void) {
+shadow_stats_t *shadow_stats_new(const char *const *hook_names, size_t nhooks) {
   shadow_stats_t *s = calloc(1, sizeof(*s));
   if (!s) return NULL;
+  s->hook_names = hook_names;
+  s->nhooks = nhooks;
+  s->hook_time = nhooks ? calloc(nhooks, sizeof(*s->hook_time)) : NULL;
   s->candidate_errors = shadow_counters_new(32);
   s->skipped = shadow_counters_new(32);
   s->script_errors = shadow_counters_new(32);
@@ -135,11 +139,22 @@ shadow_stats_t *shadow_stats_new(void) {
   s->route_names = shadow_counters_new(500);
   s->breaker_state = "closed";
   if (!s->candidate_errors || !s->skipped || !s->script_errors || !s->reloads ||
-      !s->fields || !s->route_names) {
+      !s->fields || !s->route_names || (nhooks && !s->hook_time)) {
     shadow_stats_free(s);
     return NULL;
   }
   return s;
+}
+
+int shadow_stats_set_loops(shadow_stats_t *s, size_t nloops) {
+  unsigned *v = calloc(nloops ? nloops : 1, sizeof(*v));
+  if (!v) return -ENOMEM;
+  for (size_t i = 0; i < nloops; i++)
+    v[i] = 1;
+  free(s->loop_generation);
+  s->loop_generation = v;
+  s->nloops = nloops;
+  return 0;
 }
 
 void shadow_stats_free(shadow_stats_t *s) {
@@ -151,6 +166,8 @@ void shadow_stats_free(shadow_stats_t *s) {
   shadow_counters_free(s->fields);
   shadow_counters_free(s->route_names);
   free(s->routes);
+  free(s->hook_time);
+  free(s->loop_generation);
   free(s->last_reload_error);
   free(s);
 }

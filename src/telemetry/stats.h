@@ -55,10 +55,10 @@ typedef struct shadow_stats_s {
   shadow_route_stats_t *routes;
   size_t nroutes, routes_cap;
   shadow_hist_t primary_latency, candidate_latency;
-  /* Time spent in each Lua hook; names set by whoever observes them. */
-#define SHADOW_STATS_MAX_HOOKS 8
-  shadow_hist_t hook_time[SHADOW_STATS_MAX_HOOKS];
-  const char *hook_names[SHADOW_STATS_MAX_HOOKS];
+  /* Time spent in each Lua hook, by the index of its name. */
+  shadow_hist_t *hook_time;
+  const char *const *hook_names;
+  size_t nhooks;
   int breaker_open;
   const char *breaker_state; /* "closed", "open", "half-open" */
   /* The last reload: when, and its error (NULL if it succeeded). */
@@ -66,9 +66,17 @@ typedef struct shadow_stats_s {
   const char *last_reload_result; /* "ok", "error", "unchanged" */
   char *last_reload_error;
   unsigned generation;
+  /* The generation each event loop runs: a reload reaches the worker
+   * loops one by one, each on its own thread. */
+  unsigned *loop_generation;
+  size_t nloops;
 } shadow_stats_t;
 
-shadow_stats_t *shadow_stats_new(void);
+/* hook_names (static strings) name the nhooks hooks whose time is kept,
+ * by index. */
+shadow_stats_t *shadow_stats_new(const char *const *hook_names, size_t nhooks);
+/* Room for the generations of nloops loops, each at 1. 0 or -ENOMEM. */
+int shadow_stats_set_loops(shadow_stats_t *s, size_t nloops);
 void shadow_stats_free(shadow_stats_t *s);
 /* The route's entry, created on first use (bounded like counters). */
 shadow_route_stats_t *shadow_stats_route(shadow_stats_t *s, const char *name,

@@ -132,7 +132,11 @@ int shadow_stats_render_json(const shadow_stats_t *s, shadow_buf_t *out,
   } else {
     shadow_buf_puts(out, "null");
   }
-  shadow_buf_printf(out, ",\"generation\":%u,\"verdict\":", s->generation);
+  shadow_buf_printf(out, ",\"generation\":%u,\"loop_generations\":[",
+                    s->generation);
+  for (size_t i = 0; i < s->nloops; i++)
+    shadow_buf_printf(out, "%s%u", i ? "," : "", s->loop_generation[i]);
+  shadow_buf_puts(out, "],\"verdict\":");
   shadow_verdict_t v;
   shadow_verdict_compute(&v, s->compared, s->diverged, budget, min_samples);
   json_verdict(out, &v);
@@ -249,7 +253,7 @@ int shadow_stats_render_prometheus(const shadow_stats_t *s, shadow_buf_t *out) {
   shadow_buf_puts(out, "# HELP shadow_hook_duration_seconds Time spent in "
                        "each Lua hook.\n# TYPE shadow_hook_duration_seconds "
                        "histogram\n");
-  for (int h = 0; h < SHADOW_STATS_MAX_HOOKS; h++) {
+  for (size_t h = 0; h < s->nhooks; h++) {
     const shadow_hist_t *hh = &s->hook_time[h];
     if (!s->hook_names[h] || hh->count == 0) continue;
     uint64_t cum = 0;
