@@ -194,10 +194,15 @@ static void drop_pair(exchange_t *ex, const char *reason) {
 
 /* --- keeping a response for the comparison ------------------------------ */
 
-static void leg_keep_head(leg_t *leg, int status, const shadow_headers_t *h) {
+static void leg_keep_head(leg_t *leg, int status, const shadow_headers_t *h,
+                          int64_t content_length) {
   leg->first_ns = uv_hrtime();
   if (!leg->rec) return;
   leg->rec->status = status;
+  /* One allocation for a body of declared length that will be kept. */
+  size_t keep = leg->ex->epoch->cfg->limits.diff_bytes;
+  if (content_length > 0 && (uint64_t)content_length <= keep)
+    shadow_buf_reserve(&leg->rec->body, (size_t)content_length);
   for (size_t i = 0; i < h->n; i++)
     if (shadow_headers_add(&leg->rec->headers, h->v[i].name, h->v[i].name_len,
                            h->v[i].value, h->v[i].value_len)) {
@@ -235,7 +240,7 @@ static void primary_interim(void *ud, int status, const shadow_headers_t *h) {
 static void primary_head(void *ud, int status, const shadow_headers_t *h,
                          int64_t content_length) {
   exchange_t *ex = ud;
-  leg_keep_head(&ex->primary, status, h);
+  leg_keep_head(&ex->primary, status, h, content_length);
   if (ex->req) shadow_server_head(ex->req, status, h, content_length);
 }
 
@@ -319,7 +324,7 @@ static const shadow_upstream_handler_t primary_handler = {
 static void candidate_head(void *ud, int status, const shadow_headers_t *h,
                            int64_t content_length) {
   exchange_t *ex = ud;
-  leg_keep_head(&ex->candidate, status, h);
+  leg_keep_head(&ex->candidate, status, h, content_length);
 }
 
 static void candidate_body(void *ud, const char *data, size_t len) {

@@ -36,6 +36,9 @@
 /* Response bytes queued past this ask the producer to wait; it may go on
  * once everything queued has been written. */
 #define WRITE_HIGH (64 * 1024)
+/* Body pieces at least this large are written from the producer's buffer
+ * when nothing else is in flight, instead of being copied first. */
+#define DIRECT_BYTES (8 * 1024)
 /* While a request is in flight the connection keeps reading, so that a
  * keep-alive connection does not pay an epoll_ctl to stop and another to
  * restart reading on every request; what a pipelining client sends
@@ -509,13 +512,35 @@ int shadow_server_body(shadow_request_t *req, const char *data, size_t len) {
     len = (size_t)((uint64_t)c->resp_len - c->resp_sent); /* never past it */
   int rc = 0;
   if (c->chunked) rc |= shadow_buf_printf(&c->pend, "%zx\r\n", len);
-  rc |= shadow_buf_append(&c->pend, data, len);
+  c->resp_sent += len;
+  size_t taken = 0;
+  if (!rc && len >= DIRECT_BYTES && !c->writing) {
+    /* A large piece with nothing in flight goes to the socket straight
+     * from the caller's buffer, after what is queued before it; only what
+     * the socket does not take now is copied. */
+    uv_buf_t b[2] = {uv_buf_init(c->pend.data, (unsigned)c->pend.len),
+                     uv_buf_init((char *)data, (unsigned)len)};
+    int n = uv_try_write((uv_stream_t *)&c->tcp, b[0].len ? b : b + 1,
+                         b[0].len ? 2 : 1);
+    if (n < 0 && n != UV_EAGAIN) {
+      conn_close(c);
+      return -ECANCELED;
+    }
+    size_t wrote = n > 0 ? (size_t)n : 0;
+    if (wrote < c->pend.len) {
+      memmove(c->pend.data, c->pend.data + wrote, c->pend.len - wrote);
+      c->pend.len -= wrote;
+    } else {
+      taken = wrote - c->pend.len;
+      shadow_buf_reset(&c->pend);
+    }
+  }
+  rc |= shadow_buf_append(&c->pend, data + taken, len - taken);
   if (c->chunked) rc |= shadow_buf_append(&c->pend, "\r\n", 2);
   if (rc) {
     conn_close(c);
     return -ENOMEM;
   }
-  c->resp_sent += len;
   if (queued(c) >= WRITE_HIGH) {
     conn_flush(c);
     c->want_writable = 1;

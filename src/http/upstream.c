@@ -15,9 +15,10 @@
 #include "buf.h"
 #include "response_parse.h"
 
-/* Read buffer per connection: big enough for most responses in one read,
- * small enough that an idle pool of 64 stays around a megabyte. */
-#define READ_BUF 16384
+/* The read buffer, one per pool: a read is parsed (and its bytes handed
+ * on) before libuv reads from another connection, so the pool's
+ * connections can share it, and an idle connection holds none. */
+#define READ_BUF (64 * 1024)
 /* Finished legs keep their wire buffer for the next send, unless it grew
  * past this (a large body), so the freelist never hoards memory. */
 #define KEEP_WIRE (16u * 1024u)
@@ -107,7 +108,6 @@ struct conn_s {
   int reading;
   int reused; /* has answered before: a failure may just be staleness */
   int closes; /* handles still to close before the memory goes */
-  char rbuf[READ_BUF];
 };
 
 struct shadow_upstream_s {
@@ -127,6 +127,7 @@ struct shadow_upstream_s {
   int defer_closed;
   int handles; /* open handles (connections count as one) */
   shadow_upstream_stats_t stats;
+  char rbuf[READ_BUF];
 };
 
 static void dispatch(shadow_upstream_t *u, leg_t *leg, int front);
@@ -489,7 +490,7 @@ static void conn_idle(conn_t *conn) {
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   conn_t *conn = h->data;
-  *buf = uv_buf_init(conn->rbuf, sizeof(conn->rbuf));
+  *buf = uv_buf_init(conn->u->rbuf, sizeof(conn->u->rbuf));
 }
 
 /* ---- response events --------------------------------------------------- */
