@@ -66,14 +66,19 @@ describe("request smuggling shapes", function()
   local names = {}
   for name in pairs(SHAPES) do names[#names + 1] = name end
   table.sort(names)
+  -- A coding other than a lone "chunked" is not implemented (501), as in
+  -- nginx; every other shape is a bad request.
+  local NOT_IMPLEMENTED = { te_not_chunked_last = true, two_te = true,
+                            xchunked = true }
   for _, name in ipairs(names) do
-    it(name .. " gets 400, the connection closed, and no primary request",
-       function()
+    local status = NOT_IMPLEMENTED[name] and 501 or 400
+    it(name .. " gets " .. status .. ", the connection closed, and no primary "
+       .. "request", function()
       local c = assert(http.connect(d.port))
       finally(function() c:close() end)
       assert(c:send(SHAPES[name]))
       local res = assert(c:read_response())
-      assert.are.equal(400, res.status)
+      assert.are.equal(status, res.status)
       assert.is_true(c:wait_closed(5))
       -- A marker on a new connection: once the primary logged it, it
       -- has logged everything shadowd sent before.

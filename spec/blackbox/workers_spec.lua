@@ -94,3 +94,44 @@ describe("shadowd --workers 2", function()
     assert.are.equal(0, code)
   end)
 end)
+
+-- The runaway-hook guard is per thread: two workers each running a hook
+-- that never returns, while the main thread loads a reload's script, all
+-- get stopped (a shared deadline let one thread clear another's).
+describe("shadowd --workers 2 with runaway hooks", function()
+  local ng, d
+  setup(function()
+    ng = nginx.start{ servers = BACKENDS }
+    d = shadowd.start{ primary = ng:url("primary"),
+                       candidate = ng:url("candidate"), rate = 1.0,
+                       key = '(function() if req.path == "/spin" then '
+                         .. 'while true do end end return "k" end)()',
+                       limits = { hook_timeout_ms = 100 },
+                       args = { "--workers", "2" } }
+  end)
+  teardown(function() cleanup.stop_all(d, ng) end)
+
+  it("stops each of them, and a reload meanwhile", function()
+    local clients = {}
+    for i = 1, 12 do
+      clients[i] = process.spawn({ "curl", "-s", "-o", "/dev/null",
+                                   "--max-time", "10", "-w", "%{http_code}",
+                                   d:url() .. "/spin?c=" .. i })
+    end
+    -- A reload loads the script on the main thread while hooks run.
+    local text = process.read_file(d.config)
+    process.write_file(d.config, text .. "\n-- changed\n")
+    local res = assert(http.request(d.admin_port,
+                                    { method = "POST", path = "/reload" }))
+    assert.are.equal(200, res.status)
+    for i, c in ipairs(clients) do
+      local how, code = c:wait(15)
+      assert.are.equal("exited", how, "client " .. i .. " still waits")
+      assert.are.equal(0, code)
+      assert.are.equal("200", process.read_file(c.stdout))
+      c:stop()
+    end
+    local s = d:stats()
+    assert.are.equal(12, s.script_errors.key)
+  end)
+end)

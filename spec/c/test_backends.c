@@ -80,9 +80,9 @@ int main(void) {
   CHECK(!shadow_backends_unused(r));
 
   /* Function backends have no pool. */
-  shadow_epoch_t *e4 = epoch(r, load("lua.lua",
-                                     "return { primary = function(req) return "
-                                     "{ status = 200 } end }\n"));
+  shadow_epoch_t *e4 =
+      epoch(r, load("lua.lua", "return { primary = function(req) return "
+                               "{ status = 200 } end }\n"));
   CHECK(e4 && !e4->primary && !e4->candidate);
   CHECK(shadow_backends_count(r) == 2);
 

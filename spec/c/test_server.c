@@ -344,7 +344,7 @@ static void test_bad_input(void) {
   EXPECT_ERROR("bare lf", "GET / HTTP/1.1\nHost: x\n\n", 400, bad);
   EXPECT_ERROR("te not chunked",
                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
-               400, bad);
+               501, "{\"error\":\"not implemented\"}");
   EXPECT_ERROR("bad chunk",
                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
                "\r\nzz\r\n",

@@ -77,7 +77,9 @@ static int feed(shadow_request_parser_t *p, outcome_t *o, const char *s,
         o->heads++;
       }
     } else if (ev == SHADOW_PARSE_ERROR) {
-      if (p->status != 400 && p->status != 413 && p->status != 431) abort();
+      if (p->status != 400 && p->status != 405 && p->status != 413 &&
+          p->status != 431 && p->status != 501)
+        abort();
       o->status = p->status;
       return 0;
     } else if (n) {

@@ -147,6 +147,7 @@ end
 -- What a sanitizer build reports, found in the daemon's output.
 function M.sanitizer_report(output)
   return output:match("==%d+==ERROR: %w+Sanitizer.*")
+    or output:match("WARNING: ThreadSanitizer:.*")
     or output:match("[^\n]*runtime error:.*")
 end
 

@@ -7,10 +7,11 @@
 
 #include "policy.h"
 
-static void print_request(shadow_gen_t *g, int lreq, FILE *out) {
+static void print_request(shadow_gen_t *g, int lreq,
+                          const shadow_headers_t *orig, FILE *out) {
   shadow_buf_t m = SHADOW_BUF_INIT, t = SHADOW_BUF_INIT, b = SHADOW_BUF_INIT;
   shadow_headers_t h = SHADOW_HEADERS_INIT;
-  if (shadow_script_req_read(g, lreq, &m, &t, &h, &b) == 0) {
+  if (shadow_script_req_read(g, lreq, orig, &m, &t, &h, &b) == 0) {
     fprintf(out, "    %s %s\n", m.data, t.data);
     for (size_t i = 0; i < h.n; i++)
       fprintf(out, "    %s: %s\n", h.v[i].name, h.v[i].value);
@@ -96,7 +97,7 @@ int shadow_check_request(shadow_gen_t *g, const char *request,
       int rw = 0;
       if (shadow_script_rewrite(g, lreq, &rw) == 0) {
         fprintf(out, "  rewrite    the candidate gets:\n");
-        print_request(g, rw, out);
+        print_request(g, rw, &req.headers, out);
         if (rw != lreq) shadow_script_req_close(g, rw);
       } else {
         fprintf(out, "  rewrite    the hook failed: the candidate is "

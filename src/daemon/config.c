@@ -43,6 +43,7 @@ int shadow_config_init(shadow_config_t *c) {
   c->slo_max_rate = 0.001;
   c->slo_min_samples = 1000;
   c->drain_timeout_ms = 10000;
+  c->forwarded = 1;
   shadow_limits_default(&c->limits);
   c->diff_opts = shadow_diff_opts_new();
   if (!c->listen || !c->admin || !c->diff_opts) return -ENOMEM;

@@ -59,6 +59,7 @@ typedef struct shadow_config_s {
   uint64_t slo_min_samples;
   uint64_t drain_timeout_ms;
   int watch;
+  int forwarded; /* X-Forwarded-For and -Proto on both legs (default on) */
 } shadow_config_t;
 
 /* The defaults of every field; 0, or -ENOMEM. */

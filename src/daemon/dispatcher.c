@@ -19,6 +19,7 @@
 #include "backends.h"
 #include "comparison.h"
 #include "deferred.h"
+#include "forward.h"
 #include "log.h"
 #include "policy.h"
 #include "shared.h"
@@ -38,6 +39,9 @@ struct shadow_dispatcher_s {
   size_t exchanges;      /* exchanges alive */
   shadow_deferred_t deferred;
   shadow_comparator_t cmp;
+  /* The headers a leg forwards, built for each leg as it starts (the
+   * upstream client copies them before start() returns). */
+  shadow_headers_t fwd, rewritten;
   int closing;
   int handles_open;
   void (*drained)(void *ud);
@@ -450,37 +454,51 @@ static void answer_from_lua(exchange_t *ex) {
 
 /* --- the candidate's start ---------------------------------------------- */
 
-/* The candidate is told it is one, so it can skip side effects. */
-static const shadow_header_t shadow_mark = {(char *)"x-shadow-request", 16,
-                                            (char *)"1", 1};
+/* Names a client may not send on: x-shadow-request is shadowd's own mark,
+ * which only the candidate gets, from shadowd. */
+static const char *const reserved_headers[] = {"x-shadow-request", NULL};
+
+/* The headers a leg of this request forwards, into d->fwd: the same rule
+ * for both legs (http/forward.c), from the client's headers or the
+ * rewritten ones. */
+static int forward(exchange_t *ex, const shadow_headers_t *in) {
+  shadow_dispatcher_t *d = ex->d;
+  shadow_forward_t f = {
+      .peer = ex->req->peer,
+      .proto = ex->epoch->cfg->forwarded ? "http" : NULL,
+      .reserved = reserved_headers,
+  };
+  return shadow_forward_headers(in, &f, &d->fwd);
+}
 
 static int start_http_candidate(exchange_t *ex, int rewritten) {
+  shadow_dispatcher_t *d = ex->d;
   shadow_gen_t *g = ex->epoch->gen;
   shadow_upstream_t *up = shadow_backend_upstream(ex->epoch->candidate);
-  shadow_headers_t extra = SHADOW_HEADERS_INIT;
-  int rc = shadow_headers_add(&extra, shadow_mark.name, shadow_mark.name_len,
-                              shadow_mark.value, shadow_mark.value_len);
   shadow_buf_t m = SHADOW_BUF_INIT, t = SHADOW_BUF_INIT, b = SHADOW_BUF_INIT;
-  shadow_headers_t h = SHADOW_HEADERS_INIT;
   shadow_upstream_request_t r = {0};
+  int rc = 0;
+  shadow_headers_clear(&d->rewritten);
   if (rewritten) {
-    if (shadow_script_req_read(g, ex->cand_lreq, &m, &t, &h, &b) != 0)
+    if (shadow_script_req_read(g, ex->cand_lreq, &ex->req->headers, &m, &t,
+                               &d->rewritten, &b) != 0)
       rc = -EINVAL;
     r.method = m.data;
     r.target = t.data;
     r.target_len = t.len;
-    r.headers = &h;
     r.body = b.data;
     r.body_len = b.len;
   } else {
-    r.method = ex->req ? ex->req->method : ex->method.data;
+    r.method = ex->req->method;
     r.target = ex->target.data;
     r.target_len = ex->target.len;
-    r.headers = ex->req ? &ex->req->headers : NULL;
     r.body = ex->body.data;
     r.body_len = ex->body.len;
   }
-  r.extra = &extra;
+  if (rc == 0) rc = forward(ex, rewritten ? &d->rewritten : &ex->req->headers);
+  /* The candidate is told it is one, so it can skip side effects. */
+  if (rc == 0) rc = shadow_headers_add(&d->fwd, "x-shadow-request", 16, "1", 1);
+  r.headers = &d->fwd;
   ex->candidate.start_ns = uv_hrtime();
   if (rc == 0)
     rc = shadow_upstream_start(up, &r, &candidate_handler, ex,
@@ -488,8 +506,6 @@ static int start_http_candidate(exchange_t *ex, int rewritten) {
   shadow_buf_free(&m);
   shadow_buf_free(&t);
   shadow_buf_free(&b);
-  shadow_headers_free(&h);
-  shadow_headers_free(&extra);
   return rc;
 }
 
@@ -593,15 +609,12 @@ static void copy_body(exchange_t *ex, const char *data, size_t len) {
 static void start_primary(exchange_t *ex) {
   shadow_request_t *req = ex->req;
   shadow_upstream_t *up = shadow_backend_upstream(ex->epoch->primary);
-  shadow_header_t xff = {(char *)"x-forwarded-for", 15, req->peer,
-                         strlen(req->peer)};
-  shadow_headers_t extra = {&xff, req->peer[0] ? 1 : 0, 1, 0, NULL};
+  int rc = forward(ex, &req->headers);
   shadow_upstream_request_t r = {
       .method = req->method,
       .target = req->target.data,
       .target_len = req->target.len,
-      .headers = &req->headers,
-      .extra = &extra,
+      .headers = &ex->d->fwd,
       .body = req->body.data,
       .body_len = req->body.len,
       .body_more = !req->body_complete,
@@ -609,7 +622,8 @@ static void start_primary(exchange_t *ex) {
   };
   ex->primary.start_ns = uv_hrtime();
   ex->primary.state = LEG_RUNNING;
-  if (shadow_upstream_start(up, &r, &primary_handler, ex, &ex->primary.up)) {
+  if (rc ||
+      shadow_upstream_start(up, &r, &primary_handler, ex, &ex->primary.up)) {
     leg_end(&ex->primary, SHADOW_UPSTREAM_BAD_RESPONSE);
     count_primary(ex, SHADOW_UPSTREAM_BAD_RESPONSE);
     drop_pair(ex, "primary_error");
@@ -809,6 +823,8 @@ static void maybe_free_dispatcher(shadow_dispatcher_t *d) {
   if (!d->closing || d->exchanges > 0 || d->handles_open > 0) return;
   shadow_backends_free(d->backends);
   shadow_comparator_free(&d->cmp);
+  shadow_headers_free(&d->fwd);
+  shadow_headers_free(&d->rewritten);
   free(d);
 }
 

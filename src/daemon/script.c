@@ -82,9 +82,12 @@ static void report(shadow_gen_t *g, int hook, const char *msg) {
  * so a `while true do end` that gets compiled would never be interrupted.
  * Script states therefore run with the JIT off (the interpreter checks the
  * count hook), and the count hook aborts a call that passes its deadline.
- * One loop thread runs one hook at a time, so the deadline is a static. */
-static uint64_t hook_deadline_ns;
-static uint64_t hook_limit_ms;
+ * A thread runs one hook at a time (hooks may nest, keeping the outer
+ * deadline), and each --workers loop and the main thread (loading a
+ * reload's script) is its own thread: the deadline is thread-local, so one
+ * thread's hook never takes another's deadline or clears it. */
+static _Thread_local uint64_t hook_deadline_ns;
+static _Thread_local uint64_t hook_limit_ms;
 
 static void count_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
@@ -328,23 +331,35 @@ uint64_t shadow_gen_source_hash_now(const shadow_gen_t *g) {
   return h;
 }
 
+/* How a header's repeated values read as one: ", " as RFC 9110 section
+ * 5.3 allows for list values, but "; " for Cookie (RFC 6265 section
+ * 5.4), whose values are not a comma list. */
+static const char *join_with(const char *lname, size_t n) {
+  return n == 6 && memcmp(lname, "cookie", 6) == 0 ? "; " : ", ";
+}
+
+static size_t lower_name(const shadow_header_t *e, char *name, size_t cap) {
+  size_t n = e->name_len < cap ? e->name_len : cap - 1;
+  for (size_t j = 0; j < n; j++) {
+    char c = e->name[j];
+    name[j] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+  }
+  return n;
+}
+
 /* Stack: [...] -> [..., headers table]. Names are lower-cased; repeated
- * headers are joined with ", " as RFC 9110 allows for list values. */
+ * headers are joined (join_with). */
 static void push_headers(lua_State *L, const shadow_headers_t *h) {
   lua_createtable(L, 0, (int)h->n);
   char name[256];
   for (size_t i = 0; i < h->n; i++) {
     const shadow_header_t *e = &h->v[i];
-    size_t n = e->name_len < sizeof(name) ? e->name_len : sizeof(name) - 1;
-    for (size_t j = 0; j < n; j++) {
-      char c = e->name[j];
-      name[j] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
-    }
+    size_t n = lower_name(e, name, sizeof(name));
     lua_pushlstring(L, name, n);
     lua_pushvalue(L, -1);
     lua_rawget(L, -3);
     if (lua_isstring(L, -1)) {
-      lua_pushliteral(L, ", ");
+      lua_pushstring(L, join_with(name, n));
       lua_pushlstring(L, e->value, e->value_len);
       lua_concat(L, 3);
     } else {
@@ -391,6 +406,157 @@ static int read_headers(lua_State *L, shadow_headers_t *h) {
     rc = -1;
   }
   lua_pop(L, 1);
+  return rc;
+}
+
+/* Adds the value at the stack top (a string, a number or a list of them)
+ * as lines called name. Stack unchanged. */
+static int add_value_lines(lua_State *L, shadow_headers_t *h, const char *name,
+                           size_t nl) {
+  size_t vl;
+  if (lua_istable(L, -1)) {
+    size_t n = lua_objlen(L, -1);
+    int rc = 0;
+    for (size_t i = 1; i <= n && rc == 0; i++) {
+      lua_rawgeti(L, -1, (int)i);
+      const char *v = lua_tolstring(L, -1, &vl);
+      rc = v ? shadow_headers_add(h, name, nl, v, vl) : -1;
+      lua_pop(L, 1);
+    }
+    return rc;
+  }
+  if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
+    return -1;
+  const char *v = lua_tolstring(L, -1, &vl);
+  return shadow_headers_add(h, name, nl, v, vl);
+}
+
+static int cmp_names(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Stack: [..., t] -> [..., t]. The headers of a request table as a backend
+ * is to get them: a header whose value the hook left as the request had
+ * it keeps its original lines (the client's spelling, order and separate
+ * lines); a changed one takes its place with the new value; headers the
+ * hook added follow, in name order. So an identity rewrite sends exactly
+ * what no rewrite sends. */
+static int read_request_headers(lua_State *L, const shadow_headers_t *orig,
+                                shadow_headers_t *h) {
+  lua_getfield(L, -1, "headers");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  int hs = lua_gettop(L);
+  lua_newtable(L); /* what becomes of each name orig has */
+  int seen = hs + 1;
+  enum { KEEP = 1, REPLACE, DROP, DONE };
+  int rc = 0;
+  char lname[256];
+  shadow_buf_t joined = SHADOW_BUF_INIT;
+  /* First, per name: unchanged (keep the lines), changed, or removed. */
+  for (size_t i = 0; orig && i < orig->n; i++) {
+    const shadow_header_t *e = &orig->v[i];
+    size_t n = lower_name(e, lname, sizeof(lname));
+    lua_pushlstring(L, lname, n);
+    lua_rawget(L, seen);
+    int decided = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (decided) continue;
+    shadow_buf_reset(&joined);
+    for (size_t j = i; j < orig->n; j++) {
+      const shadow_header_t *x = &orig->v[j];
+      if (x->name_len != n || strncasecmp(x->name, lname, n) != 0) continue;
+      if (joined.len) shadow_buf_puts(&joined, join_with(lname, n));
+      shadow_buf_append(&joined, x->value, x->value_len);
+    }
+    lua_pushlstring(L, lname, n);
+    lua_rawget(L, hs);
+    size_t vl = 0;
+    const char *v =
+        lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &vl) : NULL;
+    int what = lua_isnil(L, -1) ? DROP
+               : v && vl == joined.len &&
+                       memcmp(v, joined.data ? joined.data : "", vl) == 0
+                   ? KEEP
+                   : REPLACE;
+    lua_pop(L, 1);
+    lua_pushlstring(L, lname, n);
+    lua_pushinteger(L, what);
+    lua_rawset(L, seen);
+  }
+  shadow_buf_free(&joined);
+  /* Then the lines in orig's order: kept ones as they were, a changed
+   * name's new lines where its first line was. */
+  for (size_t i = 0; orig && i < orig->n && rc == 0; i++) {
+    const shadow_header_t *e = &orig->v[i];
+    size_t n = lower_name(e, lname, sizeof(lname));
+    lua_pushlstring(L, lname, n);
+    lua_rawget(L, seen);
+    int what = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (what == KEEP) {
+      rc = shadow_headers_add(h, e->name, e->name_len, e->value, e->value_len);
+    } else if (what == REPLACE) {
+      lua_pushlstring(L, lname, n);
+      lua_rawget(L, hs);
+      rc = add_value_lines(L, h, e->name, e->name_len);
+      lua_pop(L, 1);
+      lua_pushlstring(L, lname, n);
+      lua_pushinteger(L, DONE);
+      lua_rawset(L, seen);
+    }
+  }
+  /* The hook's own headers, in name order (pairs() has none). */
+  size_t nadd = 0, cap = 0;
+  char **added = NULL;
+  lua_pushnil(L);
+  while (rc == 0 && lua_next(L, hs)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      rc = -1;
+      lua_pop(L, 1);
+      break;
+    }
+    lua_pushvalue(L, -1);
+    lua_rawget(L, seen);
+    int from_orig = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (from_orig) continue;
+    if (nadd == cap) {
+      cap = cap ? cap * 2 : 8;
+      char **v = realloc(added, cap * sizeof(*v));
+      if (!v) {
+        rc = -1;
+        lua_pop(L, 1);
+        break;
+      }
+      added = v;
+    }
+    added[nadd] = strdup(lua_tostring(L, -1));
+    if (!added[nadd]) {
+      rc = -1;
+      lua_pop(L, 1);
+      break;
+    }
+    nadd++;
+  }
+  if (nadd) qsort(added, nadd, sizeof(*added), cmp_names);
+  for (size_t i = 0; i < nadd; i++) {
+    if (rc == 0) {
+      lua_getfield(L, hs, added[i]);
+      rc = add_value_lines(L, h, added[i], strlen(added[i]));
+      lua_pop(L, 1);
+    }
+    free(added[i]);
+  }
+  free(added);
+  lua_settop(L, hs - 1);
   return rc;
 }
 
@@ -492,7 +658,8 @@ int shadow_script_rewrite(shadow_gen_t *g, int req, int *out) {
   return 0;
 }
 
-int shadow_script_req_read(shadow_gen_t *g, int req, shadow_buf_t *method,
+int shadow_script_req_read(shadow_gen_t *g, int req,
+                           const shadow_headers_t *orig, shadow_buf_t *method,
                            shadow_buf_t *target, shadow_headers_t *headers,
                            shadow_buf_t *body) {
   lua_State *L = g->L;
@@ -520,7 +687,7 @@ int shadow_script_req_read(shadow_gen_t *g, int req, shadow_buf_t *method,
   s = lua_tolstring(L, -1, &n);
   if (s) rc |= shadow_buf_append(body, s, n);
   lua_pop(L, 1);
-  rc |= read_headers(L, headers);
+  rc |= read_request_headers(L, orig, headers);
   lua_settop(L, top);
   return rc ? -1 : 0;
 }

@@ -79,8 +79,11 @@ int shadow_script_route(shadow_gen_t *g, int req, shadow_buf_t *route);
 /* The request the candidate gets: 0 and a new handle in *out (close it
  * too), or -1 when the hook failed (fallback: the candidate is skipped). */
 int shadow_script_rewrite(shadow_gen_t *g, int req, int *out);
-/* Reads a request handle back into C. */
-int shadow_script_req_read(shadow_gen_t *g, int req, shadow_buf_t *method,
+/* Reads a request handle back into C. Headers whose value is still what
+ * orig (the request the handle was opened on; NULL: none) had keep orig's
+ * lines, so an identity rewrite reads back as the request itself. */
+int shadow_script_req_read(shadow_gen_t *g, int req,
+                           const shadow_headers_t *orig, shadow_buf_t *method,
                            shadow_buf_t *target, shadow_headers_t *headers,
                            shadow_buf_t *body);
 /* Replaces *rec with normalize(rec, side, req)'s result. 0, or -1 when the

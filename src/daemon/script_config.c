@@ -16,29 +16,18 @@
 
 /* The names a config table may use. Anything else is a typo that would
  * otherwise silently do nothing, so it is an error. */
-static const char *const known_keys[] = {"listen",
-                                         "admin",
-                                         "admin_token",
-                                         "primary",
-                                         "candidate",
-                                         "secondary",
-                                         "sample",
-                                         "mirror_methods",
-                                         "route",
-                                         "rewrite",
-                                         "normalize",
-                                         "ignore",
-                                         "arrays",
-                                         "tolerance",
-                                         "on_divergence",
-                                         "log",
-                                         "breaker",
-                                         "max_inflight_shadow",
-                                         "limits",
-                                         "slo",
-                                         "watch",
-                                         "drain_timeout_ms",
-                                         NULL};
+static const char *const known_keys[] = {"listen",        "admin",
+                                         "admin_token",   "primary",
+                                         "candidate",     "secondary",
+                                         "sample",        "mirror_methods",
+                                         "route",         "rewrite",
+                                         "normalize",     "ignore",
+                                         "arrays",        "tolerance",
+                                         "on_divergence", "log",
+                                         "breaker",       "max_inflight_shadow",
+                                         "limits",        "slo",
+                                         "watch",         "drain_timeout_ms",
+                                         "forwarded",     NULL};
 
 typedef struct reader_s {
   lua_State *L;
@@ -126,6 +115,21 @@ static int opt_u64(reader_t *r, int tidx, const char *path, const char *name,
   double v = (double)*out;
   int rc = opt_number(r, tidx, path, name, lo, hi, &v);
   if (rc == 0) *out = (uint64_t)v;
+  return rc;
+}
+
+/* Optional boolean field: leaves *out alone when absent. */
+static int opt_bool(reader_t *r, int tidx, const char *path, const char *name,
+                    int *out) {
+  if (r->err) return -1;
+  int t = get(r, tidx, name);
+  int rc = 0;
+  if (t == LUA_TBOOLEAN)
+    *out = lua_toboolean(r->L, -1);
+  else if (t != LUA_TNIL)
+    rc = fail(r, "%s%s must be a boolean, not %s", path, name,
+              lua_typename(r->L, t));
+  lua_pop(r->L, 1);
   return rc;
 }
 
@@ -440,14 +444,8 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
     opt_u64(r, t, "slo.", "min_samples", 0, 1e12, &cfg->slo_min_samples);
     lua_pop(L, 1);
   }
-  if (!r->err) {
-    int wt = get(r, r->idx, "watch");
-    if (wt == LUA_TBOOLEAN)
-      cfg->watch = lua_toboolean(L, -1);
-    else if (wt != LUA_TNIL)
-      fail(r, "watch must be a boolean");
-    lua_pop(L, 1);
-  }
+  opt_bool(r, r->idx, "", "watch", &cfg->watch);
+  opt_bool(r, r->idx, "", "forwarded", &cfg->forwarded);
 
 out:
   lua_settop(L, top);

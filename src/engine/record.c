@@ -87,6 +87,31 @@ int shadow_headers_extend_last(shadow_headers_t *h, const char *more,
   return 0;
 }
 
+int shadow_headers_set(shadow_headers_t *h, const char *name, const char *value,
+                       size_t value_len) {
+  size_t nl = strlen(name), w = 0;
+  int done = 0;
+  for (size_t i = 0; i < h->n; i++) {
+    shadow_header_t e = h->v[i];
+    if (e.name_len == nl && strncasecmp(e.name, name, nl) == 0) {
+      if (done) {
+        h->bytes -= e.name_len + e.value_len;
+        continue;
+      }
+      /* The old string stays in its chunk until the list is cleared. */
+      if (header_store(h, &e, e.name, e.name_len, NULL, 0, value, value_len,
+                       NULL, 0))
+        return -ENOMEM;
+      h->bytes += value_len;
+      h->bytes -= h->v[i].value_len;
+      done = 1;
+    }
+    h->v[w++] = e;
+  }
+  h->n = w;
+  return done ? 0 : shadow_headers_add(h, name, nl, value, value_len);
+}
+
 int shadow_header_name_valid(const char *s, size_t n) {
   static const char extra[] = "!#$%&'*+-.^_`|~";
   if (n == 0) return 0;

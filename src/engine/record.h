@@ -36,6 +36,11 @@ int shadow_headers_add(shadow_headers_t *h, const char *name, size_t name_len,
  * pieces when a read splits them). */
 int shadow_headers_extend_last(shadow_headers_t *h, const char *more,
                                size_t len, int to_name);
+/* Makes value the one header called name: the first such header takes it
+ * (keeping its place), the others go; added at the end when there is
+ * none. 0 or -ENOMEM. */
+int shadow_headers_set(shadow_headers_t *h, const char *name, const char *value,
+                       size_t value_len);
 /* The first header whose name equals name (case-insensitive), or NULL. */
 const shadow_header_t *shadow_headers_find(const shadow_headers_t *h,
                                            const char *name);

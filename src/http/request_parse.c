@@ -85,6 +85,66 @@ static int value_is(const shadow_header_t *e, const char *lower) {
          strncasecmp(e->value, lower, e->value_len) == 0;
 }
 
+/* RFC 9110 section 7.2: uri-host [ ":" port ], uri-host being a reg-name
+ * (unreserved, pct-encoded and sub-delims characters, but not the comma
+ * that would make it a list) or a bracketed IPv6 literal. */
+int shadow_request_host_valid(const char *s, size_t n) {
+  size_t i = 0;
+  if (n == 0) return 0;
+  if (s[0] == '[') {
+    while (++i < n && s[i] != ']')
+      if (!strchr("0123456789abcdefABCDEF:.", s[i])) return 0;
+    if (i >= n || i == 1) return 0;
+    i++;
+  } else {
+    static const char sub[] = "-._~%!$&'()*+;=";
+    for (; i < n && s[i] != ':'; i++) {
+      unsigned char c = (unsigned char)s[i];
+      if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+            (c >= 'A' && c <= 'Z') || (c && strchr(sub, c))))
+        return 0;
+    }
+    if (i == 0) return 0;
+  }
+  if (i == n) return 1;
+  if (s[i] != ':' || n - i - 1 > 5) return 0;
+  for (size_t j = i + 1; j < n; j++)
+    if (s[j] < '0' || s[j] > '9') return 0;
+  return 1;
+}
+
+/* Makes the target origin-form. An absolute-form target ("http://host/p")
+ * becomes its path and query, and Host its authority (RFC 9112 section
+ * 3.2.2), before any hook or backend sees the request. Returns 0 or the
+ * status to answer. */
+static int origin_form(shadow_request_parser_t *p, int method) {
+  shadow_request_t *req = p->req;
+  const char *t = req->target.data ? req->target.data : "";
+  size_t n = req->target.len;
+  if (n && t[0] == '/') return 0;
+  if (n == 1 && t[0] == '*') return method == HTTP_OPTIONS ? 0 : 400;
+  size_t scheme = n >= 7 && strncasecmp(t, "http://", 7) == 0    ? 7
+                  : n >= 8 && strncasecmp(t, "https://", 8) == 0 ? 8
+                                                                 : 0;
+  if (!scheme) return 400;
+  size_t a = scheme, e = a;
+  while (e < n && t[e] != '/' && t[e] != '?' && t[e] != '#')
+    e++;
+  if (!shadow_request_host_valid(t + a, e - a)) return 400;
+  if (shadow_headers_set(&req->headers, "Host", t + a, e - a)) return 500;
+  shadow_buf_t path = SHADOW_BUF_INIT;
+  int rc = 0;
+  if (e == n || t[e] != '/') rc |= shadow_buf_putc(&path, '/');
+  rc |= shadow_buf_append(&path, t + e, n - e);
+  if (rc) {
+    shadow_buf_free(&path);
+    return 500;
+  }
+  shadow_buf_free(&req->target);
+  req->target = path;
+  return 0;
+}
+
 static int on_headers_complete(llhttp_t *h) {
   shadow_request_parser_t *p = parser_of(h);
   shadow_request_t *req = p->req;
@@ -95,31 +155,48 @@ static int on_headers_complete(llhttp_t *h) {
   req->method = llhttp_method_name((llhttp_method_t)h->method);
 
   if (h->http_major != 1) return fail(p, 400, "unsupported HTTP version");
-  /* llhttp refuses both of these too; checking here as well keeps the rule
-   * in force if someone ever turns a lenient flag on. */
-  if ((h->flags & F_CONTENT_LENGTH) && (h->flags & F_TRANSFER_ENCODING))
-    return fail(p, 400, "content-length with transfer-encoding");
-  if ((h->flags & F_TRANSFER_ENCODING) && !(h->flags & F_CHUNKED))
-    return fail(p, 400, "transfer-encoding without final chunked");
-  /* HTTP/1.0 has no chunked coding: a 1.0 backend would read this body
-   * differently, which is a smuggling shape (RFC 9112 section 6.1). */
-  if ((h->flags & F_TRANSFER_ENCODING) && h->http_minor == 0)
-    return fail(p, 400, "transfer-encoding in HTTP/1.0");
-  if (h->method == HTTP_CONNECT) return fail(p, 400, "CONNECT not served");
+  if (h->method == HTTP_CONNECT) return fail(p, 405, "CONNECT not served");
 
-  size_t hosts = 0;
-  const shadow_header_t *expect = NULL;
+  /* The framing as the header list says it, not as llhttp's loose build
+   * reads it: any Transfer-Encoding (even empty) beside a Content-Length,
+   * and any coding but a lone "chunked", are refused; another parser
+   * behind us might read either differently (RFC 9112 section 6.1). */
+  size_t hosts = 0, te = 0, cl = 0;
+  int te_chunked = 1;
+  const shadow_header_t *expect = NULL, *host = NULL;
   for (size_t i = 0; i < req->headers.n; i++) {
     const shadow_header_t *e = &req->headers.v[i];
-    if (shadow_header_name_is(e, "host"))
+    if (shadow_header_name_is(e, "host")) {
       hosts++;
-    else if (shadow_header_name_is(e, "expect"))
+      host = e;
+    } else if (shadow_header_name_is(e, "expect")) {
       expect = e;
+    } else if (shadow_header_name_is(e, "transfer-encoding")) {
+      te++;
+      te_chunked &= value_is(e, "chunked");
+    } else if (shadow_header_name_is(e, "content-length")) {
+      cl++;
+    }
   }
+  if (te && (cl || (h->flags & F_CONTENT_LENGTH)))
+    return fail(p, 400, "content-length with transfer-encoding");
+  /* HTTP/1.0 has no chunked coding: a 1.0 backend would read this body
+   * differently, which is a smuggling shape. */
+  if (te && h->http_minor == 0)
+    return fail(p, 400, "transfer-encoding in HTTP/1.0");
+  if (te > 1 || !te_chunked ||
+      ((h->flags & F_TRANSFER_ENCODING) && !(h->flags & F_CHUNKED)))
+    return fail(p, 501, "transfer-encoding other than chunked");
+  p->chunk_scan = te == 1;
+
   /* RFC 9112 section 3.2: exactly one Host in HTTP/1.1. Two Hosts are a
    * routing ambiguity between us and the backend. */
   if (hosts > 1 || (hosts == 0 && h->http_minor >= 1))
     return fail(p, 400, "missing or repeated host");
+  if (host && !shadow_request_host_valid(host->value, host->value_len))
+    return fail(p, 400, "invalid host");
+  int st = origin_form(p, h->method);
+  if (st) return fail(p, st, "request target not in origin form");
 
   if ((h->flags & F_CONTENT_LENGTH) && p->body_limit &&
       h->content_length > p->body_limit)
@@ -198,6 +275,10 @@ static const llhttp_settings_t settings = {
 
 static void head_scan_reset(shadow_request_parser_t *p) {
   p->in_head = 1;
+  p->seen_head_line = 0;
+  p->chunk_scan = 0;
+  p->chunk_state = 0;
+  p->chunk_left = 0;
   p->started = 0;
   p->head_bytes = 0;
   p->line_len = 0;
@@ -295,6 +376,7 @@ static int scan_head(shadow_request_parser_t *p, const unsigned char *s,
         *take = i + 1;
         return 0;
       }
+      if (p->line_len) p->seen_head_line = 1;
       /* A blank line before the request line is skipped (RFC 9112
        * section 2.2): some clients send CRLF after a POST body. */
       p->line_len = 0;
@@ -312,6 +394,12 @@ static int scan_head(shadow_request_parser_t *p, const unsigned char *s,
       p->why = "control byte in head";
       return 400;
     }
+    /* A tab is whitespace in a header value, but not in the request line,
+     * where another parser may take it for the end of the target. */
+    if (c == '\t' && !p->seen_head_line) {
+      p->why = "control byte in the request line";
+      return 400;
+    }
     if (p->line_len == 0 && p->seen_line && (c == ' ' || c == '\t')) {
       p->why = "obs-fold or whitespace before a header";
       return 400;
@@ -321,6 +409,128 @@ static int scan_head(shadow_request_parser_t *p, const unsigned char *s,
   }
   *take = n;
   return 0;
+}
+
+enum {
+  CHUNK_SIZE0 = 0, /* the first digit of a chunk size */
+  CHUNK_SIZE,      /* more digits, an extension, or CR */
+  CHUNK_EXT,       /* an extension, to CR */
+  CHUNK_SIZE_LF,   /* the LF after the size line's CR */
+  CHUNK_DATA,
+  CHUNK_DATA_CR, /* the CRLF after chunk data */
+  CHUNK_DATA_LF,
+  CHUNK_TRAILER_START, /* a trailer line, or the last CRLF */
+  CHUNK_TRAILER,
+  CHUNK_TRAILER_LF,
+  CHUNK_END_LF,
+  CHUNK_DONE
+};
+
+static int hex_value(unsigned char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+static int chunk_fault(shadow_request_parser_t *p, const char *why) {
+  p->why = why;
+  return 400;
+}
+
+/* Walks a chunked body ahead of llhttp, as scan_head walks the head:
+ * llhttp's loose build takes any byte after a chunk size's CR, and any two
+ * bytes after chunk data, for the CRLF the grammar wants (RFC 9112 section
+ * 7.1). A front proxy that reads those bytes differently from the backend
+ * is how a request gets smuggled, so only CRLF is taken here. Returns 0
+ * with *take = bytes up to the end of the body (or all of n), or 400 with
+ * *take = the bytes before the one at fault. */
+static int scan_chunked(shadow_request_parser_t *p, const unsigned char *s,
+                        size_t n, size_t *take) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = s[i];
+    *take = i;
+    switch (p->chunk_state) {
+    case CHUNK_SIZE0:
+      if (hex_value(c) < 0) return chunk_fault(p, "bad chunk size");
+      p->chunk_left = (uint64_t)hex_value(c);
+      p->chunk_state = CHUNK_SIZE;
+      break;
+    case CHUNK_SIZE:
+      if (hex_value(c) >= 0) {
+        if (p->chunk_left >> 56) return chunk_fault(p, "chunk size overflow");
+        p->chunk_left = p->chunk_left * 16 + (uint64_t)hex_value(c);
+      } else if (c == '\r') {
+        p->chunk_state = CHUNK_SIZE_LF;
+      } else if (c == ';' || c == ' ' || c == '\t') {
+        p->chunk_state = CHUNK_EXT;
+      } else {
+        return chunk_fault(p, "bad chunk size");
+      }
+      break;
+    case CHUNK_EXT:
+      if (c == '\r')
+        p->chunk_state = CHUNK_SIZE_LF;
+      else if ((c < 0x20 && c != '\t') || c == 0x7f)
+        return chunk_fault(p, "control byte in a chunk extension");
+      break;
+    case CHUNK_SIZE_LF:
+      if (c != '\n') return chunk_fault(p, "chunk size line not ended by CRLF");
+      p->chunk_state = p->chunk_left ? CHUNK_DATA : CHUNK_TRAILER_START;
+      break;
+    case CHUNK_DATA: {
+      size_t k = n - i;
+      if (k > p->chunk_left) k = (size_t)p->chunk_left;
+      p->chunk_left -= k;
+      i += k - 1;
+      if (p->chunk_left == 0) p->chunk_state = CHUNK_DATA_CR;
+      break;
+    }
+    case CHUNK_DATA_CR:
+      if (c != '\r') return chunk_fault(p, "chunk data not ended by CRLF");
+      p->chunk_state = CHUNK_DATA_LF;
+      break;
+    case CHUNK_DATA_LF:
+      if (c != '\n') return chunk_fault(p, "chunk data not ended by CRLF");
+      p->chunk_state = CHUNK_SIZE0;
+      break;
+    case CHUNK_TRAILER_START:
+      if (c == '\r') {
+        p->chunk_state = CHUNK_END_LF;
+        break;
+      }
+      if (c == ' ' || c == '\t') return chunk_fault(p, "obs-fold in trailers");
+      p->chunk_state = CHUNK_TRAILER;
+      /* fall through: the line's first byte */
+      /* FALLTHROUGH */
+    case CHUNK_TRAILER:
+      if (c == '\r')
+        p->chunk_state = CHUNK_TRAILER_LF;
+      else if (c == '\n' || (c < 0x20 && c != '\t') || c == 0x7f)
+        return chunk_fault(p, "control byte in trailers");
+      break;
+    case CHUNK_TRAILER_LF:
+      if (c != '\n') return chunk_fault(p, "trailer line not ended by CRLF");
+      p->chunk_state = CHUNK_TRAILER_START;
+      break;
+    case CHUNK_END_LF:
+      if (c != '\n') return chunk_fault(p, "chunked body not ended by CRLF");
+      p->chunk_state = CHUNK_DONE;
+      *take = i + 1;
+      return 0;
+    default: /* CHUNK_DONE: the rest belongs to the next request */ return 0;
+    }
+  }
+  *take = n;
+  return 0;
+}
+
+/* llhttp's own refusal as an answer: a Transfer-Encoding it will not
+ * take is "not implemented" (as the head check answers, and nginx),
+ * anything else a bad request. */
+static int llhttp_status(const shadow_request_parser_t *p) {
+  return llhttp_get_errno(&p->http) == HPE_INVALID_TRANSFER_ENCODING ? 501
+                                                                     : 400;
 }
 
 static shadow_parse_event_t parse_error(shadow_request_parser_t *p, int status,
@@ -346,14 +556,17 @@ shadow_parse_event_t shadow_request_parse(shadow_request_parser_t *p,
   size_t off = 0;
   while (off < len) {
     size_t n = len - off;
-    if (p->in_head) {
-      int st = scan_head(p, (const unsigned char *)data + off, n, &n);
+    if (p->in_head || p->chunk_scan) {
+      int st = p->in_head
+                   ? scan_head(p, (const unsigned char *)data + off, n, &n)
+                   : scan_chunked(p, (const unsigned char *)data + off, n, &n);
       if (st) {
         /* llhttp sees the bytes before the fault first, so the answer is
          * the first fault in byte order wherever reads split the stream. */
         const char *why = p->why;
         if (n && llhttp_execute(&p->http, data + off, n) != HPE_OK)
-          return parse_error(p, 400, llhttp_get_error_reason(&p->http));
+          return parse_error(p, llhttp_status(p),
+                             llhttp_get_error_reason(&p->http));
         return parse_error(p, st, why);
       }
     }
@@ -378,7 +591,7 @@ shadow_parse_event_t shadow_request_parse(shadow_request_parser_t *p,
       }
       continue;
     }
-    return parse_error(p, 400, llhttp_get_error_reason(&p->http));
+    return parse_error(p, llhttp_status(p), llhttp_get_error_reason(&p->http));
   }
   *used = len;
   return SHADOW_PARSE_MORE;

@@ -68,7 +68,12 @@ typedef struct shadow_request_parser_s {
   size_t head_bytes; /* request line + headers so far, CRLFs included */
   size_t line_len;
   int prev_cr;
-  int seen_line; /* the request line has begun */
+  int seen_line;      /* the request line has begun */
+  int seen_head_line; /* the request line has ended */
+  /* The chunked-body scan (see request_parse.c). */
+  int chunk_scan;
+  int chunk_state;
+  uint64_t chunk_left;
 
   /* Header pieces, joined here because llhttp hands them over split when
    * a read splits them; one shadow_headers_add per header afterwards. */
@@ -104,6 +109,10 @@ void shadow_request_parser_next(shadow_request_parser_t *p);
 /* True once any byte of a request that is not complete yet has arrived:
  * what tells an idle keep-alive connection from a slow client. */
 int shadow_request_parser_started(const shadow_request_parser_t *p);
+
+/* Whether a Host value is one (RFC 9110 section 7.2), for Host headers and
+ * absolute-form authorities alike. */
+int shadow_request_host_valid(const char *s, size_t n);
 
 /* Releases the memory of a request's contents (method and peer stay). */
 void shadow_request_release(shadow_request_t *req);

@@ -55,6 +55,13 @@ static int on_header_value(llhttp_t *h, const char *at, size_t len) {
 static int on_header_value_complete(llhttp_t *h) {
   shadow_response_parser_t *p = PARSER(h);
   if (count_header(p, LINE_OVERHEAD)) return -1;
+  /* Like nginx's "upstream sent invalid header": a field that is not one
+   * by RFC 9110 fails the response rather than being passed on. */
+  if (!shadow_header_name_valid(p->name.data ? p->name.data : "",
+                                p->name.len) ||
+      !shadow_header_value_valid(p->value.data ? p->value.data : "",
+                                 p->value.len))
+    return fail(p, SHADOW_UPSTREAM_BAD_RESPONSE);
   shadow_headers_t *dst = p->headers_done ? &p->trailers : &p->headers;
   int rc =
       shadow_headers_add(dst, p->name.data ? p->name.data : "", p->name.len,

@@ -182,6 +182,7 @@ static const char *error_text(int status) {
   switch (status) {
   case 400: return "bad request";
   case 408: return "request timeout";
+  case 405: return "method not allowed";
   case 413: return "payload too large";
   case 431: return "request header fields too large";
   case 501: return "not implemented";
@@ -662,9 +663,31 @@ static void deliver_body(conn_t *c) {
   }
 }
 
+/* "addr:port" the client connected to, for an HTTP/1.0 request that names
+ * no host: every backend then sees the same Host, not each its own. */
+static void add_local_host(conn_t *c) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  char ip[64], host[80];
+  if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &len) != 0) return;
+  int n;
+  if (ss.ss_family == AF_INET6) {
+    uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+    n = snprintf(host, sizeof(host), "[%s]:%d", ip,
+                 ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+  } else {
+    uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+    n = snprintf(host, sizeof(host), "%s:%d", ip,
+                 ntohs(((struct sockaddr_in *)&ss)->sin_port));
+  }
+  if (n > 0 && (size_t)n < sizeof(host))
+    shadow_headers_add(&c->req.headers, "Host", 4, host, (size_t)n);
+}
+
 static void hand_out(conn_t *c) {
   shadow_server_t *s = c->srv;
   shadow_request_t *req = &c->req;
+  if (!shadow_headers_find(&req->headers, "host")) add_local_host(c);
   c->inflight = 1;
   s->inflight++;
   c->aborted = 0;

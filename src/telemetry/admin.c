@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "secret.h"
 #include "server.h"
 
 struct shadow_admin_s {
@@ -107,13 +108,9 @@ static void divergences(shadow_admin_t *a, shadow_request_t *req,
 static int token_ok(const shadow_request_t *req, const char *token) {
   const shadow_header_t *h =
       shadow_headers_find(&req->headers, "authorization");
-  size_t tl = strlen(token);
-  if (!h || h->value_len != tl + 7 || strncasecmp(h->value, "Bearer ", 7))
-    return 0;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < tl; i++)
-    diff |= (unsigned char)(h->value[7 + i] ^ token[i]);
-  return diff == 0;
+  if (!h || h->value_len < 7 || strncasecmp(h->value, "Bearer ", 7)) return 0;
+  return shadow_secret_equal(h->value + 7, h->value_len - 7, token,
+                             strlen(token));
 }
 
 static void on_admin_request(shadow_request_t *req, void *ud) {
