@@ -1,5 +1,5 @@
--- A config to copy for a real migration: the primary and the candidate
--- are HTTP services on this machine. Check it with
+-- A config to copy for a real migration: the primary is an HTTP service on
+-- this machine, the candidate a managed one reached over HTTPS. Check it with
 --   shadowd --check --config examples/shadow.lua
 --   shadowd --check --config examples/shadow.lua --request 'GET /users/7' --header 'x-user-id: 7'
 local shadow = require "shadow"
@@ -7,13 +7,24 @@ local cjson = require "cjson"
 
 return {
   listen    = "127.0.0.1:8080",
+  -- To terminate TLS for clients too (ALPN http/1.1; SIGHUP re-reads the
+  -- files, so a renewed certificate needs no restart):
+  -- listen = { addr = "0.0.0.0:8443",
+  --            tls = { cert_file = "/etc/shadowd/tls.crt",
+  --                    key_file = "/etc/shadowd/tls.key" } },
   admin     = "127.0.0.1:9090",
   -- timeout_ms runs to the response head; read_timeout_ms between two
   -- reads of a body, so downloads and event streams live while they move.
   primary   = shadow.http("http://127.0.0.1:8081", { timeout_ms = 5000,
                                                       read_timeout_ms = 60000 }),
-  candidate = shadow.http("http://127.0.0.1:8082", { timeout_ms = 250,
-                                                      max_connections = 256 }),
+  -- Verified against the system CA store, the name checked against
+  -- server_name (sent as SNI). A private CA: tls.ca_file; mutual TLS:
+  -- tls.cert_file and tls.key_file. Connections are pooled and sessions
+  -- resumed; connect_timeout_ms bounds the handshake.
+  candidate = shadow.http("https://127.0.0.1:8443", {
+    timeout_ms = 250, max_connections = 256,
+    tls = { server_name = "candidate.internal.example" },
+  }),
   sample = {
     rate   = 0.10,
     key    = function(req) return req.headers["x-user-id"] end,
@@ -51,7 +62,10 @@ return {
   limits  = { header_bytes = 65536, body_bytes = 8 * 2^20,
               mirror_body_bytes = 8 * 2^20, diff_bytes = 2^20,
               header_timeout_ms = 10000, idle_timeout_ms = 60000,
-              max_connections = 10000 },
+              max_connections = 10000,
+              -- A WebSocket (any 101 Upgrade) is relayed to the primary,
+              -- never mirrored, and closed after this long without a byte.
+              tunnel_idle_timeout_ms = 300000 },
   slo     = { max_divergence_rate = 0.001, min_samples = 1000 },
   watch   = true,
 }

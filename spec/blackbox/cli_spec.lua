@@ -82,8 +82,8 @@ describe("shadowd's command line", function()
   -- shadow.http descriptor and a plain URL string are refused alike,
   -- naming the field.
   local BAD_BACKENDS = {
-    { 'shadow.http("ftp://x")', "expected http://host" },
-    { '"127.0.0.1:8080"', "expected http://host" },
+    { 'shadow.http("ftp://x")', "expected http" },
+    { '"127.0.0.1:8080"', "expected http" },
     { 'shadow.http("http://")', "no host" },
     { 'shadow.http("http://:8080")', "no host" },
     { 'shadow.http("http://x:0")', "bad port" },
@@ -155,4 +155,15 @@ describe("the examples", function()
       assert.truthy(out:find("is valid", 1, true), out)
     end)
   end
+
+  it("shadow.lua's summary names both backends, and the candidate's TLS",
+     function()
+    local code, out = process_.run({ shadowd_.binary(), "--check",
+                                     "--config", "examples/shadow.lua" })
+    assert.are.equal(0, code, out)
+    assert.matches("\n  primary    http://127%.0%.0%.1:8081 %(connect", out)
+    assert.matches("\n  candidate  https://127%.0%.0%.1:8443 %(.-%); tls "
+                   .. "verified against the system CAs, name "
+                   .. "candidate%.internal%.example\n", out)
+  end)
 end)

@@ -137,7 +137,12 @@ describe("support.nginx and support.http", function()
     assert.is_true(tonumber(r.bytes) >= #body) -- chunk framing included
     assert.are.equal("OK", r.completion)
     assert.is_true(tonumber(r.request_length) > #body)
+    -- Plain HTTP: no TLS session; the connection serial is nginx's own.
+    assert.are.equal("", r.reused)
+    assert.are.equal("", r.ssl_protocol)
+    assert.is_true(tonumber(r.connection) > 0)
     r.bytes, r.completion, r.request_length = nil, nil, nil
+    r.reused, r.ssl_protocol, r.connection = nil, nil, nil
     assert.are.same({ key = "k1", shadow = "1", method = "POST",
                       uri = "/echo", body = body,
                       content_type = "text/plain", status = "201" }, r)

@@ -17,6 +17,7 @@ typedef struct outcome_s {
   int err;
   int status;
   int heads, interims;
+  int upgrade; /* the request asked to upgrade: a 101 is final */
   int64_t content_length;
   uint64_t body_len;
   uint64_t sum;      /* of the heads' fields and the trailers, in order */
@@ -48,7 +49,9 @@ static int on_interim(void *ud, const shadow_response_parser_t *p) {
 
 static int on_head(void *ud, const shadow_response_parser_t *p) {
   outcome_t *o = ud;
-  if (p->status < 200 || p->status > 999 || o->heads) abort();
+  /* A 101 is a final answer only to a request that asked to upgrade. */
+  int upgraded = p->status == 101 && o->upgrade;
+  if ((p->status < 200 && !upgraded) || p->status > 999 || o->heads) abort();
   o->heads++;
   o->status = p->status;
   o->content_length = p->content_length;
@@ -68,11 +71,12 @@ static int on_body(void *ud, const char *d, size_t n) {
 
 static const shadow_response_events_t events = {on_interim, on_head, on_body};
 
-static outcome_t run(shadow_response_parser_t *p, int head, const char *s,
-                     size_t n, size_t split) {
+static outcome_t run(shadow_response_parser_t *p, int head, int upgrade,
+                     const char *s, size_t n, size_t split) {
   outcome_t o;
   memset(&o, 0, sizeof(o));
-  shadow_response_parser_reset(p, head, &events, &o);
+  o.upgrade = upgrade;
+  shadow_response_parser_reset(p, head, upgrade, &events, &o);
   int v = shadow_response_parser_feed(p, s, split);
   if (v == SHADOW_RESPONSE_MORE)
     v = shadow_response_parser_feed(p, s + split, n - split);
@@ -87,7 +91,7 @@ static outcome_t run(shadow_response_parser_t *p, int head, const char *s,
     if (o.heads != 1) abort();
     if (head && o.body_len) abort();
     if (o.content_length >= 0 && !head && o.status != 204 && o.status != 304 &&
-        (uint64_t)o.content_length != o.body_len)
+        o.status != 101 && (uint64_t)o.content_length != o.body_len)
       abort(); /* a declared length is what arrives */
     o.sum = mix_headers(o.sum, &p->trailers);
   }
@@ -97,6 +101,7 @@ static outcome_t run(shadow_response_parser_t *p, int head, const char *s,
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 2) return 0;
   int head = data[0] & 1;
+  int upgrade = (data[0] & 8) != 0;
   size_t hl = data[0] & 2 ? 128 : 64 * 1024;
   const char *s = (const char *)data + 2;
   size_t n = size - 2;
@@ -104,8 +109,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   shadow_response_parser_t p;
   shadow_response_parser_init(&p, hl);
-  outcome_t whole = run(&p, head, s, n, n);
-  outcome_t parts = run(&p, head, s, n, split);
+  outcome_t whole = run(&p, head, upgrade, s, n, n);
+  outcome_t parts = run(&p, head, upgrade, s, n, split);
   shadow_response_parser_free(&p);
   /* llhttp hands over a partial header token at the end of each piece but
    * not before a syntax error, so a malformed token long enough to pass a

@@ -21,10 +21,11 @@ local LOG_FORMAT = [[
     '"uri":"$request_uri","body":"$request_body",'
     '"content_type":"$http_content_type","status":"$status",'
     '"bytes":"$body_bytes_sent","completion":"$request_completion",'
-    '"request_length":"$request_length"}';
+    '"request_length":"$request_length","reused":"$ssl_session_reused",'
+    '"ssl_protocol":"$ssl_protocol","connection":"$connection"}';
 ]]
 
-local function render(dir, servers, ports, http_extra)
+local function render(dir, servers, ports, http_extra, tls)
   local parts = {
     ("load_module %s/ndk_http_module.so;"):format(M.modules),
     ("load_module %s/ngx_http_lua_module.so;"):format(M.modules),
@@ -48,15 +49,20 @@ local function render(dir, servers, ports, http_extra)
     http_extra or "",
   }
   for name, body in pairs(servers) do
-    parts[#parts + 1] = ("  server {\n    listen 127.0.0.1:%d;\n"
-      .. "    access_log %s/%s.access.log spec;\n%s\n  }")
-      :format(ports[name], dir, name, body)
+    local t = tls and tls[name]
+    local ssl = t and ("    ssl_certificate %s;\n    ssl_certificate_key %s;\n"
+      .. "%s"):format(t.cert, t.key, t.extra or "") or ""
+    parts[#parts + 1] = ("  server {\n    listen 127.0.0.1:%d%s;\n"
+      .. "    access_log %s/%s.access.log spec;\n%s%s\n  }")
+      :format(ports[name], t and " ssl" or "", dir, name, ssl, body)
   end
   parts[#parts + 1] = "}"
   return table.concat(parts, "\n") .. "\n"
 end
 
--- start{ servers = { name = "location ... { ... }", ... }, http = "..." }
+-- start{ servers = { name = "location ... { ... }", ... }, http = "...",
+--        tls = { name = { cert = path, key = path, extra = "..." } } }: a
+-- name in tls listens with TLS, with that certificate.
 -- Returns an instance with .ports[name], :url(name), :requests(name),
 -- :wait_requests(name, n), :stop().
 function M.start(opts)
@@ -64,7 +70,8 @@ function M.start(opts)
   local ports = {}
   for name in pairs(opts.servers) do ports[name] = port.free() end
   local conf = dir .. "/nginx.conf"
-  process.write_file(conf, render(dir, opts.servers, ports, opts.http))
+  process.write_file(conf, render(dir, opts.servers, ports, opts.http,
+                                  opts.tls))
   local proc = process.spawn({ M.binary, "-p", dir .. "/", "-c", conf,
                                "-e", dir .. "/error.log" },
                              { stdout = dir .. "/stdout",

@@ -85,6 +85,10 @@ end
 -- spawn({ "prog", "arg", ... }, { stdout =, stderr =, env =, cwd = })
 -- Output goes to the given files, or to files in a new temp dir that
 -- :stop() removes (it is safe on a child that already exited).
+-- Every process spawned, in order: support/leak_check.lua stops and
+-- reports the ones a spec file left running.
+M.spawned = {}
+
 function M.spawn(argv, opts)
   opts = opts or {}
   local own_dir
@@ -98,8 +102,10 @@ function M.spawn(argv, opts)
   local pid, err = unistd.fork()
   assert(pid, err)
   if pid == 0 then exec_child(argv, opts) end
-  return setmetatable({ pid = pid, argv = argv, stdout = opts.stdout,
-                        stderr = opts.stderr, own_dir = own_dir }, Proc)
+  local p = setmetatable({ pid = pid, argv = argv, stdout = opts.stdout,
+                           stderr = opts.stderr, own_dir = own_dir }, Proc)
+  M.spawned[#M.spawned + 1] = p
+  return p
 end
 
 -- Reaps the child if it has exited. Returns true while it runs.

@@ -50,6 +50,11 @@ void shadow_backends_free(shadow_backends_t *r) {
 
 static char *signature(const char *url, const shadow_upstream_opts_t *o) {
   shadow_buf_t s = SHADOW_BUF_INIT;
+  const shadow_tls_client_opts_t *t = &o->tls;
+  shadow_buf_printf(&s, "%s|%s|%s|%s|%s|%d|", t->ca_file ? t->ca_file : "",
+                    t->server_name ? t->server_name : "",
+                    t->cert_file ? t->cert_file : "",
+                    t->key_file ? t->key_file : "", "", t->verify);
   shadow_buf_printf(&s, "%s|%s|%llu|%llu|%llu|%llu|%zu|%zu|%zu|%zu", url,
                     o->host ? o->host : "", (unsigned long long)o->timeout_ms,
                     (unsigned long long)o->connect_timeout_ms,

@@ -18,6 +18,7 @@ void shadow_limits_default(shadow_limits_t *l) {
   l->idle_timeout_ms = 60000;
   l->max_connections = 0;
   l->hook_timeout_ms = 100;
+  l->tunnel_idle_timeout_ms = 300000;
 }
 
 void shadow_backend_cfg_init(shadow_backend_cfg_t *b) {
@@ -56,6 +57,10 @@ void shadow_backend_upstream_opts(const shadow_backend_cfg_t *b,
                                   shadow_upstream_opts_t *out) {
   *out = b->opts;
   out->host = b->host;
+  out->tls.ca_file = b->tls_ca_file;
+  out->tls.server_name = b->tls_server_name;
+  out->tls.cert_file = b->tls_cert_file;
+  out->tls.key_file = b->tls_key_file;
   out->header_bytes = l->header_bytes;
   out->body_keep = l->diff_bytes;
 }
@@ -68,6 +73,7 @@ void shadow_limits_server_opts(const shadow_limits_t *l,
   out->header_timeout_ms = l->header_timeout_ms;
   out->idle_timeout_ms = l->idle_timeout_ms;
   out->max_connections = l->max_connections;
+  out->tunnel_idle_timeout_ms = l->tunnel_idle_timeout_ms;
 }
 
 int shadow_config_method_id(const char *name) {
@@ -81,11 +87,30 @@ int shadow_config_method_id(const char *name) {
 static void backend_release(shadow_backend_cfg_t *b) {
   free(b->url);
   free(b->host);
+  free(b->tls_ca_file);
+  free(b->tls_server_name);
+  free(b->tls_cert_file);
+  free(b->tls_key_file);
   b->url = b->host = NULL;
+  b->tls_ca_file = b->tls_server_name = NULL;
+  b->tls_cert_file = b->tls_key_file = NULL;
+}
+
+void shadow_config_each_file(const shadow_config_t *c,
+                             void (*fn)(void *ud, const char *path), void *ud) {
+  const char *const files[] = {
+      c->listen_cert_file,        c->listen_key_file,
+      c->primary.tls_ca_file,     c->primary.tls_cert_file,
+      c->primary.tls_key_file,    c->candidate.tls_ca_file,
+      c->candidate.tls_cert_file, c->candidate.tls_key_file};
+  for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+    if (files[i]) fn(ud, files[i]);
 }
 
 void shadow_config_release(shadow_config_t *c) {
   free(c->listen);
+  free(c->listen_cert_file);
+  free(c->listen_key_file);
   free(c->admin);
   free(c->admin_token);
   backend_release(&c->primary);

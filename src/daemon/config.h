@@ -25,6 +25,9 @@ typedef struct shadow_backend_cfg_s {
   /* HTTP: timeouts and pool sizes; opts.host is set from host by
    * shadow_backend_upstream_opts(). */
   shadow_upstream_opts_t opts;
+  /* https: tls = { ca_file, server_name, verify, cert_file, key_file };
+   * opts.tls points at these. */
+  char *tls_ca_file, *tls_server_name, *tls_cert_file, *tls_key_file;
   int lua_ref; /* LUA: registry reference of the function */
 } shadow_backend_cfg_t;
 
@@ -38,6 +41,7 @@ typedef struct shadow_limits_s {
   uint64_t idle_timeout_ms;
   size_t max_connections;
   uint64_t hook_timeout_ms; /* a Lua hook call that runs longer is stopped */
+  uint64_t tunnel_idle_timeout_ms; /* an upgraded connection left idle */
 } shadow_limits_t;
 
 /* Bits of mirror_methods, by llhttp method number (all are < 64). */
@@ -45,6 +49,9 @@ typedef uint64_t shadow_method_set_t;
 
 typedef struct shadow_config_s {
   char *listen, *admin, *admin_token;
+  /* listen = { addr = ..., tls = { cert_file, key_file } }: a TLS
+   * listener; NULL for plain HTTP. */
+  char *listen_cert_file, *listen_key_file;
   shadow_backend_cfg_t primary, candidate, secondary;
   double rate;
   shadow_method_set_t mirror_methods;
@@ -75,6 +82,12 @@ void shadow_backend_upstream_opts(const shadow_backend_cfg_t *b,
 /* The server options the limits make for the proxy's listener. */
 void shadow_limits_server_opts(const shadow_limits_t *l,
                                shadow_server_opts_t *out);
+/* The files a config reads besides its scripts (certificates, keys, CA
+ * files), which a reload re-reads and the watch watches: calls fn on
+ * each (at most SHADOW_CONFIG_MAX_FILES). */
+#define SHADOW_CONFIG_MAX_FILES 8
+void shadow_config_each_file(const shadow_config_t *c,
+                             void (*fn)(void *ud, const char *path), void *ud);
 /* llhttp's number for an HTTP method name (any case), or -1. */
 int shadow_config_method_id(const char *name);
 

@@ -198,6 +198,12 @@ static void stop_now(app_t *app) {
   uv_close((uv_handle_t *)&app->sighup, NULL);
   uv_close((uv_handle_t *)&app->sigterm, NULL);
   uv_close((uv_handle_t *)&app->sigint, NULL);
+  /* Closing the last handle gives a signal back its default action, and
+   * a second SIGTERM (or a SIGHUP) while the last handles close would
+   * then kill us: we are exiting already, so they are ignored. */
+  signal(SIGHUP, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
   shadow_admin_close(app->admin);
   app->admin = NULL;
   if (app->dispatcher) shadow_dispatcher_close(app->dispatcher);

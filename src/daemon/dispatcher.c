@@ -23,6 +23,7 @@
 #include "log.h"
 #include "policy.h"
 #include "shared.h"
+#include "tls.h"
 #include "upstream.h"
 
 typedef struct exchange_s exchange_t;
@@ -75,6 +76,7 @@ struct exchange_s {
   int body_done; /* the request body is complete */
   int body_over; /* it outgrew the copy's cap */
   int primary_paused;
+  int tunnel;        /* the primary answered an upgrade with 101 */
   shadow_buf_t body; /* a copy of the request body, for the candidate */
   leg_t primary, candidate;
   shadow_policy_decision_t dec;
@@ -157,6 +159,11 @@ static void exchange_free(exchange_t *ex) {
   shadow_buf_free(&ex->method);
   shadow_buf_free(&ex->target);
   shadow_epoch_unref(d->backends, ex->epoch);
+  if (ex->tunnel) {
+    LOCK(d);
+    d->stats->tunnels_open--;
+    UNLOCK(d);
+  }
   free(ex);
   d->exchanges--;
   if (shadow_backends_unused(d->backends)) shadow_deferred_kick(&d->deferred);
@@ -177,15 +184,18 @@ static void release_request(exchange_t *ex, int graceful) {
 }
 
 static void respond_error(exchange_t *ex, int status, const char *what) {
-  char body[160];
-  int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}", what);
+  shadow_buf_t body = SHADOW_BUF_INIT;
+  shadow_buf_puts(&body, "{\"error\":");
+  shadow_buf_json_string(&body, what, strlen(what), 256);
+  shadow_buf_putc(&body, '}');
   shadow_headers_t h = SHADOW_HEADERS_INIT;
   shadow_headers_add(&h, "content-type", 12, "application/json", 16);
   shadow_request_t *req = ex->req;
   ex->req = NULL;
   req->data = NULL;
-  shadow_server_respond(req, status, &h, body, (size_t)n);
+  shadow_server_respond(req, status, &h, body.data, body.len);
   shadow_headers_free(&h);
+  shadow_buf_free(&body);
 }
 
 /* The pair will not be compared: drop what was kept for it. */
@@ -245,6 +255,13 @@ static void primary_head(void *ud, int status, const shadow_headers_t *h,
                          int64_t content_length) {
   exchange_t *ex = ud;
   leg_keep_head(&ex->primary, status, h, content_length);
+  if (status == 101 && !ex->tunnel) {
+    ex->tunnel = 1;
+    LOCK(ex->d);
+    ex->d->stats->tunnels_open++;
+    ex->d->stats->tunnels++;
+    UNLOCK(ex->d);
+  }
   if (ex->req) shadow_server_head(ex->req, status, h, content_length);
 }
 
@@ -275,7 +292,8 @@ static void count_primary(exchange_t *ex, int err) {
   UNLOCK(d);
 }
 
-static void primary_done(void *ud, int err, const shadow_headers_t *trailers) {
+static void primary_done(void *ud, int err, const shadow_headers_t *trailers,
+                         const char *detail) {
   exchange_t *ex = ud;
   leg_end(&ex->primary, err);
   count_primary(ex, err);
@@ -294,9 +312,10 @@ static void primary_done(void *ud, int err, const shadow_headers_t *trailers) {
       } else if (err == SHADOW_UPSTREAM_CANCELED) {
         respond_error(ex, 503, "shutting down");
       } else {
-        char what[64];
-        snprintf(what, sizeof(what), "primary failed: %s",
-                 shadow_upstream_err_name(err));
+        char what[160];
+        snprintf(what, sizeof(what), "primary failed: %s%s%s",
+                 shadow_upstream_err_name(err), detail ? ": " : "",
+                 detail ? detail : "");
         respond_error(ex, 502, what);
       }
     } else {
@@ -361,8 +380,8 @@ static void candidate_ended(exchange_t *ex, int err) {
   UNLOCK(d);
 }
 
-static void candidate_done(void *ud, int err,
-                           const shadow_headers_t *trailers) {
+static void candidate_done(void *ud, int err, const shadow_headers_t *trailers,
+                           const char *detail) {
   exchange_t *ex = ud;
   candidate_ended(ex, err);
   finish_if_done(ex);
@@ -465,7 +484,9 @@ static int forward(exchange_t *ex, const shadow_headers_t *in) {
   shadow_dispatcher_t *d = ex->d;
   shadow_forward_t f = {
       .peer = ex->req->peer,
-      .proto = ex->epoch->cfg->forwarded ? "http" : NULL,
+      .proto = !ex->epoch->cfg->forwarded ? NULL
+               : ex->req->tls             ? "https"
+                                          : "http",
       .reserved = reserved_headers,
   };
   return shadow_forward_headers(in, &f, &d->fwd);
@@ -610,7 +631,10 @@ static void start_primary(exchange_t *ex) {
   shadow_request_t *req = ex->req;
   shadow_upstream_t *up = shadow_backend_upstream(ex->epoch->primary);
   int rc = forward(ex, &req->headers);
+  const shadow_header_t *upgrade =
+      req->upgrade ? shadow_headers_find(&req->headers, "upgrade") : NULL;
   shadow_upstream_request_t r = {
+      .upgrade = upgrade ? upgrade->value : NULL,
       .method = req->method,
       .target = req->target.data,
       .target_len = req->target.len,
@@ -660,6 +684,12 @@ static void on_request(shadow_request_t *req, void *ud) {
   d->stats->requests++;
   UNLOCK(d);
   ex->maybe = shadow_policy_may_mirror(cfg, req->method_id);
+  if (req->upgrade && ex->maybe) {
+    /* An upgrade becomes a tunnel to the primary alone: what flows in it
+     * is no request-response pair to compare. */
+    ex->maybe = 0;
+    skip(d, "upgrade");
+  }
   /* The primary's answer is kept until the policy has spoken: with a
    * streamed body it may start before the body (and the policy) is in. */
   if (ex->maybe) ex->primary.rec = shadow_record_new();
@@ -750,6 +780,19 @@ static void after_deferred(void *ud) {
 static const shadow_server_handler_t handler_template = {
     on_request, on_body, on_body_end, on_writable, on_abort, NULL};
 
+/* The listener's options for cfg: limits, SO_REUSEPORT under workers, and
+ * a TLS context read from the certificate files now (so a reload re-reads
+ * them). 0, or a negative code and *err. The caller drops o->tls. */
+static int server_opts(shadow_dispatcher_t *d, const shadow_config_t *cfg,
+                       shadow_server_opts_t *o, char **err) {
+  shadow_limits_server_opts(&cfg->limits, o);
+  o->reuse_port = d->sh->threaded;
+  o->tls = NULL;
+  if (!cfg->listen_cert_file) return 0;
+  return shadow_tls_server_ctx(cfg->listen_cert_file, cfg->listen_key_file,
+                               &o->tls, err);
+}
+
 int shadow_dispatcher_new(uv_loop_t *loop, shadow_gen_t *gen,
                           shadow_shared_t *sh, shadow_dispatcher_t **out,
                           char **err) {
@@ -764,13 +807,13 @@ int shadow_dispatcher_new(uv_loop_t *loop, shadow_gen_t *gen,
   d->handles_open = 1;
   d->backends = shadow_backends_new(loop);
   int rc = d->backends ? epoch_start(d, gen, &d->epoch, err) : -ENOMEM;
-  shadow_server_opts_t so;
-  shadow_limits_server_opts(&cfg->limits, &so);
-  so.reuse_port = sh->threaded;
+  shadow_server_opts_t so = {0};
+  if (rc == 0) rc = server_opts(d, cfg, &so, err);
   shadow_server_handler_t h = handler_template;
   h.ud = d;
   if (rc == 0)
     rc = shadow_server_listen(loop, cfg->listen, &so, &h, &d->server, err);
+  shadow_tls_ctx_unref(so.tls); /* the server holds its own */
   if (rc) {
     shadow_dispatcher_close(d);
     return rc;
@@ -783,14 +826,18 @@ int shadow_dispatcher_new(uv_loop_t *loop, shadow_gen_t *gen,
 int shadow_dispatcher_reload(shadow_dispatcher_t *d, shadow_gen_t *gen,
                              char **err) {
   const shadow_config_t *cfg = shadow_gen_config(gen);
-  shadow_epoch_t *e;
-  int rc = epoch_start(d, gen, &e, err);
-  if (rc) return rc;
-  shadow_gen_unref(gen); /* the epoch holds it now */
   shadow_server_opts_t so;
-  shadow_limits_server_opts(&cfg->limits, &so);
-  so.reuse_port = d->sh->threaded;
+  int rc = server_opts(d, cfg, &so, err);
+  if (rc) return rc;
+  shadow_epoch_t *e;
+  rc = epoch_start(d, gen, &e, err);
+  if (rc) {
+    shadow_tls_ctx_unref(so.tls);
+    return rc;
+  }
+  shadow_gen_unref(gen); /* the epoch holds it now */
   shadow_server_set_opts(d->server, &so);
+  shadow_tls_ctx_unref(so.tls);
   shadow_epoch_t *prev = d->epoch;
   d->epoch = e;
   shadow_epoch_unref(d->backends, prev);

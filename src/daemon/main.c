@@ -60,6 +60,17 @@ static const char *backend_desc(const shadow_backend_cfg_t *b, char *buf,
     snprintf(buf, n, "an in-process Lua function");
   else
     snprintf(buf, n, "none");
+  if (b->kind == SHADOW_BACKEND_HTTP && strncmp(b->url, "https:", 6) == 0) {
+    size_t len = strlen(buf);
+    snprintf(buf + len, n - len, "; tls %s%s%s%s%s",
+             !o->tls.verify   ? "NOT VERIFIED"
+             : b->tls_ca_file ? "verified against "
+                              : "verified against the system CAs",
+             o->tls.verify && b->tls_ca_file ? b->tls_ca_file : "",
+             b->tls_server_name ? ", name " : "",
+             b->tls_server_name ? b->tls_server_name : "",
+             b->tls_cert_file ? ", client certificate" : "");
+  }
   return buf;
 }
 
@@ -67,7 +78,9 @@ static void print_check(const char *path, shadow_gen_t *g) {
   const shadow_config_t *c = shadow_gen_config(g);
   char b[512];
   printf("config %s is valid\n", path);
-  printf("  listen     %s\n  admin      %s%s\n", c->listen, c->admin,
+  printf("  listen     %s%s%s\n  admin      %s%s\n", c->listen,
+         c->listen_cert_file ? ", TLS with " : "",
+         c->listen_cert_file ? c->listen_cert_file : "", c->admin,
          c->admin_token ? " (bearer token required)" : "");
   printf("  primary    %s\n", backend_desc(&c->primary, b, sizeof(b)));
   printf("  candidate  %s\n", backend_desc(&c->candidate, b, sizeof(b)));

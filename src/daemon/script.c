@@ -169,6 +169,11 @@ static void gen_destroy(shadow_gen_t *g) {
   free(g);
 }
 
+static void add_source(void *ud, const char *path) {
+  shadow_gen_t *g = ud;
+  if (g->sources) g->sources[g->nsources++] = strdup(path);
+}
+
 int shadow_script_load(const char *path, shadow_gen_t **out, char **err) {
   *out = NULL;
   shadow_gen_t *g = calloc(1, sizeof(*g));
@@ -238,7 +243,7 @@ int shadow_script_load(const char *path, shadow_gen_t **out, char **err) {
   g->hooks[SHADOW_HOOK_BACKEND] = LUA_NOREF;
   g->hook_timeout_ns = g->cfg.limits.hook_timeout_ms * 1000000;
   size_t n = lua_objlen(L, sources);
-  g->sources = calloc(n + 1, sizeof(char *));
+  g->sources = calloc(n + 1 + SHADOW_CONFIG_MAX_FILES, sizeof(char *));
   if (g->sources) {
     g->sources[g->nsources++] = strdup(path);
     for (size_t i = 1; i <= n; i++) {
@@ -248,6 +253,9 @@ int shadow_script_load(const char *path, shadow_gen_t **out, char **err) {
       lua_pop(L, 1);
     }
   }
+  /* Certificates and keys are sources too: changing one is a reload's
+   * reason, and the watch sees it. */
+  shadow_config_each_file(&g->cfg, add_source, g);
   g->source_hash = shadow_gen_source_hash_now(g);
   lua_settop(L, 0);
   g->refs = 1;

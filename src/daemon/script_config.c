@@ -13,6 +13,8 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "log.h"
+#include "tls.h"
 
 /* The names a config table may use. Anything else is a typo that would
  * otherwise silently do nothing, so it is an error. */
@@ -31,7 +33,8 @@ static const char *const known_keys[] = {"listen",        "admin",
 
 typedef struct reader_s {
   lua_State *L;
-  int idx;   /* absolute index of the config table */
+  int idx; /* absolute index of the config table */
+  shadow_config_t *cfg;
   char *err; /* first error */
 } reader_t;
 
@@ -182,6 +185,118 @@ static int check_keys(reader_t *r, int tidx, const char *path,
   return 0;
 }
 
+/* listen = "addr" or { addr = "addr", tls = { cert_file, key_file } }. The
+ * certificate is read now, so a config that cannot serve TLS is refused
+ * at load. Stack: unchanged. */
+static int read_listen(reader_t *r, shadow_config_t *cfg) {
+  lua_State *L = r->L;
+  int t = get(r, r->idx, "listen");
+  int rc = 0;
+  if (t == LUA_TSTRING) {
+    free(cfg->listen);
+    cfg->listen = dup_lstring(L, -1);
+  } else if (t == LUA_TTABLE) {
+    int lt = lua_gettop(L);
+    static const char *const keys[] = {"addr", "tls", NULL};
+    rc = check_keys(r, lt, "listen.", keys);
+    char *addr = NULL;
+    if (rc == 0) rc = opt_string(r, lt, "listen.", "addr", &addr);
+    if (rc == 0 && !addr) rc = fail(r, "listen.addr is required");
+    if (addr) {
+      free(cfg->listen);
+      cfg->listen = addr;
+    }
+    int tt = rc ? 0 : opt_table(r, lt, "tls");
+    if (tt) {
+      static const char *const tkeys[] = {"cert_file", "key_file", NULL};
+      rc = check_keys(r, tt, "listen.tls.", tkeys);
+      if (rc == 0)
+        rc = opt_string(r, tt, "listen.tls.", "cert_file",
+                        &cfg->listen_cert_file);
+      if (rc == 0)
+        rc =
+            opt_string(r, tt, "listen.tls.", "key_file", &cfg->listen_key_file);
+      if (rc == 0 && (!cfg->listen_cert_file || !cfg->listen_key_file))
+        rc = fail(r, "listen.tls needs cert_file and key_file");
+      lua_pop(L, 1);
+    }
+  } else if (t != LUA_TNIL) {
+    rc = fail(r,
+              "listen must be \"addr:port\" or { addr = ..., tls = ... }, "
+              "not %s",
+              lua_typename(L, t));
+  }
+  lua_pop(L, 1);
+  if (rc == 0 && cfg->listen_cert_file) {
+    shadow_tls_ctx_t *ctx = NULL;
+    char *why = NULL;
+    rc = shadow_tls_server_ctx(cfg->listen_cert_file, cfg->listen_key_file,
+                               &ctx, &why);
+    shadow_tls_ctx_unref(ctx);
+    if (rc) rc = fail(r, "listen: %s", why ? why : "tls");
+    free(why);
+  }
+  return rc;
+}
+
+/* An https:// backend's files are read now, so --check and a reload
+ * refuse a CA or certificate that cannot be read, naming it; tls options
+ * on an http:// URL are an error, as they would do nothing. */
+static int check_tls(reader_t *r, const char *name, shadow_backend_cfg_t *b) {
+  int https = strncasecmp(b->url, "https://", 8) == 0;
+  int has_tls = b->tls_ca_file || b->tls_server_name || b->tls_cert_file ||
+                !b->opts.tls.verify;
+  if (!https) {
+    if (has_tls) return fail(r, "%s.tls is for https:// URLs only", name);
+    return 0;
+  }
+  shadow_upstream_opts_t o;
+  shadow_backend_upstream_opts(b, &r->cfg->limits, &o);
+  if (!o.tls.server_name) o.tls.server_name = "check";
+  shadow_tls_ctx_t *ctx = NULL;
+  char *why = NULL;
+  int rc = shadow_tls_client_ctx(&o.tls, &ctx, &why);
+  shadow_tls_ctx_unref(ctx);
+  if (rc) rc = fail(r, "%s: %s", name, why ? why : "tls");
+  free(why);
+  if (rc == 0 && !b->opts.tls.verify)
+    shadow_log_warn("config: %s.tls.verify = false: the backend's "
+                    "certificate is not checked",
+                    name);
+  return rc;
+}
+
+/* tls = { ca_file, server_name, verify, cert_file, key_file } of an
+ * https:// backend. Stack: unchanged. */
+static int read_tls(reader_t *r, int bt, const char *name,
+                    shadow_backend_cfg_t *b) {
+  lua_State *L = r->L;
+  int t = get(r, bt, "tls");
+  if (t == LUA_TNIL) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (t != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return fail(r, "%s.tls must be a table, not %s", name, lua_typename(L, t));
+  }
+  int tt = lua_gettop(L);
+  char path[64];
+  snprintf(path, sizeof(path), "%s.tls.", name);
+  static const char *const keys[] = {"ca_file",   "server_name", "verify",
+                                     "cert_file", "key_file",    NULL};
+  int rc = check_keys(r, tt, path, keys);
+  rc |= opt_string(r, tt, path, "ca_file", &b->tls_ca_file);
+  rc |= opt_string(r, tt, path, "server_name", &b->tls_server_name);
+  rc |= opt_string(r, tt, path, "cert_file", &b->tls_cert_file);
+  rc |= opt_string(r, tt, path, "key_file", &b->tls_key_file);
+  rc |= opt_bool(r, tt, path, "verify", &b->opts.tls.verify);
+  lua_pop(L, 1);
+  if (rc == 0 && !b->tls_cert_file != !b->tls_key_file)
+    rc = fail(r, "%s.tls: cert_file and key_file go together", name);
+  return rc;
+}
+
 static int read_backend(reader_t *r, const char *name,
                         shadow_backend_cfg_t *b) {
   lua_State *L = r->L;
@@ -211,6 +326,7 @@ static int read_backend(reader_t *r, const char *name,
                                        "idle_timeout_ms",
                                        "max_connections",
                                        "max_idle",
+                                       "tls",
                                        NULL};
     rc |= opt_string(r, bt, path, "kind", &kind);
     if (rc == 0) rc |= check_keys(r, bt, path, keys);
@@ -233,6 +349,7 @@ static int read_backend(reader_t *r, const char *name,
       rc |=
           opt_size(r, bt, path, "max_connections", 0, 1e6, &o->max_connections);
       rc |= opt_size(r, bt, path, "max_idle", 0, 1e6, &o->max_idle);
+      if (rc == 0) rc = read_tls(r, bt, name, b);
       if (!b->url) rc = fail(r, "%s has no url", name);
     }
     free(kind);
@@ -247,6 +364,7 @@ static int read_backend(reader_t *r, const char *name,
       rc = fail(r, "%s: %s", name, why ? why : "bad url");
     free(why);
   }
+  if (rc == 0 && b->kind == SHADOW_BACKEND_HTTP) rc = check_tls(r, name, b);
   return rc;
 }
 
@@ -356,7 +474,7 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
                               int hooks[SHADOW_HOOK_COUNT], char **err) {
   /* Lua 5.1 has no lua_absindex. */
   int abs = idx > 0 || idx <= LUA_REGISTRYINDEX ? idx : lua_gettop(L) + idx + 1;
-  reader_t rd = {L, abs, NULL};
+  reader_t rd = {L, abs, cfg, NULL};
   reader_t *r = &rd;
   int top = lua_gettop(L);
   for (int i = 0; i < SHADOW_HOOK_COUNT; i++)
@@ -365,7 +483,7 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
   if (r->err) goto out;
 
   if (check_keys(r, r->idx, "", known_keys)) goto out;
-  opt_string(r, r->idx, "", "listen", &cfg->listen);
+  read_listen(r, cfg);
   opt_string(r, r->idx, "", "admin", &cfg->admin);
   opt_string(r, r->idx, "", "admin_token", &cfg->admin_token);
   read_backend(r, "primary", &cfg->primary);
@@ -416,9 +534,11 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
   t = r->err ? 0 : opt_table(r, r->idx, "limits");
   if (t) {
     static const char *const keys[] = {
-        "header_bytes",    "body_bytes",        "mirror_body_bytes",
-        "diff_bytes",      "header_timeout_ms", "idle_timeout_ms",
-        "max_connections", "hook_timeout_ms",   NULL};
+        "header_bytes",           "body_bytes",
+        "mirror_body_bytes",      "diff_bytes",
+        "header_timeout_ms",      "idle_timeout_ms",
+        "max_connections",        "hook_timeout_ms",
+        "tunnel_idle_timeout_ms", NULL};
     shadow_limits_t *l = &cfg->limits;
     check_keys(r, t, "limits.", keys);
     opt_size(r, t, "limits.", "header_bytes", 256, 1 << 24, &l->header_bytes);
@@ -432,6 +552,8 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
             &l->idle_timeout_ms);
     opt_size(r, t, "limits.", "max_connections", 0, 1e7, &l->max_connections);
     opt_u64(r, t, "limits.", "hook_timeout_ms", 1, 60e3, &l->hook_timeout_ms);
+    opt_u64(r, t, "limits.", "tunnel_idle_timeout_ms", 1, 86400e3,
+            &l->tunnel_idle_timeout_ms);
     lua_pop(L, 1);
   }
   shadow_diff_opts_set_diff_bytes(cfg->diff_opts, cfg->limits.diff_bytes);

@@ -255,7 +255,9 @@ static int on_chunk_header(llhttp_t *h) {
 static int on_message_complete(llhttp_t *h) {
   shadow_request_parser_t *p = parser_of(h);
   p->req->body_complete = 1;
-  /* An upgrade is not followed: the connection ends with this request. */
+  /* An upgrade (Connection: upgrade and Upgrade) either becomes a tunnel
+   * or ends the connection after its answer: no request follows it. */
+  p->req->upgrade = h->upgrade != 0;
   p->req->keep_alive = llhttp_should_keep_alive(h) && !h->upgrade;
   p->complete = 1;
   /* Stop here, so the caller answers this request before the next one. */

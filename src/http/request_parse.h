@@ -35,6 +35,8 @@ typedef struct shadow_request_s {
   int expect_continue;    /* the client asked for 100 Continue */
   int http_major, http_minor;
   int keep_alive;    /* the connection stays open after this one */
+  int tls;           /* it came over TLS (X-Forwarded-Proto: https) */
+  int upgrade;       /* it asks for Upgrade: a 101 makes it a tunnel */
   uint64_t start_ns; /* set by the caller: when the request began */
   char peer[64];     /* client address, for x-forwarded-for */
   void *data;        /* the handler's */

@@ -80,11 +80,19 @@ static int deliver(shadow_response_parser_t *p,
 static int on_headers_complete(llhttp_t *h) {
   shadow_response_parser_t *p = PARSER(h);
   int status = llhttp_get_status_code(h);
-  /* We never ask for an upgrade (Upgrade is hop-by-hop and dropped), so a
-   * 101 means the backend speaks something we cannot relay. */
-  if (status == 101 || status < 100 || status > 999)
+  /* A 101 to a request that asked for no upgrade is a backend speaking
+   * something we cannot relay. */
+  if ((status == 101 && !p->may_upgrade) || status < 100 || status > 999)
     return fail(p, SHADOW_UPSTREAM_BAD_RESPONSE);
   p->status = status;
+  if (status == 101) {
+    /* The tunnel: the head now, then raw bytes (see feed). */
+    p->headers_done = 1;
+    p->upgraded = 1;
+    p->content_length = -1;
+    if (deliver(p, p->ev ? p->ev->on_head : NULL)) return -1;
+    return 1;
+  }
   if (status < 200) {
     /* An interim response (100 Continue, 103 Early Hints) has no body;
      * the final one follows on the same connection. */
@@ -113,6 +121,7 @@ static int on_body(llhttp_t *h, const char *at, size_t len) {
 
 static int on_message_complete(llhttp_t *h) {
   shadow_response_parser_t *p = PARSER(h);
+  if (p->upgraded) return 0; /* llhttp then pauses for the upgrade */
   if (!p->headers_done) {
     /* The end of an interim response: start over for the next head. */
     shadow_headers_clear(&p->headers);
@@ -147,6 +156,7 @@ void shadow_response_parser_init(shadow_response_parser_t *p,
 }
 
 void shadow_response_parser_reset(shadow_response_parser_t *p, int head,
+                                  int may_upgrade,
                                   const shadow_response_events_t *ev,
                                   void *ud) {
   llhttp_reset(&p->http);
@@ -167,6 +177,8 @@ void shadow_response_parser_reset(shadow_response_parser_t *p, int head,
   p->seen = 0;
   p->body_seen = 0;
   p->head = head;
+  p->may_upgrade = may_upgrade;
+  p->upgraded = 0;
   p->headers_done = 0;
   p->done = 0;
   p->err = 0;
@@ -182,6 +194,13 @@ static int verdict(const shadow_response_parser_t *p) {
 int shadow_response_parser_feed(shadow_response_parser_t *p, const char *data,
                                 size_t len) {
   if (p->err || len == 0) return verdict(p);
+  if (p->upgraded && p->done) {
+    /* Tunnel bytes: nothing to parse. */
+    p->seen += len;
+    if (p->ev && p->ev->on_body && p->ev->on_body(p->ud, data, len) != 0)
+      fail(p, SHADOW_UPSTREAM_BAD_RESPONSE);
+    return p->err ? SHADOW_RESPONSE_ERROR : SHADOW_RESPONSE_MORE;
+  }
   if (p->done) {
     /* Bytes nobody asked for: the stream is out of step with our requests,
      * so the connection must not be reused. */
@@ -191,6 +210,15 @@ int shadow_response_parser_feed(shadow_response_parser_t *p, const char *data,
   }
   p->seen += len;
   llhttp_errno_t rc = llhttp_execute(&p->http, data, len);
+  if (rc == HPE_PAUSED_UPGRADE && p->upgraded) {
+    /* The 101's head is in; the bytes after it are the tunnel's. */
+    const char *pos = llhttp_get_error_pos(&p->http);
+    p->done = 1;
+    if (pos && pos < data + len && p->ev && p->ev->on_body &&
+        p->ev->on_body(p->ud, pos, (size_t)(data + len - pos)) != 0)
+      fail(p, SHADOW_UPSTREAM_BAD_RESPONSE);
+    return p->err ? SHADOW_RESPONSE_ERROR : SHADOW_RESPONSE_MORE;
+  }
   if (rc == HPE_PAUSED && p->done) {
     const char *pos = llhttp_get_error_pos(&p->http);
     if (pos && pos < data + len) {
@@ -204,6 +232,11 @@ int shadow_response_parser_feed(shadow_response_parser_t *p, const char *data,
 }
 
 int shadow_response_parser_finish(shadow_response_parser_t *p) {
+  /* A tunnel ends when its peer closes: that is its whole "response". */
+  if (p->upgraded && p->done && !p->err) {
+    p->keep_alive = 0;
+    return SHADOW_RESPONSE_DONE;
+  }
   if (p->err || p->done) return verdict(p);
   if (p->seen == 0) return fail(p, SHADOW_UPSTREAM_RESET);
   llhttp_finish(&p->http);

@@ -25,6 +25,7 @@ typedef enum shadow_upstream_err_e {
   SHADOW_UPSTREAM_BAD_RESPONSE, /* not HTTP, or framing errors */
   SHADOW_UPSTREAM_TOO_LARGE,    /* response head over header_bytes */
   SHADOW_UPSTREAM_CANCELED,     /* the upstream was closed */
+  SHADOW_UPSTREAM_TLS,          /* TLS handshake or session failed */
   SHADOW_UPSTREAM_ERR_COUNT
 } shadow_upstream_err_t;
 
@@ -63,6 +64,8 @@ struct shadow_response_parser_s {
   size_t seen; /* bytes fed since reset */
   uint64_t body_seen;
   int head;         /* the request was HEAD: no body follows */
+  int may_upgrade;  /* the request asked for an upgrade: 101 is taken */
+  int upgraded;     /* a 101 came: every byte after it is the tunnel's */
   int headers_done; /* later header callbacks are trailers */
   int done;
   int err;        /* reason when state is SHADOW_RESPONSE_ERROR */
@@ -74,9 +77,12 @@ struct shadow_response_parser_s {
 void shadow_response_parser_init(shadow_response_parser_t *p,
                                  size_t header_limit);
 
-/* Prepares for the response to a new request: head says it was HEAD;
- * events (NULL-able members) go to ev with ud. */
+/* Prepares for the response to a new request: head says it was HEAD,
+ * may_upgrade that it asked for an upgrade (then a 101 is delivered as the
+ * head, and what follows as body bytes until the peer closes); events
+ * (NULL-able members) go to ev with ud. */
 void shadow_response_parser_reset(shadow_response_parser_t *p, int head,
+                                  int may_upgrade,
                                   const shadow_response_events_t *ev, void *ud);
 
 /* Feeds bytes. After DONE or ERROR, further calls return the same verdict

@@ -73,7 +73,7 @@ struct shadow_server_s {
 };
 
 struct conn_s {
-  uv_tcp_t tcp;
+  shadow_stream_t s; /* plain, or TLS on a TLS listener */
   uv_timer_t timer;
   shadow_server_t *srv;
   conn_t *prev, *next;
@@ -83,10 +83,8 @@ struct conn_s {
   shadow_request_t req; /* reused for each request on the connection */
   shadow_buf_t in;      /* unparsed bytes, from in_pos */
   size_t in_pos;
-  shadow_buf_t pend; /* response bytes queued */
-  shadow_buf_t wbuf; /* response bytes being written */
-  uv_write_t wreq;
-  uv_shutdown_t sreq;
+  shadow_buf_t pend;   /* response bytes queued */
+  shadow_buf_t wbuf;   /* response bytes being written */
   uint64_t head_since; /* when the header deadline started counting */
   int head_clock;      /* head_since is set */
   int served;          /* requests answered on this connection */
@@ -107,7 +105,8 @@ struct conn_s {
   int64_t resp_len; /* declared Content-Length, or -1 */
   uint64_t resp_sent;
   int want_writable;
-  int ended; /* end() or abort() was called: flush, then next or close */
+  int ended;  /* end() or abort() was called: flush, then next or close */
+  int tunnel; /* a 101 went out: raw bytes both ways until the end */
   /* The connection. */
   int writing;
   int close_after;
@@ -130,7 +129,9 @@ void shadow_server_opts_default(shadow_server_opts_t *o) {
   o->header_timeout_ms = 10000;
   o->idle_timeout_ms = 60000;
   o->max_connections = 0;
+  o->tunnel_idle_timeout_ms = 300000;
   o->reuse_port = 0;
+  o->tls = NULL;
 }
 
 const char *shadow_http_reason(int status) {
@@ -242,7 +243,9 @@ static void conn_post(conn_t *c) {
  * request of a closed connection is given back. ---- */
 
 static void server_maybe_free(shadow_server_t *s) {
-  if (s->closing && s->handles == 0 && s->nalive == 0) free(s);
+  if (!s->closing || s->handles > 0 || s->nalive > 0) return;
+  shadow_tls_ctx_unref(s->opts.tls);
+  free(s);
 }
 
 static void on_drain_timer(uv_timer_t *t) {
@@ -281,6 +284,12 @@ static void on_conn_handle_close(uv_handle_t *h) {
   conn_maybe_free(c);
 }
 
+static void on_stream_close(uv_handle_t *h) {
+  conn_t *c = shadow_stream_of(h)->data;
+  c->open_handles--;
+  conn_maybe_free(c);
+}
+
 /* Tells the handler its request cannot be answered any more. */
 static void conn_abort_request(conn_t *c, int why) {
   if (!c->inflight || c->aborted || c->ended) return;
@@ -306,7 +315,7 @@ static void conn_close(conn_t *c) {
   /* Pending writes are cancelled by uv_close; their callbacks run first
    * and see c->closing. The memory stays until both handles have closed,
    * so the handler may end its request from inside on_abort. */
-  uv_close((uv_handle_t *)&c->tcp, on_conn_handle_close);
+  shadow_stream_close(&c->s, on_stream_close);
   uv_close((uv_handle_t *)&c->timer, on_conn_handle_close);
   conn_abort_request(c, s->closing ? SHADOW_ABORT_CLOSE : SHADOW_ABORT_CLIENT);
   check_drained(s);
@@ -315,7 +324,7 @@ static void conn_close(conn_t *c) {
 /* ---- writing ---- */
 
 static int put_headers(shadow_buf_t *b, const shadow_headers_t *headers,
-                       int pass_cl, int pass_trailer) {
+                       int pass_cl, int pass_trailer, int pass_upgrade) {
   int rc = 0;
   for (size_t i = 0; headers && i < headers->n && rc == 0; i++) {
     const shadow_header_t *e = &headers->v[i];
@@ -324,7 +333,9 @@ static int put_headers(shadow_buf_t *b, const shadow_headers_t *headers,
     if (!shadow_header_valid(e)) continue;
     if (shadow_header_is_hop(e->name, e->name_len) &&
         !(pass_cl && shadow_header_name_is(e, "content-length")) &&
-        !(pass_trailer && shadow_header_name_is(e, "trailer")))
+        !(pass_trailer && shadow_header_name_is(e, "trailer")) &&
+        !(pass_upgrade && (shadow_header_name_is(e, "upgrade") ||
+                           shadow_header_name_is(e, "connection"))))
       continue;
     rc |= shadow_buf_append(b, e->name, e->name_len);
     rc |= shadow_buf_append(b, ": ", 2);
@@ -341,23 +352,19 @@ static size_t queued(const conn_t *c) {
 static void on_linger_timer(uv_timer_t *t) {
   conn_close(t->data);
 }
-static void on_shutdown(uv_shutdown_t *r, int status) {
-  (void)r;
-}
-
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+static void on_read(shadow_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(shadow_stream_t *st, size_t hint, uv_buf_t *buf);
 
 /* Half-closes and reads what the client still sends until it closes, for a
  * bounded time and byte count; then closes. */
 static void conn_linger(conn_t *c) {
   c->lingering = 1;
-  if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+  if (shadow_stream_shutdown(&c->s) != 0) {
     conn_close(c);
     return;
   }
   if (!c->reading) {
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+    if (shadow_stream_read_start(&c->s, on_alloc, on_read) != 0) {
       conn_close(c);
       return;
     }
@@ -370,6 +377,7 @@ static void conn_linger(conn_t *c) {
  * the next request, or closes. */
 static void conn_response_done(conn_t *c) {
   c->head_in = c->head_out = c->ended = c->aborted = 0;
+  c->tunnel = 0;
   c->want_writable = 0;
   c->body_stream = c->body_paused = 0;
   /* A large response's buffers are not kept for the next one. */
@@ -385,8 +393,8 @@ static void conn_response_done(conn_t *c) {
   conn_process(c);
 }
 
-static void on_write(uv_write_t *w, int status) {
-  conn_t *c = w->data;
+static void on_write(shadow_stream_t *st, int status) {
+  conn_t *c = st->data;
   c->writing = 0;
   if (c->closing) return;
   if (status < 0) {
@@ -413,8 +421,7 @@ static void conn_flush(conn_t *c) {
   c->wbuf = c->pend;
   c->pend = t;
   uv_buf_t b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
-  c->wreq.data = c;
-  if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+  if (shadow_stream_write(&c->s, &b, 1, on_write) != 0) {
     conn_close(c);
     return;
   }
@@ -424,10 +431,9 @@ static void conn_flush(conn_t *c) {
 
 /* Queues a short JSON error and closes after it: after a protocol error
  * the byte stream can no longer be trusted to hold request boundaries. */
-static void conn_fail(conn_t *c, int status) {
+static void conn_fail_text(conn_t *c, int status, const char *text) {
   char body[96];
-  int n =
-      snprintf(body, sizeof(body), "{\"error\":\"%s\"}", error_text(status));
+  int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}", text);
   shadow_buf_reset(&c->pend);
   c->close_after = 1;
   c->ended = 1;
@@ -441,6 +447,10 @@ static void conn_fail(conn_t *c, int status) {
   conn_flush(c);
 }
 
+static void conn_fail(conn_t *c, int status) {
+  conn_fail_text(c, status, error_text(status));
+}
+
 int shadow_server_head(shadow_request_t *req, int status,
                        const shadow_headers_t *headers, int64_t body_len) {
   conn_t *c = conn_of_req(req);
@@ -448,6 +458,29 @@ int shadow_server_head(shadow_request_t *req, int status,
   if (!c->inflight || c->head_out || c->ended) return -EINVAL;
   if (c->closing) return -ECANCELED;
   if (status < 100 || status > 999) status = 500;
+  if (status == 101) {
+    if (!req->upgrade) return -EINVAL;
+    /* The tunnel: no framing, the connection ends with it. */
+    c->tunnel = 1;
+    c->no_body = 0;
+    c->chunked = 0;
+    c->resp_len = -1;
+    c->resp_sent = 0;
+    c->close_after = 1;
+    int rc = shadow_buf_puts(&c->pend, "HTTP/1.1 101 Switching Protocols\r\n");
+    rc |= put_headers(&c->pend, headers, 0, 0, 1);
+    rc |= shadow_buf_append(&c->pend, "\r\n", 2);
+    if (rc) {
+      conn_close(c);
+      return -ENOMEM;
+    }
+    c->head_out = 1;
+    c->body_stream = 1; /* the client's bytes from here on are its body */
+    conn_flush(c);
+    /* What the client sent after its request is the tunnel's first. */
+    conn_post(c);
+    return 0;
+  }
   int head_req = req->method_id == HTTP_HEAD;
   c->no_body = head_req || status < 200 || status == 204 || status == 304;
   c->resp_len = c->no_body ? 0 : body_len;
@@ -464,7 +497,7 @@ int shadow_server_head(shadow_request_t *req, int status,
   int pass_cl = head_req || status == 304;
   int rc = shadow_buf_printf(b, "HTTP/1.1 %d %s\r\n", status,
                              shadow_http_reason(status));
-  rc |= put_headers(b, headers, pass_cl, c->chunked);
+  rc |= put_headers(b, headers, pass_cl, c->chunked, 0);
   if (!c->no_body && body_len >= 0)
     rc |= shadow_buf_printf(b, "Content-Length: %lld\r\n", (long long)body_len);
   if (c->chunked) rc |= shadow_buf_puts(b, "Transfer-Encoding: chunked\r\n");
@@ -494,7 +527,7 @@ int shadow_server_interim(shadow_request_t *req, int status,
   shadow_buf_t *b = &c->pend;
   int rc = shadow_buf_printf(b, "HTTP/1.1 %d %s\r\n", status,
                              shadow_http_reason(status));
-  rc |= put_headers(b, headers, 0, 0);
+  rc |= put_headers(b, headers, 0, 0, 0);
   rc |= shadow_buf_append(b, "\r\n", 2);
   if (rc) {
     conn_close(c);
@@ -521,8 +554,8 @@ int shadow_server_body(shadow_request_t *req, const char *data, size_t len) {
      * the socket does not take now is copied. */
     uv_buf_t b[2] = {uv_buf_init(c->pend.data, (unsigned)c->pend.len),
                      uv_buf_init((char *)data, (unsigned)len)};
-    int n = uv_try_write((uv_stream_t *)&c->tcp, b[0].len ? b : b + 1,
-                         b[0].len ? 2 : 1);
+    int n =
+        shadow_stream_try_write(&c->s, b[0].len ? b : b + 1, b[0].len ? 2 : 1);
     if (n < 0 && n != UV_EAGAIN) {
       conn_close(c);
       return -ECANCELED;
@@ -573,8 +606,8 @@ static void give_back(conn_t *c) {
 
 static void finish(conn_t *c) {
   if (c->closing) {
+    /* Freed now, or by the last handle's close; either checks the drain. */
     conn_maybe_free(c);
-    check_drained(c->srv);
     return;
   }
   if (!c->writing && !c->pend.len) {
@@ -602,7 +635,7 @@ void shadow_server_end(shadow_request_t *req,
   }
   if (!c->closing && c->chunked) {
     int rc = shadow_buf_puts(&c->pend, "0\r\n");
-    rc |= put_headers(&c->pend, trailers, 0, 0);
+    rc |= put_headers(&c->pend, trailers, 0, 0, 0);
     rc |= shadow_buf_append(&c->pend, "\r\n", 2);
     if (rc) c->close_after = 1;
   } else if (c->resp_len >= 0 && c->resp_sent < (uint64_t)c->resp_len) {
@@ -669,7 +702,7 @@ static void add_local_host(conn_t *c) {
   struct sockaddr_storage ss;
   int len = sizeof(ss);
   char ip[64], host[80];
-  if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&ss, &len) != 0) return;
+  if (uv_tcp_getsockname(&c->s.tcp, (struct sockaddr *)&ss, &len) != 0) return;
   int n;
   if (ss.ss_family == AF_INET6) {
     uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
@@ -687,6 +720,7 @@ static void add_local_host(conn_t *c) {
 static void hand_out(conn_t *c) {
   shadow_server_t *s = c->srv;
   shadow_request_t *req = &c->req;
+  req->tls = shadow_stream_is_tls(&c->s);
   if (!shadow_headers_find(&req->headers, "host")) add_local_host(c);
   c->inflight = 1;
   s->inflight++;
@@ -705,6 +739,13 @@ static void hand_out(conn_t *c) {
 static size_t conn_feed(conn_t *c, const char *data, size_t len) {
   shadow_server_t *s = c->srv;
   size_t off = 0;
+  if (c->tunnel) {
+    /* Raw bytes, while the handler takes them. */
+    if (!c->inflight || c->ended || c->closing || c->body_paused || !len)
+      return 0;
+    if (s->h.on_body) s->h.on_body(&c->req, data, len);
+    return len;
+  }
   for (;;) {
     if (c->closing || c->ended) break;
     /* Once a request is handed out, only its body is read, and only while
@@ -787,11 +828,15 @@ static void on_timer(uv_timer_t *t) {
     /* Like nginx's send_timeout: a response that made no progress for an
      * idle timeout is abandoned, so a client that never reads cannot hold
      * the response's memory for ever. */
-    size_t left = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    size_t left = shadow_stream_queued(&c->s);
     if (left && left >= c->wq_size)
       conn_close(c);
     else
       conn_arm(c);
+    return;
+  }
+  if (c->inflight && c->tunnel) {
+    conn_abort_request(c, SHADOW_ABORT_TIMEOUT); /* idle both ways */
     return;
   }
   if (c->inflight) {
@@ -810,15 +855,14 @@ static void on_timer(uv_timer_t *t) {
 }
 
 static int set_reading(conn_t *c, int on) {
-  uv_stream_t *st = (uv_stream_t *)&c->tcp;
   if (on && !c->reading) {
-    if (uv_read_start(st, on_alloc, on_read) != 0) {
+    if (shadow_stream_read_start(&c->s, on_alloc, on_read) != 0) {
       conn_close(c);
       return -1;
     }
     c->reading = 1;
   } else if (!on && c->reading) {
-    uv_read_stop(st);
+    shadow_stream_read_stop(&c->s);
     c->reading = 0;
   }
   return 0;
@@ -834,7 +878,6 @@ static int set_reading(conn_t *c, int on) {
  * client whose request, after a long idle spell, arrives in two packets.) */
 static void conn_arm(conn_t *c) {
   if (c->closing || c->lingering) return;
-  uv_stream_t *st = (uv_stream_t *)&c->tcp;
   if (c->peer_eof && !c->inflight && !c->writing && !c->ended &&
       !c->close_after) {
     /* Everything the client sent before its half-close is answered. */
@@ -842,6 +885,17 @@ static void conn_arm(conn_t *c) {
     return;
   }
   uint64_t idle = c->opts.idle_timeout_ms;
+  if (c->tunnel && c->inflight) {
+    /* Any byte either way (reads and writes both come through here)
+     * starts the idle time over. */
+    if (set_reading(c, !c->body_paused && !c->peer_eof)) return;
+    uint64_t t = c->opts.tunnel_idle_timeout_ms;
+    if (t)
+      uv_timer_start(&c->timer, on_timer, t, 0);
+    else
+      uv_timer_stop(&c->timer);
+    return;
+  }
   if (c->head_in || c->writing || c->ended || c->close_after) {
     int streaming = c->inflight && c->body_stream;
     int keep_reading =
@@ -852,7 +906,7 @@ static void conn_arm(conn_t *c) {
     uv_timer_stop(&c->timer);
     if (c->writing && idle) {
       /* A client that stops reading our answer: see on_timer. */
-      c->wq_size = uv_stream_get_write_queue_size(st);
+      c->wq_size = shadow_stream_queued(&c->s);
       uv_timer_start(&c->timer, on_timer, idle, 0);
     } else if (streaming && !c->body_paused && idle) {
       uv_timer_start(&c->timer, on_timer, idle, 0);
@@ -880,8 +934,8 @@ static void conn_arm(conn_t *c) {
     uv_timer_stop(&c->timer);
 }
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  conn_t *c = h->data;
+static void on_alloc(shadow_stream_t *st, size_t hint, uv_buf_t *buf) {
+  conn_t *c = st->data;
   (void)hint;
   if (c->lingering || c->in.len == 0) {
     *buf = uv_buf_init(c->srv->rbuf, sizeof(c->srv->rbuf));
@@ -895,7 +949,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
                      (unsigned)(c->in.cap - c->in.len - 1));
 }
 
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+static void on_read(shadow_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   conn_t *c = st->data;
   if (c->closing) return;
   if (nread < 0) {
@@ -959,11 +1013,22 @@ static void peer_name(conn_t *c) {
   struct sockaddr_storage ss;
   int len = sizeof(ss);
   c->req.peer[0] = '\0';
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0) return;
+  if (uv_tcp_getpeername(&c->s.tcp, (struct sockaddr *)&ss, &len) != 0) return;
   if (ss.ss_family == AF_INET6)
     uv_ip6_name((struct sockaddr_in6 *)&ss, c->req.peer, sizeof(c->req.peer));
   else
     uv_ip4_name((struct sockaddr_in *)&ss, c->req.peer, sizeof(c->req.peer));
+}
+
+/* A TLS client's handshake: one that fails is closed without a word (as
+ * nginx does; there is no HTTP to answer in). The header timeout runs
+ * meanwhile, so a client that never finishes it is closed too. */
+static void on_tls_ready(shadow_stream_t *st, int status) {
+  conn_t *c = st->data;
+  if (status == SHADOW_STREAM_EPLAIN)
+    conn_fail_text(c, 400, "plain HTTP sent to the TLS port");
+  else if (status != 0)
+    conn_close(c);
 }
 
 static void on_connection(uv_stream_t *ls, int status) {
@@ -975,9 +1040,8 @@ static void on_connection(uv_stream_t *ls, int status) {
   if (!c) return;
   c->srv = s;
   c->opts = s->opts;
-  uv_tcp_init(s->loop, &c->tcp);
+  shadow_stream_init(s->loop, &c->s, c);
   uv_timer_init(s->loop, &c->timer);
-  c->tcp.data = c;
   c->timer.data = c;
   c->open_handles = 2;
   s->nalive++;
@@ -993,13 +1057,18 @@ static void on_connection(uv_stream_t *ls, int status) {
   }
   shadow_request_parser_init(&c->parser, &c->req, c->opts.header_bytes,
                              c->opts.body_bytes, s->h.on_body != NULL);
-  if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+  if (uv_accept(ls, (uv_stream_t *)&c->s.tcp) != 0) {
     conn_close(c);
     return;
   }
   /* Responses go out whole in one write; Nagle would only hold back the
    * tail of a pipelined burst or of a streamed body. */
-  uv_tcp_nodelay(&c->tcp, 1);
+  uv_tcp_nodelay(&c->s.tcp, 1);
+  if (s->opts.tls && !over &&
+      shadow_stream_start_tls(&c->s, s->opts.tls, 1, on_tls_ready) != 0) {
+    conn_close(c);
+    return;
+  }
   if (over) {
     if (s->nrefusing > MAX_REFUSING)
       conn_close(c);
@@ -1083,6 +1152,7 @@ int shadow_server_listen(uv_loop_t *loop, const char *addr,
     s->opts = *opts;
   else
     shadow_server_opts_default(&s->opts);
+  if (s->opts.tls) shadow_tls_ctx_ref(s->opts.tls);
   uv_idle_init(loop, &s->posted_idle);
   uv_timer_init(loop, &s->drain_timer);
   s->posted_idle.data = s->drain_timer.data = s;
@@ -1128,6 +1198,10 @@ int shadow_server_port(const shadow_server_t *s) {
 }
 
 void shadow_server_set_opts(shadow_server_t *s, const shadow_server_opts_t *o) {
+  /* Connections made with the old certificate keep it (OpenSSL counts
+   * its references); new ones get the new one. */
+  if (o->tls) shadow_tls_ctx_ref(o->tls);
+  shadow_tls_ctx_unref(s->opts.tls);
   s->opts = *o;
 }
 

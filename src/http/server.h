@@ -12,6 +12,7 @@
 
 #include "record.h"
 #include "request_parse.h"
+#include "stream.h"
 
 typedef struct shadow_server_s shadow_server_t;
 
@@ -23,9 +24,14 @@ typedef struct shadow_server_opts_s {
                                  a body that stops arriving, a response the
                                  client stops reading */
   size_t max_connections;     /* 0: no cap; over: 503 and close */
+  uint64_t tunnel_idle_timeout_ms; /* an upgraded connection with no bytes
+                                      either way */
   /* SO_REUSEPORT, so that several worker loops can each listen on the same
    * address and the kernel spreads connections across them. */
   int reuse_port;
+  /* A TLS listener's context (the server takes its own reference), or
+   * NULL for plain HTTP. */
+  shadow_tls_ctx_t *tls;
 } shadow_server_opts_t;
 
 /* 64 KiB, 8 MiB, 10 s, 60 s, 0. */
@@ -68,11 +74,14 @@ int shadow_server_listen(uv_loop_t *loop, const char *addr,
 /* The response, in pieces. head() starts it: headers are end-to-end (the
  * server drops hop-by-hop ones and writes its own framing): Content-Length
  * when body_len >= 0, else chunked to an HTTP/1.1 client and the end of
- * the connection to an HTTP/1.0 one. HEAD requests and 1xx/204/304 carry no
- * body; for HEAD and 304 a content-length in headers is passed on.
- * interim() sends a 1xx before it (not to HTTP/1.0 clients). body() queues
- * bytes and returns 0, or 1 when the client is not keeping up: stop until
- * on_writable. end() finishes it (trailers go out with a chunked body)
+ * the connection to an HTTP/1.0 one. A 101 to a request that asked for an
+ * upgrade (req->upgrade) makes the connection a tunnel: its Upgrade and
+ * Connection headers go out, body() then writes raw bytes, the client's
+ * bytes come raw through on_body, and end() closes it. HEAD requests and
+ * 1xx/204/304 carry no body; for HEAD and 304 a content-length in headers is
+ * passed on. interim() sends a 1xx before it (not to HTTP/1.0 clients). body()
+ * queues bytes and returns 0, or 1 when the client is not keeping up: stop
+ * until on_writable. end() finishes it (trailers go out with a chunked body)
  * and gives the request back; a response cut short by end() before its
  * declared length closes the connection. Queued bytes are written when the
  * producer calls flush(), or end(). Each copies what it is given. */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -191,9 +192,17 @@ shadow_tls_t *shadow_tls_new(shadow_tls_ctx_t *ctx, int server) {
   } else {
     SSL_set_connect_state(t->ssl);
     if (ctx->server_name) {
-      SSL_set_tlsext_host_name(t->ssl, ctx->server_name);
-      /* The certificate must name the host: SSL_set1_host checks it. */
-      SSL_set1_host(t->ssl, ctx->server_name);
+      unsigned char ip[16];
+      if (inet_pton(AF_INET, ctx->server_name, ip) == 1 ||
+          inet_pton(AF_INET6, ctx->server_name, ip) == 1) {
+        /* An address is no name to send (RFC 6066), but the certificate
+         * must still be for it. */
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), ctx->server_name);
+      } else {
+        SSL_set_tlsext_host_name(t->ssl, ctx->server_name);
+        /* The certificate must name the host: SSL_set1_host checks it. */
+        SSL_set1_host(t->ssl, ctx->server_name);
+      }
     }
     if (ctx->session) SSL_set_session(t->ssl, ctx->session);
   }
@@ -202,6 +211,12 @@ shadow_tls_t *shadow_tls_new(shadow_tls_ctx_t *ctx, int server) {
 
 void shadow_tls_free(shadow_tls_t *t) {
   if (!t) return;
+  /* OpenSSL marks the session of a connection freed without a shutdown
+   * as not resumable; a pool closes idle connections all the time, and
+   * their sessions are fine, so the shutdown is taken as done. A session
+   * that failed was marked by the failure itself. */
+  if (t->handshaken && !t->error[0])
+    SSL_set_shutdown(t->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
   SSL_free(t->ssl);
   shadow_tls_ctx_unref(t->ctx);
   free(t);

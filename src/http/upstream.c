@@ -14,6 +14,7 @@
 
 #include "buf.h"
 #include "response_parse.h"
+#include "stream.h"
 
 /* The read buffer, one per pool: a read is parsed (and its bytes handed
  * on) before libuv reads from another connection, so the pool's
@@ -74,6 +75,7 @@ struct shadow_upstream_leg_s {
   void *ud;
   uint64_t deadline; /* of the response head, in uv_now() milliseconds */
   int err;
+  char detail[96]; /* a TLS failure's words */
   int head;
   int idempotent;
   int retried;
@@ -84,8 +86,10 @@ struct shadow_upstream_leg_s {
   int body_ended;  /* the streamed body is complete */
   int wants_drain; /* the producer was told to wait */
   int paused;
-  int where; /* AT_NONE, AT_QUEUE, AT_DEFERRED (failed, not yet told) */
-  int ended; /* on_done was delivered, or the caller aborted */
+  int upgrade; /* asked for an upgrade */
+  int tunnel;  /* got its 101: raw bytes both ways */
+  int where;   /* AT_NONE, AT_QUEUE, AT_DEFERRED (failed, not yet told) */
+  int ended;   /* on_done was delivered, or the caller aborted */
 };
 
 enum { AT_NONE, AT_QUEUE, AT_DEFERRED };
@@ -95,10 +99,9 @@ typedef shadow_upstream_leg_t leg_t;
 enum { CONNECTING, BUSY, IDLE, CLOSING };
 
 struct conn_s {
-  uv_tcp_t tcp;
-  uv_timer_t timer; /* connect, response head, read, or idle timeout */
+  shadow_stream_t s; /* plain or TLS */
+  uv_timer_t timer;  /* connect, response head, read, or idle timeout */
   uv_connect_t connect;
-  uv_write_t write;
   link_t link; /* in busy or idle */
   shadow_upstream_t *u;
   leg_t *leg;     /* the leg in flight */
@@ -106,16 +109,18 @@ struct conn_s {
   shadow_response_parser_t parser;
   int state;
   int reading;
-  int reused; /* has answered before: a failure may just be staleness */
-  int closes; /* handles still to close before the memory goes */
+  int reused;      /* has answered before: a failure may just be staleness */
+  int handshaking; /* connected, the TLS handshake under way */
+  int closes;      /* handles still to close before the memory goes */
 };
 
 struct shadow_upstream_s {
   uv_loop_t *loop;
   shadow_upstream_opts_t opts;
-  char *host_override; /* opts.host, owned */
-  char *host;          /* the Host header when the client sent none */
-  char *base;          /* path prefix without a trailing slash */
+  char *host_override;   /* opts.host, owned */
+  shadow_tls_ctx_t *tls; /* https: the backend's TLS context */
+  char *host;            /* the Host header when the client sent none */
+  char *base;            /* path prefix without a trailing slash */
   size_t base_len;
   struct sockaddr_storage addr;
   link_t busy, idle, queue, deferred, freelist;
@@ -149,6 +154,8 @@ void shadow_upstream_opts_default(shadow_upstream_opts_t *o) {
   o->header_bytes = 64 * 1024;
   o->body_keep = 1024 * 1024;
   o->host = NULL;
+  memset(&o->tls, 0, sizeof(o->tls));
+  o->tls.verify = 1;
 }
 
 /* Zero timeouts and limits mean "the default": a backend without any
@@ -174,6 +181,7 @@ const char *shadow_upstream_err_name(int err) {
   case SHADOW_UPSTREAM_BAD_RESPONSE: return "bad_response";
   case SHADOW_UPSTREAM_TOO_LARGE: return "too_large";
   case SHADOW_UPSTREAM_CANCELED: return "canceled";
+  case SHADOW_UPSTREAM_TLS: return "tls";
   default: return "unknown";
   }
 }
@@ -223,7 +231,7 @@ static void deliver(leg_t *leg, int err, const shadow_headers_t *trailers) {
   u->pending--;
   leg->ended = 1;
   leg->where = AT_NONE;
-  leg->h->on_done(leg->ud, err, trailers);
+  leg->h->on_done(leg->ud, err, trailers, leg->detail[0] ? leg->detail : NULL);
   leg_recycle(leg);
 }
 
@@ -236,6 +244,7 @@ static void maybe_free(shadow_upstream_t *u) {
     free(leg);
   }
   free(u->host_override);
+  shadow_tls_ctx_unref(u->tls);
   free(u->host);
   free(u->base);
   free(u);
@@ -293,14 +302,21 @@ static uint64_t remaining(shadow_upstream_t *u, const leg_t *leg) {
 
 /* ---- connections ------------------------------------------------------- */
 
-static void on_conn_close(uv_handle_t *h) {
-  conn_t *conn = h->data;
+static void conn_handle_closed(conn_t *conn) {
   if (--conn->closes > 0) return;
   shadow_upstream_t *u = conn->u;
   shadow_response_parser_free(&conn->parser);
   free(conn);
   u->handles--;
   maybe_free(u);
+}
+
+static void on_stream_close(uv_handle_t *h) {
+  conn_handle_closed(shadow_stream_of(h)->data);
+}
+
+static void on_timer_close(uv_handle_t *h) {
+  conn_handle_closed(h->data);
 }
 
 /* Closes a connection whose leg (if any) was already detached. The slot it
@@ -312,8 +328,8 @@ static void conn_close(conn_t *conn) {
   list_remove(&conn->link);
   u->nconns--;
   conn->state = CLOSING;
-  uv_close((uv_handle_t *)&conn->tcp, on_conn_close);
-  uv_close((uv_handle_t *)&conn->timer, on_conn_close);
+  shadow_stream_close(&conn->s, on_stream_close);
+  uv_close((uv_handle_t *)&conn->timer, on_timer_close);
 }
 
 static leg_t *conn_detach(conn_t *conn) {
@@ -369,8 +385,8 @@ static void leg_wrote(leg_t *leg) {
   }
 }
 
-static void on_write(uv_write_t *w, int status) {
-  conn_t *conn = w->data;
+static void on_write(shadow_stream_t *st, int status) {
+  conn_t *conn = st->data;
   leg_t *leg = conn->writing;
   conn->writing = NULL;
   leg->writes--;
@@ -393,7 +409,7 @@ static void conn_send(conn_t *conn) {
   uv_buf_t buf = uv_buf_init(leg->wire.data, (unsigned)leg->wire.len);
   conn->writing = leg;
   leg->writes++;
-  int rc = uv_write(&conn->write, (uv_stream_t *)&conn->tcp, &buf, 1, on_write);
+  int rc = shadow_stream_write(&conn->s, &buf, 1, on_write);
   if (rc < 0) {
     conn->writing = NULL;
     leg->writes--;
@@ -411,7 +427,14 @@ static void on_timer(uv_timer_t *t) {
   if (conn->state == CLOSING || !conn->leg) return;
   leg_t *leg = conn_detach(conn);
   conn_close(conn);
-  fail(leg, SHADOW_UPSTREAM_TIMEOUT);
+  /* A server that takes the connection but never finishes the handshake
+   * is a TLS failure (502 naming it), not a slow answer. */
+  if (conn->handshaking) {
+    snprintf(leg->detail, sizeof(leg->detail), "handshake timed out");
+    fail(leg, SHADOW_UPSTREAM_TLS);
+  } else {
+    fail(leg, SHADOW_UPSTREAM_TIMEOUT);
+  }
   pump(u);
 }
 
@@ -425,6 +448,11 @@ static void conn_arm(conn_t *conn) {
   if (conn->state == IDLE) {
     ms = u->opts.idle_timeout_ms;
   } else if (!leg) {
+    uv_timer_stop(&conn->timer);
+    return;
+  } else if (leg->tunnel) {
+    /* A tunnel may be quiet for long: its idle time is the client side's
+     * to bound. */
     uv_timer_stop(&conn->timer);
     return;
   } else if (shadow_response_parser_has_head(&conn->parser)) {
@@ -443,8 +471,8 @@ static void conn_arm(conn_t *conn) {
 
 /* Binds leg to conn: fresh parser state, the deadline armed. */
 static void conn_bind(conn_t *conn, leg_t *leg) {
-  shadow_response_parser_reset(&conn->parser, leg->head, &response_events,
-                               conn);
+  shadow_response_parser_reset(&conn->parser, leg->head, leg->upgrade,
+                               &response_events, conn);
   conn->leg = leg;
   leg->conn = conn;
   conn_arm(conn);
@@ -488,8 +516,8 @@ static void conn_idle(conn_t *conn) {
   conn_read_start(conn);
 }
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  conn_t *conn = h->data;
+static void on_alloc(shadow_stream_t *st, size_t hint, uv_buf_t *buf) {
+  conn_t *conn = st->data;
   *buf = uv_buf_init(conn->u->rbuf, sizeof(conn->u->rbuf));
 }
 
@@ -510,6 +538,7 @@ static int ev_head(void *ud, const shadow_response_parser_t *p) {
   conn_t *conn = ud;
   leg_t *leg = conn->leg;
   if (!leg) return -1;
+  if (p->status == 101) leg->tunnel = 1;
   leg->h->on_head(leg->ud, p->status, &p->headers, p->content_length);
   if (!conn->leg) return -1;
   conn_arm(conn); /* from the head deadline to the read timeout */
@@ -527,8 +556,8 @@ static int ev_body(void *ud, const char *data, size_t len) {
 static const shadow_response_events_t response_events = {ev_interim, ev_head,
                                                          ev_body};
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  conn_t *conn = s->data;
+static void on_read(shadow_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+  conn_t *conn = st->data;
   shadow_upstream_t *u = conn->u;
   if (nread == 0 || conn->state == CLOSING) return;
   leg_t *leg = conn->leg;
@@ -544,6 +573,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     v = shadow_response_parser_feed(&conn->parser, buf->base, (size_t)nread);
   } else if (nread == UV_EOF) {
     v = shadow_response_parser_finish(&conn->parser);
+  } else if (nread == SHADOW_STREAM_ETLS) {
+    snprintf(leg->detail, sizeof(leg->detail), "%s",
+             shadow_stream_error(&conn->s));
+    conn_abort(conn, SHADOW_UPSTREAM_TLS, (int)nread);
+    return;
   } else {
     conn_abort(conn, SHADOW_UPSTREAM_RESET, (int)nread);
     return;
@@ -559,7 +593,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (leg->h->on_read_end) leg->h->on_read_end(leg->ud);
     if (conn->state == CLOSING || conn->leg != leg) return;
     if (leg->paused && conn->reading) {
-      uv_read_stop(s);
+      shadow_stream_read_stop(st);
       conn->reading = 0;
     }
     conn_arm(conn);
@@ -591,12 +625,48 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 static void conn_read_start(conn_t *conn) {
   if (conn->reading || conn->state == CLOSING || conn->state == CONNECTING)
     return;
-  int rc = uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read);
+  int rc = shadow_stream_read_start(&conn->s, on_alloc, on_read);
   if (rc < 0) {
     conn_abort(conn, SHADOW_UPSTREAM_RESET, rc);
     return;
   }
   conn->reading = 1;
+}
+
+/* The connection can carry requests: send the leg's. */
+static void conn_ready(conn_t *conn) {
+  conn->state = BUSY;
+  if (!conn->leg) { /* cannot happen: a connection is opened for a leg */
+    conn_idle(conn);
+    return;
+  }
+  /* Reads stay on for the connection's whole life, idle included, so a
+   * server that closes an idle connection frees it at once. */
+  conn_read_start(conn);
+  if (conn->state == CLOSING) return;
+  conn_arm(conn);
+  conn_send(conn);
+}
+
+/* The TLS handshake is over: a failure fails the leg (with the words of
+ * the certificate check, or OpenSSL's), success sends it. */
+static void on_tls_ready(shadow_stream_t *st, int status) {
+  conn_t *conn = st->data;
+  shadow_upstream_t *u = conn->u;
+  if (conn->state == CLOSING) return;
+  conn->handshaking = 0;
+  if (status == 0) {
+    conn_ready(conn);
+    return;
+  }
+  leg_t *leg = conn_detach(conn);
+  if (leg)
+    snprintf(leg->detail, sizeof(leg->detail), "%s",
+             status == SHADOW_STREAM_ETLS ? shadow_stream_error(st)
+                                          : "the server closed the handshake");
+  conn_close(conn);
+  if (leg) fail(leg, SHADOW_UPSTREAM_TLS);
+  pump(u);
 }
 
 static void on_connect(uv_connect_t *c, int status) {
@@ -610,32 +680,32 @@ static void on_connect(uv_connect_t *c, int status) {
     pump(u);
     return;
   }
-  conn->state = BUSY;
-  uv_tcp_nodelay(&conn->tcp, 1);
-  if (!conn->leg) { /* cannot happen: a connection is opened for a leg */
-    conn_idle(conn);
+  uv_tcp_nodelay(&conn->s.tcp, 1);
+  if (!u->tls) {
+    conn_ready(conn);
     return;
   }
-  /* Reads stay on for the connection's whole life, idle included, so a
-   * server that closes an idle connection frees it at once. */
-  conn_read_start(conn);
-  if (conn->state == CLOSING) return;
-  conn_arm(conn);
-  conn_send(conn);
+  /* Still CONNECTING: the connect timeout bounds the handshake too. */
+  conn->handshaking = 1;
+  if (shadow_stream_start_tls(&conn->s, u->tls, 0, on_tls_ready) != 0) {
+    leg_t *leg = conn_detach(conn);
+    conn_close(conn);
+    if (leg) fail(leg, SHADOW_UPSTREAM_TLS);
+    pump(u);
+  }
 }
 
 static int conn_open(shadow_upstream_t *u, leg_t *leg) {
   conn_t *conn = calloc(1, sizeof(*conn));
   if (!conn) return -ENOMEM;
-  int rc = uv_tcp_init(u->loop, &conn->tcp);
+  int rc = shadow_stream_init(u->loop, &conn->s, conn);
   if (rc < 0) {
     free(conn);
     return rc;
   }
   uv_timer_init(u->loop, &conn->timer);
   conn->u = u;
-  conn->tcp.data = conn->timer.data = conn->connect.data = conn->write.data =
-      conn;
+  conn->timer.data = conn->connect.data = conn;
   conn->closes = 2;
   conn->state = CONNECTING;
   shadow_response_parser_init(&conn->parser, u->opts.header_bytes);
@@ -645,7 +715,7 @@ static int conn_open(shadow_upstream_t *u, leg_t *leg) {
   u->handles++;
   u->stats.connects++;
   conn_bind(conn, leg);
-  rc = uv_tcp_connect(&conn->connect, &conn->tcp,
+  rc = uv_tcp_connect(&conn->connect, &conn->s.tcp,
                       (const struct sockaddr *)&u->addr, on_connect);
   if (rc < 0) {
     conn_detach(conn);
@@ -809,6 +879,10 @@ static int serialize(shadow_upstream_t *u, shadow_buf_t *b,
     if (shadow_header_name_is(e, "expect")) continue;
     rc |= put_header(b, e->name, e->name_len, e->value, e->value_len);
   }
+  if (r->upgrade) {
+    rc |= put_header(b, "Connection", 10, "upgrade", 7);
+    rc |= put_header(b, "Upgrade", 7, r->upgrade, strlen(r->upgrade));
+  }
   if (u->host_override)
     rc |= put_header(b, "Host", 4, u->host_override, strlen(u->host_override));
   else if (host)
@@ -818,6 +892,11 @@ static int serialize(shadow_upstream_t *u, shadow_buf_t *b,
   for (size_t i = 0; r->extra && i < r->extra->n; i++) {
     const shadow_header_t *e = &r->extra->v[i];
     rc |= put_header(b, e->name, e->name_len, e->value, e->value_len);
+  }
+  if (r->upgrade && r->body_len == 0 && !r->body_more) {
+    /* What follows a 101 is the tunnel's, not a body. */
+    rc |= shadow_buf_append(b, "\r\n", 2);
+    return rc ? -ENOMEM : 0;
   }
   if (chunked) {
     rc |= shadow_buf_puts(b, "Transfer-Encoding: chunked\r\n\r\n");
@@ -868,6 +947,7 @@ int shadow_upstream_start(shadow_upstream_t *u,
   }
   leg->h = h;
   leg->ud = ud;
+  leg->upgrade = r->upgrade != NULL;
   leg->head = strcmp(r->method, "HEAD") == 0;
   leg->idempotent = is_idempotent(r->method);
   leg->deadline = uv_now(u->loop) + u->opts.timeout_ms;
@@ -881,7 +961,7 @@ int shadow_upstream_start(shadow_upstream_t *u,
 /* Queues bytes of a streamed body behind what is being written. */
 static int leg_queue(leg_t *leg, const char *data, size_t len, int last) {
   int rc = 0;
-  if (leg->chunked) {
+  if (leg->chunked && !leg->tunnel) {
     if (len) rc = shadow_buf_printf(&leg->pend, "%zx\r\n", len);
     if (!rc && len) rc = shadow_buf_append(&leg->pend, data, len);
     if (!rc && len) rc = shadow_buf_append(&leg->pend, "\r\n", 2);
@@ -897,9 +977,10 @@ static int leg_queue(leg_t *leg, const char *data, size_t len, int last) {
 
 int shadow_upstream_leg_body(shadow_upstream_leg_t *leg, const char *data,
                              size_t len) {
-  if (!leg || leg->ended || leg->where == AT_DEFERRED || !leg->streaming ||
-      leg->body_ended)
+  if (!leg || leg->ended || leg->where == AT_DEFERRED ||
+      !(leg->streaming || leg->tunnel) || leg->body_ended)
     return -ECANCELED;
+  if (leg->tunnel) leg->streaming = 1; /* writes from here on are raw */
   if (len == 0) return 0;
   if (len > UINT32_MAX / 4) return -E2BIG;
   int rc = leg_queue(leg, data, len, 0);
@@ -925,7 +1006,7 @@ void shadow_upstream_leg_pause(shadow_upstream_leg_t *leg) {
   conn_t *conn = leg->conn;
   /* Inside a read callback the reading stops once the read is parsed. */
   if (conn && conn->reading) {
-    uv_read_stop((uv_stream_t *)&conn->tcp);
+    shadow_stream_read_stop(&conn->s);
     conn->reading = 0;
   }
   if (conn) conn_arm(conn);
@@ -986,7 +1067,8 @@ static void collect_body(void *ud, const char *data, size_t len) {
   shadow_record_body_feed(c->rec, data, len, c->keep);
 }
 
-static void collect_done(void *ud, int err, const shadow_headers_t *trailers) {
+static void collect_done(void *ud, int err, const shadow_headers_t *trailers,
+                         const char *detail) {
   collect_t *c = ud;
   double ms = (double)(uv_hrtime() - c->start_ns) / 1e6;
   shadow_record_t *rec = c->rec;
@@ -1022,8 +1104,13 @@ int shadow_upstream_send(shadow_upstream_t *u, const char *method,
   c->ud = ud;
   c->keep = u->opts.body_keep;
   c->start_ns = uv_hrtime();
-  shadow_upstream_request_t r = {method, target,   target_len, headers, extra,
-                                 body,   body_len, 0,          0};
+  shadow_upstream_request_t r = {.method = method,
+                                 .target = target,
+                                 .target_len = target_len,
+                                 .headers = headers,
+                                 .extra = extra,
+                                 .body = body,
+                                 .body_len = body_len};
   shadow_upstream_leg_t *leg;
   int rc = shadow_upstream_start(u, &r, &collect_handler, c, &leg);
   if (rc) {
@@ -1044,12 +1131,17 @@ static int set_err(char **err, const char *fmt, const char *a, const char *b) {
   return -EINVAL;
 }
 
-/* "http://host[:port][/base]", host being a name, IPv4 or [IPv6]. */
+/* "http[s]://host[:port][/base]", host being a name, IPv4 or [IPv6].
+ * *tls says https. */
 static int parse_url(const char *url, char **host, char **hostport, char **port,
-                     char **base, char **err) {
-  if (strncasecmp(url, "http://", 7) != 0)
-    return set_err(err, "%s: expected http://host[:port][/base]%s", url, "");
-  const char *p = url + 7, *h, *he;
+                     char **base, int *tls, char **err) {
+  size_t sl = strncasecmp(url, "http://", 7) == 0    ? 7
+              : strncasecmp(url, "https://", 8) == 0 ? 8
+                                                     : 0;
+  if (!sl)
+    return set_err(err, "%s: expected http[s]://host[:port][/base]%s", url, "");
+  *tls = sl == 8;
+  const char *p = url + sl, *h, *he;
   if (*p == '[') {
     h = p + 1;
     he = strchr(h, ']');
@@ -1076,10 +1168,11 @@ static int parse_url(const char *url, char **host, char **hostport, char **port,
   while (blen > 0 && p[blen - 1] == '/')
     blen--;
   *host = strndup(h, (size_t)(he - h));
-  *port = ps ? strndup(ps, (size_t)(pe - ps)) : strdup("80");
+  *port = ps ? strndup(ps, (size_t)(pe - ps)) : strdup(*tls ? "443" : "80");
   /* The Host header as the URL spells its authority. */
-  size_t alen = (size_t)((pe ? pe : he + (url[7] == '[' ? 1 : 0)) - (url + 7));
-  *hostport = strndup(url + 7, alen);
+  size_t alen =
+      (size_t)((pe ? pe : he + (url[sl] == '[' ? 1 : 0)) - (url + sl));
+  *hostport = strndup(url + sl, alen);
   *base = strndup(p, blen);
   if (!*host || !*port || !*hostport || !*base) {
     free(*host);
@@ -1094,9 +1187,10 @@ static int parse_url(const char *url, char **host, char **hostport, char **port,
 
 int shadow_upstream_url_check(const char *url, char **err) {
   char *host = NULL, *hostport = NULL, *port = NULL, *base = NULL;
+  int tls;
   if (err) *err = NULL;
   if (!url) return -EINVAL;
-  int rc = parse_url(url, &host, &hostport, &port, &base, err);
+  int rc = parse_url(url, &host, &hostport, &port, &base, &tls, err);
   if (rc) return rc;
   /* A base path is a prefix of request targets: it may not carry what
    * would end the path. */
@@ -1121,6 +1215,8 @@ static int apply_opts(shadow_upstream_t *u, const shadow_upstream_opts_t *o) {
   u->host_override = host;
   opts_normalize(&u->opts, o);
   u->opts.host = u->host_override;
+  /* Read once, by new(): no pointer into the caller's strings is kept. */
+  memset(&u->opts.tls, 0, sizeof(u->opts.tls));
   return 0;
 }
 
@@ -1132,8 +1228,18 @@ int shadow_upstream_new(uv_loop_t *loop, const char *url,
   int rc = shadow_upstream_url_check(url, err);
   if (rc) return rc;
   char *host = NULL, *hostport = NULL, *port = NULL, *base = NULL;
-  rc = parse_url(url, &host, &hostport, &port, &base, err);
+  int tls = 0;
+  rc = parse_url(url, &host, &hostport, &port, &base, &tls, err);
   if (rc) return rc;
+  shadow_tls_ctx_t *tls_ctx = NULL;
+  if (tls) {
+    shadow_upstream_opts_t d;
+    shadow_upstream_opts_default(&d);
+    shadow_tls_client_opts_t t = opts ? opts->tls : d.tls;
+    if (!t.server_name) t.server_name = host;
+    rc = shadow_tls_client_ctx(&t, &tls_ctx, err);
+    if (rc) goto out;
+  }
   struct addrinfo hints;
   memset(&hints, 0, sizeof(hints));
   hints.ai_family = AF_UNSPEC;
@@ -1159,6 +1265,8 @@ int shadow_upstream_new(uv_loop_t *loop, const char *url,
   }
   memcpy(&u->addr, gai.addrinfo->ai_addr, gai.addrinfo->ai_addrlen);
   uv_freeaddrinfo(gai.addrinfo);
+  u->tls = tls_ctx;
+  tls_ctx = NULL;
   u->loop = loop;
   u->host = hostport;
   u->base = base;
@@ -1176,6 +1284,7 @@ int shadow_upstream_new(uv_loop_t *loop, const char *url,
   *out = u;
   rc = 0;
 out:
+  shadow_tls_ctx_unref(tls_ctx);
   free(host);
   free(hostport);
   free(port);

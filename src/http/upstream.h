@@ -15,6 +15,7 @@
 
 #include "record.h"
 #include "response_parse.h"
+#include "tls.h"
 
 typedef struct shadow_upstream_s shadow_upstream_t;
 typedef struct shadow_upstream_leg_s shadow_upstream_leg_t;
@@ -35,12 +36,15 @@ typedef struct shadow_upstream_opts_s {
                           record, the rest digested; default 1 MiB */
   const char *host;    /* Host header to send instead of the client's;
                           NULL: the client's (copied by new/set_opts) */
+  /* https:// backends: how to check the server (read by new() only; the
+   * strings need not outlive it). server_name NULL: the URL's host. */
+  shadow_tls_client_opts_t tls;
 } shadow_upstream_opts_t;
 
 void shadow_upstream_opts_default(shadow_upstream_opts_t *o);
 
-/* "refused", "reset", "timeout", "bad_response", "too_large", "canceled":
- * the label values of shadow_candidate_errors_total{reason}. */
+/* "refused", "reset", "timeout", "bad_response", "too_large", "canceled",
+ * "tls": the label values of shadow_candidate_errors_total{reason}. */
 const char *shadow_upstream_err_name(int err);
 
 /* What to send. headers are the client's: hop-by-hop ones are dropped,
@@ -59,6 +63,10 @@ typedef struct shadow_upstream_request_s {
    * length (sent chunked) when content_length < 0. */
   int body_more;
   int64_t content_length;
+  /* An Upgrade value (with Connection: upgrade) the backend is asked for,
+   * or NULL. A 101 makes the leg a tunnel: body() then sends raw bytes,
+   * on_body gets raw bytes, and on_done comes when the backend closes. */
+  const char *upgrade;
 } shadow_upstream_request_t;
 
 /* The response, as it arrives. Callbacks never run inside a call the
@@ -73,21 +81,25 @@ typedef struct shadow_upstream_handler_s {
   /* After the events of one read (NULL-able): a good moment to flush. */
   void (*on_read_end)(void *ud);
   /* Exactly once, last: err SHADOW_UPSTREAM_OK for a complete response
-   * (trailers are those of a chunked body, maybe none), else the reason.
-   * The leg is gone once this returns. */
-  void (*on_done)(void *ud, int err, const shadow_headers_t *trailers);
+   * (trailers are those of a chunked body, maybe none), else the reason;
+   * detail has words for a TLS failure, else NULL. The leg is gone once
+   * this returns. */
+  void (*on_done)(void *ud, int err, const shadow_headers_t *trailers,
+                  const char *detail);
   /* A streamed request body that was told to wait may go on (NULL-able). */
   void (*on_drain)(void *ud);
 } shadow_upstream_handler_t;
 
-/* Whether url is a backend URL this client takes, "http://host[:port]
+/* Whether url is a backend URL this client takes, "http[s]://host[:port]
  * [/base]" (host a name, IPv4 or [IPv6]): 0, or -EINVAL and *err saying
  * what is wrong (free() it). The one place the grammar lives: the config
  * checks with it at load, shadow_upstream_new parses with it. */
 int shadow_upstream_url_check(const char *url, char **err);
 
-/* url as above. host is resolved once, here. A base path is prepended to
- * every target. Sets *err (free() it) on failure. */
+/* url as above. host is resolved once, here; an https:// URL gets its TLS
+ * context here too (a CA or certificate file that cannot be read fails
+ * it). A base path is prepended to every target. Sets *err (free() it) on
+ * failure. */
 int shadow_upstream_new(uv_loop_t *loop, const char *url,
                         const shadow_upstream_opts_t *opts,
                         shadow_upstream_t **out, char **err);

@@ -46,6 +46,8 @@ typedef struct shadow_stats_s {
   uint64_t requests, sampled, compared, diverged;
   uint64_t primary_errors;
   uint64_t responses_cut; /* primary failures after the head went out */
+  uint64_t tunnels;       /* upgrades the primary accepted (101) */
+  int64_t tunnels_open;   /* of those, still open */
   shadow_counters_t *candidate_errors; /* by reason */
   shadow_counters_t *skipped;          /* by reason */
   shadow_counters_t *script_errors;    /* by hook */

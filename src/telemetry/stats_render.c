@@ -97,11 +97,12 @@ int shadow_stats_render_json(const shadow_stats_t *s, shadow_buf_t *out,
       "{\"totals\":{\"requests\":%llu,\"sampled\":%llu,"
       "\"compared\":%llu,\"diverged\":%llu,"
       "\"primary_errors\":%llu,\"responses_cut\":%llu,"
-      "\"candidate_errors\":",
+      "\"tunnels\":%llu,\"tunnels_open\":%lld,\"candidate_errors\":",
       (unsigned long long)s->requests, (unsigned long long)s->sampled,
       (unsigned long long)s->compared, (unsigned long long)s->diverged,
       (unsigned long long)s->primary_errors,
-      (unsigned long long)s->responses_cut);
+      (unsigned long long)s->responses_cut, (unsigned long long)s->tunnels,
+      (long long)s->tunnels_open);
   json_counters(out, s->candidate_errors);
   shadow_buf_puts(out, ",\"skipped\":");
   json_counters(out, s->skipped);
@@ -230,6 +231,12 @@ int shadow_stats_render_prometheus(const shadow_stats_t *s, shadow_buf_t *out) {
   prom_scalar(out, "shadow_primary_errors_total", "counter",
               "Requests the primary failed (answered 502 or 504, or cut).",
               s->primary_errors);
+  prom_scalar(out, "shadow_tunnels_total", "counter",
+              "Upgraded connections (WebSocket) the primary accepted.",
+              s->tunnels);
+  prom_scalar(out, "shadow_tunnels_open", "gauge",
+              "Upgraded connections still open.",
+              (uint64_t)(s->tunnels_open > 0 ? s->tunnels_open : 0));
   prom_scalar(out, "shadow_responses_cut_total", "counter",
               "Responses the primary failed after their head was sent: the "
               "client's connection was closed.",
