@@ -516,6 +516,14 @@ function Gateway:log()
     skip(self, "primary_error")
     return
   end
+  local status = ngx.status
+  if ctx.rec == nil and (ctx.method == "HEAD" or status < 200
+                         or status == 204 or status == 304) then
+    -- A response without a body never reaches the body filter.
+    ctx.rec = acquire(self)
+    self.C.shadow_ffi_record_clear(ctx.rec)
+    ctx.eof = true
+  end
   if not ctx.eof or ctx.failed then
     self.breaker:release(ctx.probe)
     release(self, ctx.rec)
@@ -528,7 +536,6 @@ function Gateway:log()
   end
   ctx.primary_ms, ctx.primary_fb = primary_ms, header_ms
   store:observe("primary", primary_ms / 1000)
-  local status = ngx.status
   local headers = ngx.resp.get_headers(100)
   fill_head(self, ctx.rec, status, headers, nil)
   ctx.status, ctx.resp_headers = status, headers

@@ -58,8 +58,11 @@ function M.start(opts)
                   primary = opts.primary, candidate = opts.candidate }
   local conf = dir .. "/nginx.conf"
   process.write_file(conf, M.render{ ports = ports, change = opts.change })
+  -- daemon off: the master stays the child spawned here, so stopping its
+  -- pid stops nginx (a daemonizing nginx would leave an orphan running).
   local proc = process.spawn({ M.binary, "-p", dir .. "/", "-c", conf,
-                               "-e", dir .. "/logs/error.log" },
+                               "-e", dir .. "/logs/error.log",
+                               "-g", "daemon off;" },
                              { stdout = dir .. "/stdout",
                                stderr = dir .. "/stderr" })
   local self = setmetatable({ dir = dir, proc = proc, port = ports.gateway,
