@@ -2,8 +2,9 @@
 -- diff of small records and the ring push each run in a loop in a real
 -- nginx worker with a trace handler attached, and any trace aborted in
 -- lua/shadow/ fails the spec with its reason and place.
-local nginx = require "support.nginx"
+local gateway = require "support.gateway"
 local http = require "support.http"
+local port = require "support.port"
 local json = require "support.json"
 local env = require "support.env"
 
@@ -121,20 +122,36 @@ local SERVER = [[
 ]]
 
 describe("the JIT inside nginx", function()
-  local ng
+  local ng, p
   setup(function()
-    ng = nginx.start{
-      servers = { jit = SERVER },
-      http = ('  lua_package_path "%s/lua/?.lua;%s/lua/?/init.lua;;";\n'
-        .. '  lua_package_cpath "%s/?.so;;";\n'
-        .. '  lua_shared_dict jit 4m;\n'):format(root, root, build),
-    }
+    p = port.free()
+    ng = gateway.run(table.concat({
+      "load_module /usr/lib/nginx/modules/ndk_http_module.so;",
+      "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;",
+      "worker_processes 1;",
+      "pid logs/nginx.pid;",
+      "error_log logs/error.log warn;",
+      "events { worker_connections 64; }",
+      "http {",
+      "  access_log off;",
+      "  client_body_temp_path tmp/body;",
+      "  proxy_temp_path tmp/proxy;",
+      "  fastcgi_temp_path tmp/fastcgi;",
+      "  uwsgi_temp_path tmp/uwsgi;",
+      "  scgi_temp_path tmp/scgi;",
+      ('  lua_package_path "%s/lua/?.lua;%s/lua/?/init.lua;;";')
+        :format(root, root),
+      ('  lua_package_cpath "%s/?.so;;";'):format(build),
+      "  lua_shared_dict jit 4m;",
+      ("  server {\n    listen 127.0.0.1:%d;\n%s\n  }"):format(p, SERVER),
+      "}",
+    }, "\n") .. "\n", { p })
   end)
   teardown(function() if ng then ng:stop() end end)
 
   for _, path in ipairs({ "sampling", "diff", "ring" }) do
     it("compiles the " .. path .. " loop with no aborted trace", function()
-      local res = assert(http.get(ng.ports.jit, "/" .. path))
+      local res = assert(http.get(p, "/" .. path))
       assert.equal(200, res.status, res.body .. ng:error_log())
       local r = json.decode(res.body)
       assert.is_true(r.ok, r.err)

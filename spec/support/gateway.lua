@@ -25,17 +25,23 @@ local function replace_once(text, from, to)
   return text:sub(1, s - 1) .. to .. text:sub(e + 1)
 end
 
--- The example with this run's ports, paths and changes.
+-- The example with this run's ports, paths and changes. opts.tree: a
+-- LuaRocks tree to load the module from instead of this checkout.
 function M.render(opts)
   local text = assert(process.read_file(M.example))
   local root = os.getenv("PWD") or "."
   local build = env.build_dir:sub(1, 1) == "/" and env.build_dir
     or (root .. "/" .. env.build_dir)
+  local lpath = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"
+  local cpath = build .. "/?.so;;"
+  if opts.tree then
+    lpath = opts.tree .. "/share/lua/5.1/?.lua;" .. opts.tree
+      .. "/share/lua/5.1/?/init.lua;;"
+    cpath = opts.tree .. "/lib/lua/5.1/?.so;;"
+  end
   text = replace_once(text, "/usr/local/share/lua/5.1/?.lua;"
-    .. "/usr/local/share/lua/5.1/?/init.lua;;",
-    root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;")
-  text = replace_once(text, "/usr/local/lib/lua/5.1/?.so;;",
-                      build .. "/?.so;;")
+    .. "/usr/local/share/lua/5.1/?/init.lua;;", lpath)
+  text = replace_once(text, "/usr/local/lib/lua/5.1/?.so;;", cpath)
   for _, pair in ipairs(opts.change or {}) do
     text = replace_once(text, pair[1], pair[2])
   end
@@ -46,35 +52,56 @@ function M.render(opts)
   return text
 end
 
--- start{ primary = port, candidate = port, change = { { from, to }, ... } }
--- Returns .port (the gateway), .admin_port, :admin(path), :stats(),
--- :divergences(limit), :stop().
-function M.start(opts)
+-- The environment for nginx. Under a sanitizer build the spec runner
+-- preloads the sanitizer runtimes to load the instrumented libshadow;
+-- nginx loads the same library, so it gets the same preload (without
+-- leak checks: nginx does not free its pools at exit).
+local function nginx_env()
+  if not os.getenv("SHADOW_SPEC_PRELOAD") then return nil end
+  return { LD_PRELOAD = os.getenv("LD_PRELOAD") or false,
+           ASAN_OPTIONS = "detect_leaks=0:abort_on_error=0" }
+end
+
+-- Runs nginx on conf_text (in a fresh directory, as its prefix) and
+-- waits for the given ports. Returns an instance with :stop().
+function M.run(conf_text, wait_ports)
   local dir = process.tmpdir("shadow-gateway")
   -- Workers run as nobody when the spec runs as root: let them in.
   os.execute("chmod 755 '" .. dir .. "'")
   os.execute("mkdir -p '" .. dir .. "/logs' '" .. dir .. "/tmp'")
-  local ports = { gateway = port.free(), admin = port.free(),
-                  primary = opts.primary, candidate = opts.candidate }
   local conf = dir .. "/nginx.conf"
-  process.write_file(conf, M.render{ ports = ports, change = opts.change })
+  process.write_file(conf, conf_text)
   -- daemon off: the master stays the child spawned here, so stopping its
   -- pid stops nginx (a daemonizing nginx would leave an orphan running).
   local proc = process.spawn({ M.binary, "-p", dir .. "/", "-c", conf,
                                "-e", dir .. "/logs/error.log",
                                "-g", "daemon off;" },
                              { stdout = dir .. "/stdout",
-                               stderr = dir .. "/stderr" })
-  local self = setmetatable({ dir = dir, proc = proc, port = ports.gateway,
-                              admin_port = ports.admin }, Gateway)
-  for _, p in ipairs({ ports.gateway, ports.admin }) do
+                               stderr = dir .. "/stderr",
+                               env = nginx_env() })
+  local self = setmetatable({ dir = dir, proc = proc }, Gateway)
+  for _, p in ipairs(wait_ports) do
     local ok, err = port.wait(p, 10, proc)
     if not ok then
       local log = self:error_log()
       self:stop()
-      error(("gateway nginx: %s\nerror.log:\n%s"):format(err, log), 2)
+      error(("gateway nginx: %s\nerror.log:\n%s"):format(err, log), 3)
     end
   end
+  return self
+end
+
+-- start{ primary = port, candidate = port, change = { { from, to }, ... },
+--        tree = a LuaRocks tree }
+-- Returns .port (the gateway), .admin_port, :admin(path), :stats(),
+-- :divergences(limit), :stop().
+function M.start(opts)
+  local ports = { gateway = port.free(), admin = port.free(),
+                  primary = opts.primary, candidate = opts.candidate }
+  local self = M.run(M.render{ ports = ports, change = opts.change,
+                               tree = opts.tree },
+                     { ports.gateway, ports.admin })
+  self.port, self.admin_port = ports.gateway, ports.admin
   return self
 end
 
