@@ -243,7 +243,6 @@ function Gateway:access()
   else
     route = default_route(method, (gsub(uri, "%?.*$", "")))
   end
-  store:incr("sampled")
   store:route_add(route, "sampled")
   if req then req.body = body end
   ngx.ctx.shadow = {
@@ -294,8 +293,9 @@ end
 
 local leg
 
--- The request the candidate gets: the client's, as a careful proxy
--- forwards it, with x-shadow-request: 1.
+-- The header lines the candidate gets: the client's, as a careful proxy
+-- forwards them, with x-shadow-request: 1. One string, "name: value\r\n"
+-- a line.
 local function forward_headers(self, ctx, headers)
   local conf = self.conf
   local cand = conf.candidate
@@ -308,25 +308,35 @@ local function forward_headers(self, ctx, headers)
   end
   local host = cand.host_header or headers.host
   if type(host) == "table" then host = host[1] end
-  local list = { { "host", host or (cand.host .. ":" .. cand.port) } }
+  local parts = { "host: ", host or cand.authority, "\r\n" }
+  local n = 3
   for name, v in pairs(headers) do
     if type(name) == "string" and not drop[name] then
       if type(v) == "table" then
-        for i = 1, #v do list[#list + 1] = { name, v[i] } end
+        for i = 1, #v do
+          parts[n + 1], parts[n + 2], parts[n + 3], parts[n + 4] =
+            name, ": ", v[i], "\r\n"
+          n = n + 4
+        end
       else
-        list[#list + 1] = { name, v }
+        parts[n + 1], parts[n + 2], parts[n + 3], parts[n + 4] =
+          name, ": ", v, "\r\n"
+        n = n + 4
       end
     end
   end
   if conf.forwarded then
     local xff = headers["x-forwarded-for"]
     if type(xff) == "table" then xff = concat(xff, ", ") end
-    list[#list + 1] = { "x-forwarded-for",
-                        xff and (xff .. ", " .. ctx.peer) or ctx.peer }
-    list[#list + 1] = { "x-forwarded-proto", ctx.scheme }
+    parts[n + 1] = "x-forwarded-for: "
+    parts[n + 2] = xff and (xff .. ", " .. ctx.peer) or ctx.peer
+    parts[n + 3] = "\r\nx-forwarded-proto: "
+    parts[n + 4] = ctx.scheme
+    parts[n + 5] = "\r\n"
+    n = n + 5
   end
-  list[#list + 1] = { "x-shadow-request", "1" }
-  return list
+  parts[n + 1] = "x-shadow-request: 1\r\n"
+  return concat(parts)
 end
 
 -- Fills status and headers into a record whose body is already in.
@@ -382,10 +392,8 @@ local function compare(self, ctx, prec, crec, candidate_ms, candidate_fb)
     return
   end
   local route = ctx.route
-  store:incr("compared")
   store:route_add(route, "compared")
   if parts == 0 then return end
-  store:incr("diverged")
   store:route_add(route, "diverged")
   if parts % 2 == 1 then store:route_add(route, "status") end
   if parts % 4 >= 2 then store:route_add(route, "headers") end
@@ -400,8 +408,8 @@ local function compare(self, ctx, prec, crec, candidate_ms, candidate_fb)
     at = at + #f + 1
   end
   local id = store:next_id()
-  text = stamp.timings(stamp.id(text, id), ctx.primary_ms, candidate_ms,
-                       ctx.primary_fb, candidate_fb)
+  text = stamp.record(text, id, ctx.primary_ms, candidate_ms, ctx.primary_fb,
+                      candidate_fb)
   if not store:push(id, route, text) then
     skip(self, "ring_full")
   end

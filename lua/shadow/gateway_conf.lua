@@ -83,10 +83,11 @@ local function candidate(c)
     port = tonumber(port) or 80,
     base = base,
     host_header = c.host,
+    authority = authority,
     connect_timeout = c.connect_timeout_ms or 1000,
     head_timeout = c.timeout_ms or 5000,
     read_timeout = c.read_timeout_ms or 60000,
-    pool_size = c.max_connections or 64,
+    pool_size = c.max_connections,
   }
 end
 
@@ -185,6 +186,12 @@ function M.check(conf, dicts)
                   tolerance = conf.tolerance },
   }
   out.diff_opts.diff_bytes = out.diff_bytes
+  -- Like the daemon's candidate pool: as many idle connections kept as
+  -- legs may be in flight, so a slow candidate does not cost a new
+  -- connection per leg.
+  if not out.candidate.pool_size then
+    out.candidate.pool_size = out.max_inflight > 0 and out.max_inflight or 256
+  end
   if out.max_inflight == 0 then out.max_inflight = huge end
   return out
 end

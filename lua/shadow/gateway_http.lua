@@ -8,8 +8,8 @@ local ngx = ngx
 
 local clock = require "shadow.clock"
 
-local concat, find, lower, tonumber, type =
-  table.concat, string.find, string.lower, tonumber, type
+local concat, find, lower, sub, tonumber, type =
+  table.concat, string.find, string.lower, string.sub, tonumber, type
 local gmatch, match = string.gmatch, string.match
 
 local M = {}
@@ -25,24 +25,71 @@ local function reason(err)
   return "reset"
 end
 
--- Reads the response head; returns its text (without the blank line) or
--- nil, reason. The head is bounded, as the daemon's parser bounds it.
-local function read_head(sock)
-  local reader = sock:receiveuntil("\r\n\r\n")
-  local parts, n, size = {}, 0, 0
-  while true do
-    local data, err = reader(8192)
-    if not data then
-      if err then return nil, reason(err), n == 0 end
-      break
-    end
-    n = n + 1
-    parts[n] = data
-    size = size + #data
-    if size > HEAD_MAX then return nil, "too_large" end
+-- A response is read through a small buffer refilled with receiveany, so
+-- a short answer (head and body in one segment) costs one read. The
+-- buffer b = { sock, data, pos }: data[pos..] is not consumed yet.
+local function fill(b)
+  local data, err = b.sock:receiveany(PIECE)
+  if not data then return nil, err end
+  if b.pos > #b.data then
+    b.data, b.pos = data, 1
+  else
+    b.data, b.pos = sub(b.data, b.pos) .. data, 1
   end
-  if n == 1 then return parts[1] end
-  return concat(parts)
+  return true
+end
+
+-- Reads the response head; returns its text (without the blank line) or
+-- nil, reason, whether nothing came at all. The head is bounded, as the
+-- daemon's parser bounds it.
+local function read_head(b)
+  while true do
+    local e = find(b.data, "\r\n\r\n", 1, true)
+    if e then
+      local head = sub(b.data, 1, e - 1)
+      b.pos = e + 4
+      return head
+    end
+    if #b.data > HEAD_MAX then return nil, "too_large" end
+    local ok, err = fill(b)
+    if not ok then return nil, reason(err), #b.data == 0 end
+  end
+end
+
+-- One CRLF-terminated line (chunk sizes, trailers).
+local function read_line(b)
+  while true do
+    local e = find(b.data, "\r\n", b.pos, true)
+    if e then
+      local line = sub(b.data, b.pos, e - 1)
+      b.pos = e + 2
+      return line
+    end
+    if #b.data - b.pos > 4096 then return nil, "bad_response" end
+    local ok, err = fill(b)
+    if not ok then return nil, reason(err) end
+  end
+end
+
+-- n bytes to the sink, from the buffer first, then from the socket.
+local function read_exact(b, n, sink)
+  while n > 0 do
+    local avail = #b.data - b.pos + 1
+    if avail <= 0 then
+      local data, err = b.sock:receiveany(n < PIECE and n or PIECE)
+      if not data then return nil, reason(err) end
+      b.data, b.pos, avail = data, 1, #data
+    end
+    local take = avail < n and avail or n
+    if b.pos == 1 and take == #b.data then
+      sink(b.data)
+    else
+      sink(sub(b.data, b.pos, b.pos + take - 1))
+    end
+    b.pos = b.pos + take
+    n = n - take
+  end
+  return true
 end
 
 -- Parses the head into status, headers (lower-case names; a name seen
@@ -78,49 +125,40 @@ local function has_token(v, token)
   return find("," .. lower(v) .. ",", "[,%s]" .. token .. "[,%s]") ~= nil
 end
 
-local function read_exact(sock, n, sink)
-  while n > 0 do
-    local want = n < PIECE and n or PIECE
-    local data, err = sock:receive(want)
-    if not data then return nil, reason(err) end
-    sink(data)
-    n = n - want
-  end
-  return true
-end
-
-local function read_chunked(sock, sink)
+local function read_chunked(b, sink)
   while true do
-    local line, err = sock:receive("*l")
-    if not line then return nil, reason(err) end
+    local line, err = read_line(b)
+    if not line then return nil, err end
     local hex = match(line, "^(%x+)[ \t]*;?[^\r\n]*$")
     if not hex or #hex > 15 then return nil, "bad_response" end
     local size = tonumber(hex, 16)
     if size == 0 then
       -- Trailers, up to the blank line.
       for _ = 1, 100 do
-        local t, e = sock:receive("*l")
-        if not t then return nil, reason(e) end
+        local t, e = read_line(b)
+        if not t then return nil, e end
         if t == "" then return true end
       end
       return nil, "too_large"
     end
-    local ok, e = read_exact(sock, size, sink)
+    local ok, e = read_exact(b, size, sink)
     if not ok then return nil, e end
-    local crlf, e2 = sock:receive(2)
-    if not crlf then return nil, reason(e2) end
-    if crlf ~= "\r\n" then return nil, "bad_response" end
+    local crlf, e2 = read_line(b)
+    if not crlf then return nil, e2 end
+    if crlf ~= "" then return nil, "bad_response" end
   end
 end
 
-local function read_to_close(sock, sink)
+local function read_to_close(b, sink)
+  if b.pos <= #b.data then sink(sub(b.data, b.pos)) end
+  b.data, b.pos = "", 1
   while true do
-    local data, err, partial = sock:receive(PIECE)
+    local data, err = b.sock:receiveany(PIECE)
     if data then
       sink(data)
+    elseif err == "closed" then
+      return true
     else
-      if partial and #partial > 0 then sink(partial) end
-      if err == "closed" then return true end
       return nil, reason(err)
     end
   end
@@ -132,7 +170,8 @@ end
 local function exchange(sock, o, bytes, sink)
   local _, err = sock:send(bytes)
   if err then return nil, reason(err), true end
-  local head, why, nothing = read_head(sock)
+  local b = { sock = sock, data = "", pos = 1 }
+  local head, why, nothing = read_head(b)
   if not head then return nil, why, nothing end
   local head_at = clock.now_ms()
   local status, headers, minor = parse_head(head)
@@ -145,17 +184,19 @@ local function exchange(sock, o, bytes, sink)
     -- No body, whatever the headers say.
   elseif te ~= nil then
     if not has_token(te, "chunked") then return nil, "bad_response" end
-    ok, e = read_chunked(sock, sink)
+    ok, e = read_chunked(b, sink)
   elseif headers["content-length"] ~= nil then
     local cl = first(headers["content-length"])
     local n = match(cl, "^%s*(%d+)%s*$")
     if not n or #n > 15 then return nil, "bad_response" end
-    ok, e = read_exact(sock, tonumber(n), sink)
+    ok, e = read_exact(b, tonumber(n), sink)
   else
     keep = false
-    ok, e = read_to_close(sock, sink)
+    ok, e = read_to_close(b, sink)
   end
   if not ok then return nil, e end
+  -- Bytes past the response: the connection is not in a known state.
+  if b.pos <= #b.data then keep = false end
   return { status = status, headers = headers, keep = keep,
            head_at = head_at }
 end
@@ -192,28 +233,20 @@ function M.request(o)
   return nil, "reset"
 end
 
--- The request bytes: request line, headers (a list of { name, value }),
--- and the body with its length.
-function M.build(method, target, headers, body)
-  local parts = { method, " ", target, " HTTP/1.1\r\n" }
-  local n = 4
-  for i = 1, #headers do
-    local h = headers[i]
-    parts[n + 1] = h[1]
-    parts[n + 2] = ": "
-    parts[n + 3] = h[2]
-    parts[n + 4] = "\r\n"
-    n = n + 4
-  end
+-- The request bytes: request line, header lines (one string, each line
+-- ended by CRLF), and the body with its length.
+function M.build(method, target, header_lines, body)
+  local len
   if body and #body > 0 then
-    parts[n + 1] = "content-length: " .. #body .. "\r\n\r\n"
-    parts[n + 2] = body
+    len = "content-length: " .. #body .. "\r\n\r\n"
   elseif WITH_BODY[method] then
-    parts[n + 1] = "content-length: 0\r\n\r\n"
+    len = "content-length: 0\r\n\r\n"
   else
-    parts[n + 1] = "\r\n"
+    return method .. " " .. target .. " HTTP/1.1\r\n" .. header_lines
+      .. "\r\n"
   end
-  return concat(parts)
+  return method .. " " .. target .. " HTTP/1.1\r\n" .. header_lines .. len
+    .. (body or "")
 end
 
 M.parse_head = parse_head

@@ -5,9 +5,11 @@
 --
 -- Keys: "c:<name>" totals; "<family>\1<label>" counted families (bounded,
 -- like the daemon's: past the cap new labels count under "other");
--- "r\1<route>\1<what>" per-route tallies; "h\1<side>\1<i>" histogram
--- buckets with "..\1n" and "..\1sum"; "ring\1id" the last record id and
--- "ring\1<slot>" the records, each "<id> <#route> <route><json>".
+-- "r\1<route>\1<what>" per-route tallies (sampled, compared and diverged
+-- totals are their sums); "h\1<side>\1<i>" histogram buckets with
+-- "..\1sum"; "ring\1id" the last record id and "ring\1<slot>" the
+-- records, each "<id> <#route> <route><json>". Each is kept in as few
+-- shared-memory operations per request as the numbers allow.
 local find, ipairs, pairs, setmetatable, sort, sub, tonumber =
   string.find, ipairs, pairs, setmetatable, table.sort, string.sub, tonumber
 
@@ -26,7 +28,14 @@ local CAPS = { ce = 32, sk = 32, se = 32, f = 1000, route = 500 }
 local SEP = "\1"
 
 function M.new(dict, capacity)
-  return setmetatable({ dict = dict, capacity = capacity }, Store)
+  local hist_keys = {}
+  for _, side in ipairs({ "primary", "candidate" }) do
+    local keys = { sum = "h" .. SEP .. side .. SEP .. "sum" }
+    for i = 1, #M.BOUNDS + 1 do keys[i] = "h" .. SEP .. side .. SEP .. i end
+    hist_keys[side] = keys
+  end
+  return setmetatable({ dict = dict, capacity = capacity, route_cache = {},
+                        cached = 0, hist_keys = hist_keys }, Store)
 end
 
 function Store:incr(name, n)
@@ -37,56 +46,78 @@ function Store:get(name)
   return self.dict:get("c:" .. name) or 0
 end
 
--- The key of label in family, "other" once the family holds its cap.
-local function label_key(self, family, label)
-  local key = family .. SEP .. label
-  if self.dict:get(key) ~= nil then return key end
-  local n = self.dict:incr("n" .. SEP .. family, 1, 0)
-  if n and n > CAPS[family] then
-    self.dict:incr("n" .. SEP .. family, -1, 0)
-    return family .. SEP .. "other"
-  end
-  return key
-end
-
 -- Adds n to a labelled counter: "ce" candidate errors by reason, "sk"
 -- skipped by reason, "se" script errors by hook, "f" differing fields.
+-- A label already counted costs one operation; a new one is checked
+-- against its family's cap ("other" once the family is full).
 function Store:add(family, label, n)
-  self.dict:incr(label_key(self, family, label), n or 1, 0)
+  local dict = self.dict
+  local key = family .. SEP .. label
+  if dict:incr(key, n or 1) then return end
+  local count = dict:incr("n" .. SEP .. family, 1, 0)
+  if count and count > CAPS[family] then
+    dict:incr("n" .. SEP .. family, -1, 0)
+    key = family .. SEP .. "other"
+  end
+  dict:incr(key, n or 1, 0)
+end
+
+-- The keys of a route's tallies, made once per route and worker (routes
+-- are a bounded set, and so is this cache).
+local WHATS = { "sampled", "compared", "diverged", "status", "headers",
+                "body" }
+local ROUTE_CACHE_MAX = 1000
+
+local function route_keys(self, route)
+  local cache = self.route_cache
+  local keys = cache[route]
+  if keys then return keys end
+  local dict = self.dict
+  local name = route
+  if not dict:get("rn" .. SEP .. route) then
+    -- A new route: is there room for one more?
+    local count = dict:incr("n" .. SEP .. "route", 1, 0)
+    if count and count > CAPS.route then
+      dict:incr("n" .. SEP .. "route", -1, 0)
+      name = "other"
+    end
+    dict:set("rn" .. SEP .. name, true)
+  end
+  keys = {}
+  for i = 1, #WHATS do
+    keys[WHATS[i]] = "r" .. SEP .. name .. SEP .. WHATS[i]
+  end
+  if self.cached >= ROUTE_CACHE_MAX then
+    cache = {}
+    self.route_cache, self.cached = cache, 0
+  end
+  cache[route] = keys
+  self.cached = self.cached + 1
+  return keys
 end
 
 -- Adds to one of a route's tallies: sampled, compared, diverged, status,
 -- headers, body.
 function Store:route_add(route, what)
-  local key = "r" .. SEP .. route .. SEP .. what
-  local n = self.dict:incr(key, 1)
-  if n then return end
-  -- First tally of this route: is there room for one more?
-  local seen = self.dict:get("rn" .. SEP .. route)
-  if not seen then
-    local count = self.dict:incr("n" .. SEP .. "route", 1, 0)
-    if count and count > CAPS.route then
-      self.dict:incr("n" .. SEP .. "route", -1, 0)
-      route = "other"
-    end
-    self.dict:set("rn" .. SEP .. route, true)
-    key = "r" .. SEP .. route .. SEP .. what
-  end
-  self.dict:incr(key, 1, 0)
+  self.dict:incr(route_keys(self, route)[what], 1, 0)
 end
 
+-- One latency observation: its bucket (the last one past the largest
+-- bound) and the sum; the count is the buckets' total.
 function Store:observe(side, seconds)
   local dict = self.dict
-  local prefix = "h" .. SEP .. side .. SEP
   local bounds = M.BOUNDS
-  for i = 1, #bounds do
-    if seconds <= bounds[i] then
-      dict:incr(prefix .. i, 1, 0)
+  local n = #bounds
+  local i = n + 1
+  for b = 1, n do
+    if seconds <= bounds[b] then
+      i = b
       break
     end
   end
-  dict:incr(prefix .. "n", 1, 0)
-  dict:incr(prefix .. "sum", seconds, 0)
+  local keys = self.hist_keys[side]
+  dict:incr(keys[i], 1, 0)
+  dict:incr(keys.sum, seconds, 0)
 end
 
 -- The next record id, shared by all workers.
@@ -141,11 +172,13 @@ function Store:snapshot()
     hist = {},
   }
   for _, side in ipairs({ "primary", "candidate" }) do
-    local prefix = "h" .. SEP .. side .. SEP
-    local b = {}
-    for i = 1, #M.BOUNDS do b[i] = dict:get(prefix .. i) or 0 end
-    snap.hist[side] = { buckets = b, n = dict:get(prefix .. "n") or 0,
-                        sum = dict:get(prefix .. "sum") or 0 }
+    local keys = self.hist_keys[side]
+    local b, n = {}, 0
+    for i = 1, #M.BOUNDS + 1 do
+      b[i] = dict:get(keys[i]) or 0
+      n = n + b[i]
+    end
+    snap.hist[side] = { buckets = b, n = n, sum = dict:get(keys.sum) or 0 }
   end
   -- get_keys locks the zone while it walks it: only the admin calls this.
   for _, key in ipairs(dict:get_keys(0)) do
@@ -170,6 +203,15 @@ function Store:snapshot()
         end
       end
     end
+  end
+  -- The totals of what routes count are the sums over the routes (a
+  -- route past the cap counts under "other", so nothing is lost).
+  local t = snap.totals
+  t.sampled, t.compared, t.diverged = 0, 0, 0
+  for _, r in pairs(snap.routes) do
+    t.sampled = t.sampled + (r.sampled or 0)
+    t.compared = t.compared + (r.compared or 0)
+    t.diverged = t.diverged + (r.diverged or 0)
   end
   return snap
 end

@@ -16,28 +16,62 @@ local function ms(v)
   return format("%.3f", v)
 end
 
--- The record with its timings replaced. The engine writes latency_ms after
--- the diff parts, so its last occurrence is the record's own (a value
--- quoted inside a diff may hold the same key); its members are numbers or
--- null, so the first "}" after it closes it. A first_byte_ms right after
--- it (an engine that writes one) is replaced too, never doubled.
-function M.timings(text, primary_ms, candidate_ms, primary_fb, candidate_fb)
-  local at, i = nil, 1
+-- Where the record's own latency_ms starts and where what we replace
+-- ends. The engine writes latency_ms after the diff parts, so its last
+-- occurrence is the record's own (a value quoted inside a diff may hold
+-- the same key); it is near the end, so that is searched first. Its
+-- members are numbers or null, so the first "}" after it closes it. A
+-- first_byte_ms right after it (an engine that writes one) is replaced
+-- too, never doubled.
+local function tail(text)
+  local n = #text
+  local from = n > 512 and n - 512 or 1
+  local at
   while true do
-    local s = find(text, LATENCY, i, true)
-    if not s then break end
-    at, i = s, s + 1
+    local i = from
+    while true do
+      local s = find(text, LATENCY, i, true)
+      if not s then break end
+      at, i = s, s + 1
+    end
+    if at or from == 1 then break end
+    from = 1
   end
-  if not at then return text end
+  if not at then return nil end
   local stop = find(text, "}", at + #LATENCY, true)
-  if not stop then return text end
+  if not stop then return nil end
   if sub(text, stop + 1, stop + #FIRST_BYTE) == FIRST_BYTE then
     stop = find(text, "}", stop + #FIRST_BYTE, true) or stop
   end
+  return at, stop
+end
+
+local function timing_text(primary_ms, candidate_ms, primary_fb, candidate_fb)
+  return format('"latency_ms":{"primary":%s,"candidate":%s},'
+    .. '"first_byte_ms":{"primary":%s,"candidate":%s}', ms(primary_ms),
+    ms(candidate_ms), ms(primary_fb), ms(candidate_fb))
+end
+
+-- The record with its timings replaced.
+function M.timings(text, primary_ms, candidate_ms, primary_fb, candidate_fb)
+  local at, stop = tail(text)
+  if not at then return text end
   return sub(text, 1, at - 1)
-    .. format('"latency_ms":{"primary":%s,"candidate":%s},'
-      .. '"first_byte_ms":{"primary":%s,"candidate":%s}', ms(primary_ms),
-      ms(candidate_ms), ms(primary_fb), ms(candidate_fb))
+    .. timing_text(primary_ms, candidate_ms, primary_fb, candidate_fb)
+    .. sub(text, stop + 1)
+end
+
+-- The record with its id and its timings replaced, in one copy.
+function M.record(text, id, primary_ms, candidate_ms, primary_fb,
+                  candidate_fb)
+  local s, e = find(text, '^{"id":%d+')
+  local at, stop = tail(text)
+  if not s or not at then
+    return M.timings(M.id(text, id), primary_ms, candidate_ms, primary_fb,
+                     candidate_fb)
+  end
+  return format('{"id":%d', id) .. sub(text, e + 1, at - 1)
+    .. timing_text(primary_ms, candidate_ms, primary_fb, candidate_fb)
     .. sub(text, stop + 1)
 end
 
