@@ -173,7 +173,12 @@ function Gateway:access()
   if not conf.methods[method] then return end
   local uri = ngx.var.request_uri
   local req
-  if conf.filter or conf.key or conf.route then req = hook_req(method, uri) end
+  -- Hooks get the daemon's req; normalize and rewrite get it later, in
+  -- the leg, where the headers read here are all there is of it.
+  if conf.filter or conf.key or conf.route or conf.normalize or conf.rewrite
+  then
+    req = hook_req(method, uri)
+  end
   if conf.filter then
     local ok, v = pcall(conf.filter, req)
     if not ok then
@@ -355,6 +360,27 @@ local function fill_head(self, rec, status, headers, hidden)
   end
 end
 
+-- The headers as they are compared: hidden ones dropped, redacted ones
+-- replaced. For normalize, which works on Lua records.
+local function clean_headers(self, headers, hidden)
+  local red, out = self.conf.redact, {}
+  for name, v in pairs(headers) do
+    if type(name) == "string" and not (hidden and hidden[name]) then
+      if red[name] then
+        if type(v) == "table" then
+          local list = {}
+          for i = 1, #v do list[i] = redact.mark(tostring(v[i])) end
+          v = list
+        else
+          v = redact.mark(tostring(v))
+        end
+      end
+      out[name] = v
+    end
+  end
+  return out
+end
+
 -- Runs normalize on one side, refilling the record when the hook changed
 -- it. A body that was cut (compared by digest) is left as it is.
 local function normalize(self, ctx, rec, status, headers, body, side)
@@ -425,7 +451,7 @@ local function run_leg(self, ctx)
   local method, target, body = ctx.method, ctx.uri, ctx.body
   local headers = forward_headers(self, ctx, ctx.headers)
   if conf.rewrite then
-    local ok, r = pcall(conf.rewrite, ctx.req or hook_req(method, target))
+    local ok, r = pcall(conf.rewrite, ctx.req)
     if not ok or type(r) ~= "table" then
       script_error(self, "rewrite", ok and "rewrite must return a request"
                    or r)
@@ -476,9 +502,11 @@ local function run_leg(self, ctx)
   C.shadow_ffi_record_body_end(crec)
   fill_head(self, crec, res.status, res.headers, PROXY_HIDDEN)
   if conf.normalize then
-    normalize(self, ctx, ctx.rec, ctx.status, ctx.resp_headers,
+    normalize(self, ctx, ctx.rec, ctx.status,
+              clean_headers(self, ctx.resp_headers, nil),
               concat(ctx.chunks or {}), "primary")
-    normalize(self, ctx, crec, res.status, res.headers,
+    normalize(self, ctx, crec, res.status,
+              clean_headers(self, res.headers, PROXY_HIDDEN),
               concat(lua_body), "candidate")
   end
   compare(self, ctx, ctx.rec, crec, candidate_ms, res.head_at - t0)

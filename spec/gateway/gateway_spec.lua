@@ -451,3 +451,68 @@ describe("the gateway in front of a hostile candidate", function()
     assert.not_matches("%[crit%]", gw:error_log())
   end)
 end)
+
+describe("the gateway's hooks and rules", function()
+  it("normalizes, routes, redacts and survives a failing hook", function()
+    local stop = cleanup.new()
+    finally(stop.run)
+    local function side(v, cookie)
+      return ([[ location / {
+        default_type application/json;
+        add_header set-cookie "sid=%s";
+        return 200 '{"version":"%s","at":"%s"}';
+      } ]]):format(cookie, v, v)
+    end
+    local ng = stop.add(nginx.start{ servers = {
+      primary = side("v1", "secret-1"), candidate = side("v2", "secret-2") } })
+    local gw = stop.add(gateway.start{ primary = ng.ports.primary,
+      candidate = ng.ports.candidate,
+      change = {
+        { 'key = function(req) return req.headers["x-user-id"] end,',
+          [[key = function(req)
+          local k = req.headers["x-user-id"]
+          if k == "boom" then error("no key for you") end
+          return k
+        end,]] },
+        { 'ignore = { headers = { "x-request-id" } },',
+          [[ignore = { json = { "/at" } },
+      route = function(req) return "all " .. req.method end,
+      normalize = function(rec, side, req)
+        rec.body = rec.body:gsub('"v%d"', '"v"')
+        assert(req.path == "/n" and req.headers["x-user-id"])
+        return rec
+      end,]] },
+      } })
+    for _, k in ipairs({ "a", "b", "boom" }) do
+      local res = assert(http.get(gw.port, "/n", headers_of(k)))
+      assert.equal(200, res.status)
+      assert.matches('"version":"v1"', res.body, 1, true)
+    end
+    local st = gw:wait_totals("compared", 2)
+    assert.equal(1, st.script_errors.key)
+    assert.equal(3, st.totals.requests)
+    assert.equal(2, st.totals.sampled)
+    -- The bodies agree once normalized and /at is ignored; the cookies
+    -- differ, and the record shows neither secret.
+    assert.equal(2, st.totals.diverged)
+    assert.equal(2, st.routes["all GET"].compared)
+    local d = gw:divergences(1).divergences[1]
+    assert.equal("all GET", d.route)
+    assert.is_false(d.body.differs)
+    assert.equal(1, #d.headers.diffs, json.encode(d.headers))
+    local h = d.headers.diffs[1]
+    assert.equal("set-cookie", h.name)
+    assert.matches("^%[redacted sha256:%x%x%x%x%x%x%x%x%]$", h.primary)
+    assert.matches("^%[redacted sha256:%x%x%x%x%x%x%x%x%]$", h.candidate)
+    assert.not_equal(h.primary, h.candidate)
+    assert.not_matches("secret", json.encode(gw:divergences()))
+  end)
+
+  it("refuses a bad conf at startup, naming the field", function()
+    local ok, err = pcall(gateway.start, { primary = 1, candidate = 2,
+      change = { { "max_inflight_shadow = 256,",
+                   "max_inflight_shadow = 256, lisen = 1," } } })
+    assert.is_false(ok)
+    assert.matches("unknown field lisen", err, 1, true)
+  end)
+end)
