@@ -56,8 +56,12 @@ local HOP = { connection = true, ["keep-alive"] = true,
 -- so the candidate's is compared without them too.
 local PROXY_HIDDEN = { server = true, date = true, ["x-pad"] = true }
 
--- How many C records a worker keeps for reuse.
-local POOL_MAX = 64
+-- How many C records a worker keeps for reuse (two per leg in flight, so
+-- a slow candidate does not turn every leg into mallocs and finalizers),
+-- and the largest body a kept record may have held: a record keeps its
+-- buffer, and the pool must not pin diff_bytes per slot.
+local POOL_MAX = 1024
+local POOL_BODY_MAX = 65536
 
 -- Script errors are logged at most once a second per hook and worker.
 local ERROR_LOG_INTERVAL = 1
@@ -122,7 +126,11 @@ end
 local function release(self, r)
   if r == nil then return end
   local pool = self.pool
-  if #pool < POOL_MAX then pool[#pool + 1] = r end
+  if #pool < POOL_MAX
+      and self.C.shadow_ffi_record_body_len(r, nil) <= POOL_BODY_MAX then
+    self.C.shadow_ffi_record_clear(r)
+    pool[#pool + 1] = r
+  end
 end
 
 -- The daemon's default route: the method and the path, numeric segments
