@@ -58,36 +58,67 @@ local function only(t, name, allowed)
   end
 end
 
--- The candidate: a URL or a shadow.http descriptor.
+local function ms(c, name, default)
+  local v = c[name]
+  if v == nil then return default end
+  if type(v) ~= "number" or not (v > 0) or v == huge then
+    fail("candidate %s must be a positive number of milliseconds", name)
+  end
+  return v
+end
+
+-- The candidate: a URL or a shadow.http descriptor, checked here (the
+-- gateway has no config reader of its own to do it later).
 local function candidate(c)
   if type(c) == "string" then
     local ok, d = pcall(http, c)
     if not ok then fail("candidate: %s", (d:gsub("^shadow.http: ", ""))) end
     c = d
   end
-  if type(c) ~= "table" or c.kind ~= "http" then
+  if type(c) ~= "table" or c.kind ~= "http" or type(c.url) ~= "string" then
     fail("candidate must be an http:// URL or shadow.http(url, opts)")
   end
+  if c.url:find("^https://") then
+    fail("candidate %q: https is not supported by the gateway yet; "
+      .. "terminate TLS in front of the candidate", c.url)
+  end
   local rest = c.url:match("^http://(.*)$")
+  if not rest then fail("candidate %q: expected http://host[:port][/base]", c.url) end
   local authority, base = rest:match("^([^/]*)(.*)$")
   local host, port
   if authority:sub(1, 1) == "[" then
     host, port = authority:match("^%[([%x:%.]+)%]:?(%d*)$")
   else
-    host, port = authority:match("^([^:]+):?(%d*)$")
+    host, port = authority:match("^([%w%.%-_]+):?(%d*)$")
+  end
+  local n = tonumber(port) or 80
+  if not host or n < 1 or n > 65535 then
+    fail("candidate %q: expected http://host[:port][/base]", c.url)
+  end
+  if base:find("[%s?#]") then
+    fail("candidate %q: the base path may not hold spaces, a query or a "
+      .. "fragment", c.url)
+  end
+  if c.host ~= nil and type(c.host) ~= "string" then
+    fail("candidate host must be a string")
+  end
+  local maxc = c.max_connections
+  if maxc ~= nil and (type(maxc) ~= "number" or maxc < 1
+      or floor(maxc) ~= maxc or maxc == huge) then
+    fail("candidate max_connections must be a positive whole number")
   end
   base = base:gsub("/$", "")
   return {
     url = c.url,
     host = host,
-    port = tonumber(port) or 80,
+    port = n,
     base = base,
     host_header = c.host,
     authority = authority,
-    connect_timeout = c.connect_timeout_ms or 1000,
-    head_timeout = c.timeout_ms or 5000,
-    read_timeout = c.read_timeout_ms or 60000,
-    pool_size = c.max_connections,
+    connect_timeout = ms(c, "connect_timeout_ms", 1000),
+    head_timeout = ms(c, "timeout_ms", 5000),
+    read_timeout = ms(c, "read_timeout_ms", 60000),
+    pool_size = maxc,
   }
 end
 
