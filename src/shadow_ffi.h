@@ -69,6 +69,11 @@ int shadow_ffi_diff_meta(shadow_ffi_diff_t *d, const char *route,
 int shadow_ffi_diff_run(shadow_ffi_diff_t *d, const shadow_diff_opts_t *o,
                         const shadow_record_t *p, const shadow_record_t *c,
                         const char **json, size_t *len);
+/* The fields that differed in the last run on d, each NUL-terminated
+ * ("status", "header:<name>", "body:<pointer>" or "body"), *len bytes in
+ * all, owned by d like the record text; *n is how many. */
+const char *shadow_ffi_diff_fields(const shadow_ffi_diff_t *d, size_t *len,
+                                   size_t *n);
 void shadow_ffi_diff_free(shadow_ffi_diff_t *d);
 
 /* Sticky sampling; key NULL means a random draw at the same rate. */

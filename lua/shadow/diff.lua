@@ -67,4 +67,21 @@ function M.diff_json(primary, candidate, opts)
   return text, parts
 end
 
+-- The fields that differed in the last diff of this VM, as a list of
+-- strings ("status", "header:<name>", "body:<pointer>", "body"): what the
+-- per-field counters of /stats count.
+function M.last_fields()
+  local s = get_scratch()
+  local n = ffi.new("size_t[1]")
+  local p = s.C.shadow_ffi_diff_fields(s.d, s.len, n)
+  local out, at, total = {}, 0, tonumber(s.len[0])
+  for i = 1, tonumber(n[0]) do
+    local str = ffi.string(p + at)
+    out[i] = str
+    at = at + #str + 1
+    if at > total then break end
+  end
+  return out
+end
+
 return M

@@ -51,6 +51,8 @@ int shadow_ffi_diff_meta(shadow_ffi_diff_t *d, const char *route,
 int shadow_ffi_diff_run(shadow_ffi_diff_t *d, const shadow_diff_opts_t *o,
                         const shadow_record_t *p, const shadow_record_t *c,
                         const char **json, size_t *len);
+const char *shadow_ffi_diff_fields(const shadow_ffi_diff_t *d, size_t *len,
+                                   size_t *n);
 void shadow_ffi_diff_free(shadow_ffi_diff_t *d);
 
 int shadow_ffi_sampled(const char *key, size_t len, double rate);

@@ -173,6 +173,13 @@ int shadow_ffi_diff_run(shadow_ffi_diff_t *d, const shadow_diff_opts_t *o,
   return parts;
 }
 
+const char *shadow_ffi_diff_fields(const shadow_ffi_diff_t *d, size_t *len,
+                                   size_t *n) {
+  if (len) *len = d ? d->res.fields.len : 0;
+  if (n) *n = d ? d->res.nfields : 0;
+  return d && d->res.fields.data ? d->res.fields.data : "";
+}
+
 void shadow_ffi_diff_free(shadow_ffi_diff_t *d) {
   if (!d) return;
   shadow_diff_result_free(&d->res);

@@ -1,0 +1,138 @@
+-- The gateway's admin answers, in the daemon's shapes and names (DESIGN.md,
+-- src/telemetry/stats_render.c): /divergences, /stats with the verdict
+-- overall and per route, and /metrics in Prometheus text. Pure rendering
+-- from a store snapshot; gateway.lua serves them.
+local cjson = require "cjson"
+local store_mod = require "shadow.gateway_store"
+local verdict = require("shadow.verdict").verdict
+
+local concat, format, gsub, ipairs, pairs, tostring =
+  table.concat, string.format, string.gsub, ipairs, pairs, tostring
+
+local keys = store_mod.keys
+local BOUNDS = store_mod.BOUNDS
+
+local M = {}
+
+-- { "divergences": [ records, newest first ], "total": N }: the records
+-- are the engine's text, spliced in as they are.
+function M.divergences(texts, total)
+  return '{"divergences":[' .. concat(texts, ",")
+    .. format('],"total":%d}', total)
+end
+
+local function num(v) return v or 0 end
+
+-- The /stats document. breaker_state: "closed" | "open" | "half-open".
+function M.stats(snap, breaker_state, slo, extra)
+  local t = snap.totals
+  local route_docs = {}
+  for _, name in ipairs(keys(snap.routes)) do
+    local r = snap.routes[name]
+    route_docs[name] = {
+      sampled = num(r.sampled),
+      compared = num(r.compared),
+      diverged = num(r.diverged),
+      parts = { status = num(r.status), headers = num(r.headers),
+                body = num(r.body) },
+      verdict = verdict(num(r.compared), num(r.diverged), slo),
+    }
+  end
+  local doc = {
+    totals = {
+      requests = num(t.requests),
+      sampled = num(t.sampled),
+      compared = num(t.compared),
+      diverged = num(t.diverged),
+      primary_errors = num(t.primary_errors),
+      candidate_errors = snap.families.ce,
+      skipped = snap.families.sk,
+    },
+    routes = route_docs,
+    fields = snap.families.f,
+    breaker = { state = breaker_state, open = breaker_state == "open" },
+    script_errors = snap.families.se,
+    reloads = {},
+    last_reload = cjson.null,
+    generation = 0,
+    verdict = verdict(num(t.compared), num(t.diverged), slo),
+  }
+  for k, v in pairs(extra or {}) do doc[k] = v end
+  return cjson.encode(doc)
+end
+
+-- Prometheus label values escape backslash, double quote and newline.
+local function label(v)
+  return (gsub(gsub(gsub(tostring(v), "\\", "\\\\"), '"', '\\"'), "\n",
+               "\\n"))
+end
+
+local function scalar(out, metric, kind, help, v)
+  out[#out + 1] = format("# HELP %s %s\n# TYPE %s %s\n%s %s\n", metric,
+                         help, metric, kind, metric, format("%d", v))
+end
+
+local function family(out, metric, help, lname, counts)
+  out[#out + 1] = format("# HELP %s %s\n# TYPE %s counter\n", metric, help,
+                         metric)
+  for _, k in ipairs(keys(counts)) do
+    out[#out + 1] = format('%s{%s="%s"} %d\n', metric, lname, label(k),
+                           counts[k])
+  end
+end
+
+local function histogram(out, metric, help, h)
+  out[#out + 1] = format("# HELP %s %s\n# TYPE %s histogram\n", metric, help,
+                         metric)
+  local cum = 0
+  for i = 1, #BOUNDS do
+    cum = cum + h.buckets[i]
+    out[#out + 1] = format('%s_bucket{le="%g"} %d\n', metric, BOUNDS[i], cum)
+  end
+  out[#out + 1] = format('%s_bucket{le="+Inf"} %d\n%s_sum %.9g\n'
+    .. "%s_count %d\n", metric, h.n, metric, h.sum, metric, h.n)
+end
+
+function M.metrics(snap, breaker_open)
+  local t, fam, out = snap.totals, snap.families, {}
+  scalar(out, "shadow_requests_total", "counter",
+         "Client requests received.", num(t.requests))
+  scalar(out, "shadow_sampled_total", "counter",
+         "Requests mirrored to the candidate.", num(t.sampled))
+  scalar(out, "shadow_compared_total", "counter",
+         "Primary and candidate response pairs compared.", num(t.compared))
+  scalar(out, "shadow_primary_errors_total", "counter",
+         "Requests the primary failed (answered 502 or 504).",
+         num(t.primary_errors))
+  out[#out + 1] = "# HELP shadow_divergences_total Compared pairs that "
+    .. "differed, by route and part.\n# TYPE shadow_divergences_total "
+    .. "counter\n"
+  for _, name in ipairs(keys(snap.routes)) do
+    local r = snap.routes[name]
+    for _, part in ipairs({ "status", "headers", "body" }) do
+      if num(r[part]) > 0 then
+        out[#out + 1] = format('shadow_divergences_total{route="%s",'
+          .. 'part="%s"} %d\n', label(name), part, r[part])
+      end
+    end
+  end
+  family(out, "shadow_candidate_errors_total",
+         "Candidate legs that failed, by reason.", "reason", fam.ce)
+  family(out, "shadow_skipped_total",
+         "Requests that would have been mirrored but were not, by reason.",
+         "reason", fam.sk)
+  histogram(out, "shadow_primary_latency_seconds",
+            "Primary response latency.", snap.hist.primary)
+  histogram(out, "shadow_candidate_latency_seconds",
+            "Candidate response latency.", snap.hist.candidate)
+  scalar(out, "shadow_breaker_open", "gauge",
+         "1 while the candidate's circuit breaker is open.",
+         breaker_open and 1 or 0)
+  family(out, "shadow_script_errors_total", "Lua hook errors, by hook.",
+         "hook", fam.se)
+  family(out, "shadow_reloads_total", "Script reloads, by result.",
+         "result", {})
+  return concat(out)
+end
+
+return M

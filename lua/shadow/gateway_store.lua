@@ -1,0 +1,227 @@
+-- The gateway's counters, latency histograms and divergence ring in one
+-- lua_shared_dict, so every nginx worker adds to the same numbers and
+-- /_shadow/* shows all of them at once. Everything survives a reload
+-- (nginx keeps a shared zone whose name and size did not change).
+--
+-- Keys: "c:<name>" totals; "<family>\1<label>" counted families (bounded,
+-- like the daemon's: past the cap new labels count under "other");
+-- "r\1<route>\1<what>" per-route tallies (sampled, compared and diverged
+-- totals are their sums); "h\1<side>\1<i>" histogram buckets with
+-- "..\1sum"; "ring\1id" the last record id and "ring\1<slot>" the
+-- records, each "<id> <#route> <route><json>". Each is kept in as few
+-- shared-memory operations per request as the numbers allow.
+local find, ipairs, pairs, setmetatable, sort, sub, tonumber =
+  string.find, ipairs, pairs, setmetatable, table.sort, string.sub, tonumber
+
+local Store = {}
+Store.__index = Store
+
+local M = {}
+
+-- The daemon's bucket bounds (src/telemetry/stats.c), in seconds.
+M.BOUNDS = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+             0.5, 1, 2.5, 5, 10 }
+
+-- Label caps per family, as the daemon's shadow_stats_new sets them.
+local CAPS = { ce = 32, sk = 32, se = 32, f = 1000, route = 500 }
+
+local SEP = "\1"
+
+function M.new(dict, capacity)
+  local hist_keys = {}
+  for _, side in ipairs({ "primary", "candidate" }) do
+    local keys = { sum = "h" .. SEP .. side .. SEP .. "sum" }
+    for i = 1, #M.BOUNDS + 1 do keys[i] = "h" .. SEP .. side .. SEP .. i end
+    hist_keys[side] = keys
+  end
+  return setmetatable({ dict = dict, capacity = capacity, route_cache = {},
+                        cached = 0, hist_keys = hist_keys }, Store)
+end
+
+function Store:incr(name, n)
+  self.dict:incr("c:" .. name, n or 1, 0)
+end
+
+function Store:get(name)
+  return self.dict:get("c:" .. name) or 0
+end
+
+-- Adds n to a labelled counter: "ce" candidate errors by reason, "sk"
+-- skipped by reason, "se" script errors by hook, "f" differing fields.
+-- A label already counted costs one operation; a new one is checked
+-- against its family's cap ("other" once the family is full).
+function Store:add(family, label, n)
+  local dict = self.dict
+  local key = family .. SEP .. label
+  if dict:incr(key, n or 1) then return end
+  local count = dict:incr("n" .. SEP .. family, 1, 0)
+  if count and count > CAPS[family] then
+    dict:incr("n" .. SEP .. family, -1, 0)
+    key = family .. SEP .. "other"
+  end
+  dict:incr(key, n or 1, 0)
+end
+
+-- The keys of a route's tallies, made once per route and worker (routes
+-- are a bounded set, and so is this cache).
+local WHATS = { "sampled", "compared", "diverged", "status", "headers",
+                "body" }
+local ROUTE_CACHE_MAX = 1000
+
+local function route_keys(self, route)
+  local cache = self.route_cache
+  local keys = cache[route]
+  if keys then return keys end
+  local dict = self.dict
+  local name = route
+  if not dict:get("rn" .. SEP .. route) then
+    -- A new route: is there room for one more?
+    local count = dict:incr("n" .. SEP .. "route", 1, 0)
+    if count and count > CAPS.route then
+      dict:incr("n" .. SEP .. "route", -1, 0)
+      name = "other"
+    end
+    dict:set("rn" .. SEP .. name, true)
+  end
+  keys = {}
+  for i = 1, #WHATS do
+    keys[WHATS[i]] = "r" .. SEP .. name .. SEP .. WHATS[i]
+  end
+  if self.cached >= ROUTE_CACHE_MAX then
+    cache = {}
+    self.route_cache, self.cached = cache, 0
+  end
+  cache[route] = keys
+  self.cached = self.cached + 1
+  return keys
+end
+
+-- Adds to one of a route's tallies: sampled, compared, diverged, status,
+-- headers, body.
+function Store:route_add(route, what)
+  self.dict:incr(route_keys(self, route)[what], 1, 0)
+end
+
+-- One latency observation: its bucket (the last one past the largest
+-- bound) and the sum; the count is the buckets' total.
+function Store:observe(side, seconds)
+  local dict = self.dict
+  local bounds = M.BOUNDS
+  local n = #bounds
+  local i = n + 1
+  for b = 1, n do
+    if seconds <= bounds[b] then
+      i = b
+      break
+    end
+  end
+  local keys = self.hist_keys[side]
+  dict:incr(keys[i], 1, 0)
+  dict:incr(keys.sum, seconds, 0)
+end
+
+-- The next record id, shared by all workers.
+function Store:next_id()
+  return self.dict:incr("ring" .. SEP .. "id", 1, 0)
+end
+
+-- Keeps the record under its id's slot; the oldest is overwritten. A dict
+-- too small for the record does not push counters out (safe_set): the
+-- record is dropped and false returned.
+function Store:push(id, route, json)
+  route = route or ""
+  local slot = "ring" .. SEP .. (id % self.capacity)
+  local ok = self.dict:safe_set(slot, id .. " " .. #route .. " " .. route
+    .. json)
+  return ok and true or false
+end
+
+-- The newest records (limit of them, matching route when given), newest
+-- first, as JSON texts; and how many held records match.
+function Store:latest(limit, route)
+  local dict, cap = self.dict, self.capacity
+  local last = dict:get("ring" .. SEP .. "id") or 0
+  local out, total = {}, 0
+  for id = last, last - cap + 1, -1 do
+    if id < 1 then break end
+    local v = dict:get("ring" .. SEP .. (id % cap))
+    if v then
+      local s, e, vid, rlen = find(v, "^(%d+) (%d+) ")
+      if s and tonumber(vid) == id then
+        rlen = tonumber(rlen)
+        local r = sub(v, e + 1, e + rlen)
+        if route == nil or r == route then
+          total = total + 1
+          if #out < limit then out[#out + 1] = sub(v, e + rlen + 1) end
+        end
+      end
+    end
+  end
+  return out, total
+end
+
+-- Everything counted, as plain tables: { totals = {...}, families =
+-- { ce = {label = n}, ... }, routes = { route = { sampled =, ... } },
+-- hist = { primary = { buckets, n, sum }, candidate = ... } }.
+function Store:snapshot()
+  local dict = self.dict
+  local snap = {
+    totals = {},
+    families = { ce = {}, sk = {}, se = {}, f = {} },
+    routes = {},
+    hist = {},
+  }
+  for _, side in ipairs({ "primary", "candidate" }) do
+    local keys = self.hist_keys[side]
+    local b, n = {}, 0
+    for i = 1, #M.BOUNDS + 1 do
+      b[i] = dict:get(keys[i]) or 0
+      n = n + b[i]
+    end
+    snap.hist[side] = { buckets = b, n = n, sum = dict:get(keys.sum) or 0 }
+  end
+  -- get_keys locks the zone while it walks it: only the admin calls this.
+  for _, key in ipairs(dict:get_keys(0)) do
+    local a = find(key, SEP, 1, true)
+    if sub(key, 1, 2) == "c:" then
+      snap.totals[sub(key, 3)] = dict:get(key)
+    elseif a then
+      local family = sub(key, 1, a - 1)
+      local fam = snap.families[family]
+      if fam then
+        fam[sub(key, a + 1)] = dict:get(key)
+      elseif family == "r" then
+        local b = find(key, SEP, a + 1, true)
+        if b then
+          local route, what = sub(key, a + 1, b - 1), sub(key, b + 1)
+          local r = snap.routes[route]
+          if not r then
+            r = {}
+            snap.routes[route] = r
+          end
+          r[what] = dict:get(key)
+        end
+      end
+    end
+  end
+  -- The totals of what routes count are the sums over the routes (a
+  -- route past the cap counts under "other", so nothing is lost).
+  local t = snap.totals
+  t.sampled, t.compared, t.diverged = 0, 0, 0
+  for _, r in pairs(snap.routes) do
+    t.sampled = t.sampled + (r.sampled or 0)
+    t.compared = t.compared + (r.compared or 0)
+    t.diverged = t.diverged + (r.diverged or 0)
+  end
+  return snap
+end
+
+-- Sorted keys of a table, so renderings are stable.
+function M.keys(t)
+  local out = {}
+  for k in pairs(t) do out[#out + 1] = k end
+  sort(out)
+  return out
+end
+
+return M
