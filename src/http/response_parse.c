@@ -121,7 +121,10 @@ static int on_body(llhttp_t *h, const char *at, size_t len) {
 
 static int on_message_complete(llhttp_t *h) {
   shadow_response_parser_t *p = PARSER(h);
-  if (p->upgraded) return 0; /* llhttp then pauses for the upgrade */
+  /* The 101's message ends here and the tunnel's bytes begin. llhttp
+   * pauses by itself only when the 101 carries Upgrade headers; pausing
+   * here covers one without, which would otherwise parse on. */
+  if (p->upgraded) return HPE_PAUSED;
   if (!p->headers_done) {
     /* The end of an interim response: start over for the next head. */
     shadow_headers_clear(&p->headers);
@@ -210,7 +213,7 @@ int shadow_response_parser_feed(shadow_response_parser_t *p, const char *data,
   }
   p->seen += len;
   llhttp_errno_t rc = llhttp_execute(&p->http, data, len);
-  if (rc == HPE_PAUSED_UPGRADE && p->upgraded) {
+  if ((rc == HPE_PAUSED_UPGRADE || rc == HPE_PAUSED) && p->upgraded) {
     /* The 101's head is in; the bytes after it are the tunnel's. */
     const char *pos = llhttp_get_error_pos(&p->http);
     p->done = 1;
