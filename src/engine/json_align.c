@@ -27,7 +27,9 @@ static long step(const int32_t *prev, long d, long k, long m, long n,
 }
 
 int shadow_json_align(const uint64_t *a, size_t m, const uint64_t *b, size_t n,
-                      size_t max_d, size_t max_work, int32_t *pa) {
+                      size_t max_d, size_t *budget, int32_t *pa) {
+  size_t max_work = *budget;
+  *budget = 0;
   for (size_t i = 0; i < m; i++)
     pa[i] = -1;
   if (m > INT32_MAX || n > INT32_MAX) return -E2BIG;
@@ -45,6 +47,7 @@ int shadow_json_align(const uint64_t *a, size_t m, const uint64_t *b, size_t n,
       int32_t *nr = realloc(rows, nc * sizeof *nr);
       if (!nr) {
         free(rows);
+        *budget = work;
         return -ENOMEM;
       }
       rows = nr;
@@ -78,6 +81,7 @@ int shadow_json_align(const uint64_t *a, size_t m, const uint64_t *b, size_t n,
     }
     if (found < 0 && work > max_work) break;
   }
+  *budget = work;
   if (found < 0) {
     free(rows);
     return -E2BIG;

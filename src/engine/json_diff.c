@@ -28,10 +28,13 @@
  * element removed at one place and equal to one added at another becomes
  * one "move" (unless a rule ignores single elements of the array). When
  * the alignment would pass its work bound the array is compared by index,
- * as if nothing had been inserted. The ops: diffs inside kept elements
- * first (under the primary's indexes), then removals from the highest
- * index down, then additions and moves in the candidate's order, each at
- * the index it has when it applies.
+ * as if nothing had been inserted; so is every array once what alignment
+ * adds to the walk (compares, hashes, LCS steps) has passed about twice
+ * the size of the texts, so a diff stays linear however its arrays nest.
+ * Equality inside a compare (a dry walk) is by index. The ops: diffs inside
+ * kept elements first (under the primary's indexes), then removals from the
+ * highest index down, then additions and moves in the candidate's order, each
+ * at the index it has when it applies.
  *
  * Array modes other than index mode make the patch exact only up to the
  * mode's equivalence: set (order and duplicates ignored) removes each
@@ -236,6 +239,10 @@ typedef struct {
   size_t plen, clen, common, tail;
   char *err;
   size_t errlen;
+  /* Node visits left for what alignment adds to the walk (dry compares,
+   * hashes, LCS steps): about twice the texts' size. Past it, arrays
+   * compare by index, so the whole diff stays linear. */
+  long budget;
 } ctx_t;
 
 /* What the rules say about the node at the current path. */
@@ -664,6 +671,7 @@ static int dry_equal(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
 static int elem_equal(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
                       uint64_t mask, int depth, size_t idx) {
   if (same_bytes(x, a, b)) return 1;
+  if (x->budget < 0) return 0;
   uint64_t em = mask ? child_mask(x, mask, depth, NULL, 0, (long)idx) : 0;
   if (!em && a->type != b->type) return 0;
   return dry_equal(x, a, b, em, depth + 1);
@@ -786,13 +794,18 @@ static void aligned(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
     if (expand(x, &ma[i], depth + 1)) return;
     uint64_t cm = mask ? child_mask(x, mask, depth, NULL, 0, pre + i) : 0;
     ha[i] = rule_hash(x, &ma[i], cm, depth + 1);
+    x->budget -= (long)(ma[i].rawlen / 8) + 1; /* about its nodes */
   }
   for (uint32_t j = 0; j < n; j++) {
     if (expand(x, &mb[j], depth + 1)) return;
     uint64_t cm = mask ? child_mask(x, mask, depth, NULL, 0, pre + j) : 0;
     hb[j] = rule_hash(x, &mb[j], cm, depth + 1);
+    x->budget -= (long)(mb[j].rawlen / 8) + 1;
   }
-  int rc = shadow_json_align(ha, m, hb, n, ALIGN_MAX_D, ALIGN_MAX_WORK, pa);
+  size_t work = x->budget > 0 ? (size_t)x->budget : 0;
+  if (work > ALIGN_MAX_WORK) work = ALIGN_MAX_WORK;
+  int rc = shadow_json_align(ha, m, hb, n, ALIGN_MAX_D, &work, pa);
+  x->budget -= (long)work;
   if (rc == -E2BIG) {
     by_index(x, a, b, mask, depth, pre, m, n);
     return;
@@ -936,19 +949,28 @@ static void diff_array_index(ctx_t *x, const shadow_json_t *a,
                              const shadow_json_t *b, uint64_t mask, int depth) {
   uint32_t na = a->len, nb = b->len, pre = 0, suf = 0;
   const shadow_json_t *ai = a->u.items, *bi = b->u.items;
+  /* A dry walk only asks whether anything differs: index order says, and
+   * no compare nests inside another. */
+  if (x->dry) {
+    by_index(x, a, b, mask, depth, 0, na, nb);
+    return;
+  }
   /* Equal elements at both ends need nothing more. */
   while (pre < na && pre < nb &&
          elem_equal(x, &ai[pre], &bi[pre], mask, depth, pre))
     pre++;
-  while (suf < na - pre && suf < nb - pre &&
-         elem_equal(x, &ai[na - 1 - suf], &bi[nb - 1 - suf], mask, depth,
+  while (suf < na - pre && suf < nb - pre) {
+    /* The pair the first loop stopped at is known to differ. */
+    if (na == nb && na - 1 - suf == pre) break;
+    if (!elem_equal(x, &ai[na - 1 - suf], &bi[nb - 1 - suf], mask, depth,
                     na - 1 - suf))
+      break;
     suf++;
+  }
   if (x->rc) return;
   uint32_t m = na - pre - suf, n = nb - pre - suf;
   if (!m && !n) return;
-  /* A dry walk only asks whether anything differs: index order says. */
-  if (x->dry || !m || !n || (m == 1 && n == 1))
+  if (!m || !n || (m == 1 && n == 1) || x->budget < 0)
     by_index(x, a, b, mask, depth, pre, m, n);
   else
     aligned(x, a, b, mask, depth, pre, m, n);
@@ -1116,6 +1138,7 @@ static void diff_value(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
                        uint64_t mask, int depth) {
   here_t h;
   if (done(x)) return;
+  x->budget -= x->dry;
   if (mask) {
     rules_here(x, mask, depth, &h);
     if (h.ignored) return;
@@ -1296,6 +1319,7 @@ int shadow_json_diff(const char *primary, size_t plen, const char *candidate,
   x.tail = tail;
   x.err = err;
   x.errlen = errlen;
+  x.budget = (long)((plen + clen) * 2 + 65536);
   size_t fields_base = out->fields ? out->fields->len : 0;
   uint64_t mask = 0;
   if (rules && rules->n)
