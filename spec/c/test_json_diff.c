@@ -794,6 +794,29 @@ static void test_scale(void) {
   }
   shadow_buf_free(&a);
   shadow_buf_free(&b);
+
+  /* Arrays nested 500 deep with a change at the bottom, and with another
+   * at every level: each compare of an element must not nest compares of
+   * its own (2^500 walks), nor repeat its walk at every level for ever. */
+  for (int wide = 0; wide < 2; wide++) {
+    shadow_buf_t p = SHADOW_BUF_INIT, q = SHADOW_BUF_INIT;
+    for (int i = 0; i < 500; i++) {
+      shadow_buf_putc(&p, '[');
+      shadow_buf_putc(&q, '[');
+    }
+    shadow_buf_puts(&p, "1");
+    shadow_buf_puts(&q, "2");
+    for (int i = 0; i < 500; i++) {
+      shadow_buf_puts(&p, wide ? ",0]" : "]");
+      shadow_buf_puts(&q, wide ? ",1]" : "]");
+    }
+    shadow_json_diff_out_t out = {NULL, NULL, 0, 0, 0, 0};
+    CHECK(shadow_json_diff(p.data, p.len, q.data, q.len, NULL, &out, NULL, 0) ==
+          0);
+    CHECK(out.nops == (wide ? 501u : 1u));
+    shadow_buf_free(&p);
+    shadow_buf_free(&q);
+  }
 }
 
 int main(void) {

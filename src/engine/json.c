@@ -97,6 +97,7 @@ typedef struct {
   const char *why;
   shadow_json_skip_fn skip; /* lazy parses only */
   void *skip_ctx;
+  size_t skipped; /* lazy nodes made so far */
 } parser_t;
 
 /* 1 for ASCII bytes a string may hold as they are; bytes >= 0x80 take the
@@ -456,7 +457,8 @@ static int parse_value(parser_t *ps, shadow_json_t *v);
 /* Copies a node field by field. parse_value has just written each field
  * on its own; a struct copy reads them back 16 bytes at a time, which the
  * CPU cannot forward from those narrower stores, and stalls on every node
- * (a third of the parse time, measured). */
+ * (a third of the parse time, measured). Leaves, most nodes, are parsed
+ * straight into their stack slot and need no copy at all. */
 static inline void node_copy(shadow_json_t *d, const shadow_json_t *s) {
   d->raw = s->raw;
   d->rawlen = s->rawlen;
@@ -467,9 +469,6 @@ static inline void node_copy(shadow_json_t *d, const shadow_json_t *s) {
   d->exp = s->exp;
   d->u = s->u;
 }
-
-/* What a container takes from its children's flags. */
-#define INNER_LAZY (SHADOW_JSON_LAZY | SHADOW_JSON_HAS_LAZY)
 
 /* A lazy parse's question at a container's opening bracket: when the
  * answer is to skip it, v becomes a lazy node and ps->p moves past it. */
@@ -488,13 +487,13 @@ static int skip_lazy(parser_t *ps, shadow_json_t *v) {
   v->exp = 0;
   v->u.str = NULL;
   ps->p = ps->s + e;
+  ps->skipped++;
   return 1;
 }
 
 static int parse_array(parser_t *ps, shadow_json_t *v) {
   const char *start = ps->p++;
-  size_t base = ps->ntop;
-  unsigned inner = 0;
+  size_t base = ps->ntop, skipped = ps->skipped;
   skip_ws(ps);
   if (ps->p < ps->end && *ps->p == ']') {
     ps->p++;
@@ -508,17 +507,17 @@ static int parse_array(parser_t *ps, shadow_json_t *v) {
         ps->nst = n;
         ps->ncap = cap;
       }
-      /* A skipped element is written in place: nothing can move the
-       * stack meanwhile, and long arrays of them are what lazy parses
-       * mostly meet. */
-      if (ps->skip && ps->p < ps->end && (*ps->p == '{' || *ps->p == '[') &&
-          skip_lazy(ps, &ps->nst[ps->ntop])) {
-        inner |= SHADOW_JSON_LAZY;
+      /* Leaves and skipped containers are parsed in place, since nothing
+       * they do can move the stack; a container that is parsed may, so it
+       * goes through a copy. */
+      int leaf = ps->p < ps->end && *ps->p != '{' && *ps->p != '[';
+      if (leaf ||
+          (ps->skip && ps->p < ps->end && skip_lazy(ps, &ps->nst[ps->ntop]))) {
+        if (leaf && parse_value(ps, &ps->nst[ps->ntop])) return ps->rc;
         ps->ntop++;
       } else {
         shadow_json_t item;
         if (parse_value(ps, &item)) return ps->rc;
-        inner |= item.flags;
         node_copy(&ps->nst[ps->ntop++], &item);
       }
       skip_ws(ps);
@@ -536,7 +535,7 @@ static int parse_array(parser_t *ps, shadow_json_t *v) {
   }
   size_t count = ps->ntop - base;
   v->type = SHADOW_JSON_ARRAY;
-  if (inner & INNER_LAZY) v->flags |= SHADOW_JSON_HAS_LAZY;
+  if (ps->skipped != skipped) v->flags |= SHADOW_JSON_HAS_LAZY;
   v->len = (uint32_t)count;
   v->u.items = NULL;
   if (count) {
@@ -590,7 +589,7 @@ static int parse_object(parser_t *ps, shadow_json_t *v) {
   /* A 64-bit filter over each key's length and end bytes: a repeated key
    * always hits a bit already set, and only then are keys compared. */
   uint64_t seen = 0, hit = 0;
-  unsigned inner = 0;
+  size_t skipped = ps->skipped;
   skip_ws(ps);
   if (ps->p < ps->end && *ps->p == '}') {
     ps->p++;
@@ -616,13 +615,19 @@ static int parse_object(parser_t *ps, shadow_json_t *v) {
         ps->mst = n;
         ps->mcap = cap;
       }
-      shadow_json_t value;
-      if (parse_value(ps, &value)) return ps->rc;
-      inner |= value.flags;
-      shadow_json_member_t *d = &ps->mst[ps->mtop++];
+      shadow_json_member_t *d;
+      if (ps->p < ps->end && *ps->p != '{' && *ps->p != '[') {
+        d = &ps->mst[ps->mtop]; /* a leaf, in place as above */
+        if (parse_value(ps, &d->value)) return ps->rc;
+        ps->mtop++;
+      } else {
+        shadow_json_t value;
+        if (parse_value(ps, &value)) return ps->rc;
+        d = &ps->mst[ps->mtop++];
+        node_copy(&d->value, &value);
+      }
       d->key = key;
       d->klen = klen;
-      node_copy(&d->value, &value);
       skip_ws(ps);
       if (ps->p >= ps->end) return fail(ps, "unterminated object");
       if (*ps->p == ',') {
@@ -638,7 +643,7 @@ static int parse_object(parser_t *ps, shadow_json_t *v) {
   }
   size_t count = ps->mtop - base;
   v->type = SHADOW_JSON_OBJECT;
-  if (inner & INNER_LAZY) v->flags |= SHADOW_JSON_HAS_LAZY;
+  if (ps->skipped != skipped) v->flags |= SHADOW_JSON_HAS_LAZY;
   v->len = (uint32_t)count;
   v->u.members = NULL;
   if (count) {
