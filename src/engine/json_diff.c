@@ -1239,74 +1239,89 @@ static int lazy_skip(void *ctx, size_t off, size_t *end) {
   return 1;
 }
 
-int shadow_json_diff(const char *primary, size_t plen, const char *candidate,
-                     size_t clen, const shadow_json_rules_t *rules,
-                     shadow_json_diff_out_t *out, char *err, size_t errlen) {
-  shadow_json_arena_t arena = SHADOW_JSON_ARENA_INIT;
-  shadow_json_t pr, cr;
-  size_t off = 0;
+/* Parses both texts into the arena, leaving lazy what they share (see the
+ * top of this file); sets *common and *tail to the shared prefix and
+ * suffix lengths. Returns 0, -EINVAL (err names the side) or -ENOMEM. */
+static int parse_pair(shadow_json_arena_t *arena, const char *primary,
+                      size_t plen, const char *candidate, size_t clen,
+                      shadow_json_t *pr, shadow_json_t *cr, size_t *common,
+                      size_t *tail, char *err, size_t errlen) {
+  size_t n = plen < clen ? plen : clen, off = 0;
   const char *why = NULL;
-  int rc;
-  out->nops = 0;
-  out->truncated = 0;
-  if (err && errlen) err[0] = '\0';
-  /* Identical texts are the same document: one parse proves both JSON. */
-  if (plen == clen && memcmp(primary, candidate, plen) == 0) {
-    rc = shadow_json_parse(&arena, primary, plen, &pr, &off, &why);
-    if (rc == -EINVAL) set_err(err, errlen, "primary", off, why);
-    shadow_json_arena_free(&arena);
-    return rc;
-  }
-  size_t n = plen < clen ? plen : clen;
-  size_t common = shadow_json_common_prefix(primary, candidate, n);
-  size_t tail =
-      shadow_json_common_suffix(primary + plen - (n - common),
-                                candidate + clen - (n - common), n - common);
+  size_t cp = shadow_json_common_prefix(primary, candidate, n);
+  size_t cs = shadow_json_common_suffix(primary + plen - (n - cp),
+                                        candidate + clen - (n - cp), n - cp);
+  *common = cp;
+  *tail = cs;
   shadow_json_spans_t pre = SHADOW_JSON_SPANS_INIT;
   shadow_json_spans_t suf = SHADOW_JSON_SPANS_INIT;
   lazy_t zp, zc;
   memset(&zp, 0, sizeof zp);
   zp.suf = &suf;
-  zp.suf_from = tail >= LAZY_MIN ? plen - tail : SIZE_MAX;
+  zp.suf_from = cs >= LAZY_MIN ? plen - cs : SIZE_MAX;
   zp.text = primary;
   zp.len = plen;
   zc = zp;
-  zc.text = NULL;
-  zc.suf_from = tail >= LAZY_MIN ? clen - tail : SIZE_MAX;
+  zc.text = NULL; /* the candidate reads the primary's suffix table */
+  zc.suf_from = cs >= LAZY_MIN ? clen - cs : SIZE_MAX;
   zc.shift = (long)clen - (long)plen;
-  if (common >= LAZY_MIN) {
-    size_t r0 = 0;
-    while (r0 < common && (primary[r0] == ' ' || primary[r0] == '\t' ||
-                           primary[r0] == '\n' || primary[r0] == '\r'))
-      r0++;
-    if (r0 < common && (primary[r0] == '{' || primary[r0] == '[')) {
-      rc = shadow_json_spans_scan(&pre, primary, r0, common);
-      if (rc) goto out;
-      zp.pre = zc.pre = &pre;
-      zp.common = zc.common = common;
-    }
+  int rc = 0;
+  size_t r0 = 0;
+  while (r0 < cp && (primary[r0] == ' ' || primary[r0] == '\t' ||
+                     primary[r0] == '\n' || primary[r0] == '\r'))
+    r0++;
+  if (cp >= LAZY_MIN && r0 < cp && (primary[r0] == '{' || primary[r0] == '[')) {
+    rc = shadow_json_spans_scan(&pre, primary, r0, cp);
+    zp.pre = zc.pre = &pre;
+    zp.common = zc.common = cp;
   }
-  int lazy = zp.pre || tail >= LAZY_MIN;
+  int lazy = zp.pre || cs >= LAZY_MIN;
   /* Nodes take about four times the text they are parsed from; a lazy
    * parse makes one node for many bytes where the texts agree. */
   size_t guess = (plen + clen) * 4 + 4096;
-  if (lazy) guess = (plen + clen) / 4 + (plen - common - tail) * 8 + 4096;
-  arena.next_size = guess < ((size_t)1 << 26) ? guess : ((size_t)1 << 26);
-  rc = shadow_json_parse_lazy(&arena, primary, plen, &pr,
-                              lazy ? lazy_skip : NULL, &zp, &off, &why);
-  if (!rc && zp.rc) rc = zp.rc;
-  if (rc) {
+  if (lazy) guess = (plen + clen) / 4 + (plen - cp - cs) * 8 + 4096;
+  arena->next_size = guess < ((size_t)1 << 26) ? guess : ((size_t)1 << 26);
+  if (!rc) {
+    rc = shadow_json_parse_lazy(arena, primary, plen, pr,
+                                lazy ? lazy_skip : NULL, &zp, &off, &why);
     if (rc == -EINVAL) set_err(err, errlen, "primary", off, why);
-    goto out;
+    if (!rc) rc = zp.rc;
   }
-  rc = shadow_json_parse_lazy(&arena, candidate, clen, &cr,
-                              lazy ? lazy_skip : NULL, &zc, &off, &why);
-  if (rc) {
+  if (!rc) {
+    rc = shadow_json_parse_lazy(arena, candidate, clen, cr,
+                                lazy ? lazy_skip : NULL, &zc, &off, &why);
     if (rc == -EINVAL) set_err(err, errlen, "candidate", off, why);
-    goto out;
+  }
+  shadow_json_spans_free(&pre);
+  shadow_json_spans_free(&suf);
+  return rc;
+}
+
+int shadow_json_diff(const char *primary, size_t plen, const char *candidate,
+                     size_t clen, const shadow_json_rules_t *rules,
+                     shadow_json_diff_out_t *out, char *err, size_t errlen) {
+  shadow_json_arena_t arena = SHADOW_JSON_ARENA_INIT;
+  shadow_json_t pr, cr;
+  out->nops = 0;
+  out->truncated = 0;
+  if (err && errlen) err[0] = '\0';
+  /* Identical texts are the same document: one parse proves both JSON. */
+  if (plen == clen && memcmp(primary, candidate, plen) == 0) {
+    size_t off = 0;
+    const char *why = NULL;
+    int rc = shadow_json_parse(&arena, primary, plen, &pr, &off, &why);
+    if (rc == -EINVAL) set_err(err, errlen, "primary", off, why);
+    shadow_json_arena_free(&arena);
+    return rc;
   }
   ctx_t x;
   memset(&x, 0, sizeof x);
+  int rc = parse_pair(&arena, primary, plen, candidate, clen, &pr, &cr,
+                      &x.common, &x.tail, err, errlen);
+  if (rc) {
+    shadow_json_arena_free(&arena);
+    return rc;
+  }
   x.rules = rules;
   x.out = out;
   x.scratch = &arena;
@@ -1315,8 +1330,6 @@ int shadow_json_diff(const char *primary, size_t plen, const char *candidate,
   x.ctext = candidate;
   x.plen = plen;
   x.clen = clen;
-  x.common = common;
-  x.tail = tail;
   x.err = err;
   x.errlen = errlen;
   x.budget = (long)((plen + clen) * 2 + 65536);
@@ -1341,9 +1354,6 @@ int shadow_json_diff(const char *primary, size_t plen, const char *candidate,
     out->nops = 0;
     out->truncated = 0;
   }
-out:
-  shadow_json_spans_free(&pre);
-  shadow_json_spans_free(&suf);
   shadow_json_arena_free(&arena);
   return rc;
 }
