@@ -8,6 +8,7 @@
 #include "diff.h"
 #include "json.h"
 #include "json_diff.h"
+#include "json_scan.h"
 
 static int failures;
 
@@ -750,6 +751,99 @@ static void test_truncated_ops(void) {
   run_free(&r);
 }
 
+/* The structural scan against its contract, byte by byte: from a start
+ * outside any string, a backslash escapes the next byte (an escaped quote
+ * is no quote, an escaped backslash escapes nothing), quotes toggle
+ * strings, and outside strings brackets open and close entries, a closed
+ * one dropping what it held. */
+static void ref_scan(const char *t, size_t start, size_t limit, uint32_t *open,
+                     uint32_t *end, size_t *n) {
+  uint32_t stack[4096];
+  size_t sp = 0;
+  int in_str = 0, esc = 0;
+  *n = 0;
+  for (size_t i = start; i < limit; i++) {
+    char c = t[i];
+    if (esc) {
+      esc = 0;
+      if (c == '"' || c == '\\') continue;
+    } else if (c == '\\') {
+      esc = 1;
+      continue;
+    } else if (c == '"') {
+      in_str = !in_str;
+      continue;
+    }
+    if (in_str) continue;
+    if (c == '[' || c == '{') {
+      open[*n] = (uint32_t)i;
+      end[*n] = SHADOW_JSON_SPAN_OPEN;
+      stack[sp++] = (uint32_t)(*n)++;
+    } else if ((c == ']' || c == '}') && sp) {
+      uint32_t r = stack[--sp];
+      end[r] = (uint32_t)i + 1;
+      *n = r + 1;
+    }
+  }
+}
+
+static uint64_t scan_rng = 88172645463325252ULL;
+
+static size_t scan_rn(size_t n) {
+  scan_rng ^= scan_rng << 13;
+  scan_rng ^= scan_rng >> 7;
+  scan_rng ^= scan_rng << 17;
+  return (size_t)(scan_rng % n);
+}
+
+static void test_scan(void) {
+  static const char alphabet[] = "\"\\\\[]{}a \"[]";
+  char text[1200];
+  uint32_t open[1200], end[1200];
+  int bad = 0;
+  for (int portable = 0; portable < 2; portable++) {
+    shadow_json_spans_portable(portable);
+    for (int round = 0; round < 20000 && bad < 3; round++) {
+      size_t len = scan_rn(sizeof text);
+      /* Some texts are mostly backslashes, so long runs cross blocks. */
+      int runs = scan_rn(4) == 0;
+      for (size_t i = 0; i < len; i++)
+        text[i] =
+            runs && scan_rn(3) ? '\\' : alphabet[scan_rn(sizeof alphabet - 1)];
+      size_t start = len ? scan_rn(len) : 0,
+             limit = start + scan_rn(len - start + 1);
+      shadow_json_spans_t sp = SHADOW_JSON_SPANS_INIT;
+      size_t n;
+      ref_scan(text, start, limit, open, end, &n);
+      int rc = shadow_json_spans_scan(&sp, text, start, limit);
+      int same = rc == 0 && sp.n == n;
+      for (size_t i = 0; same && i < n; i++)
+        same = sp.open[i] == open[i] && sp.end[i] == end[i];
+      if (!same) {
+        fprintf(stderr,
+                "scan (%s) of [%zu, %zu) of '%.*s': %zu entries, want %zu\n",
+                portable ? "portable" : "best", start, limit, (int)len, text,
+                sp.n, n);
+        bad++;
+        failures++;
+      }
+      shadow_json_spans_free(&sp);
+    }
+  }
+  shadow_json_spans_portable(0);
+  /* The common prefix and suffix, at every length around the blocks. */
+  char a[9000], b[9000];
+  for (size_t i = 0; i < sizeof a; i++)
+    a[i] = b[i] = (char)('a' + i % 23);
+  for (size_t at = 0; at < sizeof a; at += 1 + at / 7) {
+    b[at] = 'X';
+    CHECK(shadow_json_common_prefix(a, b, sizeof a) == at);
+    CHECK(shadow_json_common_suffix(a, b, sizeof a) == sizeof a - at - 1);
+    b[at] = a[at];
+  }
+  CHECK(shadow_json_common_prefix(a, b, sizeof a) == sizeof a);
+}
+
 /* Big inputs in every mode: each matching step must stay near linear
  * (a quadratic one would take minutes here and trip the test timeout). */
 static void test_scale(void) {
@@ -833,6 +927,7 @@ int main(void) {
   test_depth();
   test_fields_and_odd_keys();
   test_scale();
+  test_scan();
   test_alignment();
   test_shared_spans();
   test_duplicate_keys();

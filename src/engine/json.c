@@ -124,8 +124,9 @@ static void stacks_take(parser_t *ps) {
   spare_ncap = spare_mcap = 0;
 }
 
-/* Stacks past this size are freed rather than kept. */
-#define SPARE_STACK_MAX ((size_t)1 << 16)
+/* Stacks for more than this many children are freed rather than kept:
+ * 512 KiB of nodes, 768 KiB of members at most, per thread. */
+#define SPARE_STACK_MAX ((size_t)1 << 14)
 
 static void stacks_give(parser_t *ps) {
   if (ps->ncap <= SPARE_STACK_MAX && !spare_nst) {

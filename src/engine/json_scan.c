@@ -155,6 +155,12 @@ masks_avx2(const unsigned char *p, size_t nblk, carry_t *c, uint64_t *opens,
 /* Blocks are classified this many at a time, then their brackets read. */
 #define CHUNK 64
 
+static int portable_only;
+
+void shadow_json_spans_portable(int on) {
+  portable_only = on;
+}
+
 int shadow_json_spans_scan(shadow_json_spans_t *s, const char *text,
                            size_t start, size_t limit) {
   s->n = 0;
@@ -164,7 +170,8 @@ int shadow_json_spans_scan(shadow_json_spans_t *s, const char *text,
   void (*masks)(const unsigned char *, size_t, carry_t *, uint64_t *,
                 uint64_t *) = masks_generic;
 #ifdef HAVE_AVX2_PATH
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("pclmul"))
+  if (!portable_only && __builtin_cpu_supports("avx2") &&
+      __builtin_cpu_supports("pclmul"))
     masks = masks_avx2;
 #endif
   /* ent[d] is the entry of the container open at depth d; depth 0 is

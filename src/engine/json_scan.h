@@ -35,6 +35,10 @@ int shadow_json_spans_scan(shadow_json_spans_t *s, const char *text,
                            size_t start, size_t limit);
 void shadow_json_spans_free(shadow_json_spans_t *s); /* safe twice */
 
+/* Tests only: 1 makes scans use the portable path even where the CPU has
+ * AVX2, so both are checked on one machine. Not thread-safe. */
+void shadow_json_spans_portable(int on);
+
 /* Length of the common prefix of a and b (n bytes each), and of the common
  * suffix, by blocks: memcmp speed on long equal runs. */
 size_t shadow_json_common_prefix(const char *a, const char *b, size_t n);
