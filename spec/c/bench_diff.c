@@ -130,7 +130,7 @@ int main(void) {
         if (t < best[op]) best[op] = t;
       }
     double bytes = (double)a.len;
-    printf("| %s | %zu | %.2f | %.2f | %.2f | %.2fx | %zu |\n", cases[i].name,
+    printf("| %s | %zu | %.3g | %.3g | %.3g | %.2fx | %zu |\n", cases[i].name,
            a.len, bytes / best[OP_MEMCMP] / 1e9, bytes / best[OP_PARSE] / 1e9,
            bytes / best[OP_DIFF] / 1e9, best[OP_DIFF] / best[OP_PARSE], b.nops);
     if (b.nops != 1) ok = 0;
