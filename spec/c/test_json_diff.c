@@ -8,6 +8,7 @@
 #include "diff.h"
 #include "json.h"
 #include "json_diff.h"
+#include "json_scan.h"
 
 static int failures;
 
@@ -230,12 +231,9 @@ static void test_array_modes(void) {
   /* Keys compare by value: 1 and 1.0 are the same id. */
   EXPECT_R("{\"o\":{\"items\":[{\"id\":1,\"v\":1}]}}",
            "{\"o\":{\"items\":[{\"id\":1.0,\"v\":1}]}}", r, "");
-  /* Arrays elsewhere still compare by index. */
+  /* Arrays elsewhere keep their order: a swap is one move. */
   EXPECT_R("{\"other\":[1,2]}", "{\"other\":[2,1]}", r,
-           "{\"op\":\"replace\",\"path\":\"/other/0\",\"primary\":1,"
-           "\"candidate\":2},"
-           "{\"op\":\"replace\",\"path\":\"/other/1\",\"primary\":2,"
-           "\"candidate\":1}");
+           "{\"op\":\"move\",\"from\":\"/other/0\",\"path\":\"/other/1\"}");
   shadow_json_rules_free(r);
 
   /* A set whose elements differ only in an ignored member pairs up. */
@@ -278,9 +276,11 @@ static void test_truncation_and_budget(void) {
   run(&r, "{\"s\":\"abcdefghij\"}", "{\"s\":{\"k\":\"abcdefghij\"}}", NULL, 4,
       0);
   CHECK(r.rc == 0);
-  CHECK(strcmp(r.ops.data, "{\"op\":\"replace\",\"path\":\"/s\",\"primary\":"
-                           "\"abcd...(10 bytes)\",\"candidate\":"
-                           "\"{\\\"k\\\"...(18 bytes)\"}") == 0);
+  /* A cut value makes the op one that does not apply as it stands. */
+  CHECK(strcmp(r.ops.data,
+               "{\"op\":\"replace\",\"path\":\"/s\",\"primary\":"
+               "\"abcd...(10 bytes)\",\"candidate\":"
+               "\"{\\\"k\\\"...(18 bytes)\",\"truncated\":true}") == 0);
   run_free(&r);
   run(&r, a, b, NULL, 64, 0);
   CHECK(r.rc == 0 && r.out.nops == 1 && r.ops.len < 300);
@@ -410,6 +410,440 @@ static void test_fields_and_odd_keys(void) {
   run_free(&r);
 }
 
+/* An array of n small records, as APIs answer; first and extra change it. */
+static void records(shadow_buf_t *b, int n, int skip, int extra_at) {
+  shadow_buf_puts(b, "[");
+  int first = 1;
+  for (int i = 0; i < n; i++) {
+    if (i == extra_at) {
+      shadow_buf_printf(b, "%s{\"id\":-1,\"name\":\"new\"}", first ? "" : ",");
+      first = 0;
+    }
+    if (i == skip) continue;
+    shadow_buf_printf(b, "%s{\"id\":%d,\"name\":\"user %d\",\"tags\":[%d]}",
+                      first ? "" : ",", i, i, i % 7);
+    first = 0;
+  }
+  if (extra_at == n)
+    shadow_buf_printf(b, "%s{\"id\":-1,\"name\":\"new\"}", first ? "" : ",");
+  shadow_buf_puts(b, "]");
+}
+
+static void test_alignment(void) {
+  /* One insert, one delete, one move: one op each, not one per index. */
+  EXPECT("[1,2,3]", "[0,1,2,3]",
+         "{\"op\":\"add\",\"path\":\"/0\",\"candidate\":0}");
+  EXPECT("[1,2,3]", "[2,3]",
+         "{\"op\":\"remove\",\"path\":\"/0\",\"primary\":1}");
+  EXPECT("[1,2,3,4]", "[1,2,9,3,4]",
+         "{\"op\":\"add\",\"path\":\"/2\",\"candidate\":9}");
+  EXPECT("[\"a\",\"b\",\"c\",\"d\",\"e\"]", "[\"b\",\"c\",\"d\",\"a\",\"e\"]",
+         "{\"op\":\"move\",\"from\":\"/0\",\"path\":\"/3\"}");
+  EXPECT("[\"a\",\"b\",\"c\",\"d\",\"e\"]", "[\"a\",\"e\",\"b\",\"c\",\"d\"]",
+         "{\"op\":\"move\",\"from\":\"/4\",\"path\":\"/1\"}");
+  /* A changed element between kept ones is diffed where it is. */
+  EXPECT(
+      "[{\"a\":1},{\"b\":1},{\"c\":1}]", "[{\"a\":1},{\"b\":2},{\"c\":1}]",
+      "{\"op\":\"replace\",\"path\":\"/1/b\",\"primary\":1,\"candidate\":2}");
+  /* Nothing in common: by index, as before. */
+  EXPECT("[1,2]", "[3,4,5]",
+         "{\"op\":\"replace\",\"path\":\"/0\",\"primary\":1,\"candidate\":3},"
+         "{\"op\":\"replace\",\"path\":\"/1\",\"primary\":2,\"candidate\":4},"
+         "{\"op\":\"add\",\"path\":\"/2\",\"candidate\":5}");
+  /* Removals highest first, then additions and moves in the candidate's
+   * order, each at the index it has when it applies: 6 goes after the 1
+   * that has not moved yet. */
+  EXPECT("[1,2,3,4,5,6]", "[6,2,9,4,1]",
+         "{\"op\":\"replace\",\"path\":\"/2\",\"primary\":3,\"candidate\":9},"
+         "{\"op\":\"remove\",\"path\":\"/4\",\"primary\":5},"
+         "{\"op\":\"move\",\"from\":\"/4\",\"path\":\"/1\"},"
+         "{\"op\":\"move\",\"from\":\"/0\",\"path\":\"/4\"}");
+
+  /* The issue's case: one record inserted at the front of 1000 is one op,
+   * where it used to be 2001 and a record cut at 64 KiB. */
+  for (int n = 100; n <= 1000; n *= 10) {
+    shadow_buf_t a = SHADOW_BUF_INIT, b = SHADOW_BUF_INIT, c = SHADOW_BUF_INIT;
+    shadow_buf_t d = SHADOW_BUF_INIT;
+    records(&a, n, -1, -1);
+    records(&b, n, -1, 0);
+    records(&c, n, 0, -1);
+    records(&d, n, 0, n / 2); /* the first record moved to the middle */
+    run_t r;
+    run(&r, a.data, b.data, NULL, 256, 65536);
+    CHECK(r.rc == 0 && r.out.nops == 1 && !r.out.truncated);
+    CHECK(r.ops.data &&
+          strncmp(r.ops.data, "{\"op\":\"add\",\"path\":\"/0\",", 24) == 0);
+    run_free(&r);
+    run(&r, a.data, c.data, NULL, 256, 65536);
+    CHECK(r.rc == 0 && r.out.nops == 1);
+    CHECK(r.ops.data &&
+          strncmp(r.ops.data, "{\"op\":\"remove\",\"path\":\"/0\",", 27) == 0);
+    run_free(&r);
+    run(&r, c.data, a.data, NULL, 256, 65536);
+    CHECK(r.rc == 0 && r.out.nops == 1);
+    run_free(&r);
+    shadow_buf_reset(&d);
+    /* A move: record 0 placed after record n/2. */
+    shadow_buf_puts(&d, "[");
+    for (int i = 1; i < n; i++) {
+      shadow_buf_printf(&d, "%s{\"id\":%d,\"name\":\"user %d\",\"tags\":[%d]}",
+                        i > 1 ? "," : "", i, i, i % 7);
+      if (i == n / 2)
+        shadow_buf_puts(&d, ",{\"id\":0,\"name\":\"user 0\",\"tags\":[0]}");
+    }
+    shadow_buf_puts(&d, "]");
+    char want[96];
+    snprintf(want, sizeof want,
+             "{\"op\":\"move\",\"from\":\"/0\",\"path\":\"/%d\"}", n / 2);
+    run(&r, a.data, d.data, NULL, 256, 65536);
+    CHECK(r.rc == 0 && r.out.nops == 1 && r.ops.data &&
+          strcmp(r.ops.data, want) == 0);
+    run_free(&r);
+    shadow_buf_free(&a);
+    shadow_buf_free(&b);
+    shadow_buf_free(&c);
+    shadow_buf_free(&d);
+  }
+
+  shadow_json_rules_t *r = shadow_json_rules_new();
+  /* Elements that differ only where a rule says not to look still align,
+   * and still move. */
+  CHECK(shadow_json_rules_ignore(r, "/x/*/t") == 0);
+  EXPECT_R("{\"x\":[{\"id\":1,\"t\":1},{\"id\":2,\"t\":1},{\"id\":3,\"t\":1}]}",
+           "{\"x\":[{\"id\":3,\"t\":7},{\"id\":1,\"t\":8},{\"id\":2,\"t\":9}]}",
+           r, "{\"op\":\"move\",\"from\":\"/x/2\",\"path\":\"/x/0\"}");
+  /* Where a rule ignores whole elements, nothing moves: a move would carry
+   * what the rule hides. */
+  CHECK(shadow_json_rules_ignore(r, "/y/*") == 0);
+  EXPECT_R("{\"y\":[1,2,3]}", "{\"y\":[3,1,2,4]}", r, "");
+  shadow_json_rules_free(r);
+}
+
+/* Builds {"pad":[...n numbers...],"mid":MID,"tail":[...n numbers...]}:
+ * two documents from it share everything but MID byte for byte. */
+static void padded(shadow_buf_t *b, int n, const char *mid) {
+  shadow_buf_puts(b, "{\"pad\":[");
+  for (int i = 0; i < n; i++)
+    shadow_buf_printf(b, "%s{\"i\":%d,\"s\":\"x%d\"}", i ? "," : "", i, i);
+  shadow_buf_printf(b, "],\"mid\":%s,\"tail\":[", mid);
+  for (int i = 0; i < n; i++)
+    shadow_buf_printf(b, "%s[%d,{\"k\":\"v\\u00e9\"}]", i ? "," : "", i);
+  shadow_buf_puts(b, "]}");
+}
+
+static void expect_padded(int line, const char *m1, const char *m2,
+                          const shadow_json_rules_t *rules, const char *want) {
+  shadow_buf_t a = SHADOW_BUF_INIT, b = SHADOW_BUF_INIT;
+  padded(&a, 300, m1);
+  padded(&b, 300, m2);
+  expect_rules(line, a.data, b.data, rules, want);
+  shadow_buf_free(&a);
+  shadow_buf_free(&b);
+}
+
+#define EXPECT_PAD(m1, m2, rules, want)                                        \
+  expect_padded(__LINE__, m1, m2, rules, want)
+
+/* Big documents that share all but a few bytes: the shared parts are left
+ * unparsed, and every semantic rule still holds in what differs. */
+static void test_shared_spans(void) {
+  EXPECT_PAD("{\"a\":1}", "{\"a\":2}", NULL,
+             "{\"op\":\"replace\",\"path\":\"/mid/a\",\"primary\":1,"
+             "\"candidate\":2}");
+  /* Key order, number spellings, escapes: the same document. */
+  EXPECT_PAD("{\"a\":1,\"b\":[1.0,\"\\u00e9\"]}",
+             "{\"b\":[1,\"\xc3\xa9\"],\"a\":10e-1}", NULL, "");
+  /* Ignore and tolerance rules apply inside the part that differs. */
+  shadow_json_rules_t *r = shadow_json_rules_new();
+  CHECK(shadow_json_rules_ignore(r, "/mid/t") == 0);
+  CHECK(shadow_json_rules_tolerance(r, "/mid/p", 0.5) == 0);
+  EXPECT_PAD("{\"t\":1,\"p\":1.0}", "{\"t\":2,\"p\":1.2}", r, "");
+  /* An ignored path that holds a shared span is still ignored. */
+  CHECK(shadow_json_rules_ignore(r, "/pad") == 0);
+  {
+    shadow_buf_t a = SHADOW_BUF_INIT, b = SHADOW_BUF_INIT;
+    padded(&a, 300, "1");
+    shadow_buf_puts(&b, "{\"pad\":[],\"mid\":1,\"tail\":");
+    const char *t = strstr(a.data, "\"tail\":") + 7;
+    shadow_buf_puts(&b, t);
+    expect_rules(__LINE__, a.data, b.data, r, "");
+    shadow_buf_free(&a);
+    shadow_buf_free(&b);
+  }
+  shadow_json_rules_free(r);
+  /* A shared span compared with one that differs is parsed then. */
+  {
+    shadow_buf_t a = SHADOW_BUF_INIT, b = SHADOW_BUF_INIT;
+    padded(&a, 300, "0");
+    padded(&b, 300, "0");
+    char *p = strstr(b.data, "{\"i\":150,");
+    CHECK(p != NULL);
+    p[5] = '9'; /* "i":150 becomes "i":950 */
+    expect_rules(__LINE__, a.data, b.data, NULL,
+                 "{\"op\":\"replace\",\"path\":\"/pad/150/i\",\"primary\":150,"
+                 "\"candidate\":950}");
+    shadow_buf_free(&a);
+    shadow_buf_free(&b);
+  }
+  /* Shifted suffix: an element inserted early moves everything after it. */
+  {
+    shadow_buf_t a = SHADOW_BUF_INIT, b = SHADOW_BUF_INIT;
+    padded(&a, 300, "0");
+    padded(&b, 300, "0");
+    char *p = strstr(b.data, "\"tail\":[") + 8;
+    size_t at = (size_t)(p - b.data);
+    shadow_buf_t c = SHADOW_BUF_INIT;
+    shadow_buf_append(&c, b.data, at);
+    shadow_buf_puts(&c, "\"new\",");
+    shadow_buf_puts(&c, b.data + at);
+    expect_rules(__LINE__, a.data, c.data, NULL,
+                 "{\"op\":\"add\",\"path\":\"/tail/0\",\"candidate\":\"new\"}");
+    /* And the same the other way, with the removed value written out. */
+    expect_rules(
+        __LINE__, c.data, a.data, NULL,
+        "{\"op\":\"remove\",\"path\":\"/tail/0\",\"primary\":\"new\"}");
+    shadow_buf_free(&a);
+    shadow_buf_free(&b);
+    shadow_buf_free(&c);
+  }
+  /* A shared span that has to be written out is parsed, and a fault in it
+   * is reported like any other, with the side and the offset. */
+  {
+    shadow_buf_t a = SHADOW_BUF_INIT, b = SHADOW_BUF_INIT;
+    padded(&a, 300, "{\"bad\":[1,,2],\"x\":1}");
+    padded(&b, 300, "{\"x\":1}");
+    run_t x;
+    run(&x, a.data, b.data, NULL, 0, 0);
+    CHECK(x.rc == -EINVAL && strstr(x.err, "primary body is not JSON") &&
+          x.ops.len == 0 && x.fields.len == 0);
+    size_t off = (size_t)(strstr(a.data, ",,") - a.data) + 1;
+    char where[64];
+    snprintf(where, sizeof where, "offset %zu", off);
+    CHECK(strstr(x.err, where) != NULL);
+    run_free(&x);
+    shadow_buf_free(&a);
+    shadow_buf_free(&b);
+  }
+  /* The same when the fault lies in the shared prefix, found only when
+   * the value is written out (here the candidate's repeated key makes
+   * the broken member an op's primary). */
+  {
+    shadow_buf_t a = SHADOW_BUF_INIT, b = SHADOW_BUF_INIT;
+    shadow_buf_puts(&a, "{\"bad\":[1,,2],\"x\":");
+    padded(&a, 100, "0");
+    shadow_buf_puts(&b, a.data);
+    shadow_buf_puts(&a, "}");
+    shadow_buf_puts(&b, ",\"bad\":0}");
+    run_t x;
+    run(&x, a.data, b.data, NULL, 0, 0);
+    CHECK(x.rc == -EINVAL && strstr(x.err, "primary body is not JSON") &&
+          strstr(x.err, "offset 10") && x.ops.len == 0);
+    run_free(&x);
+    shadow_buf_free(&a);
+    shadow_buf_free(&b);
+  }
+  /* Shared elements of an array in set mode are read when pairing. */
+  {
+    shadow_json_rules_t *sr = shadow_json_rules_new();
+    CHECK(shadow_json_rules_array(sr, "/pad", SHADOW_ARRAY_SET, NULL) == 0);
+    shadow_buf_t a = SHADOW_BUF_INIT, b = SHADOW_BUF_INIT;
+    padded(&a, 300, "0");
+    padded(&b, 300, "0");
+    char *p = strstr(b.data, "{\"i\":150,");
+    p[5] = '9';
+    expect_rules(
+        __LINE__, a.data, b.data, sr,
+        "{\"op\":\"remove\",\"path\":\"/pad/150\",\"primary\":"
+        "{\"i\":150,\"s\":\"x150\"}},{\"op\":\"add\",\"path\":\"/pad/299\","
+        "\"candidate\":{\"i\":950,\"s\":\"x150\"}}");
+    shadow_json_rules_free(sr);
+    shadow_buf_free(&a);
+    shadow_buf_free(&b);
+  }
+  /* Trailing whitespace alone: no difference. */
+  {
+    shadow_buf_t a = SHADOW_BUF_INIT, b = SHADOW_BUF_INIT;
+    padded(&a, 300, "0");
+    padded(&b, 300, "0");
+    shadow_buf_puts(&b, "\n");
+    expect_rules(__LINE__, a.data, b.data, NULL, "");
+    shadow_buf_puts(&b, "x");
+    run_t x;
+    run(&x, a.data, b.data, NULL, 0, 0);
+    CHECK(x.rc == -EINVAL && strstr(x.err, "candidate"));
+    run_free(&x);
+    shadow_buf_free(&a);
+    shadow_buf_free(&b);
+  }
+}
+
+static void test_duplicate_keys(void) {
+  /* The last member wins in both documents: these are both {"a":2}. */
+  EXPECT("{\"a\":1,\"a\":2}", "{\"a\":3,\"a\":2}", "");
+  EXPECT("{\"a\":1,\"a\":2}", "{\"a\":2}", "");
+  EXPECT("{\"a\":2,\"a\":1}", "{\"a\":2}",
+         "{\"op\":\"replace\",\"path\":\"/a\",\"primary\":1,\"candidate\":2}");
+  EXPECT("[{\"k\":{\"x\":1},\"k\":{\"y\":1}}]",
+         "[{\"k\":{\"x\":2},\"k\":{\"y\":1}}]", "");
+  /* A value is written as the rule reads it. */
+  EXPECT("{\"o\":1}", "{\"o\":{\"k\":1,\"k\":2}}",
+         "{\"op\":\"replace\",\"path\":\"/o\",\"primary\":1,"
+         "\"candidate\":{\"k\":2}}");
+  /* In sets too: equal under the rule, equal as elements. */
+  shadow_json_rules_t *r = shadow_json_rules_new();
+  CHECK(shadow_json_rules_array(r, "/s", SHADOW_ARRAY_SET, NULL) == 0);
+  EXPECT_R("{\"s\":[{\"a\":1,\"a\":2}]}", "{\"s\":[{\"a\":2}]}", r, "");
+  shadow_json_rules_free(r);
+  /* 100000 repeated keys that differ only in their last value: one field,
+   * not 100000. */
+  shadow_buf_t a = SHADOW_BUF_INIT, b = SHADOW_BUF_INIT;
+  shadow_buf_puts(&a, "{");
+  shadow_buf_puts(&b, "{");
+  for (int i = 0; i < 100000; i++) {
+    shadow_buf_printf(&a, "%s\"k\":%d", i ? "," : "", i);
+    shadow_buf_printf(&b, "%s\"k\":%d", i ? "," : "", i == 99999 ? -1 : i + 1);
+  }
+  shadow_buf_puts(&a, "}");
+  shadow_buf_puts(&b, "}");
+  run_t x;
+  run(&x, a.data, b.data, NULL, 0, 0);
+  CHECK(x.rc == 0 && x.out.nops == 1 && x.ops.data &&
+        strcmp(x.ops.data, "{\"op\":\"replace\",\"path\":\"/k\",\"primary\":"
+                           "99999,\"candidate\":-1}") == 0);
+  run_free(&x);
+  shadow_buf_free(&a);
+  shadow_buf_free(&b);
+  /* A repeated key around a shared span: the dead member's change does
+   * not count, the live one's does. */
+  shadow_buf_t p = SHADOW_BUF_INIT, q = SHADOW_BUF_INIT;
+  padded(&p, 200, "{\"d\":1,\"d\":5}");
+  padded(&q, 200, "{\"d\":2,\"d\":5}");
+  shadow_buf_puts(&p, "");
+  expect_rules(__LINE__, p.data, q.data, NULL, "");
+  shadow_buf_free(&p);
+  shadow_buf_free(&q);
+}
+
+static void test_truncated_ops(void) {
+  run_t r;
+  /* Only the op whose value was cut says so. */
+  run(&r, "{\"a\":\"0123456789\",\"b\":1}", "{\"a\":\"x\",\"b\":2}", NULL, 8,
+      0);
+  CHECK(r.rc == 0 && r.out.nops == 2);
+  CHECK(r.ops.data &&
+        strcmp(
+            r.ops.data,
+            "{\"op\":\"replace\",\"path\":\"/a\",\"primary\":"
+            "\"01234567...(10 bytes)\",\"candidate\":\"x\",\"truncated\":true},"
+            "{\"op\":\"replace\",\"path\":\"/b\",\"primary\":1,"
+            "\"candidate\":2}") == 0);
+  run_free(&r);
+  /* A long number and a long container are cut the same way. */
+  run(&r, "[1]", "[12345678901234567890,{\"k\":\"vvvvvvvvvvvv\"}]", NULL, 8, 0);
+  CHECK(r.rc == 0 && r.out.nops == 2 && r.ops.data);
+  CHECK(r.ops.data &&
+        strstr(r.ops.data, "\"candidate\":\"12345678...(20 bytes)\","
+                           "\"truncated\":true}") != NULL);
+  run_free(&r);
+  /* value_max 0: nothing is cut, nothing is marked. */
+  run(&r, "{\"a\":\"0123456789\"}", "{\"a\":\"x\"}", NULL, 0, 0);
+  CHECK(r.rc == 0 && r.ops.data && !strstr(r.ops.data, "truncated"));
+  run_free(&r);
+}
+
+/* The structural scan against its contract, byte by byte: from a start
+ * outside any string, a backslash escapes the next byte (an escaped quote
+ * is no quote, an escaped backslash escapes nothing), quotes toggle
+ * strings, and outside strings brackets open and close entries, a closed
+ * one dropping what it held. */
+static void ref_scan(const char *t, size_t start, size_t limit, uint32_t *open,
+                     uint32_t *end, size_t *n) {
+  uint32_t stack[4096];
+  size_t sp = 0;
+  int in_str = 0, esc = 0;
+  *n = 0;
+  for (size_t i = start; i < limit; i++) {
+    char c = t[i];
+    if (esc) {
+      esc = 0;
+      if (c == '"' || c == '\\') continue;
+    } else if (c == '\\') {
+      esc = 1;
+      continue;
+    } else if (c == '"') {
+      in_str = !in_str;
+      continue;
+    }
+    if (in_str) continue;
+    if (c == '[' || c == '{') {
+      open[*n] = (uint32_t)i;
+      end[*n] = SHADOW_JSON_SPAN_OPEN;
+      stack[sp++] = (uint32_t)(*n)++;
+    } else if ((c == ']' || c == '}') && sp) {
+      uint32_t r = stack[--sp];
+      end[r] = (uint32_t)i + 1;
+      *n = r + 1;
+    }
+  }
+}
+
+static uint64_t scan_rng = 88172645463325252ULL;
+
+static size_t scan_rn(size_t n) {
+  scan_rng ^= scan_rng << 13;
+  scan_rng ^= scan_rng >> 7;
+  scan_rng ^= scan_rng << 17;
+  return (size_t)(scan_rng % n);
+}
+
+static void test_scan(void) {
+  static const char alphabet[] = "\"\\\\[]{}a \"[]";
+  char text[1200];
+  uint32_t open[1200], end[1200];
+  int bad = 0;
+  for (int portable = 0; portable < 2; portable++) {
+    shadow_json_spans_portable(portable);
+    for (int round = 0; round < 20000 && bad < 3; round++) {
+      size_t len = scan_rn(sizeof text);
+      /* Some texts are mostly backslashes, so long runs cross blocks. */
+      int runs = scan_rn(4) == 0;
+      for (size_t i = 0; i < len; i++)
+        text[i] =
+            runs && scan_rn(3) ? '\\' : alphabet[scan_rn(sizeof alphabet - 1)];
+      size_t start = len ? scan_rn(len) : 0,
+             limit = start + scan_rn(len - start + 1);
+      shadow_json_spans_t sp = SHADOW_JSON_SPANS_INIT;
+      size_t n;
+      ref_scan(text, start, limit, open, end, &n);
+      int rc = shadow_json_spans_scan(&sp, text, start, limit);
+      int same = rc == 0 && sp.n == n;
+      for (size_t i = 0; same && i < n; i++)
+        same = sp.open[i] == open[i] && sp.end[i] == end[i];
+      if (!same) {
+        fprintf(stderr,
+                "scan (%s) of [%zu, %zu) of '%.*s': %zu entries, want %zu\n",
+                portable ? "portable" : "best", start, limit, (int)len, text,
+                sp.n, n);
+        bad++;
+        failures++;
+      }
+      shadow_json_spans_free(&sp);
+    }
+  }
+  shadow_json_spans_portable(0);
+  /* The common prefix and suffix, at every length around the blocks. */
+  char a[9000], b[9000];
+  for (size_t i = 0; i < sizeof a; i++)
+    a[i] = b[i] = (char)('a' + i % 23);
+  for (size_t at = 0; at < sizeof a; at += 1 + at / 7) {
+    b[at] = 'X';
+    CHECK(shadow_json_common_prefix(a, b, sizeof a) == at);
+    CHECK(shadow_json_common_suffix(a, b, sizeof a) == sizeof a - at - 1);
+    b[at] = a[at];
+  }
+  CHECK(shadow_json_common_prefix(a, b, sizeof a) == sizeof a);
+}
+
 /* Big inputs in every mode: each matching step must stay near linear
  * (a quadratic one would take minutes here and trip the test timeout). */
 static void test_scale(void) {
@@ -454,6 +888,29 @@ static void test_scale(void) {
   }
   shadow_buf_free(&a);
   shadow_buf_free(&b);
+
+  /* Arrays nested 500 deep with a change at the bottom, and with another
+   * at every level: each compare of an element must not nest compares of
+   * its own (2^500 walks), nor repeat its walk at every level for ever. */
+  for (int wide = 0; wide < 2; wide++) {
+    shadow_buf_t p = SHADOW_BUF_INIT, q = SHADOW_BUF_INIT;
+    for (int i = 0; i < 500; i++) {
+      shadow_buf_putc(&p, '[');
+      shadow_buf_putc(&q, '[');
+    }
+    shadow_buf_puts(&p, "1");
+    shadow_buf_puts(&q, "2");
+    for (int i = 0; i < 500; i++) {
+      shadow_buf_puts(&p, wide ? ",0]" : "]");
+      shadow_buf_puts(&q, wide ? ",1]" : "]");
+    }
+    shadow_json_diff_out_t out = {NULL, NULL, 0, 0, 0, 0};
+    CHECK(shadow_json_diff(p.data, p.len, q.data, q.len, NULL, &out, NULL, 0) ==
+          0);
+    CHECK(out.nops == (wide ? 501u : 1u));
+    shadow_buf_free(&p);
+    shadow_buf_free(&q);
+  }
 }
 
 int main(void) {
@@ -470,6 +927,11 @@ int main(void) {
   test_depth();
   test_fields_and_odd_keys();
   test_scale();
+  test_scan();
+  test_alignment();
+  test_shared_spans();
+  test_duplicate_keys();
+  test_truncated_ops();
   if (failures) {
     fprintf(stderr, "%d failure(s)\n", failures);
     return 1;

@@ -1,6 +1,6 @@
--- A small RFC 6902 applier (add, remove, replace) over documents decoded by
--- cjson, and a deep equality for them. Pointer tokens that are digits or
--- "-" address arrays; the generator never makes such object keys.
+-- A small RFC 6902 applier (add, remove, replace, move) over documents
+-- decoded by cjson, and a deep equality for them. Pointer tokens that are
+-- digits or "-" address arrays; the generator never makes such object keys.
 local cjson = require "cjson"
 
 local M = {}
@@ -26,44 +26,67 @@ local function deep_copy(v)
   return t
 end
 
+-- The container that holds the last token of toks, and that token.
+local function parent_of(doc, toks, path)
+  local parent = doc
+  for i = 1, #toks - 1 do
+    local tok = toks[i]
+    parent = parent[is_index(tok) and tonumber(tok) + 1 or tok]
+    assert(type(parent) == "table", "no parent at " .. path)
+  end
+  return parent, toks[#toks]
+end
+
+local function remove(doc, path)
+  local parent, last = parent_of(doc, tokens(path), path)
+  if is_index(last) then
+    local i = tonumber(last) + 1
+    assert(parent[i] ~= nil, "remove of nothing at " .. path)
+    return table.remove(parent, i)
+  end
+  local v = parent[last]
+  assert(v ~= nil, "remove of nothing at " .. path)
+  parent[last] = nil
+  return v
+end
+
+local function add(doc, path, value)
+  local toks = tokens(path)
+  if #toks == 0 then return value end
+  local parent, last = parent_of(doc, toks, path)
+  if is_index(last) then
+    local i = last == "-" and #parent + 1 or tonumber(last) + 1
+    assert(i <= #parent + 1, "add past the end at " .. path)
+    table.insert(parent, i, value)
+  else
+    parent[last] = value
+  end
+  return doc
+end
+
 -- Returns the patched document (doc is changed in place where possible).
 function M.apply(doc, ops)
   for _, op in ipairs(ops) do
     local toks = tokens(op.path)
-    local value = deep_copy(op.candidate)
-    if #toks == 0 then
-      assert(op.op == "replace" or op.op == "add", "root op " .. op.op)
-      doc = value
+    if op.op == "move" then
+      assert(type(op.from) == "string", "move without from")
+      assert(op.path:sub(1, #op.from + 1) ~= op.from .. "/",
+        "move into itself at " .. op.path)
+      doc = add(doc, op.path, remove(doc, op.from))
+    elseif op.op == "remove" then
+      assert(#toks > 0, "remove of the root")
+      remove(doc, op.path)
+    elseif op.op == "add" then
+      doc = add(doc, op.path, deep_copy(op.candidate))
     else
-      local parent = doc
-      for i = 1, #toks - 1 do
-        local tok = toks[i]
-        parent = parent[is_index(tok) and tonumber(tok) + 1 or tok]
-        assert(type(parent) == "table", "no parent at " .. op.path)
-      end
-      local last = toks[#toks]
-      if is_index(last) then
-        local i = last == "-" and #parent + 1 or tonumber(last) + 1
-        if op.op == "add" then
-          assert(i <= #parent + 1, "add past the end at " .. op.path)
-          table.insert(parent, i, value)
-        elseif op.op == "remove" then
-          assert(parent[i] ~= nil, "remove of nothing at " .. op.path)
-          table.remove(parent, i)
-        else
-          assert(parent[i] ~= nil, "replace of nothing at " .. op.path)
-          parent[i] = value
-        end
+      assert(op.op == "replace", "unknown op " .. tostring(op.op))
+      if #toks == 0 then
+        doc = deep_copy(op.candidate)
       else
-        if op.op == "remove" then
-          assert(parent[last] ~= nil, "remove of nothing at " .. op.path)
-          parent[last] = nil
-        else
-          if op.op == "replace" then
-            assert(parent[last] ~= nil, "replace of nothing at " .. op.path)
-          end
-          parent[last] = value
-        end
+        local parent, last = parent_of(doc, toks, op.path)
+        local k = is_index(last) and tonumber(last) + 1 or last
+        assert(parent[k] ~= nil, "replace of nothing at " .. op.path)
+        parent[k] = deep_copy(op.candidate)
       end
     end
   end

@@ -22,9 +22,18 @@ struct arena_chunk_s {
 #define SPARE_MAX ((size_t)8 << 20)
 static _Thread_local struct arena_chunk_s *spare;
 
+/* The parser's two stacks are kept the same way, so a big array does not
+ * cost an mmap and its page faults per parse. */
+static _Thread_local void *spare_nst, *spare_mst;
+static _Thread_local size_t spare_ncap, spare_mcap;
+
 void shadow_json_arena_cache_clear(void) {
   free(spare);
   spare = NULL;
+  free(spare_nst);
+  free(spare_mst);
+  spare_nst = spare_mst = NULL;
+  spare_ncap = spare_mcap = 0;
 }
 
 void *shadow_json_arena_alloc(shadow_json_arena_t *a, size_t n) {
@@ -86,6 +95,9 @@ typedef struct {
   int depth;
   int rc;
   const char *why;
+  shadow_json_skip_fn skip; /* lazy parses only */
+  void *skip_ctx;
+  size_t skipped; /* lazy nodes made so far */
 } parser_t;
 
 /* 1 for ASCII bytes a string may hold as they are; bytes >= 0x80 take the
@@ -101,6 +113,35 @@ static const unsigned char plain[256] = {
     R16(0), R16(0), R16(0),    R16(0)
 #undef R16
 };
+
+/* A parser starts with the thread's spare stacks and gives them back. */
+static void stacks_take(parser_t *ps) {
+  ps->nst = spare_nst;
+  ps->ncap = spare_ncap;
+  ps->mst = spare_mst;
+  ps->mcap = spare_mcap;
+  spare_nst = spare_mst = NULL;
+  spare_ncap = spare_mcap = 0;
+}
+
+/* Stacks for more than this many children are freed rather than kept:
+ * 512 KiB of nodes, 768 KiB of members at most, per thread. */
+#define SPARE_STACK_MAX ((size_t)1 << 14)
+
+static void stacks_give(parser_t *ps) {
+  if (ps->ncap <= SPARE_STACK_MAX && !spare_nst) {
+    spare_nst = ps->nst;
+    spare_ncap = ps->ncap;
+  } else {
+    free(ps->nst);
+  }
+  if (ps->mcap <= SPARE_STACK_MAX && !spare_mst) {
+    spare_mst = ps->mst;
+    spare_mcap = ps->mcap;
+  } else {
+    free(ps->mst);
+  }
+}
 
 static int fail(parser_t *ps, const char *why) {
   if (!ps->rc) {
@@ -414,17 +455,52 @@ static int lit(parser_t *ps, const char *word, size_t n, int type,
 
 static int parse_value(parser_t *ps, shadow_json_t *v);
 
+/* Copies a node field by field. parse_value has just written each field
+ * on its own; a struct copy reads them back 16 bytes at a time, which the
+ * CPU cannot forward from those narrower stores, and stalls on every node
+ * (a third of the parse time, measured). Leaves, most nodes, are parsed
+ * straight into their stack slot and need no copy at all. */
+static inline void node_copy(shadow_json_t *d, const shadow_json_t *s) {
+  d->raw = s->raw;
+  d->rawlen = s->rawlen;
+  d->type = s->type;
+  d->neg = s->neg;
+  d->flags = s->flags;
+  d->len = s->len;
+  d->exp = s->exp;
+  d->u = s->u;
+}
+
+/* A lazy parse's question at a container's opening bracket: when the
+ * answer is to skip it, v becomes a lazy node and ps->p moves past it. */
+static int skip_lazy(parser_t *ps, shadow_json_t *v) {
+  size_t off = (size_t)(ps->p - ps->s), e;
+  char close = *ps->p == '{' ? '}' : ']';
+  if (!ps->skip(ps->skip_ctx, off, &e) || e < off + 2 ||
+      e > (size_t)(ps->end - ps->s) || ps->s[e - 1] != close)
+    return 0;
+  v->raw = ps->p;
+  v->rawlen = (uint32_t)(e - off);
+  v->type = close == '}' ? SHADOW_JSON_OBJECT : SHADOW_JSON_ARRAY;
+  v->neg = 0;
+  v->flags = SHADOW_JSON_LAZY;
+  v->len = 0;
+  v->exp = 0;
+  v->u.str = NULL;
+  ps->p = ps->s + e;
+  ps->skipped++;
+  return 1;
+}
+
 static int parse_array(parser_t *ps, shadow_json_t *v) {
   const char *start = ps->p++;
-  size_t base = ps->ntop;
+  size_t base = ps->ntop, skipped = ps->skipped;
   skip_ws(ps);
   if (ps->p < ps->end && *ps->p == ']') {
     ps->p++;
   } else {
     for (;;) {
-      shadow_json_t item;
       skip_ws(ps);
-      if (parse_value(ps, &item)) return ps->rc;
       if (ps->ntop == ps->ncap) {
         size_t cap = ps->ncap ? ps->ncap * 2 : 64;
         shadow_json_t *n = realloc(ps->nst, cap * sizeof *n);
@@ -432,7 +508,19 @@ static int parse_array(parser_t *ps, shadow_json_t *v) {
         ps->nst = n;
         ps->ncap = cap;
       }
-      ps->nst[ps->ntop++] = item;
+      /* Leaves and skipped containers are parsed in place, since nothing
+       * they do can move the stack; a container that is parsed may, so it
+       * goes through a copy. */
+      int leaf = ps->p < ps->end && *ps->p != '{' && *ps->p != '[';
+      if (leaf ||
+          (ps->skip && ps->p < ps->end && skip_lazy(ps, &ps->nst[ps->ntop]))) {
+        if (leaf && parse_value(ps, &ps->nst[ps->ntop])) return ps->rc;
+        ps->ntop++;
+      } else {
+        shadow_json_t item;
+        if (parse_value(ps, &item)) return ps->rc;
+        node_copy(&ps->nst[ps->ntop++], &item);
+      }
       skip_ws(ps);
       if (ps->p >= ps->end) return fail(ps, "unterminated array");
       if (*ps->p == ',') {
@@ -448,6 +536,7 @@ static int parse_array(parser_t *ps, shadow_json_t *v) {
   }
   size_t count = ps->ntop - base;
   v->type = SHADOW_JSON_ARRAY;
+  if (ps->skipped != skipped) v->flags |= SHADOW_JSON_HAS_LAZY;
   v->len = (uint32_t)count;
   v->u.items = NULL;
   if (count) {
@@ -461,23 +550,65 @@ static int parse_array(parser_t *ps, shadow_json_t *v) {
   return 0;
 }
 
+/* 1 when a key occurs twice among m[0..n). Small objects compare every
+ * pair; big ones go through a hash set (or say 1 without memory, which
+ * only sends readers down the exact path for repeated keys). */
+static int has_repeats(const shadow_json_member_t *m, size_t n) {
+  if (n <= 16) {
+    for (size_t i = 1; i < n; i++)
+      for (size_t j = 0; j < i; j++)
+        if (m[i].klen == m[j].klen &&
+            memcmp(m[i].key, m[j].key, m[i].klen) == 0)
+          return 1;
+    return 0;
+  }
+  size_t size = 32;
+  while (size < n * 2)
+    size *= 2;
+  int32_t *tab = malloc(size * sizeof *tab);
+  if (!tab) return 1;
+  memset(tab, 0xff, size * sizeof *tab);
+  int dup = 0;
+  for (size_t i = 0; i < n && !dup; i++) {
+    size_t h = (size_t)XXH3_64bits(m[i].key, m[i].klen) & (size - 1);
+    for (; tab[h] >= 0; h = (h + 1) & (size - 1)) {
+      const shadow_json_member_t *o = &m[tab[h]];
+      if (o->klen == m[i].klen && memcmp(o->key, m[i].key, o->klen) == 0) {
+        dup = 1;
+        break;
+      }
+    }
+    tab[h] = (int32_t)i;
+  }
+  free(tab);
+  return dup;
+}
+
 static int parse_object(parser_t *ps, shadow_json_t *v) {
   const char *start = ps->p++;
   size_t base = ps->mtop;
+  /* A 64-bit filter over each key's length and end bytes: a repeated key
+   * always hits a bit already set, and only then are keys compared. */
+  uint64_t seen = 0, hit = 0;
+  size_t skipped = ps->skipped;
   skip_ws(ps);
   if (ps->p < ps->end && *ps->p == '}') {
     ps->p++;
   } else {
     for (;;) {
-      shadow_json_member_t m;
+      const char *key;
+      uint32_t klen;
       skip_ws(ps);
       if (ps->p >= ps->end || *ps->p != '"') return fail(ps, "expected key");
-      if (parse_string(ps, &m.key, &m.klen)) return ps->rc;
+      if (parse_string(ps, &key, &klen)) return ps->rc;
+      unsigned kb = klen * 7u;
+      if (klen) kb += (unsigned char)key[0] + 3u * (unsigned char)key[klen - 1];
+      hit |= seen >> (kb & 63);
+      seen |= (uint64_t)1 << (kb & 63);
       skip_ws(ps);
       if (ps->p >= ps->end || *ps->p != ':') return fail(ps, "expected :");
       ps->p++;
       skip_ws(ps);
-      if (parse_value(ps, &m.value)) return ps->rc;
       if (ps->mtop == ps->mcap) {
         size_t cap = ps->mcap ? ps->mcap * 2 : 64;
         shadow_json_member_t *n = realloc(ps->mst, cap * sizeof *n);
@@ -485,7 +616,19 @@ static int parse_object(parser_t *ps, shadow_json_t *v) {
         ps->mst = n;
         ps->mcap = cap;
       }
-      ps->mst[ps->mtop++] = m;
+      shadow_json_member_t *d;
+      if (ps->p < ps->end && *ps->p != '{' && *ps->p != '[') {
+        d = &ps->mst[ps->mtop]; /* a leaf, in place as above */
+        if (parse_value(ps, &d->value)) return ps->rc;
+        ps->mtop++;
+      } else {
+        shadow_json_t value;
+        if (parse_value(ps, &value)) return ps->rc;
+        d = &ps->mst[ps->mtop++];
+        node_copy(&d->value, &value);
+      }
+      d->key = key;
+      d->klen = klen;
       skip_ws(ps);
       if (ps->p >= ps->end) return fail(ps, "unterminated object");
       if (*ps->p == ',') {
@@ -501,6 +644,7 @@ static int parse_object(parser_t *ps, shadow_json_t *v) {
   }
   size_t count = ps->mtop - base;
   v->type = SHADOW_JSON_OBJECT;
+  if (ps->skipped != skipped) v->flags |= SHADOW_JSON_HAS_LAZY;
   v->len = (uint32_t)count;
   v->u.members = NULL;
   if (count) {
@@ -508,6 +652,8 @@ static int parse_object(parser_t *ps, shadow_json_t *v) {
     v->u.members = shadow_json_arena_alloc(ps->a, bytes);
     if (!v->u.members) return oom(ps);
     memcpy(v->u.members, ps->mst + base, bytes);
+    if ((hit & 1) && has_repeats(v->u.members, count))
+      v->flags |= SHADOW_JSON_DUPS;
   }
   ps->mtop = base;
   v->raw = start;
@@ -518,12 +664,14 @@ static int parse_object(parser_t *ps, shadow_json_t *v) {
 static int parse_value(parser_t *ps, shadow_json_t *v) {
   if (ps->p >= ps->end) return fail(ps, "unexpected end");
   v->neg = 0;
+  v->flags = 0;
   v->len = 0;
   v->exp = 0;
   v->u.str = NULL;
   switch (*ps->p) {
   case '{':
   case '[': {
+    if (ps->skip && skip_lazy(ps, v)) return 0;
     if (++ps->depth > SHADOW_JSON_MAX_DEPTH) return fail(ps, "too deep");
     int rc = *ps->p == '{' ? parse_object(ps, v) : parse_array(ps, v);
     ps->depth--;
@@ -546,11 +694,20 @@ static int parse_value(parser_t *ps, shadow_json_t *v) {
 
 int shadow_json_parse(shadow_json_arena_t *a, const char *text, size_t len,
                       shadow_json_t *root, size_t *err_off, const char **why) {
+  return shadow_json_parse_lazy(a, text, len, root, NULL, NULL, err_off, why);
+}
+
+int shadow_json_parse_lazy(shadow_json_arena_t *a, const char *text, size_t len,
+                           shadow_json_t *root, shadow_json_skip_fn skip,
+                           void *ctx, size_t *err_off, const char **why) {
   parser_t ps;
   memset(&ps, 0, sizeof ps);
   ps.s = ps.p = text;
   ps.end = text + len;
   ps.a = a;
+  ps.skip = skip;
+  ps.skip_ctx = ctx;
+  stacks_take(&ps);
   /* Size the first chunk from the text: nodes take about four times its
    * size in API-like documents (many short members). */
   if (!a->head && !a->next_size) {
@@ -566,13 +723,34 @@ int shadow_json_parse(shadow_json_arena_t *a, const char *text, size_t len,
       if (ps.p != ps.end) fail(&ps, "trailing characters");
     }
   }
-  free(ps.nst);
-  free(ps.mst);
+  stacks_give(&ps);
   if (ps.rc) {
     if (err_off) *err_off = (size_t)(ps.p - ps.s);
     if (why) *why = ps.why;
   }
   return ps.rc;
+}
+
+int shadow_json_materialize(shadow_json_arena_t *a, shadow_json_t *v, int depth,
+                            size_t *err_off, const char **why) {
+  if (!(v->flags & SHADOW_JSON_LAZY)) return 0;
+  parser_t ps;
+  memset(&ps, 0, sizeof ps);
+  ps.s = ps.p = v->raw;
+  ps.end = v->raw + v->rawlen;
+  ps.a = a;
+  ps.depth = depth;
+  stacks_take(&ps);
+  shadow_json_t n;
+  if (!parse_value(&ps, &n) && ps.p != ps.end) fail(&ps, "trailing characters");
+  stacks_give(&ps);
+  if (ps.rc) {
+    if (err_off) *err_off = (size_t)(ps.p - ps.s);
+    if (why) *why = ps.why;
+    return ps.rc;
+  }
+  *v = n;
+  return 0;
 }
 
 /* ---- equality and hashing --------------------------------------------- */
@@ -661,7 +839,7 @@ static int obj_equal_unordered(const shadow_json_t *a, const shadow_json_t *b) {
 
 static int obj_equal(const shadow_json_t *a, const shadow_json_t *b) {
   uint32_t n = a->len, i = 0;
-  if (n == b->len) {
+  if (n == b->len && !((a->flags | b->flags) & SHADOW_JSON_DUPS)) {
     /* Same key order is the common case: compare member by member. */
     while (i < n && same_key(&a->u.members[i], &b->u.members[i]))
       i++;
@@ -718,14 +896,22 @@ uint64_t shadow_json_hash(const shadow_json_t *v) {
       h = mix(h + shadow_json_hash(&v->u.items[i]) + i);
     return h;
   case SHADOW_JSON_OBJECT: {
-    /* A sum is independent of member order. */
-    uint64_t s = 0;
+    /* A sum is independent of member order; of a repeated key only the
+     * last member counts, as in equality. */
+    uint64_t s = 0, live = 0;
+    keyidx_t k;
+    k.tab = NULL;
+    int dups = (v->flags & SHADOW_JSON_DUPS) != 0;
+    if (dups) keyidx_init(&k, v);
     for (uint32_t i = 0; i < v->len; i++) {
       const shadow_json_member_t *m = &v->u.members[i];
+      if (dups && keyidx_find(&k, m) != (long)i) continue;
+      live++;
       s += mix(XXH3_64bits(m->key, m->klen) ^
                (shadow_json_hash(&m->value) * 31));
     }
-    return mix(h ^ s ^ v->len);
+    free(k.tab);
+    return mix(h ^ s ^ live);
   }
   default: return mix(h);
   }
@@ -748,16 +934,24 @@ int shadow_json_write(shadow_buf_t *b, const shadow_json_t *v) {
       if (shadow_json_write(b, &v->u.items[i])) return -ENOMEM;
     }
     return shadow_buf_putc(b, ']');
-  case SHADOW_JSON_OBJECT:
-    if (shadow_buf_putc(b, '{')) return -ENOMEM;
-    for (uint32_t i = 0; i < v->len; i++) {
+  case SHADOW_JSON_OBJECT: {
+    keyidx_t k;
+    k.tab = NULL;
+    int dups = (v->flags & SHADOW_JSON_DUPS) != 0, rc = 0, first = 1;
+    if (dups) keyidx_init(&k, v);
+    rc = shadow_buf_putc(b, '{');
+    for (uint32_t i = 0; !rc && i < v->len; i++) {
       const shadow_json_member_t *m = &v->u.members[i];
-      if (i && shadow_buf_putc(b, ',')) return -ENOMEM;
-      if (shadow_buf_json_string(b, m->key, m->klen, 0) ||
+      if (dups && keyidx_find(&k, m) != (long)i) continue;
+      if (!first && shadow_buf_putc(b, ',')) rc = -ENOMEM;
+      first = 0;
+      if (rc || shadow_buf_json_string(b, m->key, m->klen, 0) ||
           shadow_buf_putc(b, ':') || shadow_json_write(b, &m->value))
-        return -ENOMEM;
+        rc = -ENOMEM;
     }
-    return shadow_buf_putc(b, '}');
+    free(k.tab);
+    return rc ? -ENOMEM : shadow_buf_putc(b, '}');
+  }
   }
   return -EINVAL;
 }

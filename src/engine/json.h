@@ -36,9 +36,10 @@ struct shadow_json_s {
   const char *raw;
   uint32_t rawlen;
   uint8_t type;
-  uint8_t neg;  /* numbers */
-  uint32_t len; /* string bytes, number digits, array/object count */
-  int32_t exp;  /* numbers */
+  uint8_t neg;   /* numbers */
+  uint8_t flags; /* SHADOW_JSON_LAZY, _DUPS, _HAS_LAZY */
+  uint32_t len;  /* string bytes, number digits, array/object count */
+  int32_t exp;   /* numbers */
   union {
     const char *str;               /* unescaped UTF-8, not NUL-terminated */
     const char *digits;            /* numbers */
@@ -46,6 +47,15 @@ struct shadow_json_s {
     shadow_json_member_t *members; /* objects, in source order */
   } u;
 };
+
+/* A container a lazy parse left unparsed: type and raw span only, len 0 and
+ * no children until shadow_json_materialize parses it. */
+#define SHADOW_JSON_LAZY 1
+/* An object that may hold a key more than once (never set when it does
+ * not): readers then take each key's last member, as the rule says. */
+#define SHADOW_JSON_DUPS 2
+/* A container with a SHADOW_JSON_LAZY node somewhere inside it. */
+#define SHADOW_JSON_HAS_LAZY 4
 
 struct shadow_json_member_s {
   const char *key; /* unescaped, not NUL-terminated */
@@ -64,7 +74,7 @@ typedef struct shadow_json_arena_s {
 
 void *shadow_json_arena_alloc(shadow_json_arena_t *a, size_t n);
 void shadow_json_arena_free(shadow_json_arena_t *a); /* safe twice */
-/* Frees the chunk this thread keeps for the next arena (see json.c); call
+/* Frees what this thread keeps for the next parse (see json.c); call
  * before a thread that diffed ends, so nothing is left behind. */
 void shadow_json_arena_cache_clear(void);
 
@@ -72,21 +82,37 @@ void shadow_json_arena_cache_clear(void);
  * NUL-terminated and must outlive the tree (nodes point into it). Returns 0,
  * -EINVAL for invalid JSON (with *err_off and *why, when not NULL, naming
  * the offset and the reason; texts of 4 GiB or more are refused too) or
- * -ENOMEM. Repeated object keys are kept; comparisons use the last one. */
+ * -ENOMEM. Repeated object keys are kept (the object gets
+ * SHADOW_JSON_DUPS); comparisons use the last one. */
 int shadow_json_parse(shadow_json_arena_t *a, const char *text, size_t len,
                       shadow_json_t *root, size_t *err_off, const char **why);
 
+/* A lazy parse: at each container's opening bracket, at offset off from the
+ * start of the text, the parser asks skip(ctx, off, &end); when it returns
+ * 1 the container becomes a SHADOW_JSON_LAZY node spanning [off, end) and
+ * parsing goes on at end, unchecked inside. Otherwise as shadow_json_parse.
+ * The functions below take no lazy node, nor a node with one inside. */
+typedef int (*shadow_json_skip_fn)(void *ctx, size_t off, size_t *end);
+int shadow_json_parse_lazy(shadow_json_arena_t *a, const char *text, size_t len,
+                           shadow_json_t *root, shadow_json_skip_fn skip,
+                           void *ctx, size_t *err_off, const char **why);
+
+/* Parses a lazy node's span in place (no-op for other nodes); depth is how
+ * many containers enclose it, so the nesting limit still holds. Returns 0,
+ * -EINVAL (*err_off relative to v->raw) or -ENOMEM. */
+int shadow_json_materialize(shadow_json_arena_t *a, shadow_json_t *v, int depth,
+                            size_t *err_off, const char **why);
+
 /* 1 when a and b are the same JSON value: key order ignored, numbers by
- * value, a repeated key counted by its last member (objects with the same
- * keys in the same order compare member by member). */
+ * value, a repeated key counted by its last member only. */
 int shadow_json_equal(const shadow_json_t *a, const shadow_json_t *b);
 
-/* A hash consistent with shadow_json_equal (key order ignored) for objects
- * without repeated keys; with them, equal values may hash apart, which only
- * costs a pairing in set modes. */
+/* A hash consistent with shadow_json_equal: key order ignored, a repeated
+ * key by its last member. */
 uint64_t shadow_json_hash(const shadow_json_t *v);
 
-/* Appends v as compact JSON: numbers as written, strings re-escaped. */
+/* Appends v as compact JSON: numbers as written, strings re-escaped, and
+ * of a repeated key only its last member (the value the rule defines). */
 int shadow_json_write(shadow_buf_t *b, const shadow_json_t *v);
 
 /* The number as a double (for tolerances). */

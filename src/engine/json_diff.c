@@ -2,11 +2,39 @@
  * together; differences become JSON Patch ops (RFC 6902) whose pointers
  * (RFC 6901) are built incrementally in one buffer.
  *
- * Op order is what makes the ops applicable in sequence: under an array,
- * diffs inside kept elements come first (their indexes are still the
- * primary's), then removals from the highest index down, then additions
- * at increasing indexes. Objects: changes and removals in the primary's
- * member order, then additions in the candidate's order.
+ * What two texts share byte for byte is not parsed. The common prefix and
+ * suffix are found with memcmp; a structural scan (json_scan.c) of the
+ * prefix, and of the suffix once the parser reaches it, says where each
+ * container there ends, and the parser leaves every container that lies
+ * wholly inside them as a lazy node (its span only). Such a node is equal
+ * to its twin on the other side by position alone; it is parsed when the
+ * walk must look inside (it differs from what it is compared with, or it
+ * becomes an op's value). So a small change in a big document costs about
+ * two passes at memory speed over the text, and nothing semantic changes:
+ * only byte-identical spans are skipped. They are checked for strings and
+ * brackets, not fully validated: a fault both sides share byte for byte
+ * can go unnoticed.
+ *
+ * Op order is what makes the ops applicable in sequence. Objects: changes
+ * and removals in the primary's member order, then additions in the
+ * candidate's order; of a repeated key only the last member counts (in
+ * both documents, as most parsers read them).
+ *
+ * Arrays in index mode are aligned: equal elements at both ends are set
+ * aside, the rest are matched by a longest common subsequence of element
+ * hashes (json_align.c; hashes follow the rules, so elements that differ
+ * only where the rules say not to look still match). Between matched
+ * elements, what is left pairs up by position and is diffed in place; an
+ * element removed at one place and equal to one added at another becomes
+ * one "move" (unless a rule ignores single elements of the array). When
+ * the alignment would pass its work bound the array is compared by index,
+ * as if nothing had been inserted; so is every array once what alignment
+ * adds to the walk (compares, hashes, LCS steps) has passed about twice
+ * the size of the texts, so a diff stays linear however its arrays nest.
+ * Equality inside a compare (a dry walk) is by index. The ops: diffs inside
+ * kept elements first (under the primary's indexes), then removals from the
+ * highest index down, then additions and moves in the candidate's order, each
+ * at the index it has when it applies.
  *
  * Array modes other than index mode make the patch exact only up to the
  * mode's equivalence: set (order and duplicates ignored) removes each
@@ -19,26 +47,18 @@
  * without the key pair by whole value). The patched primary then holds the
  * candidate's elements in a possibly different order.
  *
- * Index mode does no alignment: an element inserted near the front shows
- * as changes at every later index. That keeps the diff linear; arrays whose
- * order means nothing should get a mode.
- *
  * Rules are at most 64 pointers in total. The walk passes down a bitmask of
  * the rules whose leading segments match the current path, so where no
  * rule can match (mask 0) rules cost nothing. A path matching an ignore
- * rule is skipped entirely: no op, no count, no descent (ignoring single
- * array elements can therefore leave later array ops off by one; "*"
- * patterns do not have that problem). When two array rules name the same
- * path, the one added last wins. Set and multiset elements that differ
- * only in ignored or tolerated places still pair up: elements left
- * unpaired by exact equality are compared pairwise under the rules
- * (bounded to 4096 pairs per array).
+ * rule is skipped entirely: no op, no count, no descent; an ignored
+ * removal or addition leaves the element where it is and later indexes
+ * account for it. When two array rules name the same path, the one added
+ * last wins. Set and multiset elements that differ only in ignored or
+ * tolerated places still pair up: elements left unpaired by exact equality
+ * are compared pairwise under the rules (bounded to 4096 pairs per array).
  *
- * Byte-identical subtrees (same source span bytes) are equal without a
- * walk, which makes a small change in a big document cost little more
- * than parsing it. Objects whose keys come in the same order are walked
- * member by member; others are matched through a hash of their keys, where
- * a repeated key counts by its last member. */
+ * A value cut to value_max bytes in an op gets "truncated": true on the op:
+ * the op still names the place, but it does not apply as it stands. */
 #include "json_diff.h"
 
 #include <errno.h>
@@ -51,6 +71,8 @@
 
 #include "diff.h"
 #include "json.h"
+#include "json_align.h"
+#include "json_scan.h"
 
 #define MAX_RULES 64
 #define FUZZY_PAIRS 4096
@@ -192,17 +214,35 @@ int shadow_json_rules_tolerance(shadow_json_rules_t *r, const char *pointer,
 
 /* ---- the walk --------------------------------------------------------- */
 
+/* Alignment bounds: past either, an array is compared by index. */
+#define ALIGN_MAX_D 1024
+#define ALIGN_MAX_WORK ((size_t)1 << 22)
+/* Pairwise checks spent looking for moves, per array. */
+#define MOVE_CHECKS 4096
+/* Common runs shorter than this are parsed like the rest. */
+#define LAZY_MIN 64
+
 typedef struct {
   const shadow_json_rules_t *rules;
   shadow_json_diff_out_t *out;
   shadow_json_arena_t *scratch;
   shadow_buf_t path; /* the current pointer, escaped */
-  shadow_buf_t tmp;  /* a value being serialized */
+  shadow_buf_t tmp;  /* a value being serialized, or a move's from */
   size_t ops_base;   /* out->ops->len when the call began */
   size_t written;    /* ops written by this call */
   int dry;           /* 1: only find whether anything differs */
   int found;
   int rc;
+  /* The two texts and what they share: bytes [0, common) at the start and
+   * the last tail bytes of each. */
+  const char *ptext, *ctext;
+  size_t plen, clen, common, tail;
+  char *err;
+  size_t errlen;
+  /* Node visits left for what alignment adds to the walk (dry compares,
+   * hashes, LCS steps): about twice the texts' size. Past it, arrays
+   * compare by index, so the whole diff stays linear. */
+  long budget;
 } ctx_t;
 
 /* What the rules say about the node at the current path. */
@@ -253,6 +293,17 @@ static uint64_t child_mask(const ctx_t *x, uint64_t mask, int depth,
   return m;
 }
 
+/* 1 when an ignore rule names single elements of the array at depth. */
+static int ignores_elements(const ctx_t *x, uint64_t mask, int depth) {
+  while (mask) {
+    int i = __builtin_ctzll(mask);
+    mask &= mask - 1;
+    const rule_t *ru = &x->rules->r[i];
+    if (ru->kind == RULE_IGNORE && ru->nseg == depth + 1) return 1;
+  }
+  return 0;
+}
+
 static void push_key(ctx_t *x, const char *k, size_t n) {
   if (shadow_buf_reserve(&x->path, n * 2 + 1)) {
     x->rc = -ENOMEM;
@@ -275,7 +326,7 @@ static void push_key(ctx_t *x, const char *k, size_t n) {
 }
 
 /* By hand, not snprintf: this runs once per array element walked. */
-static void push_index(ctx_t *x, size_t i) {
+static void push_index_to(ctx_t *x, shadow_buf_t *b, size_t i) {
   char tmp[24];
   char *o = tmp + sizeof tmp;
   do {
@@ -283,8 +334,11 @@ static void push_index(ctx_t *x, size_t i) {
     i /= 10;
   } while (i);
   *--o = '/';
-  if (shadow_buf_append(&x->path, o, (size_t)(tmp + sizeof tmp - o)))
-    x->rc = -ENOMEM;
+  if (shadow_buf_append(b, o, (size_t)(tmp + sizeof tmp - o))) x->rc = -ENOMEM;
+}
+
+static void push_index(ctx_t *x, size_t i) {
+  push_index_to(x, &x->path, i);
 }
 
 static void pop(ctx_t *x, size_t len) {
@@ -292,19 +346,87 @@ static void pop(ctx_t *x, size_t len) {
   if (x->path.data) x->path.data[len] = '\0';
 }
 
-/* Writes a value for an op, truncated as documented in json_diff.h. */
-static int write_value(ctx_t *x, shadow_buf_t *b, const shadow_json_t *v) {
+static void set_err(char *err, size_t errlen, const char *side, size_t off,
+                    const char *why) {
+  if (err && errlen)
+    snprintf(err, errlen, "%s body is not JSON: %s at offset %zu", side,
+             why ? why : "invalid", off);
+}
+
+/* Parses a lazy node where it lies (the arena owns every node, so the
+ * const of the walk is only a promise about the values). depth counts the
+ * containers around it. */
+static int materialize(ctx_t *x, const shadow_json_t *cv, int depth) {
+  shadow_json_t *v = (shadow_json_t *)cv;
+  if (!(v->flags & SHADOW_JSON_LAZY)) return 0;
+  size_t off = 0;
+  const char *why = NULL;
+  int rc = shadow_json_materialize(x->scratch, v, depth, &off, &why);
+  if (rc) {
+    x->rc = rc;
+    uintptr_t r = (uintptr_t)v->raw, p = (uintptr_t)x->ptext;
+    int primary = r >= p && r < p + x->plen;
+    const char *base = primary ? x->ptext : x->ctext;
+    if (rc == -EINVAL)
+      set_err(x->err, x->errlen, primary ? "primary" : "candidate",
+              (size_t)(v->raw - base) + off, why);
+  }
+  return rc;
+}
+
+/* Materializes every lazy node under v, for the functions of json.h. */
+static int expand(ctx_t *x, const shadow_json_t *cv, int depth) {
+  shadow_json_t *v = (shadow_json_t *)cv;
+  if (v->flags & SHADOW_JSON_LAZY) return materialize(x, v, depth);
+  if (!(v->flags & SHADOW_JSON_HAS_LAZY)) return 0;
+  for (uint32_t i = 0; i < v->len; i++) {
+    shadow_json_t *c =
+        v->type == SHADOW_JSON_ARRAY ? &v->u.items[i] : &v->u.members[i].value;
+    if (expand(x, c, depth + 1)) return x->rc;
+  }
+  v->flags &= (uint8_t)~SHADOW_JSON_HAS_LAZY;
+  return 0;
+}
+
+/* 1 when a (primary) and b (candidate) are the same bytes: by position
+ * when both lie in the common prefix at one offset, or in the common
+ * suffix at one distance from the end; by memcmp otherwise. */
+static int same_bytes(const ctx_t *x, const shadow_json_t *a,
+                      const shadow_json_t *b) {
+  if (a->rawlen != b->rawlen) return 0;
+  if (a->rawlen >= 64) {
+    uintptr_t ra = (uintptr_t)a->raw, pa = (uintptr_t)x->ptext;
+    uintptr_t rb = (uintptr_t)b->raw, pb = (uintptr_t)x->ctext;
+    if (ra >= pa && ra - pa < x->plen && rb >= pb && rb - pb < x->clen) {
+      size_t oa = ra - pa, ob = rb - pb;
+      if (oa == ob && oa + a->rawlen <= x->common) return 1;
+      if (x->plen - oa == x->clen - ob && x->plen - oa <= x->tail) return 1;
+    }
+  }
+  return memcmp(a->raw, b->raw, a->rawlen) == 0;
+}
+
+/* Writes a value for an op, truncated as documented in json_diff.h; *cut
+ * is set when it was. */
+static int write_value(ctx_t *x, shadow_buf_t *b, const shadow_json_t *v,
+                       int depth, int *cut) {
   size_t max = x->out->value_max;
-  if (v->type == SHADOW_JSON_STRING)
+  if (v->type == SHADOW_JSON_STRING) {
+    if (max && v->len > max) *cut = 1;
     return shadow_buf_json_string(b, v->u.str, v->len, max);
+  }
   if (v->type != SHADOW_JSON_ARRAY && v->type != SHADOW_JSON_OBJECT) {
     if (!max || v->rawlen <= max) return shadow_json_write(b, v);
+    *cut = 1;
     return shadow_buf_json_string(b, v->raw, v->rawlen, max);
   }
+  if (expand(x, v, depth)) return x->rc;
   shadow_buf_reset(&x->tmp);
   if (shadow_json_write(&x->tmp, v)) return -ENOMEM;
-  if (max && x->tmp.len > max)
+  if (max && x->tmp.len > max) {
+    *cut = 1;
     return shadow_buf_json_string(b, x->tmp.data, x->tmp.len, max);
+  }
   return shadow_buf_append(b, x->tmp.data, x->tmp.len);
 }
 
@@ -325,8 +447,12 @@ static int add_field(shadow_buf_t *f, const shadow_buf_t *path) {
   return shadow_buf_append(f, p, n) || shadow_buf_putc(f, '\0') ? -ENOMEM : 0;
 }
 
-static void emit(ctx_t *x, const char *op, const shadow_json_t *p,
-                 const shadow_json_t *c) {
+/* One op at the current path: p and c are the values it carries (NULL:
+ * none); from (a move's source pointer) when not NULL. depth is the
+ * path's, for values that must be parsed before they are written. */
+static void emit_op(ctx_t *x, const char *op, const shadow_json_t *p,
+                    const shadow_json_t *c, const shadow_buf_t *from,
+                    int depth) {
   if (x->dry) {
     x->found = 1;
     return;
@@ -340,22 +466,29 @@ static void emit(ctx_t *x, const char *op, const shadow_json_t *p,
   if (!out->ops || out->truncated) return;
   shadow_buf_t *b = out->ops;
   size_t before = b->len;
-  int rc = 0;
+  int rc = 0, cut = 0;
   if (x->written) rc |= shadow_buf_putc(b, ',');
-  rc |= shadow_buf_printf(b, "{\"op\":\"%s\",\"path\":", op);
+  rc |= shadow_buf_printf(b, "{\"op\":\"%s\",", op);
+  if (from) {
+    rc |= shadow_buf_puts(b, "\"from\":");
+    rc |= shadow_buf_json_string(b, from->data, from->len, 0);
+    rc |= shadow_buf_putc(b, ',');
+  }
+  rc |= shadow_buf_puts(b, "\"path\":");
   rc |= shadow_buf_json_string(b, x->path.data ? x->path.data : "", x->path.len,
                                0);
   if (p) {
     rc |= shadow_buf_puts(b, ",\"primary\":");
-    rc |= write_value(x, b, p);
+    rc |= write_value(x, b, p, depth, &cut);
   }
   if (c) {
     rc |= shadow_buf_puts(b, ",\"candidate\":");
-    rc |= write_value(x, b, c);
+    rc |= write_value(x, b, c, depth, &cut);
   }
+  if (cut) rc |= shadow_buf_puts(b, ",\"truncated\":true");
   rc |= shadow_buf_putc(b, '}');
-  if (rc) {
-    x->rc = -ENOMEM;
+  if (rc || x->rc) {
+    if (!x->rc) x->rc = -ENOMEM;
     return;
   }
   if (out->ops_max_bytes && b->len - x->ops_base > out->ops_max_bytes) {
@@ -365,6 +498,11 @@ static void emit(ctx_t *x, const char *op, const shadow_json_t *p,
     return;
   }
   x->written++;
+}
+
+static void emit(ctx_t *x, const char *op, const shadow_json_t *p,
+                 const shadow_json_t *c, int depth) {
+  emit_op(x, op, p, c, NULL, depth);
 }
 
 static void diff_value(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
@@ -380,8 +518,21 @@ static int done(const ctx_t *x) {
 static int child(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
                  uint64_t mask, int depth, const char *key, size_t klen,
                  size_t idx) {
-  size_t len = x->path.len;
   uint64_t cm = 0;
+  if (x->dry) {
+    /* Nothing is written, so no path is built: rules go by the mask. */
+    if (mask) cm = child_mask(x, mask, depth, key, klen, key ? -1 : (long)idx);
+    if (a && b) {
+      diff_value(x, a, b, cm, depth + 1);
+      return 0;
+    }
+    here_t h;
+    if (cm) rules_here(x, cm, depth + 1, &h);
+    if (cm && h.ignored) return 1;
+    x->found = 1;
+    return 0;
+  }
+  size_t len = x->path.len;
   if (key)
     push_key(x, key, klen);
   else
@@ -397,9 +548,9 @@ static int child(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
     if (cm && h.ignored)
       ignored = 1;
     else if (a)
-      emit(x, "remove", a, NULL);
+      emit(x, "remove", a, NULL, depth + 1);
     else
-      emit(x, "add", NULL, b);
+      emit(x, "add", NULL, b, depth + 1);
   }
   pop(x, len);
   return ignored;
@@ -459,9 +610,9 @@ static void diff_object(ctx_t *x, const shadow_json_t *a,
                         const shadow_json_t *b, uint64_t mask, int depth) {
   uint32_t na = a->len, nb = b->len, i = 0;
   const shadow_json_member_t *am = a->u.members, *bm = b->u.members;
-  /* Same keys in the same order is the common case: walk both in step
-   * (member by member, even for repeated keys). */
-  if (na == nb) {
+  /* Same keys in the same order, none repeated, is the common case: walk
+   * both in step. */
+  if (na == nb && !((a->flags | b->flags) & SHADOW_JSON_DUPS)) {
     while (i < na && same_key(&am[i], &bm[i]))
       i++;
     if (i == na) {
@@ -500,23 +651,6 @@ static void diff_object(ctx_t *x, const shadow_json_t *a,
   }
 }
 
-static void diff_array_index(ctx_t *x, const shadow_json_t *a,
-                             const shadow_json_t *b, uint64_t mask, int depth) {
-  uint32_t na = a->len, nb = b->len, n = na < nb ? na : nb;
-  for (uint32_t i = 0; i < n; i++) {
-    child(x, &a->u.items[i], &b->u.items[i], mask, depth, NULL, 0, i);
-    if (done(x)) return;
-  }
-  for (uint32_t i = na; i-- > nb;) {
-    child(x, &a->u.items[i], NULL, mask, depth, NULL, 0, i);
-    if (done(x)) return;
-  }
-  for (uint32_t i = na; i < nb; i++) {
-    child(x, NULL, &b->u.items[i], mask, depth, NULL, 0, i);
-    if (done(x)) return;
-  }
-}
-
 /* Compares a and b under the rules at the current path, without output. */
 static int dry_equal(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
                      uint64_t mask, int depth) {
@@ -524,11 +658,325 @@ static int dry_equal(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
   x->dry = 1;
   x->found = 0;
   diff_value(x, a, b, mask, depth);
-  int eq = !x->found;
+  int eq = !x->found && !x->rc;
   x->dry = dry;
   x->found = found;
   return eq;
 }
+
+/* ---- arrays by index -------------------------------------------------- */
+
+/* Whether element a (primary index idx) and b compare equal under the
+ * rules: byte-identical ones without a walk. */
+static int elem_equal(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
+                      uint64_t mask, int depth, size_t idx) {
+  if (same_bytes(x, a, b)) return 1;
+  if (x->budget < 0) return 0;
+  uint64_t em = mask ? child_mask(x, mask, depth, NULL, 0, (long)idx) : 0;
+  if (!em && a->type != b->type) return 0;
+  return dry_equal(x, a, b, em, depth + 1);
+}
+
+/* A hash consistent with equality under the rules: what is ignored adds
+ * nothing, a toleranced number and an array in another mode only their
+ * type. Without rules, shadow_json_hash. v is expanded. */
+static uint64_t rule_hash(ctx_t *x, const shadow_json_t *v, uint64_t mask,
+                          int depth) {
+  if (!mask) return shadow_json_hash(v);
+  here_t h;
+  rules_here(x, mask, depth, &h);
+  uint64_t t = (uint64_t)(v->type + 1) * 0x9E3779B97F4A7C15ULL;
+  if (h.ignored) return 0x2545F4914F6CDD1DULL;
+  switch (v->type) {
+  case SHADOW_JSON_NUMBER: return h.has_tol ? t : shadow_json_hash(v);
+  case SHADOW_JSON_ARRAY:
+    if (h.mode != SHADOW_ARRAY_INDEX) return t;
+    for (uint32_t i = 0; i < v->len; i++) {
+      uint64_t cm = child_mask(x, mask, depth, NULL, 0, (long)i);
+      t = XXH3_64bits_withSeed(&t, sizeof t,
+                               rule_hash(x, &v->u.items[i], cm, depth + 1));
+    }
+    return t;
+  case SHADOW_JSON_OBJECT: {
+    keys_t k;
+    int dups = (v->flags & SHADOW_JSON_DUPS) != 0;
+    if (dups && keys_init(x, &k, v)) return t;
+    uint64_t s = 0, live = 0;
+    for (uint32_t i = 0; i < v->len; i++) {
+      const shadow_json_member_t *m = &v->u.members[i];
+      if (dups && keys_last(&k, m) != (long)i) continue;
+      uint64_t cm = child_mask(x, mask, depth, m->key, m->klen, -1);
+      if (cm) {
+        here_t ch;
+        rules_here(x, cm, depth + 1, &ch);
+        if (ch.ignored) continue; /* present or not, it does not count */
+      }
+      live++;
+      s += XXH3_64bits_withSeed(m->key, m->klen,
+                                rule_hash(x, &m->value, cm, depth + 1));
+    }
+    return XXH3_64bits_withSeed(&s, sizeof s, t ^ live);
+  }
+  default: return shadow_json_hash(v);
+  }
+}
+
+/* Pairs a[pre..pre+m) with b[pre..pre+n) by position: what the array
+ * compare was before alignment, and what it falls back to. Only one of
+ * removals and additions happens; an ignored addition is not there for
+ * the next one. */
+static void by_index(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
+                     uint64_t mask, int depth, uint32_t pre, uint32_t m,
+                     uint32_t n) {
+  uint32_t k = m < n ? m : n, skipped = 0;
+  for (uint32_t i = pre; i < pre + k; i++) {
+    child(x, &a->u.items[i], &b->u.items[i], mask, depth, NULL, 0, i);
+    if (done(x)) return;
+  }
+  for (uint32_t i = pre + m; i-- > pre + k;) {
+    child(x, &a->u.items[i], NULL, mask, depth, NULL, 0, i);
+    if (done(x)) return;
+  }
+  for (uint32_t j = pre + k; j < pre + n; j++) {
+    skipped += (uint32_t)child(x, NULL, &b->u.items[j], mask, depth, NULL, 0,
+                               j - skipped);
+    if (done(x)) return;
+  }
+}
+
+/* A Fenwick tree of 0/1 counts: how many slots before a slot are filled. */
+static void fen_add(int32_t *f, size_t n, size_t i, int32_t d) {
+  for (i++; i <= n; i += i & (0 - i))
+    f[i] += d;
+}
+
+static size_t fen_before(const int32_t *f, size_t i) {
+  long s = 0;
+  for (; i > 0; i -= i & (0 - i))
+    s += f[i];
+  return (size_t)s;
+}
+
+enum { EL_KEEP, EL_MOVE, EL_GONE, EL_STAY };
+
+static void emit_move(ctx_t *x, size_t from, size_t to, int depth) {
+  size_t len = x->path.len;
+  shadow_buf_reset(&x->tmp);
+  if (shadow_buf_append(&x->tmp, x->path.data ? x->path.data : "", len)) {
+    x->rc = -ENOMEM;
+    return;
+  }
+  push_index_to(x, &x->tmp, from);
+  push_index(x, to);
+  if (!x->rc) emit_op(x, "move", NULL, NULL, &x->tmp, depth + 1);
+  pop(x, len);
+}
+
+/* The middle of an index-mode array, m elements of a and n of b from pre
+ * on, none at either end equal: aligned, then diffed as json_diff.c's
+ * opening comment says. */
+static void aligned(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
+                    uint64_t mask, int depth, uint32_t pre, uint32_t m,
+                    uint32_t n) {
+  const shadow_json_t *ma = a->u.items + pre, *mb = b->u.items + pre;
+  shadow_json_arena_t *ar = x->scratch;
+  uint64_t *ha = shadow_json_arena_alloc(ar, (size_t)m * 8);
+  uint64_t *hb = shadow_json_arena_alloc(ar, (size_t)n * 8);
+  int32_t *pa = shadow_json_arena_alloc(ar, (size_t)m * 4);
+  int32_t *pb = shadow_json_arena_alloc(ar, (size_t)n * 4);
+  uint8_t *sa = shadow_json_arena_alloc(ar, m);
+  uint8_t *sb = shadow_json_arena_alloc(ar, n);
+  if (!ha || !hb || !pa || !pb || !sa || !sb) {
+    x->rc = -ENOMEM;
+    return;
+  }
+  for (uint32_t i = 0; i < m; i++) {
+    if (expand(x, &ma[i], depth + 1)) return;
+    uint64_t cm = mask ? child_mask(x, mask, depth, NULL, 0, pre + i) : 0;
+    ha[i] = rule_hash(x, &ma[i], cm, depth + 1);
+    x->budget -= (long)(ma[i].rawlen / 8) + 1; /* about its nodes */
+  }
+  for (uint32_t j = 0; j < n; j++) {
+    if (expand(x, &mb[j], depth + 1)) return;
+    uint64_t cm = mask ? child_mask(x, mask, depth, NULL, 0, pre + j) : 0;
+    hb[j] = rule_hash(x, &mb[j], cm, depth + 1);
+    x->budget -= (long)(mb[j].rawlen / 8) + 1;
+  }
+  size_t work = x->budget > 0 ? (size_t)x->budget : 0;
+  if (work > ALIGN_MAX_WORK) work = ALIGN_MAX_WORK;
+  int rc = shadow_json_align(ha, m, hb, n, ALIGN_MAX_D, &work, pa);
+  x->budget -= (long)work;
+  if (rc == -E2BIG) {
+    by_index(x, a, b, mask, depth, pre, m, n);
+    return;
+  }
+  if (rc) {
+    x->rc = rc;
+    return;
+  }
+  for (uint32_t j = 0; j < n; j++) {
+    pb[j] = -1;
+    sb[j] = EL_GONE; /* for b: to be added */
+  }
+  for (uint32_t i = 0; i < m; i++) {
+    sa[i] = pa[i] >= 0 ? EL_KEEP : EL_GONE;
+    if (pa[i] >= 0) {
+      pb[pa[i]] = (int32_t)i;
+      sb[pa[i]] = EL_KEEP;
+    }
+  }
+  /* Moves: an unmatched element of b equal to an unmatched one of a. The
+   * table holds unmatched a elements by hash; a used entry is cleared. */
+  if (!(mask && ignores_elements(x, mask, depth))) {
+    size_t size = 16, checks = 0;
+    while (size < (size_t)m * 2)
+      size *= 2;
+    int32_t *tab = shadow_json_arena_alloc(ar, size * 4);
+    if (!tab) {
+      x->rc = -ENOMEM;
+      return;
+    }
+    memset(tab, 0xff, size * 4);
+    for (uint32_t i = 0; i < m; i++) {
+      if (sa[i] != EL_GONE) continue;
+      size_t s = (size_t)ha[i] & (size - 1);
+      while (tab[s] != -1)
+        s = (s + 1) & (size - 1);
+      tab[s] = (int32_t)i;
+    }
+    for (uint32_t j = 0; j < n && checks < MOVE_CHECKS; j++) {
+      if (sb[j] != EL_GONE) continue;
+      for (size_t s = (size_t)hb[j] & (size - 1); tab[s] != -1;
+           s = (s + 1) & (size - 1)) {
+        int32_t i = tab[s];
+        if (i < 0 || ha[i] != hb[j]) continue;
+        if (++checks > MOVE_CHECKS) break;
+        if (!elem_equal(x, &ma[i], &mb[j], mask, depth, pre + (uint32_t)i)) {
+          if (x->rc) return;
+          continue;
+        }
+        tab[s] = -2;
+        sa[i] = EL_MOVE;
+        sb[j] = EL_MOVE;
+        pa[i] = (int32_t)j;
+        pb[j] = i;
+        break;
+      }
+    }
+  }
+  /* Between kept elements, what is left pairs up by position. */
+  for (uint32_t i = 0, j = 0; i < m || j < n;) {
+    uint32_t i1 = i, j1 = j;
+    while (i1 < m && sa[i1] != EL_KEEP)
+      i1++;
+    while (j1 < n && sb[j1] != EL_KEEP)
+      j1++;
+    uint32_t p = i, q = j;
+    for (;;) {
+      while (p < i1 && sa[p] != EL_GONE)
+        p++;
+      while (q < j1 && sb[q] != EL_GONE)
+        q++;
+      if (p >= i1 || q >= j1) break;
+      sa[p] = sb[q] = EL_KEEP;
+      pa[p] = (int32_t)q;
+      pb[q] = (int32_t)p;
+      p++;
+      q++;
+    }
+    i = i1 + 1;
+    j = j1 + 1;
+  }
+  /* Inside kept elements, under the primary's indexes. */
+  for (uint32_t i = 0; i < m; i++) {
+    if (sa[i] != EL_KEEP) continue;
+    child(x, &ma[i], &mb[pa[i]], mask, depth, NULL, 0, pre + i);
+    if (done(x)) return;
+  }
+  /* Removals, highest index first; an ignored one stays. */
+  for (uint32_t i = m; i-- > 0;) {
+    if (sa[i] != EL_GONE) continue;
+    if (child(x, &ma[i], NULL, mask, depth, NULL, 0, pre + i)) sa[i] = EL_STAY;
+    if (done(x)) return;
+  }
+  /* Additions and moves in b's order. Slots order what the array holds
+   * from now on: between two kept elements, first the elements of a still
+   * there (moves' sources, ignored removals), then b's new places; the
+   * index of a place is the count of filled slots before it. */
+  size_t nslot = (size_t)m + n;
+  int32_t *slot_a = shadow_json_arena_alloc(ar, (size_t)m * 4 + 4);
+  int32_t *slot_b = shadow_json_arena_alloc(ar, (size_t)n * 4 + 4);
+  int32_t *fen = shadow_json_arena_alloc(ar, (nslot + 1) * 4);
+  if (!slot_a || !slot_b || !fen) {
+    x->rc = -ENOMEM;
+    return;
+  }
+  memset(fen, 0, (nslot + 1) * 4);
+  size_t t = 0;
+  for (uint32_t i = 0, j = 0; i < m || j < n;) {
+    for (; i < m && sa[i] != EL_KEEP; i++) {
+      if (sa[i] == EL_GONE) continue;
+      slot_a[i] = (int32_t)t;
+      fen_add(fen, nslot, t++, 1);
+    }
+    for (; j < n && sb[j] != EL_KEEP; j++)
+      slot_b[j] = (int32_t)t++;
+    if (i < m && j < n) { /* the kept pair (i, j) */
+      fen_add(fen, nslot, t++, 1);
+      i++;
+      j++;
+    }
+  }
+  for (uint32_t j = 0; j < n; j++) {
+    if (sb[j] == EL_KEEP) continue;
+    size_t s = (size_t)slot_b[j];
+    if (sb[j] == EL_MOVE) {
+      size_t from = slot_a[pb[j]];
+      size_t fi = pre + fen_before(fen, from);
+      fen_add(fen, nslot, from, -1);
+      size_t ti = pre + fen_before(fen, s);
+      if (fi != ti) emit_move(x, fi, ti, depth);
+      fen_add(fen, nslot, s, 1);
+    } else if (!child(x, NULL, &mb[j], mask, depth, NULL, 0,
+                      pre + fen_before(fen, s))) {
+      fen_add(fen, nslot, s, 1);
+    }
+    if (done(x)) return;
+  }
+}
+
+static void diff_array_index(ctx_t *x, const shadow_json_t *a,
+                             const shadow_json_t *b, uint64_t mask, int depth) {
+  uint32_t na = a->len, nb = b->len, pre = 0, suf = 0;
+  const shadow_json_t *ai = a->u.items, *bi = b->u.items;
+  /* A dry walk only asks whether anything differs: index order says, and
+   * no compare nests inside another. */
+  if (x->dry) {
+    by_index(x, a, b, mask, depth, 0, na, nb);
+    return;
+  }
+  /* Equal elements at both ends need nothing more. */
+  while (pre < na && pre < nb &&
+         elem_equal(x, &ai[pre], &bi[pre], mask, depth, pre))
+    pre++;
+  while (suf < na - pre && suf < nb - pre) {
+    /* The pair the first loop stopped at is known to differ. */
+    if (na == nb && na - 1 - suf == pre) break;
+    if (!elem_equal(x, &ai[na - 1 - suf], &bi[nb - 1 - suf], mask, depth,
+                    na - 1 - suf))
+      break;
+    suf++;
+  }
+  if (x->rc) return;
+  uint32_t m = na - pre - suf, n = nb - pre - suf;
+  if (!m && !n) return;
+  if (!m || !n || (m == 1 && n == 1) || x->budget < 0)
+    by_index(x, a, b, mask, depth, pre, m, n);
+  else
+    aligned(x, a, b, mask, depth, pre, m, n);
+}
+
+/* ---- arrays in other modes -------------------------------------------- */
 
 /* What an element is matched by: itself, or (key mode) its key member. */
 static const shadow_json_t *match_of(const shadow_json_t *e, const here_t *h,
@@ -564,6 +1012,11 @@ static void diff_array_unordered(ctx_t *x, const shadow_json_t *a,
   uint32_t na = a->len, nb = b->len;
   const shadow_json_t *ai = a->u.items, *bi = b->u.items;
   int set = h->mode == SHADOW_ARRAY_SET;
+  /* Hashing and matching read whole elements. */
+  for (uint32_t i = 0; i < na; i++)
+    if (expand(x, &ai[i], depth + 1)) return;
+  for (uint32_t j = 0; j < nb; j++)
+    if (expand(x, &bi[j], depth + 1)) return;
   /* Candidate elements are grouped by equal match value: a hash table of
    * group heads, each group a list in index order with a cursor to its
    * first unpaired element, so many equal elements cost no more than
@@ -685,16 +1138,18 @@ static void diff_value(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
                        uint64_t mask, int depth) {
   here_t h;
   if (done(x)) return;
+  x->budget -= x->dry;
   if (mask) {
     rules_here(x, mask, depth, &h);
     if (h.ignored) return;
   } else {
-    memset(&h, 0, sizeof h);
+    h.mode = SHADOW_ARRAY_INDEX;
+    h.has_tol = 0;
   }
   /* Byte-identical text is the same value, whatever the rules say. */
-  if (a->rawlen == b->rawlen && memcmp(a->raw, b->raw, a->rawlen) == 0) return;
+  if (same_bytes(x, a, b)) return;
   if (a->type != b->type) {
-    emit(x, "replace", a, b);
+    emit(x, "replace", a, b, depth);
     return;
   }
   switch (a->type) {
@@ -706,14 +1161,18 @@ static void diff_value(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
     if (h.has_tol &&
         fabs(shadow_json_number(a) - shadow_json_number(b)) <= h.tol)
       return;
-    emit(x, "replace", a, b);
+    emit(x, "replace", a, b, depth);
     return;
   case SHADOW_JSON_STRING:
     if (a->len != b->len || memcmp(a->u.str, b->u.str, a->len))
-      emit(x, "replace", a, b);
+      emit(x, "replace", a, b, depth);
     return;
-  case SHADOW_JSON_OBJECT: diff_object(x, a, b, mask, depth); return;
+  case SHADOW_JSON_OBJECT:
+    if (materialize(x, a, depth) || materialize(x, b, depth)) return;
+    diff_object(x, a, b, mask, depth);
+    return;
   case SHADOW_JSON_ARRAY:
+    if (materialize(x, a, depth) || materialize(x, b, depth)) return;
     if (h.mode == SHADOW_ARRAY_INDEX)
       diff_array_index(x, a, b, mask, depth);
     else
@@ -723,11 +1182,119 @@ static void diff_value(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
   }
 }
 
-static void set_err(char *err, size_t errlen, const char *side, size_t off,
-                    const char *why) {
-  if (err && errlen)
-    snprintf(err, errlen, "%s body is not JSON: %s at offset %zu", side,
-             why ? why : "invalid", off);
+/* ---- what the texts share --------------------------------------------- */
+
+/* One side's answers to the parser's skip question. The prefix table is
+ * the primary's scan of the common prefix, valid for both texts; the
+ * suffix table is the primary's scan from its first container in the
+ * common suffix to its end, which the candidate reads shifted by the
+ * difference of the lengths. */
+typedef struct {
+  const shadow_json_spans_t *pre;
+  size_t pre_cur, common;
+  shadow_json_spans_t *suf;
+  size_t suf_cur, suf_from; /* where this text's common suffix starts */
+  long shift;               /* this text's offsets minus the table's */
+  const char *text;         /* the primary's, which scans the suffix */
+  size_t len;
+  int rc;
+} lazy_t;
+
+/* The end of the container opening at off, when the table knows it closes
+ * inside its range: 1 and *end set. The parser asks in increasing offsets
+ * and never inside what it skipped, so a cursor moves forward only. */
+static int spans_find(const shadow_json_spans_t *t, size_t *cur, size_t off,
+                      size_t *end) {
+  size_t c = *cur;
+  while (c < t->n && t->open[c] < off)
+    c++;
+  if (c >= t->n || t->open[c] != off) {
+    *cur = c;
+    return 0;
+  }
+  *cur = c + 1;
+  if (t->end[c] == SHADOW_JSON_SPAN_OPEN) return 0; /* it will be parsed */
+  *end = t->end[c];
+  return 1;
+}
+
+static int lazy_skip(void *ctx, size_t off, size_t *end) {
+  lazy_t *z = ctx;
+  if (off < z->common)
+    return z->pre && spans_find(z->pre, &z->pre_cur, off, end);
+  if (off < z->suf_from) return 0;
+  if (z->text && z->suf->limit == 0) {
+    /* The primary's parser has reached the common suffix: scan it once. */
+    int rc = shadow_json_spans_scan(z->suf, z->text, off, z->len);
+    if (rc) {
+      z->rc = rc;
+      z->suf_from = SIZE_MAX;
+      return 0;
+    }
+  }
+  long toff = (long)off - z->shift;
+  if (z->suf->limit == 0 || toff < (long)z->suf->start) return 0;
+  if (!spans_find(z->suf, &z->suf_cur, (size_t)toff, end)) return 0;
+  *end = (size_t)((long)*end + z->shift);
+  return 1;
+}
+
+/* Parses both texts into the arena, leaving lazy what they share (see the
+ * top of this file); sets *common and *tail to the shared prefix and
+ * suffix lengths. Returns 0, -EINVAL (err names the side) or -ENOMEM. */
+static int parse_pair(shadow_json_arena_t *arena, const char *primary,
+                      size_t plen, const char *candidate, size_t clen,
+                      shadow_json_t *pr, shadow_json_t *cr, size_t *common,
+                      size_t *tail, char *err, size_t errlen) {
+  size_t n = plen < clen ? plen : clen, off = 0;
+  const char *why = NULL;
+  size_t cp = shadow_json_common_prefix(primary, candidate, n);
+  size_t cs = shadow_json_common_suffix(primary + plen - (n - cp),
+                                        candidate + clen - (n - cp), n - cp);
+  *common = cp;
+  *tail = cs;
+  shadow_json_spans_t pre = SHADOW_JSON_SPANS_INIT;
+  shadow_json_spans_t suf = SHADOW_JSON_SPANS_INIT;
+  lazy_t zp, zc;
+  memset(&zp, 0, sizeof zp);
+  zp.suf = &suf;
+  zp.suf_from = cs >= LAZY_MIN ? plen - cs : SIZE_MAX;
+  zp.text = primary;
+  zp.len = plen;
+  zc = zp;
+  zc.text = NULL; /* the candidate reads the primary's suffix table */
+  zc.suf_from = cs >= LAZY_MIN ? clen - cs : SIZE_MAX;
+  zc.shift = (long)clen - (long)plen;
+  int rc = 0;
+  size_t r0 = 0;
+  while (r0 < cp && (primary[r0] == ' ' || primary[r0] == '\t' ||
+                     primary[r0] == '\n' || primary[r0] == '\r'))
+    r0++;
+  if (cp >= LAZY_MIN && r0 < cp && (primary[r0] == '{' || primary[r0] == '[')) {
+    rc = shadow_json_spans_scan(&pre, primary, r0, cp);
+    zp.pre = zc.pre = &pre;
+    zp.common = zc.common = cp;
+  }
+  int lazy = zp.pre || cs >= LAZY_MIN;
+  /* Nodes take about four times the text they are parsed from; a lazy
+   * parse makes one node for many bytes where the texts agree. */
+  size_t guess = (plen + clen) * 4 + 4096;
+  if (lazy) guess = (plen + clen) / 4 + (plen - cp - cs) * 8 + 4096;
+  arena->next_size = guess < ((size_t)1 << 26) ? guess : ((size_t)1 << 26);
+  if (!rc) {
+    rc = shadow_json_parse_lazy(arena, primary, plen, pr,
+                                lazy ? lazy_skip : NULL, &zp, &off, &why);
+    if (rc == -EINVAL) set_err(err, errlen, "primary", off, why);
+    if (!rc) rc = zp.rc;
+  }
+  if (!rc) {
+    rc = shadow_json_parse_lazy(arena, candidate, clen, cr,
+                                lazy ? lazy_skip : NULL, &zc, &off, &why);
+    if (rc == -EINVAL) set_err(err, errlen, "candidate", off, why);
+  }
+  shadow_json_spans_free(&pre);
+  shadow_json_spans_free(&suf);
+  return rc;
 }
 
 int shadow_json_diff(const char *primary, size_t plen, const char *candidate,
@@ -735,38 +1302,38 @@ int shadow_json_diff(const char *primary, size_t plen, const char *candidate,
                      shadow_json_diff_out_t *out, char *err, size_t errlen) {
   shadow_json_arena_t arena = SHADOW_JSON_ARENA_INIT;
   shadow_json_t pr, cr;
-  size_t off = 0;
-  const char *why = NULL;
-  int rc;
   out->nops = 0;
   out->truncated = 0;
   if (err && errlen) err[0] = '\0';
-  /* One chunk for both trees: nodes take about four times the text. */
-  size_t guess = (plen + clen) * 4 + 4096;
-  arena.next_size = guess < ((size_t)1 << 26) ? guess : ((size_t)1 << 26);
-  rc = shadow_json_parse(&arena, primary, plen, &pr, &off, &why);
-  if (rc) {
-    if (rc == -EINVAL) set_err(err, errlen, "primary", off, why);
-    shadow_json_arena_free(&arena);
-    return rc;
-  }
   /* Identical texts are the same document: one parse proves both JSON. */
   if (plen == clen && memcmp(primary, candidate, plen) == 0) {
-    shadow_json_arena_free(&arena);
-    return 0;
-  }
-  rc = shadow_json_parse(&arena, candidate, clen, &cr, &off, &why);
-  if (rc) {
-    if (rc == -EINVAL) set_err(err, errlen, "candidate", off, why);
+    size_t off = 0;
+    const char *why = NULL;
+    int rc = shadow_json_parse(&arena, primary, plen, &pr, &off, &why);
+    if (rc == -EINVAL) set_err(err, errlen, "primary", off, why);
     shadow_json_arena_free(&arena);
     return rc;
   }
   ctx_t x;
   memset(&x, 0, sizeof x);
+  int rc = parse_pair(&arena, primary, plen, candidate, clen, &pr, &cr,
+                      &x.common, &x.tail, err, errlen);
+  if (rc) {
+    shadow_json_arena_free(&arena);
+    return rc;
+  }
   x.rules = rules;
   x.out = out;
   x.scratch = &arena;
   x.ops_base = out->ops ? out->ops->len : 0;
+  x.ptext = primary;
+  x.ctext = candidate;
+  x.plen = plen;
+  x.clen = clen;
+  x.err = err;
+  x.errlen = errlen;
+  x.budget = (long)((plen + clen) * 2 + 65536);
+  size_t fields_base = out->fields ? out->fields->len : 0;
   uint64_t mask = 0;
   if (rules && rules->n)
     mask = rules->n >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << rules->n) - 1);
@@ -774,6 +1341,19 @@ int shadow_json_diff(const char *primary, size_t plen, const char *candidate,
   rc = x.rc;
   shadow_buf_free(&x.path);
   shadow_buf_free(&x.tmp);
+  if (rc) {
+    /* A span parsed late was not JSON, or memory ran out: no ops. */
+    if (out->ops && out->ops->data) {
+      out->ops->len = x.ops_base;
+      out->ops->data[x.ops_base] = '\0';
+    }
+    if (out->fields && out->fields->data) {
+      out->fields->len = fields_base;
+      out->fields->data[fields_base] = '\0';
+    }
+    out->nops = 0;
+    out->truncated = 0;
+  }
   shadow_json_arena_free(&arena);
   return rc;
 }

@@ -28,13 +28,16 @@ int shadow_json_rules_tolerance(shadow_json_rules_t *r, const char *pointer,
  *   {"op":"replace","path":"/a/b","primary":V,"candidate":V}
  *   {"op":"add","path":"/a/3","candidate":V}
  *   {"op":"remove","path":"/a/2","primary":V}
+ *   {"op":"move","from":"/a/0","path":"/a/4"}
  * Values are compact JSON: numbers as written in the source, strings
- * re-escaped. Truncation (value_max > 0): a string longer than value_max
- * bytes keeps its first value_max bytes (cut on a UTF-8 boundary) followed
- * by "...(N bytes)" inside its quotes, N its full length; any other value
- * whose compact JSON is longer than value_max bytes is written instead as a
- * JSON string holding the first value_max bytes of that JSON followed by
- * "...(N bytes)", N the full length of the compact JSON. */
+ * re-escaped, of a repeated key only the last member. Truncation
+ * (value_max > 0): a string longer than value_max bytes keeps its first
+ * value_max bytes (cut on a UTF-8 boundary) followed by "...(N bytes)"
+ * inside its quotes, N its full length; any other value whose compact JSON
+ * is longer than value_max bytes is written instead as a JSON string
+ * holding the first value_max bytes of that JSON followed by "...(N
+ * bytes)", N the full length of the compact JSON. An op with a value cut
+ * so ends with ,"truncated":true: it does not apply as it stands. */
 typedef struct shadow_json_diff_out_s {
   shadow_buf_t *ops;    /* appended (may be NULL): op objects separated by
                            commas, none before the first op of a call */
@@ -50,7 +53,9 @@ typedef struct shadow_json_diff_out_s {
 
 /* Returns 0 when both texts parse; out->nops says how many differences.
  * Returns -EINVAL when a side is not JSON (err names the side and offset)
- * or -ENOMEM. rules may be NULL. */
+ * or -ENOMEM, with nothing appended to out's buffers. rules may be NULL.
+ * What both texts share byte for byte is checked for strings and brackets
+ * only (json_diff.c says why), so a fault the two share there may pass. */
 int shadow_json_diff(const char *primary, size_t plen, const char *candidate,
                      size_t clen, const shadow_json_rules_t *rules,
                      shadow_json_diff_out_t *out, char *err, size_t errlen);
