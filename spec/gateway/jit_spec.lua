@@ -8,7 +8,7 @@ local port = require "support.port"
 local json = require "support.json"
 local env = require "support.env"
 
-local root = os.getenv("PWD") or "."
+local root = require("env").root
 local build = env.build_dir:sub(1, 1) == "/" and env.build_dir
   or (root .. "/" .. env.build_dir)
 

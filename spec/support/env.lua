@@ -2,6 +2,9 @@
 -- ./build), put first on package.cpath so `require "shadow"` loads it.
 local M = {}
 
+-- The repository root: busted runs there (ctest sets its working
+-- directory), but $PWD is the caller's shell's, so ask the kernel.
+M.root = require("posix.unistd").getcwd()
 M.build_dir = os.getenv("SHADOW_BUILD_DIR") or "./build"
 M.libshadow = os.getenv("LIBSHADOW") or (M.build_dir .. "/libshadow.so")
 M.shadowd = os.getenv("SHADOWD") or (M.build_dir .. "/shadowd")

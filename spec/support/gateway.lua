@@ -29,7 +29,7 @@ end
 -- LuaRocks tree to load the module from instead of this checkout.
 function M.render(opts)
   local text = assert(process.read_file(M.example))
-  local root = os.getenv("PWD") or "."
+  local root = env.root
   local build = env.build_dir:sub(1, 1) == "/" and env.build_dir
     or (root .. "/" .. env.build_dir)
   local lpath = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"
