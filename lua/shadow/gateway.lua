@@ -431,8 +431,14 @@ local function compare(self, ctx, prec, crec, candidate_ms, candidate_fb)
   store:route_add(route, "diverged")
   if parts % 2 == 1 then store:route_add(route, "status") end
   if parts % 4 >= 2 then store:route_add(route, "headers") end
-  if parts >= 4 then store:route_add(route, "body") end
   local text = ffi.string(self.json_out[0], self.len_out[0])
+  if parts >= 4 then
+    store:route_add(route, "body")
+    -- How the bodies were compared, as the record says ("kind"), so a
+    -- digest divergence (no field named) is counted apart.
+    local kind = text:match('"body":{"differs":true,"kind":"(%a+)"')
+    if kind then store:route_add(route, "body_" .. kind) end
+  end
   local n = ffi.new("size_t[1]")
   local fields = C.shadow_ffi_diff_fields(d, self.len_out, n)
   local at = 0

@@ -35,6 +35,8 @@ function M.stats(snap, breaker_state, slo, extra)
       diverged = num(r.diverged),
       parts = { status = num(r.status), headers = num(r.headers),
                 body = num(r.body) },
+      body_kinds = { json = num(r.body_json), bytes = num(r.body_bytes),
+                     digest = num(r.body_digest) },
       verdict = verdict(num(r.compared), num(r.diverged), slo),
     }
   end
@@ -109,10 +111,18 @@ function M.metrics(snap, breaker_open)
     .. "counter\n"
   for _, name in ipairs(keys(snap.routes)) do
     local r = snap.routes[name]
-    for _, part in ipairs({ "status", "headers", "body" }) do
+    for _, part in ipairs({ "status", "headers" }) do
       if num(r[part]) > 0 then
         out[#out + 1] = format('shadow_divergences_total{route="%s",'
           .. 'part="%s"} %d\n', label(name), part, r[part])
+      end
+    end
+    -- Body series by how the bodies were compared, as the daemon's.
+    for _, kind in ipairs({ "json", "bytes", "digest" }) do
+      local n = num(r["body_" .. kind])
+      if n > 0 then
+        out[#out + 1] = format('shadow_divergences_total{route="%s",'
+          .. 'part="body",kind="%s"} %d\n', label(name), kind, n)
       end
     end
   end

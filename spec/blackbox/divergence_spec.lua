@@ -191,3 +191,39 @@ describe("the ring log", function()
     assert.are.equal(3, d:stats().totals.diverged)
   end)
 end)
+
+describe("a body compared by digest", function()
+  -- The same JSON object with its keys in another order: a semantic diff
+  -- agrees, but past limits.diff_bytes the bodies are compared by digest,
+  -- which cannot see that. It is a divergence, and counted as a digest
+  -- one, so the user sees why no field is named.
+  local JSON = [[
+    location /doc { content_by_lua_block {
+      ngx.header["content-type"] = "application/json"
+      ngx.print(%q)
+    } }
+  ]]
+  local ng, d
+  setup(function()
+    local fill = string.rep("x", 200)
+    ng = nginx.start{ servers = {
+      primary = JSON:format('{"a":1,"b":"' .. fill .. '"}'),
+      candidate = JSON:format('{"b":"' .. fill .. '","a":1}') } }
+    d = shadowd.start{ primary = ng:url("primary"),
+                       candidate = ng:url("candidate"), rate = 1.0,
+                       limits = { diff_bytes = 64 } }
+  end)
+  teardown(function() cleanup.stop_all(d, ng) end)
+
+  it("is a digest divergence in the record, /stats and /metrics", function()
+    assert.are.equal(200, assert(http.get(d.port, "/doc")).status)
+    d:wait_totals("compared", 1)
+    local rec = d:divergences().divergences[1]
+    assert.are.equal("digest", rec.body.kind)
+    local route = d:stats().routes["GET /doc"]
+    assert.are.same({ json = 0, bytes = 0, digest = 1 }, route.body_kinds)
+    assert.matches('\nshadow_divergences_total{route="GET /doc",part="body",'
+                   .. 'kind="digest"} 1\n', "\n" .. d:admin("/metrics").body,
+                   1, true)
+  end)
+end)

@@ -40,6 +40,7 @@ int main(void) {
   r->compared = 3;
   r->diverged = 1;
   r->parts[2] = 1;
+  r->body_kinds[SHADOW_BODY_DIGEST] = 1;
   shadow_counters_add(s->candidate_errors, "timeout", 7, 2);
   shadow_hist_observe(&s->primary_latency, 0.003);
   shadow_stats_set_reload(s, 1.7e12, "error", "x.lua:3: boom");
@@ -47,7 +48,7 @@ int main(void) {
   shadow_stats_render_prometheus(s, &out);
   CHECK(strstr(out.data, "shadow_requests_total 7\n") != NULL);
   CHECK(strstr(out.data, "shadow_divergences_total{route=\"GET /a\\\"b\","
-                         "part=\"body\"} 1\n") != NULL);
+                         "part=\"body\",kind=\"digest\"} 1\n") != NULL);
   CHECK(strstr(out.data, "shadow_candidate_errors_total{reason=\"timeout\"}"
                          " 2\n") != NULL);
   CHECK(strstr(out.data, "shadow_primary_latency_seconds_bucket{le=\"0.005\"}"

@@ -192,7 +192,7 @@ describe("the gateway example config", function()
     assert.matches("\nshadow_compared_total " .. st.totals.compared .. "\n",
                    metrics, 1, true)
     assert.matches('shadow_divergences_total{route="GET /users/:id",'
-                   .. 'part="body"}', metrics, 1, true)
+                   .. 'part="body",kind="json"}', metrics, 1, true)
     assert.matches("shadow_candidate_latency_seconds_bucket{le=\"+Inf\"}",
                    metrics, 1, true)
     -- The verdict is the daemon's for these counts.

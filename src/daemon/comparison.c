@@ -37,6 +37,7 @@ static uint64_t count(shadow_comparator_t *c, const shadow_pair_t *p,
       rs->diverged++;
       for (int i = 0; i < 3; i++)
         if (parts & (1u << i)) rs->parts[i]++;
+      if (parts & SHADOW_PART_BODY) rs->body_kinds[c->diff.body_kind]++;
     }
     const char *f = c->diff.fields.data;
     for (size_t i = 0; i < c->diff.nfields && f; i++) {

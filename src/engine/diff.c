@@ -504,6 +504,9 @@ static int diff_body(const shadow_diff_opts_t *o, const shadow_record_t *p,
       if (!rc) rc = add_field(res, "body", "", 0);
     }
   }
+  res->body_kind = kind[0] == 'd'   ? SHADOW_BODY_DIGEST
+                   : kind[0] == 'b' ? SHADOW_BODY_BYTES
+                                    : SHADOW_BODY_JSON;
   if (!rc && (shadow_buf_printf(b,
                                 "\"body\":{\"differs\":%s,\"kind\":\"%s\","
                                 "\"summary\":",

@@ -34,8 +34,18 @@ void shadow_diff_opts_set_value_max(shadow_diff_opts_t *o, size_t n);
 
 enum { SHADOW_PART_STATUS = 1, SHADOW_PART_HEADERS = 2, SHADOW_PART_BODY = 4 };
 
+/* How the bodies were compared: as JSON, byte for byte, or (past
+ * diff_bytes, or cut short) by digest and length. */
+typedef enum {
+  SHADOW_BODY_JSON,
+  SHADOW_BODY_BYTES,
+  SHADOW_BODY_DIGEST,
+  SHADOW_BODY_KINDS
+} shadow_body_kind_t;
+
 typedef struct shadow_diff_result_s {
   unsigned parts; /* SHADOW_PART_* bits of the parts that differ */
+  shadow_body_kind_t body_kind;
   /* The three parts of a divergence record, without the enclosing braces:
    *   "status":{...},"headers":{...},"body":{...}
    * Written whether or not they differ ("differs": false). */
@@ -47,7 +57,7 @@ typedef struct shadow_diff_result_s {
 } shadow_diff_result_t;
 
 #define SHADOW_DIFF_RESULT_INIT                                                \
-  { 0, SHADOW_BUF_INIT, SHADOW_BUF_INIT, 0 }
+  { 0, SHADOW_BODY_JSON, SHADOW_BUF_INIT, SHADOW_BUF_INIT, 0 }
 
 /* Compares primary p with candidate c under o (NULL: defaults). Returns the
  * parts bitmask (0 = the records agree) or a negative errno. res is reset

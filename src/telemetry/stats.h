@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "diff.h"
 #include "verdict.h"
 
 /* A string-keyed family of counters (one metric's label values). Bounded:
@@ -40,6 +41,10 @@ void shadow_hist_observe(shadow_hist_t *h, double seconds);
 typedef struct shadow_route_stats_s {
   uint64_t sampled, compared, diverged;
   uint64_t parts[3]; /* status, headers, body */
+  /* Body divergences by how the bodies were compared (shadow_body_kind_t):
+   * a "digest" one cannot say which field differs, or whether only the
+   * key order did. */
+  uint64_t body_kinds[SHADOW_BODY_KINDS];
 } shadow_route_stats_t;
 
 typedef struct shadow_stats_s {

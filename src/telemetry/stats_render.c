@@ -65,10 +65,14 @@ static void json_route(void *ud, const char *name, uint64_t idx) {
       e->out,
       ":{\"sampled\":%llu,\"compared\":%llu,\"diverged\":%llu,"
       "\"parts\":{\"status\":%llu,\"headers\":%llu,"
-      "\"body\":%llu},\"verdict\":",
+      "\"body\":%llu},\"body_kinds\":{\"json\":%llu,\"bytes\":%llu,"
+      "\"digest\":%llu},\"verdict\":",
       (unsigned long long)r->sampled, (unsigned long long)r->compared,
       (unsigned long long)r->diverged, (unsigned long long)r->parts[0],
-      (unsigned long long)r->parts[1], (unsigned long long)r->parts[2]);
+      (unsigned long long)r->parts[1], (unsigned long long)r->parts[2],
+      (unsigned long long)r->body_kinds[SHADOW_BODY_JSON],
+      (unsigned long long)r->body_kinds[SHADOW_BODY_BYTES],
+      (unsigned long long)r->body_kinds[SHADOW_BODY_DIGEST]);
   shadow_verdict_t v;
   shadow_verdict_compute(&v, r->compared, r->diverged, e->budget,
                          e->min_samples);
@@ -207,17 +211,27 @@ typedef struct prom_routes_s {
   uint64_t i;
 } prom_routes_t;
 
+/* Body series carry how the bodies were compared (kind), so a sum over
+ * kind is the body count and a digest one is visible apart. */
 static void prom_route(void *ud, const char *name, uint64_t n) {
-  static const char *const parts[3] = {"status", "headers", "body"};
+  static const char *const parts[2] = {"status", "headers"};
+  static const char *const kinds[3] = {"json", "bytes", "digest"};
   prom_routes_t *e = ud;
   const shadow_route_stats_t *r = &e->s->routes[e->i++];
   (void)n;
-  for (int p = 0; p < 3; p++) {
+  for (int p = 0; p < 2; p++) {
     if (!r->parts[p]) continue;
     shadow_buf_puts(e->out, "shadow_divergences_total{route=\"");
     prom_label(e->out, name);
     shadow_buf_printf(e->out, "\",part=\"%s\"} %llu\n", parts[p],
                       (unsigned long long)r->parts[p]);
+  }
+  for (int k = 0; k < 3; k++) {
+    if (!r->body_kinds[k]) continue;
+    shadow_buf_puts(e->out, "shadow_divergences_total{route=\"");
+    prom_label(e->out, name);
+    shadow_buf_printf(e->out, "\",part=\"body\",kind=\"%s\"} %llu\n", kinds[k],
+                      (unsigned long long)r->body_kinds[k]);
   }
 }
 
