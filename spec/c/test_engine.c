@@ -1,3 +1,4 @@
+#include "check.h"
 #include "diff.h"
 #include "divergence.h"
 #include "record_parse.h"
@@ -8,14 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(c)                                                               \
-  do {                                                                         \
-    if (!(c)) {                                                                \
-      fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #c);                  \
-      exit(1);                                                                 \
-    }                                                                          \
-  } while (0)
 
 static void parse_ok(const char *s, int status, const char *body, size_t nh) {
   shadow_record_t r;
@@ -194,6 +187,5 @@ int main(void) {
     shadow_record_release(&p);
     shadow_record_release(&c);
   }
-  puts("ok");
-  return 0;
+  return check_report("test_engine");
 }

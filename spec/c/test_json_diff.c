@@ -5,20 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "diff.h"
 #include "json.h"
 #include "json_diff.h"
 #include "json_scan.h"
-
-static int failures;
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                              \
-    }                                                                          \
-  } while (0)
 
 typedef struct {
   shadow_buf_t ops;
@@ -56,7 +47,7 @@ static void expect_rules(int line, const char *a, const char *b,
             "line %d: diff %s vs %s\n  rc %d err '%s'\n  got  %s\n"
             "  want %s\n",
             line, a, b, r.rc, r.err, got, want);
-    failures++;
+    check_failed++;
   }
   run_free(&r);
 }
@@ -335,7 +326,7 @@ static void test_invalid(void) {
     run(&r, "{}", bad[i], NULL, 0, 0);
     if (r.rc != -EINVAL || !strstr(r.err, "candidate")) {
       fprintf(stderr, "accepted invalid '%s' (rc %d)\n", bad[i], r.rc);
-      failures++;
+      check_failed++;
     }
     run_free(&r);
     CHECK(shadow_json_validate(bad[i], strlen(bad[i])) == -EINVAL);
@@ -825,7 +816,7 @@ static void test_scan(void) {
                 portable ? "portable" : "best", start, limit, (int)len, text,
                 sp.n, n);
         bad++;
-        failures++;
+        check_failed++;
       }
       shadow_json_spans_free(&sp);
     }
@@ -932,10 +923,5 @@ int main(void) {
   test_shared_spans();
   test_duplicate_keys();
   test_truncated_ops();
-  if (failures) {
-    fprintf(stderr, "%d failure(s)\n", failures);
-    return 1;
-  }
-  printf("test_json_diff: ok\n");
-  return 0;
+  return check_report("test_json_diff");
 }

@@ -21,17 +21,8 @@
 
 #include <uv.h>
 
+#include "check.h"
 #include "server.h"
-
-static int failures;
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                              \
-    }                                                                          \
-  } while (0)
 
 /* ---- the server side: runs on the loop thread only ---- */
 
@@ -532,10 +523,5 @@ int main(void) {
   CHECK(closed(c));
   hang_up(c);
   CHECK(uv_loop_close(&loop) == 0);
-  if (failures) {
-    fprintf(stderr, "%d check(s) failed\n", failures);
-    return 1;
-  }
-  printf("test_server: all checks passed\n");
-  return 0;
+  return check_report("test_server");
 }

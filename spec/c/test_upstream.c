@@ -17,16 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "upstream.h"
-
-static int failures;
-#define CHECK(c)                                                               \
-  do {                                                                         \
-    if (!(c)) {                                                                \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);    \
-      failures++;                                                              \
-    }                                                                          \
-  } while (0)
 
 static uv_loop_t loop;
 static pid_t nginx_pid = -1;
@@ -897,9 +889,5 @@ int main(void) {
   stop_raw();
   stop_nginx();
   CHECK(uv_loop_close(&loop) == 0);
-  if (failures)
-    fprintf(stderr, "%d check(s) failed\n", failures);
-  else
-    printf("test_upstream: all checks passed\n");
-  return failures ? 1 : 0;
+  return check_report("test_upstream");
 }

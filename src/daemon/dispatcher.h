@@ -2,8 +2,8 @@
  * primary, mirrors the sampled ones to the candidate, and hands each pair
  * to the diff engine. The client's response never waits for the
  * candidate. */
-#ifndef SHADOW_SHADOW_H
-#define SHADOW_SHADOW_H
+#ifndef SHADOW_DISPATCHER_H
+#define SHADOW_DISPATCHER_H
 
 #include <uv.h>
 

@@ -6,16 +6,10 @@
 #include <stddef.h>
 
 #include "buf.h"
+#include "json_diff.h" /* SHADOW_ARRAY_*: the array modes */
 #include "record.h"
 
 typedef struct shadow_diff_opts_s shadow_diff_opts_t;
-
-enum {
-  SHADOW_ARRAY_INDEX = 0,    /* compare by position (default) */
-  SHADOW_ARRAY_SET = 1,      /* order and duplicates ignored */
-  SHADOW_ARRAY_MULTISET = 2, /* order ignored */
-  SHADOW_ARRAY_KEY = 3       /* elements matched by a member's value */
-};
 
 shadow_diff_opts_t *shadow_diff_opts_new(void);
 void shadow_diff_opts_free(shadow_diff_opts_t *o); /* NULL is fine */

@@ -69,7 +69,6 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "diff.h"
 #include "json.h"
 #include "json_align.h"
 #include "json_scan.h"

@@ -14,11 +14,19 @@
  * mode guarantees are described at the top of json_diff.c. */
 typedef struct shadow_json_rules_s shadow_json_rules_t;
 
+/* How an array's elements are paired. */
+enum {
+  SHADOW_ARRAY_INDEX = 0,    /* compare by position (default) */
+  SHADOW_ARRAY_SET = 1,      /* order and duplicates ignored */
+  SHADOW_ARRAY_MULTISET = 2, /* order ignored */
+  SHADOW_ARRAY_KEY = 3       /* elements matched by a member's value */
+};
+
 shadow_json_rules_t *shadow_json_rules_new(void);
 void shadow_json_rules_free(shadow_json_rules_t *r); /* NULL is fine */
 /* Each returns 0, -EINVAL (malformed pointer or argument) or -ENOMEM. */
 int shadow_json_rules_ignore(shadow_json_rules_t *r, const char *pointer);
-/* mode is one of SHADOW_ARRAY_* in diff.h; key only for SHADOW_ARRAY_KEY. */
+/* mode is one of SHADOW_ARRAY_*; key only for SHADOW_ARRAY_KEY. */
 int shadow_json_rules_array(shadow_json_rules_t *r, const char *pointer,
                             int mode, const char *key);
 int shadow_json_rules_tolerance(shadow_json_rules_t *r, const char *pointer,
