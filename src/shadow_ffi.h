@@ -64,6 +64,11 @@ SHADOW_API int shadow_ffi_opts_tolerance(shadow_diff_opts_t *o,
 SHADOW_API int shadow_ffi_opts_diff_bytes(shadow_diff_opts_t *o, double n);
 /* Values in diffs longer than this are truncated with a marker; 0: never. */
 SHADOW_API int shadow_ffi_opts_value_max(shadow_diff_opts_t *o, double n);
+/* Every rule at once, from the JSON form of the options table (see
+ * shadow_diff_opts_parse in engine/diff.h): 0, -ENOMEM, or -EINVAL with
+ * err (errlen bytes, NUL-terminated) naming the bad entry. */
+SHADOW_API int shadow_ffi_opts_parse(shadow_diff_opts_t *o, const char *json,
+                                     size_t len, char *err, size_t errlen);
 SHADOW_API void shadow_ffi_opts_free(shadow_diff_opts_t *o);
 
 /* A diff handle keeps the result and the formatted record between calls,

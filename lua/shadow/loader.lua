@@ -42,6 +42,8 @@ int shadow_ffi_opts_tolerance(shadow_diff_opts_t *o, const char *pointer,
                               double tolerance);
 int shadow_ffi_opts_diff_bytes(shadow_diff_opts_t *o, double n);
 int shadow_ffi_opts_value_max(shadow_diff_opts_t *o, double n);
+int shadow_ffi_opts_parse(shadow_diff_opts_t *o, const char *json,
+                          size_t len, char *err, size_t errlen);
 void shadow_ffi_opts_free(shadow_diff_opts_t *o);
 
 shadow_ffi_diff_t *shadow_ffi_diff_new(void);

@@ -167,3 +167,48 @@ describe("the examples", function()
                    .. "candidate%.internal%.example\n", out)
   end)
 end)
+
+describe("the diff rules", function()
+  local shadowd_ = require "support.shadowd"
+  local process_ = require "support.process"
+  require "support.env" -- puts the build's libshadow on package.cpath
+  local shadow = require "shadow"
+  -- One reader (shadow_diff_opts_parse) checks them for the daemon's
+  -- config and for shadow.diff: the same bad rule, the same words.
+  local BAD = {
+    { ignore = { json = { "no-slash" } } },
+    { ignore = { headers = { "bad name" } } },
+    { ignore = { header = {} } },
+    { arrays = { ["/a"] = "sorted" } },
+    { arrays = { ["/a"] = { key = "" } } },
+    { tolerance = { ["/a"] = -1 } },
+  }
+  local function lua_of(v)
+    if type(v) ~= "table" then return ("%q"):format(v) end
+    local parts = {}
+    for k, x in pairs(v) do
+      local key = type(k) == "number" and "" or ("[%q] = "):format(k)
+      parts[#parts + 1] = key .. lua_of(x)
+    end
+    return "{ " .. table.concat(parts, ", ") .. " }"
+  end
+  for i, rules in ipairs(BAD) do
+    it("are refused alike by --check and shadow.diff (" .. i .. ")", function()
+      local ok, ffi_err = pcall(shadow.diff, {}, {}, rules)
+      assert.is_false(ok)
+      local why = ffi_err:match("bad options: (.*)$")
+      assert.is_not_nil(why, ffi_err)
+      local conf = os.tmpname()
+      local f = assert(io.open(conf, "w"))
+      local body = lua_of(rules):sub(3, -3) -- the members, unbraced
+      f:write('local shadow = require "shadow"\nreturn { primary = '
+              .. 'shadow.http("http://127.0.0.1:1"), ' .. body .. ' }\n')
+      f:close()
+      local code, out, err = process_.run({ shadowd_.binary(), "--check",
+                                            "--config", conf })
+      os.remove(conf)
+      assert.are.equal(1, code, out .. err)
+      assert.matches("config: " .. why, out .. err, 1, true)
+    end)
+  end
+end)

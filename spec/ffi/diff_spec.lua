@@ -293,6 +293,10 @@ describe("shadow.diff", function()
         { { tolerance = { ["/a"] = "x" } }, "tolerance" },
         { { tolerance = { ["/a"] = -1 } }, "tolerance" },
         { { diff_bytes = "big" }, "diff_bytes" },
+        { { ignore = { header = { "x" } } }, "unknown field ignore.header" },
+        { { arrays = { "/a" } }, "arrays must be a table" },
+        { { tolerance = { ["/a"] = print } }, "not plain data" },
+        { { colour = 1 }, "unknown field colour" },
       }
       for _, case in ipairs(cases) do
         local ok, err = pcall(shadow.diff, {}, {}, case[1])

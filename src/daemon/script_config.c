@@ -390,84 +390,38 @@ static int read_methods(reader_t *r, shadow_config_t *cfg) {
 }
 
 /* ignore = { headers = {...}, json = {...} }, arrays = {...},
- * tolerance = {...}: all become diff options. */
+ * tolerance = {...}: the diff rules. They reach C as JSON, through
+ * lua/shadow/opts.lua's encode and shadow_diff_opts_parse, exactly as
+ * shadow.diff's options do, so one reader checks them for both. */
 static int read_diff_rules(reader_t *r, shadow_config_t *cfg) {
+  static const char *const names[] = {"ignore", "arrays", "tolerance"};
   lua_State *L = r->L;
-  int rc = 0;
-  int t = opt_table(r, r->idx, "ignore");
-  if (t) {
-    static const char *const keys[] = {"headers", "json", NULL};
-    rc |= check_keys(r, t, "ignore.", keys);
-    for (int which = 0; which < 2 && rc == 0; which++) {
-      int l = opt_table(r, t, which ? "json" : "headers");
-      if (!l) continue;
-      size_t n = lua_objlen(L, l);
-      for (size_t i = 1; i <= n && rc == 0; i++) {
-        lua_rawgeti(L, l, (int)i);
-        const char *s = lua_tostring(L, -1);
-        int e = !s      ? -EINVAL
-                : which ? shadow_diff_opts_ignore_json(cfg->diff_opts, s)
-                        : shadow_diff_opts_ignore_header(cfg->diff_opts, s);
-        if (e)
-          rc = fail(r, "ignore.%s[%zu] is not a valid %s",
-                    which ? "json" : "headers", i,
-                    which ? "JSON Pointer" : "header name");
-        lua_pop(L, 1);
-      }
-      lua_pop(L, 1);
-    }
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "shadow.opts");
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    int rc = fail(r, "cannot load shadow.opts: %s", lua_tostring(L, -1));
     lua_pop(L, 1);
+    return rc;
   }
-  t = rc ? 0 : opt_table(r, r->idx, "arrays");
-  if (t) {
-    lua_pushnil(L);
-    while (rc == 0 && lua_next(L, t)) {
-      const char *ptr = lua_tostring(L, -2);
-      int mode = -1;
-      const char *key = NULL;
-      if (lua_type(L, -1) == LUA_TSTRING) {
-        const char *m = lua_tostring(L, -1);
-        if (strcmp(m, "set") == 0)
-          mode = SHADOW_ARRAY_SET;
-        else if (strcmp(m, "multiset") == 0)
-          mode = SHADOW_ARRAY_MULTISET;
-        else if (strcmp(m, "index") == 0)
-          mode = SHADOW_ARRAY_INDEX;
-      } else if (lua_type(L, -1) == LUA_TTABLE) {
-        lua_getfield(L, -1, "key");
-        key = lua_tostring(L, -1);
-        lua_pop(L, 1); /* the string stays alive in the table */
-        if (key) mode = SHADOW_ARRAY_KEY;
-      }
-      if (!ptr || mode < 0 ||
-          shadow_diff_opts_array_mode(cfg->diff_opts, ptr, mode, key))
-        rc = fail(r,
-                  "arrays[\"%s\"] must be \"set\", \"multiset\", "
-                  "\"index\" or { key = \"field\" } under a JSON Pointer",
-                  ptr ? ptr : "?");
-      lua_pop(L, 1);
-    }
-    if (rc) lua_pop(L, 1); /* the key lua_next left */
+  lua_getfield(L, -1, "encode");
+  lua_remove(L, -2);
+  lua_createtable(L, 0, 3);
+  for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++) {
+    lua_getfield(L, r->idx, names[i]);
+    lua_setfield(L, -2, names[i]);
+  }
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    int rc = fail(r, "%s", lua_tostring(L, -1));
     lua_pop(L, 1);
+    return rc;
   }
-  t = rc ? 0 : opt_table(r, r->idx, "tolerance");
-  if (t) {
-    lua_pushnil(L);
-    while (rc == 0 && lua_next(L, t)) {
-      const char *ptr = lua_tostring(L, -2);
-      double tol = lua_tonumber(L, -1);
-      if (!ptr || lua_type(L, -1) != LUA_TNUMBER || !(tol >= 0) ||
-          shadow_diff_opts_tolerance(cfg->diff_opts, ptr, tol))
-        rc = fail(r,
-                  "tolerance[\"%s\"] must be a number >= 0 under a "
-                  "JSON Pointer",
-                  ptr ? ptr : "?");
-      lua_pop(L, 1);
-    }
-    if (rc) lua_pop(L, 1);
-    lua_pop(L, 1);
-  }
-  return rc;
+  size_t n = 0;
+  const char *json = lua_tolstring(L, -1, &n);
+  char why[256];
+  int rc = shadow_diff_opts_parse(cfg->diff_opts, json, n, why, sizeof(why));
+  lua_pop(L, 1);
+  if (rc == -ENOMEM) return fail(r, "out of memory reading the diff rules");
+  return rc ? fail(r, "%s", why) : 0;
 }
 
 int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,

@@ -21,6 +21,15 @@ int shadow_diff_opts_array_mode(shadow_diff_opts_t *o, const char *pointer,
                                 int mode, const char *key);
 int shadow_diff_opts_tolerance(shadow_diff_opts_t *o, const char *pointer,
                                double tolerance);
+/* The rules from their JSON form, the object
+ *   { "ignore": { "headers": [...], "json": [...] },
+ *     "arrays": { pointer: "index" | "set" | "multiset" | { "key": name } },
+ *     "tolerance": { pointer: number }, "diff_bytes": n, "value_max": n }
+ * (any member may be absent; an empty list may be {}), added to o. The one
+ * reader of diff rules: the daemon's config and shadow.diff's options both
+ * come through here. 0, -ENOMEM, or -EINVAL with err naming the entry. */
+int shadow_diff_opts_parse(shadow_diff_opts_t *o, const char *json, size_t len,
+                           char *err, size_t errlen);
 /* Bodies larger than this compare by digest. Default 1 MiB. */
 void shadow_diff_opts_set_diff_bytes(shadow_diff_opts_t *o, size_t n);
 /* Values longer than this are truncated with a marker. Default 256. */

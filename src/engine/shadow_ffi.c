@@ -115,6 +115,11 @@ int shadow_ffi_opts_value_max(shadow_diff_opts_t *o, double n) {
   return 0;
 }
 
+int shadow_ffi_opts_parse(shadow_diff_opts_t *o, const char *json, size_t len,
+                          char *err, size_t errlen) {
+  return shadow_diff_opts_parse(o, json, len, err, errlen);
+}
+
 void shadow_ffi_opts_free(shadow_diff_opts_t *o) {
   shadow_diff_opts_free(o);
 }
