@@ -117,8 +117,7 @@ static int read_arrays(parse_t *p, const shadow_json_t *v) {
       }
       id = SHADOW_ARRAY_KEY;
     }
-    int rc = id < 0 ? -EINVAL
-                    : shadow_diff_opts_array_mode(p->o, ptr, id, key);
+    int rc = id < 0 ? -EINVAL : shadow_diff_opts_array_mode(p->o, ptr, id, key);
     if (rc == -EINVAL)
       rc = fail(p,
                 "arrays[\"%s\"] must be \"index\", \"set\", \"multiset\" or "

@@ -1,0 +1,150 @@
+/* Noise: the per-request mask and the significance rule. The interval
+ * figures are the published ones (Newcombe 1998, method 10: 56/70 against
+ * 48/80 at 95% is 0.0524 to 0.3339; Wilson's 81 of 263 is 0.2553 to
+ * 0.3662); the classifications include Diffy's two failure shapes. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "check.h"
+#include "diff.h"
+#include "noise.h"
+#include "record.h"
+
+static int near(double a, double b) {
+  return fabs(a - b) < 5e-5;
+}
+
+static void record(shadow_record_t *r, int status, const char *hdr,
+                   const char *body) {
+  shadow_record_init(r);
+  r->status = status;
+  shadow_headers_add(&r->headers, "content-type", 12, "application/json", 16);
+  if (hdr)
+    shadow_headers_add(&r->headers, "x-request-id", 12, hdr, strlen(hdr));
+  shadow_buf_append(&r->body, body, strlen(body));
+}
+
+static int has(const shadow_diff_result_t *r, const char *field) {
+  for (size_t i = 0; i < r->fields.len;) {
+    const char *f = r->fields.data + i;
+    if (strcmp(f, field) == 0) return 1;
+    i += strlen(f) + 1;
+  }
+  return 0;
+}
+
+static void test_mask(void) {
+  /* The secondary differs from the primary on the timestamp, the request
+   * id header and one item's etag; the candidate on those and on a real
+   * field (/price) and a header noise never touches. */
+  shadow_record_t p, s, c;
+  record(&p, 200, "a1",
+         "{\"ts\":1,\"price\":10,\"items\":[{\"etag\":\"x\",\"n\":1},"
+         "{\"etag\":\"y\",\"n\":2}]}");
+  record(&s, 200, "b2",
+         "{\"ts\":2,\"price\":10,\"items\":[{\"etag\":\"x\",\"n\":1},"
+         "{\"etag\":\"z\",\"n\":2}]}");
+  record(&c, 200, "c3",
+         "{\"ts\":3,\"price\":11,\"items\":[{\"etag\":\"x\",\"n\":1},"
+         "{\"etag\":\"w\",\"n\":2}]}");
+  shadow_headers_add(&c.headers, "x-new", 5, "1", 1);
+  shadow_diff_result_t rc = SHADOW_DIFF_RESULT_INIT;
+  shadow_diff_result_t rs = SHADOW_DIFF_RESULT_INIT;
+  CHECK(shadow_diff_records(NULL, &p, &c, &rc) ==
+        (SHADOW_PART_HEADERS | SHADOW_PART_BODY));
+  CHECK(shadow_diff_records(NULL, &p, &s, &rs) ==
+        (SHADOW_PART_HEADERS | SHADOW_PART_BODY));
+  CHECK(has(&rc, "body:/ts") && has(&rc, "body:/price"));
+  CHECK(shadow_noise_mask(&rc, &rs) == 0);
+  CHECK(rc.parts == (SHADOW_PART_HEADERS | SHADOW_PART_BODY));
+  CHECK(has(&rc, "body:/price") && has(&rc, "header:x-new"));
+  CHECK(!has(&rc, "body:/ts") && !has(&rc, "body:/items/1/etag"));
+  CHECK(!has(&rc, "header:x-request-id"));
+  CHECK(rc.nfields == 2);
+  CHECK(strstr(rc.json.data, "\"summary\":\"1 field differs\"") != NULL);
+  CHECK(strstr(rc.json.data, "\"/ts\"") == NULL);
+  CHECK(strstr(rc.json.data, "\"path\":\"/price\"") != NULL);
+
+  /* Everything the candidate changed is noise: no divergence left. */
+  shadow_record_t c2;
+  record(&c2, 200, "d4",
+         "{\"ts\":4,\"price\":10,\"items\":[{\"etag\":\"x\",\"n\":1},"
+         "{\"etag\":\"v\",\"n\":2}]}");
+  CHECK(shadow_diff_records(NULL, &p, &c2, &rc) != 0);
+  CHECK(shadow_noise_mask(&rc, &rs) == 0);
+  CHECK(rc.parts == 0 && rc.nfields == 0);
+  CHECK(strstr(rc.json.data, "\"body\":{\"differs\":false") != NULL);
+  CHECK(strstr(rc.json.data, "\"diffs\":[]") != NULL);
+
+  /* Noise on /items/1 does not cover /items/10, nor a parent of it. */
+  shadow_record_t p3, s3, c3;
+  record(&p3, 200, NULL, "{\"a\":{\"b\":1,\"bc\":1}}");
+  record(&s3, 200, NULL, "{\"a\":{\"b\":2,\"bc\":1}}");
+  record(&c3, 201, NULL, "{\"a\":{\"b\":3,\"bc\":2}}");
+  CHECK(shadow_diff_records(NULL, &p3, &c3, &rc) > 0);
+  CHECK(shadow_diff_records(NULL, &p3, &s3, &rs) > 0);
+  CHECK(shadow_noise_mask(&rc, &rs) == 0);
+  CHECK(has(&rc, "body:/a/bc") && !has(&rc, "body:/a/b"));
+  CHECK(rc.parts == (SHADOW_PART_STATUS | SHADOW_PART_BODY));
+
+  shadow_diff_result_free(&rc);
+  shadow_diff_result_free(&rs);
+  shadow_record_release(&p);
+  shadow_record_release(&s);
+  shadow_record_release(&c);
+  shadow_record_release(&c2);
+  shadow_record_release(&p3);
+  shadow_record_release(&s3);
+  shadow_record_release(&c3);
+}
+
+static void test_intervals(void) {
+  double z = shadow_noise_z(0.975);
+  CHECK(near(z, 1.959964));
+  CHECK(near(shadow_noise_z(0.99), 2.326348));
+  double lo, hi;
+  shadow_noise_wilson(81, 263, z, &lo, &hi);
+  CHECK(near(lo, 0.255289) && near(hi, 0.366210));
+  shadow_noise_newcombe(56, 70, 48, 80, z, &lo, &hi);
+  CHECK(near(lo, 0.052431) && near(hi, 0.333873));
+  shadow_noise_wilson(0, 10, z, &lo, &hi);
+  CHECK(lo == 0 && hi > 0.27 && hi < 0.28);
+}
+
+static shadow_noise_class_t classify(uint64_t r, uint64_t t, uint64_t n,
+                                     uint64_t s, uint64_t beyond) {
+  shadow_noise_counts_t c = {t, r, beyond, s, n};
+  return shadow_noise_classify(&c, shadow_noise_z(0.99), 100, NULL);
+}
+
+static void test_classes(void) {
+  /* Diffy flags r = 1, n = 0 whenever T < 3333: one difference proves
+   * nothing either way. */
+  CHECK(classify(1, 1000, 0, 1000, 0) == SHADOW_NOISE_UNDECIDED);
+  /* Diffy hides r = 60, n = 55 (|r-n|/(r+n) = 4.3% < 20%). At 1000
+   * samples the rates are indeed alike; at 100,000 the same rates are a
+   * real difference. */
+  CHECK(classify(60, 1000, 55, 1000, 0) == SHADOW_NOISE_NOISE);
+  CHECK(classify(6000, 100000, 5500, 100000, 0) == SHADOW_NOISE_REAL);
+  /* A bug on 2% of requests of a field that never differs otherwise. */
+  CHECK(classify(20, 1000, 0, 1000, 0) == SHADOW_NOISE_REAL);
+  /* A timestamp: always differs on both. */
+  CHECK(classify(1000, 1000, 1000, 1000, 0) == SHADOW_NOISE_NOISE);
+  /* A jittered float that the candidate also moves by 10% on 10% of
+   * requests: the rates are equal, the size is not. */
+  CHECK(classify(1000, 1000, 1000, 1000, 100) == SHADOW_NOISE_REAL);
+  /* ...but one value past the noise's range in 1000 is chance. */
+  CHECK(classify(1000, 1000, 1000, 1000, 1) == SHADOW_NOISE_NOISE);
+  /* Too few samples on either side. */
+  CHECK(classify(50, 50, 0, 50, 0) == SHADOW_NOISE_UNDECIDED);
+  CHECK(classify(500, 1000, 0, 99, 0) == SHADOW_NOISE_UNDECIDED);
+  CHECK(strcmp(shadow_noise_class_name(SHADOW_NOISE_REAL), "real") == 0);
+}
+
+int main(void) {
+  test_mask();
+  test_intervals();
+  test_classes();
+  return check_report("test_noise");
+}

@@ -1,0 +1,322 @@
+/* Noise (see noise.h): masking one request's candidate diff by what its
+ * secondary diff shows, and the significance rule that tells noise fields
+ * from real ones over many requests.
+ *
+ * The mask works on the diff's output, not inside the diff: it parses the
+ * result's JSON parts, keeps what noise does not cover and writes them
+ * back. That costs a parse of the (small) record only on requests that
+ * had a secondary leg, and leaves the JSON diff's own rules and fast
+ * paths untouched. */
+#include "noise.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+
+/* --- the mask ----------------------------------------------------------- */
+
+typedef struct mask_s {
+  int status, body; /* the whole status / the whole body is noise */
+  const char *fields;
+  size_t len;
+} mask_t;
+
+static int has_field(const mask_t *m, const char *prefix, const char *s,
+                     size_t n) {
+  size_t pl = strlen(prefix);
+  for (size_t i = 0; i < m->len;) {
+    const char *f = m->fields + i;
+    size_t fl = strlen(f);
+    if (fl == pl + n && memcmp(f, prefix, pl) == 0 && memcmp(f + pl, s, n) == 0)
+      return 1;
+    i += fl + 1;
+  }
+  return 0;
+}
+
+/* Whether pointer p (n bytes) is a noise pointer or lies under one: a
+ * noise "/a/b" covers "/a/b" and "/a/b/c", not "/a/bc". */
+static int covered(const mask_t *m, const char *p, size_t n) {
+  for (size_t i = 0; i < m->len;) {
+    const char *f = m->fields + i;
+    size_t fl = strlen(f);
+    i += fl + 1;
+    if (fl < 5 || memcmp(f, "body:", 5) != 0) continue;
+    const char *q = f + 5;
+    size_t ql = fl - 5;
+    if (ql == 0) return 1; /* the root: the whole document */
+    if (n >= ql && memcmp(p, q, ql) == 0 && (n == ql || p[ql] == '/')) return 1;
+  }
+  return 0;
+}
+
+static const shadow_json_t *member(const shadow_json_t *obj, const char *key) {
+  if (!obj || obj->type != SHADOW_JSON_OBJECT) return NULL;
+  long i = shadow_json_member_find(obj, key, strlen(key));
+  return i < 0 ? NULL : &obj->u.members[i].value;
+}
+
+static int str_is(const shadow_json_t *v, const char *s) {
+  return v && v->type == SHADOW_JSON_STRING && v->len == strlen(s) &&
+         memcmp(v->u.str, s, v->len) == 0;
+}
+
+/* Writes obj with "differs" set to differs and "diffs" replaced by the
+ * kept items (written by the caller into kept, comma-separated). */
+static int write_part(shadow_buf_t *b, const char *name,
+                      const shadow_json_t *obj, int differs,
+                      const shadow_buf_t *kept, const char *summary) {
+  int rc = shadow_buf_putc(b, '"') || shadow_buf_puts(b, name) ||
+           shadow_buf_puts(b, "\":{");
+  int first = 1;
+  for (uint32_t i = 0; !rc && i < obj->len; i++) {
+    const shadow_json_member_t *m = &obj->u.members[i];
+    if (!first) rc = shadow_buf_putc(b, ',');
+    first = 0;
+    if (rc || shadow_buf_json_string(b, m->key, m->klen, 0) ||
+        shadow_buf_putc(b, ':'))
+      return -ENOMEM;
+    if (m->klen == 7 && memcmp(m->key, "differs", 7) == 0)
+      rc = shadow_buf_puts(b, differs ? "true" : "false");
+    else if (m->klen == 5 && memcmp(m->key, "diffs", 5) == 0 && kept)
+      rc = shadow_buf_putc(b, '[') ||
+           shadow_buf_append(b, kept->data ? kept->data : "", kept->len) ||
+           shadow_buf_putc(b, ']');
+    else if (m->klen == 7 && memcmp(m->key, "summary", 7) == 0 && summary)
+      rc = shadow_buf_json_string(b, summary, strlen(summary), 0);
+    else
+      rc = shadow_json_write(b, &m->value);
+  }
+  return rc || shadow_buf_putc(b, '}') ? -ENOMEM : 0;
+}
+
+static int add_field(shadow_buf_t *f, size_t *n, const char *prefix,
+                     const char *s, size_t len) {
+  if (shadow_buf_puts(f, prefix) || shadow_buf_append(f, s, len) ||
+      shadow_buf_append(f, "", 1))
+    return -ENOMEM;
+  (*n)++;
+  return 0;
+}
+
+/* The body's JSON ops: keeps the ones noise does not cover, into kept and
+ * fields. *left is how many remain, *dropped how many were removed. */
+static int mask_ops(const mask_t *m, const shadow_json_t *diffs,
+                    shadow_buf_t *kept, shadow_buf_t *fields, size_t *nfields,
+                    size_t *left, size_t *dropped) {
+  *left = *dropped = 0;
+  if (!diffs || diffs->type != SHADOW_JSON_ARRAY) return 0;
+  for (uint32_t i = 0; i < diffs->len; i++) {
+    const shadow_json_t *op = &diffs->u.items[i];
+    const shadow_json_t *path = member(op, "path");
+    const shadow_json_t *from = member(op, "from");
+    int masked = path && path->type == SHADOW_JSON_STRING &&
+                 covered(m, path->u.str, path->len);
+    if (!masked && from && from->type == SHADOW_JSON_STRING)
+      masked = covered(m, from->u.str, from->len);
+    if (masked) {
+      (*dropped)++;
+      continue;
+    }
+    if ((*left)++ && shadow_buf_putc(kept, ',')) return -ENOMEM;
+    if (shadow_json_write(kept, op)) return -ENOMEM;
+    if (path && path->type == SHADOW_JSON_STRING &&
+        add_field(fields, nfields, "body:", path->u.str, path->len))
+      return -ENOMEM;
+  }
+  return 0;
+}
+
+int shadow_noise_mask(shadow_diff_result_t *res,
+                      const shadow_diff_result_t *noise) {
+  if (!res->parts || !noise || !noise->parts) return 0;
+  mask_t m = {0, 0, noise->fields.data ? noise->fields.data : "",
+              noise->fields.len};
+  m.status = has_field(&m, "status", "", 0);
+  m.body = has_field(&m, "body", "", 0);
+
+  shadow_buf_t text = SHADOW_BUF_INIT, out = SHADOW_BUF_INIT;
+  shadow_buf_t kept = SHADOW_BUF_INIT, fields = SHADOW_BUF_INIT;
+  shadow_json_arena_t arena = SHADOW_JSON_ARENA_INIT;
+  shadow_json_t root;
+  size_t nfields = 0, off = 0;
+  const char *why = NULL;
+  unsigned parts = 0;
+  int rc =
+      shadow_buf_putc(&text, '{') ||
+              shadow_buf_append(&text, res->json.data, res->json.len) ||
+              shadow_buf_putc(&text, '}')
+          ? -ENOMEM
+          : shadow_json_parse(&arena, text.data, text.len, &root, &off, &why);
+  const shadow_json_t *status = rc ? NULL : member(&root, "status");
+  const shadow_json_t *headers = rc ? NULL : member(&root, "headers");
+  const shadow_json_t *body = rc ? NULL : member(&root, "body");
+  if (!rc && (!status || !headers || !body)) rc = -EINVAL;
+
+  /* status */
+  if (!rc) {
+    int differs = (res->parts & SHADOW_PART_STATUS) && !m.status;
+    if (differs) {
+      parts |= SHADOW_PART_STATUS;
+      rc = add_field(&fields, &nfields, "status", "", 0);
+    }
+    if (!rc) rc = write_part(&out, "status", status, differs, NULL, NULL);
+  }
+  /* headers, by name */
+  if (!rc) {
+    const shadow_json_t *diffs = member(headers, "diffs");
+    size_t left = 0;
+    shadow_buf_reset(&kept);
+    for (uint32_t i = 0;
+         !rc && diffs && diffs->type == SHADOW_JSON_ARRAY && i < diffs->len;
+         i++) {
+      const shadow_json_t *h = &diffs->u.items[i];
+      const shadow_json_t *name = member(h, "name");
+      if (!name || name->type != SHADOW_JSON_STRING) continue;
+      if (has_field(&m, "header:", name->u.str, name->len)) continue;
+      if ((left++ && shadow_buf_putc(&kept, ',')) ||
+          shadow_json_write(&kept, h) ||
+          add_field(&fields, &nfields, "header:", name->u.str, name->len))
+        rc = -ENOMEM;
+    }
+    if (left) parts |= SHADOW_PART_HEADERS;
+    if (!rc)
+      rc = shadow_buf_putc(&out, ',') ||
+                   write_part(&out, "headers", headers, left > 0, &kept, NULL)
+               ? -ENOMEM
+               : 0;
+  }
+  /* body: all of it, or op by op */
+  if (!rc) {
+    int was = (res->parts & SHADOW_PART_BODY) != 0;
+    int json = str_is(member(body, "kind"), "json");
+    char summary[64];
+    const char *new_summary = NULL;
+    size_t left = 0, dropped = 0;
+    shadow_buf_reset(&kept);
+    int differs = was && !m.body;
+    if (differs && json) {
+      rc = mask_ops(&m, member(body, "diffs"), &kept, &fields, &nfields, &left,
+                    &dropped);
+      /* The summary counts every difference, listed or not: take away
+       * the masked ones. */
+      const shadow_json_t *s = member(body, "summary");
+      unsigned long total = 0;
+      if (s && s->type == SHADOW_JSON_STRING) total = strtoul(s->u.str, 0, 10);
+      size_t remain = total > dropped ? total - dropped : left;
+      if (remain < left) remain = left;
+      differs = remain > 0;
+      if (!differs)
+        new_summary = "";
+      else if (dropped) {
+        snprintf(summary, sizeof(summary), "%zu field%s differ%s", remain,
+                 remain == 1 ? "" : "s", remain == 1 ? "s" : "");
+        new_summary = summary;
+      }
+    } else if (differs) {
+      rc = add_field(&fields, &nfields, "body", "", 0);
+    } else if (was) {
+      new_summary = "";
+    }
+    if (differs) parts |= SHADOW_PART_BODY;
+    if (!rc)
+      rc = shadow_buf_putc(&out, ',') ||
+                   write_part(&out, "body", body, differs,
+                              json && was && !m.body ? &kept
+                              : was                  ? &(shadow_buf_t){0}
+                                                     : NULL,
+                              new_summary)
+               ? -ENOMEM
+               : 0;
+  }
+  if (!rc) {
+    shadow_buf_free(&res->json);
+    shadow_buf_free(&res->fields);
+    res->json = out;
+    res->fields = fields;
+    res->nfields = nfields;
+    res->parts = parts;
+    out = fields = (shadow_buf_t)SHADOW_BUF_INIT;
+  }
+  shadow_json_arena_free(&arena);
+  shadow_buf_free(&text);
+  shadow_buf_free(&out);
+  shadow_buf_free(&kept);
+  shadow_buf_free(&fields);
+  return rc == -EINVAL ? 0 : rc; /* a record we cannot read stays as is */
+}
+
+/* --- significance ------------------------------------------------------- */
+
+double shadow_noise_z(double confidence) {
+  if (!(confidence > 0.5)) return 0;
+  if (confidence >= 1) return 8;
+  /* Phi(z) = 1 - erfc(z / sqrt 2) / 2 is increasing: bisect for it. */
+  double lo = 0, hi = 8;
+  for (int i = 0; i < 60; i++) {
+    double mid = (lo + hi) / 2;
+    if (1 - 0.5 * erfc(mid / sqrt(2.0)) < confidence)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  return (lo + hi) / 2;
+}
+
+void shadow_noise_wilson(uint64_t k, uint64_t n, double z, double *lo,
+                         double *hi) {
+  if (n == 0) {
+    *lo = 0;
+    *hi = 1;
+    return;
+  }
+  double nn = (double)n, p = (double)k / nn, z2 = z * z;
+  double denom = 1 + z2 / nn;
+  double centre = (p + z2 / (2 * nn)) / denom;
+  double half = z * sqrt(p * (1 - p) / nn + z2 / (4 * nn * nn)) / denom;
+  *lo = centre - half < 0 ? 0 : centre - half;
+  *hi = centre + half > 1 ? 1 : centre + half;
+  if (k == 0) *lo = 0;
+  if (k == n) *hi = 1;
+}
+
+void shadow_noise_newcombe(uint64_t k1, uint64_t n1, uint64_t k2, uint64_t n2,
+                           double z, double *lo, double *hi) {
+  double l1, u1, l2, u2;
+  shadow_noise_wilson(k1, n1, z, &l1, &u1);
+  shadow_noise_wilson(k2, n2, z, &l2, &u2);
+  double p1 = n1 ? (double)k1 / (double)n1 : 0;
+  double p2 = n2 ? (double)k2 / (double)n2 : 0;
+  double d = p1 - p2;
+  *lo = d - sqrt((p1 - l1) * (p1 - l1) + (u2 - p2) * (u2 - p2));
+  *hi = d + sqrt((u1 - p1) * (u1 - p1) + (p2 - l2) * (p2 - l2));
+}
+
+shadow_noise_class_t shadow_noise_classify(const shadow_noise_counts_t *c,
+                                           double z, uint64_t min_samples,
+                                           double *margin) {
+  double lo, hi;
+  shadow_noise_newcombe(c->differed, c->compared, c->noise_differed,
+                        c->noise_compared, z, &lo, &hi);
+  if (margin) *margin = lo;
+  if (c->compared < min_samples || c->noise_compared < min_samples)
+    return SHADOW_NOISE_UNDECIDED;
+  if (lo > 0) return SHADOW_NOISE_REAL;
+  double blo, bhi;
+  shadow_noise_wilson(c->beyond, c->compared, z, &blo, &bhi);
+  if (blo > 1.0 / ((double)c->noise_compared + 1)) return SHADOW_NOISE_REAL;
+  if (c->noise_differed > 0) return SHADOW_NOISE_NOISE;
+  return SHADOW_NOISE_UNDECIDED;
+}
+
+const char *shadow_noise_class_name(shadow_noise_class_t c) {
+  switch (c) {
+  case SHADOW_NOISE_NOISE: return "noise";
+  case SHADOW_NOISE_REAL: return "real";
+  default: return "undecided";
+  }
+}

@@ -1,0 +1,78 @@
+/* Noise: what a secondary copy of the primary says about a difference.
+ * The primary and the secondary run the same code, so whatever differs
+ * between them (a timestamp, a request id, an order, a float's last
+ * digits) is noise, not a change the candidate made. Two uses:
+ *
+ * - per request: the fields that differ between primary and secondary
+ *   are masked out of that request's candidate diff (shadow_noise_mask);
+ * - per field over time: a field is "real" only when the candidate
+ *   differs on it significantly more often than the secondary does, or
+ *   in a way the secondary never did (shadow_noise_classify).
+ *
+ * Pure: no I/O, no Lua. */
+#ifndef SHADOW_NOISE_H
+#define SHADOW_NOISE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "diff.h"
+
+/* Removes from res (a primary/candidate diff) every difference that the
+ * primary/secondary diff noise also has: its status, headers by name, the
+ * whole body when noise's bodies differ as bytes or by digest, and JSON
+ * ops whose path (or a move's from) is a noise field's pointer or lies
+ * under one. res->json, res->fields, res->nfields and res->parts are
+ * rewritten to match; a body summary "N fields differ" counts what is
+ * left. 0 or -ENOMEM (res is then unchanged). */
+int shadow_noise_mask(shadow_diff_result_t *res,
+                      const shadow_diff_result_t *noise);
+
+/* --- significance ----------------------------------------------------- */
+
+/* What is known of one field (route, folded pointer) over many requests. */
+typedef struct shadow_noise_counts_s {
+  uint64_t compared;       /* T: primary/candidate pairs compared */
+  uint64_t differed;       /* r: of those, the field differed */
+  uint64_t beyond;         /* of those, in a way noise never showed */
+  uint64_t noise_compared; /* S: primary/secondary pairs compared */
+  uint64_t noise_differed; /* n: of those, the field differed */
+} shadow_noise_counts_t;
+
+typedef enum {
+  SHADOW_NOISE_UNDECIDED = 0, /* too few samples, or not yet clear */
+  SHADOW_NOISE_NOISE,         /* differs as often between primaries */
+  SHADOW_NOISE_REAL           /* the candidate differs more, or otherwise */
+} shadow_noise_class_t;
+
+/* The z with Phi(z) = confidence: a one-sided bound at that confidence
+ * (0.99 -> 2.326, 0.975 -> 1.960). */
+double shadow_noise_z(double confidence);
+
+/* Wilson score interval of k successes in n at z. n = 0: [0, 1]. */
+void shadow_noise_wilson(uint64_t k, uint64_t n, double z, double *lo,
+                         double *hi);
+
+/* Newcombe's hybrid score interval for p1 - p2 (k1/n1 minus k2/n2). */
+void shadow_noise_newcombe(uint64_t k1, uint64_t n1, uint64_t k2, uint64_t n2,
+                           double z, double *lo, double *hi);
+
+/* The rule (README, "Noise cancellation"):
+ *   undecided while T or S is under min_samples;
+ *   real when the lower bound of Newcombe's interval on r/T - n/S is above
+ *     0 (the candidate differs significantly more often), or when the
+ *     Wilson lower bound of beyond/T is above 1/(S+1) (a value the
+ *     secondary never came near shows up more often than chance: under
+ *     the hypothesis that candidate and secondary vary alike, a new draw
+ *     lies beyond all S earlier ones with probability at most 1/(S+1));
+ *   noise when the secondary differed at all (n > 0) and it is not real;
+ *   undecided otherwise (the candidate differs, rarely, and noise never).
+ * *margin, when not NULL, gets the Newcombe lower bound. */
+shadow_noise_class_t shadow_noise_classify(const shadow_noise_counts_t *c,
+                                           double z, uint64_t min_samples,
+                                           double *margin);
+
+const char *shadow_noise_class_name(shadow_noise_class_t c);
+
+#endif
