@@ -142,8 +142,66 @@ static void test_classes(void) {
   CHECK(strcmp(shadow_noise_class_name(SHADOW_NOISE_REAL), "real") == 0);
 }
 
+typedef struct seen_s {
+  char fields[8][64];
+  unsigned shapes[8];
+  double deltas[8];
+  int n;
+} seen_t;
+
+static void on_seen(void *ud, const char *field, size_t len, unsigned shape,
+                    double delta) {
+  seen_t *s = ud;
+  if (s->n >= 8 || len >= 64) return;
+  memcpy(s->fields[s->n], field, len);
+  s->fields[s->n][len] = '\0';
+  s->shapes[s->n] = shape;
+  s->deltas[s->n++] = delta;
+}
+
+static void test_observe(void) {
+  shadow_buf_t b = SHADOW_BUF_INIT;
+  shadow_noise_fold(&b, "/items/12/a1/7", 14);
+  CHECK(strcmp(b.data, "/items/*/a1/*") == 0);
+  shadow_buf_free(&b);
+
+  shadow_record_t p, c;
+  record(&p, 200, "a",
+         "{\"f\":1.5,\"s\":\"x\",\"t\":1,\"l\":[{\"id\":1},{\"id\":2},"
+         "{\"id\":3}],\"gone\":1}");
+  record(&c, 500, "b",
+         "{\"f\":1.25,\"s\":\"y\",\"t\":\"1\",\"l\":[{\"id\":2},{\"id\":3},"
+         "{\"id\":1}],\"new\":1}");
+  shadow_diff_result_t r = SHADOW_DIFF_RESULT_INIT;
+  CHECK(shadow_diff_records(NULL, &p, &c, &r) > 0);
+  seen_t s;
+  memset(&s, 0, sizeof(s));
+  CHECK(shadow_noise_observe(&r, on_seen, &s) == 0);
+  unsigned all = 0;
+  for (int i = 0; i < s.n; i++) {
+    all |= s.shapes[i];
+    if (strcmp(s.fields[i], "body:/f") == 0)
+      CHECK(s.shapes[i] == SHADOW_NOISE_NUMBER && near(s.deltas[i], 0.25));
+    if (strcmp(s.fields[i], "body:/s") == 0)
+      CHECK(s.shapes[i] == SHADOW_NOISE_VALUE);
+    if (strcmp(s.fields[i], "body:/t") == 0)
+      CHECK(s.shapes[i] == SHADOW_NOISE_TYPE);
+    if (s.shapes[i] == SHADOW_NOISE_MOVE)
+      CHECK(strcmp(s.fields[i], "body:/l") == 0);
+  }
+  CHECK(strcmp(s.fields[0], "status") == 0);
+  CHECK(strcmp(s.fields[1], "header:x-request-id") == 0);
+  CHECK(all == (SHADOW_NOISE_STATUS | SHADOW_NOISE_HEADER |
+                SHADOW_NOISE_NUMBER | SHADOW_NOISE_VALUE | SHADOW_NOISE_TYPE |
+                SHADOW_NOISE_MOVE | SHADOW_NOISE_ADD | SHADOW_NOISE_REMOVE));
+  shadow_diff_result_free(&r);
+  shadow_record_release(&p);
+  shadow_record_release(&c);
+}
+
 int main(void) {
   test_mask();
+  test_observe();
   test_intervals();
   test_classes();
   return check_report("test_noise");

@@ -250,6 +250,117 @@ int shadow_noise_mask(shadow_diff_result_t *res,
   return rc == -EINVAL ? 0 : rc; /* a record we cannot read stays as is */
 }
 
+/* --- observations ------------------------------------------------------- */
+
+int shadow_noise_fold(shadow_buf_t *out, const char *p, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    if (p[i] != '/') {
+      if (shadow_buf_putc(out, p[i])) return -ENOMEM;
+      i++;
+      continue;
+    }
+    size_t j = i + 1;
+    while (j < n && p[j] >= '0' && p[j] <= '9')
+      j++;
+    if (j > i + 1 && (j == n || p[j] == '/')) {
+      if (shadow_buf_append(out, "/*", 2)) return -ENOMEM;
+    } else {
+      if (shadow_buf_putc(out, '/')) return -ENOMEM;
+      j = i + 1;
+    }
+    i = j;
+  }
+  return 0;
+}
+
+/* The parent of a pointer: "/items/3" -> "/items". */
+static size_t parent_len(const char *p, size_t n) {
+  while (n && p[n - 1] != '/')
+    n--;
+  return n ? n - 1 : 0;
+}
+
+static int emit(shadow_buf_t *f, const char *prefix, const char *p, size_t n,
+                int fold, unsigned shape, double delta,
+                shadow_noise_observe_fn fn, void *ud) {
+  shadow_buf_reset(f);
+  if (shadow_buf_puts(f, prefix)) return -ENOMEM;
+  if (fold ? shadow_noise_fold(f, p, n) : shadow_buf_append(f, p, n))
+    return -ENOMEM;
+  fn(ud, f->data, f->len, shape, delta);
+  return 0;
+}
+
+static unsigned op_shape(const shadow_json_t *op, double *delta) {
+  const shadow_json_t *kind = member(op, "op");
+  *delta = 0;
+  if (str_is(kind, "add")) return SHADOW_NOISE_ADD;
+  if (str_is(kind, "remove")) return SHADOW_NOISE_REMOVE;
+  if (str_is(kind, "move")) return SHADOW_NOISE_MOVE;
+  const shadow_json_t *a = member(op, "primary"), *b = member(op, "candidate");
+  if (!a || !b) return SHADOW_NOISE_VALUE;
+  if (a->type == SHADOW_JSON_NUMBER && b->type == SHADOW_JSON_NUMBER) {
+    *delta = fabs(shadow_json_number(a) - shadow_json_number(b));
+    return SHADOW_NOISE_NUMBER;
+  }
+  int ta = a->type == SHADOW_JSON_TRUE ? SHADOW_JSON_FALSE : a->type;
+  int tb = b->type == SHADOW_JSON_TRUE ? SHADOW_JSON_FALSE : b->type;
+  return ta == tb ? SHADOW_NOISE_VALUE : SHADOW_NOISE_TYPE;
+}
+
+int shadow_noise_observe(const shadow_diff_result_t *res,
+                         shadow_noise_observe_fn fn, void *ud) {
+  if (!res->parts) return 0;
+  shadow_buf_t text = SHADOW_BUF_INIT, f = SHADOW_BUF_INIT;
+  shadow_json_arena_t arena = SHADOW_JSON_ARENA_INIT;
+  shadow_json_t root;
+  size_t off = 0;
+  const char *why = NULL;
+  int rc =
+      shadow_buf_putc(&text, '{') ||
+              shadow_buf_append(&text, res->json.data, res->json.len) ||
+              shadow_buf_putc(&text, '}')
+          ? -ENOMEM
+          : shadow_json_parse(&arena, text.data, text.len, &root, &off, &why);
+  if (rc == 0 && (res->parts & SHADOW_PART_STATUS))
+    rc = emit(&f, "status", "", 0, 0, SHADOW_NOISE_STATUS, 0, fn, ud);
+  const shadow_json_t *hd =
+      rc ? NULL : member(member(&root, "headers"), "diffs");
+  for (uint32_t i = 0;
+       !rc && hd && hd->type == SHADOW_JSON_ARRAY && i < hd->len; i++) {
+    const shadow_json_t *name = member(&hd->u.items[i], "name");
+    if (name && name->type == SHADOW_JSON_STRING)
+      rc = emit(&f, "header:", name->u.str, name->len, 0, SHADOW_NOISE_HEADER,
+                0, fn, ud);
+  }
+  const shadow_json_t *body = rc ? NULL : member(&root, "body");
+  if (!rc && (res->parts & SHADOW_PART_BODY) && body) {
+    if (!str_is(member(body, "kind"), "json")) {
+      rc = emit(&f, "body", "", 0, 0, SHADOW_NOISE_BYTES, 0, fn, ud);
+    } else {
+      const shadow_json_t *ops = member(body, "diffs");
+      for (uint32_t i = 0;
+           !rc && ops && ops->type == SHADOW_JSON_ARRAY && i < ops->len; i++) {
+        const shadow_json_t *op = &ops->u.items[i];
+        const shadow_json_t *path = member(op, "path");
+        if (!path || path->type != SHADOW_JSON_STRING) continue;
+        double delta;
+        unsigned shape = op_shape(op, &delta);
+        /* A move is the array's business: its order. */
+        size_t n = shape == SHADOW_NOISE_MOVE
+                       ? parent_len(path->u.str, path->len)
+                       : path->len;
+        rc = emit(&f, "body:", path->u.str, n, 1, shape, delta, fn, ud);
+      }
+    }
+  }
+  shadow_json_arena_free(&arena);
+  shadow_buf_free(&text);
+  shadow_buf_free(&f);
+  return rc == -EINVAL ? 0 : rc;
+}
+
 /* --- significance ------------------------------------------------------- */
 
 double shadow_noise_z(double confidence) {

@@ -29,6 +29,39 @@
 int shadow_noise_mask(shadow_diff_result_t *res,
                       const shadow_diff_result_t *noise);
 
+/* --- what each difference looks like --------------------------------- */
+
+/* The shape of one difference, as bits, so a field's noise can say which
+ * shapes it has shown. */
+enum {
+  SHADOW_NOISE_NUMBER = 1, /* a number replaced by another number */
+  SHADOW_NOISE_VALUE = 2,  /* another value of the same JSON type */
+  SHADOW_NOISE_TYPE = 4,   /* a value of another type */
+  SHADOW_NOISE_ADD = 8,
+  SHADOW_NOISE_REMOVE = 16,
+  SHADOW_NOISE_MOVE = 32,   /* an array element moved: only the order */
+  SHADOW_NOISE_HEADER = 64, /* a header's values */
+  SHADOW_NOISE_STATUS = 128,
+  SHADOW_NOISE_BYTES = 256 /* a body compared as bytes or by digest */
+};
+
+/* One difference of a diff result. field is folded: array indexes (and
+ * any all-digit segment) become "*", so "/items/3/etag" and
+ * "/items/7/etag" are one field, "body:" and the pointer with a "*" for
+ * the index; for a move, the array's own pointer ("body:/items"). delta:
+ * |primary - candidate| for SHADOW_NOISE_NUMBER, else 0. */
+typedef void (*shadow_noise_observe_fn)(void *ud, const char *field, size_t len,
+                                        unsigned shape, double delta);
+
+/* Calls fn for each difference of res, in record order. A field may come
+ * more than once (two indexes fold alike): the caller counts a field once
+ * per request if it wants rates. 0 or -ENOMEM. */
+int shadow_noise_observe(const shadow_diff_result_t *res,
+                         shadow_noise_observe_fn fn, void *ud);
+
+/* Appends pointer p (n bytes) to out with its all-digit segments as "*". */
+int shadow_noise_fold(shadow_buf_t *out, const char *p, size_t n);
+
 /* --- significance ----------------------------------------------------- */
 
 /* What is known of one field (route, folded pointer) over many requests. */
