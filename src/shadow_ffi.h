@@ -1,4 +1,4 @@
-/* The C ABI of libshadow that lua/shadow/clib.lua declares with ffi.cdef.
+/* The C ABI of libshadow that lua/shadow/loader.lua declares with ffi.cdef.
  * Plain types only: opaque handles, char pointers with lengths, numbers.
  * Every handle is created and released by C; buffers handed in by Lua are
  * copied, never kept or freed; text handed out stays owned by C and valid

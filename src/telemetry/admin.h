@@ -1,5 +1,6 @@
-/* The admin endpoints: /divergences, /stats, /metrics, /reload, /healthz
- * and the dashboard, on their own listener (loopback by default). */
+/* The admin endpoints: /divergences (raw, or grouped by signature),
+ * /stats, /metrics, /reload, /healthz and the dashboard, on their own
+ * listener (loopback by default). */
 #ifndef SHADOW_ADMIN_H
 #define SHADOW_ADMIN_H
 
@@ -14,6 +15,7 @@ typedef struct shadow_admin_settings_s {
   const char *token; /* a bearer token every endpoint but /healthz needs */
   double slo_max_rate;
   uint64_t slo_min_samples;
+  double slo_max_latency_ratio; /* 0: none */
 } shadow_admin_settings_t;
 
 typedef struct shadow_admin_ctx_s {
