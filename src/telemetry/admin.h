@@ -37,7 +37,8 @@ int shadow_admin_listen(uv_loop_t *loop, const char *addr,
                         char **err);
 void shadow_admin_close(shadow_admin_t *a);
 
-/* The dashboard page (admin_dashboard.c). */
+/* The dashboard page: src/telemetry/dashboard.html, compiled in by
+ * cmake/EmbedText.cmake. */
 extern const char shadow_admin_dashboard_html[];
 
 #endif

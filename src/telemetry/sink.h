@@ -26,8 +26,10 @@ typedef struct shadow_sink_opts_s {
   unsigned flush_ms;  /* the writer's longest wait between rounds */
 } shadow_sink_opts_t;
 
-/* The defaults of log.max_bytes and log.keep, and the sink's own. */
-#define SHADOW_SINK_MAX_BYTES (64ull << 20)
+/* The defaults of log.max_bytes and log.keep, and the sink's own. No
+ * rotation unless asked for: rotating deletes the oldest records, which a
+ * config should say it wants. */
+#define SHADOW_SINK_MAX_BYTES 0
 #define SHADOW_SINK_KEEP 5
 #define SHADOW_SINK_QUEUE_BYTES (8u << 20)
 #define SHADOW_SINK_FLUSH_MS 1000

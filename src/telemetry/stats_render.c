@@ -84,10 +84,12 @@ json_classes(shadow_buf_t *out,
   shadow_buf_putc(out, '}');
 }
 
+/* Milliseconds with six significant digits: sub-millisecond legs (an
+ * in-process backend) still read apart. */
 static void json_lhist(shadow_buf_t *out, const shadow_lhist_t *h) {
   shadow_buf_printf(out,
-                    "{\"count\":%llu,\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,"
-                    "\"max\":%.3f}",
+                    "{\"count\":%llu,\"p50\":%.6g,\"p90\":%.6g,\"p99\":%.6g,"
+                    "\"max\":%.6g}",
                     (unsigned long long)h->n,
                     shadow_lhist_quantile(h, 0.50) * 1e3,
                     shadow_lhist_quantile(h, 0.90) * 1e3,
