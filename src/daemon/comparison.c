@@ -39,6 +39,7 @@ static void fold_fields(shadow_comparator_t *c) {
   size_t n = c->diff.nfields < FOLDED_MAX ? c->diff.nfields : FOLDED_MAX;
   c->nfolded = 0;
   shadow_buf_reset(&c->folded);
+  if (n == 0) return;
   if (n > c->sort_cap) {
     const char **v = realloc(c->sort, n * sizeof(*v));
     if (!v) return;
@@ -47,8 +48,8 @@ static void fold_fields(shadow_comparator_t *c) {
   }
   const char *f = c->diff.fields.data;
   char one[1024];
-  size_t *offs = n ? malloc(n * sizeof(*offs)) : NULL;
-  if (n && !offs) return;
+  size_t *offs = malloc(n * sizeof(*offs));
+  if (!offs) return;
   for (size_t i = 0; i < n && f; i++) {
     size_t len = strlen(f);
     size_t k = shadow_field_fold(f, len, one, sizeof(one));

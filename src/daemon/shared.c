@@ -13,9 +13,12 @@
 
 /* Starts a writer for path unless it is the sink already, whose rotation
  * settings are then updated. A file that cannot be opened is no error
- * here: the writer counts it and tries again (sink.h). */
+ * here: the writer counts it and tries again (sink.h). The sink replaced
+ * goes to *old, for the caller to close once it has let go of the lock
+ * (closing writes what it still holds). */
 static int open_sink(shadow_shared_t *sh, const shadow_config_t *cfg,
-                     char **err) {
+                     shadow_sink_t **old, char **err) {
+  *old = NULL;
   const char *path = cfg->log_file;
   if (path && sh->sink && strcmp(path, shadow_sink_path(sh->sink)) == 0) {
     shadow_sink_configure(sh->sink, cfg->log_max_bytes, cfg->log_keep);
@@ -37,7 +40,7 @@ static int open_sink(shadow_shared_t *sh, const shadow_config_t *cfg,
       return -1;
     }
   }
-  shadow_sink_close(sh->sink); /* writes what it still holds */
+  *old = sh->sink;
   sh->sink = s;
   sh->stats->sink = s;
   return 0;
@@ -61,7 +64,8 @@ int shadow_shared_init(shadow_shared_t *sh, const shadow_config_t *cfg,
   sh->stats->signatures = sh->signatures;
   shadow_breaker_init(&sh->breaker, cfg->breaker_failures,
                       cfg->breaker_cooldown_ms);
-  if (open_sink(sh, cfg, err)) {
+  shadow_sink_t *none;
+  if (open_sink(sh, cfg, &none, err)) {
     shadow_shared_release(sh);
     return -1;
   }
@@ -70,14 +74,16 @@ int shadow_shared_init(shadow_shared_t *sh, const shadow_config_t *cfg,
 
 int shadow_shared_apply(shadow_shared_t *sh, const shadow_config_t *cfg,
                         char **err) {
+  shadow_sink_t *old = NULL;
   shadow_shared_lock(sh);
-  int rc = open_sink(sh, cfg, err);
+  int rc = open_sink(sh, cfg, &old, err);
   if (rc == 0) {
     shadow_ring_set_capacity(sh->ring, cfg->log_capacity);
     shadow_breaker_configure(&sh->breaker, cfg->breaker_failures,
                              cfg->breaker_cooldown_ms);
   }
   shadow_shared_unlock(sh);
+  shadow_sink_close(old);
   return rc;
 }
 

@@ -13,8 +13,6 @@
 #include <time.h>
 #include <xxhash.h>
 
-#include "diff.h"
-
 #define NIL UINT32_MAX
 
 typedef struct entry_s {
@@ -29,7 +27,6 @@ typedef struct entry_s {
   size_t exemplar_len;
   uint32_t prev, next; /* the recency list */
   uint32_t chain;      /* the next entry in the same hash slot */
-  int used;
 } entry_t;
 
 struct shadow_signatures_s {
@@ -176,7 +173,6 @@ int shadow_signatures_add(shadow_signatures_t *s, const char *route,
     i = s->free_list;
     entry_t *e = &s->v[i];
     s->free_list = e->chain;
-    e->used = 1;
     e->hash = h;
     e->parts = parts;
     e->route_len = route ? strlen(route) : 0;
