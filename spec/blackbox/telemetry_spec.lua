@@ -14,8 +14,9 @@ local prom = require "support.prom"
 
 -- Both sides answer /hits after ?d= (primary) or ?cd= (candidate) ms, with
 -- a session cookie and a token that differ; the candidate gets the id of
--- hit ?i= wrong. /fast and /slow agree on the body; /slow's candidate is
--- 25 ms late. /gone is 404 on the primary and 500 on the candidate.
+-- hit ?i= wrong. /fast and /slow agree on the body; both sides of /fast
+-- take 10 ms (so sub-millisecond jitter cannot double a p99), /slow's
+-- candidate takes 30 ms where its primary takes 2. /gone is 404 on the primary and 500 on the candidate.
 local function backend(side)
   local delay = side == "primary" and "ngx.var.arg_d" or "ngx.var.arg_cd"
   return ([[
@@ -38,6 +39,7 @@ local function backend(side)
     }
     location /fast {
       content_by_lua_block {
+        ngx.sleep(0.010)
         ngx.header["content-type"] = "application/json"
         ngx.print('{"ok":true}')
       }
