@@ -335,3 +335,43 @@ describe("telemetry under many routes", function()
     assert.equal(100, #d:divergences(5000).divergences)
   end)
 end)
+
+describe("the telemetry settings", function()
+  -- shadowd --check on a config with one bad field: exit 1 and its name.
+  local function check(fields)
+    local dir = process.tmpdir("shadow-check")
+    local conf = dir .. "/shadow.lua"
+    process.write_file(conf, 'return { primary = "http://127.0.0.1:1",\n'
+      .. fields .. "\n}\n")
+    local rc, out, err = process.run({ shadowd.binary(), "--check",
+                                       "--config", conf })
+    process.rmdir(dir)
+    return rc, out .. err
+  end
+
+  it("refuses what is not a pointer, a header name or in range", function()
+    for fields, why in pairs({
+      ['redact = { json = { "token" } }'] = "redact.json%[1%] is not a valid JSON Pointer",
+      ['redact = { headers = { "bad name" } }'] = "redact.headers%[1%] is not a valid header name",
+      ['redact = { cookies = {} }'] = "redact",
+      ["slo = { max_latency_ratio = -1 }"] = "slo.max_latency_ratio must be between",
+      ["log = { keep = 1.5e9 }"] = "log.keep must be between",
+      ["log = { max_bytes = -1 }"] = "log.max_bytes must be between",
+    }) do
+      local rc, out = check(fields)
+      assert.equal(1, rc, fields)
+      assert.matches(why, out)
+    end
+  end)
+
+  it("says what it redacts, how it rotates and the latency objective", function()
+    local rc, out = check([[
+  redact = { headers = { "X-Api-Key" }, json = { "/users/*/password" } },
+  log = { file = "d.ndjson", max_bytes = 1000000, keep = 3 },
+  slo = { max_latency_ratio = 1.5 },]])
+    assert.equal(0, rc, out)
+    assert.matches("redact     x%-api%-key body:/users/%*/password\n", out)
+    assert.matches("rotated past 1000000 bytes, 3 kept\n", out)
+    assert.matches("over 1.5 x the primary's\n", out)
+  end)
+end)
