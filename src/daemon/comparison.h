@@ -1,8 +1,9 @@
-/* The end of a shadowed exchange: normalize both records through the
- * config's hook, diff them with the C engine, and count the outcome; a
- * divergence is formatted once and goes to the ring log, the NDJSON sink
- * and the on_divergence hook. One comparator per loop: its buffers are
- * reused from pair to pair. */
+/* The end of a shadowed exchange: redact both records' secret headers,
+ * normalize them through the config's hook, diff them with the C engine,
+ * and count the outcome; a divergence has its secret JSON values redacted,
+ * is formatted once and goes to the ring log, the signature table, the
+ * NDJSON sink and the on_divergence hook. One comparator per loop: its buffers
+ * are reused from pair to pair. */
 #ifndef SHADOW_COMPARISON_H
 #define SHADOW_COMPARISON_H
 
@@ -16,6 +17,11 @@ typedef struct shadow_comparator_s {
   shadow_shared_t *sh;
   shadow_diff_result_t diff;
   shadow_buf_t scratch;
+  /* The divergence's fields folded (stats.h), sorted, each once. */
+  shadow_buf_t folded;
+  size_t nfolded;
+  const char **sort; /* room for sorting them */
+  size_t sort_cap;
 } shadow_comparator_t;
 
 /* What is known of the exchange besides the two records. */

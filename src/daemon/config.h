@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "diff.h"
+#include "redact.h"
 #include "server.h"
 #include "upstream.h"
 
@@ -58,12 +59,18 @@ typedef struct shadow_config_s {
   shadow_diff_opts_t *diff_opts;
   size_t log_capacity;
   char *log_file;
+  uint64_t log_max_bytes; /* rotate log.file past this size; 0: never */
+  unsigned log_keep;      /* rotated files kept */
   int breaker_failures;
   uint64_t breaker_cooldown_ms;
   size_t max_inflight_shadow;
   shadow_limits_t limits;
   double slo_max_rate;
   uint64_t slo_min_samples;
+  double slo_max_latency_ratio; /* 0: no latency objective */
+  /* redact = { headers, json }: authorization, cookie, set-cookie unless
+   * headers is given. */
+  shadow_redact_t *redact;
   uint64_t drain_timeout_ms;
   int watch;
   int forwarded; /* X-Forwarded-For and -Proto on both legs (default on) */

@@ -57,6 +57,7 @@ typedef struct leg_s {
   shadow_upstream_leg_t *up; /* an HTTP leg in flight */
   shadow_record_t *rec;      /* what is kept for the comparison, or NULL */
   uint64_t start_ns, first_ns, last_ns;
+  int status; /* of the response head, 0 before it */
   int state;
   int err;
 } leg_t;
@@ -211,6 +212,7 @@ static void drop_pair(exchange_t *ex, const char *reason) {
 static void leg_keep_head(leg_t *leg, int status, const shadow_headers_t *h,
                           int64_t content_length) {
   leg->first_ns = uv_hrtime();
+  leg->status = status;
   if (!leg->rec) return;
   leg->rec->status = status;
   /* One allocation for a body of declared length that will be kept. */
@@ -428,6 +430,7 @@ static int call_lua_backend(exchange_t *ex, leg_t *leg, int fn_ref, int lreq) {
     return -1;
   }
   leg->rec = res;
+  leg->status = res->status;
   leg_end(leg, SHADOW_UPSTREAM_OK);
   return 0;
 }
@@ -743,10 +746,44 @@ static void on_abort(shadow_request_t *req, int why) {
   finish_if_done(ex);
 }
 
+/* What a leg showed for the per-route views: its status, -1 when it
+ * failed, 0 when it did not run or was cancelled (nothing to judge). */
+static int leg_outcome(const leg_t *leg) {
+  if (leg->state == LEG_DONE) return leg->status;
+  if (leg->state == LEG_FAILED && leg->err != SHADOW_UPSTREAM_CANCELED)
+    return -1;
+  return 0;
+}
+
+/* Counts a sampled exchange's statuses and latencies for its route. */
+static void observe(exchange_t *ex) {
+  const leg_t *p = &ex->primary, *c = &ex->candidate;
+  shadow_exchange_obs_t o = {
+      .primary_status = leg_outcome(p),
+      .candidate_status = leg_outcome(c),
+      .ms = {-1, -1, -1, -1},
+  };
+  if (p->state == LEG_DONE) {
+    o.ms[SHADOW_LAT_PRIMARY_FIRST] = ms_between(p->start_ns, p->first_ns);
+    o.ms[SHADOW_LAT_PRIMARY_LAST] = ms_between(p->start_ns, p->last_ns);
+  }
+  if (c->state == LEG_DONE) {
+    o.ms[SHADOW_LAT_CANDIDATE_FIRST] = ms_between(c->start_ns, c->first_ns);
+    o.ms[SHADOW_LAT_CANDIDATE_LAST] = ms_between(c->start_ns, c->last_ns);
+  }
+  shadow_dispatcher_t *d = ex->d;
+  LOCK(d);
+  shadow_stats_observe(
+      d->stats, shadow_stats_route(d->stats, ex->route.data, ex->route.len),
+      &o);
+  UNLOCK(d);
+}
+
 static void finish_if_done(exchange_t *ex) {
   if (ex->req || ex->primary.state == LEG_RUNNING ||
       ex->candidate.state == LEG_RUNNING)
     return;
+  if (ex->sampled) observe(ex);
   if (!ex->skipped && ex->sampled && ex->primary.state == LEG_DONE &&
       ex->candidate.state == LEG_DONE && ex->primary.rec && ex->candidate.rec) {
     shadow_pair_t p = {

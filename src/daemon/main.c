@@ -97,6 +97,22 @@ static void print_check(const char *path, shadow_gen_t *g) {
   printf("%s\n", any ? "" : " none");
   printf("  log        %zu records in memory%s%s\n", c->log_capacity,
          c->log_file ? ", appended to " : "", c->log_file ? c->log_file : "");
+  if (c->log_file && c->log_max_bytes)
+    printf("             rotated past %llu bytes, %u kept\n",
+           (unsigned long long)c->log_max_bytes, c->log_keep);
+  printf("  redact    ");
+  for (size_t i = 0; i < shadow_redact_headers(c->redact); i++)
+    printf(" %s", shadow_redact_header(c->redact, i));
+  for (size_t i = 0; i < shadow_redact_pointers(c->redact); i++)
+    printf(" body:%s", shadow_redact_pointer(c->redact, i));
+  printf("%s\n",
+         shadow_redact_headers(c->redact) + shadow_redact_pointers(c->redact)
+             ? ""
+             : " nothing");
+  if (c->slo_max_latency_ratio > 0)
+    printf("  slo        hold when the candidate's p99 is over %g x the "
+           "primary's\n",
+           c->slo_max_latency_ratio);
   printf("  breaker    opens after %d failures for %llu ms\n",
          c->breaker_failures, (unsigned long long)c->breaker_cooldown_ms);
   printf("  shadow legs at most %zu in flight\n", c->max_inflight_shadow);
