@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "field.h"
 #include "json.h"
 
 /* --- the mask ----------------------------------------------------------- */
@@ -252,28 +253,6 @@ int shadow_noise_mask(shadow_diff_result_t *res,
 
 /* --- observations ------------------------------------------------------- */
 
-int shadow_noise_fold(shadow_buf_t *out, const char *p, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    if (p[i] != '/') {
-      if (shadow_buf_putc(out, p[i])) return -ENOMEM;
-      i++;
-      continue;
-    }
-    size_t j = i + 1;
-    while (j < n && p[j] >= '0' && p[j] <= '9')
-      j++;
-    if (j > i + 1 && (j == n || p[j] == '/')) {
-      if (shadow_buf_append(out, "/*", 2)) return -ENOMEM;
-    } else {
-      if (shadow_buf_putc(out, '/')) return -ENOMEM;
-      j = i + 1;
-    }
-    i = j;
-  }
-  return 0;
-}
-
 /* The parent of a pointer: "/items/3" -> "/items". */
 static size_t parent_len(const char *p, size_t n) {
   while (n && p[n - 1] != '/')
@@ -285,9 +264,16 @@ static int emit(shadow_buf_t *f, const char *prefix, const char *p, size_t n,
                 int fold, unsigned shape, double delta,
                 shadow_noise_observe_fn fn, void *ud) {
   shadow_buf_reset(f);
-  if (shadow_buf_puts(f, prefix)) return -ENOMEM;
-  if (fold ? shadow_noise_fold(f, p, n) : shadow_buf_append(f, p, n))
-    return -ENOMEM;
+  if (shadow_buf_puts(f, prefix) || shadow_buf_append(f, p, n)) return -ENOMEM;
+  if (fold) {
+    /* Folding never lengthens a name: fold it in place. */
+    char *tmp = malloc(f->len + 1);
+    if (!tmp) return -ENOMEM;
+    size_t k = shadow_field_fold(f->data, f->len, tmp, f->len + 1);
+    memcpy(f->data, tmp, k + 1);
+    f->len = k;
+    free(tmp);
+  }
   fn(ud, f->data, f->len, shape, delta);
   return 0;
 }

@@ -59,9 +59,6 @@ typedef void (*shadow_noise_observe_fn)(void *ud, const char *field, size_t len,
 int shadow_noise_observe(const shadow_diff_result_t *res,
                          shadow_noise_observe_fn fn, void *ud);
 
-/* Appends pointer p (n bytes) to out with its all-digit segments as "*". */
-int shadow_noise_fold(shadow_buf_t *out, const char *p, size_t n);
-
 /* --- significance ----------------------------------------------------- */
 
 /* What is known of one field (route, folded pointer) over many requests. */

@@ -9,6 +9,7 @@
 
 #include "buf.h"
 #include "diff.h"
+#include "field.h"
 #include "verdict.h"
 
 /* A string-keyed family of counters (one metric's label values). Bounded:
@@ -101,12 +102,6 @@ typedef struct shadow_exchange_obs_s {
   int primary_status, candidate_status;
   double ms[SHADOW_LAT_COUNT];
 } shadow_exchange_obs_t;
-
-/* Folds a field name for counting: every JSON Pointer segment that is an
- * array index (digits only) becomes a "*", so "body:/hits/0/id" and
- * "body:/hits/2/id" count as one field. Writes at most cap - 1 bytes and a
- * NUL; returns the length. */
-size_t shadow_field_fold(const char *field, size_t len, char *out, size_t cap);
 
 /* The divergence rate over the last minutes: compared and diverged pairs
  * per SHADOW_HISTORY_STEP_S seconds, for SHADOW_HISTORY_SLOTS steps. */
