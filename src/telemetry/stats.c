@@ -154,8 +154,12 @@ shadow_stats_t *shadow_stats_new(const char *const *hook_names, size_t nhooks) {
   s->fields = shadow_counters_new(1000);
   s->route_names = shadow_counters_new(500);
   s->breaker_state = "closed";
-  if (!s->candidate_errors || !s->skipped || !s->script_errors || !s->reloads ||
-      !s->fields || !s->route_names || (nhooks && !s->hook_time)) {
+  s->secondary_breaker_state = "closed";
+  s->secondary_errors = shadow_counters_new(32);
+  s->noise = shadow_noise_table_new(SHADOW_NOISE_FIELDS_MAX);
+  if (!s->candidate_errors || !s->secondary_errors || !s->noise ||
+      !s->skipped || !s->script_errors || !s->reloads || !s->fields ||
+      !s->route_names || (nhooks && !s->hook_time)) {
     shadow_stats_free(s);
     return NULL;
   }
@@ -176,6 +180,8 @@ int shadow_stats_set_loops(shadow_stats_t *s, size_t nloops) {
 void shadow_stats_free(shadow_stats_t *s) {
   if (!s) return;
   shadow_counters_free(s->candidate_errors);
+  shadow_counters_free(s->secondary_errors);
+  shadow_noise_table_free(s->noise);
   shadow_counters_free(s->skipped);
   shadow_counters_free(s->script_errors);
   shadow_counters_free(s->reloads);

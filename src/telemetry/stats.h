@@ -10,6 +10,7 @@
 #include "buf.h"
 #include "diff.h"
 #include "field.h"
+#include "noise_table.h"
 #include "verdict.h"
 
 /* A string-keyed family of counters (one metric's label values). Bounded:
@@ -93,6 +94,8 @@ typedef struct shadow_route_stats_s {
   uint64_t classes[SHADOW_STATUS_CLASSES][SHADOW_STATUS_CLASSES];
   shadow_counters_t *fields; /* folded fields that differed, or NULL */
   shadow_lhist_t *latency;   /* SHADOW_LAT_COUNT of them, or NULL */
+  uint64_t noise_compared;   /* primary/secondary pairs compared */
+  uint64_t noise_suppressed; /* divergences only in noise fields */
 } shadow_route_stats_t;
 
 /* What one sampled exchange showed, for the per-route views. A status of
@@ -150,6 +153,13 @@ typedef struct shadow_stats_s {
   size_t nhooks;
   int breaker_open;
   const char *breaker_state; /* "closed", "open", "half-open" */
+  /* The secondary (noise cancellation): its breaker, its failures by
+   * reason, and the primary/secondary pairs compared. */
+  const char *secondary_breaker_state;
+  shadow_counters_t *secondary_errors;
+  uint64_t noise_compared;
+  uint64_t noise_suppressed; /* divergences only in fields classed noise */
+  shadow_noise_table_t *noise;
   /* The last reload: when, and its error (NULL if it succeeded). */
   double last_reload_ms;
   const char *last_reload_result; /* "ok", "error", "unchanged" */
