@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "diff.h"
 #include "json.h"
 
@@ -32,17 +33,6 @@ static int fail(parse_t *p, const char *fmt, ...) {
     va_end(ap);
   }
   return -EINVAL;
-}
-
-/* A key or string value as a C string; NULL without memory. The parser's
- * strings are not NUL-terminated, and the rule setters take C strings. */
-static char *cstr(const char *s, size_t n) {
-  char *c = malloc(n + 1);
-  if (c) {
-    memcpy(c, s, n);
-    c[n] = '\0';
-  }
-  return c;
 }
 
 static int is_object(const shadow_json_t *v) {
@@ -75,7 +65,7 @@ static int read_ignore(parse_t *p, const shadow_json_t *v) {
       const shadow_json_t *s = &list->u.items[j];
       if (s->type != SHADOW_JSON_STRING)
         return fail(p, "ignore.%s[%zu] must be a string", what, j + 1);
-      char *c = cstr(s->u.str, s->len);
+      char *c = shadow_bytes_dup(s->u.str, s->len);
       if (!c) return -ENOMEM;
       int rc = json ? shadow_diff_opts_ignore_json(p->o, c)
                     : shadow_diff_opts_ignore_header(p->o, c);
@@ -96,7 +86,7 @@ static int read_arrays(parse_t *p, const shadow_json_t *v) {
   for (uint32_t i = 0; i < v->len; i++) {
     const shadow_json_member_t *m = &v->u.members[i];
     const shadow_json_t *mode = &m->value;
-    char *ptr = cstr(m->key, m->klen);
+    char *ptr = shadow_bytes_dup(m->key, m->klen);
     char *key = NULL;
     if (!ptr) return -ENOMEM;
     int id = -1;
@@ -110,7 +100,7 @@ static int read_arrays(parse_t *p, const shadow_json_t *v) {
                mode->u.members[0].value.type == SHADOW_JSON_STRING &&
                mode->u.members[0].value.len > 0) {
       const shadow_json_t *k = &mode->u.members[0].value;
-      key = cstr(k->u.str, k->len);
+      key = shadow_bytes_dup(k->u.str, k->len);
       if (!key) {
         free(ptr);
         return -ENOMEM;
@@ -135,7 +125,7 @@ static int read_tolerance(parse_t *p, const shadow_json_t *v) {
     return fail(p, "tolerance must be a table of JSON Pointer = number");
   for (uint32_t i = 0; i < v->len; i++) {
     const shadow_json_member_t *m = &v->u.members[i];
-    char *ptr = cstr(m->key, m->klen);
+    char *ptr = shadow_bytes_dup(m->key, m->klen);
     if (!ptr) return -ENOMEM;
     int rc = m->value.type != SHADOW_JSON_NUMBER
                  ? -EINVAL
