@@ -514,7 +514,7 @@ static void test_explain_and_hits(void) {
                    strlen("arrays:/tags") + strlen("mask:/id") + 4);
   CHECK(strcmp(names, "ignore:/meta") == 0);
   CHECK(strcmp(shadow_json_rules_desc(r, 3),
-               "mask /id: values that are both uuid are equal") == 0);
+               "values that are both uuid are equal") == 0);
   CHECK(shadow_json_rules_name(r, 4) == NULL);
   shadow_json_rules_free(q);
   shadow_json_rules_free(r);

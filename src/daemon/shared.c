@@ -39,6 +39,18 @@ static int open_sink(shadow_shared_t *sh, const char *path, char **err) {
   return 0;
 }
 
+/* Every rule of cfg gets its hit counter now, at 0, so /metrics lists a
+ * rule that never fires. Counters of rules a reload dropped stay. */
+static void add_rules(shadow_shared_t *sh, const shadow_config_t *cfg) {
+  size_t len = 0, n = 0;
+  const char *names = shadow_diff_opts_rule_names(cfg->diff_opts, &len, &n);
+  for (size_t i = 0, at = 0; i < n && at < len; i++) {
+    size_t k = strlen(names + at);
+    shadow_counters_add(sh->stats->rule_hits, names + at, k, 0);
+    at += k + 1;
+  }
+}
+
 int shadow_shared_init(shadow_shared_t *sh, const shadow_config_t *cfg,
                        size_t loops, char **err) {
   memset(sh, 0, sizeof(*sh));
@@ -54,6 +66,7 @@ int shadow_shared_init(shadow_shared_t *sh, const shadow_config_t *cfg,
   }
   shadow_breaker_init(&sh->breaker, cfg->breaker_failures,
                       cfg->breaker_cooldown_ms);
+  add_rules(sh, cfg);
   if (open_sink(sh, cfg->log_file, err)) {
     shadow_shared_release(sh);
     return -1;
@@ -69,6 +82,7 @@ int shadow_shared_apply(shadow_shared_t *sh, const shadow_config_t *cfg,
     shadow_ring_set_capacity(sh->ring, cfg->log_capacity);
     shadow_breaker_configure(&sh->breaker, cfg->breaker_failures,
                              cfg->breaker_cooldown_ms);
+    add_rules(sh, cfg);
   }
   shadow_shared_unlock(sh);
   return rc;

@@ -210,7 +210,7 @@ int shadow_json_rules_ignore(shadow_json_rules_t *r, const char *pointer) {
   rule_t *ru;
   int rc = rule_add(r, RULE_IGNORE, pointer, &ru);
   if (rc) return rc;
-  return rule_commit(r, ru, printf_dup("ignore %s", pointer));
+  return rule_commit(r, ru, printf_dup("ignored"));
 }
 
 int shadow_json_rules_array(shadow_json_rules_t *r, const char *pointer,
@@ -231,9 +231,9 @@ int shadow_json_rules_array(shadow_json_rules_t *r, const char *pointer,
       return -ENOMEM;
     }
     memcpy(ru->key, key, ru->klen + 1);
-    desc = printf_dup("arrays %s paired by the member %s", pointer, key);
+    desc = printf_dup("elements paired by the member %s", key);
   } else {
-    desc = printf_dup("arrays %s compared %s", pointer, modes[mode]);
+    desc = printf_dup("compared %s", modes[mode]);
   }
   return rule_commit(r, ru, desc);
 }
@@ -246,7 +246,7 @@ int shadow_json_rules_tolerance(shadow_json_rules_t *r, const char *pointer,
   if (rc) return rc;
   ru->tol = tolerance;
   return rule_commit(r, ru,
-                     printf_dup("tolerance %s within %g", pointer, tolerance));
+                     printf_dup("numbers within %g are equal", tolerance));
 }
 
 int shadow_json_rules_coerce(shadow_json_rules_t *r, const char *pointer,
@@ -259,7 +259,7 @@ int shadow_json_rules_coerce(shadow_json_rules_t *r, const char *pointer,
   ru->mode = kind;
   return rule_commit(
       r, ru,
-      printf_dup("coerce %s: %s", pointer,
+      printf_dup("%s",
                  kind == SHADOW_COERCE_NUMBER
                      ? "a number in a string equals the number"
                      : "\"true\"/\"false\" in a string equal the boolean"));
@@ -291,11 +291,9 @@ int shadow_json_rules_mask(shadow_json_rules_t *r, const char *pointer, int cls,
     }
     memcpy(ru->key, pattern, plen + 1);
     ru->klen = plen;
-    desc = printf_dup("mask %s: values matching the pattern %s are equal",
-                      pointer, pattern);
+    desc = printf_dup("values matching the pattern %s are equal", pattern);
   } else {
-    desc = printf_dup("mask %s: values that are both %s are equal", pointer,
-                      mask_names[cls]);
+    desc = printf_dup("values that are both %s are equal", mask_names[cls]);
   }
   return rule_commit(r, ru, desc);
 }
@@ -312,9 +310,9 @@ int shadow_json_rules_time(shadow_json_rules_t *r, const char *pointer,
   ru->mode = unit;
   ru->tol = floor(tolerance_ms * 1000 + 0.5);
   return rule_commit(r, ru,
-                     printf_dup("time %s: instants (RFC 3339, or epoch %s) "
-                                "equal within %g ms",
-                                pointer, units[unit], tolerance_ms));
+                     printf_dup("instants (RFC 3339, or epoch %s) equal "
+                                "within %g ms",
+                                units[unit], tolerance_ms));
 }
 
 /* ---- renames ---------------------------------------------------------- */
@@ -395,7 +393,7 @@ int shadow_json_rules_rename(shadow_json_rules_t *r, const char *from,
   }
   if (!rc) {
     n->name = printf_dup("rename:%s", from);
-    n->desc = printf_dup("rename %s -> %s", from, to);
+    n->desc = printf_dup("compared with the candidate's %s", to);
     if (!n->name || !n->desc) rc = -ENOMEM;
   }
   if (!rc) {

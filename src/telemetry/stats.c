@@ -136,10 +136,12 @@ shadow_stats_t *shadow_stats_new(const char *const *hook_names, size_t nhooks) {
   s->script_errors = shadow_counters_new(32);
   s->reloads = shadow_counters_new(8);
   s->fields = shadow_counters_new(1000);
+  s->rule_hits = shadow_counters_new(512);
   s->route_names = shadow_counters_new(500);
   s->breaker_state = "closed";
   if (!s->candidate_errors || !s->skipped || !s->script_errors || !s->reloads ||
-      !s->fields || !s->route_names || (nhooks && !s->hook_time)) {
+      !s->fields || !s->rule_hits || !s->route_names ||
+      (nhooks && !s->hook_time)) {
     shadow_stats_free(s);
     return NULL;
   }
@@ -164,6 +166,7 @@ void shadow_stats_free(shadow_stats_t *s) {
   shadow_counters_free(s->script_errors);
   shadow_counters_free(s->reloads);
   shadow_counters_free(s->fields);
+  shadow_counters_free(s->rule_hits);
   shadow_counters_free(s->route_names);
   free(s->routes);
   free(s->hook_time);
