@@ -1197,6 +1197,15 @@ static const char *side_lacking(int pa, int pb) {
   return !pa && !pb ? "neither side" : !pa ? "the primary" : "the candidate";
 }
 
+/* A span of microseconds as milliseconds, without a fraction when whole. */
+static const char *ms_text(char *buf, size_t n, double us) {
+  if (us == floor(us / 1000) * 1000)
+    snprintf(buf, n, "%.0f ms", us / 1000);
+  else
+    snprintf(buf, n, "%.3f ms", us / 1000);
+  return buf;
+}
+
 static tried_t *try_note(tried_t *tr, int *n, int rule) {
   if (*n >= MAX_TRIED) return NULL;
   tried_t *t = &tr[(*n)++];
@@ -1273,20 +1282,23 @@ static void diff_leaf(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
     if (ia && ib) {
       int64_t d = ua > ub ? ua - ub : ub - ua;
       if ((double)d <= ru->tol) {
-        char why[96];
+        char why[96], m1[32], m2[32];
         if (ex) {
           if (d == 0)
             snprintf(why, sizeof why, "the same instant");
           else
-            snprintf(why, sizeof why, "%.3f ms apart, within %.3f ms",
-                     (double)d / 1000, ru->tol / 1000);
+            snprintf(why, sizeof why, "%s apart, within %s",
+                     ms_text(m1, sizeof m1, (double)d),
+                     ms_text(m2, sizeof m2, ru->tol));
         }
         absorbed(x, h->time - 1, a, b, depth, ex ? why : "");
         return;
       }
+      char m1[32], m2[32];
       if (ex && (t = try_note(tr, &nt, h->time - 1)))
-        snprintf(t->why, sizeof t->why, "%.3f ms apart, more than %.3f ms",
-                 (double)d / 1000, ru->tol / 1000);
+        snprintf(t->why, sizeof t->why, "%s apart, more than %s",
+                 ms_text(m1, sizeof m1, (double)d),
+                 ms_text(m2, sizeof m2, ru->tol));
     } else if (ex && (t = try_note(tr, &nt, h->time - 1))) {
       snprintf(t->why, sizeof t->why, "%s is not a time", side_lacking(ia, ib));
     }
