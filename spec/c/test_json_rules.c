@@ -365,6 +365,33 @@ static void test_coerce(void) {
   shadow_json_rules_free(r);
 }
 
+/* The walk finds rules by tables of segments (json_rules.h): keys that
+ * share a bucket, and a segment naming an index, must still each match
+ * only their own paths. "ak" and "dd" fall in one bucket. */
+static void test_segment_tables(void) {
+  shadow_json_rules_t *r = rules_new();
+  CHECK(shadow_json_rules_coerce(r, "/ak", SHADOW_COERCE_NUMBER) == 0);
+  CHECK(shadow_json_rules_mask(r, "/dd", SHADOW_MASK_UUID, NULL, NULL) == 0);
+  CHECK(shadow_json_rules_coerce(r, "/list/1", SHADOW_COERCE_NUMBER) == 0);
+  EXPECT("{\"ak\":\"1\",\"dd\":\"1\"}", "{\"ak\":1,\"dd\":1}", r,
+         "{\"op\":\"replace\",\"path\":\"/dd\",\"primary\":\"1\","
+         "\"candidate\":1}");
+  HITS("{\"ak\":\"1\",\"dd\":\"1\"}", "{\"ak\":1,\"dd\":1}", r, "coerce:/ak");
+  EXPECT("{\"list\":[\"1\",\"1\"]}", "{\"list\":[1,1]}", r,
+         "{\"op\":\"replace\",\"path\":\"/list/0\",\"primary\":\"1\","
+         "\"candidate\":1}");
+  EXPECT("{\"list\":{\"1\":\"2\",\"0\":\"2\"}}",
+         "{\"list\":{\"1\":2,\"0\":\"2\"}}", r, "");
+  /* A number spelled in the string as in the number is the fast way;
+   * other spellings and other numbers go through the parser. */
+  EXPECT("{\"ak\":\"-1.50\"}", "{\"ak\":-1.50}", r, "");
+  EXPECT("{\"ak\":-1.5}", "{\"ak\":\"-15e-1\"}", r, "");
+  EXPECT("{\"ak\":\"1.5\"}", "{\"ak\":1.50001}", r,
+         "{\"op\":\"replace\",\"path\":\"/ak\",\"primary\":\"1.5\","
+         "\"candidate\":1.50001}");
+  shadow_json_rules_free(r);
+}
+
 static void test_mask(void) {
   shadow_json_rules_t *r = rules_new();
   CHECK(shadow_json_rules_mask(r, "/id", SHADOW_MASK_UUID, NULL, NULL) == 0);
@@ -672,6 +699,7 @@ int main(void) {
   test_rename_refused();
   test_rename_shared_spans();
   test_coerce();
+  test_segment_tables();
   test_mask();
   test_time();
   test_explain_and_hits();

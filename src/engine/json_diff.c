@@ -137,8 +137,16 @@ typedef struct {
   int leaf;               /* any of coerce, mask, time */
 } here_t;
 
-static void rules_here(const ctx_t *x, uint64_t mask, int depth, here_t *h) {
+static inline void rules_here(const ctx_t *x, uint64_t mask, int depth,
+                              here_t *h) {
   memset(h, 0, sizeof *h);
+  /* Only the rules that end here say anything about this node; on the
+   * way to a rule's path (most nodes a rule's mask reaches) none do. */
+  const shadow_json_rules_t *r = x->rules;
+  mask = r->segtab && depth <= r->maxseg
+             ? mask & r->segtab[(size_t)depth * SHADOW_SEGTAB_ROW + SEGTAB_ENDS]
+             : 0;
+  if (__builtin_expect(!mask, 1)) return;
   while (mask) {
     int i = __builtin_ctzll(mask);
     mask &= mask - 1;
@@ -169,19 +177,24 @@ static void rules_here(const ctx_t *x, uint64_t mask, int depth, here_t *h) {
 }
 
 /* The rules that still match after descending by one segment: a key
- * (key != NULL) or an array index. */
-static uint64_t child_mask(const ctx_t *x, uint64_t mask, int depth,
-                           const char *key, size_t klen, long idx) {
-  uint64_t m = 0;
-  while (mask) {
-    int i = __builtin_ctzll(mask);
-    mask &= mask - 1;
-    const rule_t *ru = &x->rules->r[i];
-    if (ru->nseg <= depth) continue;
-    const seg_t *sg = &ru->segs[depth];
-    int ok = sg->star || (key ? sg->len == klen && memcmp(sg->s, key, klen) == 0
-                              : sg->idx == idx);
-    if (ok) m |= (uint64_t)1 << i;
+ * (key != NULL) or an array index. Wildcards match by the table alone;
+ * literal segments are compared only for the rules in the key's bucket
+ * (json_rules.h), so a key no rule names costs one load. */
+static inline uint64_t child_mask(const ctx_t *x, uint64_t mask, int depth,
+                                  const char *key, size_t klen, long idx) {
+  const shadow_json_rules_t *r = x->rules;
+  if (depth >= r->maxseg) return 0;
+  const uint64_t *row = &r->segtab[(size_t)depth * SHADOW_SEGTAB_ROW];
+  uint64_t m = mask & row[SEGTAB_STAR];
+  uint64_t cand =
+      mask & (key ? row[SEGTAB_KEYS + shadow_segtab_bucket(key, klen)]
+                  : row[SEGTAB_INDEX]);
+  while (cand) {
+    int i = __builtin_ctzll(cand);
+    cand &= cand - 1;
+    const seg_t *sg = &r->r[i].segs[depth];
+    if (key ? sg->len == klen && memcmp(sg->s, key, klen) == 0 : sg->idx == idx)
+      m |= (uint64_t)1 << i;
   }
   return m;
 }
@@ -1231,6 +1244,16 @@ static void diff_leaf(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
   if (h->coerce) {
     const rule_t *ru = &x->rules->r[h->coerce - 1];
     int number = ru->mode == SHADOW_COERCE_NUMBER;
+    /* A number and a string spelling it alike hold the same number,
+     * whatever its digits: the usual migration, told without parsing. */
+    const shadow_json_t *sn = a->type == SHADOW_JSON_STRING ? a : b;
+    const shadow_json_t *nn = sn == a ? b : a;
+    if (number && sn->type == SHADOW_JSON_STRING &&
+        nn->type == SHADOW_JSON_NUMBER && sn->len && nn->rawlen == sn->len &&
+        memcmp(nn->raw, sn->u.str, sn->len) == 0) {
+      absorbed(x, h->coerce - 1, a, b, depth, "equal as numbers");
+      return;
+    }
     int ka = shadow_rules_coerce(x->scratch, a, ru->mode, &ca);
     int kb = shadow_rules_coerce(x->scratch, b, ru->mode, &cb);
     if (ka < 0 || kb < 0) {

@@ -26,8 +26,11 @@ typedef struct {
   shadow_json_rename_t *c;
   const rename_t *rn;
   int rc;
-  cseg_t *stack; /* the source path being walked, one per segment */
-  cseg_t *bind;  /* what each wildcard bound, in order */
+  int sibling;           /* from and to differ in their last segment only */
+  int moved;             /* members the sibling path renamed in place */
+  cseg_t *stack;         /* the source path being walked, one per segment */
+  cseg_t *bind;          /* what each wildcard bound, in order */
+  shadow_json_t **nodes; /* the containers on the way, root first */
   /* The matches: each from.nseg + to.nseg concrete segments. */
   cseg_t *m;
   size_t mn, mcap;
@@ -102,9 +105,45 @@ static void record(ren_t *x) {
   x->mn++;
 }
 
+static void explain(ren_t *x, const cseg_t *f, int nf, const cseg_t *t, int nt,
+                    const char *why);
+
+/* A rename within one object (only the last segment changes, the common
+ * case), done where collect finds it: a new key in place moves nothing,
+ * so the nodes on the way stay where they are. Returns 0 when the member
+ * must go the general way (a repeated key). */
+static int rename_here(ren_t *x, shadow_json_t *v, uint32_t i, int depth) {
+  if (v->flags & SHADOW_JSON_DUPS) return 0;
+  const seg_t *tk = &x->rn->to.segs[depth];
+  int nf = x->rn->from.nseg;
+  if (find(v, tk->s, tk->len) >= 0) {
+    if (x->c->explain) {
+      cseg_t *to = x->bind + x->rn->stars; /* scratch after the bindings */
+      memcpy(to, x->stack, (size_t)nf * sizeof *to);
+      to[depth] = literal(tk);
+      explain(x, x->stack, nf, to, nf,
+              "the primary already has a value at the target");
+    }
+    return 1;
+  }
+  v->u.members[i].key = tk->s;
+  v->u.members[i].klen = (uint32_t)tk->len;
+  for (int k = 0; k <= depth; k++)
+    x->nodes[k]->flags |= SHADOW_JSON_EDITED;
+  x->moved++;
+  if (x->c->explain) {
+    cseg_t *to = x->bind + x->rn->stars;
+    memcpy(to, x->stack, (size_t)nf * sizeof *to);
+    to[depth] = literal(tk);
+    explain(x, x->stack, nf, to, nf, NULL);
+  }
+  return 1;
+}
+
 /* Walks the source path from v, the node at its first depth segments. */
 static void collect(ren_t *x, shadow_json_t *v, int depth, int nb) {
   if (x->rc || open_node(x, v, depth)) return;
+  x->nodes[depth] = v;
   const seg_t *sg = &x->rn->from.segs[depth];
   int last = depth == x->rn->from.nseg - 1;
   if (v->type == SHADOW_JSON_OBJECT) {
@@ -119,10 +158,12 @@ static void collect(ren_t *x, shadow_json_t *v, int depth, int nb) {
       cseg_t c = {m->key, m->klen, -1};
       x->stack[depth] = c;
       if (sg->star) x->bind[nb] = c;
-      if (last)
-        record(x);
-      else
+      if (last) {
+        if (!x->sibling || !rename_here(x, v, i, depth)) record(x);
+        if (x->sibling && !sg->star) break; /* its only member */
+      } else {
         collect(x, &m->value, depth + 1, nb + sg->star);
+      }
     }
   } else if (v->type == SHADOW_JSON_ARRAY && !last) {
     /* A rename moves object members; an array is only on the way. */
@@ -322,19 +363,36 @@ int shadow_json_renames_apply(const shadow_json_rules_t *r, shadow_json_t *root,
     int nf = rn->from.nseg, nt = rn->to.nseg;
     x.rn = rn;
     x.mn = 0;
-    x.stack = calloc((size_t)nf + (size_t)rn->stars + 1, sizeof(cseg_t));
-    if (!x.stack) {
+    x.moved = 0;
+    /* Sibling: the same path to the same object, a new last key. */
+    x.sibling =
+        nf == nt && !rn->from.segs[nf - 1].star && !rn->to.segs[nt - 1].star;
+    for (int i = 0; x.sibling && i < nf - 1; i++)
+      x.sibling = rn->from.segs[i].star == rn->to.segs[i].star &&
+                  (rn->from.segs[i].star ||
+                   (rn->from.segs[i].len == rn->to.segs[i].len &&
+                    memcmp(rn->from.segs[i].s, rn->to.segs[i].s,
+                           rn->to.segs[i].len) == 0));
+    /* The path, the bindings, and scratch for a target path. */
+    x.stack = calloc((size_t)nf * 2 + (size_t)rn->stars + 1, sizeof(cseg_t));
+    x.nodes = calloc((size_t)nf + 1, sizeof *x.nodes);
+    if (!x.stack || !x.nodes) {
+      free(x.stack);
+      free(x.nodes);
       x.rc = -ENOMEM;
       break;
     }
     x.bind = x.stack + nf;
     collect(&x, root, 0, 0);
+    if (x.moved) c->hits |= (uint64_t)1 << order[k];
     for (size_t i = 0; i < x.mn && !x.rc; i++) {
       const cseg_t *m = x.m + i * (size_t)(nf + nt);
       if (move(&x, root, m, nf, m + nf, nt)) c->hits |= (uint64_t)1 << order[k];
     }
     free(x.stack);
+    free(x.nodes);
     x.stack = NULL;
+    x.nodes = NULL;
   }
   free(x.m);
   return x.rc;

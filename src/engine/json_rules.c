@@ -74,6 +74,7 @@ void shadow_json_rules_free(shadow_json_rules_t *r) {
     free(r->ren[i].desc);
   }
   free(r->names);
+  free(r->segtab);
   free(r);
 }
 
@@ -143,8 +144,38 @@ static char *printf_dup(const char *fmt, ...) {
 static const char *const kind_names[] = {"ignore", "arrays", "tolerance",
                                          "coerce", "mask",   "time"};
 
-/* The names in bit order, rebuilt after each rule (there are few). */
+/* The segment tables (json_rules.h), rebuilt after each walk rule. */
+static int segtab_rebuild(shadow_json_rules_t *r) {
+  int maxseg = 0;
+  for (int i = 0; i < r->n; i++)
+    if (r->r[i].nseg > maxseg) maxseg = r->r[i].nseg;
+  uint64_t *t = calloc((size_t)(maxseg + 1) * SHADOW_SEGTAB_ROW, sizeof *t);
+  if (!t) return -ENOMEM;
+  for (int i = 0; i < r->n; i++) {
+    uint64_t bit = (uint64_t)1 << i;
+    const rule_t *ru = &r->r[i];
+    t[(size_t)ru->nseg * SHADOW_SEGTAB_ROW + SEGTAB_ENDS] |= bit;
+    for (int d = 0; d < ru->nseg; d++) {
+      uint64_t *row = &t[(size_t)d * SHADOW_SEGTAB_ROW];
+      const seg_t *sg = &ru->segs[d];
+      if (sg->star) {
+        row[SEGTAB_STAR] |= bit;
+        continue;
+      }
+      if (sg->idx >= 0) row[SEGTAB_INDEX] |= bit;
+      row[SEGTAB_KEYS + shadow_segtab_bucket(sg->s, sg->len)] |= bit;
+    }
+  }
+  free(r->segtab);
+  r->segtab = t;
+  r->maxseg = maxseg;
+  return 0;
+}
+
+/* The names in bit order, rebuilt after each rule (there are few), and
+ * the segment tables. */
 static int names_rebuild(shadow_json_rules_t *r) {
+  if (segtab_rebuild(r)) return -ENOMEM;
   shadow_buf_t b = SHADOW_BUF_INIT;
   int rc = 0;
   for (int i = 0; i < r->n && !rc; i++)
@@ -443,6 +474,9 @@ int shadow_rules_coerce(shadow_json_arena_t *a, const shadow_json_t *v,
   *out = *v;
   if (v->type != SHADOW_JSON_STRING) return 0;
   if (kind == SHADOW_COERCE_NUMBER) {
+    /* Most strings that hold no number say so at their first byte. */
+    char c = v->len ? v->u.str[0] : 'x';
+    if (c != '-' && (c < '0' || c > '9')) return 0;
     int rc = shadow_json_parse_number(a, v->u.str, v->len, out);
     if (rc == 0) return 1;
     *out = *v;
@@ -459,10 +493,12 @@ int shadow_rules_coerce(shadow_json_arena_t *a, const shadow_json_t *v,
   return 0;
 }
 
-static int hexd(char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-         (c >= 'A' && c <= 'F');
-}
+/* 1 for the hex digits: masks test every character of every value. */
+static const unsigned char hex_table[256] = {
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
+    ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['a'] = 1, ['b'] = 1,
+    ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['A'] = 1, ['B'] = 1,
+    ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1};
 
 static int digit(char c) {
   return c >= '0' && c <= '9';
@@ -478,20 +514,24 @@ static long digits(const char *s, size_t n) {
   return v;
 }
 
+/* 1 when the n bytes at s are all hex digits, and-ed without a branch
+ * each: masks test every byte of every value at their path. */
+static int hex_run(const char *s, size_t n) {
+  unsigned ok = 1;
+  for (size_t i = 0; i < n; i++)
+    ok &= hex_table[(unsigned char)s[i]];
+  return (int)ok;
+}
+
 static int is_uuid(const char *s, size_t n) {
-  if (n != 36) return 0;
-  for (size_t i = 0; i < 36; i++) {
-    int dash = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash ? s[i] != '-' : !hexd(s[i])) return 0;
-  }
-  return 1;
+  return n == 36 && s[8] == '-' && s[13] == '-' && s[18] == '-' &&
+         s[23] == '-' &&
+         hex_run(s, 8) & hex_run(s + 9, 4) & hex_run(s + 14, 4) &
+             hex_run(s + 19, 4) & hex_run(s + 24, 12);
 }
 
 static int is_hex(const char *s, size_t n) {
-  if (n == 0) return 0;
-  for (size_t i = 0; i < n; i++)
-    if (!hexd(s[i])) return 0;
-  return 1;
+  return n > 0 && hex_run(s, n);
 }
 
 /* Digits with at most one '.' between digits: epoch time in a string. */

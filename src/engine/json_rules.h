@@ -61,9 +61,35 @@ typedef struct {
   char *desc;
 } rename_t;
 
+/* What the walk reads when it descends, as bitmasks of walk rules, one
+ * row of SHADOW_SEGTAB_ROW per depth d (a segment index):
+ * [SEGTAB_STAR] the rules whose segment d is a wildcard, [SEGTAB_INDEX]
+ * those whose segment d names an array index, [SEGTAB_KEYS + b] those
+ * whose literal segment d falls in bucket b (shadow_segtab_bucket of its
+ * bytes). A key then costs one load and, only for the rules in its
+ * bucket, a compare of the bytes; a node's mask keeps only the rules that
+ * end there ([SEGTAB_ENDS], rules with exactly d segments, one row
+ * further than the segments go). */
+#define SEGTAB_STAR 0
+#define SEGTAB_INDEX 1
+#define SEGTAB_ENDS 2
+#define SEGTAB_KEYS 3
+#define SEGTAB_BUCKETS 256
+#define SHADOW_SEGTAB_ROW (SEGTAB_KEYS + SEGTAB_BUCKETS)
+
+static inline unsigned shadow_segtab_bucket(const char *s, size_t n) {
+  unsigned f = n ? (unsigned char)s[0] : 0;
+  unsigned l = n ? (unsigned char)s[n - 1] : 0;
+  return (f * 7u + l * 3u + (unsigned)n * 31u) & (SEGTAB_BUCKETS - 1);
+}
+
 struct shadow_json_rules_s {
   rule_t r[SHADOW_JSON_MAX_RULES];
   int n;
+  /* segtab[d * SHADOW_SEGTAB_ROW + ...] for d up to maxseg (the most
+   * segments any walk rule has; row maxseg holds only SEGTAB_ENDS). */
+  uint64_t *segtab;
+  int maxseg;
   rename_t ren[SHADOW_JSON_MAX_RENAMES];
   int nren;
   /* Every rule's name, NUL-terminated, in bit order (walk rules, then
