@@ -686,7 +686,7 @@ function Gateway:admin()
   elseif name == "metrics" then
     return reply(200, "text/plain; version=0.0.4",
                  admin.metrics(store:snapshot(),
-                               self.breaker:state_name() == "open"))
+                               self.breaker:state_name() == "open", conf.slo))
   elseif name == "healthz" then
     return reply_json(200, '{"status":"ok"}')
   end

@@ -96,7 +96,10 @@ local function histogram(out, metric, help, h)
     .. "%s_count %d\n", metric, h.n, metric, h.sum, metric, h.n)
 end
 
-function M.metrics(snap, breaker_open)
+-- DECISIONS' numbers, as shadowd's shadow_verdict{route} has them.
+local VERDICT_CODE = { promote = 1, ["insufficient-data"] = 0, hold = -1 }
+
+function M.metrics(snap, breaker_open, slo)
   local t, fam, out = snap.totals, snap.families, {}
   scalar(out, "shadow_requests_total", "counter",
          "Client requests received.", num(t.requests))
@@ -146,6 +149,14 @@ function M.metrics(snap, breaker_open)
   family(out, "shadow_rule_hits_total", "Comparisons in which a diff rule "
          .. "absorbed a difference or renamed a member, by rule.", "rule",
          snap.families.rh)
+  out[#out + 1] = "# HELP shadow_verdict Promotion verdict per route: 1 "
+    .. "promote, 0 insufficient data, -1 hold.\n# TYPE shadow_verdict gauge\n"
+  for _, name in ipairs(keys(snap.routes)) do
+    local r = snap.routes[name]
+    local v = verdict(num(r.compared), num(r.diverged), slo)
+    out[#out + 1] = format('shadow_verdict{route="%s"} %d\n', label(name),
+                           VERDICT_CODE[v.decision])
+  end
   return concat(out)
 end
 

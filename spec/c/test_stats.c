@@ -45,7 +45,8 @@ int main(void) {
   shadow_hist_observe(&s->primary_latency, 0.003);
   shadow_stats_set_reload(s, 1.7e12, "error", "x.lua:3: boom");
   shadow_buf_t out = SHADOW_BUF_INIT;
-  shadow_stats_render_prometheus(s, &out);
+  shadow_slo_t slo = {0.001, 1000, 0};
+  shadow_stats_render_prometheus(s, &out, &slo);
   CHECK(strstr(out.data, "shadow_requests_total 7\n") != NULL);
   CHECK(strstr(out.data, "shadow_divergences_total{route=\"GET /a\\\"b\","
                          "part=\"body\",kind=\"digest\"} 1\n") != NULL);
@@ -56,7 +57,7 @@ int main(void) {
   CHECK(strstr(out.data, "shadow_reloads_total{result=\"error\"} 1\n"));
   CHECK(strstr(out.data, "shadow_breaker_open 0\n") != NULL);
   shadow_buf_reset(&out);
-  shadow_stats_render_json(s, &out, 0.001, 1000);
+  shadow_stats_render_json(s, &out, &slo, 1.7e12);
   CHECK(strstr(out.data, "\"requests\":7") != NULL);
   CHECK(strstr(out.data, "\"GET /a\\\"b\":{\"sampled\":0,\"compared\":3") !=
         NULL);
@@ -73,7 +74,7 @@ int main(void) {
   /* None of three: too few to say, and the reason counts what is needed. */
   s->diverged = r->diverged = 0;
   shadow_buf_reset(&out);
-  shadow_stats_render_json(s, &out, 0.001, 1000);
+  shadow_stats_render_json(s, &out, &slo, 1.7e12);
   const char *wait = "\"verdict\":{\"decision\":\"insufficient-data\","
                      "\"compared\":3,\"diverged\":0,\"rate\":0,\"lower\":0,"
                      "\"upper\":0.561497,\"budget\":0.001,\"reason\":\"1000 "

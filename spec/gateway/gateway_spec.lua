@@ -195,6 +195,10 @@ describe("the gateway example config", function()
                    .. 'part="body",kind="json"}', metrics, 1, true)
     assert.matches("shadow_candidate_latency_seconds_bucket{le=\"+Inf\"}",
                    metrics, 1, true)
+    -- The route's verdict as shadowd exports it: -1 for a hold.
+    assert.matches('\nshadow_verdict{route="GET /users/:id"} -1\n', metrics,
+                   1, true)
+    require("support.prom").parse(metrics)
     -- The verdict is the daemon's for these counts.
     local v = st.verdict
     assert.equal("hold", v.decision)

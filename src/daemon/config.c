@@ -9,6 +9,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "noise.h"
+#include "sink.h"
+
 void shadow_limits_default(shadow_limits_t *l) {
   l->header_bytes = 64 * 1024;
   l->body_bytes = 8 * 1024 * 1024;
@@ -38,16 +41,25 @@ int shadow_config_init(shadow_config_t *c) {
   c->mirror_methods =
       (1ull << HTTP_GET) | (1ull << HTTP_HEAD) | (1ull << HTTP_OPTIONS);
   c->log_capacity = 1000;
+  c->log_max_bytes = SHADOW_SINK_MAX_BYTES;
+  c->log_keep = SHADOW_SINK_KEEP;
   c->breaker_failures = 5;
   c->breaker_cooldown_ms = 10000;
   c->max_inflight_shadow = 256;
+  c->secondary_rate = -1;
+  c->noise_confidence = 0.99;
+  c->noise_z = shadow_noise_z(c->noise_confidence);
+  c->noise_min_samples = 100;
   c->slo_max_rate = 0.001;
   c->slo_min_samples = 1000;
   c->drain_timeout_ms = 10000;
   c->forwarded = 1;
   shadow_limits_default(&c->limits);
   c->diff_opts = shadow_diff_opts_new();
-  if (!c->listen || !c->admin || !c->diff_opts) return -ENOMEM;
+  c->redact = shadow_redact_new();
+  if (!c->listen || !c->admin || !c->diff_opts || !c->redact ||
+      shadow_redact_add_defaults(c->redact) != 0)
+    return -ENOMEM;
   shadow_diff_opts_set_diff_bytes(c->diff_opts, c->limits.diff_bytes);
   return 0;
 }
@@ -118,5 +130,6 @@ void shadow_config_release(shadow_config_t *c) {
   backend_release(&c->secondary);
   free(c->log_file);
   shadow_diff_opts_free(c->diff_opts);
+  shadow_redact_free(c->redact);
   memset(c, 0, sizeof(*c));
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "diff.h"
+#include "redact.h"
 #include "server.h"
 #include "upstream.h"
 
@@ -54,16 +55,30 @@ typedef struct shadow_config_s {
   char *listen_cert_file, *listen_key_file;
   shadow_backend_cfg_t primary, candidate, secondary;
   double rate;
+  /* sample.secondary_rate: the share of requests that also go to the
+   * secondary; < 0 until set, then the sample rate (see policy.c). */
+  double secondary_rate;
+  /* noise = { confidence, min_samples }: the significance rule's one-sided
+   * confidence (as z, engine/noise.h) and the samples each side needs
+   * before a field is classed. */
+  double noise_confidence, noise_z;
+  uint64_t noise_min_samples;
   shadow_method_set_t mirror_methods;
   shadow_diff_opts_t *diff_opts;
   size_t log_capacity;
   char *log_file;
+  uint64_t log_max_bytes; /* rotate log.file past this size; 0: never */
+  unsigned log_keep;      /* rotated files kept */
   int breaker_failures;
   uint64_t breaker_cooldown_ms;
   size_t max_inflight_shadow;
   shadow_limits_t limits;
   double slo_max_rate;
   uint64_t slo_min_samples;
+  double slo_max_latency_ratio; /* 0: no latency objective */
+  /* redact = { headers, json }: authorization, cookie, set-cookie unless
+   * headers is given. */
+  shadow_redact_t *redact;
   uint64_t drain_timeout_ms;
   int watch;
   int forwarded; /* X-Forwarded-For and -Proto on both legs (default on) */

@@ -31,7 +31,7 @@ typedef struct app_s {
   shadow_dispatcher_t *dispatcher; /* one loop */
   shadow_workers_t *workers;       /* --workers N > 1 */
   shadow_admin_t *admin;
-  uv_signal_t sighup, sigterm, sigint;
+  uv_signal_t sighup, sigterm, sigint, sigusr1;
   uv_timer_t drain_timer, flush_timer;
   shadow_watch_t *watch;
   unsigned generation; /* 1, then one more for each good reload */
@@ -175,6 +175,10 @@ static void admin_settings(void *ud, shadow_admin_settings_t *out) {
   out->token = cfg->admin_token;
   out->slo_max_rate = cfg->slo_max_rate;
   out->slo_min_samples = cfg->slo_min_samples;
+  out->slo_max_latency_ratio = cfg->slo_max_latency_ratio;
+  out->noise.confidence = cfg->noise_confidence;
+  out->noise.z = cfg->noise_z;
+  out->noise.min_samples = cfg->noise_min_samples;
 }
 
 static void admin_lock(void *ud) {
@@ -198,12 +202,14 @@ static void stop_now(app_t *app) {
   uv_close((uv_handle_t *)&app->sighup, NULL);
   uv_close((uv_handle_t *)&app->sigterm, NULL);
   uv_close((uv_handle_t *)&app->sigint, NULL);
+  uv_close((uv_handle_t *)&app->sigusr1, NULL);
   /* Closing the last handle gives a signal back its default action, and
    * a second SIGTERM (or a SIGHUP) while the last handles close would
    * then kill us: we are exiting already, so they are ignored. */
   signal(SIGHUP, SIG_IGN);
   signal(SIGTERM, SIG_IGN);
   signal(SIGINT, SIG_IGN);
+  signal(SIGUSR1, SIG_IGN);
   shadow_admin_close(app->admin);
   app->admin = NULL;
   if (app->dispatcher) shadow_dispatcher_close(app->dispatcher);
@@ -236,6 +242,11 @@ static void on_signal(uv_signal_t *h, int signum) {
   app_t *app = h->data;
   if (signum == SIGHUP) {
     if (!app->stopping) reload(app, NULL);
+    return;
+  }
+  if (signum == SIGUSR1) {
+    /* After logrotate moved log.file away: write to a new one. */
+    shadow_shared_reopen(&app->sh);
     return;
   }
   if (app->stopping) return;
@@ -322,18 +333,18 @@ int shadow_daemon_run(const shadow_daemon_opts_t *opts, shadow_gen_t *g) {
   uv_signal_init(&loop, &app->sighup);
   uv_signal_init(&loop, &app->sigterm);
   uv_signal_init(&loop, &app->sigint);
+  uv_signal_init(&loop, &app->sigusr1);
   uv_timer_init(&loop, &app->drain_timer);
   uv_timer_init(&loop, &app->flush_timer);
   app->sighup.data = app->sigterm.data = app->sigint.data = app;
+  app->sigusr1.data = app;
   app->drain_timer.data = app->flush_timer.data = app;
   uv_signal_start(&app->sighup, on_signal, SIGHUP);
   uv_signal_start(&app->sigterm, on_signal, SIGTERM);
   uv_signal_start(&app->sigint, on_signal, SIGINT);
+  uv_signal_start(&app->sigusr1, on_signal, SIGUSR1);
   uv_timer_start(&app->flush_timer, flush_cb, 1000, 1000);
   rearm_watch(app);
-  if (cfg->secondary.kind != SHADOW_BACKEND_NONE)
-    shadow_log_warn("secondary: noise learning is not implemented yet; "
-                    "the secondary backend is ignored");
   shadow_log_info(
       "shadowd %s listening on %s (%zu loop%s), admin on %s; "
       "primary %s, candidate %s at rate %g",

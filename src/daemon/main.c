@@ -84,6 +84,11 @@ static void print_check(const char *path, shadow_gen_t *g) {
          c->admin_token ? " (bearer token required)" : "");
   printf("  primary    %s\n", backend_desc(&c->primary, b, sizeof(b)));
   printf("  candidate  %s\n", backend_desc(&c->candidate, b, sizeof(b)));
+  if (c->secondary.kind != SHADOW_BACKEND_NONE)
+    printf("  secondary  %s; rate %g, noise classed at confidence %g after "
+           "%llu samples\n",
+           backend_desc(&c->secondary, b, sizeof(b)), c->secondary_rate,
+           c->noise_confidence, (unsigned long long)c->noise_min_samples);
   printf("  sample     rate %g, key %s, filter %s\n", c->rate,
          shadow_gen_has_hook(g, SHADOW_HOOK_KEY) ? "hook" : "none (random)",
          shadow_gen_has_hook(g, SHADOW_HOOK_FILTER) ? "hook" : "none");
@@ -97,6 +102,22 @@ static void print_check(const char *path, shadow_gen_t *g) {
   printf("%s\n", any ? "" : " none");
   printf("  log        %zu records in memory%s%s\n", c->log_capacity,
          c->log_file ? ", appended to " : "", c->log_file ? c->log_file : "");
+  if (c->log_file && c->log_max_bytes)
+    printf("             rotated past %llu bytes, %u kept\n",
+           (unsigned long long)c->log_max_bytes, c->log_keep);
+  printf("  redact    ");
+  for (size_t i = 0; i < shadow_redact_headers(c->redact); i++)
+    printf(" %s", shadow_redact_header(c->redact, i));
+  for (size_t i = 0; i < shadow_redact_pointers(c->redact); i++)
+    printf(" body:%s", shadow_redact_pointer(c->redact, i));
+  printf("%s\n",
+         shadow_redact_headers(c->redact) + shadow_redact_pointers(c->redact)
+             ? ""
+             : " nothing");
+  if (c->slo_max_latency_ratio > 0)
+    printf("  slo        hold when the candidate's p99 is over %g x the "
+           "primary's\n",
+           c->slo_max_latency_ratio);
   printf("  breaker    opens after %d failures for %llu ms\n",
          c->breaker_failures, (unsigned long long)c->breaker_cooldown_ms);
   printf("  shadow legs at most %zu in flight\n", c->max_inflight_shadow);

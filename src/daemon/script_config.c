@@ -14,24 +14,41 @@
 
 #include "buf.h"
 #include "log.h"
+#include "noise.h"
 #include "tls.h"
 
 /* The names a config table may use. Anything else is a typo that would
  * otherwise silently do nothing, so it is an error. */
-static const char *const known_keys[] = {"listen",        "admin",
-                                         "admin_token",   "primary",
-                                         "candidate",     "secondary",
-                                         "sample",        "mirror_methods",
-                                         "route",         "rewrite",
-                                         "normalize",     "ignore",
-                                         "arrays",        "tolerance",
-                                         "on_divergence", "log",
-                                         "breaker",       "max_inflight_shadow",
-                                         "limits",        "slo",
-                                         "watch",         "drain_timeout_ms",
-                                         "forwarded",     "rename",
-                                         "coerce",        "mask",
-                                         "time",          NULL};
+static const char *const known_keys[] = {"listen",
+                                         "admin",
+                                         "admin_token",
+                                         "primary",
+                                         "candidate",
+                                         "secondary",
+                                         "sample",
+                                         "mirror_methods",
+                                         "route",
+                                         "rewrite",
+                                         "normalize",
+                                         "ignore",
+                                         "arrays",
+                                         "tolerance",
+                                         "on_divergence",
+                                         "noise",
+                                         "log",
+                                         "breaker",
+                                         "max_inflight_shadow",
+                                         "limits",
+                                         "slo",
+                                         "watch",
+                                         "drain_timeout_ms",
+                                         "forwarded",
+                                         "redact",
+                                         "rename",
+                                         "coerce",
+                                         "mask",
+                                         "time",
+                                         NULL};
 
 typedef struct reader_s {
   lua_State *L;
@@ -428,6 +445,46 @@ static int read_diff_rules(reader_t *r, shadow_config_t *cfg) {
   return rc ? fail(r, "%s", why) : 0;
 }
 
+/* redact = { headers = {...}, json = {...} }: a headers list replaces the
+ * default names (authorization, cookie, set-cookie), as in the gateway. */
+static int read_redact(reader_t *r, shadow_config_t *cfg) {
+  lua_State *L = r->L;
+  int rc = 0;
+  int t = opt_table(r, r->idx, "redact");
+  if (!t) return 0;
+  static const char *const keys[] = {"headers", "json", NULL};
+  rc |= check_keys(r, t, "redact.", keys);
+  for (int which = 0; which < 2 && rc == 0; which++) {
+    int l = opt_table(r, t, which ? "json" : "headers");
+    if (!l) continue;
+    if (!which) {
+      shadow_redact_t *fresh = shadow_redact_new();
+      if (!fresh) rc = fail(r, "out of memory");
+      shadow_redact_t *old = cfg->redact;
+      /* Pointers read before headers do not exist yet: json is second. */
+      cfg->redact = fresh ? fresh : old;
+      if (fresh) shadow_redact_free(old);
+    }
+    size_t n = lua_objlen(L, l);
+    for (size_t i = 1; i <= n && rc == 0; i++) {
+      lua_rawgeti(L, l, (int)i);
+      const char *s =
+          lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+      int e = !s      ? -EINVAL
+              : which ? shadow_redact_add_json(cfg->redact, s)
+                      : shadow_redact_add_header(cfg->redact, s);
+      if (e)
+        rc = fail(r, "redact.%s[%zu] is not a valid %s",
+                  which ? "json" : "headers", i,
+                  which ? "JSON Pointer" : "header name");
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return rc;
+}
+
 int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
                               int hooks[SHADOW_HOOK_COUNT], char **err) {
   /* Lua 5.1 has no lua_absindex. */
@@ -452,9 +509,11 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
 
   int t = opt_table(r, r->idx, "sample");
   if (t) {
-    static const char *const keys[] = {"rate", "key", "filter", NULL};
+    static const char *const keys[] = {"rate", "key", "filter",
+                                       "secondary_rate", NULL};
     check_keys(r, t, "sample.", keys);
     opt_number(r, t, "sample.", "rate", 0, 1, &cfg->rate);
+    opt_number(r, t, "sample.", "secondary_rate", 0, 1, &cfg->secondary_rate);
     opt_function(r, t, "sample.", "key", &hooks[SHADOW_HOOK_KEY]);
     opt_function(r, t, "sample.", "filter", &hooks[SHADOW_HOOK_FILTER]);
     lua_pop(L, 1);
@@ -469,10 +528,15 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
 
   t = r->err ? 0 : opt_table(r, r->idx, "log");
   if (t) {
-    static const char *const keys[] = {"capacity", "file", NULL};
+    static const char *const keys[] = {"capacity", "file", "max_bytes", "keep",
+                                       NULL};
     check_keys(r, t, "log.", keys);
     opt_size(r, t, "log.", "capacity", 1, 1e6, &cfg->log_capacity);
     opt_string(r, t, "log.", "file", &cfg->log_file);
+    opt_u64(r, t, "log.", "max_bytes", 0, 0x1p53, &cfg->log_max_bytes);
+    double keep = cfg->log_keep;
+    opt_number(r, t, "log.", "keep", 0, 1000, &keep);
+    cfg->log_keep = (unsigned)keep;
     lua_pop(L, 1);
   }
   t = r->err ? 0 : opt_table(r, r->idx, "breaker");
@@ -488,6 +552,20 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
   }
   opt_size(r, r->idx, "", "max_inflight_shadow", 0, 1e6,
            &cfg->max_inflight_shadow);
+  /* The secondary is a copy of the primary: it gets the sampled share
+   * unless told otherwise, and never more (see policy.c). */
+  if (cfg->secondary_rate < 0 || cfg->secondary_rate > cfg->rate)
+    cfg->secondary_rate = cfg->rate;
+  t = r->err ? 0 : opt_table(r, r->idx, "noise");
+  if (t) {
+    static const char *const keys[] = {"confidence", "min_samples", NULL};
+    check_keys(r, t, "noise.", keys);
+    opt_number(r, t, "noise.", "confidence", 0.5, 0.999999,
+               &cfg->noise_confidence);
+    opt_u64(r, t, "noise.", "min_samples", 1, 1e12, &cfg->noise_min_samples);
+    cfg->noise_z = shadow_noise_z(cfg->noise_confidence);
+    lua_pop(L, 1);
+  }
   opt_u64(r, r->idx, "", "drain_timeout_ms", 0, 3600e3, &cfg->drain_timeout_ms);
   t = r->err ? 0 : opt_table(r, r->idx, "limits");
   if (t) {
@@ -518,14 +596,17 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
   t = r->err ? 0 : opt_table(r, r->idx, "slo");
   if (t) {
     static const char *const keys[] = {"max_divergence_rate", "min_samples",
-                                       NULL};
+                                       "max_latency_ratio", NULL};
     check_keys(r, t, "slo.", keys);
     opt_number(r, t, "slo.", "max_divergence_rate", 0, 1, &cfg->slo_max_rate);
     opt_u64(r, t, "slo.", "min_samples", 0, 1e12, &cfg->slo_min_samples);
+    opt_number(r, t, "slo.", "max_latency_ratio", 0, 1e6,
+               &cfg->slo_max_latency_ratio);
     lua_pop(L, 1);
   }
   opt_bool(r, r->idx, "", "watch", &cfg->watch);
   opt_bool(r, r->idx, "", "forwarded", &cfg->forwarded);
+  if (!r->err) read_redact(r, cfg);
 
 out:
   lua_settop(L, top);

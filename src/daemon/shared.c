@@ -1,5 +1,6 @@
-/* What the worker loops share (see shared.h): counters, ring log, sink and
- * breaker, created from the first config and updated on each reload. */
+/* What the worker loops share (see shared.h): counters, ring log,
+ * signatures, sink and breaker, created from the first config and updated
+ * on each reload. */
 #include "shared.h"
 
 #include <errno.h>
@@ -7,35 +8,41 @@
 #include <string.h>
 
 #include "buf.h"
+#include "log.h"
 #include "script.h"
 
-/* Opens path for appending unless it is already the sink. */
-static int open_sink(shadow_shared_t *sh, const char *path, char **err) {
-  if ((!path && !sh->sink_path) ||
-      (path && sh->sink_path && strcmp(path, sh->sink_path) == 0))
+/* Starts a writer for path unless it is the sink already, whose rotation
+ * settings are then updated. A file that cannot be opened is no error
+ * here: the writer counts it and tries again (sink.h). The sink replaced
+ * goes to *old, for the caller to close once it has let go of the lock
+ * (closing writes what it still holds). */
+static int open_sink(shadow_shared_t *sh, const shadow_config_t *cfg,
+                     shadow_sink_t **old, char **err) {
+  *old = NULL;
+  const char *path = cfg->log_file;
+  if (path && sh->sink && strcmp(path, shadow_sink_path(sh->sink)) == 0) {
+    shadow_sink_configure(sh->sink, cfg->log_max_bytes, cfg->log_keep);
     return 0;
-  FILE *f = NULL;
-  char *copy = NULL;
+  }
+  shadow_sink_t *s = NULL;
   if (path) {
-    f = fopen(path, "a");
-    copy = strdup(path);
-    if (!f || !copy) {
-      int e = errno;
+    shadow_sink_opts_t o = {
+        .path = path,
+        .max_bytes = cfg->log_max_bytes,
+        .keep = cfg->log_keep,
+    };
+    int rc = shadow_sink_new(&o, &s);
+    if (rc) {
       shadow_buf_t b = SHADOW_BUF_INIT;
-      shadow_buf_printf(&b, "cannot open log.file %s: %s", path, strerror(e));
+      shadow_buf_printf(&b, "cannot start the log.file writer for %s: %s", path,
+                        rc == -ENOMEM ? "out of memory" : uv_strerror(rc));
       *err = shadow_buf_steal(&b, NULL);
-      if (f) fclose(f);
-      free(copy);
       return -1;
     }
-    /* Records are flushed every second and at exit: a full buffer between
-     * those is written in one go. */
-    setvbuf(f, NULL, _IOFBF, 1 << 16);
   }
-  if (sh->sink) fclose(sh->sink);
-  free(sh->sink_path);
-  sh->sink = f;
-  sh->sink_path = copy;
+  *old = sh->sink;
+  sh->sink = s;
+  sh->stats->sink = s;
   return 0;
 }
 
@@ -58,16 +65,21 @@ int shadow_shared_init(shadow_shared_t *sh, const shadow_config_t *cfg,
   uv_mutex_init(&sh->mu);
   sh->stats = shadow_stats_new(shadow_hook_names, SHADOW_HOOK_COUNT);
   sh->ring = shadow_ring_new(cfg->log_capacity);
-  if (!sh->stats || !sh->ring ||
+  sh->signatures =
+      shadow_signatures_new(SHADOW_SIGNATURES_MAX, SHADOW_SIGNATURES_BYTES);
+  if (!sh->stats || !sh->ring || !sh->signatures ||
       shadow_stats_set_loops(sh->stats, loops ? loops : 1) != 0) {
     *err = strdup("out of memory");
     shadow_shared_release(sh);
     return -1;
   }
-  shadow_breaker_init(&sh->breaker, cfg->breaker_failures,
-                      cfg->breaker_cooldown_ms);
+  sh->stats->signatures = sh->signatures;
+  for (int g = 0; g < SHADOW_GATES; g++)
+    shadow_breaker_init(&sh->gates[g].breaker, cfg->breaker_failures,
+                        cfg->breaker_cooldown_ms);
   add_rules(sh, cfg);
-  if (open_sink(sh, cfg->log_file, err)) {
+  shadow_sink_t *none;
+  if (open_sink(sh, cfg, &none, err)) {
     shadow_shared_release(sh);
     return -1;
   }
@@ -76,29 +88,41 @@ int shadow_shared_init(shadow_shared_t *sh, const shadow_config_t *cfg,
 
 int shadow_shared_apply(shadow_shared_t *sh, const shadow_config_t *cfg,
                         char **err) {
+  shadow_sink_t *old = NULL;
   shadow_shared_lock(sh);
-  int rc = open_sink(sh, cfg->log_file, err);
+  int rc = open_sink(sh, cfg, &old, err);
   if (rc == 0) {
     shadow_ring_set_capacity(sh->ring, cfg->log_capacity);
-    shadow_breaker_configure(&sh->breaker, cfg->breaker_failures,
-                             cfg->breaker_cooldown_ms);
+    for (int g = 0; g < SHADOW_GATES; g++)
+      shadow_breaker_configure(&sh->gates[g].breaker, cfg->breaker_failures,
+                               cfg->breaker_cooldown_ms);
     add_rules(sh, cfg);
   }
   shadow_shared_unlock(sh);
+  shadow_sink_close(old);
   return rc;
 }
 
 void shadow_shared_flush(shadow_shared_t *sh) {
   shadow_shared_lock(sh);
-  if (sh->sink) fflush(sh->sink);
+  if (sh->sink) shadow_sink_flush(sh->sink);
+  shadow_shared_unlock(sh);
+}
+
+void shadow_shared_reopen(shadow_shared_t *sh) {
+  shadow_shared_lock(sh);
+  if (sh->sink) {
+    shadow_sink_reopen(sh->sink);
+    shadow_log_info("reopening %s", shadow_sink_path(sh->sink));
+  }
   shadow_shared_unlock(sh);
 }
 
 void shadow_shared_release(shadow_shared_t *sh) {
-  if (sh->sink) fclose(sh->sink);
+  shadow_sink_close(sh->sink);
   sh->sink = NULL;
-  free(sh->sink_path);
-  sh->sink_path = NULL;
+  shadow_signatures_free(sh->signatures);
+  sh->signatures = NULL;
   shadow_ring_free(sh->ring);
   sh->ring = NULL;
   shadow_stats_free(sh->stats);

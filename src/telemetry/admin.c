@@ -7,8 +7,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "clock.h"
 #include "secret.h"
 #include "server.h"
+#include "signatures.h"
 
 struct shadow_admin_s {
   shadow_server_t *server;
@@ -80,9 +82,31 @@ static void divergences(shadow_admin_t *a, shadow_request_t *req,
     }
     limit = (size_t)n;
   }
-  int by_route = query_param(query, qlen, "route", &v) == 0;
+  shadow_buf_t r = SHADOW_BUF_INIT;
+  int by_route = query_param(query, qlen, "route", &r) == 0;
   shadow_buf_t *out = &a->out;
   shadow_buf_reset(out);
+  if (query_param(query, qlen, "group", &v) == 0) {
+    if (strcmp(v.data, "signature") != 0) {
+      shadow_buf_free(&v);
+      shadow_buf_free(&r);
+      reply_json(req, 400, "{\"error\":\"group must be signature\"}");
+      return;
+    }
+    a->ctx.lock(a->ctx.ud);
+    if (a->ctx.stats->signatures)
+      shadow_signatures_render(a->ctx.stats->signatures, out, limit,
+                               by_route ? r.data : NULL, r.len);
+    else
+      shadow_buf_puts(out, "{\"divergences\":[],\"total\":0,\"evicted\":0}");
+    a->ctx.unlock(a->ctx.ud);
+    shadow_buf_free(&v);
+    shadow_buf_free(&r);
+    reply(req, 200, "application/json", out->data, out->len);
+    return;
+  }
+  shadow_buf_free(&v);
+  v = r;
   shadow_buf_puts(out, "{\"divergences\":[");
   a->ctx.lock(a->ctx.ud);
   size_t shown = 0, total = 0, len = ring ? shadow_ring_len(ring) : 0;
@@ -134,19 +158,31 @@ static void on_admin_request(shadow_request_t *req, void *ud) {
     reply_json(req, 401, "{\"error\":\"a bearer token is required\"}");
     return;
   }
+  shadow_slo_t slo = {cfg.slo_max_rate, cfg.slo_min_samples,
+                      cfg.slo_max_latency_ratio};
   if (PATH_IS("/divergences") && get) {
     divergences(a, req, query, qlen);
   } else if (PATH_IS("/stats") && get) {
     shadow_buf_reset(&a->out);
     a->ctx.lock(a->ctx.ud);
-    shadow_stats_render_json(a->ctx.stats, &a->out, cfg.slo_max_rate,
-                             cfg.slo_min_samples);
+    shadow_stats_render_json(a->ctx.stats, &a->out, &slo, shadow_wall_ms());
     a->ctx.unlock(a->ctx.ud);
     reply(req, 200, "application/json", a->out.data, a->out.len);
+  } else if (PATH_IS("/noise") && get) {
+    int lua = qlen >= 10 && memmem(query, qlen, "format=lua", 10) != NULL;
+    shadow_buf_reset(&a->out);
+    a->ctx.lock(a->ctx.ud);
+    if (lua)
+      shadow_noise_render_lua(a->ctx.stats, &cfg.noise, &a->out);
+    else
+      shadow_noise_render_json(a->ctx.stats, &cfg.noise, &a->out);
+    a->ctx.unlock(a->ctx.ud);
+    reply(req, 200, lua ? "text/plain; charset=utf-8" : "application/json",
+          a->out.data, a->out.len);
   } else if (PATH_IS("/metrics") && get) {
     shadow_buf_reset(&a->out);
     a->ctx.lock(a->ctx.ud);
-    shadow_stats_render_prometheus(a->ctx.stats, &a->out);
+    shadow_stats_render_prometheus(a->ctx.stats, &a->out, &slo);
     a->ctx.unlock(a->ctx.ud);
     reply(req, 200, "text/plain; version=0.0.4", a->out.data, a->out.len);
   } else if (PATH_IS("/reload")) {

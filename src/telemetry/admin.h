@@ -1,10 +1,12 @@
-/* The admin endpoints: /divergences, /stats, /metrics, /reload, /healthz
- * and the dashboard, on their own listener (loopback by default). */
+/* The admin endpoints: /divergences (raw, or grouped by signature),
+ * /stats, /metrics, /noise, /reload, /healthz and the dashboard, on their own
+ * listener (loopback by default). */
 #ifndef SHADOW_ADMIN_H
 #define SHADOW_ADMIN_H
 
 #include <uv.h>
 
+#include "noise_render.h"
 #include "ring.h"
 #include "stats.h"
 
@@ -14,6 +16,8 @@ typedef struct shadow_admin_settings_s {
   const char *token; /* a bearer token every endpoint but /healthz needs */
   double slo_max_rate;
   uint64_t slo_min_samples;
+  double slo_max_latency_ratio; /* 0: none */
+  shadow_noise_settings_t noise;
 } shadow_admin_settings_t;
 
 typedef struct shadow_admin_ctx_s {
@@ -35,7 +39,8 @@ int shadow_admin_listen(uv_loop_t *loop, const char *addr,
                         char **err);
 void shadow_admin_close(shadow_admin_t *a);
 
-/* The dashboard page (admin_dashboard.c). */
+/* The dashboard page: src/telemetry/dashboard.html, compiled in by
+ * cmake/EmbedText.cmake. */
 extern const char shadow_admin_dashboard_html[];
 
 #endif

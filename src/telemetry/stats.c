@@ -1,9 +1,13 @@
-/* The daemon's counters: bounded string-keyed families, per-route tallies,
- * latency histograms and the last reload. The verdict drawn from them is
- * the engine's (verdict.c); their renderings are in stats_render.c. */
+/* The daemon's counters: bounded string-keyed families, per-route tallies
+ * (folded fields, status classes, log-bucketed latencies), the divergence
+ * rate's recent history, latency histograms and the last reload. The verdict
+ * drawn from them is the engine's (verdict.c); their renderings are in
+ * stats_render.c. */
 #include "stats.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -104,6 +108,18 @@ uint64_t shadow_counters_get(const shadow_counters_t *c, const char *name) {
   return e ? c->v[e - 1].n : 0;
 }
 
+int shadow_counters_find(const shadow_counters_t *c, const char *name,
+                         uint64_t *pos) {
+  if (!c->index_cap) return 0;
+  uint32_t e = c->index[slot_of(c, name, strlen(name))];
+  if (e) *pos = e - 1;
+  return e != 0;
+}
+
+size_t shadow_counters_max(const shadow_counters_t *c) {
+  return c->max_keys;
+}
+
 void shadow_counters_each(const shadow_counters_t *c,
                           void (*fn)(void *ud, const char *name, uint64_t n),
                           void *ud) {
@@ -139,9 +155,12 @@ shadow_stats_t *shadow_stats_new(const char *const *hook_names, size_t nhooks) {
   s->rule_hits = shadow_counters_new(512);
   s->route_names = shadow_counters_new(500);
   s->breaker_state = "closed";
-  if (!s->candidate_errors || !s->skipped || !s->script_errors || !s->reloads ||
-      !s->fields || !s->rule_hits || !s->route_names ||
-      (nhooks && !s->hook_time)) {
+  s->secondary_breaker_state = "closed";
+  s->secondary_errors = shadow_counters_new(32);
+  s->noise = shadow_noise_table_new(SHADOW_NOISE_FIELDS_MAX);
+  if (!s->candidate_errors || !s->secondary_errors || !s->noise ||
+      !s->skipped || !s->script_errors || !s->reloads || !s->fields ||
+      !s->rule_hits || !s->route_names || (nhooks && !s->hook_time)) {
     shadow_stats_free(s);
     return NULL;
   }
@@ -162,12 +181,18 @@ int shadow_stats_set_loops(shadow_stats_t *s, size_t nloops) {
 void shadow_stats_free(shadow_stats_t *s) {
   if (!s) return;
   shadow_counters_free(s->candidate_errors);
+  shadow_counters_free(s->secondary_errors);
+  shadow_noise_table_free(s->noise);
   shadow_counters_free(s->skipped);
   shadow_counters_free(s->script_errors);
   shadow_counters_free(s->reloads);
   shadow_counters_free(s->fields);
   shadow_counters_free(s->rule_hits);
   shadow_counters_free(s->route_names);
+  for (size_t i = 0; i < s->nroutes; i++) {
+    shadow_counters_free(s->routes[i].fields);
+    free(s->routes[i].latency);
+  }
   free(s->routes);
   free(s->hook_time);
   free(s->loop_generation);
@@ -200,4 +225,123 @@ void shadow_stats_set_reload(shadow_stats_t *s, double when_ms,
   free(s->last_reload_error);
   s->last_reload_error = error ? strdup(error) : NULL;
   shadow_counters_add(s->reloads, result, strlen(result), 1);
+}
+
+/* --- log-bucketed histograms -------------------------------------------- */
+
+static int lhist_bucket(double us) {
+  if (!(us >= 1)) return 0;
+  double i = floor(log2(us) * SHADOW_LHIST_SUB) + 1;
+  return i >= SHADOW_LHIST_BUCKETS - 1 ? SHADOW_LHIST_BUCKETS - 1 : (int)i;
+}
+
+void shadow_lhist_observe(shadow_lhist_t *h, double seconds) {
+  if (!(seconds >= 0)) return; /* unknown, or NaN */
+  if (h->n == 0 || seconds < h->min_s) h->min_s = seconds;
+  if (h->n == 0 || seconds > h->max_s) h->max_s = seconds;
+  h->n++;
+  h->sum_s += seconds;
+  h->b[lhist_bucket(seconds * 1e6)]++;
+}
+
+double shadow_lhist_quantile(const shadow_lhist_t *h, double q) {
+  if (h->n == 0) return 0;
+  /* Nearest rank: the smallest value with at least q * n values at or
+   * below it. */
+  uint64_t rank = (uint64_t)ceil(q * (double)h->n);
+  if (rank < 1) rank = 1;
+  if (rank > h->n) rank = h->n;
+  uint64_t cum = 0;
+  int i = 0;
+  for (; i < SHADOW_LHIST_BUCKETS; i++) {
+    cum += h->b[i];
+    if (cum >= rank) break;
+  }
+  double v;
+  if (i == 0)
+    v = h->min_s;
+  else if (i == SHADOW_LHIST_BUCKETS - 1)
+    v = h->max_s;
+  else
+    v = exp2(((double)i - 0.5) / SHADOW_LHIST_SUB) / 1e6;
+  if (v < h->min_s) v = h->min_s;
+  if (v > h->max_s) v = h->max_s;
+  return v;
+}
+
+/* --- per-exchange views ------------------------------------------------- */
+
+int shadow_status_class(int status) {
+  if (status < 0) return SHADOW_STATUS_ERROR;
+  if (status < 100 || status > 599) return 0;
+  return status / 100;
+}
+
+void shadow_stats_observe(shadow_stats_t *s, shadow_route_stats_t *r,
+                          const shadow_exchange_obs_t *obs) {
+  if (r && !r->latency)
+    r->latency = calloc(SHADOW_LAT_COUNT, sizeof(*r->latency));
+  for (int i = 0; i < SHADOW_LAT_COUNT; i++) {
+    if (!(obs->ms[i] >= 0)) continue;
+    shadow_lhist_observe(&s->latency[i], obs->ms[i] / 1e3);
+    if (r && r->latency) shadow_lhist_observe(&r->latency[i], obs->ms[i] / 1e3);
+  }
+  if (obs->primary_status > 0 && obs->candidate_status != 0) {
+    int p = shadow_status_class(obs->primary_status);
+    int c = shadow_status_class(obs->candidate_status);
+    s->classes[p][c]++;
+    if (r) r->classes[p][c]++;
+  }
+}
+
+void shadow_stats_add_fields(shadow_stats_t *s, shadow_route_stats_t *r,
+                             const char *fields, size_t nfields) {
+  if (r && !r->fields) r->fields = shadow_counters_new(SHADOW_ROUTE_FIELDS_MAX);
+  const char *f = fields;
+  for (size_t i = 0; i < nfields && f; i++) {
+    size_t n = strlen(f);
+    shadow_counters_add(s->fields, f, n, 1);
+    if (r && r->fields) shadow_counters_add(r->fields, f, n, 1);
+    f += n + 1;
+  }
+}
+
+void shadow_stats_history_add(shadow_stats_t *s, double now_ms, int diverged) {
+  int64_t step = (int64_t)(now_ms / 1000) / SHADOW_HISTORY_STEP_S;
+  shadow_history_slot_t *slot = &s->history[step % SHADOW_HISTORY_SLOTS];
+  if (slot->step != step) {
+    /* A slot left from an older lap of the ring starts again. */
+    slot->step = step;
+    slot->compared = slot->diverged = 0;
+  }
+  slot->compared++;
+  if (diverged) slot->diverged++;
+}
+
+/* --- the verdict -------------------------------------------------------- */
+
+void shadow_stats_verdict(const shadow_stats_t *s,
+                          const shadow_route_stats_t *r,
+                          const shadow_slo_t *slo, shadow_verdict_t *v) {
+  uint64_t compared = r ? r->compared : s->compared;
+  uint64_t diverged = r ? r->diverged : s->diverged;
+  shadow_verdict_compute(v, compared, diverged, slo->max_divergence_rate,
+                         slo->min_samples);
+  if (!(slo->max_latency_ratio > 0)) return;
+  const shadow_lhist_t *lat = r ? r->latency : s->latency;
+  if (!lat) return;
+  const shadow_lhist_t *p = &lat[SHADOW_LAT_PRIMARY_LAST];
+  const shadow_lhist_t *c = &lat[SHADOW_LAT_CANDIDATE_LAST];
+  uint64_t need = slo->min_samples ? slo->min_samples : 1;
+  if (p->n < need || c->n < need) return;
+  double pp = shadow_lhist_quantile(p, 0.99);
+  double cp = shadow_lhist_quantile(c, 0.99);
+  if (!(cp > pp * slo->max_latency_ratio)) return;
+  char why[SHADOW_VERDICT_REASON_MAX];
+  /* Short enough to follow a divergence reason within the verdict's
+   * room (SHADOW_VERDICT_REASON_MAX). */
+  snprintf(why, sizeof(why),
+           "candidate p99 %.3g ms over %g x primary p99 %.3g ms", cp * 1e3,
+           slo->max_latency_ratio, pp * 1e3);
+  shadow_verdict_hold(v, why);
 }

@@ -9,6 +9,8 @@
 
 #include "buf.h"
 #include "diff.h"
+#include "field.h"
+#include "noise_table.h"
 #include "verdict.h"
 
 /* A string-keyed family of counters (one metric's label values). Bounded:
@@ -21,6 +23,10 @@ void shadow_counters_free(shadow_counters_t *c);
 void shadow_counters_add(shadow_counters_t *c, const char *name, size_t len,
                          uint64_t n);
 uint64_t shadow_counters_get(const shadow_counters_t *c, const char *name);
+/* 1 and *pos (the name's position in insertion order) when name is there. */
+int shadow_counters_find(const shadow_counters_t *c, const char *name,
+                         uint64_t *pos);
+size_t shadow_counters_max(const shadow_counters_t *c);
 /* Calls fn for each entry in insertion order. */
 void shadow_counters_each(const shadow_counters_t *c,
                           void (*fn)(void *ud, const char *name, uint64_t n),
@@ -38,6 +44,45 @@ extern const double shadow_hist_bounds[SHADOW_HIST_BUCKETS];
 
 void shadow_hist_observe(shadow_hist_t *h, double seconds);
 
+/* A log-bucketed latency histogram, for percentiles: SHADOW_LHIST_SUB
+ * buckets per doubling from 1 microsecond, so a percentile read from it
+ * is within 2^(1/16) - 1 (4.4%) of the true one (it reports the bucket's
+ * geometric middle, clamped to the least and greatest value seen). Bucket
+ * 0 holds what is under 1 us, the last one what is over 2^28 us (268 s).
+ * 1.8 KiB each: four per route. */
+#define SHADOW_LHIST_SUB 8
+#define SHADOW_LHIST_OCTAVES 28
+#define SHADOW_LHIST_BUCKETS (SHADOW_LHIST_SUB * SHADOW_LHIST_OCTAVES + 2)
+typedef struct shadow_lhist_s {
+  uint64_t n;
+  double min_s, max_s, sum_s;
+  uint64_t b[SHADOW_LHIST_BUCKETS];
+} shadow_lhist_t;
+
+void shadow_lhist_observe(shadow_lhist_t *h, double seconds);
+/* The q-quantile (0 < q <= 1, nearest rank) in seconds; 0 when empty. */
+double shadow_lhist_quantile(const shadow_lhist_t *h, double q);
+
+/* What a route's latencies are kept as: to the first byte and to the last
+ * byte, primary and candidate, over the sampled exchanges whose leg ended
+ * well. */
+enum {
+  SHADOW_LAT_PRIMARY_FIRST = 0,
+  SHADOW_LAT_PRIMARY_LAST,
+  SHADOW_LAT_CANDIDATE_FIRST,
+  SHADOW_LAT_CANDIDATE_LAST,
+  SHADOW_LAT_COUNT
+};
+
+/* Status classes of the primary x candidate matrix: 0 is a status out of
+ * 100..599, 1..5 the 1xx..5xx classes, 6 a leg that failed (no status). */
+#define SHADOW_STATUS_CLASSES 7
+#define SHADOW_STATUS_ERROR 6
+int shadow_status_class(int status);
+
+/* Fields kept per route (folded, see shadow_field_fold); past it "other". */
+#define SHADOW_ROUTE_FIELDS_MAX 64
+
 typedef struct shadow_route_stats_s {
   uint64_t sampled, compared, diverged;
   uint64_t parts[3]; /* status, headers, body */
@@ -45,7 +90,40 @@ typedef struct shadow_route_stats_s {
    * a "digest" one cannot say which field differs, or whether only the
    * key order did. */
   uint64_t body_kinds[SHADOW_BODY_KINDS];
+  /* Pairs by primary class (row) and candidate class (column). */
+  uint64_t classes[SHADOW_STATUS_CLASSES][SHADOW_STATUS_CLASSES];
+  shadow_counters_t *fields; /* folded fields that differed, or NULL */
+  shadow_lhist_t *latency;   /* SHADOW_LAT_COUNT of them, or NULL */
+  uint64_t noise_compared;   /* primary/secondary pairs compared */
+  uint64_t noise_suppressed; /* divergences only in noise fields */
 } shadow_route_stats_t;
+
+/* What one sampled exchange showed, for the per-route views. A status of
+ * -1 is a leg that failed; 0 one that did not run (or was cancelled); a
+ * latency below 0 is unknown. */
+typedef struct shadow_exchange_obs_s {
+  int primary_status, candidate_status;
+  double ms[SHADOW_LAT_COUNT];
+} shadow_exchange_obs_t;
+
+/* The divergence rate over the last minutes: compared and diverged pairs
+ * per SHADOW_HISTORY_STEP_S seconds, for SHADOW_HISTORY_SLOTS steps. */
+#define SHADOW_HISTORY_SLOTS 120
+#define SHADOW_HISTORY_STEP_S 5
+typedef struct shadow_history_slot_s {
+  int64_t step; /* wall seconds / SHADOW_HISTORY_STEP_S; 0 = never used */
+  uint64_t compared, diverged;
+} shadow_history_slot_t;
+
+/* The objectives the verdict is judged against (slo.*). */
+typedef struct shadow_slo_s {
+  double max_divergence_rate;
+  uint64_t min_samples;
+  double max_latency_ratio; /* 0: no latency objective */
+} shadow_slo_t;
+
+struct shadow_sink_s;
+struct shadow_signatures_s;
 
 typedef struct shadow_stats_s {
   uint64_t requests, sampled, compared, diverged;
@@ -66,12 +144,26 @@ typedef struct shadow_stats_s {
   shadow_route_stats_t *routes;
   size_t nroutes, routes_cap;
   shadow_hist_t primary_latency, candidate_latency;
+  /* The same legs as the per-route ones, over all routes. */
+  shadow_lhist_t latency[SHADOW_LAT_COUNT];
+  uint64_t classes[SHADOW_STATUS_CLASSES][SHADOW_STATUS_CLASSES];
+  shadow_history_slot_t history[SHADOW_HISTORY_SLOTS];
+  /* Rendered with the counters when set (owned elsewhere). */
+  struct shadow_sink_s *sink;
+  struct shadow_signatures_s *signatures;
   /* Time spent in each Lua hook, by the index of its name. */
   shadow_hist_t *hook_time;
   const char *const *hook_names;
   size_t nhooks;
   int breaker_open;
   const char *breaker_state; /* "closed", "open", "half-open" */
+  /* The secondary (noise cancellation): its breaker, its failures by
+   * reason, and the primary/secondary pairs compared. */
+  const char *secondary_breaker_state;
+  shadow_counters_t *secondary_errors;
+  uint64_t noise_compared;
+  uint64_t noise_suppressed; /* divergences only in fields classed noise */
+  shadow_noise_table_t *noise;
   /* The last reload: when, and its error (NULL if it succeeded). */
   double last_reload_ms;
   const char *last_reload_result; /* "ok", "error", "unchanged" */
@@ -96,9 +188,30 @@ shadow_route_stats_t *shadow_stats_route(shadow_stats_t *s, const char *name,
 void shadow_stats_set_reload(shadow_stats_t *s, double when_ms,
                              const char *result, const char *error);
 
-/* /stats, with the verdict (engine/verdict.h) overall and per route. */
+/* Counts the exchange's statuses and latencies for its route (and over
+ * all routes). */
+void shadow_stats_observe(shadow_stats_t *s, shadow_route_stats_t *r,
+                          const shadow_exchange_obs_t *obs);
+/* Counts a compared pair in the rate's history, at wall time now_ms. */
+void shadow_stats_history_add(shadow_stats_t *s, double now_ms, int diverged);
+/* Counts one divergence's folded fields (NUL-separated, each once) for
+ * its route and over all. */
+void shadow_stats_add_fields(shadow_stats_t *s, shadow_route_stats_t *r,
+                             const char *fields, size_t nfields);
+
+/* The verdict for a route (r) or overall (r NULL): the engine's rule on
+ * the counts (engine/verdict.h), then hold when the candidate's p99 to the
+ * last byte exceeds max_latency_ratio times the primary's, once both have
+ * min_samples timings (at least 1). */
+void shadow_stats_verdict(const shadow_stats_t *s,
+                          const shadow_route_stats_t *r,
+                          const shadow_slo_t *slo, shadow_verdict_t *v);
+
+/* /stats, with the verdict overall and per route. now_ms places the
+ * history. */
 int shadow_stats_render_json(const shadow_stats_t *s, shadow_buf_t *out,
-                             double slo_budget, uint64_t slo_min_samples);
-int shadow_stats_render_prometheus(const shadow_stats_t *s, shadow_buf_t *out);
+                             const shadow_slo_t *slo, double now_ms);
+int shadow_stats_render_prometheus(const shadow_stats_t *s, shadow_buf_t *out,
+                                   const shadow_slo_t *slo);
 
 #endif

@@ -1,10 +1,18 @@
-/* The two renderings of shadow_stats_t: /stats JSON and /metrics text. */
+/* The two renderings of shadow_stats_t: /stats JSON and /metrics text,
+ * with what is kept beside the counters (the signature table, the sink's
+ * status) when there is one. */
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
+#include "signatures.h"
+#include "sink.h"
 #include "stats.h"
+
+static const char *const class_names[SHADOW_STATUS_CLASSES] = {
+    "other", "1xx", "2xx", "3xx", "4xx", "5xx", "error"};
 
 typedef struct json_each_s {
   shadow_buf_t *out;
@@ -51,10 +59,60 @@ static void iso_time(char *buf, size_t n, double ms) {
 typedef struct routes_each_s {
   const shadow_stats_t *s;
   shadow_buf_t *out;
-  double budget;
-  uint64_t min_samples;
+  const shadow_slo_t *slo;
   size_t i;
 } routes_each_t;
+
+/* {"2xx":{"2xx":n,"5xx":n},...}: rows by primary class, only the cells
+ * that are not 0. */
+static void
+json_classes(shadow_buf_t *out,
+             const uint64_t m[SHADOW_STATUS_CLASSES][SHADOW_STATUS_CLASSES]) {
+  shadow_buf_putc(out, '{');
+  int rows = 0;
+  for (int p = 0; p < SHADOW_STATUS_CLASSES; p++) {
+    int cells = 0;
+    for (int c = 0; c < SHADOW_STATUS_CLASSES; c++) {
+      if (!m[p][c]) continue;
+      if (!cells)
+        shadow_buf_printf(out, "%s\"%s\":{", rows++ ? "," : "", class_names[p]);
+      shadow_buf_printf(out, "%s\"%s\":%llu", cells++ ? "," : "",
+                        class_names[c], (unsigned long long)m[p][c]);
+    }
+    if (cells) shadow_buf_putc(out, '}');
+  }
+  shadow_buf_putc(out, '}');
+}
+
+/* Milliseconds with six significant digits: sub-millisecond legs (an
+ * in-process backend) still read apart. */
+static void json_lhist(shadow_buf_t *out, const shadow_lhist_t *h) {
+  shadow_buf_printf(out,
+                    "{\"count\":%llu,\"p50\":%.6g,\"p90\":%.6g,\"p99\":%.6g,"
+                    "\"max\":%.6g}",
+                    (unsigned long long)h->n,
+                    shadow_lhist_quantile(h, 0.50) * 1e3,
+                    shadow_lhist_quantile(h, 0.90) * 1e3,
+                    shadow_lhist_quantile(h, 0.99) * 1e3, h->max_s * 1e3);
+}
+
+/* {"primary":{"first_byte":{...},"last_byte":{...}},"candidate":{...}} in
+ * milliseconds; the histograms may be NULL (nothing timed yet). */
+static void json_latency(shadow_buf_t *out, const shadow_lhist_t *lat) {
+  static const shadow_lhist_t empty;
+  const shadow_lhist_t *h[SHADOW_LAT_COUNT];
+  for (int i = 0; i < SHADOW_LAT_COUNT; i++)
+    h[i] = lat ? &lat[i] : &empty;
+  shadow_buf_puts(out, "{\"primary\":{\"first_byte\":");
+  json_lhist(out, h[SHADOW_LAT_PRIMARY_FIRST]);
+  shadow_buf_puts(out, ",\"last_byte\":");
+  json_lhist(out, h[SHADOW_LAT_PRIMARY_LAST]);
+  shadow_buf_puts(out, "},\"candidate\":{\"first_byte\":");
+  json_lhist(out, h[SHADOW_LAT_CANDIDATE_FIRST]);
+  shadow_buf_puts(out, ",\"last_byte\":");
+  json_lhist(out, h[SHADOW_LAT_CANDIDATE_LAST]);
+  shadow_buf_puts(out, "}}");
+}
 
 static void json_route(void *ud, const char *name, uint64_t idx) {
   routes_each_t *e = ud;
@@ -64,18 +122,28 @@ static void json_route(void *ud, const char *name, uint64_t idx) {
   shadow_buf_printf(
       e->out,
       ":{\"sampled\":%llu,\"compared\":%llu,\"diverged\":%llu,"
+      "\"noise_compared\":%llu,\"noise_suppressed\":%llu,"
       "\"parts\":{\"status\":%llu,\"headers\":%llu,"
       "\"body\":%llu},\"body_kinds\":{\"json\":%llu,\"bytes\":%llu,"
-      "\"digest\":%llu},\"verdict\":",
+      "\"digest\":%llu},\"fields\":",
       (unsigned long long)r->sampled, (unsigned long long)r->compared,
-      (unsigned long long)r->diverged, (unsigned long long)r->parts[0],
+      (unsigned long long)r->diverged, (unsigned long long)r->noise_compared,
+      (unsigned long long)r->noise_suppressed, (unsigned long long)r->parts[0],
       (unsigned long long)r->parts[1], (unsigned long long)r->parts[2],
       (unsigned long long)r->body_kinds[SHADOW_BODY_JSON],
       (unsigned long long)r->body_kinds[SHADOW_BODY_BYTES],
       (unsigned long long)r->body_kinds[SHADOW_BODY_DIGEST]);
+  if (r->fields)
+    json_counters(e->out, r->fields);
+  else
+    shadow_buf_puts(e->out, "{}");
+  shadow_buf_puts(e->out, ",\"classes\":");
+  json_classes(e->out, r->classes);
+  shadow_buf_puts(e->out, ",\"latency_ms\":");
+  json_latency(e->out, r->latency);
+  shadow_buf_puts(e->out, ",\"verdict\":");
   shadow_verdict_t v;
-  shadow_verdict_compute(&v, r->compared, r->diverged, e->budget,
-                         e->min_samples);
+  shadow_stats_verdict(e->s, r, e->slo, &v);
   json_verdict(e->out, &v);
   shadow_buf_putc(e->out, '}');
 }
@@ -94,8 +162,74 @@ static void route_walk(void *ud, const char *name, uint64_t n) {
   json_route(w->e, name, w->i++);
 }
 
+/* The compared and diverged pairs of each step of the last minutes,
+ * oldest first: [[time_ms, compared, diverged], ...], a step with nothing
+ * compared included, so a chart reads time from left to right. */
+static void json_history(const shadow_stats_t *s, shadow_buf_t *out,
+                         double now_ms) {
+  int64_t now = (int64_t)(now_ms / 1000) / SHADOW_HISTORY_STEP_S;
+  shadow_buf_printf(out, "{\"step_s\":%d,\"points\":[", SHADOW_HISTORY_STEP_S);
+  for (int64_t k = SHADOW_HISTORY_SLOTS - 1; k >= 0; k--) {
+    int64_t step = now - k;
+    const shadow_history_slot_t *h =
+        step >= 0 ? &s->history[step % SHADOW_HISTORY_SLOTS] : NULL;
+    int live = h && h->step == step;
+    shadow_buf_printf(out, "%s[%" PRId64 ",%llu,%llu]",
+                      k == SHADOW_HISTORY_SLOTS - 1 ? "" : ",",
+                      step * SHADOW_HISTORY_STEP_S * 1000,
+                      (unsigned long long)(live ? h->compared : 0),
+                      (unsigned long long)(live ? h->diverged : 0));
+  }
+  shadow_buf_puts(out, "]}");
+}
+
+static void json_sink(shadow_buf_t *out, shadow_sink_t *sink) {
+  if (!sink) {
+    shadow_buf_puts(out, "null");
+    return;
+  }
+  shadow_sink_status_t st;
+  shadow_sink_status(sink, &st);
+  const char *path = shadow_sink_path(sink);
+  shadow_buf_puts(out, "{\"file\":");
+  shadow_buf_json_string(out, path, strlen(path), 0);
+  shadow_buf_printf(
+      out,
+      ",\"open\":%s,\"lines\":%llu,\"bytes\":%llu,"
+      "\"dropped\":%llu,\"rotations\":%llu,\"reopens\":%llu,"
+      "\"file_bytes\":%llu,\"queued_bytes\":%zu,\"errors\":{",
+      st.open ? "true" : "false", (unsigned long long)st.lines,
+      (unsigned long long)st.bytes, (unsigned long long)st.dropped,
+      (unsigned long long)st.rotations, (unsigned long long)st.reopens,
+      (unsigned long long)st.file_bytes, st.queued);
+  for (int i = 0; i < SHADOW_SINK_ERR_COUNT; i++)
+    shadow_buf_printf(out, "%s\"%s\":%llu", i ? "," : "",
+                      shadow_sink_error_names[i],
+                      (unsigned long long)st.errors[i]);
+  shadow_buf_puts(out, "},\"last_error\":");
+  if (st.last_error_ms > 0) {
+    char t[40];
+    iso_time(t, sizeof(t), st.last_error_ms);
+    shadow_buf_puts(out, "{\"message\":");
+    shadow_buf_json_string(out, st.last_error, strlen(st.last_error), 0);
+    shadow_buf_printf(out, ",\"time\":\"%s\"}", t);
+  } else {
+    shadow_buf_puts(out, "null");
+  }
+  shadow_buf_putc(out, '}');
+}
+
+/* The sampled requests whose route was folded into "other" (the route
+ * table was full): the "other" route's own count, when it holds any. */
+static uint64_t route_overflow(const shadow_stats_t *s) {
+  uint64_t idx = 0;
+  if (!s->route_names || !shadow_counters_find(s->route_names, "other", &idx))
+    return 0;
+  return idx < s->nroutes ? s->routes[idx].sampled : 0;
+}
+
 int shadow_stats_render_json(const shadow_stats_t *s, shadow_buf_t *out,
-                             double budget, uint64_t min_samples) {
+                             const shadow_slo_t *slo, double now_ms) {
   shadow_buf_printf(
       out,
       "{\"totals\":{\"requests\":%llu,\"sampled\":%llu,"
@@ -108,18 +242,34 @@ int shadow_stats_render_json(const shadow_stats_t *s, shadow_buf_t *out,
       (unsigned long long)s->responses_cut, (unsigned long long)s->tunnels,
       (long long)s->tunnels_open);
   json_counters(out, s->candidate_errors);
+  shadow_buf_puts(out, ",\"secondary_errors\":");
+  json_counters(out, s->secondary_errors);
+  shadow_buf_printf(out, ",\"noise_compared\":%llu,\"noise_suppressed\":%llu",
+                    (unsigned long long)s->noise_compared,
+                    (unsigned long long)s->noise_suppressed);
   shadow_buf_puts(out, ",\"skipped\":");
   json_counters(out, s->skipped);
+  shadow_buf_puts(out, ",\"classes\":");
+  json_classes(out, s->classes);
+  shadow_buf_puts(out, ",\"latency_ms\":");
+  json_latency(out, s->latency);
   shadow_buf_puts(out, "},\"routes\":{");
-  routes_each_t e = {s, out, budget, min_samples, 0};
+  routes_each_t e = {s, out, slo, 0};
   route_walk_t w = {&e, 0};
   shadow_counters_each(s->route_names, route_walk, &w);
-  shadow_buf_puts(out, "},\"fields\":");
+  shadow_buf_printf(out,
+                    "},\"route_overflow\":{\"max_routes\":%zu,"
+                    "\"sampled\":%llu},\"fields\":",
+                    shadow_counters_max(s->route_names),
+                    (unsigned long long)route_overflow(s));
   json_counters(out, s->fields);
   shadow_buf_puts(out, ",\"rule_hits\":");
   json_counters(out, s->rule_hits);
-  shadow_buf_printf(out, ",\"breaker\":{\"state\":\"%s\",\"open\":%s}",
-                    s->breaker_state, s->breaker_open ? "true" : "false");
+  shadow_buf_printf(out,
+                    ",\"breaker\":{\"state\":\"%s\",\"open\":%s,"
+                    "\"secondary\":\"%s\"}",
+                    s->breaker_state, s->breaker_open ? "true" : "false",
+                    s->secondary_breaker_state);
   shadow_buf_puts(out, ",\"script_errors\":");
   json_counters(out, s->script_errors);
   shadow_buf_puts(out, ",\"reloads\":");
@@ -143,9 +293,31 @@ int shadow_stats_render_json(const shadow_stats_t *s, shadow_buf_t *out,
                     s->generation);
   for (size_t i = 0; i < s->nloops; i++)
     shadow_buf_printf(out, "%s%u", i ? "," : "", s->loop_generation[i]);
-  shadow_buf_puts(out, "],\"verdict\":");
+  shadow_buf_puts(out, "],\"history\":");
+  json_history(s, out, now_ms);
+  shadow_buf_puts(out, ",\"signatures\":");
+  if (s->signatures)
+    shadow_buf_printf(
+        out,
+        "{\"kept\":%zu,\"max\":%zu,\"evicted\":%llu,"
+        "\"bytes\":%zu}",
+        shadow_signatures_len(s->signatures),
+        shadow_signatures_max(s->signatures),
+        (unsigned long long)shadow_signatures_evicted(s->signatures),
+        shadow_signatures_bytes(s->signatures));
+  else
+    shadow_buf_puts(out, "null");
+  shadow_buf_puts(out, ",\"sink\":");
+  json_sink(out, s->sink);
+  shadow_buf_printf(out,
+                    ",\"slo\":{\"max_divergence_rate\":%.6g,"
+                    "\"min_samples\":%llu,\"max_latency_ratio\":%.6g}",
+                    slo->max_divergence_rate,
+                    (unsigned long long)slo->min_samples,
+                    slo->max_latency_ratio);
+  shadow_buf_puts(out, ",\"verdict\":");
   shadow_verdict_t v;
-  shadow_verdict_compute(&v, s->compared, s->diverged, budget, min_samples);
+  shadow_stats_verdict(s, NULL, slo, &v);
   json_verdict(out, &v);
   return shadow_buf_putc(out, '}');
 }
@@ -237,7 +409,118 @@ static void prom_route(void *ud, const char *name, uint64_t n) {
   }
 }
 
-int shadow_stats_render_prometheus(const shadow_stats_t *s, shadow_buf_t *out) {
+/* One line per route of a per-route family: which says what. */
+enum { ROUTE_VERDICT, ROUTE_COMPARED, ROUTE_DIVERGED };
+
+typedef struct prom_per_route_s {
+  const shadow_stats_t *s;
+  shadow_buf_t *out;
+  const shadow_slo_t *slo;
+  const char *metric;
+  int which;
+  uint64_t i;
+} prom_per_route_t;
+
+static void prom_route_value(void *ud, const char *name, uint64_t n) {
+  prom_per_route_t *e = ud;
+  const shadow_route_stats_t *r = &e->s->routes[e->i++];
+  (void)n;
+  shadow_buf_printf(e->out, "%s{route=\"", e->metric);
+  prom_label(e->out, name);
+  if (e->which == ROUTE_VERDICT) {
+    shadow_verdict_t v;
+    shadow_stats_verdict(e->s, r, e->slo, &v);
+    shadow_buf_printf(e->out, "\"} %d\n", v.code);
+  } else {
+    uint64_t x = e->which == ROUTE_COMPARED ? r->compared : r->diverged;
+    shadow_buf_printf(e->out, "\"} %llu\n", (unsigned long long)x);
+  }
+}
+
+static void prom_per_route(const shadow_stats_t *s, shadow_buf_t *out,
+                           const shadow_slo_t *slo, const char *metric,
+                           const char *type, const char *help, int which) {
+  shadow_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", metric, help, metric,
+                    type);
+  prom_per_route_t e = {s, out, slo, metric, which, 0};
+  shadow_counters_each(s->route_names, prom_route_value, &e);
+}
+
+static void prom_gauge_double(shadow_buf_t *out, const char *metric,
+                              const char *help, double v) {
+  shadow_buf_printf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %.9g\n", metric,
+                    help, metric, metric, v);
+}
+
+/* The verdict per route and overall, the per-route counts and the
+ * objectives, so recording rules can judge a fleet from the sums
+ * (examples/prometheus/). */
+static void prom_verdicts(const shadow_stats_t *s, shadow_buf_t *out,
+                          const shadow_slo_t *slo) {
+  prom_per_route(s, out, slo, "shadow_verdict", "gauge",
+                 "Promotion verdict per route: 1 promote, 0 insufficient "
+                 "data, -1 hold.",
+                 ROUTE_VERDICT);
+  shadow_verdict_t v;
+  shadow_stats_verdict(s, NULL, slo, &v);
+  shadow_buf_printf(out,
+                    "# HELP shadow_verdict_overall Promotion verdict over "
+                    "all routes: 1 promote, 0 insufficient data, -1 hold.\n"
+                    "# TYPE shadow_verdict_overall gauge\n"
+                    "shadow_verdict_overall %d\n",
+                    v.code);
+  prom_scalar(out, "shadow_diverged_total", "counter",
+              "Compared pairs that differed in any part.", s->diverged);
+  prom_per_route(s, out, slo, "shadow_route_compared_total", "counter",
+                 "Compared pairs, by route.", ROUTE_COMPARED);
+  prom_per_route(s, out, slo, "shadow_route_diverged_total", "counter",
+                 "Compared pairs that differed in any part, by route.",
+                 ROUTE_DIVERGED);
+  prom_scalar(out, "shadow_routes_overflow_total", "counter",
+              "Sampled requests whose route was counted as \"other\": the "
+              "route table was full.",
+              route_overflow(s));
+  prom_gauge_double(out, "shadow_slo_max_divergence_rate",
+                    "The divergence budget (slo.max_divergence_rate).",
+                    slo->max_divergence_rate);
+  prom_gauge_double(out, "shadow_slo_min_samples",
+                    "Comparisons needed before a promote (slo.min_samples).",
+                    (double)slo->min_samples);
+  prom_gauge_double(out, "shadow_slo_max_latency_ratio",
+                    "Largest candidate/primary p99 latency ratio "
+                    "(slo.max_latency_ratio; 0: none).",
+                    slo->max_latency_ratio);
+}
+
+static void prom_sink(const shadow_stats_t *s, shadow_buf_t *out) {
+  shadow_sink_status_t st;
+  memset(&st, 0, sizeof(st));
+  if (s->sink) shadow_sink_status(s->sink, &st);
+  shadow_buf_puts(out, "# HELP shadow_sink_errors_total Failures of the "
+                       "log.file sink, by reason.\n"
+                       "# TYPE shadow_sink_errors_total counter\n");
+  for (int i = 0; i < SHADOW_SINK_ERR_COUNT; i++)
+    shadow_buf_printf(out, "shadow_sink_errors_total{reason=\"%s\"} %llu\n",
+                      shadow_sink_error_names[i],
+                      (unsigned long long)st.errors[i]);
+  prom_scalar(out, "shadow_sink_lines_total", "counter",
+              "Divergence records written to log.file.", st.lines);
+  prom_scalar(out, "shadow_sink_dropped_total", "counter",
+              "Divergence records that did not reach log.file.", st.dropped);
+  prom_scalar(out, "shadow_sink_rotations_total", "counter",
+              "Rotations of log.file.", st.rotations);
+  if (s->signatures) {
+    prom_scalar(out, "shadow_signatures", "gauge",
+                "Divergence signatures kept.",
+                shadow_signatures_len(s->signatures));
+    prom_scalar(out, "shadow_signatures_evicted_total", "counter",
+                "Divergence signatures evicted, least recently seen first.",
+                shadow_signatures_evicted(s->signatures));
+  }
+}
+
+int shadow_stats_render_prometheus(const shadow_stats_t *s, shadow_buf_t *out,
+                                   const shadow_slo_t *slo) {
   prom_scalar(out, "shadow_requests_total", "counter",
               "Client requests received.", s->requests);
   prom_scalar(out, "shadow_sampled_total", "counter",
@@ -262,6 +545,16 @@ int shadow_stats_render_prometheus(const shadow_stats_t *s, shadow_buf_t *out) {
                        "# TYPE shadow_divergences_total counter\n");
   prom_routes_t pr = {s, out, 0};
   shadow_counters_each(s->route_names, prom_route, &pr);
+  prom_family(out, "shadow_secondary_errors_total",
+              "Secondary legs that failed or were not let in, by reason.",
+              "reason", s->secondary_errors);
+  prom_scalar(out, "shadow_noise_compared_total", "counter",
+              "Primary and secondary response pairs compared (noise).",
+              s->noise_compared);
+  prom_scalar(out, "shadow_noise_suppressed_total", "counter",
+              "Divergences not counted: they differed only in fields classed "
+              "noise.",
+              s->noise_suppressed);
   prom_family(out, "shadow_candidate_errors_total",
               "Candidate legs that failed, by reason.", "reason",
               s->candidate_errors);
@@ -312,5 +605,7 @@ int shadow_stats_render_prometheus(const shadow_stats_t *s, shadow_buf_t *out) {
               "Comparisons in which a diff rule absorbed a difference or "
               "renamed a member, by rule.",
               "rule", s->rule_hits);
+  prom_verdicts(s, out, slo);
+  prom_sink(s, out);
   return 0;
 }

@@ -1,0 +1,56 @@
+/* Redaction (redact = { headers = {...}, json = {...} }): values at those
+ * places are replaced by "[redacted sha256:<first 8 hex>]", the format of
+ * lua/shadow/redact.lua, so the daemon and a gateway write the same mark,
+ * equal secrets still compare equal, and no secret reaches a record, the
+ * ring, the NDJSON sink, the dashboard or on_divergence.
+ *
+ * Headers are redacted in both records before they are compared (as the
+ * gateway does), so normalize and the diff see only marks. JSON values
+ * are redacted in the divergence's diffs after the comparison: the diff ran
+ * on the real values, so it needs no second parse of each body, and a
+ * pointer names what the record shows (the normalized body). */
+#ifndef SHADOW_REDACT_H
+#define SHADOW_REDACT_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "diff.h"
+#include "record.h"
+
+/* "[redacted sha256:" 8 hex "]" */
+#define SHADOW_REDACT_MARK_LEN 26
+
+typedef struct shadow_redact_s shadow_redact_t;
+
+/* Empty: redacts nothing until names or pointers are added. */
+shadow_redact_t *shadow_redact_new(void);
+void shadow_redact_free(shadow_redact_t *r); /* NULL is fine */
+/* authorization, cookie and set-cookie: what redact defaults to. */
+int shadow_redact_add_defaults(shadow_redact_t *r);
+/* A header name (any case). 0, -EINVAL or -ENOMEM. */
+int shadow_redact_add_header(shadow_redact_t *r, const char *name);
+/* A JSON Pointer where a segment "*" matches any key or index. 0, -EINVAL
+ * (not a pointer) or -ENOMEM. */
+int shadow_redact_add_json(shadow_redact_t *r, const char *pointer);
+size_t shadow_redact_headers(const shadow_redact_t *r);
+size_t shadow_redact_pointers(const shadow_redact_t *r);
+/* The i-th header name (lower case) or pointer, for --check. */
+const char *shadow_redact_header(const shadow_redact_t *r, size_t i);
+const char *shadow_redact_pointer(const shadow_redact_t *r, size_t i);
+
+/* Writes the mark of value into out (SHADOW_REDACT_MARK_LEN + 1 bytes). */
+void shadow_redact_mark(const char *value, size_t len, char *out);
+
+/* Replaces the values of redacted headers in rec. 0 or -ENOMEM (rec is
+ * then unchanged). */
+int shadow_redact_record(const shadow_redact_t *r, shadow_record_t *rec);
+
+/* Replaces the values at redacted pointers in res's body diffs: an op at
+ * or under a pointer has its primary and candidate values marked whole; an
+ * op above one (a replaced object) has the values inside it marked. A
+ * value that is a string is marked by its text, any other by its compact
+ * JSON. 0, or -ENOMEM (res is then unchanged). */
+int shadow_redact_diff(const shadow_redact_t *r, shadow_diff_result_t *res);
+
+#endif
