@@ -50,6 +50,11 @@ int shadow_config_init(shadow_config_t *c) {
   c->drain_timeout_ms = 10000;
   c->forwarded = 1;
   shadow_limits_default(&c->limits);
+  c->capture.rate = 1.0;
+  c->capture.methods = c->mirror_methods;
+  c->capture.max_bytes = SHADOW_SINK_MAX_BYTES;
+  c->capture.keep = SHADOW_SINK_KEEP;
+  c->capture.body_bytes = c->limits.diff_bytes;
   c->diff_opts = shadow_diff_opts_new();
   c->redact = shadow_redact_new();
   if (!c->listen || !c->admin || !c->diff_opts || !c->redact ||
@@ -124,6 +129,7 @@ void shadow_config_release(shadow_config_t *c) {
   backend_release(&c->candidate);
   backend_release(&c->secondary);
   free(c->log_file);
+  free(c->capture.file);
   shadow_diff_opts_free(c->diff_opts);
   shadow_redact_free(c->redact);
   memset(c, 0, sizeof(*c));

@@ -153,9 +153,11 @@ shadow_stats_t *shadow_stats_new(const char *const *hook_names, size_t nhooks) {
   s->reloads = shadow_counters_new(8);
   s->fields = shadow_counters_new(1000);
   s->route_names = shadow_counters_new(500);
+  s->capture_skipped = shadow_counters_new(16);
   s->breaker_state = "closed";
   if (!s->candidate_errors || !s->skipped || !s->script_errors || !s->reloads ||
-      !s->fields || !s->route_names || (nhooks && !s->hook_time)) {
+      !s->fields || !s->route_names || !s->capture_skipped ||
+      (nhooks && !s->hook_time)) {
     shadow_stats_free(s);
     return NULL;
   }
@@ -181,6 +183,7 @@ void shadow_stats_free(shadow_stats_t *s) {
   shadow_counters_free(s->reloads);
   shadow_counters_free(s->fields);
   shadow_counters_free(s->route_names);
+  shadow_counters_free(s->capture_skipped);
   for (size_t i = 0; i < s->nroutes; i++) {
     shadow_counters_free(s->routes[i].fields);
     free(s->routes[i].latency);
