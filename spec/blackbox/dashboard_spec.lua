@@ -9,9 +9,8 @@ local shadowd = require "support.shadowd"
 local cleanup = require "support.cleanup"
 local http = require "support.http"
 local process = require "support.process"
-local unistd = require "posix.unistd"
 
-local CHROMIUM = "/usr/bin/chromium"
+local browser = require "support.browser"
 
 local function backend(version)
   return ([[
@@ -31,33 +30,10 @@ local function backend(version)
   ]]):format(version, version == 1 and "Ann" or "ann", version)
 end
 
--- Runs chromium headless on url; extra are its output flags. Returns what
--- it printed.
-local function chromium(dir, url, extra)
-  local argv = { CHROMIUM, "--headless", "--disable-gpu", "--no-first-run",
-                 "--hide-scrollbars", "--user-data-dir=" .. dir .. "/profile",
-                 -- Let the page's fetches and its first ticks finish.
-                 "--virtual-time-budget=5000" }
-  -- Chromium's sandbox refuses to run as root.
-  if unistd.geteuid() == 0 then argv[#argv + 1] = "--no-sandbox" end
-  for _, a in ipairs(extra) do argv[#argv + 1] = a end
-  argv[#argv + 1] = url
-  local rc, out, err = process.run(argv, nil, 90)
-  assert(rc == 0, "chromium failed: " .. tostring(err))
-  return out
-end
-
-local function output_dir()
-  local build = os.getenv("SHADOW_BUILD_DIR") or "build"
-  local dir = build .. "/test-output"
-  os.execute("mkdir -p '" .. dir .. "'")
-  return dir
-end
-
 describe("the dashboard in chromium", function()
   it("shows the verdict, routes with latencies, grouped divergences and the chart",
      function()
-    if not unistd.access(CHROMIUM, "x") then
+    if not browser.available() then
       pending("chromium is not installed (scripts/bootstrap installs it)")
       return
     end
@@ -78,7 +54,7 @@ describe("the dashboard in chromium", function()
     stop.add(function() process.rmdir(dir) end)
     local url = "http://127.0.0.1:" .. d.admin_port .. "/"
 
-    local dom = chromium(dir, url, { "--dump-dom" })
+    local dom = browser.run(dir, url, { "--dump-dom" })
     assert.matches('data%-ready="1"', dom) -- the page's tick completed
     -- The verdict with its reason.
     assert.matches('<span id="verdict" class="hold">hold</span>', dom)
@@ -114,12 +90,12 @@ describe("the dashboard in chromium", function()
     assert.matches("%[redacted sha256:%x+%]", rows)
 
     -- Screenshots at a laptop's and a phone's width.
-    local out = output_dir()
+    local out = browser.output_dir()
     for name, size in pairs({ dashboard = "1280,1400",
                               ["dashboard-phone"] = "412,1800" }) do
       local png = out .. "/" .. name .. ".png"
       os.remove(png)
-      chromium(dir, url, { "--window-size=" .. size, "--screenshot=" .. png })
+      browser.run(dir, url, { "--window-size=" .. size, "--screenshot=" .. png })
       local data = process.read_file(png)
       assert.is_not_nil(data, png)
       assert.equal("\137PNG", data:sub(1, 4))

@@ -1,59 +1,65 @@
-/* Candidate admission (see admission.h): the breaker's policy as the
+/* Shadow-leg admission (see admission.h): the breaker's policy as the
  * dispatcher applies it, kept apart from the breaker's own state machine
  * (breaker.c), which knows nothing of slots or probes that vanish. */
 #include "admission.h"
 
-/* /stats and /metrics show the breaker as it is now: every transition,
- * open -> half-open in shadow_breaker_allow included. Under the lock. */
-static void publish(shadow_shared_t *sh) {
-  shadow_breaker_t *b = &sh->breaker;
+/* /stats and /metrics show the breakers as they are now: every
+ * transition, open -> half-open in shadow_breaker_allow included. Under
+ * the lock. */
+static void publish(shadow_shared_t *sh, shadow_gate_id_t g) {
+  shadow_breaker_t *b = &sh->gates[g].breaker;
+  if (g == SHADOW_GATE_SECONDARY) {
+    sh->stats->secondary_breaker_state = shadow_breaker_state_name(b->state);
+    return;
+  }
   sh->stats->breaker_open = b->state == SHADOW_BREAKER_OPEN;
   sh->stats->breaker_state = shadow_breaker_state_name(b->state);
 }
 
 /* A probe that ends with no outcome: a half-open breaker must not wait for
  * it forever. Under the lock. */
-static void release_probe(shadow_shared_t *sh) {
-  if (sh->breaker.state == SHADOW_BREAKER_HALF_OPEN)
-    sh->breaker.probe_inflight = 0;
+static void release_probe(shadow_breaker_t *b) {
+  if (b->state == SHADOW_BREAKER_HALF_OPEN) b->probe_inflight = 0;
 }
 
-int shadow_admission_enter(shadow_shared_t *sh, size_t cap, uint64_t now_ms,
-                           int *probe, const char **why) {
+int shadow_admission_enter(shadow_shared_t *sh, shadow_gate_id_t g, size_t cap,
+                           uint64_t now_ms, int *probe, const char **why) {
   *probe = 0;
   *why = NULL;
   shadow_shared_lock(sh);
-  shadow_breaker_t *b = &sh->breaker;
+  shadow_gate_t *gate = &sh->gates[g];
+  shadow_breaker_t *b = &gate->breaker;
   int allowed = shadow_breaker_allow(b, now_ms);
   *probe = allowed && b->state == SHADOW_BREAKER_HALF_OPEN;
-  publish(sh);
+  publish(sh, g);
   if (!allowed) {
     *why = "breaker";
-  } else if (cap > 0 && sh->inflight_shadow >= cap) {
+  } else if (cap > 0 && gate->inflight >= cap) {
     /* The breaker let this leg through; give the probe back unused. */
-    if (*probe) release_probe(sh);
+    if (*probe) release_probe(b);
     *probe = 0;
     *why = "overload";
   } else {
     /* The slot is taken here, under the same lock as the check, so that
      * loops racing for the last slot cannot both get it. */
-    sh->inflight_shadow++;
+    gate->inflight++;
   }
   shadow_shared_unlock(sh);
   return *why == NULL;
 }
 
-void shadow_admission_leave(shadow_shared_t *sh, int probe,
+void shadow_admission_leave(shadow_shared_t *sh, shadow_gate_id_t g, int probe,
                             shadow_leg_outcome_t outcome, uint64_t now_ms) {
   shadow_shared_lock(sh);
-  sh->inflight_shadow--;
-  shadow_breaker_t *b = &sh->breaker;
+  shadow_gate_t *gate = &sh->gates[g];
+  gate->inflight--;
+  shadow_breaker_t *b = &gate->breaker;
   int counts = probe || b->state != SHADOW_BREAKER_HALF_OPEN;
   if (outcome == SHADOW_LEG_DROPPED) {
-    if (probe) release_probe(sh);
+    if (probe) release_probe(b);
   } else if (counts) {
     shadow_breaker_result(b, outcome == SHADOW_LEG_OK, now_ms);
-    publish(sh);
+    publish(sh, g);
   }
   shadow_shared_unlock(sh);
 }

@@ -117,8 +117,13 @@ int shadow_epoch_new(shadow_backends_t *r, shadow_gen_t *gen,
   if (rc == 0)
     rc = backend_get(r, &cfg->candidate, &cfg->limits, cfg->max_inflight_shadow,
                      &e->candidate, err);
+  /* The secondary's legs are open-loop too, under the same cap. */
+  if (rc == 0)
+    rc = backend_get(r, &cfg->secondary, &cfg->limits, cfg->max_inflight_shadow,
+                     &e->secondary, err);
   if (rc) {
     backend_unref(e->primary);
+    backend_unref(e->candidate);
     free(e);
     return rc;
   }
@@ -139,6 +144,7 @@ void shadow_epoch_unref(shadow_backends_t *r, shadow_epoch_t *e) {
   if (!e || --e->refs > 0) return;
   backend_unref(e->primary);
   backend_unref(e->candidate);
+  backend_unref(e->secondary);
   shadow_gen_unref(e->gen);
   free(e);
 }

@@ -19,7 +19,7 @@ typedef struct shadow_epoch_s {
   shadow_gen_t *gen;
   const shadow_config_t *cfg;
   /* NULL when the config's backend is not a URL (none, or a function). */
-  shadow_backend_t *primary, *candidate;
+  shadow_backend_t *primary, *candidate, *secondary;
 } shadow_epoch_t;
 
 shadow_backends_t *shadow_backends_new(uv_loop_t *loop);

@@ -8,6 +8,7 @@
 #include "clock.h"
 #include "divergence.h"
 #include "log.h"
+#include "noise.h"
 #include "redact.h"
 #include "ring.h"
 
@@ -20,8 +21,17 @@ void shadow_comparator_init(shadow_comparator_t *c, shadow_shared_t *sh) {
   c->sh = sh;
 }
 
+static void obs_free(shadow_obs_list_t *l) {
+  shadow_buf_free(&l->names);
+  free(l->v);
+}
+
 void shadow_comparator_free(shadow_comparator_t *c) {
   shadow_diff_result_free(&c->diff);
+  shadow_diff_result_free(&c->noise);
+  obs_free(&c->cobs);
+  obs_free(&c->nobs);
+  free(c->noise_list);
   shadow_buf_free(&c->scratch);
   shadow_buf_free(&c->folded);
   free(c->sort);
@@ -73,18 +83,189 @@ static void fold_fields(shadow_comparator_t *c) {
   shadow_buf_free(&all);
 }
 
+/* --- noise --------------------------------------------------------------- */
+
+static const char *obs_name(const shadow_obs_list_t *l, size_t i) {
+  return l->names.data + l->v[i].off;
+}
+
+/* shadow_noise_observe's callback: one entry per folded field. */
+static void obs_add(void *ud, const char *field, size_t len, unsigned shape,
+                    double delta) {
+  shadow_obs_list_t *l = ud;
+  for (size_t i = 0; i < l->n; i++)
+    if (l->v[i].len == len && memcmp(obs_name(l, i), field, len) == 0) {
+      l->v[i].shapes |= shape;
+      if (delta > l->v[i].delta) l->v[i].delta = delta;
+      return;
+    }
+  if (l->n >= FOLDED_MAX) return;
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 16;
+    shadow_obs_t *v = realloc(l->v, cap * sizeof(*v));
+    if (!v) return;
+    l->v = v;
+    l->cap = cap;
+  }
+  size_t off = l->names.len;
+  if (shadow_buf_append(&l->names, field, len) ||
+      shadow_buf_append(&l->names, "", 1))
+    return;
+  l->v[l->n++] = (shadow_obs_t){off, len, shape, delta};
+}
+
+static void observe_into(shadow_obs_list_t *l, const shadow_diff_result_t *r) {
+  l->n = 0;
+  shadow_buf_reset(&l->names);
+  shadow_noise_observe(r, obs_add, l);
+}
+
+/* The learned range of a field's number noise, for the mask. Takes the
+ * lock: it runs outside count(). */
+typedef struct envelope_ud_s {
+  shadow_comparator_t *c;
+  const char *route;
+} envelope_ud_t;
+
+static double learned_max(void *ud, const char *field, size_t len) {
+  envelope_ud_t *e = ud;
+  shadow_shared_t *sh = e->c->sh;
+  size_t rlen = strlen(e->route);
+  shadow_shared_lock(sh);
+  shadow_noise_entry_t *n = shadow_noise_table_get(sh->stats->noise, e->route,
+                                                   rlen, 0, field, len, 0);
+  double max = n && n->noise_differed >= SHADOW_NOISE_ENVELOPE_MIN
+                   ? n->noise_max_delta
+                   : 0;
+  shadow_shared_unlock(sh);
+  return max;
+}
+
+/* Learns from this request, under the lock: the secondary's differences
+ * (noise), then the candidate's, each weighed against what the secondary
+ * had shown before. */
+static void learn(shadow_comparator_t *c, shadow_stats_t *st,
+                  shadow_route_stats_t *rs, const char *route, size_t rlen,
+                  int have_noise) {
+  size_t ridx = rs ? (size_t)(rs - st->routes) : 0;
+  if (have_noise) {
+    st->noise_compared++;
+    if (rs) rs->noise_compared++;
+    for (size_t i = 0; i < c->nobs.n; i++) {
+      const shadow_obs_t *o = &c->nobs.v[i];
+      shadow_noise_entry_t *e = shadow_noise_table_get(
+          st->noise, route, rlen, ridx, obs_name(&c->nobs, i), o->len, 1);
+      if (!e) continue;
+      e->noise_differed++;
+      e->noise_shapes |= o->shapes;
+      if (o->delta > e->noise_max_delta) e->noise_max_delta = o->delta;
+    }
+  }
+  for (size_t i = 0; i < c->cobs.n; i++) {
+    const shadow_obs_t *o = &c->cobs.v[i];
+    shadow_noise_entry_t *e = shadow_noise_table_get(
+        st->noise, route, rlen, ridx, obs_name(&c->cobs, i), o->len, 1);
+    if (!e) continue;
+    e->differed++;
+    e->shapes |= o->shapes;
+    if (o->delta > e->max_delta) e->max_delta = o->delta;
+    if (e->noise_differed < SHADOW_NOISE_ENVELOPE_MIN) continue;
+    e->judged++;
+    if ((o->shapes & ~e->noise_shapes) ||
+        ((o->shapes & SHADOW_NOISE_NUMBER) && o->delta > e->noise_max_delta))
+      e->beyond++;
+  }
+}
+
+/* Whether a difference lies within what the secondary has shown of its
+ * field: a number moved no further than the secondary ever moved it, or
+ * elements reordered in an array the secondary reorders. Other shapes
+ * cannot be told apart by size, so their field's class decides. */
+static int within_envelope(const shadow_noise_entry_t *e, unsigned shapes,
+                           double delta) {
+  if (e->noise_differed < SHADOW_NOISE_ENVELOPE_MIN) return 0;
+  if (shapes == SHADOW_NOISE_NUMBER)
+    return (e->noise_shapes & SHADOW_NOISE_NUMBER) &&
+           delta <= e->noise_max_delta;
+  return shapes == SHADOW_NOISE_MOVE && (e->noise_shapes & SHADOW_NOISE_MOVE);
+}
+
+typedef struct learned_ud_s {
+  shadow_comparator_t *c;
+  const shadow_config_t *cfg;
+  const char *route;
+} learned_ud_t;
+
+/* What has been learned, applied to one difference: noise when its field
+ * is classed noise, or when it lies within the field's envelope (so the
+ * jitter of a float that also has a real bug is still jitter). Takes the
+ * lock: it runs outside count(). */
+static int learned_noise(void *ud, const char *field, size_t len,
+                         unsigned shapes, double delta) {
+  learned_ud_t *l = ud;
+  shadow_shared_t *sh = l->c->sh;
+  shadow_stats_t *st = sh->stats;
+  size_t rlen = strlen(l->route);
+  int noise = 0;
+  shadow_shared_lock(sh);
+  shadow_noise_entry_t *e =
+      shadow_noise_table_get(st->noise, l->route, rlen, 0, field, len, 0);
+  const shadow_route_stats_t *rs =
+      e && e->route_idx < st->nroutes ? &st->routes[e->route_idx] : NULL;
+  if (e && rs) {
+    shadow_noise_counts_t k = {rs->compared,       e->differed,
+                               e->judged,          e->beyond,
+                               rs->noise_compared, e->noise_differed};
+    noise =
+        within_envelope(e, shapes, delta) ||
+        shadow_noise_classify(&k, l->cfg->noise_z, l->cfg->noise_min_samples,
+                              NULL) == SHADOW_NOISE_NOISE;
+  }
+  shadow_shared_unlock(sh);
+  return noise;
+}
+
+/* The record's "noise": the fields the secondary differed on. */
+static const char *const *noise_list(shadow_comparator_t *c, int have_noise) {
+  if (!have_noise || c->noise.nfields == 0) return NULL;
+  size_t n = c->noise.nfields;
+  if (n + 1 > c->noise_cap) {
+    const char **v = realloc(c->noise_list, (n + 1) * sizeof(*v));
+    if (!v) return NULL;
+    c->noise_list = v;
+    c->noise_cap = n + 1;
+  }
+  const char *f = c->noise.fields.data;
+  for (size_t i = 0; i < n; i++) {
+    c->noise_list[i] = f;
+    f += strlen(f) + 1;
+  }
+  c->noise_list[n] = NULL;
+  return c->noise_list;
+}
+
+/* --- counting and publishing --------------------------------------------- */
+
 /* Counts the pair, and a divergence when parts is not 0. Returns the
  * divergence's id, or 0 when there is none. */
 static uint64_t count(shadow_comparator_t *c, const shadow_pair_t *p,
-                      unsigned parts, double now_ms) {
+                      unsigned parts, double now_ms, int have_noise,
+                      int suppressed) {
   shadow_shared_t *sh = c->sh;
   shadow_stats_t *st = sh->stats;
-  size_t rlen = p->route ? strlen(p->route) : 0;
+  const char *route = p->route ? p->route : "";
+  size_t rlen = strlen(route);
   if (parts) fold_fields(c);
   shadow_shared_lock(sh);
   st->compared++;
   shadow_route_stats_t *rs = shadow_stats_route(st, p->route, rlen);
   if (rs) rs->compared++;
+  learn(c, st, rs, route, rlen, have_noise);
+  if (suppressed) {
+    /* It differed only where the secondary showed noise. */
+    st->noise_suppressed++;
+    if (rs) rs->noise_suppressed++;
+  }
   shadow_stats_history_add(st, now_ms, parts != 0);
   uint64_t id = 0;
   if (parts) {
@@ -103,7 +284,7 @@ static uint64_t count(shadow_comparator_t *c, const shadow_pair_t *p,
 }
 
 static void publish(shadow_comparator_t *c, const shadow_pair_t *p, uint64_t id,
-                    double now_ms) {
+                    double now_ms, int have_noise) {
   shadow_shared_t *sh = c->sh;
   shadow_divergence_meta_t m = {
       .id = id,
@@ -116,7 +297,7 @@ static void publish(shadow_comparator_t *c, const shadow_pair_t *p, uint64_t id,
       .candidate_ms = p->candidate_ms,
       .primary_first_ms = p->primary_first_ms,
       .candidate_first_ms = p->candidate_first_ms,
-      .noise = NULL,
+      .noise = noise_list(c, have_noise),
   };
   shadow_buf_reset(&c->scratch);
   if (shadow_divergence_format(&c->scratch, &m, &c->diff) < 0) return;
@@ -132,14 +313,16 @@ static void publish(shadow_comparator_t *c, const shadow_pair_t *p, uint64_t id,
 }
 
 void shadow_compare(shadow_comparator_t *c, const shadow_pair_t *p,
-                    shadow_record_t *primary, shadow_record_t *candidate) {
+                    shadow_record_t *primary, shadow_record_t *candidate,
+                    shadow_record_t *secondary) {
   shadow_gen_t *g = p->gen;
   const shadow_config_t *cfg = shadow_gen_config(g);
   /* Secret headers become marks before any hook or the diff sees them
    * (as in the gateway); a record that cannot be redacted is not
    * compared, so its secret cannot reach a record. */
   if (shadow_redact_record(cfg->redact, primary) ||
-      shadow_redact_record(cfg->redact, candidate)) {
+      shadow_redact_record(cfg->redact, candidate) ||
+      (secondary && shadow_redact_record(cfg->redact, secondary))) {
     shadow_shared_lock(c->sh);
     shadow_counters_add(c->sh->stats->skipped, "diff_error", 10, 1);
     shadow_shared_unlock(c->sh);
@@ -149,8 +332,30 @@ void shadow_compare(shadow_comparator_t *c, const shadow_pair_t *p,
     /* A failed normalize leaves the record raw: compare what we have. */
     shadow_script_normalize(g, p->lreq, primary, "primary");
     shadow_script_normalize(g, p->lreq, candidate, "candidate");
+    if (secondary) shadow_script_normalize(g, p->lreq, secondary, "secondary");
   }
   int parts = shadow_diff_records(cfg->diff_opts, primary, candidate, &c->diff);
+  int have_noise = secondary && shadow_diff_records(cfg->diff_opts, primary,
+                                                    secondary, &c->noise) >= 0;
+  /* Noise is learned only where there is a secondary to learn it from;
+   * without one, nothing here costs a thing. */
+  int learning = cfg->secondary.kind != SHADOW_BACKEND_NONE;
+  int raw = parts;
+  c->cobs.n = c->nobs.n = 0;
+  if (learning && parts > 0) observe_into(&c->cobs, &c->diff);
+  if (have_noise) observe_into(&c->nobs, &c->noise);
+  if (parts > 0 && have_noise) {
+    envelope_ud_t eu = {c, p->route ? p->route : ""};
+    shadow_noise_envelope_t env = {learned_max, &eu};
+    if (shadow_noise_mask(&c->diff, &c->noise, &env) == 0)
+      parts = (int)c->diff.parts;
+  }
+  if (learning && parts > 0) {
+    learned_ud_t lu = {c, cfg, p->route ? p->route : ""};
+    if (shadow_noise_filter(&c->diff, learned_noise, &lu) == 0)
+      parts = (int)c->diff.parts;
+  }
+  int suppressed = raw > 0 && parts == 0;
   if (parts > 0 && shadow_redact_diff(cfg->redact, &c->diff) != 0)
     parts = -1; /* unredacted values must not be published */
   if (parts < 0) {
@@ -160,6 +365,6 @@ void shadow_compare(shadow_comparator_t *c, const shadow_pair_t *p,
     return;
   }
   double now_ms = shadow_wall_ms();
-  uint64_t id = count(c, p, (unsigned)parts, now_ms);
-  if (id) publish(c, p, id, now_ms);
+  uint64_t id = count(c, p, (unsigned)parts, now_ms, have_noise, suppressed);
+  if (id) publish(c, p, id, now_ms, have_noise);
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "noise.h"
 #include "sink.h"
 
 void shadow_limits_default(shadow_limits_t *l) {
@@ -45,6 +46,10 @@ int shadow_config_init(shadow_config_t *c) {
   c->breaker_failures = 5;
   c->breaker_cooldown_ms = 10000;
   c->max_inflight_shadow = 256;
+  c->secondary_rate = -1;
+  c->noise_confidence = 0.99;
+  c->noise_z = shadow_noise_z(c->noise_confidence);
+  c->noise_min_samples = 100;
   c->slo_max_rate = 0.001;
   c->slo_min_samples = 1000;
   c->drain_timeout_ms = 10000;

@@ -68,6 +68,14 @@ typedef struct shadow_config_s {
   char *listen_cert_file, *listen_key_file;
   shadow_backend_cfg_t primary, candidate, secondary;
   double rate;
+  /* sample.secondary_rate: the share of requests that also go to the
+   * secondary; < 0 until set, then the sample rate (see policy.c). */
+  double secondary_rate;
+  /* noise = { confidence, min_samples }: the significance rule's one-sided
+   * confidence (as z, engine/noise.h) and the samples each side needs
+   * before a field is classed. */
+  double noise_confidence, noise_z;
+  uint64_t noise_min_samples;
   shadow_method_set_t mirror_methods;
   shadow_diff_opts_t *diff_opts;
   size_t log_capacity;

@@ -176,6 +176,9 @@ static void admin_settings(void *ud, shadow_admin_settings_t *out) {
   out->slo_max_rate = cfg->slo_max_rate;
   out->slo_min_samples = cfg->slo_min_samples;
   out->slo_max_latency_ratio = cfg->slo_max_latency_ratio;
+  out->noise.confidence = cfg->noise_confidence;
+  out->noise.z = cfg->noise_z;
+  out->noise.min_samples = cfg->noise_min_samples;
 }
 
 static void admin_lock(void *ud) {
@@ -342,9 +345,6 @@ int shadow_daemon_run(const shadow_daemon_opts_t *opts, shadow_gen_t *g) {
   uv_signal_start(&app->sigusr1, on_signal, SIGUSR1);
   uv_timer_start(&app->flush_timer, flush_cb, 1000, 1000);
   rearm_watch(app);
-  if (cfg->secondary.kind != SHADOW_BACKEND_NONE)
-    shadow_log_warn("secondary: noise learning is not implemented yet; "
-                    "the secondary backend is ignored");
   shadow_log_info(
       "shadowd %s listening on %s (%zu loop%s), admin on %s; "
       "primary %s, candidate %s at rate %g",

@@ -57,7 +57,8 @@ struct shadow_dispatcher_s {
 
 enum { LEG_NONE = 0, LEG_RUNNING, LEG_DONE, LEG_FAILED };
 
-/* One side of an exchange. */
+/* One side of an exchange: the primary, or a shadow leg (the candidate,
+ * or the secondary copy of the primary that tells noise from change). */
 typedef struct leg_s {
   exchange_t *ex;
   shadow_upstream_leg_t *up; /* an HTTP leg in flight */
@@ -67,6 +68,11 @@ typedef struct leg_s {
   int status; /* of the response head, 0 before it */
   int state;
   int err;
+  /* Shadow legs: which gate (breaker and cap) admits them, whether this
+   * leg holds a slot there, and whether that slot is the breaker's probe. */
+  shadow_gate_id_t gate;
+  int admitted, probe;
+  shadow_task_t task; /* an in-process (Lua) backend's deferred call */
 } leg_t;
 
 struct exchange_s {
@@ -78,18 +84,15 @@ struct exchange_s {
   int maybe;     /* the request may be mirrored: keep the primary's answer */
   int decided;   /* the policy has run */
   int sampled;   /* a candidate leg was started */
-  int admitted;  /* holds an admission slot */
-  int probe;     /* that slot is the half-open breaker's probe */
   int skipped;   /* the pair will not be compared */
   int body_done; /* the request body is complete */
   int body_over; /* it outgrew the copy's cap */
   int primary_paused;
   int tunnel;        /* the primary answered an upgrade with 101 */
   shadow_buf_t body; /* a copy of the request body, for the candidate */
-  leg_t primary, candidate;
+  leg_t primary, candidate, secondary;
   shadow_policy_decision_t dec;
   shadow_buf_t route, method, target;
-  shadow_task_t lua_task;
   shadow_capture_state_t cap;
 };
 
@@ -98,7 +101,7 @@ struct exchange_s {
 
 static void finish_if_done(exchange_t *ex);
 static const shadow_upstream_handler_t primary_handler;
-static const shadow_upstream_handler_t candidate_handler;
+static const shadow_upstream_handler_t shadow_leg_handler;
 
 static double ms_between(uint64_t a, uint64_t b) {
   return a && b >= a ? (double)(b - a) / 1e6 : -1;
@@ -147,7 +150,9 @@ static exchange_t *exchange_new(shadow_dispatcher_t *d, shadow_request_t *req) {
   ex->req = req;
   ex->epoch = d->epoch;
   shadow_epoch_ref(ex->epoch);
-  ex->primary.ex = ex->candidate.ex = ex;
+  ex->primary.ex = ex->candidate.ex = ex->secondary.ex = ex;
+  ex->candidate.gate = SHADOW_GATE_CANDIDATE;
+  ex->secondary.gate = SHADOW_GATE_SECONDARY;
   d->exchanges++;
   req->data = ex;
   return ex;
@@ -162,6 +167,7 @@ static void exchange_free(exchange_t *ex) {
   if (ex->cand_lreq != ex->lreq) shadow_script_req_close(g, ex->cand_lreq);
   shadow_record_free(ex->primary.rec);
   shadow_record_free(ex->candidate.rec);
+  shadow_record_free(ex->secondary.rec);
   shadow_buf_free(&ex->body);
   shadow_buf_free(&ex->dec.key);
   shadow_buf_free(&ex->route);
@@ -438,68 +444,70 @@ static const shadow_upstream_handler_t primary_handler = {
     primary_interim,  primary_head, primary_body,
     primary_read_end, primary_done, primary_drain};
 
-/* --- the candidate leg -------------------------------------------------- */
+/* --- the shadow legs: candidate and secondary ---------------------------- */
 
-static void candidate_head(void *ud, int status, const shadow_headers_t *h,
-                           int64_t content_length) {
-  exchange_t *ex = ud;
-  leg_keep_head(&ex->candidate, status, h, content_length);
+static void shadow_leg_head(void *ud, int status, const shadow_headers_t *h,
+                            int64_t content_length) {
+  leg_keep_head(ud, status, h, content_length);
 }
 
-static void candidate_body(void *ud, const char *data, size_t len) {
-  exchange_t *ex = ud;
-  leg_keep_body(&ex->candidate, data, len);
+static void shadow_leg_body(void *ud, const char *data, size_t len) {
+  leg_keep_body(ud, data, len);
 }
 
-/* A candidate leg has ended, one way or another: its slot goes back, the
+/* A shadow leg has ended, one way or another: its slot goes back, its
  * breaker and the counters hear how it went. */
-static void candidate_ended(exchange_t *ex, int err) {
+static void shadow_leg_ended(leg_t *leg, int err) {
+  exchange_t *ex = leg->ex;
   shadow_dispatcher_t *d = ex->d;
-  leg_t *leg = &ex->candidate;
   leg_end(leg, err);
   shadow_leg_outcome_t outcome = err == SHADOW_UPSTREAM_OK ? SHADOW_LEG_OK
                                  : err == SHADOW_UPSTREAM_CANCELED
                                      ? SHADOW_LEG_DROPPED
                                      : SHADOW_LEG_FAILED;
-  if (ex->admitted) {
-    ex->admitted = 0;
-    shadow_admission_leave(d->sh, ex->probe, outcome, uv_now(d->loop));
+  if (leg->admitted) {
+    leg->admitted = 0;
+    shadow_admission_leave(d->sh, leg->gate, leg->probe, outcome,
+                           uv_now(d->loop));
   }
+  int candidate = leg->gate == SHADOW_GATE_CANDIDATE;
   LOCK(d);
   if (err == SHADOW_UPSTREAM_OK) {
-    shadow_hist_observe(&d->stats->candidate_latency,
-                        (double)(leg->last_ns - leg->start_ns) / 1e9);
+    if (candidate)
+      shadow_hist_observe(&d->stats->candidate_latency,
+                          (double)(leg->last_ns - leg->start_ns) / 1e9);
   } else {
     const char *why = shadow_upstream_err_name(err);
-    shadow_counters_add(d->stats->candidate_errors, why, strlen(why), 1);
+    shadow_counters_add(candidate ? d->stats->candidate_errors
+                                  : d->stats->secondary_errors,
+                        why, strlen(why), 1);
   }
   UNLOCK(d);
 }
 
-static void candidate_done(void *ud, int err, const shadow_headers_t *trailers,
-                           const char *detail) {
-  exchange_t *ex = ud;
-  candidate_ended(ex, err);
-  finish_if_done(ex);
+static void shadow_leg_done(void *ud, int err, const shadow_headers_t *trailers,
+                            const char *detail) {
+  leg_t *leg = ud;
+  shadow_leg_ended(leg, err);
+  finish_if_done(leg->ex);
 }
 
-static const shadow_upstream_handler_t candidate_handler = {
-    NULL, candidate_head, candidate_body, NULL, candidate_done, NULL};
+static const shadow_upstream_handler_t shadow_leg_handler = {
+    NULL, shadow_leg_head, shadow_leg_body, NULL, shadow_leg_done, NULL};
 
-/* Abandons a candidate leg that has not ended (the client went away, or
- * the dispatcher closes): its slot goes back without a verdict. */
-static void candidate_cancel(exchange_t *ex) {
-  leg_t *leg = &ex->candidate;
+/* Abandons a shadow leg that has not ended (the client went away, or the
+ * dispatcher closes): its slot goes back without a verdict. */
+static void shadow_leg_cancel(leg_t *leg) {
   if (leg->state != LEG_RUNNING) return;
   if (leg->up) {
     shadow_upstream_leg_abort(leg->up);
     leg->up = NULL;
   }
   leg_end(leg, SHADOW_UPSTREAM_CANCELED);
-  if (ex->admitted) {
-    ex->admitted = 0;
-    shadow_admission_leave(ex->d->sh, ex->probe, SHADOW_LEG_DROPPED,
-                           uv_now(ex->d->loop));
+  if (leg->admitted) {
+    leg->admitted = 0;
+    shadow_admission_leave(leg->ex->d->sh, leg->gate, leg->probe,
+                           SHADOW_LEG_DROPPED, uv_now(leg->ex->d->loop));
   }
 }
 
@@ -529,17 +537,22 @@ static int call_lua_backend(exchange_t *ex, leg_t *leg, int fn_ref, int lreq) {
   return 0;
 }
 
-/* Lua candidates run from the loop's idle phase, after the client's
- * response has been written. */
-static void run_lua_candidate(shadow_task_t *t, int canceled) {
-  exchange_t *ex =
-      (exchange_t *)(void *)((char *)t - offsetof(exchange_t, lua_task));
+/* Lua shadow legs run from the loop's idle phase, after the client's
+ * response has been written. The candidate gets the rewritten request,
+ * the secondary (a copy of the primary) the client's. */
+static void run_lua_leg(shadow_task_t *t, int canceled) {
+  leg_t *leg = (leg_t *)(void *)((char *)t - offsetof(leg_t, task));
+  exchange_t *ex = leg->ex;
+  const shadow_config_t *cfg = ex->epoch->cfg;
   if (canceled) {
-    candidate_cancel(ex);
+    shadow_leg_cancel(leg);
   } else {
-    int rc = call_lua_backend(ex, &ex->candidate,
-                              ex->epoch->cfg->candidate.lua_ref, ex->cand_lreq);
-    candidate_ended(ex, rc ? SHADOW_UPSTREAM_BAD_RESPONSE : SHADOW_UPSTREAM_OK);
+    int candidate = leg->gate == SHADOW_GATE_CANDIDATE;
+    int rc = call_lua_backend(
+        ex, leg, candidate ? cfg->candidate.lua_ref : cfg->secondary.lua_ref,
+        candidate ? ex->cand_lreq : ex->lreq);
+    shadow_leg_ended(leg,
+                     rc ? SHADOW_UPSTREAM_BAD_RESPONSE : SHADOW_UPSTREAM_OK);
   }
   finish_if_done(ex);
 }
@@ -591,10 +604,14 @@ static int forward(exchange_t *ex, const shadow_headers_t *in) {
   return shadow_forward_headers(in, &f, &d->fwd);
 }
 
-static int start_http_candidate(exchange_t *ex, int rewritten) {
+/* Starts a shadow leg over HTTP: the candidate with the rewritten request
+ * when there is one, the secondary always with the client's. */
+static int start_http_leg(exchange_t *ex, leg_t *leg, int rewritten) {
   shadow_dispatcher_t *d = ex->d;
   shadow_gen_t *g = ex->epoch->gen;
-  shadow_upstream_t *up = shadow_backend_upstream(ex->epoch->candidate);
+  shadow_upstream_t *up = shadow_backend_upstream(
+      leg->gate == SHADOW_GATE_CANDIDATE ? ex->epoch->candidate
+                                         : ex->epoch->secondary);
   shadow_buf_t m = SHADOW_BUF_INIT, t = SHADOW_BUF_INIT, b = SHADOW_BUF_INIT;
   shadow_upstream_request_t r = {0};
   int rc = 0;
@@ -616,13 +633,12 @@ static int start_http_candidate(exchange_t *ex, int rewritten) {
     r.body_len = ex->body.len;
   }
   if (rc == 0) rc = forward(ex, rewritten ? &d->rewritten : &ex->req->headers);
-  /* The candidate is told it is one, so it can skip side effects. */
+  /* A shadow leg is told it is one, so it can skip side effects. */
   if (rc == 0) rc = shadow_headers_add(&d->fwd, "x-shadow-request", 16, "1", 1);
   r.headers = &d->fwd;
-  ex->candidate.start_ns = uv_hrtime();
+  leg->start_ns = uv_hrtime();
   if (rc == 0)
-    rc = shadow_upstream_start(up, &r, &candidate_handler, ex,
-                               &ex->candidate.up);
+    rc = shadow_upstream_start(up, &r, &shadow_leg_handler, leg, &leg->up);
   shadow_buf_free(&m);
   shadow_buf_free(&t);
   shadow_buf_free(&b);
@@ -631,10 +647,46 @@ static int start_http_candidate(exchange_t *ex, int rewritten) {
 
 /* Runs the policy once the request body is complete, and starts the
  * candidate when it says so. */
+/* Starts the secondary leg of a mirrored request, when the policy chose
+ * it: behind its own gate, with the client's request. A secondary that
+ * cannot go costs the pair nothing but its noise; it is counted apart. */
+static void start_secondary(exchange_t *ex) {
+  shadow_dispatcher_t *d = ex->d;
+  const shadow_config_t *cfg = ex->epoch->cfg;
+  leg_t *leg = &ex->secondary;
+  const char *why;
+  if (!shadow_admission_enter(d->sh, SHADOW_GATE_SECONDARY,
+                              cfg->max_inflight_shadow, uv_now(d->loop),
+                              &leg->probe, &why)) {
+    LOCK(d);
+    shadow_counters_add(d->stats->secondary_errors, why, strlen(why), 1);
+    UNLOCK(d);
+    return;
+  }
+  leg->admitted = 1;
+  leg->rec = shadow_record_new();
+  leg->state = LEG_RUNNING;
+  if (cfg->secondary.kind == SHADOW_BACKEND_LUA) {
+    shadow_deferred_push(&d->deferred, &leg->task, run_lua_leg);
+    return;
+  }
+  if (start_http_leg(ex, leg, 0) == 0) return;
+  leg->state = LEG_NONE;
+  leg->admitted = 0;
+  shadow_admission_leave(d->sh, SHADOW_GATE_SECONDARY, leg->probe,
+                         SHADOW_LEG_FAILED, uv_now(d->loop));
+  LOCK(d);
+  shadow_counters_add(d->stats->secondary_errors, "send", 4, 1);
+  UNLOCK(d);
+}
+
+/* Runs the policy once the request body is complete, and starts the
+ * shadow legs when it says so. */
 static void decide(exchange_t *ex) {
   shadow_dispatcher_t *d = ex->d;
   shadow_gen_t *g = ex->epoch->gen;
   const shadow_config_t *cfg = ex->epoch->cfg;
+  leg_t *leg = &ex->candidate;
   if (ex->decided || !ex->req) return;
   ex->decided = 1;
   if (!ex->maybe) return;
@@ -653,8 +705,9 @@ static void decide(exchange_t *ex) {
     return;
   }
   const char *why;
-  if (!shadow_admission_enter(d->sh, cfg->max_inflight_shadow, uv_now(d->loop),
-                              &ex->probe, &why)) {
+  if (!shadow_admission_enter(d->sh, SHADOW_GATE_CANDIDATE,
+                              cfg->max_inflight_shadow, uv_now(d->loop),
+                              &leg->probe, &why)) {
     skip(d, why);
     drop_pair(ex, NULL);
     return;
@@ -667,7 +720,7 @@ static void decide(exchange_t *ex) {
       shadow_stats_route(d->stats, ex->route.data, ex->route.len);
   if (rs) rs->sampled++;
   UNLOCK(d);
-  ex->admitted = 1;
+  leg->admitted = 1;
   shadow_buf_puts(&ex->method, ex->req->method);
   shadow_buf_append(&ex->target, ex->req->target.data, ex->req->target.len);
   ex->cand_lreq = ex->lreq;
@@ -675,27 +728,31 @@ static void decide(exchange_t *ex) {
   if (shadow_gen_has_hook(g, SHADOW_HOOK_REWRITE)) {
     if (shadow_script_rewrite(g, ex->lreq, &ex->cand_lreq) != 0) {
       ex->cand_lreq = ex->lreq;
-      ex->admitted = 0;
-      shadow_admission_leave(d->sh, ex->probe, SHADOW_LEG_DROPPED,
-                             uv_now(d->loop));
+      leg->admitted = 0;
+      shadow_admission_leave(d->sh, SHADOW_GATE_CANDIDATE, leg->probe,
+                             SHADOW_LEG_DROPPED, uv_now(d->loop));
       drop_pair(ex, "rewrite");
       return;
     }
     rewritten = 1;
   }
-  ex->candidate.rec = shadow_record_new();
-  ex->candidate.state = LEG_RUNNING;
+  leg->rec = shadow_record_new();
+  leg->state = LEG_RUNNING;
   if (cfg->candidate.kind == SHADOW_BACKEND_LUA) {
-    shadow_deferred_push(&d->deferred, &ex->lua_task, run_lua_candidate);
+    shadow_deferred_push(&d->deferred, &leg->task, run_lua_leg);
+    if (ex->dec.secondary) start_secondary(ex);
     return;
   }
-  int rc = start_http_candidate(ex, rewritten);
-  if (rc == 0) return;
+  int rc = start_http_leg(ex, leg, rewritten);
+  if (rc == 0) {
+    if (ex->dec.secondary) start_secondary(ex);
+    return;
+  }
   /* The leg never started: no callback will come. A request the rewrite
    * made unsendable is the script's fault, not the candidate's. */
-  ex->candidate.state = LEG_NONE;
-  ex->admitted = 0;
-  shadow_admission_leave(d->sh, ex->probe,
+  leg->state = LEG_NONE;
+  leg->admitted = 0;
+  shadow_admission_leave(d->sh, SHADOW_GATE_CANDIDATE, leg->probe,
                          rc == -EINVAL && rewritten ? SHADOW_LEG_DROPPED
                                                     : SHADOW_LEG_FAILED,
                          uv_now(d->loop));
@@ -842,7 +899,9 @@ static void on_abort(shadow_request_t *req, int why) {
   }
   if (ex->primary.state == LEG_RUNNING) ex->primary.state = LEG_FAILED;
   if (ex->candidate.state == LEG_RUNNING && ex->candidate.up)
-    candidate_cancel(ex);
+    shadow_leg_cancel(&ex->candidate);
+  if (ex->secondary.state == LEG_RUNNING && ex->secondary.up)
+    shadow_leg_cancel(&ex->secondary);
   if (ex->cap.wanted) shadow_capture_skip(ex->d->sh, "client_abort");
   ex->cap.wanted = 0;
   drop_pair(ex, why == SHADOW_ABORT_CLIENT || why == SHADOW_ABORT_CLOSE
@@ -887,7 +946,7 @@ static void observe(exchange_t *ex) {
 
 static void finish_if_done(exchange_t *ex) {
   if (ex->req || ex->primary.state == LEG_RUNNING ||
-      ex->candidate.state == LEG_RUNNING)
+      ex->candidate.state == LEG_RUNNING || ex->secondary.state == LEG_RUNNING)
     return;
   if (ex->sampled) observe(ex);
   if (!ex->skipped && ex->sampled && ex->primary.state == LEG_DONE &&
@@ -907,7 +966,11 @@ static void finish_if_done(exchange_t *ex) {
         .candidate_first_ms =
             ms_between(ex->candidate.start_ns, ex->candidate.first_ns),
     };
-    shadow_compare(&ex->d->cmp, &p, ex->primary.rec, ex->candidate.rec);
+    /* The secondary's answer, when it came whole, tells noise apart. */
+    shadow_record_t *secondary =
+        ex->secondary.state == LEG_DONE ? ex->secondary.rec : NULL;
+    shadow_compare(&ex->d->cmp, &p, ex->primary.rec, ex->candidate.rec,
+                   secondary);
   }
   exchange_free(ex);
 }

@@ -102,6 +102,11 @@ static void print_check(const char *path, shadow_gen_t *g) {
          c->admin_token ? " (bearer token required)" : "");
   printf("  primary    %s\n", backend_desc(&c->primary, b, sizeof(b)));
   printf("  candidate  %s\n", backend_desc(&c->candidate, b, sizeof(b)));
+  if (c->secondary.kind != SHADOW_BACKEND_NONE)
+    printf("  secondary  %s; rate %g, noise classed at confidence %g after "
+           "%llu samples\n",
+           backend_desc(&c->secondary, b, sizeof(b)), c->secondary_rate,
+           c->noise_confidence, (unsigned long long)c->noise_min_samples);
   printf("  sample     rate %g, key %s, filter %s\n", c->rate,
          shadow_gen_has_hook(g, SHADOW_HOOK_KEY) ? "hook" : "none (random)",
          shadow_gen_has_hook(g, SHADOW_HOOK_FILTER) ? "hook" : "none");

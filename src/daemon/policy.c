@@ -18,6 +18,7 @@ void shadow_policy_decide(shadow_gen_t *g, const shadow_request_t *req,
   const shadow_config_t *cfg = shadow_gen_config(g);
   shadow_buf_reset(&d->key);
   d->has_key = 0;
+  d->secondary = 0;
   if (cfg->candidate.kind == SHADOW_BACKEND_NONE || cfg->rate <= 0) {
     d->why = SHADOW_POLICY_NO_CANDIDATE;
     return;
@@ -43,6 +44,13 @@ void shadow_policy_decide(shadow_gen_t *g, const shadow_request_t *req,
   int in = d->has_key ? shadow_sampled(d->key.data, d->key.len, cfg->rate)
                       : shadow_sampled_random(cfg->rate);
   d->why = in ? SHADOW_POLICY_MIRROR : SHADOW_POLICY_NOT_SAMPLED;
+  /* The secondary's share is within the candidate's: with a key the same
+   * sticky rule at the lower rate picks a subset of the sampled keys;
+   * without one, a second draw at the ratio of the two rates. */
+  double sr = cfg->secondary_rate;
+  if (in && cfg->secondary.kind != SHADOW_BACKEND_NONE && sr > 0)
+    d->secondary = d->has_key ? shadow_sampled(d->key.data, d->key.len, sr)
+                              : shadow_sampled_random(sr / cfg->rate);
 }
 
 void shadow_policy_capture(shadow_gen_t *g, const shadow_request_t *req,

@@ -22,6 +22,7 @@ typedef enum shadow_policy_why_e {
 typedef struct shadow_policy_decision_s {
   shadow_policy_why_t why;
   int has_key;      /* the key hook returned a key (else: a random draw) */
+  int secondary;    /* mirrored, and to the secondary as well */
   shadow_buf_t key; /* when has_key */
 } shadow_policy_decision_t;
 

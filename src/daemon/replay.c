@@ -31,20 +31,19 @@
 #include "config.h"
 #include "divergence.h"
 #include "export.h"
+#include "field.h"
 #include "forward.h"
 #include "json.h"
 #include "noise.h"
+#include "noise_table.h"
 #include "policy.h"
+#include "redact.h"
 #include "sample.h"
 #include "script.h"
 #include "stats.h"
 #include "upstream.h"
 #include "verdict.h"
 
-/* The noise rule's confidence and the pairs it wants on both sides before
- * it calls a field noise (engine/noise.h). */
-#define NOISE_CONFIDENCE 0.99
-#define NOISE_MIN_SAMPLES 100
 /* Bounds on what is kept per route, as the daemon bounds them. */
 #define MAX_ROUTES 500
 #define MAX_FIELDS 64
@@ -226,6 +225,21 @@ static void on_difference(void *ud, const char *field, size_t len,
   if ((shape & ~nf->shapes) ||
       (shape == SHADOW_NOISE_NUMBER && delta > nf->max_delta))
     nf->c.beyond++;
+}
+
+/* The learned range of a field's number noise, for the mask: what the
+ * two primaries have shown of it so far in this run, once they have
+ * differed on it often enough (as the daemon's noise table). */
+typedef struct envelope_s {
+  replay_t *r;
+  const char *route;
+} envelope_t;
+
+static double learned_max(void *ud, const char *field, size_t len) {
+  envelope_t *e = ud;
+  noise_field_t *nf = noise_of(e->r, e->route, field, len);
+  return nf && nf->c.noise_differed >= SHADOW_NOISE_ENVELOPE_MIN ? nf->max_delta
+                                                                 : 0;
 }
 
 /* --- legs ---------------------------------------------------------------- */
@@ -636,9 +650,19 @@ static void compare(replay_t *r, job_t *j) {
   /* What the two primaries disagree on is not the candidate's doing. Out
    * of memory, the diff stays unmasked: a divergence too many, not one
    * too few. */
-  if (live && nparts && parts) shadow_noise_mask(&r->diff, &r->noise_diff);
+  if (live && nparts && parts) {
+    envelope_t ev = {r, j->route.data};
+    shadow_noise_envelope_t env = {learned_max, &ev};
+    shadow_noise_mask(&r->diff, &r->noise_diff, &env);
+  }
   parts = (int)r->diff.parts;
   if (!parts) return;
+  /* As the daemon: a diff whose values cannot be redacted is not
+   * published (a normalize hook may have moved a secret). */
+  if (shadow_redact_diff(r->cfg->redact, &r->diff) != 0) {
+    count_failure(r, rt, SHADOW_UPSTREAM_BAD_RESPONSE);
+    return;
+  }
   r->diverged++;
   shadow_buf_t folded = SHADOW_BUF_INIT;
   size_t nf = fold_fields(&r->diff, &folded);
@@ -827,8 +851,8 @@ static shadow_noise_class_t field_class(replay_t *r, const char *route,
   shadow_noise_counts_t c = r->noise[pos].c;
   c.compared = rt->compared;
   c.noise_compared = rt->noise_compared;
-  return shadow_noise_classify(&c, shadow_noise_z(NOISE_CONFIDENCE),
-                               NOISE_MIN_SAMPLES, NULL);
+  return shadow_noise_classify(&c, r->cfg->noise_z, r->cfg->noise_min_samples,
+                               NULL);
 }
 
 static void discount_sig(void *ud, const char *sig, uint64_t n) {

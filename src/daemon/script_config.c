@@ -14,23 +14,38 @@
 
 #include "buf.h"
 #include "log.h"
+#include "noise.h"
 #include "tls.h"
 
 /* The names a config table may use. Anything else is a typo that would
  * otherwise silently do nothing, so it is an error. */
-static const char *const known_keys[] = {"listen",        "admin",
-                                         "admin_token",   "primary",
-                                         "candidate",     "secondary",
-                                         "sample",        "mirror_methods",
-                                         "route",         "rewrite",
-                                         "normalize",     "ignore",
-                                         "arrays",        "tolerance",
-                                         "on_divergence", "log",
-                                         "breaker",       "max_inflight_shadow",
-                                         "limits",        "slo",
-                                         "watch",         "drain_timeout_ms",
-                                         "forwarded",     "redact",
-                                         "capture",       NULL};
+static const char *const known_keys[] = {"listen",
+                                         "admin",
+                                         "admin_token",
+                                         "primary",
+                                         "candidate",
+                                         "secondary",
+                                         "sample",
+                                         "mirror_methods",
+                                         "route",
+                                         "rewrite",
+                                         "normalize",
+                                         "ignore",
+                                         "arrays",
+                                         "tolerance",
+                                         "on_divergence",
+                                         "noise",
+                                         "log",
+                                         "breaker",
+                                         "max_inflight_shadow",
+                                         "limits",
+                                         "slo",
+                                         "watch",
+                                         "drain_timeout_ms",
+                                         "forwarded",
+                                         "redact",
+                                         "capture",
+                                         NULL};
 
 typedef struct reader_s {
   lua_State *L;
@@ -532,9 +547,11 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
 
   int t = opt_table(r, r->idx, "sample");
   if (t) {
-    static const char *const keys[] = {"rate", "key", "filter", NULL};
+    static const char *const keys[] = {"rate", "key", "filter",
+                                       "secondary_rate", NULL};
     check_keys(r, t, "sample.", keys);
     opt_number(r, t, "sample.", "rate", 0, 1, &cfg->rate);
+    opt_number(r, t, "sample.", "secondary_rate", 0, 1, &cfg->secondary_rate);
     opt_function(r, t, "sample.", "key", &hooks[SHADOW_HOOK_KEY]);
     opt_function(r, t, "sample.", "filter", &hooks[SHADOW_HOOK_FILTER]);
     lua_pop(L, 1);
@@ -573,6 +590,20 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
   }
   opt_size(r, r->idx, "", "max_inflight_shadow", 0, 1e6,
            &cfg->max_inflight_shadow);
+  /* The secondary is a copy of the primary: it gets the sampled share
+   * unless told otherwise, and never more (see policy.c). */
+  if (cfg->secondary_rate < 0 || cfg->secondary_rate > cfg->rate)
+    cfg->secondary_rate = cfg->rate;
+  t = r->err ? 0 : opt_table(r, r->idx, "noise");
+  if (t) {
+    static const char *const keys[] = {"confidence", "min_samples", NULL};
+    check_keys(r, t, "noise.", keys);
+    opt_number(r, t, "noise.", "confidence", 0.5, 0.999999,
+               &cfg->noise_confidence);
+    opt_u64(r, t, "noise.", "min_samples", 1, 1e12, &cfg->noise_min_samples);
+    cfg->noise_z = shadow_noise_z(cfg->noise_confidence);
+    lua_pop(L, 1);
+  }
   opt_u64(r, r->idx, "", "drain_timeout_ms", 0, 3600e3, &cfg->drain_timeout_ms);
   t = r->err ? 0 : opt_table(r, r->idx, "limits");
   if (t) {

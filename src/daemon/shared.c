@@ -87,8 +87,9 @@ int shadow_shared_init(shadow_shared_t *sh, const shadow_config_t *cfg,
     return -1;
   }
   sh->stats->signatures = sh->signatures;
-  shadow_breaker_init(&sh->breaker, cfg->breaker_failures,
-                      cfg->breaker_cooldown_ms);
+  for (int g = 0; g < SHADOW_GATES; g++)
+    shadow_breaker_init(&sh->gates[g].breaker, cfg->breaker_failures,
+                        cfg->breaker_cooldown_ms);
   shadow_sink_t *none;
   if (open_sink(sh, cfg, &none, err) || open_capture(sh, cfg, &none, err)) {
     shadow_shared_release(sh);
@@ -105,8 +106,9 @@ int shadow_shared_apply(shadow_shared_t *sh, const shadow_config_t *cfg,
   if (rc == 0) rc = open_capture(sh, cfg, &old_capture, err);
   if (rc == 0) {
     shadow_ring_set_capacity(sh->ring, cfg->log_capacity);
-    shadow_breaker_configure(&sh->breaker, cfg->breaker_failures,
-                             cfg->breaker_cooldown_ms);
+    for (int g = 0; g < SHADOW_GATES; g++)
+      shadow_breaker_configure(&sh->gates[g].breaker, cfg->breaker_failures,
+                               cfg->breaker_cooldown_ms);
   }
   shadow_shared_unlock(sh);
   shadow_sink_close(old);

@@ -1,6 +1,7 @@
 /* What every worker loop shares: the counters, the ring log, the
- * divergence signatures, the NDJSON sink, the candidate's breaker and the
- * in-flight count. With one loop (the default) nothing is locked; with
+ * divergence signatures, the NDJSON sink, and the breakers and in-flight
+ * counts of the candidate and the secondary. With one loop (the default)
+ * nothing is locked; with
  * --workers N the one mutex guards it all. Updates are short and happen a few
  * times per request, so one uncontended lock costs less than merging per-worker
  * copies would. */
@@ -18,14 +19,26 @@
 #include "sink.h"
 #include "stats.h"
 
+/* The shadow legs, each kind behind its own breaker and in-flight cap, so
+ * a failing secondary never stops the candidate, nor the reverse. */
+typedef enum {
+  SHADOW_GATE_CANDIDATE = 0,
+  SHADOW_GATE_SECONDARY,
+  SHADOW_GATES
+} shadow_gate_id_t;
+
+typedef struct shadow_gate_s {
+  shadow_breaker_t breaker;
+  size_t inflight; /* legs in flight, all loops */
+} shadow_gate_t;
+
 typedef struct shadow_shared_s {
   uv_mutex_t mu;
   int threaded;
   shadow_stats_t *stats;
   shadow_ring_t *ring;
-  shadow_breaker_t breaker;
-  size_t inflight_shadow; /* candidate legs in flight, all loops */
-  uint64_t next_id;       /* divergence ids, unique across loops */
+  shadow_gate_t gates[SHADOW_GATES];
+  uint64_t next_id; /* divergence ids, unique across loops */
   shadow_signatures_t *signatures;
   /* log.file's writer, or NULL; it has a lock and a thread of its own, so
    * a push under mu never waits for the disk. */

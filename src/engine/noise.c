@@ -15,44 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "field.h"
 #include "json.h"
 
-/* --- the mask ----------------------------------------------------------- */
-
-typedef struct mask_s {
-  int status, body; /* the whole status / the whole body is noise */
-  const char *fields;
-  size_t len;
-} mask_t;
-
-static int has_field(const mask_t *m, const char *prefix, const char *s,
-                     size_t n) {
-  size_t pl = strlen(prefix);
-  for (size_t i = 0; i < m->len;) {
-    const char *f = m->fields + i;
-    size_t fl = strlen(f);
-    if (fl == pl + n && memcmp(f, prefix, pl) == 0 && memcmp(f + pl, s, n) == 0)
-      return 1;
-    i += fl + 1;
-  }
-  return 0;
-}
-
-/* Whether pointer p (n bytes) is a noise pointer or lies under one: a
- * noise "/a/b" covers "/a/b" and "/a/b/c", not "/a/bc". */
-static int covered(const mask_t *m, const char *p, size_t n) {
-  for (size_t i = 0; i < m->len;) {
-    const char *f = m->fields + i;
-    size_t fl = strlen(f);
-    i += fl + 1;
-    if (fl < 5 || memcmp(f, "body:", 5) != 0) continue;
-    const char *q = f + 5;
-    size_t ql = fl - 5;
-    if (ql == 0) return 1; /* the root: the whole document */
-    if (n >= ql && memcmp(p, q, ql) == 0 && (n == ql || p[ql] == '/')) return 1;
-  }
-  return 0;
-}
+/* --- reading diff results ----------------------------------------------- */
 
 static const shadow_json_t *member(const shadow_json_t *obj, const char *key) {
   if (!obj || obj->type != SHADOW_JSON_OBJECT) return NULL;
@@ -63,6 +29,143 @@ static const shadow_json_t *member(const shadow_json_t *obj, const char *key) {
 static int str_is(const shadow_json_t *v, const char *s) {
   return v && v->type == SHADOW_JSON_STRING && v->len == strlen(s) &&
          memcmp(v->u.str, s, v->len) == 0;
+}
+
+/* Parses a result's parts as one object: {"status":..,"headers":..,..}. */
+static int parse_result(const shadow_diff_result_t *res, shadow_buf_t *text,
+                        shadow_json_arena_t *arena, shadow_json_t *root) {
+  size_t off = 0;
+  const char *why = NULL;
+  if (shadow_buf_putc(text, '{') ||
+      shadow_buf_append(text, res->json.data ? res->json.data : "",
+                        res->json.len) ||
+      shadow_buf_putc(text, '}'))
+    return -ENOMEM;
+  return shadow_json_parse(arena, text->data, text->len, root, &off, &why);
+}
+
+/* The parent of a pointer: "/items/3" -> "/items". */
+static size_t parent_len(const char *p, size_t n) {
+  while (n && p[n - 1] != '/')
+    n--;
+  return n ? n - 1 : 0;
+}
+
+static int emit(shadow_buf_t *f, const char *prefix, const char *p, size_t n,
+                int fold, unsigned shape, double delta,
+                shadow_noise_observe_fn fn, void *ud) {
+  shadow_buf_reset(f);
+  if (shadow_buf_puts(f, prefix) || shadow_buf_append(f, p, n)) return -ENOMEM;
+  if (fold) {
+    /* Folding never lengthens a name: fold it in place. */
+    char *tmp = malloc(f->len + 1);
+    if (!tmp) return -ENOMEM;
+    size_t k = shadow_field_fold(f->data, f->len, tmp, f->len + 1);
+    memcpy(f->data, tmp, k + 1);
+    f->len = k;
+    free(tmp);
+  }
+  fn(ud, f->data, f->len, shape, delta);
+  return 0;
+}
+
+static unsigned op_shape(const shadow_json_t *op, double *delta) {
+  const shadow_json_t *kind = member(op, "op");
+  *delta = 0;
+  if (str_is(kind, "add")) return SHADOW_NOISE_ADD;
+  if (str_is(kind, "remove")) return SHADOW_NOISE_REMOVE;
+  if (str_is(kind, "move")) return SHADOW_NOISE_MOVE;
+  const shadow_json_t *a = member(op, "primary"), *b = member(op, "candidate");
+  if (!a || !b) return SHADOW_NOISE_VALUE;
+  if (a->type == SHADOW_JSON_NUMBER && b->type == SHADOW_JSON_NUMBER) {
+    *delta = fabs(shadow_json_number(a) - shadow_json_number(b));
+    return SHADOW_NOISE_NUMBER;
+  }
+  int ta = a->type == SHADOW_JSON_TRUE ? SHADOW_JSON_FALSE : a->type;
+  int tb = b->type == SHADOW_JSON_TRUE ? SHADOW_JSON_FALSE : b->type;
+  return ta == tb ? SHADOW_NOISE_VALUE : SHADOW_NOISE_TYPE;
+}
+
+/* --- the mask ----------------------------------------------------------- */
+
+/* What the secondary showed on this request. */
+typedef struct mask_s {
+  int status, body; /* the status / the whole body (bytes) differed */
+  const shadow_json_t *headers; /* its header diffs, or NULL */
+  const shadow_json_t *ops;     /* its body ops, or NULL */
+  const shadow_noise_envelope_t *env;
+} mask_t;
+
+static int same_ptr(const shadow_json_t *v, const char *p, size_t n) {
+  return v && v->type == SHADOW_JSON_STRING && v->len == n &&
+         memcmp(v->u.str, p, n) == 0;
+}
+
+/* Whether pointer q (a noise op's) is p or one of p's parents. */
+static int at_or_above(const char *q, size_t ql, const char *p, size_t n) {
+  if (ql == 0) return 1; /* the root */
+  return n >= ql && memcmp(p, q, ql) == 0 && (n == ql || p[ql] == '/');
+}
+
+/* Whether the candidate's op is noise by what the secondary did on this
+ * request: a change of the same kind at the same place (for a number, no
+ * more than twice the secondary's move, or the field's learned range), a
+ * secondary change above it (a subtree it replaced or removed), or, for
+ * a move, the secondary moving elements of the same array. Anything else
+ * (another kind of change, a number moved much further) stays: a real
+ * difference on a noisy field is still one. */
+static int masked_op(const mask_t *m, const shadow_json_t *op,
+                     shadow_buf_t *scratch) {
+  const shadow_json_t *path = member(op, "path");
+  if (!m->ops || !path || path->type != SHADOW_JSON_STRING) return 0;
+  double dc;
+  unsigned cs = op_shape(op, &dc);
+  const char *p = path->u.str;
+  size_t n = path->len;
+  for (uint32_t i = 0; i < m->ops->len; i++) {
+    const shadow_json_t *nop = &m->ops->u.items[i];
+    const shadow_json_t *np = member(nop, "path");
+    if (!np || np->type != SHADOW_JSON_STRING) continue;
+    double ds;
+    unsigned ns = op_shape(nop, &ds);
+    if (ns == SHADOW_NOISE_MOVE) {
+      /* Order noise: the candidate's moves in the same array are too. */
+      size_t a = parent_len(np->u.str, np->len), b = parent_len(p, n);
+      if (cs == SHADOW_NOISE_MOVE && a == b && memcmp(np->u.str, p, a) == 0)
+        return 1;
+      continue;
+    }
+    if (!same_ptr(np, p, n)) {
+      if (at_or_above(np->u.str, np->len, p, n) && np->len < n) return 1;
+      continue;
+    }
+    if (cs != ns) return 0;
+    if (cs != SHADOW_NOISE_NUMBER) return 1;
+    double limit = 2 * ds;
+    if (m->env && m->env->max_delta) {
+      shadow_buf_reset(scratch);
+      if (shadow_buf_puts(scratch, "body:") == 0 &&
+          shadow_buf_append(scratch, p, n) == 0) {
+        char folded[1024];
+        size_t k = shadow_field_fold(scratch->data, scratch->len, folded,
+                                     sizeof(folded));
+        double learned = m->env->max_delta(m->env->ud, folded, k);
+        if (learned > limit) limit = learned;
+      }
+    }
+    return dc <= limit;
+  }
+  return 0;
+}
+
+static int header_masked(const mask_t *m, const shadow_json_t *name) {
+  for (uint32_t i = 0; m->headers && i < m->headers->len; i++) {
+    const shadow_json_t *n = member(&m->headers->u.items[i], "name");
+    if (n && name && n->type == SHADOW_JSON_STRING && n->len == name->len &&
+        memcmp(n->u.str, name->u.str, n->len) == 0)
+      return 1;
+  }
+  return 0;
 }
 
 /* Writes obj with "differs" set to differs and "diffs" replaced by the
@@ -103,55 +206,51 @@ static int add_field(shadow_buf_t *f, size_t *n, const char *prefix,
   return 0;
 }
 
-/* The body's JSON ops: keeps the ones noise does not cover, into kept and
- * fields. *left is how many remain, *dropped how many were removed. */
-static int mask_ops(const mask_t *m, const shadow_json_t *diffs,
-                    shadow_buf_t *kept, shadow_buf_t *fields, size_t *nfields,
-                    size_t *left, size_t *dropped) {
+/* What a filter drops: each callback says 1 for "this is noise". */
+typedef struct filter_s {
+  int (*status)(void *ud);
+  int (*header)(void *ud, const shadow_json_t *name);
+  int (*body)(void *ud); /* a body compared as bytes or by digest */
+  int (*op)(void *ud, const shadow_json_t *op, shadow_buf_t *scratch);
+  void *ud;
+} filter_t;
+
+/* The body's JSON ops: keeps the ones the filter does not drop, into kept
+ * and fields. *left is how many remain, *dropped how many were removed. */
+static int filter_ops(const filter_t *f, const shadow_json_t *diffs,
+                      shadow_buf_t *kept, shadow_buf_t *fields, size_t *nfields,
+                      size_t *left, size_t *dropped) {
+  shadow_buf_t scratch = SHADOW_BUF_INIT;
+  int rc = 0;
   *left = *dropped = 0;
-  if (!diffs || diffs->type != SHADOW_JSON_ARRAY) return 0;
-  for (uint32_t i = 0; i < diffs->len; i++) {
+  for (uint32_t i = 0;
+       diffs && diffs->type == SHADOW_JSON_ARRAY && i < diffs->len && !rc;
+       i++) {
     const shadow_json_t *op = &diffs->u.items[i];
-    const shadow_json_t *path = member(op, "path");
-    const shadow_json_t *from = member(op, "from");
-    int masked = path && path->type == SHADOW_JSON_STRING &&
-                 covered(m, path->u.str, path->len);
-    if (!masked && from && from->type == SHADOW_JSON_STRING)
-      masked = covered(m, from->u.str, from->len);
-    if (masked) {
+    if (f->op(f->ud, op, &scratch)) {
       (*dropped)++;
       continue;
     }
-    if ((*left)++ && shadow_buf_putc(kept, ',')) return -ENOMEM;
-    if (shadow_json_write(kept, op)) return -ENOMEM;
-    if (path && path->type == SHADOW_JSON_STRING &&
+    const shadow_json_t *path = member(op, "path");
+    if ((*left)++ && shadow_buf_putc(kept, ',')) rc = -ENOMEM;
+    if (!rc && shadow_json_write(kept, op)) rc = -ENOMEM;
+    if (!rc && path && path->type == SHADOW_JSON_STRING &&
         add_field(fields, nfields, "body:", path->u.str, path->len))
-      return -ENOMEM;
+      rc = -ENOMEM;
   }
-  return 0;
+  shadow_buf_free(&scratch);
+  return rc;
 }
 
-int shadow_noise_mask(shadow_diff_result_t *res,
-                      const shadow_diff_result_t *noise) {
-  if (!res->parts || !noise || !noise->parts) return 0;
-  mask_t m = {0, 0, noise->fields.data ? noise->fields.data : "",
-              noise->fields.len};
-  m.status = has_field(&m, "status", "", 0);
-  m.body = has_field(&m, "body", "", 0);
-
+/* Rewrites res without what f drops: parts, fields and summary follow. */
+static int filter_result(shadow_diff_result_t *res, const filter_t *f) {
   shadow_buf_t text = SHADOW_BUF_INIT, out = SHADOW_BUF_INIT;
   shadow_buf_t kept = SHADOW_BUF_INIT, fields = SHADOW_BUF_INIT;
   shadow_json_arena_t arena = SHADOW_JSON_ARENA_INIT;
   shadow_json_t root;
-  size_t nfields = 0, off = 0;
-  const char *why = NULL;
+  size_t nfields = 0;
   unsigned parts = 0;
-  int rc =
-      shadow_buf_putc(&text, '{') ||
-              shadow_buf_append(&text, res->json.data, res->json.len) ||
-              shadow_buf_putc(&text, '}')
-          ? -ENOMEM
-          : shadow_json_parse(&arena, text.data, text.len, &root, &off, &why);
+  int rc = parse_result(res, &text, &arena, &root);
   const shadow_json_t *status = rc ? NULL : member(&root, "status");
   const shadow_json_t *headers = rc ? NULL : member(&root, "headers");
   const shadow_json_t *body = rc ? NULL : member(&root, "body");
@@ -159,7 +258,7 @@ int shadow_noise_mask(shadow_diff_result_t *res,
 
   /* status */
   if (!rc) {
-    int differs = (res->parts & SHADOW_PART_STATUS) && !m.status;
+    int differs = (res->parts & SHADOW_PART_STATUS) && !f->status(f->ud);
     if (differs) {
       parts |= SHADOW_PART_STATUS;
       rc = add_field(&fields, &nfields, "status", "", 0);
@@ -177,7 +276,7 @@ int shadow_noise_mask(shadow_diff_result_t *res,
       const shadow_json_t *h = &diffs->u.items[i];
       const shadow_json_t *name = member(h, "name");
       if (!name || name->type != SHADOW_JSON_STRING) continue;
-      if (has_field(&m, "header:", name->u.str, name->len)) continue;
+      if (f->header(f->ud, name)) continue;
       if ((left++ && shadow_buf_putc(&kept, ',')) ||
           shadow_json_write(&kept, h) ||
           add_field(&fields, &nfields, "header:", name->u.str, name->len))
@@ -197,22 +296,24 @@ int shadow_noise_mask(shadow_diff_result_t *res,
     char summary[64];
     const char *new_summary = NULL;
     size_t left = 0, dropped = 0;
+    shadow_buf_t none = SHADOW_BUF_INIT;
     shadow_buf_reset(&kept);
-    int differs = was && !m.body;
+    int whole = was && !json && f->body(f->ud);
+    int differs = was && !whole;
     if (differs && json) {
-      rc = mask_ops(&m, member(body, "diffs"), &kept, &fields, &nfields, &left,
-                    &dropped);
+      rc = filter_ops(f, member(body, "diffs"), &kept, &fields, &nfields, &left,
+                      &dropped);
       /* The summary counts every difference, listed or not: take away
-       * the masked ones. */
+       * the dropped ones. */
       const shadow_json_t *s = member(body, "summary");
       unsigned long total = 0;
       if (s && s->type == SHADOW_JSON_STRING) total = strtoul(s->u.str, 0, 10);
       size_t remain = total > dropped ? total - dropped : left;
       if (remain < left) remain = left;
       differs = remain > 0;
-      if (!differs)
+      if (!differs) {
         new_summary = "";
-      else if (dropped) {
+      } else if (dropped) {
         snprintf(summary, sizeof(summary), "%zu field%s differ%s", remain,
                  remain == 1 ? "" : "s", remain == 1 ? "s" : "");
         new_summary = summary;
@@ -223,13 +324,10 @@ int shadow_noise_mask(shadow_diff_result_t *res,
       new_summary = "";
     }
     if (differs) parts |= SHADOW_PART_BODY;
+    const shadow_buf_t *diffs_out = json && was ? &kept : was ? &none : NULL;
     if (!rc)
-      rc = shadow_buf_putc(&out, ',') ||
-                   write_part(&out, "body", body, differs,
-                              json && was && !m.body ? &kept
-                              : was                  ? &(shadow_buf_t){0}
-                                                     : NULL,
-                              new_summary)
+      rc = shadow_buf_putc(&out, ',') || write_part(&out, "body", body, differs,
+                                                    diffs_out, new_summary)
                ? -ENOMEM
                : 0;
   }
@@ -250,64 +348,104 @@ int shadow_noise_mask(shadow_diff_result_t *res,
   return rc == -EINVAL ? 0 : rc; /* a record we cannot read stays as is */
 }
 
+/* The secondary's mask as a filter. */
+static int mask_status(void *ud) {
+  return ((mask_t *)ud)->status;
+}
+static int mask_body(void *ud) {
+  return ((mask_t *)ud)->body;
+}
+static int mask_header(void *ud, const shadow_json_t *name) {
+  return header_masked(ud, name);
+}
+static int mask_op(void *ud, const shadow_json_t *op, shadow_buf_t *scratch) {
+  return masked_op(ud, op, scratch);
+}
+
+int shadow_noise_mask(shadow_diff_result_t *res,
+                      const shadow_diff_result_t *noise,
+                      const shadow_noise_envelope_t *env) {
+  if (!res->parts || !noise || !noise->parts) return 0;
+  shadow_buf_t ntext = SHADOW_BUF_INIT;
+  shadow_json_arena_t arena = SHADOW_JSON_ARENA_INIT;
+  shadow_json_t nroot;
+  mask_t m = {0, 0, NULL, NULL, env};
+  int rc = parse_result(noise, &ntext, &arena, &nroot);
+  if (!rc) {
+    const shadow_json_t *nb = member(&nroot, "body");
+    m.status = (noise->parts & SHADOW_PART_STATUS) != 0;
+    m.headers = member(member(&nroot, "headers"), "diffs");
+    if (m.headers && m.headers->type != SHADOW_JSON_ARRAY) m.headers = NULL;
+    if (noise->parts & SHADOW_PART_BODY) {
+      if (str_is(member(nb, "kind"), "json")) {
+        m.ops = member(nb, "diffs");
+        if (m.ops && m.ops->type != SHADOW_JSON_ARRAY) m.ops = NULL;
+      } else {
+        m.body = 1;
+      }
+    }
+    filter_t f = {mask_status, mask_header, mask_body, mask_op, &m};
+    rc = filter_result(res, &f);
+  }
+  shadow_json_arena_free(&arena);
+  shadow_buf_free(&ntext);
+  return rc == -EINVAL ? 0 : rc;
+}
+
+/* A caller's rule as a filter: each difference by folded field and shape. */
+typedef struct rule_s {
+  shadow_noise_is_fn fn;
+  void *ud;
+  shadow_buf_t name;
+} rule_t;
+
+static int rule_ask(rule_t *r, const char *prefix, const char *s, size_t n,
+                    int fold, unsigned shape, double delta) {
+  shadow_buf_reset(&r->name);
+  if (shadow_buf_puts(&r->name, prefix) || shadow_buf_append(&r->name, s, n))
+    return 0;
+  char folded[1024];
+  const char *f = r->name.data;
+  size_t len = r->name.len;
+  if (fold) {
+    len = shadow_field_fold(r->name.data, r->name.len, folded, sizeof(folded));
+    f = folded;
+  }
+  return r->fn(r->ud, f, len, shape, delta);
+}
+
+static int rule_status(void *ud) {
+  return rule_ask(ud, "status", "", 0, 0, SHADOW_NOISE_STATUS, 0);
+}
+static int rule_body(void *ud) {
+  return rule_ask(ud, "body", "", 0, 0, SHADOW_NOISE_BYTES, 0);
+}
+static int rule_header(void *ud, const shadow_json_t *name) {
+  return rule_ask(ud, "header:", name->u.str, name->len, 0, SHADOW_NOISE_HEADER,
+                  0);
+}
+static int rule_op(void *ud, const shadow_json_t *op, shadow_buf_t *scratch) {
+  (void)scratch;
+  const shadow_json_t *path = member(op, "path");
+  if (!path || path->type != SHADOW_JSON_STRING) return 0;
+  double delta;
+  unsigned shape = op_shape(op, &delta);
+  size_t n = shape == SHADOW_NOISE_MOVE ? parent_len(path->u.str, path->len)
+                                        : path->len;
+  return rule_ask(ud, "body:", path->u.str, n, 1, shape, delta);
+}
+
+int shadow_noise_filter(shadow_diff_result_t *res, shadow_noise_is_fn is_noise,
+                        void *ud) {
+  if (!res->parts) return 0;
+  rule_t r = {is_noise, ud, SHADOW_BUF_INIT};
+  filter_t f = {rule_status, rule_header, rule_body, rule_op, &r};
+  int rc = filter_result(res, &f);
+  shadow_buf_free(&r.name);
+  return rc;
+}
+
 /* --- observations ------------------------------------------------------- */
-
-int shadow_noise_fold(shadow_buf_t *out, const char *p, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    if (p[i] != '/') {
-      if (shadow_buf_putc(out, p[i])) return -ENOMEM;
-      i++;
-      continue;
-    }
-    size_t j = i + 1;
-    while (j < n && p[j] >= '0' && p[j] <= '9')
-      j++;
-    if (j > i + 1 && (j == n || p[j] == '/')) {
-      if (shadow_buf_append(out, "/*", 2)) return -ENOMEM;
-    } else {
-      if (shadow_buf_putc(out, '/')) return -ENOMEM;
-      j = i + 1;
-    }
-    i = j;
-  }
-  return 0;
-}
-
-/* The parent of a pointer: "/items/3" -> "/items". */
-static size_t parent_len(const char *p, size_t n) {
-  while (n && p[n - 1] != '/')
-    n--;
-  return n ? n - 1 : 0;
-}
-
-static int emit(shadow_buf_t *f, const char *prefix, const char *p, size_t n,
-                int fold, unsigned shape, double delta,
-                shadow_noise_observe_fn fn, void *ud) {
-  shadow_buf_reset(f);
-  if (shadow_buf_puts(f, prefix)) return -ENOMEM;
-  if (fold ? shadow_noise_fold(f, p, n) : shadow_buf_append(f, p, n))
-    return -ENOMEM;
-  fn(ud, f->data, f->len, shape, delta);
-  return 0;
-}
-
-static unsigned op_shape(const shadow_json_t *op, double *delta) {
-  const shadow_json_t *kind = member(op, "op");
-  *delta = 0;
-  if (str_is(kind, "add")) return SHADOW_NOISE_ADD;
-  if (str_is(kind, "remove")) return SHADOW_NOISE_REMOVE;
-  if (str_is(kind, "move")) return SHADOW_NOISE_MOVE;
-  const shadow_json_t *a = member(op, "primary"), *b = member(op, "candidate");
-  if (!a || !b) return SHADOW_NOISE_VALUE;
-  if (a->type == SHADOW_JSON_NUMBER && b->type == SHADOW_JSON_NUMBER) {
-    *delta = fabs(shadow_json_number(a) - shadow_json_number(b));
-    return SHADOW_NOISE_NUMBER;
-  }
-  int ta = a->type == SHADOW_JSON_TRUE ? SHADOW_JSON_FALSE : a->type;
-  int tb = b->type == SHADOW_JSON_TRUE ? SHADOW_JSON_FALSE : b->type;
-  return ta == tb ? SHADOW_NOISE_VALUE : SHADOW_NOISE_TYPE;
-}
 
 int shadow_noise_observe(const shadow_diff_result_t *res,
                          shadow_noise_observe_fn fn, void *ud) {
@@ -418,8 +556,9 @@ shadow_noise_class_t shadow_noise_classify(const shadow_noise_counts_t *c,
     return SHADOW_NOISE_UNDECIDED;
   if (lo > 0) return SHADOW_NOISE_REAL;
   double blo, bhi;
-  shadow_noise_wilson(c->beyond, c->compared, z, &blo, &bhi);
-  if (blo > 1.0 / ((double)c->noise_compared + 1)) return SHADOW_NOISE_REAL;
+  shadow_noise_wilson(c->beyond, c->judged, z, &blo, &bhi);
+  if (c->judged && blo > 1.0 / ((double)c->noise_differed + 1))
+    return SHADOW_NOISE_REAL;
   if (c->noise_differed > 0) return SHADOW_NOISE_NOISE;
   return SHADOW_NOISE_UNDECIDED;
 }

@@ -19,15 +19,37 @@
 #include "buf.h"
 #include "diff.h"
 
+/* What is known of a field's noise beyond this request: the largest
+ * number move the secondary has shown on it (0: none known). Optional. */
+typedef struct shadow_noise_envelope_s {
+  double (*max_delta)(void *ud, const char *folded_field, size_t len);
+  void *ud;
+} shadow_noise_envelope_t;
+
 /* Removes from res (a primary/candidate diff) every difference that the
- * primary/secondary diff noise also has: its status, headers by name, the
- * whole body when noise's bodies differ as bytes or by digest, and JSON
- * ops whose path (or a move's from) is a noise field's pointer or lies
- * under one. res->json, res->fields, res->nfields and res->parts are
- * rewritten to match; a body summary "N fields differ" counts what is
- * left. 0 or -ENOMEM (res is then unchanged). */
+ * primary/secondary diff of the same request explains: the status and
+ * headers (by name) it also has, the whole body when its bodies differ as
+ * bytes or by digest, and each JSON op that the secondary matched at the
+ * same place with a change of the same kind (a number moved at most twice
+ * as far as the secondary's, or within env's learned range), or under a
+ * subtree the secondary changed, or a move in an array whose order the
+ * secondary changed too. res->json, res->fields, res->nfields and
+ * res->parts are rewritten to match; a body summary "N fields differ"
+ * counts what is left. env may be NULL. 0 or -ENOMEM (res unchanged). */
 int shadow_noise_mask(shadow_diff_result_t *res,
-                      const shadow_diff_result_t *noise);
+                      const shadow_diff_result_t *noise,
+                      const shadow_noise_envelope_t *env);
+
+/* Whether one difference is noise, by its folded field ("status",
+ * "header:<name>", "body", "body:<pointer>"), shape and number move. */
+typedef int (*shadow_noise_is_fn)(void *ud, const char *field, size_t len,
+                                  unsigned shape, double delta);
+
+/* Removes from res every difference is_noise calls noise, rewriting it as
+ * shadow_noise_mask does: what has been learned about fields applied to a
+ * request that had no secondary. 0 or -ENOMEM (res unchanged). */
+int shadow_noise_filter(shadow_diff_result_t *res, shadow_noise_is_fn is_noise,
+                        void *ud);
 
 /* --- what each difference looks like --------------------------------- */
 
@@ -59,16 +81,14 @@ typedef void (*shadow_noise_observe_fn)(void *ud, const char *field, size_t len,
 int shadow_noise_observe(const shadow_diff_result_t *res,
                          shadow_noise_observe_fn fn, void *ud);
 
-/* Appends pointer p (n bytes) to out with its all-digit segments as "*". */
-int shadow_noise_fold(shadow_buf_t *out, const char *p, size_t n);
-
 /* --- significance ----------------------------------------------------- */
 
 /* What is known of one field (route, folded pointer) over many requests. */
 typedef struct shadow_noise_counts_s {
   uint64_t compared;       /* T: primary/candidate pairs compared */
   uint64_t differed;       /* r: of those, the field differed */
-  uint64_t beyond;         /* of those, in a way noise never showed */
+  uint64_t judged;         /* differences weighed against learned noise */
+  uint64_t beyond;         /* of those, of a kind or size noise never had */
   uint64_t noise_compared; /* S: primary/secondary pairs compared */
   uint64_t noise_differed; /* n: of those, the field differed */
 } shadow_noise_counts_t;
@@ -95,10 +115,10 @@ void shadow_noise_newcombe(uint64_t k1, uint64_t n1, uint64_t k2, uint64_t n2,
  *   undecided while T or S is under min_samples;
  *   real when the lower bound of Newcombe's interval on r/T - n/S is above
  *     0 (the candidate differs significantly more often), or when the
- *     Wilson lower bound of beyond/T is above 1/(S+1) (a value the
- *     secondary never came near shows up more often than chance: under
- *     the hypothesis that candidate and secondary vary alike, a new draw
- *     lies beyond all S earlier ones with probability at most 1/(S+1));
+ *     Wilson lower bound of beyond/judged is above 1/(n+1) (a change the
+ *     secondary never came near shows up more often than chance: if the
+ *     candidate and the secondary vary alike, a new change lies beyond
+ *     all n the secondary made with probability at most 1/(n+1));
  *   noise when the secondary differed at all (n > 0) and it is not real;
  *   undecided otherwise (the candidate differs, rarely, and noise never).
  * *margin, when not NULL, gets the Newcombe lower bound. */

@@ -168,6 +168,17 @@ static void on_admin_request(shadow_request_t *req, void *ud) {
     shadow_stats_render_json(a->ctx.stats, &a->out, &slo, shadow_wall_ms());
     a->ctx.unlock(a->ctx.ud);
     reply(req, 200, "application/json", a->out.data, a->out.len);
+  } else if (PATH_IS("/noise") && get) {
+    int lua = qlen >= 10 && memmem(query, qlen, "format=lua", 10) != NULL;
+    shadow_buf_reset(&a->out);
+    a->ctx.lock(a->ctx.ud);
+    if (lua)
+      shadow_noise_render_lua(a->ctx.stats, &cfg.noise, &a->out);
+    else
+      shadow_noise_render_json(a->ctx.stats, &cfg.noise, &a->out);
+    a->ctx.unlock(a->ctx.ud);
+    reply(req, 200, lua ? "text/plain; charset=utf-8" : "application/json",
+          a->out.data, a->out.len);
   } else if (PATH_IS("/metrics") && get) {
     shadow_buf_reset(&a->out);
     a->ctx.lock(a->ctx.ud);

@@ -1,11 +1,12 @@
 /* The admin endpoints: /divergences (raw, or grouped by signature),
- * /stats, /metrics, /reload, /healthz and the dashboard, on their own
+ * /stats, /metrics, /noise, /reload, /healthz and the dashboard, on their own
  * listener (loopback by default). */
 #ifndef SHADOW_ADMIN_H
 #define SHADOW_ADMIN_H
 
 #include <uv.h>
 
+#include "noise_render.h"
 #include "ring.h"
 #include "stats.h"
 
@@ -16,6 +17,7 @@ typedef struct shadow_admin_settings_s {
   double slo_max_rate;
   uint64_t slo_min_samples;
   double slo_max_latency_ratio; /* 0: none */
+  shadow_noise_settings_t noise;
 } shadow_admin_settings_t;
 
 typedef struct shadow_admin_ctx_s {

@@ -155,9 +155,12 @@ shadow_stats_t *shadow_stats_new(const char *const *hook_names, size_t nhooks) {
   s->route_names = shadow_counters_new(500);
   s->capture_skipped = shadow_counters_new(16);
   s->breaker_state = "closed";
-  if (!s->candidate_errors || !s->skipped || !s->script_errors || !s->reloads ||
-      !s->fields || !s->route_names || !s->capture_skipped ||
-      (nhooks && !s->hook_time)) {
+  s->secondary_breaker_state = "closed";
+  s->secondary_errors = shadow_counters_new(32);
+  s->noise = shadow_noise_table_new(SHADOW_NOISE_FIELDS_MAX);
+  if (!s->candidate_errors || !s->secondary_errors || !s->noise ||
+      !s->skipped || !s->script_errors || !s->reloads || !s->fields ||
+      !s->route_names || !s->capture_skipped || (nhooks && !s->hook_time)) {
     shadow_stats_free(s);
     return NULL;
   }
@@ -178,6 +181,8 @@ int shadow_stats_set_loops(shadow_stats_t *s, size_t nloops) {
 void shadow_stats_free(shadow_stats_t *s) {
   if (!s) return;
   shadow_counters_free(s->candidate_errors);
+  shadow_counters_free(s->secondary_errors);
+  shadow_noise_table_free(s->noise);
   shadow_counters_free(s->skipped);
   shadow_counters_free(s->script_errors);
   shadow_counters_free(s->reloads);
@@ -287,32 +292,6 @@ void shadow_stats_observe(shadow_stats_t *s, shadow_route_stats_t *r,
     s->classes[p][c]++;
     if (r) r->classes[p][c]++;
   }
-}
-
-size_t shadow_field_fold(const char *field, size_t len, char *out, size_t cap) {
-  size_t o = 0;
-  if (cap == 0) return 0;
-  /* Only a body field holds a JSON Pointer; header names stay whole. */
-  int pointer = len >= 5 && memcmp(field, "body:", 5) == 0;
-  size_t i = 0;
-  while (i < len && o + 1 < cap) {
-    if (pointer && field[i] == '/') {
-      size_t j = i + 1;
-      while (j < len && field[j] >= '0' && field[j] <= '9')
-        j++;
-      out[o++] = '/';
-      if (j > i + 1 && (j == len || field[j] == '/')) {
-        if (o + 1 < cap) out[o++] = '*';
-        i = j;
-      } else {
-        i++;
-      }
-      continue;
-    }
-    out[o++] = field[i++];
-  }
-  out[o] = '\0';
-  return o;
 }
 
 void shadow_stats_add_fields(shadow_stats_t *s, shadow_route_stats_t *r,

@@ -9,6 +9,8 @@
 
 #include "buf.h"
 #include "diff.h"
+#include "field.h"
+#include "noise_table.h"
 #include "verdict.h"
 
 /* A string-keyed family of counters (one metric's label values). Bounded:
@@ -92,6 +94,8 @@ typedef struct shadow_route_stats_s {
   uint64_t classes[SHADOW_STATUS_CLASSES][SHADOW_STATUS_CLASSES];
   shadow_counters_t *fields; /* folded fields that differed, or NULL */
   shadow_lhist_t *latency;   /* SHADOW_LAT_COUNT of them, or NULL */
+  uint64_t noise_compared;   /* primary/secondary pairs compared */
+  uint64_t noise_suppressed; /* divergences only in noise fields */
 } shadow_route_stats_t;
 
 /* What one sampled exchange showed, for the per-route views. A status of
@@ -101,12 +105,6 @@ typedef struct shadow_exchange_obs_s {
   int primary_status, candidate_status;
   double ms[SHADOW_LAT_COUNT];
 } shadow_exchange_obs_t;
-
-/* Folds a field name for counting: every JSON Pointer segment that is an
- * array index (digits only) becomes a "*", so "body:/hits/0/id" and
- * "body:/hits/2/id" count as one field. Writes at most cap - 1 bytes and a
- * NUL; returns the length. */
-size_t shadow_field_fold(const char *field, size_t len, char *out, size_t cap);
 
 /* The divergence rate over the last minutes: compared and diverged pairs
  * per SHADOW_HISTORY_STEP_S seconds, for SHADOW_HISTORY_SLOTS steps. */
@@ -160,6 +158,13 @@ typedef struct shadow_stats_s {
   size_t nhooks;
   int breaker_open;
   const char *breaker_state; /* "closed", "open", "half-open" */
+  /* The secondary (noise cancellation): its breaker, its failures by
+   * reason, and the primary/secondary pairs compared. */
+  const char *secondary_breaker_state;
+  shadow_counters_t *secondary_errors;
+  uint64_t noise_compared;
+  uint64_t noise_suppressed; /* divergences only in fields classed noise */
+  shadow_noise_table_t *noise;
   /* The last reload: when, and its error (NULL if it succeeded). */
   double last_reload_ms;
   const char *last_reload_result; /* "ok", "error", "unchanged" */

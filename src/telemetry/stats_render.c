@@ -122,11 +122,13 @@ static void json_route(void *ud, const char *name, uint64_t idx) {
   shadow_buf_printf(
       e->out,
       ":{\"sampled\":%llu,\"compared\":%llu,\"diverged\":%llu,"
+      "\"noise_compared\":%llu,\"noise_suppressed\":%llu,"
       "\"parts\":{\"status\":%llu,\"headers\":%llu,"
       "\"body\":%llu},\"body_kinds\":{\"json\":%llu,\"bytes\":%llu,"
       "\"digest\":%llu},\"fields\":",
       (unsigned long long)r->sampled, (unsigned long long)r->compared,
-      (unsigned long long)r->diverged, (unsigned long long)r->parts[0],
+      (unsigned long long)r->diverged, (unsigned long long)r->noise_compared,
+      (unsigned long long)r->noise_suppressed, (unsigned long long)r->parts[0],
       (unsigned long long)r->parts[1], (unsigned long long)r->parts[2],
       (unsigned long long)r->body_kinds[SHADOW_BODY_JSON],
       (unsigned long long)r->body_kinds[SHADOW_BODY_BYTES],
@@ -240,6 +242,11 @@ int shadow_stats_render_json(const shadow_stats_t *s, shadow_buf_t *out,
       (unsigned long long)s->responses_cut, (unsigned long long)s->tunnels,
       (long long)s->tunnels_open);
   json_counters(out, s->candidate_errors);
+  shadow_buf_puts(out, ",\"secondary_errors\":");
+  json_counters(out, s->secondary_errors);
+  shadow_buf_printf(out, ",\"noise_compared\":%llu,\"noise_suppressed\":%llu",
+                    (unsigned long long)s->noise_compared,
+                    (unsigned long long)s->noise_suppressed);
   shadow_buf_puts(out, ",\"skipped\":");
   json_counters(out, s->skipped);
   shadow_buf_puts(out, ",\"classes\":");
@@ -256,8 +263,11 @@ int shadow_stats_render_json(const shadow_stats_t *s, shadow_buf_t *out,
                     shadow_counters_max(s->route_names),
                     (unsigned long long)route_overflow(s));
   json_counters(out, s->fields);
-  shadow_buf_printf(out, ",\"breaker\":{\"state\":\"%s\",\"open\":%s}",
-                    s->breaker_state, s->breaker_open ? "true" : "false");
+  shadow_buf_printf(out,
+                    ",\"breaker\":{\"state\":\"%s\",\"open\":%s,"
+                    "\"secondary\":\"%s\"}",
+                    s->breaker_state, s->breaker_open ? "true" : "false",
+                    s->secondary_breaker_state);
   shadow_buf_puts(out, ",\"script_errors\":");
   json_counters(out, s->script_errors);
   shadow_buf_puts(out, ",\"reloads\":");
@@ -571,6 +581,16 @@ int shadow_stats_render_prometheus(const shadow_stats_t *s, shadow_buf_t *out,
                        "# TYPE shadow_divergences_total counter\n");
   prom_routes_t pr = {s, out, 0};
   shadow_counters_each(s->route_names, prom_route, &pr);
+  prom_family(out, "shadow_secondary_errors_total",
+              "Secondary legs that failed or were not let in, by reason.",
+              "reason", s->secondary_errors);
+  prom_scalar(out, "shadow_noise_compared_total", "counter",
+              "Primary and secondary response pairs compared (noise).",
+              s->noise_compared);
+  prom_scalar(out, "shadow_noise_suppressed_total", "counter",
+              "Divergences not counted: they differed only in fields classed "
+              "noise.",
+              s->noise_suppressed);
   prom_family(out, "shadow_candidate_errors_total",
               "Candidate legs that failed, by reason.", "reason",
               s->candidate_errors);
