@@ -93,11 +93,23 @@ void shadow_limits_server_opts(const shadow_limits_t *l,
   out->tunnel_idle_timeout_ms = l->tunnel_idle_timeout_ms;
 }
 
+/* llhttp's own table of its methods: llhttp_method_name aborts on a
+ * number it does not define, so the numbers are never probed. */
+static const struct {
+  int id;
+  const char *name;
+} llhttp_methods[] = {
+#define METHOD(num, name, string) {num, #string},
+    HTTP_ALL_METHOD_MAP(METHOD)
+#undef METHOD
+};
+
 int shadow_config_method_id(const char *name) {
-  for (int i = 0; i < 64; i++) {
-    const char *m = llhttp_method_name((llhttp_method_t)i);
-    if (m && strcmp(m, "<unknown>") != 0 && strcasecmp(m, name) == 0) return i;
-  }
+  for (size_t i = 0; i < sizeof(llhttp_methods) / sizeof(llhttp_methods[0]);
+       i++)
+    if (llhttp_methods[i].id < 64 &&
+        strcasecmp(llhttp_methods[i].name, name) == 0)
+      return llhttp_methods[i].id;
   return -1;
 }
 
