@@ -369,6 +369,50 @@ describe("capture and replay", function()
   end)
 end)
 
+describe("replay with --primary", function()
+  it("masks what the two primaries disagree on, as noise", function()
+    local stop = cleanup.new()
+    finally(stop.run)
+    -- Every answer carries a fresh request id: noise, not a bug.
+    local noisy = [[location / { content_by_lua_block {
+      ngx.header["content-type"] = "application/json"
+      ngx.print(('{"request_id":"%08x%08x","uri":"%s"}'):format(
+        math.random(0, 0x7fffffff), math.random(0, 0x7fffffff), ngx.var.uri))
+    } }]]
+    local ng = stop.add(nginx.start{ servers = { primary = noisy, candidate = noisy } })
+    local dir = process.tmpdir("shadow-replay-noise")
+    stop.add(function() process.rmdir(dir) end)
+    local capture = dir .. "/capture.ndjson"
+    local d = stop.add(shadowd.start{ text = function(addr)
+      return config_text(addr, ng:url("primary"), ng:url("candidate"), capture)
+    end })
+    local conn = assert(http.connect(d.port))
+    for i = 1, 30 do
+      assert.equal(200, assert(conn:request{ path = "/items/" .. i }).status)
+    end
+    conn:close()
+    port.wait_until(function()
+      local s = d:stats()
+      return s.capture.sink.lines >= 30
+    end, 10, 0.05)
+    d:stop()
+    local cfg = dir .. "/cfg.lua"
+    process.write_file(cfg, config_text({ listen = "127.0.0.1:1", admin = "127.0.0.1:2" },
+      ng:url("primary"), ng:url("candidate")))
+    -- Against the recording alone, the ids differ every time.
+    local code, _, err = run{ "replay", "--config", cfg, "--out", "/dev/null", capture }
+    assert.equal(1, code, err)
+    assert.matches("body:/request_id", err, 1, true)
+    -- With a live primary, the recording shows the same field moving.
+    local rec = dir .. "/refreshed.ndjson"
+    code, _, err = run{ "replay", "--config", cfg, "--primary", ng:url("primary"),
+                        "--record", rec, capture }
+    assert.equal(0, code, err)
+    assert.equal(30, #lines_of(rec))
+    assert.equal(1, json.decode(lines_of(rec)[1]).v)
+  end)
+end)
+
 describe("capture's sampling", function()
   it("is sticky by key at capture.rate, and a full disk only counts", function()
     local stop = cleanup.new()
