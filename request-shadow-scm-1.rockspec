@@ -54,6 +54,7 @@ build = {
       ["shadow.record"] = "lua/shadow/record.lua",
       ["shadow.redact"] = "lua/shadow/redact.lua",
       ["shadow.ring"] = "lua/shadow/ring.lua",
+      ["shadow.rules"] = "lua/shadow/rules.lua",
       ["shadow.sample"] = "lua/shadow/sample.lua",
       ["shadow.shadower"] = "lua/shadow/shadower.lua",
       ["shadow.stamp"] = "lua/shadow/stamp.lua",

@@ -25,8 +25,13 @@ return {
     timeout_ms = 250, max_connections = 256,
     tls = { server_name = "candidate.internal.example" },
   }),
+  -- A second copy of the primary (same build, another instance): what
+  -- differs between it and the primary is noise (timestamps, ids, order),
+  -- learned per field and not counted. GET /noise proposes the rules.
+  secondary = shadow.http("http://127.0.0.1:8082", { timeout_ms = 500 }),
   sample = {
     rate   = 0.10,
+    secondary_rate = 0.02,   -- a fifth of the sampled requests get a 3rd leg
     key    = function(req) return req.headers["x-user-id"] end,
     filter = function(req) return req.path ~= "/healthz" end,
   },
@@ -72,6 +77,9 @@ return {
               -- A WebSocket (any 101 Upgrade) is relayed to the primary,
               -- never mirrored, and closed after this long without a byte.
               tunnel_idle_timeout_ms = 300000 },
+  -- A field is noise unless the candidate differs on it more often than
+  -- the secondary at 99% confidence; decided after 100 pairs of each.
+  noise   = { confidence = 0.99, min_samples = 100 },
   -- Hold, too, when the candidate's p99 is over 1.5 times the primary's.
   slo     = { max_divergence_rate = 0.001, min_samples = 1000,
               max_latency_ratio = 1.5 },

@@ -69,6 +69,11 @@ SHADOW_API int shadow_ffi_opts_value_max(shadow_diff_opts_t *o, double n);
  * err (errlen bytes, NUL-terminated) naming the bad entry. */
 SHADOW_API int shadow_ffi_opts_parse(shadow_diff_opts_t *o, const char *json,
                                      size_t len, char *err, size_t errlen);
+/* The JSON rules of o by name ("coerce:/qty": what rule hit counters are
+ * labelled with), each NUL-terminated, *len bytes in all, owned by o; *n
+ * is how many. */
+SHADOW_API const char *shadow_ffi_opts_rules(const shadow_diff_opts_t *o,
+                                             size_t *len, size_t *n);
 SHADOW_API void shadow_ffi_opts_free(shadow_diff_opts_t *o);
 
 /* A diff handle keeps the result and the formatted record between calls,
@@ -92,6 +97,13 @@ SHADOW_API int shadow_ffi_diff_run(shadow_ffi_diff_t *d,
  * all, owned by d like the record text; *n is how many. */
 SHADOW_API const char *shadow_ffi_diff_fields(const shadow_ffi_diff_t *d,
                                               size_t *len, size_t *n);
+/* The rules of o (the options of the last run on d) that decided
+ * something in it (absorbed a difference, renamed a member), by name like
+ * shadow_ffi_opts_rules, owned by d like the record text; *n is how many,
+ * often 0. */
+SHADOW_API const char *shadow_ffi_diff_hits(shadow_ffi_diff_t *d,
+                                            const shadow_diff_opts_t *o,
+                                            size_t *len, size_t *n);
 SHADOW_API void shadow_ffi_diff_free(shadow_ffi_diff_t *d);
 
 /* Sticky sampling; key NULL means a random draw at the same rate. */

@@ -6,7 +6,7 @@ local loader = require "shadow.loader"
 local record = require "shadow.record"
 local compile = require("shadow.opts").compile
 
-local error, pcall = error, pcall
+local error, pcall, tonumber = error, pcall, tonumber
 
 local M = {}
 
@@ -45,6 +45,7 @@ local function run(primary, candidate, opts)
   local fine, err = record.fill(s.p, primary, "primary")
   if fine then fine, err = record.fill(s.c, candidate, "candidate") end
   if not fine then error("shadow.diff: " .. err, 3) end
+  s.opts = o
   local parts = s.C.shadow_ffi_diff_run(s.d, o, s.p, s.c, s.json, s.len)
   if parts < 0 then
     error("shadow.diff: " .. loader.strerror(parts), 3)
@@ -67,6 +68,18 @@ function M.diff_json(primary, candidate, opts)
   return text, parts
 end
 
+-- n NUL-terminated strings, len bytes in all, from p.
+local function split(p, len, n)
+  local out, at = {}, 0
+  for i = 1, n do
+    local str = ffi.string(p + at)
+    out[i] = str
+    at = at + #str + 1
+    if at > len then break end
+  end
+  return out
+end
+
 -- The fields that differed in the last diff of this VM, as a list of
 -- strings ("status", "header:<name>", "body:<pointer>", "body"): what the
 -- per-field counters of /stats count.
@@ -74,14 +87,29 @@ function M.last_fields()
   local s = get_scratch()
   local n = ffi.new("size_t[1]")
   local p = s.C.shadow_ffi_diff_fields(s.d, s.len, n)
-  local out, at, total = {}, 0, tonumber(s.len[0])
-  for i = 1, tonumber(n[0]) do
-    local str = ffi.string(p + at)
-    out[i] = str
-    at = at + #str + 1
-    if at > total then break end
-  end
-  return out
+  return split(p, tonumber(s.len[0]), tonumber(n[0]))
+end
+
+-- The rules that decided something in the last diff of this VM (absorbed
+-- a difference, renamed a member), by name ("coerce:/qty"): what
+-- shadow_rule_hits_total counts. Also when the records agreed.
+function M.last_hits()
+  local s = get_scratch()
+  local n = ffi.new("size_t[1]")
+  local p = s.C.shadow_ffi_diff_hits(s.d, s.opts, s.len, n)
+  return split(p, tonumber(s.len[0]), tonumber(n[0]))
+end
+
+-- The names of every JSON rule in opts (a diff options table), in the
+-- engine's order: the labels hit counters can have.
+function M.rule_names(opts)
+  local ok, o = pcall(compile, opts)
+  if not ok then error("shadow.diff: bad options: " .. o, 2) end
+  if o == nil then return {} end
+  local s = get_scratch()
+  local n = ffi.new("size_t[1]")
+  local p = s.C.shadow_ffi_opts_rules(o, s.len, n)
+  return split(p, tonumber(s.len[0]), tonumber(n[0]))
 end
 
 return M

@@ -90,6 +90,17 @@ function M.new(conf)
     pool = {},
     logged = {},
   }, Gateway)
+  -- Every rule is counted from 0, so /_shadow/metrics shows a dead one.
+  if opts ~= nil then
+    local n, len = ffi.new("size_t[1]"), ffi.new("size_t[1]")
+    local p = self.C.shadow_ffi_opts_rules(opts, len, n)
+    local at = 0
+    for _ = 1, tonumber(n[0]) do
+      local name = ffi.string(p + at)
+      self.store:add("rh", name, 0)
+      at = at + #name + 1
+    end
+  end
   return self
 end
 
@@ -427,6 +438,21 @@ local function compare(self, ctx, prec, crec, candidate_ms, candidate_fb)
   end
   local route = ctx.route
   store:route_add(route, "compared")
+  -- The rules that decided something, agreeing records or not.
+  local hn = self.hits_n
+  if hn == nil then
+    hn = ffi.new("size_t[2]")
+    self.hits_n = hn
+  end
+  local hp = C.shadow_ffi_diff_hits(d, self.opts, hn + 1, hn)
+  if hn[0] > 0 then
+    local at = 0
+    for _ = 1, tonumber(hn[0]) do
+      local name = ffi.string(hp + at)
+      store:add("rh", name)
+      at = at + #name + 1
+    end
+  end
   if parts == 0 then return end
   store:route_add(route, "diverged")
   if parts % 2 == 1 then store:route_add(route, "status") end

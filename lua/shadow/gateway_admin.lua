@@ -52,6 +52,7 @@ function M.stats(snap, breaker_state, slo, extra)
     },
     routes = route_docs,
     fields = snap.families.f,
+    rule_hits = snap.families.rh,
     breaker = { state = breaker_state, open = breaker_state == "open" },
     script_errors = snap.families.se,
     reloads = {},
@@ -145,6 +146,9 @@ function M.metrics(snap, breaker_open, slo)
          "hook", fam.se)
   family(out, "shadow_reloads_total", "Script reloads, by result.",
          "result", {})
+  family(out, "shadow_rule_hits_total", "Comparisons in which a diff rule "
+         .. "absorbed a difference or renamed a member, by rule.", "rule",
+         snap.families.rh)
   out[#out + 1] = "# HELP shadow_verdict Promotion verdict per route: 1 "
     .. "promote, 0 insufficient data, -1 hold.\n# TYPE shadow_verdict gauge\n"
   for _, name in ipairs(keys(snap.routes)) do

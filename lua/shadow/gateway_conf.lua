@@ -21,7 +21,8 @@ local DAEMON_ONLY = { listen = true, admin = true, primary = true,
 local KNOWN = { shared_dict = true, candidate = true, sample = true,
                 mirror_methods = true, route = true, rewrite = true,
                 normalize = true, ignore = true, arrays = true,
-                tolerance = true, breaker = true,
+                tolerance = true, rename = true, coerce = true,
+                mask = true, time = true, breaker = true,
                 max_inflight_shadow = true, limits = true, slo = true,
                 redact = true, log = true, on_divergence = true,
                 admin_token = true, forwarded = true }
@@ -214,7 +215,8 @@ function M.check(conf, dicts)
     admin_token = conf.admin_token,
     forwarded = conf.forwarded ~= false,
     diff_opts = { ignore = conf.ignore, arrays = conf.arrays,
-                  tolerance = conf.tolerance },
+                  tolerance = conf.tolerance, rename = conf.rename,
+                  coerce = conf.coerce, mask = conf.mask, time = conf.time },
   }
   out.diff_opts.diff_bytes = out.diff_bytes
   -- Like the daemon's candidate pool: as many idle connections kept as

@@ -23,7 +23,7 @@ M.BOUNDS = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
              0.5, 1, 2.5, 5, 10 }
 
 -- Label caps per family, as the daemon's shadow_stats_new sets them.
-local CAPS = { ce = 32, sk = 32, se = 32, f = 1000, route = 500 }
+local CAPS = { ce = 32, sk = 32, se = 32, f = 1000, rh = 512, route = 500 }
 
 local SEP = "\1"
 
@@ -47,7 +47,8 @@ function Store:get(name)
 end
 
 -- Adds n to a labelled counter: "ce" candidate errors by reason, "sk"
--- skipped by reason, "se" script errors by hook, "f" differing fields.
+-- skipped by reason, "se" script errors by hook, "f" differing fields,
+-- "rh" diff rule hits by rule.
 -- A label already counted costs one operation; a new one is checked
 -- against its family's cap ("other" once the family is full).
 function Store:add(family, label, n)
@@ -167,7 +168,7 @@ function Store:snapshot()
   local dict = self.dict
   local snap = {
     totals = {},
-    families = { ce = {}, sk = {}, se = {}, f = {} },
+    families = { ce = {}, sk = {}, se = {}, f = {}, rh = {} },
     routes = {},
     hist = {},
   }

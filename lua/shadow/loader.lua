@@ -44,6 +44,8 @@ int shadow_ffi_opts_diff_bytes(shadow_diff_opts_t *o, double n);
 int shadow_ffi_opts_value_max(shadow_diff_opts_t *o, double n);
 int shadow_ffi_opts_parse(shadow_diff_opts_t *o, const char *json,
                           size_t len, char *err, size_t errlen);
+const char *shadow_ffi_opts_rules(const shadow_diff_opts_t *o, size_t *len,
+                                  size_t *n);
 void shadow_ffi_opts_free(shadow_diff_opts_t *o);
 
 shadow_ffi_diff_t *shadow_ffi_diff_new(void);
@@ -55,6 +57,9 @@ int shadow_ffi_diff_run(shadow_ffi_diff_t *d, const shadow_diff_opts_t *o,
                         const char **json, size_t *len);
 const char *shadow_ffi_diff_fields(const shadow_ffi_diff_t *d, size_t *len,
                                    size_t *n);
+const char *shadow_ffi_diff_hits(shadow_ffi_diff_t *d,
+                                 const shadow_diff_opts_t *o, size_t *len,
+                                 size_t *n);
 void shadow_ffi_diff_free(shadow_ffi_diff_t *d);
 
 int shadow_ffi_sampled(const char *key, size_t len, double rate);

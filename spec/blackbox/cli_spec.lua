@@ -165,6 +165,8 @@ describe("the examples", function()
     assert.matches("\n  candidate  https://127%.0%.0%.1:8443 %(.-%); tls "
                    .. "verified against the system CAs, name "
                    .. "candidate%.internal%.example\n", out)
+    assert.matches("\n  secondary  http://127%.0%.0%.1:8082 %(.-%); rate 0%.02, "
+                   .. "noise classed at confidence 0%.99 after 100 samples\n", out)
   end)
 end)
 

@@ -43,9 +43,12 @@ local SERVICE = [[
   } }
 ]]
 
-local function config(addr, ng, rules)
+-- The config takes the proposed rules from learned_noise.lua beside it:
+-- /noise's snippet saved as a module (a chunk returning the rules).
+local function config(addr, ng)
   return ([[
 local shadow = require "shadow"
+local learned = require "learned_noise"
 return {
   listen = %q, admin = %q,
   primary = shadow.http(%q),
@@ -56,10 +59,16 @@ return {
   route = function(req) return "GET /item" end,
   log = { capacity = 5000 },
   noise = { confidence = 0.99, min_samples = 200 },
-  %s
+  ignore = learned.ignore, arrays = learned.arrays,
+  tolerance = learned.tolerance,
 }
-]]):format(addr.listen, addr.admin, ng:url("primary"), ng:url("secondary"),
-           ng:url("candidate"), rules or "")
+]]):format(addr.listen, addr.admin, ng:url("primary"),
+           ng:url("secondary"), ng:url("candidate"))
+end
+
+local function save_rules(config_path, snippet)
+  local dir = config_path:match("^(.*)/[^/]*$")
+  process.write_file(dir .. "/learned_noise.lua", snippet)
 end
 
 -- Sends ids first..last on one keep-alive connection.
@@ -99,7 +108,7 @@ describe("noise cancellation", function()
     d = stop.add(shadowd.start{ text = function(a)
       addr = a
       return config(a, ng)
-    end })
+    end, files = { ["learned_noise.lua"] = "return {}\n" } })
     send(d, 1, 2500)
     d:wait_totals("compared", 2500, 30)
   end)
@@ -141,6 +150,19 @@ describe("noise cancellation", function()
     assert.matches('["/items"] = "multiset"', s, 1, true)
     assert.matches('["/price"] = 9.1e-06', s, 1, true)
     assert.not_matches("/state", s, 1, true)
+    -- A chunk that returns the rules, as a config loads it.
+    local rules = assert(load(s))()
+    assert.are.equal(9.1e-06, rules.tolerance["/price"])
+    assert.are.equal("multiset", rules.arrays["/items"])
+    -- Each field also carries the contract's summary of itself.
+    local ts = f["body:/ts"]
+    assert.are.equal('ignore = { json = { "/ts" } }', ts.proposal)
+    assert.are.equal(ts.noise.rate, ts.noise_rate)
+    assert.are.equal(ts.candidate.rate, ts.candidate_rate)
+    assert.are.equal(math.min(ts.candidate.compared, ts.noise.compared),
+                     ts.samples)
+    assert.are.equal('tolerance = { ["/price"] = 9.1e-06 }',
+                     f["body:/price"].proposal)
     -- The same snippet as text, to paste.
     local lua = d:admin("/noise?format=lua")
     assert.matches("^text/plain", lua.headers["content-type"])
@@ -198,8 +220,7 @@ describe("noise cancellation", function()
 
   it("leaves exactly the bugs after the proposed snippet is reloaded",
      function()
-    local snippet = d:admin("/noise?format=lua").body
-    process.write_file(d.config, config(addr, ng, snippet))
+    save_rules(d.config, d:admin("/noise?format=lua").body)
     d.proc:kill(process.SIGHUP)
     port.wait_until(function()
       local last = d:stats().last_reload

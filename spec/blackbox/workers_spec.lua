@@ -135,3 +135,52 @@ describe("shadowd --workers 2 with runaway hooks", function()
     assert.are.equal(12, s.script_errors.key)
   end)
 end)
+
+-- The noise table is shared by the loops: both learn into it while the
+-- admin renders it.
+describe("shadowd --workers 2 with a secondary", function()
+  local SERVICE = [[
+    location / { content_by_lua_block {
+      ngx.header["content-type"] = "application/json"
+      ngx.print(string.format('{"rid":"%%08x","v":%d}',
+                              math.random(0, 2147483647)))
+    } }
+  ]]
+  local ng, d
+  setup(function()
+    ng = nginx.start{ servers = { primary = SERVICE:format(1),
+                                  secondary = SERVICE:format(1),
+                                  candidate = SERVICE:format(2) } }
+    d = shadowd.start{ text = function(a)
+      return ([[
+local shadow = require "shadow"
+return {
+  listen = %q, admin = %q,
+  primary = shadow.http(%q), secondary = shadow.http(%q),
+  candidate = shadow.http(%q),
+  sample = { rate = 1.0 },
+  route = function(req) return "GET /" end,
+  noise = { min_samples = 50 },
+}
+]]):format(a.listen, a.admin, ng:url("primary"), ng:url("secondary"),
+           ng:url("candidate"))
+    end, args = { "--workers", "2" } }
+  end)
+  teardown(function() cleanup.stop_all(d, ng) end)
+
+  it("learns from both loops into one table", function()
+    local n = 300
+    for i = 1, n do
+      assert.are.equal(200, assert(http.get(d.port, "/item/" .. i)).status)
+      if i % 50 == 0 then assert.are.equal(200, d:admin("/noise").status) end
+    end
+    local stats = d:wait_totals("compared", n)
+    assert.are.equal(n, stats.totals.noise_compared)
+    local class = {}
+    for _, f in ipairs(d:admin("/noise").json.fields) do
+      class[f.field] = f.class
+    end
+    assert.are.equal("noise", class["body:/rid"])
+    assert.are.equal("real", class["body:/v"])
+  end)
+end)

@@ -13,6 +13,9 @@
 
 #include "check.h"
 #include "diff.h"
+#include "noise.h"
+#include "noise_render.h"
+#include "noise_table.h"
 #include "redact.h"
 #include "signatures.h"
 #include "sink.h"
@@ -213,6 +216,50 @@ static void test_redact(void) {
   shadow_redact_free(r);
 }
 
+/* One learned field of route 0. */
+static void learned(shadow_stats_t *s, const char *field, uint64_t differed,
+                    uint64_t noise_differed, unsigned noise_shapes,
+                    double noise_max_delta) {
+  shadow_noise_entry_t *e =
+      shadow_noise_table_get(s->noise, "GET /x", 6, 0, field, strlen(field), 1);
+  CHECK(e != NULL);
+  e->differed = differed;
+  e->noise_differed = noise_differed;
+  e->shapes = e->noise_shapes = noise_shapes;
+  e->noise_max_delta = noise_max_delta;
+}
+
+/* The snippet is Lua a config runs: a field name from a response body
+ * cannot end its string, and each kind of noise gets its rule. */
+static void test_noise_snippet(void) {
+  shadow_stats_t *s = shadow_stats_new(NULL, 0);
+  shadow_route_stats_t *r = shadow_stats_route(s, "GET /x", 6);
+  CHECK(r == &s->routes[0]);
+  r->compared = r->noise_compared = 400;
+  learned(s, "body:/a\"b\\c\n", 200, 200, SHADOW_NOISE_VALUE, 0);
+  learned(s, "header:x-id", 400, 400, SHADOW_NOISE_HEADER, 0);
+  learned(s, "body:/p", 300, 300, SHADOW_NOISE_NUMBER, 3.71e-6);
+  learned(s, "body:/items", 100, 100, SHADOW_NOISE_MOVE, 0);
+  learned(s, "body:/bug", 40, 0, SHADOW_NOISE_VALUE, 0);
+  shadow_noise_settings_t cfg = {0.99, shadow_noise_z(0.99), 100};
+  shadow_buf_t out = SHADOW_BUF_INIT;
+  CHECK(shadow_noise_render_lua(s, &cfg, &out) == 0);
+  CHECK(strstr(out.data, "\nreturn {\n") != NULL);
+  CHECK(strstr(out.data, "headers = { \"x-id\" },") != NULL);
+  CHECK(strstr(out.data, "json = { \"/a\\\"b\\\\c\\010\" },") != NULL);
+  CHECK(strstr(out.data, "tolerance = { [\"/p\"] = 3.8e-06 },") != NULL);
+  CHECK(strstr(out.data, "arrays = { [\"/items\"] = \"multiset\" },") != NULL);
+  CHECK(strstr(out.data, "bug") == NULL);
+  CHECK(out.data[out.len - 2] == '}' && out.data[out.len - 1] == '\n');
+  shadow_buf_free(&out);
+  CHECK(shadow_noise_render_json(s, &cfg, &out) == 0);
+  CHECK(strstr(out.data, "\"field\":\"body:/bug\",\"class\":\"real\"") != NULL);
+  CHECK(strstr(out.data, "\"proposal\":\"tolerance = { [\\\"/p\\\"] = "
+                         "3.8e-06 }\"") != NULL);
+  shadow_buf_free(&out);
+  shadow_stats_free(s);
+}
+
 static void test_latency_verdict(void) {
   shadow_stats_t *s = shadow_stats_new(NULL, 0);
   shadow_route_stats_t *r = shadow_stats_route(s, "GET /x", 6);
@@ -345,6 +392,7 @@ int main(void) {
   test_signatures();
   test_redact();
   test_latency_verdict();
+  test_noise_snippet();
   test_sink();
   return check_report("test_telemetry");
 }

@@ -512,6 +512,41 @@ describe("the gateway's hooks and rules", function()
     assert.not_matches("secret", json.encode(gw:divergences()))
   end)
 
+  it("applies rename, coerce, mask and time rules and counts their hits",
+     function()
+    local stop = cleanup.new()
+    finally(stop.run)
+    local ng = stop.add(nginx.start{ servers = {
+      primary = [[ location / { default_type application/json;
+        return 200 '{"user":{"email":"a@x","qty":"12","at":1700000000}}'; } ]],
+      candidate = [[ location / { default_type application/json;
+        return 200 '{"user":{"email_address":"a@x","qty":12,"at":"2023-11-14T22:13:20Z"}}'; } ]],
+    } })
+    local gw = stop.add(gateway.start{ primary = ng.ports.primary,
+      candidate = ng.ports.candidate,
+      change = {
+        { 'ignore = { headers = { "x-request-id" } },',
+          [[ignore = { headers = { "x-request-id" } },
+      rename = { ["/user/email"] = "/user/email_address" },
+      coerce = { ["/user/qty"] = "number" },
+      time = { ["/user/at"] = { unit = "instant", tolerance_ms = 0 } },
+      mask = { ["/user/id"] = "uuid" },]] },
+      } })
+    for _, k in ipairs({ "a", "b" }) do
+      assert.equal(200, assert(http.get(gw.port, "/r", headers_of(k))).status)
+    end
+    local st = gw:wait_totals("compared", 2)
+    assert.equal(0, st.totals.diverged)
+    assert.same({ ["rename:/user/email"] = 2, ["coerce:/user/qty"] = 2,
+                  ["time:/user/at"] = 2, ["mask:/user/id"] = 0 },
+                st.rule_hits)
+    local metrics = gw:admin("metrics").body
+    assert.matches('shadow_rule_hits_total{rule="rename:/user/email"} 2',
+                   metrics, 1, true)
+    assert.matches('shadow_rule_hits_total{rule="mask:/user/id"} 0',
+                   metrics, 1, true)
+  end)
+
   it("refuses a bad conf at startup, naming the field", function()
     local ok, err = pcall(gateway.start, { primary = 1, candidate = 2,
       change = { { "max_inflight_shadow = 256,",

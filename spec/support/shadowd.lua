@@ -76,7 +76,8 @@ end
 
 -- start(opts): opts as for config(), or opts.text = function(addr)
 -- returning the whole config given addr.listen and addr.admin; opts.args
--- adds command-line arguments.
+-- adds command-line arguments; opts.files = { [name] = text } are written
+-- beside the config first (modules it requires).
 function M.start(opts)
   local bin = M.binary()
   local dir = process.tmpdir("shadow-daemon")
@@ -90,6 +91,9 @@ function M.start(opts)
     for k, v in pairs(opts) do o[k] = v end
     o.listen, o.admin = addr.listen, addr.admin
     text = M.config(o)
+  end
+  for name, body in pairs(opts.files or {}) do
+    process.write_file(dir .. "/" .. name, body)
   end
   local conf = dir .. "/shadow.lua"
   process.write_file(conf, text)

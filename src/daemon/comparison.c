@@ -37,6 +37,19 @@ void shadow_comparator_free(shadow_comparator_t *c) {
   free(c->sort);
 }
 
+/* Adds the rules that decided something in this comparison to their
+ * counters. Called under the shared lock: each worker's comparator has its
+ * own result, so the engine needs no atomics. */
+static void count_hits(shadow_stats_t *st, const shadow_diff_opts_t *o,
+                       const shadow_diff_result_t *res) {
+  for (size_t w = 0; w < SHADOW_JSON_RULE_BITS / 64; w++)
+    for (uint64_t bits = res->hits[w]; bits; bits &= bits - 1) {
+      size_t bit = w * 64 + (size_t)__builtin_ctzll(bits);
+      const char *name = shadow_diff_opts_rule_name(o, bit);
+      if (name) shadow_counters_add(st->rule_hits, name, strlen(name), 1);
+    }
+}
+
 static int by_name(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
@@ -258,6 +271,7 @@ static uint64_t count(shadow_comparator_t *c, const shadow_pair_t *p,
   if (parts) fold_fields(c);
   shadow_shared_lock(sh);
   st->compared++;
+  count_hits(st, shadow_gen_config(p->gen)->diff_opts, &c->diff);
   shadow_route_stats_t *rs = shadow_stats_route(st, p->route, rlen);
   if (rs) rs->compared++;
   learn(c, st, rs, route, rlen, have_noise);

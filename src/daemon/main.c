@@ -156,6 +156,18 @@ static void print_check(const char *path, shadow_gen_t *g) {
          "%zu bytes per side kept for the diff, the rest by digest\n",
          (unsigned long long)l->body_bytes, l->body_bytes ? "" : " (no cap)",
          (unsigned long long)l->mirror_body_bytes, l->diff_bytes);
+  /* The JSON rules, by the names /metrics counts them under, so a rule
+   * that never fires can be told from one that was never loaded. */
+  size_t nrules = 0;
+  shadow_diff_opts_rule_names(c->diff_opts, NULL, &nrules);
+  printf("  rules      %zu JSON rule%s%s\n", nrules, nrules == 1 ? "" : "s",
+         nrules ? " (hits in shadow_rule_hits_total{rule}):" : "");
+  for (size_t bit = 0; bit < SHADOW_JSON_RULE_BITS; bit++) {
+    const char *name = shadow_diff_opts_rule_name(c->diff_opts, bit);
+    if (name)
+      printf("    %-30s %s\n", name,
+             shadow_diff_opts_rule_desc(c->diff_opts, bit));
+  }
 }
 
 int main(int argc, char **argv) {

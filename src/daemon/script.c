@@ -15,6 +15,7 @@
 #include <uv.h>
 #include <xxhash.h>
 
+#include "config_locate.h"
 #include "embedded_lua.h"
 #include "log.h"
 #include "script_config.h"
@@ -234,7 +235,20 @@ int shadow_script_load(const char *path, shadow_gen_t **out, char **err) {
   char *cerr = NULL;
   if (shadow_script_read_config(L, -1, &g->cfg, g->hooks, &cerr) != 0) {
     shadow_buf_t b = SHADOW_BUF_INIT;
-    shadow_buf_printf(&b, "%s: %s", path, cerr);
+    /* A table keeps no lines: find the entry by its text, in the config
+     * or else in the modules it required. */
+    const char *where = path;
+    long line = shadow_config_locate(path, cerr);
+    for (size_t i = 1; !line && i <= lua_objlen(L, sources); i++) {
+      lua_rawgeti(L, sources, (int)i);
+      const char *m = lua_tostring(L, -1);
+      if (m && (line = shadow_config_locate(m, cerr)) > 0) where = m;
+      lua_pop(L, 1);
+    }
+    if (line > 0)
+      shadow_buf_printf(&b, "%s:%ld: %s", where, line, cerr);
+    else
+      shadow_buf_printf(&b, "%s: %s", path, cerr);
     free(cerr);
     *err = shadow_buf_steal(&b, NULL);
     gen_destroy(g);

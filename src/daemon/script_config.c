@@ -45,6 +45,10 @@ static const char *const known_keys[] = {"listen",
                                          "forwarded",
                                          "redact",
                                          "capture",
+                                         "rename",
+                                         "coerce",
+                                         "mask",
+                                         "time",
                                          NULL};
 
 typedef struct reader_s {
@@ -406,11 +410,13 @@ static int read_methods(reader_t *r, shadow_config_t *cfg) {
 }
 
 /* ignore = { headers = {...}, json = {...} }, arrays = {...},
- * tolerance = {...}: the diff rules. They reach C as JSON, through
- * lua/shadow/opts.lua's encode and shadow_diff_opts_parse, exactly as
- * shadow.diff's options do, so one reader checks them for both. */
+ * tolerance = {...}, rename, coerce, mask, time = {...}: the diff rules.
+ * They reach C as JSON, through lua/shadow/opts.lua's encode and
+ * shadow_diff_opts_parse, exactly as shadow.diff's options do, so one
+ * reader checks them for both. */
 static int read_diff_rules(reader_t *r, shadow_config_t *cfg) {
-  static const char *const names[] = {"ignore", "arrays", "tolerance"};
+  static const char *const names[] = {"ignore", "arrays", "tolerance", "rename",
+                                      "coerce", "mask",   "time"};
   lua_State *L = r->L;
   lua_getglobal(L, "require");
   lua_pushliteral(L, "shadow.opts");
@@ -421,7 +427,7 @@ static int read_diff_rules(reader_t *r, shadow_config_t *cfg) {
   }
   lua_getfield(L, -1, "encode");
   lua_remove(L, -2);
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, sizeof(names) / sizeof(*names));
   for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++) {
     lua_getfield(L, r->idx, names[i]);
     lua_setfield(L, -2, names[i]);

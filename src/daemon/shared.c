@@ -71,6 +71,18 @@ static int open_capture(shadow_shared_t *sh, const shadow_config_t *cfg,
   return rc;
 }
 
+/* Every rule of cfg gets its hit counter now, at 0, so /metrics lists a
+ * rule that never fires. Counters of rules a reload dropped stay. */
+static void add_rules(shadow_shared_t *sh, const shadow_config_t *cfg) {
+  size_t len = 0, n = 0;
+  const char *names = shadow_diff_opts_rule_names(cfg->diff_opts, &len, &n);
+  for (size_t i = 0, at = 0; i < n && at < len; i++) {
+    size_t k = strlen(names + at);
+    shadow_counters_add(sh->stats->rule_hits, names + at, k, 0);
+    at += k + 1;
+  }
+}
+
 int shadow_shared_init(shadow_shared_t *sh, const shadow_config_t *cfg,
                        size_t loops, char **err) {
   memset(sh, 0, sizeof(*sh));
@@ -90,6 +102,7 @@ int shadow_shared_init(shadow_shared_t *sh, const shadow_config_t *cfg,
   for (int g = 0; g < SHADOW_GATES; g++)
     shadow_breaker_init(&sh->gates[g].breaker, cfg->breaker_failures,
                         cfg->breaker_cooldown_ms);
+  add_rules(sh, cfg);
   shadow_sink_t *none;
   if (open_sink(sh, cfg, &none, err) || open_capture(sh, cfg, &none, err)) {
     shadow_shared_release(sh);
@@ -109,6 +122,7 @@ int shadow_shared_apply(shadow_shared_t *sh, const shadow_config_t *cfg,
     for (int g = 0; g < SHADOW_GATES; g++)
       shadow_breaker_configure(&sh->gates[g].breaker, cfg->breaker_failures,
                                cfg->breaker_cooldown_ms);
+    add_rules(sh, cfg);
   }
   shadow_shared_unlock(sh);
   shadow_sink_close(old);

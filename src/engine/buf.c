@@ -180,3 +180,12 @@ char *shadow_buf_steal(shadow_buf_t *b, size_t *len) {
   b->len = b->cap = 0;
   return p;
 }
+
+char *shadow_bytes_dup(const char *s, size_t n) {
+  char *c = malloc(n + 1);
+  if (c) {
+    memcpy(c, s, n);
+    c[n] = '\0';
+  }
+  return c;
+}

@@ -33,6 +33,11 @@ int shadow_buf_json_string(shadow_buf_t *b, const char *s, size_t n,
 void shadow_buf_reset(shadow_buf_t *b); /* len = 0, keeps memory */
 void shadow_buf_free(shadow_buf_t *b);  /* safe twice */
 
+/* n bytes copied into a new NUL-terminated string (strndup would stop at
+ * a NUL inside; these bytes come from parsed JSON and may hold one); NULL
+ * without memory. The caller frees it. */
+char *shadow_bytes_dup(const char *s, size_t n);
+
 /* Takes the data out; the caller frees it with free(). */
 char *shadow_buf_steal(shadow_buf_t *b, size_t *len);
 

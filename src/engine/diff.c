@@ -95,6 +95,45 @@ int shadow_diff_opts_tolerance(shadow_diff_opts_t *o, const char *pointer,
   return shadow_json_rules_tolerance(o->rules, pointer, tolerance);
 }
 
+int shadow_diff_opts_rename(shadow_diff_opts_t *o, const char *from,
+                            const char *to, const char **why) {
+  if (!o || !from || !to) return -EINVAL;
+  return shadow_json_rules_rename(o->rules, from, to, why);
+}
+
+int shadow_diff_opts_coerce(shadow_diff_opts_t *o, const char *pointer,
+                            int kind) {
+  if (!o || !pointer) return -EINVAL;
+  return shadow_json_rules_coerce(o->rules, pointer, kind);
+}
+
+int shadow_diff_opts_mask(shadow_diff_opts_t *o, const char *pointer, int cls,
+                          const char *pattern, const char **why) {
+  if (!o || !pointer) return -EINVAL;
+  return shadow_json_rules_mask(o->rules, pointer, cls, pattern, why);
+}
+
+int shadow_diff_opts_time(shadow_diff_opts_t *o, const char *pointer, int unit,
+                          double tolerance_ms) {
+  if (!o || !pointer) return -EINVAL;
+  return shadow_json_rules_time(o->rules, pointer, unit, tolerance_ms);
+}
+
+const char *shadow_diff_opts_rule_name(const shadow_diff_opts_t *o,
+                                       size_t bit) {
+  return o ? shadow_json_rules_name(o->rules, bit) : NULL;
+}
+
+const char *shadow_diff_opts_rule_desc(const shadow_diff_opts_t *o,
+                                       size_t bit) {
+  return o ? shadow_json_rules_desc(o->rules, bit) : NULL;
+}
+
+const char *shadow_diff_opts_rule_names(const shadow_diff_opts_t *o,
+                                        size_t *len, size_t *n) {
+  return shadow_json_rules_names(o ? o->rules : NULL, len, n);
+}
+
 void shadow_diff_opts_set_diff_bytes(shadow_diff_opts_t *o, size_t n) {
   o->diff_bytes = n;
 }
@@ -108,6 +147,7 @@ void shadow_diff_result_free(shadow_diff_result_t *res) {
   shadow_buf_free(&res->fields);
   res->parts = 0;
   res->nfields = 0;
+  memset(res->hits, 0, sizeof res->hits);
 }
 
 static int add_field(shadow_diff_result_t *res, const char *prefix,
@@ -456,7 +496,8 @@ static int add_json_fields(shadow_diff_result_t *res, const shadow_buf_t *f) {
 /* Writes the body part into b; returns 1 when the bodies differ. */
 static int diff_body(const shadow_diff_opts_t *o, const shadow_record_t *p,
                      const shadow_record_t *c, body_view_t *vp, body_view_t *vc,
-                     shadow_diff_result_t *res, shadow_buf_t *b) {
+                     shadow_diff_result_t *res, shadow_buf_t *b,
+                     shadow_buf_t *explain) {
   size_t limit = o ? o->diff_bytes : DEFAULT_DIFF_BYTES;
   int both_json = is_json_type(p) && is_json_type(c);
   const char *kind = both_json ? "json" : "bytes";
@@ -469,8 +510,11 @@ static int diff_body(const shadow_diff_opts_t *o, const shadow_record_t *p,
     kind = "digest";
     rc = digest_summary(&summary, vp, vc, &differs);
     if (!rc && differs) rc = add_field(res, "body", "", 0);
-  } else if (vp->len == vc->len && memcmp(vp->data, vc->data, vp->len) == 0) {
-    differs = 0; /* identical bytes agree under every rule */
+  } else if (vp->len == vc->len && memcmp(vp->data, vc->data, vp->len) == 0 &&
+             !(both_json && o && shadow_json_rules_renames(o->rules))) {
+    /* Identical bytes agree under every rule but a rename, which may find
+     * that the candidate still has the old name. */
+    differs = 0;
   } else {
     int parsed = 0;
     if (both_json) {
@@ -481,10 +525,12 @@ static int diff_body(const shadow_diff_opts_t *o, const shadow_record_t *p,
       out.fields = &fields;
       out.value_max = o ? o->value_max : DEFAULT_VALUE_MAX;
       out.ops_max_bytes = SHADOW_DIVERGENCE_MAX_BYTES;
+      out.explain = explain;
       rc = shadow_json_diff(vp->data, vp->len, vc->data, vc->len,
                             o ? o->rules : NULL, &out, err, sizeof(err));
       if (rc == 0) {
         parsed = 1;
+        memcpy(res->hits, out.hits, sizeof res->hits);
         differs = out.nops > 0;
         truncated = out.truncated;
         if (differs)
@@ -529,6 +575,14 @@ static int diff_body(const shadow_diff_opts_t *o, const shadow_record_t *p,
 
 int shadow_diff_records(const shadow_diff_opts_t *o, const shadow_record_t *p,
                         const shadow_record_t *c, shadow_diff_result_t *res) {
+  return shadow_diff_records_explain(o, p, c, res, NULL);
+}
+
+int shadow_diff_records_explain(const shadow_diff_opts_t *o,
+                                const shadow_record_t *p,
+                                const shadow_record_t *c,
+                                shadow_diff_result_t *res,
+                                shadow_buf_t *explain) {
   size_t limit = o ? o->diff_bytes : DEFAULT_DIFF_BYTES;
   body_view_t vp, vc;
   shadow_buf_t hb = SHADOW_BUF_INIT, bb = SHADOW_BUF_INIT;
@@ -538,6 +592,7 @@ int shadow_diff_records(const shadow_diff_opts_t *o, const shadow_record_t *p,
   shadow_buf_reset(&res->fields);
   res->parts = 0;
   res->nfields = 0;
+  memset(res->hits, 0, sizeof res->hits);
 
   int status_differs = p->status != c->status;
   int rc = 0;
@@ -548,7 +603,7 @@ int shadow_diff_records(const shadow_diff_opts_t *o, const shadow_record_t *p,
    * bytes travelled, so a candidate that compresses differently is not a
    * divergence by itself. */
   int hd = rc ? rc : diff_headers(o, p, c, vp.coded && vc.coded, res, &hb);
-  int bd = hd < 0 ? hd : diff_body(o, p, c, &vp, &vc, res, &bb);
+  int bd = hd < 0 ? hd : diff_body(o, p, c, &vp, &vc, res, &bb, explain);
   if (hd < 0 || bd < 0) {
     rc = hd < 0 ? hd : bd;
   } else {

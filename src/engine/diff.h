@@ -4,6 +4,7 @@
 #define SHADOW_DIFF_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 #include "json_diff.h" /* SHADOW_ARRAY_*: the array modes */
@@ -21,15 +22,39 @@ int shadow_diff_opts_array_mode(shadow_diff_opts_t *o, const char *pointer,
                                 int mode, const char *key);
 int shadow_diff_opts_tolerance(shadow_diff_opts_t *o, const char *pointer,
                                double tolerance);
+/* The rules of json_diff.h's shadow_json_rules_rename, _coerce, _mask and
+ * _time, with the same arguments; *why as there. */
+int shadow_diff_opts_rename(shadow_diff_opts_t *o, const char *from,
+                            const char *to, const char **why);
+int shadow_diff_opts_coerce(shadow_diff_opts_t *o, const char *pointer,
+                            int kind);
+int shadow_diff_opts_mask(shadow_diff_opts_t *o, const char *pointer, int cls,
+                          const char *pattern, const char **why);
+int shadow_diff_opts_time(shadow_diff_opts_t *o, const char *pointer, int unit,
+                          double tolerance_ms);
 /* The rules from their JSON form, the object
  *   { "ignore": { "headers": [...], "json": [...] },
  *     "arrays": { pointer: "index" | "set" | "multiset" | { "key": name } },
- *     "tolerance": { pointer: number }, "diff_bytes": n, "value_max": n }
+ *     "tolerance": { pointer: number },
+ *     "rename": { pointer: pointer },
+ *     "coerce": { pointer: "number" | "boolean" },
+ *     "mask": { pointer: "uuid" | "hex" | "iso8601" | "epoch" | pattern },
+ *     "time": { pointer: { "unit": "instant" | "s" | "ms",
+ *                          "tolerance_ms": n } | unit },
+ *     "diff_bytes": n, "value_max": n }
  * (any member may be absent; an empty list may be {}), added to o. The one
  * reader of diff rules: the daemon's config and shadow.diff's options both
- * come through here. 0, -ENOMEM, or -EINVAL with err naming the entry. */
+ * come through here. 0, -ENOMEM, or -EINVAL with err naming the entry as a
+ * Lua user wrote it (coerce["/qty"], ignore.json[2]). */
 int shadow_diff_opts_parse(shadow_diff_opts_t *o, const char *json, size_t len,
                            char *err, size_t errlen);
+/* The JSON rules of o by bit (json_diff.h: SHADOW_JSON_RULE_BITS of
+ * them): the name hit counters use ("coerce:/qty"), a line for --check,
+ * NULL for an unused bit; and every name at once, NUL-separated. */
+const char *shadow_diff_opts_rule_name(const shadow_diff_opts_t *o, size_t bit);
+const char *shadow_diff_opts_rule_desc(const shadow_diff_opts_t *o, size_t bit);
+const char *shadow_diff_opts_rule_names(const shadow_diff_opts_t *o,
+                                        size_t *len, size_t *n);
 /* Bodies larger than this compare by digest. Default 1 MiB. */
 void shadow_diff_opts_set_diff_bytes(shadow_diff_opts_t *o, size_t n);
 /* Values longer than this are truncated with a marker. Default 256. */
@@ -57,16 +82,31 @@ typedef struct shadow_diff_result_s {
    * "status", "header:<lower-case name>", "body:<JSON pointer>" or "body". */
   shadow_buf_t fields;
   size_t nfields;
+  /* The JSON rules that decided something in this comparison (bit b is
+   * shadow_diff_opts_rule_name(o, b)): what shadow_rule_hits_total counts.
+   * Set whether or not the records differ. */
+  uint64_t hits[SHADOW_JSON_RULE_BITS / 64];
 } shadow_diff_result_t;
 
 #define SHADOW_DIFF_RESULT_INIT                                                \
-  { 0, SHADOW_BODY_JSON, SHADOW_BUF_INIT, SHADOW_BUF_INIT, 0 }
+  {                                                                            \
+    0, SHADOW_BODY_JSON, SHADOW_BUF_INIT, SHADOW_BUF_INIT, 0, {                \
+      0, 0                                                                     \
+    }                                                                          \
+  }
 
 /* Compares primary p with candidate c under o (NULL: defaults). Returns the
  * parts bitmask (0 = the records agree) or a negative errno. res is reset
  * first and reused across calls to spare allocations. */
 int shadow_diff_records(const shadow_diff_opts_t *o, const shadow_record_t *p,
                         const shadow_record_t *c, shadow_diff_result_t *res);
+/* The same, and what the JSON rules did is appended to explain (the
+ * lines of shadow_json_diff_out_t.explain), for `shadowd diff --explain`. */
+int shadow_diff_records_explain(const shadow_diff_opts_t *o,
+                                const shadow_record_t *p,
+                                const shadow_record_t *c,
+                                shadow_diff_result_t *res,
+                                shadow_buf_t *explain);
 void shadow_diff_result_free(shadow_diff_result_t *res);
 
 #endif

@@ -731,6 +731,20 @@ int shadow_json_parse_lazy(shadow_json_arena_t *a, const char *text, size_t len,
   return ps.rc;
 }
 
+int shadow_json_parse_number(shadow_json_arena_t *a, const char *text,
+                             size_t len, shadow_json_t *out) {
+  parser_t ps;
+  memset(&ps, 0, sizeof ps);
+  ps.s = ps.p = text;
+  ps.end = text + len;
+  ps.a = a;
+  if (len == 0 || len >= UINT32_MAX) return -EINVAL;
+  memset(out, 0, sizeof *out);
+  int rc = parse_number(&ps, out);
+  if (rc == 0 && ps.p != ps.end) rc = -EINVAL;
+  return rc;
+}
+
 int shadow_json_materialize(shadow_json_arena_t *a, shadow_json_t *v, int depth,
                             size_t *err_off, const char **why) {
   if (!(v->flags & SHADOW_JSON_LAZY)) return 0;
@@ -861,13 +875,15 @@ int shadow_json_equal(const shadow_json_t *a, const shadow_json_t *b) {
     return a->len == b->len && memcmp(a->u.str, b->u.str, a->len) == 0;
   case SHADOW_JSON_ARRAY:
     if (a->len != b->len) return 0;
-    if (a->rawlen == b->rawlen && memcmp(a->raw, b->raw, a->rawlen) == 0)
+    if (!((a->flags | b->flags) & SHADOW_JSON_EDITED) &&
+        a->rawlen == b->rawlen && memcmp(a->raw, b->raw, a->rawlen) == 0)
       return 1;
     for (uint32_t i = 0; i < a->len; i++)
       if (!shadow_json_equal(&a->u.items[i], &b->u.items[i])) return 0;
     return 1;
   case SHADOW_JSON_OBJECT:
-    if (a->rawlen == b->rawlen && memcmp(a->raw, b->raw, a->rawlen) == 0)
+    if (!((a->flags | b->flags) & SHADOW_JSON_EDITED) &&
+        a->rawlen == b->rawlen && memcmp(a->raw, b->raw, a->rawlen) == 0)
       return 1;
     return obj_equal(a, b);
   default: return 1;

@@ -56,6 +56,9 @@ struct shadow_json_s {
 #define SHADOW_JSON_DUPS 2
 /* A container with a SHADOW_JSON_LAZY node somewhere inside it. */
 #define SHADOW_JSON_HAS_LAZY 4
+/* A container whose members a rename rule changed (json_rename.c): its raw
+ * span no longer spells it, so it never compares by bytes. */
+#define SHADOW_JSON_EDITED 8
 
 struct shadow_json_member_s {
   const char *key; /* unescaped, not NUL-terminated */
@@ -102,6 +105,12 @@ int shadow_json_parse_lazy(shadow_json_arena_t *a, const char *text, size_t len,
  * -EINVAL (*err_off relative to v->raw) or -ENOMEM. */
 int shadow_json_materialize(shadow_json_arena_t *a, shadow_json_t *v, int depth,
                             size_t *err_off, const char **why);
+
+/* Parses text[0, len) as exactly one JSON number (no space around it)
+ * into *out, digits allocated from a when they must be. 0, -EINVAL when
+ * it is not one, -ENOMEM. For rules that read numbers held in strings. */
+int shadow_json_parse_number(shadow_json_arena_t *a, const char *text,
+                             size_t len, shadow_json_t *out);
 
 /* 1 when a and b are the same JSON value: key order ignored, numbers by
  * value, a repeated key counted by its last member only. */

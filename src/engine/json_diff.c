@@ -71,145 +71,11 @@
 
 #include "json.h"
 #include "json_align.h"
+#include "json_rename.h"
+#include "json_rules.h"
 #include "json_scan.h"
 
-#define MAX_RULES 64
 #define FUZZY_PAIRS 4096
-
-enum { RULE_IGNORE, RULE_ARRAY, RULE_TOLERANCE };
-
-typedef struct {
-  const char *s; /* unescaped segment */
-  size_t len;
-  int star;
-  long idx; /* the array index it names, or -1 */
-} seg_t;
-
-typedef struct {
-  int kind;
-  int nseg;
-  seg_t *segs;
-  char *store; /* backing for the segments' bytes */
-  int mode;
-  char *key;
-  size_t klen;
-  double tol;
-} rule_t;
-
-struct shadow_json_rules_s {
-  rule_t r[MAX_RULES];
-  int n;
-};
-
-shadow_json_rules_t *shadow_json_rules_new(void) {
-  return calloc(1, sizeof(shadow_json_rules_t));
-}
-
-void shadow_json_rules_free(shadow_json_rules_t *r) {
-  if (!r) return;
-  for (int i = 0; i < r->n; i++) {
-    free(r->r[i].segs);
-    free(r->r[i].store);
-    free(r->r[i].key);
-  }
-  free(r);
-}
-
-/* Splits an RFC 6901 pointer into unescaped segments. */
-static int rule_add(shadow_json_rules_t *r, int kind, const char *pointer,
-                    rule_t **out) {
-  if (!r || !pointer) return -EINVAL;
-  if (r->n >= MAX_RULES) return -EINVAL;
-  size_t n = strlen(pointer);
-  if (n && pointer[0] != '/') return -EINVAL;
-  int nseg = 0;
-  for (size_t i = 0; i < n; i++)
-    nseg += pointer[i] == '/';
-  if (nseg >= SHADOW_JSON_MAX_DEPTH) return -EINVAL;
-  rule_t *ru = &r->r[r->n];
-  memset(ru, 0, sizeof *ru);
-  ru->kind = kind;
-  ru->nseg = nseg;
-  ru->store = malloc(n + 1);
-  ru->segs = calloc((size_t)nseg + 1, sizeof(seg_t));
-  if (!ru->store || !ru->segs) {
-    free(ru->store);
-    free(ru->segs);
-    return -ENOMEM;
-  }
-  char *o = ru->store;
-  size_t i = 0;
-  for (int k = 0; k < nseg; k++) {
-    seg_t *sg = &ru->segs[k];
-    i++; /* the '/' */
-    sg->s = o;
-    while (i < n && pointer[i] != '/') {
-      char c = pointer[i++];
-      if (c == '~') {
-        if (i >= n || (pointer[i] != '0' && pointer[i] != '1')) {
-          free(ru->store);
-          free(ru->segs);
-          return -EINVAL;
-        }
-        c = pointer[i++] == '0' ? '~' : '/';
-      }
-      *o++ = c;
-    }
-    sg->len = (size_t)(o - sg->s);
-    sg->star = sg->len == 1 && sg->s[0] == '*';
-    sg->idx = -1;
-    if (sg->len > 0 && sg->len <= 9 && (sg->s[0] != '0' || sg->len == 1)) {
-      long v = 0;
-      size_t j = 0;
-      for (; j < sg->len && sg->s[j] >= '0' && sg->s[j] <= '9'; j++)
-        v = v * 10 + (sg->s[j] - '0');
-      if (j == sg->len) sg->idx = v;
-    }
-  }
-  *out = ru;
-  return 0;
-}
-
-int shadow_json_rules_ignore(shadow_json_rules_t *r, const char *pointer) {
-  rule_t *ru;
-  int rc = rule_add(r, RULE_IGNORE, pointer, &ru);
-  if (rc) return rc;
-  r->n++;
-  return 0;
-}
-
-int shadow_json_rules_array(shadow_json_rules_t *r, const char *pointer,
-                            int mode, const char *key) {
-  if (mode < SHADOW_ARRAY_INDEX || mode > SHADOW_ARRAY_KEY) return -EINVAL;
-  if (mode == SHADOW_ARRAY_KEY && (!key || !*key)) return -EINVAL;
-  rule_t *ru;
-  int rc = rule_add(r, RULE_ARRAY, pointer, &ru);
-  if (rc) return rc;
-  ru->mode = mode;
-  if (mode == SHADOW_ARRAY_KEY) {
-    ru->klen = strlen(key);
-    ru->key = malloc(ru->klen + 1);
-    if (!ru->key) {
-      free(ru->store);
-      free(ru->segs);
-      return -ENOMEM;
-    }
-    memcpy(ru->key, key, ru->klen + 1);
-  }
-  r->n++;
-  return 0;
-}
-
-int shadow_json_rules_tolerance(shadow_json_rules_t *r, const char *pointer,
-                                double tolerance) {
-  if (!(tolerance >= 0) || isinf(tolerance)) return -EINVAL;
-  rule_t *ru;
-  int rc = rule_add(r, RULE_TOLERANCE, pointer, &ru);
-  if (rc) return rc;
-  ru->tol = tolerance;
-  r->n++;
-  return 0;
-}
 
 /* ---- the walk --------------------------------------------------------- */
 
@@ -220,6 +86,13 @@ int shadow_json_rules_tolerance(shadow_json_rules_t *r, const char *pointer,
 #define MOVE_CHECKS 4096
 /* Common runs shorter than this are parsed like the rest. */
 #define LAZY_MIN 64
+
+/* What a leaf rule tried and why it did not hold, for --explain. */
+#define MAX_TRIED 4
+typedef struct {
+  int rule;
+  char why[112];
+} tried_t;
 
 typedef struct {
   const shadow_json_rules_t *rules;
@@ -242,9 +115,16 @@ typedef struct {
    * hashes, LCS steps): about twice the texts' size. Past it, arrays
    * compare by index, so the whole diff stays linear. */
   long budget;
+  uint64_t hits;    /* walk rules that decided something (bit = rule) */
+  shadow_buf_t *ex; /* out->explain: NULL unless explaining */
+  /* The rules the next op's leaf tried, handed from the compare to
+   * emit_op (NULL: none). */
+  const tried_t *tried;
+  int ntried;
 } ctx_t;
 
-/* What the rules say about the node at the current path. */
+/* What the rules say about the node at the current path. The leaf rules
+ * are found by index + 1 (0: none), so a zeroed here_t has none. */
 typedef struct {
   int ignored;
   int mode;
@@ -252,42 +132,69 @@ typedef struct {
   size_t klen;
   int has_tol;
   double tol;
+  int ignore_rule, array_rule, tol_rule;
+  int coerce, mask, time; /* rule index + 1 */
+  int leaf;               /* any of coerce, mask, time */
 } here_t;
 
-static void rules_here(const ctx_t *x, uint64_t mask, int depth, here_t *h) {
+static inline void rules_here(const ctx_t *x, uint64_t mask, int depth,
+                              here_t *h) {
   memset(h, 0, sizeof *h);
+  /* Only the rules that end here say anything about this node; on the
+   * way to a rule's path (most nodes a rule's mask reaches) none do. */
+  const shadow_json_rules_t *r = x->rules;
+  mask = r->segtab && depth <= r->maxseg
+             ? mask & r->segtab[(size_t)depth * SHADOW_SEGTAB_ROW + SEGTAB_ENDS]
+             : 0;
+  if (__builtin_expect(!mask, 1)) return;
   while (mask) {
     int i = __builtin_ctzll(mask);
     mask &= mask - 1;
     const rule_t *ru = &x->rules->r[i];
     if (ru->nseg != depth) continue;
-    if (ru->kind == RULE_IGNORE) {
+    switch (ru->kind) {
+    case RULE_IGNORE:
       h->ignored = 1;
-    } else if (ru->kind == RULE_ARRAY) {
+      h->ignore_rule = i;
+      break;
+    case RULE_ARRAY:
       h->mode = ru->mode;
       h->key = ru->key;
       h->klen = ru->klen;
-    } else {
+      h->array_rule = i;
+      break;
+    case RULE_TOLERANCE:
       h->has_tol = 1;
       h->tol = ru->tol;
+      h->tol_rule = i;
+      break;
+    case RULE_COERCE: h->coerce = i + 1; break;
+    case RULE_MASK: h->mask = i + 1; break;
+    default: h->time = i + 1; break;
     }
   }
+  h->leaf = h->coerce || h->mask || h->time;
 }
 
 /* The rules that still match after descending by one segment: a key
- * (key != NULL) or an array index. */
-static uint64_t child_mask(const ctx_t *x, uint64_t mask, int depth,
-                           const char *key, size_t klen, long idx) {
-  uint64_t m = 0;
-  while (mask) {
-    int i = __builtin_ctzll(mask);
-    mask &= mask - 1;
-    const rule_t *ru = &x->rules->r[i];
-    if (ru->nseg <= depth) continue;
-    const seg_t *sg = &ru->segs[depth];
-    int ok = sg->star || (key ? sg->len == klen && memcmp(sg->s, key, klen) == 0
-                              : sg->idx == idx);
-    if (ok) m |= (uint64_t)1 << i;
+ * (key != NULL) or an array index. Wildcards match by the table alone;
+ * literal segments are compared only for the rules in the key's bucket
+ * (json_rules.h), so a key no rule names costs one load. */
+static inline uint64_t child_mask(const ctx_t *x, uint64_t mask, int depth,
+                                  const char *key, size_t klen, long idx) {
+  const shadow_json_rules_t *r = x->rules;
+  if (depth >= r->maxseg) return 0;
+  const uint64_t *row = &r->segtab[(size_t)depth * SHADOW_SEGTAB_ROW];
+  uint64_t m = mask & row[SEGTAB_STAR];
+  uint64_t cand =
+      mask & (key ? row[SEGTAB_KEYS + shadow_segtab_bucket(key, klen)]
+                  : row[SEGTAB_INDEX]);
+  while (cand) {
+    int i = __builtin_ctzll(cand);
+    cand &= cand - 1;
+    const seg_t *sg = &r->r[i].segs[depth];
+    if (key ? sg->len == klen && memcmp(sg->s, key, klen) == 0 : sg->idx == idx)
+      m |= (uint64_t)1 << i;
   }
   return m;
 }
@@ -393,6 +300,8 @@ static int expand(ctx_t *x, const shadow_json_t *cv, int depth) {
 static int same_bytes(const ctx_t *x, const shadow_json_t *a,
                       const shadow_json_t *b) {
   if (a->rawlen != b->rawlen) return 0;
+  /* A container a rename changed is no longer what its bytes say. */
+  if ((a->flags | b->flags) & SHADOW_JSON_EDITED) return 0;
   if (a->rawlen >= 64) {
     uintptr_t ra = (uintptr_t)a->raw, pa = (uintptr_t)x->ptext;
     uintptr_t rb = (uintptr_t)b->raw, pb = (uintptr_t)x->ctext;
@@ -446,6 +355,10 @@ static int add_field(shadow_buf_t *f, const shadow_buf_t *path) {
   return shadow_buf_append(f, p, n) || shadow_buf_putc(f, '\0') ? -ENOMEM : 0;
 }
 
+static void explain_op(ctx_t *x, const char *op, const shadow_json_t *p,
+                       const shadow_json_t *c, const shadow_buf_t *from,
+                       int depth);
+
 /* One op at the current path: p and c are the values it carries (NULL:
  * none); from (a move's source pointer) when not NULL. depth is the
  * path's, for values that must be parsed before they are written. */
@@ -456,6 +369,7 @@ static void emit_op(ctx_t *x, const char *op, const shadow_json_t *p,
     x->found = 1;
     return;
   }
+  if (x->ex) explain_op(x, op, p, c, from, depth);
   shadow_json_diff_out_t *out = x->out;
   out->nops++;
   if (out->fields && add_field(out->fields, &x->path)) {
@@ -499,9 +413,75 @@ static void emit_op(ctx_t *x, const char *op, const shadow_json_t *p,
   x->written++;
 }
 
+/* The --explain line of a reported op: the op, and what the rules at its
+ * path tried (x->tried). */
+static void explain_op(ctx_t *x, const char *op, const shadow_json_t *p,
+                       const shadow_json_t *c, const shadow_buf_t *from,
+                       int depth) {
+  shadow_buf_t *b = x->ex;
+  int rc = 0, cut = 0;
+  rc |= shadow_buf_printf(b, "{\"kind\":\"reported\",\"op\":\"%s\",", op);
+  if (from) {
+    rc |= shadow_buf_puts(b, "\"from\":");
+    rc |= shadow_buf_json_string(b, from->data, from->len, 0);
+    rc |= shadow_buf_putc(b, ',');
+  }
+  rc |= shadow_buf_puts(b, "\"path\":");
+  rc |= shadow_buf_json_string(b, x->path.data ? x->path.data : "", x->path.len,
+                               0);
+  if (p) {
+    rc |= shadow_buf_puts(b, ",\"primary\":");
+    rc |= write_value(x, b, p, depth, &cut);
+  }
+  if (c) {
+    rc |= shadow_buf_puts(b, ",\"candidate\":");
+    rc |= write_value(x, b, c, depth, &cut);
+  }
+  rc |= shadow_buf_puts(b, ",\"tried\":[");
+  for (int i = 0; i < x->ntried; i++) {
+    const char *name = x->rules->r[x->tried[i].rule].name;
+    rc |= shadow_buf_puts(b, i ? ",{\"rule\":" : "{\"rule\":");
+    rc |= shadow_buf_json_string(b, name, strlen(name), 0);
+    rc |= shadow_buf_puts(b, ",\"why\":");
+    rc |=
+        shadow_buf_json_string(b, x->tried[i].why, strlen(x->tried[i].why), 0);
+    rc |= shadow_buf_putc(b, '}');
+  }
+  rc |= shadow_buf_puts(b, "]}\n");
+  if (rc && !x->rc) x->rc = -ENOMEM;
+}
+
 static void emit(ctx_t *x, const char *op, const shadow_json_t *p,
                  const shadow_json_t *c, int depth) {
   emit_op(x, op, p, c, NULL, depth);
+}
+
+/* Rule i decided something here: a hit, and with --explain a line saying
+ * what it absorbed (a and b, when given, are the two values). */
+static void absorbed(ctx_t *x, int rule, const shadow_json_t *a,
+                     const shadow_json_t *b, int depth, const char *why) {
+  x->hits |= (uint64_t)1 << rule;
+  if (!x->ex) return;
+  shadow_buf_t *e = x->ex;
+  const char *name = x->rules->r[rule].name;
+  int rc = 0, cut = 0;
+  rc |= shadow_buf_puts(e, "{\"kind\":\"absorbed\",\"path\":");
+  rc |= shadow_buf_json_string(e, x->path.data ? x->path.data : "", x->path.len,
+                               0);
+  rc |= shadow_buf_puts(e, ",\"rule\":");
+  rc |= shadow_buf_json_string(e, name, strlen(name), 0);
+  rc |= shadow_buf_puts(e, ",\"why\":");
+  rc |= shadow_buf_json_string(e, why, strlen(why), 0);
+  if (a) {
+    rc |= shadow_buf_puts(e, ",\"primary\":");
+    rc |= write_value(x, e, a, depth, &cut);
+  }
+  if (b) {
+    rc |= shadow_buf_puts(e, ",\"candidate\":");
+    rc |= write_value(x, e, b, depth, &cut);
+  }
+  rc |= shadow_buf_puts(e, "}\n");
+  if (rc && !x->rc) x->rc = -ENOMEM;
 }
 
 static void diff_value(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
@@ -511,6 +491,28 @@ static int done(const ctx_t *x) {
   return x->rc || (x->dry && x->found);
 }
 
+/* An addition or removal at a path where leaf rules are: each had
+ * nothing to compare with, which --explain says. */
+static void emit_one_sided(ctx_t *x, const here_t *h, const shadow_json_t *a,
+                           const shadow_json_t *b, int depth) {
+  tried_t tr[MAX_TRIED];
+  int n = 0;
+  int rules[4] = {h->coerce, h->time, h->mask,
+                  h->has_tol ? h->tol_rule + 1 : 0};
+  for (int i = 0; x->ex && i < 4; i++) {
+    if (!rules[i]) continue;
+    tr[n].rule = rules[i] - 1;
+    snprintf(tr[n].why, sizeof tr[n].why, "the %s has no value here",
+             a ? "candidate" : "primary");
+    n++;
+  }
+  x->tried = tr;
+  x->ntried = n;
+  emit(x, a ? "remove" : "add", a, b, depth);
+  x->tried = NULL;
+  x->ntried = 0;
+}
+
 /* One child of a container: a pair to compare, or a removal (b NULL) or an
  * addition (a NULL) at the given key or index. Returns 1 when the child's
  * path is ignored, so callers can keep array indexes right. */
@@ -518,7 +520,7 @@ static int child(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
                  uint64_t mask, int depth, const char *key, size_t klen,
                  size_t idx) {
   uint64_t cm = 0;
-  if (x->dry) {
+  if (x->dry && !x->ex) {
     /* Nothing is written, so no path is built: rules go by the mask. */
     if (mask) cm = child_mask(x, mask, depth, key, klen, key ? -1 : (long)idx);
     if (a && b) {
@@ -527,7 +529,10 @@ static int child(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
     }
     here_t h;
     if (cm) rules_here(x, cm, depth + 1, &h);
-    if (cm && h.ignored) return 1;
+    if (cm && h.ignored) {
+      absorbed(x, h.ignore_rule, NULL, NULL, depth + 1, "ignored");
+      return 1;
+    }
     x->found = 1;
     return 0;
   }
@@ -543,13 +548,16 @@ static int child(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
     diff_value(x, a, b, cm, depth + 1);
   } else {
     here_t h;
-    if (cm) rules_here(x, cm, depth + 1, &h);
-    if (cm && h.ignored)
-      ignored = 1;
-    else if (a)
-      emit(x, "remove", a, NULL, depth + 1);
+    if (cm)
+      rules_here(x, cm, depth + 1, &h);
     else
-      emit(x, "add", NULL, b, depth + 1);
+      memset(&h, 0, sizeof h);
+    if (h.ignored) {
+      ignored = 1;
+      absorbed(x, h.ignore_rule, a, b, depth + 1, "ignored");
+    } else {
+      emit_one_sided(x, &h, a, b, depth + 1);
+    }
   }
   pop(x, len);
   return ignored;
@@ -654,12 +662,23 @@ static void diff_object(ctx_t *x, const shadow_json_t *a,
 static int dry_equal(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
                      uint64_t mask, int depth) {
   int dry = x->dry, found = x->found;
+  /* What the rules did counts only if the pair is found equal: a pair
+   * that differs is walked again for real, or not used. */
+  uint64_t hits = x->hits;
+  size_t ex = x->ex ? x->ex->len : 0;
   x->dry = 1;
   x->found = 0;
   diff_value(x, a, b, mask, depth);
   int eq = !x->found && !x->rc;
   x->dry = dry;
   x->found = found;
+  if (!eq) {
+    x->hits = hits;
+    if (x->ex && x->ex->data) {
+      x->ex->len = ex;
+      x->ex->data[ex] = '\0';
+    }
+  }
   return eq;
 }
 
@@ -673,7 +692,12 @@ static int elem_equal(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
   if (x->budget < 0) return 0;
   uint64_t em = mask ? child_mask(x, mask, depth, NULL, 0, (long)idx) : 0;
   if (!em && a->type != b->type) return 0;
-  return dry_equal(x, a, b, em, depth + 1);
+  if (!x->ex) return dry_equal(x, a, b, em, depth + 1);
+  size_t len = x->path.len;
+  push_index(x, idx);
+  int eq = !x->rc && dry_equal(x, a, b, em, depth + 1);
+  pop(x, len);
+  return eq;
 }
 
 /* A hash consistent with equality under the rules: what is ignored adds
@@ -686,6 +710,8 @@ static uint64_t rule_hash(ctx_t *x, const shadow_json_t *v, uint64_t mask,
   rules_here(x, mask, depth, &h);
   uint64_t t = (uint64_t)(v->type + 1) * 0x9E3779B97F4A7C15ULL;
   if (h.ignored) return 0x2545F4914F6CDD1DULL;
+  /* A coerced, masked or timed value may equal one of another type. */
+  if (h.leaf) return 0x61C8864680B583EBULL;
   switch (v->type) {
   case SHADOW_JSON_NUMBER: return h.has_tol ? t : shadow_json_hash(v);
   case SHADOW_JSON_ARRAY:
@@ -977,31 +1003,54 @@ static void diff_array_index(ctx_t *x, const shadow_json_t *a,
 
 /* ---- arrays in other modes -------------------------------------------- */
 
-/* What an element is matched by: itself, or (key mode) its key member. */
-static const shadow_json_t *match_of(const shadow_json_t *e, const here_t *h,
-                                     int *keyed) {
+/* What an element is matched by: itself, or (key mode) its key member,
+ * read as a coerce rule on the key says (kc, 0 for none), so ids that
+ * became strings still pair. NULL without memory. */
+static const shadow_json_t *match_of(ctx_t *x, const shadow_json_t *e,
+                                     const here_t *h, int kc, int *keyed) {
   *keyed = 0;
   if (h->mode == SHADOW_ARRAY_KEY) {
     long k = shadow_json_member_find(e, h->key, h->klen);
     if (k >= 0) {
       *keyed = 1;
-      return &e->u.members[k].value;
+      const shadow_json_t *v = &e->u.members[k].value;
+      if (!kc || v->type != SHADOW_JSON_STRING) return v;
+      shadow_json_t *c = shadow_json_arena_alloc(x->scratch, sizeof *c);
+      if (!c || shadow_rules_coerce(x->scratch, v, kc, c) < 0) {
+        x->rc = -ENOMEM;
+        return NULL;
+      }
+      return c;
     }
   }
   return e;
 }
 
+/* The coerce rule on the key member of every element of the array at
+ * depth (a rule naming the elements by "*"), or 0. */
+static int key_coerce(const ctx_t *x, uint64_t mask, int depth,
+                      const here_t *h) {
+  if (h->mode != SHADOW_ARRAY_KEY) return 0;
+  while (mask) {
+    int i = __builtin_ctzll(mask);
+    mask &= mask - 1;
+    const rule_t *ru = &x->rules->r[i];
+    if (ru->kind != RULE_COERCE || ru->nseg != depth + 2) continue;
+    const seg_t *k = &ru->segs[depth + 1];
+    if (ru->segs[depth].star &&
+        (k->star || (k->len == h->klen && memcmp(k->s, h->key, h->klen) == 0)))
+      return ru->mode;
+  }
+  return 0;
+}
+
 /* The group head whose match value equals m, or -1. */
 static int32_t find_group(const int32_t *bucket, const int32_t *next,
                           const uint64_t *ch, const uint8_t *ck,
-                          const shadow_json_t *bi, const here_t *h, size_t size,
+                          const shadow_json_t *const *mv, size_t size,
                           uint64_t hv, int keyed, const shadow_json_t *m) {
-  for (int32_t g = bucket[hv & (size - 1)]; g >= 0; g = next[g]) {
-    int k2;
-    if (ch[g] == hv && ck[g] == keyed &&
-        shadow_json_equal(m, match_of(&bi[g], h, &k2)))
-      return g;
-  }
+  for (int32_t g = bucket[hv & (size - 1)]; g >= 0; g = next[g])
+    if (ch[g] == hv && ck[g] == keyed && shadow_json_equal(m, mv[g])) return g;
   return -1;
 }
 
@@ -1033,20 +1082,26 @@ static void diff_array_unordered(ctx_t *x, const shadow_json_t *a,
   int32_t *cm = shadow_json_arena_alloc(x->scratch, n4);
   uint64_t *ch = shadow_json_arena_alloc(x->scratch, ((size_t)nb + 1) * 8);
   uint8_t *ck = shadow_json_arena_alloc(x->scratch, (size_t)nb + 1);
-  if (!bucket || !next || !same || !tail || !cur || !pm || !cm || !ch || !ck) {
+  const shadow_json_t **mv =
+      shadow_json_arena_alloc(x->scratch, ((size_t)nb + 1) * sizeof *mv);
+  if (!bucket || !next || !same || !tail || !cur || !pm || !cm || !ch || !ck ||
+      !mv) {
     x->rc = -ENOMEM;
     return;
   }
   memset(bucket, 0xff, size * 4);
   memset(pm, 0xff, ((size_t)na + 1) * 4);
   memset(cm, 0xff, n4);
+  int kc = mask ? key_coerce(x, mask, depth, h) : 0;
   for (uint32_t j = 0; j < nb; j++) {
     int keyed;
-    const shadow_json_t *m = match_of(&bi[j], h, &keyed);
+    const shadow_json_t *m = match_of(x, &bi[j], h, kc, &keyed);
+    if (!m) return;
+    mv[j] = m;
     ck[j] = (uint8_t)keyed;
     ch[j] = shadow_json_hash(m) ^ (uint64_t)keyed;
     same[j] = -1;
-    int32_t g = find_group(bucket, next, ch, ck, bi, h, size, ch[j], keyed, m);
+    int32_t g = find_group(bucket, next, ch, ck, mv, size, ch[j], keyed, m);
     if (g >= 0) {
       same[tail[g]] = (int32_t)j;
       tail[g] = (int32_t)j;
@@ -1059,9 +1114,10 @@ static void diff_array_unordered(ctx_t *x, const shadow_json_t *a,
   }
   for (uint32_t i = 0; i < na; i++) {
     int keyed;
-    const shadow_json_t *m = match_of(&ai[i], h, &keyed);
+    const shadow_json_t *m = match_of(x, &ai[i], h, kc, &keyed);
+    if (!m) return;
     uint64_t hv = shadow_json_hash(m) ^ (uint64_t)keyed;
-    int32_t g = find_group(bucket, next, ch, ck, bi, h, size, hv, keyed, m);
+    int32_t g = find_group(bucket, next, ch, ck, mv, size, hv, keyed, m);
     if (g < 0) continue;
     if (!set) {
       /* One to one, in index order. */
@@ -1133,6 +1189,190 @@ static void diff_array_unordered(ctx_t *x, const shadow_json_t *a,
   }
 }
 
+/* ---- leaf rules -------------------------------------------------------- */
+
+static int is_container(const shadow_json_t *v) {
+  return v->type == SHADOW_JSON_ARRAY || v->type == SHADOW_JSON_OBJECT;
+}
+
+/* Scalars of one type compared exactly (numbers by value). */
+static int scalar_equal(const shadow_json_t *a, const shadow_json_t *b) {
+  if (a->type != b->type) return 0;
+  if (a->type == SHADOW_JSON_NUMBER)
+    return a->neg == b->neg && a->exp == b->exp && a->len == b->len &&
+           memcmp(a->u.digits, b->u.digits, a->len) == 0;
+  if (a->type == SHADOW_JSON_STRING)
+    return a->len == b->len && memcmp(a->u.str, b->u.str, a->len) == 0;
+  return 1;
+}
+
+static const char *side_lacking(int pa, int pb) {
+  return !pa && !pb ? "neither side" : !pa ? "the primary" : "the candidate";
+}
+
+/* A span of microseconds as milliseconds, without a fraction when whole. */
+static const char *ms_text(char *buf, size_t n, double us) {
+  if (us == floor(us / 1000) * 1000)
+    snprintf(buf, n, "%.0f ms", us / 1000);
+  else
+    snprintf(buf, n, "%.3f ms", us / 1000);
+  return buf;
+}
+
+static tried_t *try_note(tried_t *tr, int *n, int rule) {
+  if (*n >= MAX_TRIED) return NULL;
+  tried_t *t = &tr[(*n)++];
+  t->rule = rule;
+  t->why[0] = '\0';
+  return t;
+}
+
+/* Two values where coerce, mask, time or tolerance rules are, at least
+ * one of them not a container: each rule in turn may find them equal (a
+ * hit); if none does they compare as usual, and an op reports them with
+ * what each rule tried. Not recursive, so its notes live on its frame. */
+static void diff_leaf(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
+                      const here_t *h, int depth) {
+  static const char *const mask_words[] = {"",        "a uuid",     "hex",
+                                           "iso8601", "epoch time", ""};
+  tried_t tr[MAX_TRIED];
+  int nt = 0;
+  tried_t *t;
+  int ex = x->ex != NULL;
+  const shadow_json_t *pa = a, *pb = b;
+  shadow_json_t ca, cb;
+  if (h->coerce) {
+    const rule_t *ru = &x->rules->r[h->coerce - 1];
+    int number = ru->mode == SHADOW_COERCE_NUMBER;
+    /* A number and a string spelling it alike hold the same number,
+     * whatever its digits: the usual migration, told without parsing. */
+    const shadow_json_t *sn = a->type == SHADOW_JSON_STRING ? a : b;
+    const shadow_json_t *nn = sn == a ? b : a;
+    if (number && sn->type == SHADOW_JSON_STRING &&
+        nn->type == SHADOW_JSON_NUMBER && sn->len && nn->rawlen == sn->len &&
+        memcmp(nn->raw, sn->u.str, sn->len) == 0) {
+      absorbed(x, h->coerce - 1, a, b, depth, "equal as numbers");
+      return;
+    }
+    int ka = shadow_rules_coerce(x->scratch, a, ru->mode, &ca);
+    int kb = shadow_rules_coerce(x->scratch, b, ru->mode, &cb);
+    if (ka < 0 || kb < 0) {
+      x->rc = -ENOMEM;
+      return;
+    }
+    int want = number ? SHADOW_JSON_NUMBER : SHADOW_JSON_TRUE;
+    int oka = number
+                  ? ca.type == want
+                  : ca.type == SHADOW_JSON_TRUE || ca.type == SHADOW_JSON_FALSE;
+    int okb = number
+                  ? cb.type == want
+                  : cb.type == SHADOW_JSON_TRUE || cb.type == SHADOW_JSON_FALSE;
+    if ((ka || kb) && oka && okb) {
+      /* What the rule is for: compare what the strings hold. */
+      pa = &ca;
+      pb = &cb;
+      if (scalar_equal(pa, pb)) {
+        absorbed(x, h->coerce - 1, a, b, depth,
+                 number ? "equal as numbers" : "equal as booleans");
+        return;
+      }
+      if (number && h->has_tol) {
+        double d = fabs(shadow_json_number(pa) - shadow_json_number(pb));
+        if (d <= h->tol) {
+          x->hits |= (uint64_t)1 << h->tol_rule;
+          absorbed(x, h->coerce - 1, a, b, depth,
+                   "equal as numbers, within the tolerance");
+          return;
+        }
+      }
+      if (ex && (t = try_note(tr, &nt, h->coerce - 1)))
+        snprintf(t->why, sizeof t->why, "different %s",
+                 number ? "numbers" : "booleans");
+    } else if (ex && (t = try_note(tr, &nt, h->coerce - 1))) {
+      if (oka && okb)
+        snprintf(t->why, sizeof t->why, "neither is a %s held in a string",
+                 number ? "number" : "boolean");
+      else
+        snprintf(t->why, sizeof t->why, "%s is not a %s",
+                 side_lacking(oka, okb), number ? "number" : "boolean");
+    }
+  }
+  if (h->time) {
+    const rule_t *ru = &x->rules->r[h->time - 1];
+    int64_t ua = 0, ub = 0;
+    int ia = shadow_rules_instant(a, ru->mode, &ua);
+    int ib = shadow_rules_instant(b, ru->mode, &ub);
+    if (ia && ib) {
+      int64_t d = ua > ub ? ua - ub : ub - ua;
+      if ((double)d <= ru->tol) {
+        char why[96], m1[32], m2[32];
+        if (ex) {
+          if (d == 0)
+            snprintf(why, sizeof why, "the same instant");
+          else
+            snprintf(why, sizeof why, "%s apart, within %s",
+                     ms_text(m1, sizeof m1, (double)d),
+                     ms_text(m2, sizeof m2, ru->tol));
+        }
+        absorbed(x, h->time - 1, a, b, depth, ex ? why : "");
+        return;
+      }
+      char m1[32], m2[32];
+      if (ex && (t = try_note(tr, &nt, h->time - 1)))
+        snprintf(t->why, sizeof t->why, "%s apart, more than %s",
+                 ms_text(m1, sizeof m1, (double)d),
+                 ms_text(m2, sizeof m2, ru->tol));
+    } else if (ex && (t = try_note(tr, &nt, h->time - 1))) {
+      snprintf(t->why, sizeof t->why, "%s is not a time", side_lacking(ia, ib));
+    }
+  }
+  if (h->mask) {
+    const rule_t *ru = &x->rules->r[h->mask - 1];
+    int ma = shadow_rules_mask_match(a, ru->mode, ru->key, ru->klen);
+    int mb = shadow_rules_mask_match(b, ru->mode, ru->key, ru->klen);
+    if (ma && mb) {
+      char why[96] = "";
+      if (ex && ru->mode == SHADOW_MASK_PATTERN)
+        snprintf(why, sizeof why, "both match %.64s", ru->key);
+      else if (ex)
+        snprintf(why, sizeof why, "both are %s", mask_words[ru->mode]);
+      absorbed(x, h->mask - 1, a, b, depth, why);
+      return;
+    }
+    if (ex && (t = try_note(tr, &nt, h->mask - 1))) {
+      if (ru->mode == SHADOW_MASK_PATTERN)
+        snprintf(t->why, sizeof t->why, "%s does not match %.64s",
+                 side_lacking(ma, mb), ru->key);
+      else
+        snprintf(t->why, sizeof t->why, "%s is not %s", side_lacking(ma, mb),
+                 mask_words[ru->mode]);
+    }
+  }
+  /* No rule made them equal: as usual (numbers within a tolerance). */
+  if (a->type == b->type) {
+    if (scalar_equal(a, b)) return;
+    if (a->type == SHADOW_JSON_NUMBER && h->has_tol) {
+      double d = fabs(shadow_json_number(a) - shadow_json_number(b));
+      if (d <= h->tol) {
+        char why[96] = "";
+        if (ex) snprintf(why, sizeof why, "differ by %g, within %g", d, h->tol);
+        absorbed(x, h->tol_rule, a, b, depth, why);
+        return;
+      }
+      if (ex && (t = try_note(tr, &nt, h->tol_rule)))
+        snprintf(t->why, sizeof t->why, "differ by %g, more than %g", d,
+                 h->tol);
+    }
+  } else if (h->has_tol && ex && (t = try_note(tr, &nt, h->tol_rule))) {
+    snprintf(t->why, sizeof t->why, "not both numbers");
+  }
+  x->tried = tr;
+  x->ntried = nt;
+  emit(x, "replace", a, b, depth);
+  x->tried = NULL;
+  x->ntried = 0;
+}
+
 static void diff_value(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
                        uint64_t mask, int depth) {
   here_t h;
@@ -1140,31 +1380,30 @@ static void diff_value(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
   x->budget -= x->dry;
   if (mask) {
     rules_here(x, mask, depth, &h);
-    if (h.ignored) return;
+    if (h.ignored) {
+      if (!same_bytes(x, a, b))
+        absorbed(x, h.ignore_rule, a, b, depth, "ignored");
+      return;
+    }
   } else {
     h.mode = SHADOW_ARRAY_INDEX;
     h.has_tol = 0;
+    h.leaf = 0;
   }
   /* Byte-identical text is the same value, whatever the rules say. */
   if (same_bytes(x, a, b)) return;
+  if ((h.leaf || h.has_tol) && !(is_container(a) && is_container(b))) {
+    diff_leaf(x, a, b, &h, depth);
+    return;
+  }
   if (a->type != b->type) {
     emit(x, "replace", a, b, depth);
     return;
   }
   switch (a->type) {
   case SHADOW_JSON_NUMBER:
-    /* Exact first: big integers and values beyond a double stay exact. */
-    if (a->neg == b->neg && a->exp == b->exp && a->len == b->len &&
-        memcmp(a->u.digits, b->u.digits, a->len) == 0)
-      return;
-    if (h.has_tol &&
-        fabs(shadow_json_number(a) - shadow_json_number(b)) <= h.tol)
-      return;
-    emit(x, "replace", a, b, depth);
-    return;
   case SHADOW_JSON_STRING:
-    if (a->len != b->len || memcmp(a->u.str, b->u.str, a->len))
-      emit(x, "replace", a, b, depth);
+    if (!scalar_equal(a, b)) emit(x, "replace", a, b, depth);
     return;
   case SHADOW_JSON_OBJECT:
     if (materialize(x, a, depth) || materialize(x, b, depth)) return;
@@ -1172,10 +1411,19 @@ static void diff_value(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
     return;
   case SHADOW_JSON_ARRAY:
     if (materialize(x, a, depth) || materialize(x, b, depth)) return;
-    if (h.mode == SHADOW_ARRAY_INDEX)
+    if (h.mode == SHADOW_ARRAY_INDEX) {
       diff_array_index(x, a, b, mask, depth);
-    else
+    } else {
+      static const char *const words[] = {
+          "", "the same elements as a set", "the same elements as a multiset",
+          "the same elements, paired by their key"};
+      size_t nops = x->out->nops;
+      int found = x->found;
       diff_array_unordered(x, a, b, mask, depth, &h);
+      x->hits |= (uint64_t)1 << h.array_rule;
+      if (x->ex && !x->rc && x->out->nops == nops && x->found == found)
+        absorbed(x, h.array_rule, NULL, NULL, depth, words[h.mode]);
+    }
     return;
   default: return; /* null, true, false: the same type is the same value */
   }
@@ -1296,6 +1544,14 @@ static int parse_pair(shadow_json_arena_t *arena, const char *primary,
   return rc;
 }
 
+/* Cuts b back to len (a call that failed leaves nothing behind). */
+static void cut_back(shadow_buf_t *b, size_t len) {
+  if (b && b->data) {
+    b->len = len;
+    b->data[len] = '\0';
+  }
+}
+
 int shadow_json_diff(const char *primary, size_t plen, const char *candidate,
                      size_t clen, const shadow_json_rules_t *rules,
                      shadow_json_diff_out_t *out, char *err, size_t errlen) {
@@ -1303,9 +1559,13 @@ int shadow_json_diff(const char *primary, size_t plen, const char *candidate,
   shadow_json_t pr, cr;
   out->nops = 0;
   out->truncated = 0;
+  memset(out->hits, 0, sizeof out->hits);
   if (err && errlen) err[0] = '\0';
-  /* Identical texts are the same document: one parse proves both JSON. */
-  if (plen == clen && memcmp(primary, candidate, plen) == 0) {
+  /* Identical texts are the same document: one parse proves both JSON.
+   * Under a rename they may still differ (the candidate kept the old
+   * name), so then they are walked like any pair. */
+  int renames = shadow_json_rules_renames(rules);
+  if (plen == clen && memcmp(primary, candidate, plen) == 0 && !renames) {
     size_t off = 0;
     const char *why = NULL;
     int rc = shadow_json_parse(&arena, primary, plen, &pr, &off, &why);
@@ -1332,26 +1592,39 @@ int shadow_json_diff(const char *primary, size_t plen, const char *candidate,
   x.err = err;
   x.errlen = errlen;
   x.budget = (long)((plen + clen) * 2 + 65536);
+  x.ex = out->explain;
   size_t fields_base = out->fields ? out->fields->len : 0;
+  size_t explain_base = x.ex ? x.ex->len : 0;
+  uint64_t rename_hits = 0;
+  if (renames) {
+    shadow_json_rename_t rn;
+    memset(&rn, 0, sizeof rn);
+    rn.arena = &arena;
+    rn.explain = x.ex;
+    rc = shadow_json_renames_apply(rules, &pr, &rn);
+    if (rc == -EINVAL)
+      set_err(err, errlen, "primary",
+              (size_t)(rn.bad_raw - primary) + rn.bad_off, rn.why);
+    rename_hits = rn.hits;
+    x.rc = rc;
+  }
   uint64_t mask = 0;
   if (rules && rules->n)
     mask = rules->n >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << rules->n) - 1);
-  diff_value(&x, &pr, &cr, mask, 0);
+  if (!x.rc) diff_value(&x, &pr, &cr, mask, 0);
   rc = x.rc;
   shadow_buf_free(&x.path);
   shadow_buf_free(&x.tmp);
   if (rc) {
     /* A span parsed late was not JSON, or memory ran out: no ops. */
-    if (out->ops && out->ops->data) {
-      out->ops->len = x.ops_base;
-      out->ops->data[x.ops_base] = '\0';
-    }
-    if (out->fields && out->fields->data) {
-      out->fields->len = fields_base;
-      out->fields->data[fields_base] = '\0';
-    }
+    if (out->ops) cut_back(out->ops, x.ops_base);
+    if (out->fields) cut_back(out->fields, fields_base);
+    if (x.ex) cut_back(x.ex, explain_base);
     out->nops = 0;
     out->truncated = 0;
+  } else {
+    out->hits[0] = x.hits;
+    out->hits[1] = rename_hits;
   }
   shadow_json_arena_free(&arena);
   return rc;

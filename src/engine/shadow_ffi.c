@@ -19,6 +19,7 @@ enum { META_ROUTE, META_METHOD, META_PATH, META_KEY, META_N };
 struct shadow_ffi_diff_s {
   shadow_diff_result_t res;
   shadow_buf_t out;
+  shadow_buf_t hits; /* names of the rules that hit, for diff_hits */
   char *meta[META_N];
   unsigned long long next_id;
 };
@@ -120,6 +121,11 @@ int shadow_ffi_opts_parse(shadow_diff_opts_t *o, const char *json, size_t len,
   return shadow_diff_opts_parse(o, json, len, err, errlen);
 }
 
+const char *shadow_ffi_opts_rules(const shadow_diff_opts_t *o, size_t *len,
+                                  size_t *n) {
+  return shadow_diff_opts_rule_names(o, len, n);
+}
+
 void shadow_ffi_opts_free(shadow_diff_opts_t *o) {
   shadow_diff_opts_free(o);
 }
@@ -185,10 +191,30 @@ const char *shadow_ffi_diff_fields(const shadow_ffi_diff_t *d, size_t *len,
   return d && d->res.fields.data ? d->res.fields.data : "";
 }
 
+const char *shadow_ffi_diff_hits(shadow_ffi_diff_t *d,
+                                 const shadow_diff_opts_t *o, size_t *len,
+                                 size_t *n) {
+  size_t count = 0;
+  if (d) {
+    shadow_buf_reset(&d->hits);
+    for (size_t bit = 0; bit < SHADOW_JSON_RULE_BITS; bit++) {
+      if (!(d->res.hits[bit / 64] >> (bit % 64) & 1)) continue;
+      const char *name = shadow_diff_opts_rule_name(o, bit);
+      if (!name || shadow_buf_append(&d->hits, name, strlen(name) + 1))
+        continue;
+      count++;
+    }
+  }
+  if (len) *len = d ? d->hits.len : 0;
+  if (n) *n = count;
+  return d && d->hits.data ? d->hits.data : "";
+}
+
 void shadow_ffi_diff_free(shadow_ffi_diff_t *d) {
   if (!d) return;
   shadow_diff_result_free(&d->res);
   shadow_buf_free(&d->out);
+  shadow_buf_free(&d->hits);
   for (int i = 0; i < META_N; i++)
     free(d->meta[i]);
   free(d);

@@ -93,13 +93,29 @@ static int proposed(const merged_t *m) {
   return !m->blocked || m->rule == RULE_TOLERANCE || m->rule == RULE_ARRAY;
 }
 
+/* A field as a Lua string literal. Fields come from response bodies, so
+ * a quote, a backslash or a control byte in a key must not end the string
+ * (a snippet is code a config runs). */
+static void lua_string(shadow_buf_t *out, const char *f) {
+  shadow_buf_putc(out, '"');
+  for (const unsigned char *p = (const unsigned char *)f; *p; p++) {
+    if (*p == '"' || *p == '\\')
+      shadow_buf_printf(out, "\\%c", *p);
+    else if (*p < 0x20 || *p == 0x7f)
+      shadow_buf_printf(out, "\\%03u", *p);
+    else
+      shadow_buf_putc(out, (char)*p);
+  }
+  shadow_buf_putc(out, '"');
+}
+
 static void lua_list(shadow_buf_t *out, const merged_t *m, size_t n, int rule,
                      size_t skip) {
   int first = 1;
   for (size_t i = 0; i < n; i++) {
     if (!proposed(&m[i]) || m[i].rule != rule) continue;
-    const char *f = m[i].field + skip;
-    shadow_buf_printf(out, "%s\"%s\"", first ? " " : ", ", f);
+    shadow_buf_puts(out, first ? " " : ", ");
+    lua_string(out, m[i].field + skip);
     first = 0;
   }
   shadow_buf_puts(out, first ? "}" : " }");
@@ -112,51 +128,57 @@ static int count_rule(const merged_t *m, size_t n, int rule) {
   return k;
 }
 
+/* The snippet is a Lua chunk returning the proposed rules, as DESIGN.md
+ * says: a config can load it (dofile) and take its tables, or a person can
+ * paste its fields. */
 static void snippet(shadow_buf_t *out, const merged_t *m, size_t n) {
   int h = count_rule(m, n, RULE_HEADER), j = count_rule(m, n, RULE_JSON);
   int a = count_rule(m, n, RULE_ARRAY), t = count_rule(m, n, RULE_TOLERANCE);
   if (!h && !j && !a && !t) {
-    shadow_buf_puts(out, "-- no field is classed noise yet\n");
+    shadow_buf_puts(out, "-- no field is classed noise yet\nreturn {}\n");
     return;
   }
-  shadow_buf_puts(out,
-                  "-- fields shadowd classed noise; merge into the config\n");
+  shadow_buf_puts(out, "-- the rules shadowd proposes for the fields it "
+                       "classed noise\nreturn {\n");
   if (h || j) {
-    shadow_buf_puts(out, "ignore = {\n");
+    shadow_buf_puts(out, "  ignore = {\n");
     if (h) {
-      shadow_buf_puts(out, "  headers = {");
+      shadow_buf_puts(out, "    headers = {");
       lua_list(out, m, n, RULE_HEADER, 7);
       shadow_buf_puts(out, ",\n");
     }
     if (j) {
-      shadow_buf_puts(out, "  json = {");
+      shadow_buf_puts(out, "    json = {");
       lua_list(out, m, n, RULE_JSON, 5);
       shadow_buf_puts(out, ",\n");
     }
-    shadow_buf_puts(out, "},\n");
+    shadow_buf_puts(out, "  },\n");
   }
   if (a) {
-    shadow_buf_puts(out, "arrays = {");
+    shadow_buf_puts(out, "  arrays = {");
     int first = 1;
     for (size_t i = 0; i < n; i++)
       if (proposed(&m[i]) && m[i].rule == RULE_ARRAY) {
-        shadow_buf_printf(out, "%s[\"%s\"] = \"multiset\"", first ? " " : ", ",
-                          m[i].field + 5);
+        shadow_buf_puts(out, first ? " [" : ", [");
+        lua_string(out, m[i].field + 5);
+        shadow_buf_puts(out, "] = \"multiset\"");
         first = 0;
       }
     shadow_buf_puts(out, " },\n");
   }
   if (t) {
-    shadow_buf_puts(out, "tolerance = {");
+    shadow_buf_puts(out, "  tolerance = {");
     int first = 1;
     for (size_t i = 0; i < n; i++)
       if (proposed(&m[i]) && m[i].rule == RULE_TOLERANCE) {
-        shadow_buf_printf(out, "%s[\"%s\"] = %.2g", first ? " " : ", ",
-                          m[i].field + 5, round_up2(m[i].tolerance));
+        shadow_buf_puts(out, first ? " [" : ", [");
+        lua_string(out, m[i].field + 5);
+        shadow_buf_printf(out, "] = %.2g", round_up2(m[i].tolerance));
         first = 0;
       }
     shadow_buf_puts(out, " },\n");
   }
+  shadow_buf_puts(out, "}\n");
 }
 
 static merged_t *merged(const shadow_stats_t *s,
@@ -185,6 +207,38 @@ static const char *rule_name(int r) {
   case RULE_TOLERANCE: return "tolerance";
   default: return NULL;
   }
+}
+
+/* One field's rule as the Lua it would be in the snippet, or null. */
+static void proposal(shadow_buf_t *out, const shadow_noise_entry_t *e,
+                     int kind) {
+  const char *f = e->field;
+  shadow_buf_t t = SHADOW_BUF_INIT;
+  switch (kind) {
+  case RULE_HEADER:
+    shadow_buf_puts(&t, "ignore = { headers = { ");
+    lua_string(&t, f + 7);
+    shadow_buf_puts(&t, " } }");
+    break;
+  case RULE_JSON:
+    shadow_buf_puts(&t, "ignore = { json = { ");
+    lua_string(&t, f + 5);
+    shadow_buf_puts(&t, " } }");
+    break;
+  case RULE_ARRAY:
+    shadow_buf_puts(&t, "arrays = { [");
+    lua_string(&t, f + 5);
+    shadow_buf_puts(&t, "] = \"multiset\" }");
+    break;
+  case RULE_TOLERANCE:
+    shadow_buf_puts(&t, "tolerance = { [");
+    lua_string(&t, f + 5);
+    shadow_buf_printf(&t, "] = %.2g }", round_up2(e->noise_max_delta));
+    break;
+  default: shadow_buf_puts(out, "null"); return;
+  }
+  shadow_buf_json_string(out, t.data ? t.data : "", t.len, 0);
+  shadow_buf_free(&t);
 }
 
 static double rate(uint64_t k, uint64_t n) {
@@ -222,13 +276,15 @@ int shadow_noise_render_json(const shadow_stats_t *s,
         ",\"class\":\"%s\",\"candidate\":{\"differed\":%llu,\"compared\":%llu,"
         "\"rate\":%.6g,\"judged\":%llu,\"beyond\":%llu,\"max_delta\":%.6g},"
         "\"noise\":{\"differed\":%llu,\"compared\":%llu,\"rate\":%.6g,"
-        "\"max_delta\":%.6g},\"margin\":%.6g,\"rule\":",
+        "\"max_delta\":%.6g},\"margin\":%.6g,\"candidate_rate\":%.6g,"
+        "\"noise_rate\":%.6g,\"samples\":%llu,\"rule\":",
         shadow_noise_class_name(c), (unsigned long long)e->differed,
         (unsigned long long)T, rate(e->differed, T),
         (unsigned long long)e->judged, (unsigned long long)e->beyond,
         e->max_delta, (unsigned long long)e->noise_differed,
         (unsigned long long)S, rate(e->noise_differed, S), e->noise_max_delta,
-        isfinite(margin) ? margin : 0);
+        isfinite(margin) ? margin : 0, rate(e->differed, T),
+        rate(e->noise_differed, S), (unsigned long long)(T < S ? T : S));
     int kind = rule_of(e);
     int narrowing = (kind == RULE_TOLERANCE || kind == RULE_ARRAY) &&
                     e->noise_differed >= cfg->min_samples;
@@ -240,6 +296,8 @@ int shadow_noise_render_json(const shadow_stats_t *s,
       shadow_buf_printf(out, "\"%s\"", r);
     else
       shadow_buf_puts(out, "null");
+    shadow_buf_puts(out, ",\"proposal\":");
+    proposal(out, e, r ? kind : RULE_NONE);
     shadow_buf_putc(out, '}');
   }
   shadow_buf_puts(out, "],\"snippet\":");

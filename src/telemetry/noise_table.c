@@ -6,6 +6,8 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "buf.h"
+
 struct shadow_noise_table_s {
   shadow_noise_entry_t *v;
   size_t n, cap, max;
@@ -74,15 +76,6 @@ static int grow_index(shadow_noise_table_t *t) {
   return 0;
 }
 
-static char *dup_n(const char *s, size_t n) {
-  char *c = malloc(n + 1);
-  if (c) {
-    memcpy(c, s, n);
-    c[n] = '\0';
-  }
-  return c;
-}
-
 shadow_noise_entry_t *shadow_noise_table_get(shadow_noise_table_t *t,
                                              const char *route, size_t rlen,
                                              size_t route_idx,
@@ -108,8 +101,8 @@ shadow_noise_entry_t *shadow_noise_table_get(shadow_noise_table_t *t,
   }
   shadow_noise_entry_t *e = &t->v[t->n];
   memset(e, 0, sizeof(*e));
-  e->route = dup_n(route, rlen);
-  e->field = dup_n(field, flen);
+  e->route = shadow_bytes_dup(route, rlen);
+  e->field = shadow_bytes_dup(field, flen);
   if (!e->route || !e->field) {
     free(e->route);
     free(e->field);

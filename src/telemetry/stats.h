@@ -136,7 +136,11 @@ typedef struct shadow_stats_s {
   shadow_counters_t *script_errors;    /* by hook */
   shadow_counters_t *reloads;          /* by result */
   shadow_counters_t *fields;           /* differing fields */
-  shadow_counters_t *route_names;      /* name -> index into routes */
+  /* Comparisons in which each JSON rule decided something, by the rule's
+   * name ("coerce:/qty"); every rule of a loaded config is there, at 0
+   * until it fires, so a dead rule shows. */
+  shadow_counters_t *rule_hits;
+  shadow_counters_t *route_names; /* name -> index into routes */
   shadow_route_stats_t *routes;
   size_t nroutes, routes_cap;
   shadow_hist_t primary_latency, candidate_latency;

@@ -263,6 +263,8 @@ int shadow_stats_render_json(const shadow_stats_t *s, shadow_buf_t *out,
                     shadow_counters_max(s->route_names),
                     (unsigned long long)route_overflow(s));
   json_counters(out, s->fields);
+  shadow_buf_puts(out, ",\"rule_hits\":");
+  json_counters(out, s->rule_hits);
   shadow_buf_printf(out,
                     ",\"breaker\":{\"state\":\"%s\",\"open\":%s,"
                     "\"secondary\":\"%s\"}",
@@ -637,6 +639,10 @@ int shadow_stats_render_prometheus(const shadow_stats_t *s, shadow_buf_t *out,
               "hook", s->script_errors);
   prom_family(out, "shadow_reloads_total", "Script reloads, by result.",
               "result", s->reloads);
+  prom_family(out, "shadow_rule_hits_total",
+              "Comparisons in which a diff rule absorbed a difference or "
+              "renamed a member, by rule.",
+              "rule", s->rule_hits);
   prom_verdicts(s, out, slo);
   prom_sink(s, out);
   prom_capture(s, out);
