@@ -239,6 +239,20 @@ describe("capture and replay", function()
     end
   end)
 
+  it("applies the config's rules: a mask and a tolerance absorb both bugs", function()
+    local cfg = dir .. "/rules.lua"
+    process.write_file(cfg, config_text({ listen = "127.0.0.1:1", admin = "127.0.0.1:2" },
+      ng:url("primary"), ng:url("bad"), nil,
+      '  mask = { ["/name"] = "[%w ]+" },\n  tolerance = { ["/total"] = 1.5 },'))
+    local summary = dir .. "/rules-summary.json"
+    local code, out, err = run{ "replay", "--config", cfg, "--summary", summary, capture }
+    assert.equal(0, code, err)
+    assert.equal("", out)
+    local s = json.decode(assert(process.read_file(summary)))
+    assert.equal(TOTAL, s.compared)
+    assert.equal(0, s.diverged)
+  end)
+
   it("exits 0 against an identical candidate", function()
     local code, out, err = run{ "replay", "--config", cfg_good, capture }
     assert.equal(0, code, err)
