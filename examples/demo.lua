@@ -82,4 +82,7 @@ return {
     json    = { "/meta/generated_at" },
   },
   log = { capacity = 1000 },
+  -- Every exchange recorded too (in the directory shadowd runs in), for
+  -- `shadowd replay` (README, "Capture and replay").
+  capture = { file = "capture.ndjson", rate = 1.0 },
 }

@@ -55,6 +55,11 @@ int shadow_config_init(shadow_config_t *c) {
   c->drain_timeout_ms = 10000;
   c->forwarded = 1;
   shadow_limits_default(&c->limits);
+  c->capture.rate = 1.0;
+  c->capture.methods = c->mirror_methods;
+  c->capture.max_bytes = SHADOW_SINK_MAX_BYTES;
+  c->capture.keep = SHADOW_SINK_KEEP;
+  c->capture.body_bytes = c->limits.diff_bytes;
   c->diff_opts = shadow_diff_opts_new();
   c->redact = shadow_redact_new();
   if (!c->listen || !c->admin || !c->diff_opts || !c->redact ||
@@ -88,11 +93,23 @@ void shadow_limits_server_opts(const shadow_limits_t *l,
   out->tunnel_idle_timeout_ms = l->tunnel_idle_timeout_ms;
 }
 
+/* llhttp's own table of its methods: llhttp_method_name aborts on a
+ * number it does not define, so the numbers are never probed. */
+static const struct {
+  int id;
+  const char *name;
+} llhttp_methods[] = {
+#define METHOD(num, name, string) {num, #string},
+    HTTP_ALL_METHOD_MAP(METHOD)
+#undef METHOD
+};
+
 int shadow_config_method_id(const char *name) {
-  for (int i = 0; i < 64; i++) {
-    const char *m = llhttp_method_name((llhttp_method_t)i);
-    if (m && strcmp(m, "<unknown>") != 0 && strcasecmp(m, name) == 0) return i;
-  }
+  for (size_t i = 0; i < sizeof(llhttp_methods) / sizeof(llhttp_methods[0]);
+       i++)
+    if (llhttp_methods[i].id < 64 &&
+        strcasecmp(llhttp_methods[i].name, name) == 0)
+      return llhttp_methods[i].id;
   return -1;
 }
 
@@ -129,6 +146,7 @@ void shadow_config_release(shadow_config_t *c) {
   backend_release(&c->candidate);
   backend_release(&c->secondary);
   free(c->log_file);
+  free(c->capture.file);
   shadow_diff_opts_free(c->diff_opts);
   shadow_redact_free(c->redact);
   memset(c, 0, sizeof(*c));

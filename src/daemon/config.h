@@ -48,6 +48,19 @@ typedef struct shadow_limits_s {
 /* Bits of mirror_methods, by llhttp method number (all are < 64). */
 typedef uint64_t shadow_method_set_t;
 
+/* capture = { file, rate, key, methods, max_bytes, keep, body_bytes }:
+ * sampled exchanges written as NDJSON for `shadowd replay` (capture.h).
+ * No file: no capture. The key hook is the generation's
+ * SHADOW_HOOK_CAPTURE_KEY; without one, sample.key's key is used. */
+typedef struct shadow_capture_cfg_s {
+  char *file;
+  double rate;                 /* default 1 */
+  shadow_method_set_t methods; /* default mirror_methods */
+  uint64_t max_bytes;          /* rotate past this size; 0: never */
+  unsigned keep;               /* rotated files kept */
+  size_t body_bytes; /* bodies kept per side; default limits.diff_bytes */
+} shadow_capture_cfg_t;
+
 typedef struct shadow_config_s {
   char *listen, *admin, *admin_token;
   /* listen = { addr = ..., tls = { cert_file, key_file } }: a TLS
@@ -82,6 +95,7 @@ typedef struct shadow_config_s {
   uint64_t drain_timeout_ms;
   int watch;
   int forwarded; /* X-Forwarded-For and -Proto on both legs (default on) */
+  shadow_capture_cfg_t capture;
 } shadow_config_t;
 
 /* The defaults of every field; 0, or -ENOMEM. */

@@ -7,6 +7,9 @@
  * pair is compared when both legs have ended. The parts live apart: the
  * policy (policy.c), the backends and generations (backends.c), the
  * breaker and in-flight cap (admission.c), the comparison (comparison.c).
+ * Capture (capture.c) decides beside the policy and, for a request it
+ * takes, keeps the primary's response whether or not it is mirrored, and
+ * writes its line once the primary's leg has ended.
  */
 #include "dispatcher.h"
 
@@ -17,6 +20,8 @@
 
 #include "admission.h"
 #include "backends.h"
+#include "capture.h"
+#include "clock.h"
 #include "comparison.h"
 #include "deferred.h"
 #include "forward.h"
@@ -43,6 +48,7 @@ struct shadow_dispatcher_s {
   /* The headers a leg forwards, built for each leg as it starts (the
    * upstream client copies them before start() returns). */
   shadow_headers_t fwd, rewritten;
+  shadow_buf_t capture_line; /* reused for each capture line */
   int closing;
   int handles_open;
   void (*drained)(void *ud);
@@ -57,6 +63,7 @@ typedef struct leg_s {
   exchange_t *ex;
   shadow_upstream_leg_t *up; /* an HTTP leg in flight */
   shadow_record_t *rec;      /* what is kept for the comparison, or NULL */
+  size_t keep;               /* body bytes rec keeps; 0: limits.diff_bytes */
   uint64_t start_ns, first_ns, last_ns;
   int status; /* of the response head, 0 before it */
   int state;
@@ -86,6 +93,7 @@ struct exchange_s {
   leg_t primary, candidate, secondary;
   shadow_policy_decision_t dec;
   shadow_buf_t route, method, target;
+  shadow_capture_state_t cap;
 };
 
 #define LOCK(d) shadow_shared_lock((d)->sh)
@@ -165,6 +173,7 @@ static void exchange_free(exchange_t *ex) {
   shadow_buf_free(&ex->route);
   shadow_buf_free(&ex->method);
   shadow_buf_free(&ex->target);
+  shadow_capture_state_free(&ex->cap);
   shadow_epoch_unref(d->backends, ex->epoch);
   if (ex->tunnel) {
     LOCK(d);
@@ -205,10 +214,12 @@ static void respond_error(exchange_t *ex, int status, const char *what) {
   shadow_buf_free(&body);
 }
 
-/* The pair will not be compared: drop what was kept for it. */
+/* The pair will not be compared: drop what was kept for it (unless
+ * capture may still want the primary's response). */
 static void drop_pair(exchange_t *ex, const char *reason) {
   if (!ex->skipped && ex->sampled && reason) skip(ex->d, reason);
   ex->skipped = 1;
+  if (ex->cap.wanted || (ex->cap.maybe && !ex->cap.decided)) return;
   shadow_record_free(ex->primary.rec);
   ex->primary.rec = NULL;
 }
@@ -238,7 +249,8 @@ static void leg_keep_head(leg_t *leg, int status, const shadow_headers_t *h,
 static void leg_keep_body(leg_t *leg, const char *data, size_t len) {
   if (!leg->rec) return;
   const shadow_config_t *cfg = leg->ex->epoch->cfg;
-  if (shadow_record_body_feed(leg->rec, data, len, cfg->limits.diff_bytes)) {
+  size_t keep = leg->keep ? leg->keep : cfg->limits.diff_bytes;
+  if (shadow_record_body_feed(leg->rec, data, len, keep)) {
     shadow_record_free(leg->rec);
     leg->rec = NULL;
   }
@@ -250,6 +262,86 @@ static void leg_end(leg_t *leg, int err) {
   leg->err = err;
   leg->state = err == SHADOW_UPSTREAM_OK ? LEG_DONE : LEG_FAILED;
   if (leg->rec) shadow_record_body_end(leg->rec);
+}
+
+/* --- capture ------------------------------------------------------------ */
+
+/* Takes capture's decision once the request body is complete (after the
+ * policy's), and copies what the line needs of the request, which the
+ * server may reuse before the primary's leg ends. */
+static void capture_decide(exchange_t *ex) {
+  shadow_capture_state_t *c = &ex->cap;
+  if (!c->maybe || c->decided || !ex->req) return;
+  c->decided = 1;
+  shadow_gen_t *g = ex->epoch->gen;
+  const shadow_config_t *cfg = ex->epoch->cfg;
+  shadow_request_t *req = ex->req;
+  if (!ex->lreq)
+    ex->lreq = shadow_script_req_open(g, req, ex->body.data, ex->body.len);
+  shadow_policy_decision_t dec = {0};
+  shadow_policy_capture(g, req, ex->lreq,
+                        ex->decided && ex->maybe ? &ex->dec : NULL, &dec);
+  if (dec.why == SHADOW_POLICY_MIRROR) {
+    /* A request body is replayed whole, so one that was not kept whole
+     * cannot be captured. */
+    if (ex->body_over || ex->body.len > cfg->capture.body_bytes)
+      shadow_capture_skip(ex->d->sh, "body_too_large");
+    else
+      c->wanted = 1;
+  }
+  if (c->wanted) {
+    c->has_key = dec.has_key;
+    c->key = dec.key;
+    dec.key = (shadow_buf_t)SHADOW_BUF_INIT;
+    c->time_ms = shadow_wall_ms() - ms_between(req->start_ns, uv_hrtime());
+    c->tls = req->tls;
+    snprintf(c->peer, sizeof(c->peer), "%s", req->peer);
+    if (!ex->route.len) shadow_policy_route(g, req, ex->lreq, &ex->route);
+    if (shadow_buf_puts(&c->method, req->method) ||
+        shadow_buf_append(&c->target, req->target.data, req->target.len))
+      c->wanted = 0;
+    for (size_t i = 0; c->wanted && i < req->headers.n; i++) {
+      const shadow_header_t *h = &req->headers.v[i];
+      if (shadow_headers_add(&c->headers, h->name, h->name_len, h->value,
+                             h->value_len))
+        c->wanted = 0;
+    }
+    if (!c->wanted) shadow_capture_skip(ex->d->sh, "error");
+  }
+  shadow_buf_free(&dec.key);
+  /* Nobody else wants the primary's response: the pair is not compared. */
+  if (!c->wanted && (!ex->maybe || ex->skipped)) {
+    shadow_record_free(ex->primary.rec);
+    ex->primary.rec = NULL;
+  }
+}
+
+/* The primary's leg has ended (the client has its response): the line of
+ * a captured exchange is written. */
+static void capture_end(exchange_t *ex, int err) {
+  shadow_capture_state_t *c = &ex->cap;
+  if (!c->maybe) return;
+  leg_t *p = &ex->primary;
+  if (!c->decided) {
+    /* The primary answered before the request body was complete: there
+     * is no whole request to replay. */
+    c->decided = 1;
+    shadow_capture_skip(ex->d->sh, "early_response");
+  } else if (c->wanted && (err != SHADOW_UPSTREAM_OK || !p->rec)) {
+    shadow_capture_skip(ex->d->sh,
+                        err != SHADOW_UPSTREAM_OK ? "primary_error" : "error");
+  } else if (c->wanted) {
+    shadow_capture_write(
+        ex->d->sh, ex->epoch->cfg, c, ex->route.data, ex->body.data,
+        ex->body.len, p->rec, ms_between(p->start_ns, p->first_ns),
+        ms_between(p->start_ns, p->last_ns), &ex->d->capture_line);
+  }
+  c->wanted = 0;
+  /* The line is out; keep the response only for a comparison to come. */
+  if (ex->skipped || !ex->sampled) {
+    shadow_record_free(p->rec);
+    p->rec = NULL;
+  }
 }
 
 /* --- the primary leg ---------------------------------------------------- */
@@ -312,7 +404,9 @@ static void primary_done(void *ud, int err, const shadow_headers_t *trailers,
       req->data = NULL;
       shadow_server_end(req, trailers);
     }
+    capture_end(ex, err);
   } else {
+    capture_end(ex, err);
     drop_pair(ex, "primary_error");
     if (ex->req && !shadow_server_head_sent(ex->req)) {
       if (err == SHADOW_UPSTREAM_TIMEOUT) {
@@ -471,6 +565,7 @@ static void answer_from_lua(exchange_t *ex) {
   int rc = call_lua_backend(ex, &ex->primary, cfg->primary.lua_ref, ex->lreq);
   count_primary(ex, rc ? SHADOW_UPSTREAM_BAD_RESPONSE : SHADOW_UPSTREAM_OK);
   if (rc) {
+    capture_end(ex, SHADOW_UPSTREAM_BAD_RESPONSE);
     drop_pair(ex, "primary_error");
     respond_error(ex, 502, "primary failed: bad_response");
     return;
@@ -480,8 +575,9 @@ static void answer_from_lua(exchange_t *ex) {
   ex->req = NULL;
   req->data = NULL;
   shadow_server_respond(req, r->status, &r->headers, r->body.data, r->body.len);
+  capture_end(ex, SHADOW_UPSTREAM_OK);
   /* The record is kept only when there is something to compare it with. */
-  if (!ex->sampled) {
+  if (!ex->sampled && ex->primary.rec) {
     shadow_record_free(r);
     ex->primary.rec = NULL;
   }
@@ -673,7 +769,8 @@ static void decide(exchange_t *ex) {
 /* --- the request path --------------------------------------------------- */
 
 static int needs_body_copy(const exchange_t *ex) {
-  return ex->maybe || ex->epoch->cfg->primary.kind == SHADOW_BACKEND_LUA;
+  return ex->maybe || ex->cap.maybe ||
+         ex->epoch->cfg->primary.kind == SHADOW_BACKEND_LUA;
 }
 
 /* Keeps a copy of request body bytes for the candidate (and the hooks),
@@ -720,6 +817,7 @@ static void body_complete(exchange_t *ex) {
   const shadow_config_t *cfg = ex->epoch->cfg;
   ex->body_done = 1;
   decide(ex);
+  capture_decide(ex);
   if (cfg->primary.kind == SHADOW_BACKEND_LUA && ex->req) {
     if (ex->body_over) {
       /* An in-process backend gets whole bodies, so there is a cap. */
@@ -753,6 +851,12 @@ static void on_request(shadow_request_t *req, void *ud) {
   /* The primary's answer is kept until the policy has spoken: with a
    * streamed body it may start before the body (and the policy) is in. */
   if (ex->maybe) ex->primary.rec = shadow_record_new();
+  /* Capture may want it too, and more of its body. */
+  ex->cap.maybe = cfg->capture.file && !req->upgrade;
+  if (ex->cap.maybe) {
+    ex->primary.keep = shadow_capture_keep(cfg);
+    if (!ex->primary.rec) ex->primary.rec = shadow_record_new();
+  }
   copy_body(ex, req->body.data, req->body.len);
   if (cfg->primary.kind == SHADOW_BACKEND_HTTP) start_primary(ex);
   if (req->body_complete) body_complete(ex);
@@ -798,6 +902,8 @@ static void on_abort(shadow_request_t *req, int why) {
     shadow_leg_cancel(&ex->candidate);
   if (ex->secondary.state == LEG_RUNNING && ex->secondary.up)
     shadow_leg_cancel(&ex->secondary);
+  if (ex->cap.wanted) shadow_capture_skip(ex->d->sh, "client_abort");
+  ex->cap.wanted = 0;
   drop_pair(ex, why == SHADOW_ABORT_CLIENT || why == SHADOW_ABORT_CLOSE
                     ? "client_abort"
                     : NULL);
@@ -972,6 +1078,7 @@ static void maybe_free_dispatcher(shadow_dispatcher_t *d) {
   shadow_comparator_free(&d->cmp);
   shadow_headers_free(&d->fwd);
   shadow_headers_free(&d->rewritten);
+  shadow_buf_free(&d->capture_line);
   free(d);
 }
 

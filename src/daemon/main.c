@@ -9,8 +9,10 @@
 
 #include "check_request.h"
 #include "daemon.h"
+#include "export.h"
 #include "json.h"
 #include "offline_diff.h"
+#include "replay.h"
 #include "script.h"
 
 static void usage(FILE *f) {
@@ -22,6 +24,14 @@ static void usage(FILE *f) {
       "               [--check [--request 'GET /p' [--header 'n: v']...]]\n"
       "               [--version] [--help]\n"
       "       shadowd diff [--config FILE] PRIMARY_FILE CANDIDATE_FILE\n"
+      "       shadowd replay [--config FILE] [--candidate URL] [--primary "
+      "URL]\n"
+      "                      [--rate R] [--concurrency N] [--out FILE]\n"
+      "                      [--summary FILE] [--fixtures DIR] [--record "
+      "FILE]\n"
+      "                      [--quiet] CAPTURE_FILE...\n"
+      "       shadowd export --har [--out FILE] CAPTURE_FILE...\n"
+      "       shadowd export --fixtures DIR DIVERGENCES_FILE...\n"
       "\n"
       "Serves every request from the primary, mirrors a sampled share to the\n"
       "candidate, and compares the two responses.\n"
@@ -41,6 +51,14 @@ static void usage(FILE *f) {
       "config's ignore, arrays, tolerance and normalize rules, prints the\n"
       "divergence JSON, and exits 0 when they agree, 1 when they differ, 2 on\n"
       "error.\n"
+      "\n"
+      "replay sends the requests of capture files (capture = { file = ... })\n"
+      "to a candidate and compares its answers with the recorded ones under\n"
+      "the same rules; it writes the divergence records (stdout, or --out),\n"
+      "a summary per route with the verdict (stderr), and exits 0 when the\n"
+      "verdict is promote or nothing diverged, 1 when something diverged or\n"
+      "failed, 2 on error or when nothing could be read. export writes a\n"
+      "capture as HAR 1.2, or divergences as pairs of files for diff.\n"
       "\n"
       "Signals: SIGHUP reloads the scripts; SIGTERM or SIGINT drains and "
       "exits.\n");
@@ -105,6 +123,18 @@ static void print_check(const char *path, shadow_gen_t *g) {
   if (c->log_file && c->log_max_bytes)
     printf("             rotated past %llu bytes, %u kept\n",
            (unsigned long long)c->log_max_bytes, c->log_keep);
+  if (c->capture.file) {
+    printf("  capture    rate %g, key %s, to %s; response bodies up to %zu "
+           "bytes\n",
+           c->capture.rate,
+           shadow_gen_has_hook(g, SHADOW_HOOK_CAPTURE_KEY) ? "capture.key"
+           : shadow_gen_has_hook(g, SHADOW_HOOK_KEY)       ? "sample.key"
+                                                           : "none (random)",
+           c->capture.file, c->capture.body_bytes);
+    if (c->capture.max_bytes)
+      printf("             rotated past %llu bytes, %u kept\n",
+             (unsigned long long)c->capture.max_bytes, c->capture.keep);
+  }
   printf("  redact    ");
   for (size_t i = 0; i < shadow_redact_headers(c->redact); i++)
     printf(" %s", shadow_redact_header(c->redact, i));
@@ -150,6 +180,13 @@ int main(int argc, char **argv) {
 
   if (argc > 1 && strcmp(argv[1], "diff") == 0) {
     int code = shadow_offline_diff_main(argc - 1, argv + 1);
+    shadow_json_arena_cache_clear();
+    return code;
+  }
+  if (argc > 1 && strcmp(argv[1], "replay") == 0)
+    return shadow_replay_main(argc - 1, argv + 1);
+  if (argc > 1 && strcmp(argv[1], "export") == 0) {
+    int code = shadow_export_main(argc - 1, argv + 1);
     shadow_json_arena_cache_clear();
     return code;
   }

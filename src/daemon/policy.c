@@ -53,6 +53,54 @@ void shadow_policy_decide(shadow_gen_t *g, const shadow_request_t *req,
                               : shadow_sampled_random(sr / cfg->rate);
 }
 
+void shadow_policy_capture(shadow_gen_t *g, const shadow_request_t *req,
+                           int lreq, const shadow_policy_decision_t *mirror,
+                           shadow_policy_decision_t *d) {
+  const shadow_config_t *cfg = shadow_gen_config(g);
+  const shadow_capture_cfg_t *c = &cfg->capture;
+  shadow_buf_reset(&d->key);
+  d->has_key = 0;
+  if (!c->file || c->rate <= 0) {
+    d->why = SHADOW_POLICY_NO_CANDIDATE;
+    return;
+  }
+  int id = req->method_id;
+  if (id < 0 || id >= 64 || !(c->methods & (1ull << id))) {
+    d->why = SHADOW_POLICY_METHOD;
+    return;
+  }
+  /* What the mirroring decision learnt: the filter ran unless it stopped
+   * at the candidate or the method; sample.key ran when it got past the
+   * filter. */
+  int filtered = mirror && mirror->why != SHADOW_POLICY_NO_CANDIDATE &&
+                 mirror->why != SHADOW_POLICY_METHOD;
+  int keyed = filtered && mirror->why != SHADOW_POLICY_FILTERED;
+  if (filtered ? mirror->why == SHADOW_POLICY_FILTERED
+               : shadow_gen_has_hook(g, SHADOW_HOOK_FILTER) &&
+                     !shadow_script_filter(g, lreq)) {
+    d->why = SHADOW_POLICY_FILTERED;
+    return;
+  }
+  int k = 0;
+  if (shadow_gen_has_hook(g, SHADOW_HOOK_CAPTURE_KEY)) {
+    k = shadow_script_capture_key(g, lreq, &d->key);
+  } else if (keyed) {
+    k = mirror->why == SHADOW_POLICY_KEY_FAILED ? -1 : mirror->has_key;
+    if (k == 1 && shadow_buf_append(&d->key, mirror->key.data, mirror->key.len))
+      k = -1;
+  } else if (shadow_gen_has_hook(g, SHADOW_HOOK_KEY)) {
+    k = shadow_script_key(g, lreq, &d->key);
+  }
+  if (k < 0) {
+    d->why = SHADOW_POLICY_KEY_FAILED;
+    return;
+  }
+  d->has_key = k == 1;
+  int in = d->has_key ? shadow_sampled(d->key.data, d->key.len, c->rate)
+                      : shadow_sampled_random(c->rate);
+  d->why = in ? SHADOW_POLICY_MIRROR : SHADOW_POLICY_NOT_SAMPLED;
+}
+
 void shadow_policy_default_route(const char *method, const char *target,
                                  size_t n, shadow_buf_t *route) {
   shadow_buf_puts(route, method);

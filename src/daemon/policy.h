@@ -35,6 +35,18 @@ int shadow_policy_may_mirror(const shadow_config_t *cfg, int method_id);
 void shadow_policy_decide(shadow_gen_t *g, const shadow_request_t *req,
                           int lreq, shadow_policy_decision_t *d);
 
+/* Whether capture records this request (capture.h): a capture.file at a
+ * rate above 0, a method in capture.methods, the filter hook, then the
+ * sticky rule at capture.rate on capture.key's key, or on sample.key's
+ * when capture has no key hook (so the same users are captured as are
+ * mirrored), a random draw when there is none. mirror is the request's
+ * mirroring decision when the dispatcher took one (NULL: none): a filter
+ * or sample.key that already ran for it is not run again. d->key is
+ * reset first and kept by the caller. */
+void shadow_policy_capture(shadow_gen_t *g, const shadow_request_t *req,
+                           int lreq, const shadow_policy_decision_t *mirror,
+                           shadow_policy_decision_t *d);
+
 /* The route: the route hook's answer ("unknown" when it fails), or the
  * method and path with numeric segments folded to ":id". */
 void shadow_policy_route(shadow_gen_t *g, const shadow_request_t *req, int lreq,

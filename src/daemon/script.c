@@ -38,8 +38,8 @@ struct shadow_gen_s {
 };
 
 const char *const shadow_hook_names[SHADOW_HOOK_COUNT] = {
-    "filter",    "key",           "route",  "rewrite",
-    "normalize", "on_divergence", "backend"};
+    "filter",    "key",           "route",   "rewrite",
+    "normalize", "on_divergence", "backend", "capture_key"};
 
 const char *shadow_hook_name(int hook) {
   return hook >= 0 && hook < SHADOW_HOOK_COUNT ? shadow_hook_names[hook]
@@ -626,10 +626,12 @@ int shadow_script_filter(shadow_gen_t *g, int req) {
   return pass;
 }
 
-int shadow_script_key(shadow_gen_t *g, int req, shadow_buf_t *key) {
-  if (g->hooks[SHADOW_HOOK_KEY] == LUA_NOREF) return 0;
-  push_hook_and_req(g, SHADOW_HOOK_KEY, req);
-  if (call_hook(g, SHADOW_HOOK_KEY, 1, 1)) return -1;
+/* A key hook (sample.key or capture.key): 1 and *key, 0 for nil, -1 when
+ * it failed. */
+static int call_key(shadow_gen_t *g, int hook, int req, shadow_buf_t *key) {
+  if (g->hooks[hook] == LUA_NOREF) return 0;
+  push_hook_and_req(g, hook, req);
+  if (call_hook(g, hook, 1, 1)) return -1;
   int rc = 0;
   size_t n;
   int t = lua_type(g->L, -1);
@@ -639,11 +641,19 @@ int shadow_script_key(shadow_gen_t *g, int req, shadow_buf_t *key) {
     rc = shadow_buf_append(key, s, n) ? -1 : 1;
   } else if (t != LUA_TNIL) {
     lua_pop(g->L, 1);
-    report(g, SHADOW_HOOK_KEY, "key must return a string, a number or nil");
+    report(g, hook, "key must return a string, a number or nil");
     return -1;
   }
   lua_pop(g->L, 1);
   return rc;
+}
+
+int shadow_script_key(shadow_gen_t *g, int req, shadow_buf_t *key) {
+  return call_key(g, SHADOW_HOOK_KEY, req, key);
+}
+
+int shadow_script_capture_key(shadow_gen_t *g, int req, shadow_buf_t *key) {
+  return call_key(g, SHADOW_HOOK_CAPTURE_KEY, req, key);
 }
 
 int shadow_script_route(shadow_gen_t *g, int req, shadow_buf_t *route) {

@@ -22,7 +22,8 @@ typedef enum shadow_hook_e {
   SHADOW_HOOK_REWRITE,
   SHADOW_HOOK_NORMALIZE,
   SHADOW_HOOK_ON_DIVERGENCE,
-  SHADOW_HOOK_BACKEND, /* an in-process Lua backend */
+  SHADOW_HOOK_BACKEND,     /* an in-process Lua backend */
+  SHADOW_HOOK_CAPTURE_KEY, /* capture.key */
   SHADOW_HOOK_COUNT
 } shadow_hook_t;
 
@@ -74,6 +75,8 @@ void shadow_script_req_close(shadow_gen_t *g, int req);
 int shadow_script_filter(shadow_gen_t *g, int req);
 /* 1: *key set; 0: the key is nil; -1: the hook failed (not sampled). */
 int shadow_script_key(shadow_gen_t *g, int req, shadow_buf_t *key);
+/* The same for capture.key: 0 when the config has no capture key. */
+int shadow_script_capture_key(shadow_gen_t *g, int req, shadow_buf_t *key);
 /* 0: *route set; -1: the hook failed (route "unknown"). */
 int shadow_script_route(shadow_gen_t *g, int req, shadow_buf_t *route);
 /* The request the candidate gets: 0 and a new handle in *out (close it

@@ -44,6 +44,7 @@ static const char *const known_keys[] = {"listen",
                                          "drain_timeout_ms",
                                          "forwarded",
                                          "redact",
+                                         "capture",
                                          "rename",
                                          "coerce",
                                          "mask",
@@ -485,6 +486,49 @@ static int read_redact(reader_t *r, shadow_config_t *cfg) {
   return rc;
 }
 
+/* capture = { file, rate, key, methods, max_bytes, keep, body_bytes }.
+ * Read after mirror_methods and limits, whose values methods and
+ * body_bytes default to. Stack: unchanged. */
+static int read_capture(reader_t *r, shadow_config_t *cfg, int *key_ref) {
+  lua_State *L = r->L;
+  shadow_capture_cfg_t *c = &cfg->capture;
+  c->methods = cfg->mirror_methods;
+  c->body_bytes = cfg->limits.diff_bytes;
+  int t = opt_table(r, r->idx, "capture");
+  if (!t) return r->err ? -1 : 0;
+  static const char *const keys[] = {"file",       "rate",      "key",
+                                     "methods",    "max_bytes", "keep",
+                                     "body_bytes", NULL};
+  int rc = check_keys(r, t, "capture.", keys);
+  rc |= opt_string(r, t, "capture.", "file", &c->file);
+  rc |= opt_number(r, t, "capture.", "rate", 0, 1, &c->rate);
+  rc |= opt_function(r, t, "capture.", "key", key_ref);
+  rc |= opt_u64(r, t, "capture.", "max_bytes", 0, 0x1p53, &c->max_bytes);
+  double keep = c->keep;
+  rc |= opt_number(r, t, "capture.", "keep", 0, 1000, &keep);
+  c->keep = (unsigned)keep;
+  rc |= opt_size(r, t, "capture.", "body_bytes", 0, 64 << 20, &c->body_bytes);
+  int mt = rc ? 0 : opt_table(r, t, "methods");
+  if (mt) {
+    c->methods = 0;
+    size_t n = lua_objlen(L, mt);
+    for (size_t i = 1; i <= n && rc == 0; i++) {
+      lua_rawgeti(L, mt, (int)i);
+      const char *m = lua_tostring(L, -1);
+      int id = m ? shadow_config_method_id(m) : -1;
+      if (id < 0)
+        rc = fail(r, "capture.methods[%zu] is not an HTTP method", i);
+      else
+        c->methods |= 1ull << id;
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  if (rc == 0 && !c->file) rc = fail(r, "capture.file is required");
+  lua_pop(L, 1);
+  return rc ? -1 : 0;
+}
+
 int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
                               int hooks[SHADOW_HOOK_COUNT], char **err) {
   /* Lua 5.1 has no lua_absindex. */
@@ -607,6 +651,7 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
   opt_bool(r, r->idx, "", "watch", &cfg->watch);
   opt_bool(r, r->idx, "", "forwarded", &cfg->forwarded);
   if (!r->err) read_redact(r, cfg);
+  if (!r->err) read_capture(r, cfg, &hooks[SHADOW_HOOK_CAPTURE_KEY]);
 
 out:
   lua_settop(L, top);

@@ -43,18 +43,23 @@ typedef struct shadow_shared_s {
   /* log.file's writer, or NULL; it has a lock and a thread of its own, so
    * a push under mu never waits for the disk. */
   shadow_sink_t *sink;
+  /* capture.file's writer, or NULL: a second sink, with its own rotation
+   * settings (capture.h). */
+  shadow_sink_t *capture;
+  uint64_t next_capture_id; /* capture line ids, unique across loops */
 } shadow_shared_t;
 
 /* Creates the shared state for the first config. 0, or -1 and *err. */
 int shadow_shared_init(shadow_shared_t *sh, const shadow_config_t *cfg,
                        size_t loops, char **err);
 /* Applies a reloaded config: ring capacity, sink file and rotation,
- * breaker settings.
+ * the capture file and its rotation, breaker settings.
  * 0, or -1 and *err with nothing changed. Takes the lock itself. */
 int shadow_shared_apply(shadow_shared_t *sh, const shadow_config_t *cfg,
                         char **err);
 void shadow_shared_flush(shadow_shared_t *sh);
-/* Closes and reopens log.file (SIGUSR1, after an outside rotation). */
+/* Closes and reopens log.file and capture.file (SIGUSR1, after an
+ * outside rotation). */
 void shadow_shared_reopen(shadow_shared_t *sh);
 void shadow_shared_release(shadow_shared_t *sh);
 

@@ -170,16 +170,23 @@ static int header_redacted(const shadow_redact_t *r, const shadow_header_t *h) {
   return 0;
 }
 
-int shadow_redact_record(const shadow_redact_t *r, shadow_record_t *rec) {
+int shadow_redact_header_mark(const shadow_redact_t *r,
+                              const shadow_header_t *h, char *out) {
+  if (!r || !header_redacted(r, h)) return 0;
+  shadow_redact_mark(h->value, h->value_len, out);
+  return 1;
+}
+
+int shadow_redact_header_list(const shadow_redact_t *r, shadow_headers_t *in) {
   if (!r || r->nheaders == 0) return 0;
   size_t i = 0;
-  while (i < rec->headers.n && !header_redacted(r, &rec->headers.v[i]))
+  while (i < in->n && !header_redacted(r, &in->v[i]))
     i++;
-  if (i == rec->headers.n) return 0; /* the common case: nothing to do */
+  if (i == in->n) return 0; /* the common case: nothing to do */
   /* Header strings live in chunks the list owns: build the list anew. */
   shadow_headers_t out = SHADOW_HEADERS_INIT;
-  for (i = 0; i < rec->headers.n; i++) {
-    const shadow_header_t *h = &rec->headers.v[i];
+  for (i = 0; i < in->n; i++) {
+    const shadow_header_t *h = &in->v[i];
     char mark[SHADOW_REDACT_MARK_LEN + 1];
     const char *v = h->value;
     size_t vn = h->value_len;
@@ -193,9 +200,13 @@ int shadow_redact_record(const shadow_redact_t *r, shadow_record_t *rec) {
       return -ENOMEM;
     }
   }
-  shadow_headers_free(&rec->headers);
-  rec->headers = out;
+  shadow_headers_free(in);
+  *in = out;
   return 0;
+}
+
+int shadow_redact_record(const shadow_redact_t *r, shadow_record_t *rec) {
+  return shadow_redact_header_list(r, &rec->headers);
 }
 
 /* --- JSON in the diffs -------------------------------------------------- */
@@ -210,6 +221,7 @@ typedef struct edits_s {
   size_t n, cap;
   const char *base;
   int oom;
+  int document; /* a whole document: no value was cut by the value cap */
 } edits_t;
 
 static void edit_value(edits_t *e, const shadow_json_t *v) {
@@ -258,7 +270,7 @@ static void descend(edits_t *e, const shadow_json_t *v, const pointer_t *p,
       int n = snprintf(idx, sizeof(idx), "%u", m);
       if (seg_is(s, idx, (size_t)n)) descend(e, &v->u.items[m], p, i + 1);
     }
-  } else if (v->type == SHADOW_JSON_STRING && v->len > 0) {
+  } else if (v->type == SHADOW_JSON_STRING && v->len > 0 && !e->document) {
     /* A container cut to a string by the value cap (json_diff.h): what it
      * held cannot be told apart any more, so all of it goes. */
     edit_value(e, v);
@@ -361,5 +373,47 @@ done:
   shadow_json_arena_free(&arena);
   shadow_buf_free(&text);
   shadow_buf_free(&out);
+  return rc;
+}
+
+/* --- JSON documents ----------------------------------------------------- */
+
+int shadow_redact_json(const shadow_redact_t *r, const char *text, size_t len,
+                       shadow_buf_t *out) {
+  if (!r || r->npointers == 0) return 0;
+  shadow_json_arena_t arena = SHADOW_JSON_ARENA_INIT;
+  edits_t e = {0};
+  int rc = 0;
+  shadow_json_t root;
+  int prc = shadow_json_parse(&arena, text, len, &root, NULL, NULL);
+  if (prc) {
+    rc = prc;
+    goto done;
+  }
+  e.base = text;
+  e.document = 1;
+  for (size_t k = 0; k < r->npointers; k++)
+    descend(&e, &root, &r->pointers[k], 0);
+  if (e.oom) {
+    rc = -ENOMEM;
+    goto done;
+  }
+  if (e.n == 0) goto done;
+  qsort(e.v, e.n, sizeof(*e.v), by_start);
+  shadow_buf_reset(out);
+  size_t at = 0;
+  for (size_t i = 0; i < e.n; i++) {
+    if (e.v[i].start < at) continue; /* inside a value marked whole */
+    if (shadow_buf_append(out, text + at, e.v[i].start - at) ||
+        shadow_buf_puts(out, e.v[i].mark)) {
+      rc = -ENOMEM;
+      goto done;
+    }
+    at = e.v[i].end;
+  }
+  rc = shadow_buf_append(out, text + at, len - at) ? -ENOMEM : 1;
+done:
+  free(e.v);
+  shadow_json_arena_free(&arena);
   return rc;
 }

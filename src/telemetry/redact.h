@@ -42,6 +42,15 @@ const char *shadow_redact_pointer(const shadow_redact_t *r, size_t i);
 /* Writes the mark of value into out (SHADOW_REDACT_MARK_LEN + 1 bytes). */
 void shadow_redact_mark(const char *value, size_t len, char *out);
 
+/* 1 and h's mark in out (SHADOW_REDACT_MARK_LEN + 1 bytes) when h is a
+ * redacted header, else 0: for writers that mark while they copy (the
+ * capture file) and leave the record as it is. */
+int shadow_redact_header_mark(const shadow_redact_t *r,
+                              const shadow_header_t *h, char *out);
+/* Replaces the values of redacted headers in a header list (a request's,
+ * for the capture file and replay). 0 or -ENOMEM (h is then unchanged). */
+int shadow_redact_header_list(const shadow_redact_t *r, shadow_headers_t *h);
+
 /* Replaces the values of redacted headers in rec. 0 or -ENOMEM (rec is
  * then unchanged). */
 int shadow_redact_record(const shadow_redact_t *r, shadow_record_t *rec);
@@ -52,5 +61,13 @@ int shadow_redact_record(const shadow_redact_t *r, shadow_record_t *rec);
  * value that is a string is marked by its text, any other by its compact
  * JSON. 0, or -ENOMEM (res is then unchanged). */
 int shadow_redact_diff(const shadow_redact_t *r, shadow_diff_result_t *res);
+
+/* Replaces the values at redacted pointers in a whole JSON document (a
+ * body in the capture file, and the candidate's in a replay, so both are
+ * marked alike), with the marks of shadow_redact_diff. 1 and the redacted
+ * text in out (reset first) when something was marked; 0 when nothing
+ * was (out untouched); -EINVAL when text is not JSON; -ENOMEM. */
+int shadow_redact_json(const shadow_redact_t *r, const char *text, size_t len,
+                       shadow_buf_t *out);
 
 #endif

@@ -154,13 +154,15 @@ shadow_stats_t *shadow_stats_new(const char *const *hook_names, size_t nhooks) {
   s->fields = shadow_counters_new(1000);
   s->rule_hits = shadow_counters_new(512);
   s->route_names = shadow_counters_new(500);
+  s->capture_skipped = shadow_counters_new(16);
   s->breaker_state = "closed";
   s->secondary_breaker_state = "closed";
   s->secondary_errors = shadow_counters_new(32);
   s->noise = shadow_noise_table_new(SHADOW_NOISE_FIELDS_MAX);
   if (!s->candidate_errors || !s->secondary_errors || !s->noise ||
       !s->skipped || !s->script_errors || !s->reloads || !s->fields ||
-      !s->rule_hits || !s->route_names || (nhooks && !s->hook_time)) {
+      !s->rule_hits || !s->route_names || !s->capture_skipped ||
+      (nhooks && !s->hook_time)) {
     shadow_stats_free(s);
     return NULL;
   }
@@ -189,6 +191,7 @@ void shadow_stats_free(shadow_stats_t *s) {
   shadow_counters_free(s->fields);
   shadow_counters_free(s->rule_hits);
   shadow_counters_free(s->route_names);
+  shadow_counters_free(s->capture_skipped);
   for (size_t i = 0; i < s->nroutes; i++) {
     shadow_counters_free(s->routes[i].fields);
     free(s->routes[i].latency);

@@ -150,6 +150,11 @@ typedef struct shadow_stats_s {
   shadow_history_slot_t history[SHADOW_HISTORY_SLOTS];
   /* Rendered with the counters when set (owned elsewhere). */
   struct shadow_sink_s *sink;
+  /* capture: lines handed to its sink, exchanges chosen for it that were
+   * not written (by reason), and the sink (NULL: no capture.file). */
+  uint64_t captured;
+  shadow_counters_t *capture_skipped;
+  struct shadow_sink_s *capture_sink;
   struct shadow_signatures_s *signatures;
   /* Time spent in each Lua hook, by the index of its name. */
   shadow_hist_t *hook_time;

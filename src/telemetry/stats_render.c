@@ -309,6 +309,18 @@ int shadow_stats_render_json(const shadow_stats_t *s, shadow_buf_t *out,
     shadow_buf_puts(out, "null");
   shadow_buf_puts(out, ",\"sink\":");
   json_sink(out, s->sink);
+  /* capture: what was written, what was chosen and not written, and
+   * its sink, shown like log.file's. */
+  if (s->capture_sink) {
+    shadow_buf_printf(out, ",\"capture\":{\"captured\":%llu,\"skipped\":",
+                      (unsigned long long)s->captured);
+    json_counters(out, s->capture_skipped);
+    shadow_buf_puts(out, ",\"sink\":");
+    json_sink(out, s->capture_sink);
+    shadow_buf_putc(out, '}');
+  } else {
+    shadow_buf_puts(out, ",\"capture\":null");
+  }
   shadow_buf_printf(out,
                     ",\"slo\":{\"max_divergence_rate\":%.6g,"
                     "\"min_samples\":%llu,\"max_latency_ratio\":%.6g}",
@@ -492,6 +504,32 @@ static void prom_verdicts(const shadow_stats_t *s, shadow_buf_t *out,
                     slo->max_latency_ratio);
 }
 
+/* capture's counters and its sink's, under shadow_capture_*. */
+static void prom_capture(const shadow_stats_t *s, shadow_buf_t *out) {
+  shadow_sink_status_t st;
+  memset(&st, 0, sizeof(st));
+  if (s->capture_sink) shadow_sink_status(s->capture_sink, &st);
+  prom_scalar(out, "shadow_captured_total", "counter",
+              "Exchanges handed to the capture file's writer.", s->captured);
+  prom_family(out, "shadow_capture_skipped_total",
+              "Exchanges chosen for capture that were not written, by "
+              "reason.",
+              "reason", s->capture_skipped);
+  shadow_buf_puts(out, "# HELP shadow_capture_errors_total Failures of the "
+                       "capture.file sink, by reason.\n"
+                       "# TYPE shadow_capture_errors_total counter\n");
+  for (int i = 0; i < SHADOW_SINK_ERR_COUNT; i++)
+    shadow_buf_printf(out, "shadow_capture_errors_total{reason=\"%s\"} %llu\n",
+                      shadow_sink_error_names[i],
+                      (unsigned long long)st.errors[i]);
+  prom_scalar(out, "shadow_capture_lines_total", "counter",
+              "Exchanges written to capture.file.", st.lines);
+  prom_scalar(out, "shadow_capture_dropped_total", "counter",
+              "Exchanges that did not reach capture.file.", st.dropped);
+  prom_scalar(out, "shadow_capture_rotations_total", "counter",
+              "Rotations of capture.file.", st.rotations);
+}
+
 static void prom_sink(const shadow_stats_t *s, shadow_buf_t *out) {
   shadow_sink_status_t st;
   memset(&st, 0, sizeof(st));
@@ -607,5 +645,6 @@ int shadow_stats_render_prometheus(const shadow_stats_t *s, shadow_buf_t *out,
               "rule", s->rule_hits);
   prom_verdicts(s, out, slo);
   prom_sink(s, out);
+  prom_capture(s, out);
   return 0;
 }
