@@ -12,47 +12,15 @@
 
 #include "capture.h"
 #include "capture_read.h"
+#include "file.h"
 #include "json.h"
+#include "server.h"
 
 /* --- fixtures ------------------------------------------------------------ */
 
-static const char *reason_phrase(int status) {
-  switch (status) {
-  case 100: return "Continue";
-  case 101: return "Switching Protocols";
-  case 200: return "OK";
-  case 201: return "Created";
-  case 202: return "Accepted";
-  case 204: return "No Content";
-  case 206: return "Partial Content";
-  case 301: return "Moved Permanently";
-  case 302: return "Found";
-  case 303: return "See Other";
-  case 304: return "Not Modified";
-  case 307: return "Temporary Redirect";
-  case 308: return "Permanent Redirect";
-  case 400: return "Bad Request";
-  case 401: return "Unauthorized";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 409: return "Conflict";
-  case 410: return "Gone";
-  case 413: return "Content Too Large";
-  case 422: return "Unprocessable Content";
-  case 429: return "Too Many Requests";
-  case 500: return "Internal Server Error";
-  case 501: return "Not Implemented";
-  case 502: return "Bad Gateway";
-  case 503: return "Service Unavailable";
-  case 504: return "Gateway Timeout";
-  default: return "";
-  }
-}
-
 int shadow_fixture_format(shadow_buf_t *out, const shadow_record_t *rec) {
   shadow_buf_reset(out);
-  const char *reason = reason_phrase(rec->status);
+  const char *reason = shadow_http_reason(rec->status);
   int rc = shadow_buf_printf(out, "HTTP/1.1 %d%s%s\r\n", rec->status,
                              *reason ? " " : "", reason);
   for (size_t i = 0; !rc && i < rec->headers.n; i++) {
@@ -406,22 +374,6 @@ static void records_of(const shadow_json_t *d, shadow_record_t *p,
   }
 }
 
-static int read_all(const char *path, shadow_buf_t *out) {
-  FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-  if (!f) return -errno;
-  char chunk[65536];
-  size_t n;
-  int rc = 0;
-  while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-    if (shadow_buf_append(out, chunk, n)) {
-      rc = -ENOMEM;
-      break;
-    }
-  if (ferror(f)) rc = -EIO;
-  if (f != stdin) fclose(f);
-  return rc;
-}
-
 typedef struct fixtures_s {
   const char *dir;
   uint64_t cases, bad;
@@ -481,7 +433,7 @@ static int export_fixtures(const char *dir, char **files, int n) {
   int failed = 0;
   for (int i = 0; i < n; i++) {
     shadow_buf_t text = SHADOW_BUF_INIT;
-    int rc = read_all(files[i], &text);
+    int rc = shadow_file_read(files[i], &text);
     if (rc) {
       fprintf(stderr, "shadowd export: %s: %s\n", files[i], strerror(-rc));
       shadow_buf_free(&text);
@@ -636,7 +588,7 @@ static void har_entry(shadow_buf_t *b, const shadow_capture_entry_t *e) {
   shadow_buf_printf(b, ",\"headersSize\":-1,\"bodySize\":%zu},", e->body.len);
   const shadow_record_t *r = &e->response;
   uint64_t size = shadow_record_body_len(r);
-  const char *reason = reason_phrase(r->status);
+  const char *reason = shadow_http_reason(r->status);
   shadow_buf_printf(b,
                     "\"response\":{\"status\":%d,\"statusText\":\"%s\","
                     "\"httpVersion\":\"HTTP/1.1\",\"cookies\":[],\"headers\":",

@@ -22,30 +22,15 @@
 
 #include "clock.h"
 #include "divergence.h"
+#include "file.h"
 #include "json.h"
 #include "log.h"
 #include "record_parse.h"
 #include "script.h"
 
-static int read_file(const char *path, shadow_buf_t *out) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return -errno;
-  char chunk[65536];
-  size_t n;
-  int rc = 0;
-  while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-    if (shadow_buf_append(out, chunk, n)) {
-      rc = -ENOMEM;
-      break;
-    }
-  if (ferror(f)) rc = -EIO;
-  fclose(f);
-  return rc;
-}
-
 static int load_record(const char *path, shadow_record_t *r) {
   shadow_buf_t b = SHADOW_BUF_INIT;
-  int rc = read_file(path, &b);
+  int rc = shadow_file_read(path, &b);
   if (rc) {
     fprintf(stderr, "shadowd diff: %s: %s\n", path, strerror(-rc));
     shadow_buf_free(&b);
@@ -391,7 +376,7 @@ static void expect_free(expect_t *x) {
 static int expect_read(const char *path, expect_t *x, const char **why) {
   memset(x, 0, sizeof *x);
   shadow_buf_t b = SHADOW_BUF_INIT;
-  int rc = read_file(path, &b);
+  int rc = shadow_file_read(path, &b);
   if (rc == -ENOENT) return 0;
   if (rc) {
     *why = strerror(-rc);

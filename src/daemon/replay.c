@@ -884,18 +884,6 @@ static void verdict_of(const replay_t *r, uint64_t compared, uint64_t diverged,
                          r->cfg->slo_min_samples);
 }
 
-static void json_verdict(shadow_buf_t *b, const shadow_verdict_t *v) {
-  shadow_buf_printf(b,
-                    "{\"decision\":\"%s\",\"compared\":%llu,\"diverged\":%llu,"
-                    "\"rate\":%.6g,\"lower\":%.6g,\"upper\":%.6g,"
-                    "\"budget\":%.6g,\"reason\":",
-                    v->decision, (unsigned long long)v->compared,
-                    (unsigned long long)v->diverged, v->rate, v->lower,
-                    v->upper, v->budget);
-  shadow_buf_json_string(b, v->reason, strlen(v->reason), 0);
-  shadow_buf_putc(b, '}');
-}
-
 static void summary_route(void *ud, const char *name, uint64_t n) {
   summary_t *s = ud;
   replay_t *r = s->r;
@@ -937,7 +925,7 @@ static void summary_route(void *ud, const char *name, uint64_t n) {
     shadow_buf_printf(b, ",\"count\":%llu}", (unsigned long long)t.n[k]);
   }
   shadow_buf_puts(b, "],\"verdict\":");
-  json_verdict(b, &v);
+  shadow_verdict_render_json(b, &v);
   shadow_buf_putc(b, '}');
   (void)n;
 }
@@ -1024,7 +1012,7 @@ static int summarize(replay_t *r, const char *summary_path, size_t nfiles) {
   shadow_buf_puts(&json, "},\"candidate_errors\":{");
   shadow_counters_each(r->errors, json_errors, &json);
   shadow_buf_puts(&json, "},\"verdict\":");
-  json_verdict(&json, &v);
+  shadow_verdict_render_json(&json, &v);
   shadow_buf_printf(&json, ",\"exit\":%d,\"why\":", code);
   shadow_buf_json_string(&json, why, strlen(why), 0);
   shadow_buf_putc(&json, '}');

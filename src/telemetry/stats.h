@@ -214,6 +214,8 @@ void shadow_stats_verdict(const shadow_stats_t *s,
 
 /* /stats, with the verdict overall and per route. now_ms places the
  * history. */
+/* A verdict as the JSON object /stats and replay's summary show. */
+void shadow_verdict_render_json(shadow_buf_t *out, const shadow_verdict_t *v);
 int shadow_stats_render_json(const shadow_stats_t *s, shadow_buf_t *out,
                              const shadow_slo_t *slo, double now_ms);
 int shadow_stats_render_prometheus(const shadow_stats_t *s, shadow_buf_t *out,

@@ -36,7 +36,7 @@ static void json_counters(shadow_buf_t *out, const shadow_counters_t *c) {
 
 /* JSON has no NaN or infinity; the verdict's numbers are always finite.
  * The reason is the engine's own sentence, escaped like any string. */
-static void json_verdict(shadow_buf_t *out, const shadow_verdict_t *v) {
+void shadow_verdict_render_json(shadow_buf_t *out, const shadow_verdict_t *v) {
   shadow_buf_printf(out,
                     "{\"decision\":\"%s\",\"compared\":%llu,\"diverged\":%llu,"
                     "\"rate\":%.6g,\"lower\":%.6g,\"upper\":%.6g,"
@@ -144,7 +144,7 @@ static void json_route(void *ud, const char *name, uint64_t idx) {
   shadow_buf_puts(e->out, ",\"verdict\":");
   shadow_verdict_t v;
   shadow_stats_verdict(e->s, r, e->slo, &v);
-  json_verdict(e->out, &v);
+  shadow_verdict_render_json(e->out, &v);
   shadow_buf_putc(e->out, '}');
 }
 
@@ -330,7 +330,7 @@ int shadow_stats_render_json(const shadow_stats_t *s, shadow_buf_t *out,
   shadow_buf_puts(out, ",\"verdict\":");
   shadow_verdict_t v;
   shadow_stats_verdict(s, NULL, slo, &v);
-  json_verdict(out, &v);
+  shadow_verdict_render_json(out, &v);
   return shadow_buf_putc(out, '}');
 }
 
