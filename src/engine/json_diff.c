@@ -355,6 +355,32 @@ static int add_field(shadow_buf_t *f, const shadow_buf_t *path) {
   return shadow_buf_append(f, p, n) || shadow_buf_putc(f, '\0') ? -ENOMEM : 0;
 }
 
+/* An op's "from", "path", "primary" and "candidate" members, as the
+ * record and the --explain line both write them; *cut is set when a value
+ * was cut. Nonzero when memory ran out. */
+static int op_members(ctx_t *x, shadow_buf_t *b, const shadow_buf_t *from,
+                      const shadow_json_t *p, const shadow_json_t *c, int depth,
+                      int *cut) {
+  int rc = 0;
+  if (from) {
+    rc |= shadow_buf_puts(b, "\"from\":");
+    rc |= shadow_buf_json_string(b, from->data, from->len, 0);
+    rc |= shadow_buf_putc(b, ',');
+  }
+  rc |= shadow_buf_puts(b, "\"path\":");
+  rc |= shadow_buf_json_string(b, x->path.data ? x->path.data : "", x->path.len,
+                               0);
+  if (p) {
+    rc |= shadow_buf_puts(b, ",\"primary\":");
+    rc |= write_value(x, b, p, depth, cut);
+  }
+  if (c) {
+    rc |= shadow_buf_puts(b, ",\"candidate\":");
+    rc |= write_value(x, b, c, depth, cut);
+  }
+  return rc;
+}
+
 static void explain_op(ctx_t *x, const char *op, const shadow_json_t *p,
                        const shadow_json_t *c, const shadow_buf_t *from,
                        int depth);
@@ -382,22 +408,7 @@ static void emit_op(ctx_t *x, const char *op, const shadow_json_t *p,
   int rc = 0, cut = 0;
   if (x->written) rc |= shadow_buf_putc(b, ',');
   rc |= shadow_buf_printf(b, "{\"op\":\"%s\",", op);
-  if (from) {
-    rc |= shadow_buf_puts(b, "\"from\":");
-    rc |= shadow_buf_json_string(b, from->data, from->len, 0);
-    rc |= shadow_buf_putc(b, ',');
-  }
-  rc |= shadow_buf_puts(b, "\"path\":");
-  rc |= shadow_buf_json_string(b, x->path.data ? x->path.data : "", x->path.len,
-                               0);
-  if (p) {
-    rc |= shadow_buf_puts(b, ",\"primary\":");
-    rc |= write_value(x, b, p, depth, &cut);
-  }
-  if (c) {
-    rc |= shadow_buf_puts(b, ",\"candidate\":");
-    rc |= write_value(x, b, c, depth, &cut);
-  }
+  rc |= op_members(x, b, from, p, c, depth, &cut);
   if (cut) rc |= shadow_buf_puts(b, ",\"truncated\":true");
   rc |= shadow_buf_putc(b, '}');
   if (rc || x->rc) {
@@ -421,22 +432,7 @@ static void explain_op(ctx_t *x, const char *op, const shadow_json_t *p,
   shadow_buf_t *b = x->ex;
   int rc = 0, cut = 0;
   rc |= shadow_buf_printf(b, "{\"kind\":\"reported\",\"op\":\"%s\",", op);
-  if (from) {
-    rc |= shadow_buf_puts(b, "\"from\":");
-    rc |= shadow_buf_json_string(b, from->data, from->len, 0);
-    rc |= shadow_buf_putc(b, ',');
-  }
-  rc |= shadow_buf_puts(b, "\"path\":");
-  rc |= shadow_buf_json_string(b, x->path.data ? x->path.data : "", x->path.len,
-                               0);
-  if (p) {
-    rc |= shadow_buf_puts(b, ",\"primary\":");
-    rc |= write_value(x, b, p, depth, &cut);
-  }
-  if (c) {
-    rc |= shadow_buf_puts(b, ",\"candidate\":");
-    rc |= write_value(x, b, c, depth, &cut);
-  }
+  rc |= op_members(x, b, from, p, c, depth, &cut);
   rc |= shadow_buf_puts(b, ",\"tried\":[");
   for (int i = 0; i < x->ntried; i++) {
     const char *name = x->rules->r[x->tried[i].rule].name;
