@@ -1,3 +1,6 @@
+/* The JSON parser (see json.h): one pass over the text into an arena,
+ * strings pointing into the source where they hold no escape, numbers kept
+ * as text with a normalized form; equality and hashing of parsed trees. */
 #include "json.h"
 
 #include <errno.h>
@@ -6,6 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* ---- arena ------------------------------------------------------------ */
 
@@ -158,9 +165,25 @@ static int oom(parser_t *ps) {
 }
 
 static inline void skip_ws(parser_t *ps) {
-  const char *p = ps->p;
-  while (p < ps->end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+  const char *p = ps->p, *end = ps->end;
+  while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) {
     p++;
+#if defined(__SSE2__)
+    /* Indentation: after a newline, a run of spaces 16 bytes at a time
+     * (pretty-printed documents are as much indentation as data). */
+    if (p[-1] == '\n')
+      while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+        unsigned sp =
+            (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(' ')));
+        if (sp != 0xFFFF) {
+          p += __builtin_ctz(~sp);
+          break;
+        }
+        p += 16;
+      }
+#endif
+  }
   ps->p = p;
 }
 
@@ -237,6 +260,24 @@ static int parse_string(parser_t *ps, const char **out, uint32_t *olen) {
   const char *p = start, *end = ps->end;
   int escaped = 0;
   for (;;) {
+#if defined(__SSE2__)
+    /* 16 bytes at a time up to the first byte that is not plain: a quote,
+     * a backslash, a control byte or a byte >= 0x80 (both below 0x20 as
+     * signed bytes). */
+    while (end - p >= 16) {
+      __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+      __m128i stop =
+          _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                                    _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+                       _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+      unsigned m = (unsigned)_mm_movemask_epi8(stop);
+      if (m) {
+        p += __builtin_ctz(m);
+        break;
+      }
+      p += 16;
+    }
+#endif
     while (p < end && plain[(unsigned char)*p])
       p++;
     if (p >= end) {
