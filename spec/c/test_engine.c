@@ -1,3 +1,5 @@
+/* The engine's record parsing, record diff, divergence records, ring
+ * log and sampling rule, checked through their C API. */
 #include "check.h"
 #include "diff.h"
 #include "divergence.h"

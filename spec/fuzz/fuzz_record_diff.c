@@ -1,3 +1,8 @@
+/* libFuzzer target for the record diff: one buffer split at a "\n====\n"
+ * line (or in half) into two HTTP responses as shadowd diff reads them,
+ * each parsed, then diffed into a divergence record, which must stay
+ * within SHADOW_DIVERGENCE_MAX_BYTES. Any crash, leak or sanitizer report
+ * fails. */
 #include "diff.h"
 #include "divergence.h"
 #include "record_parse.h"
