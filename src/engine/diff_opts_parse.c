@@ -126,84 +126,75 @@ static int read_ignore(parse_t *p, const shadow_json_t *v) {
   return 0;
 }
 
-static int read_arrays(parse_t *p, const shadow_json_t *v) {
-  static const char *const names[] = {"index", "set", "multiset"};
+typedef int (*entry_fn)(parse_t *p, const char *ptr, const shadow_json_t *v);
+
+/* A table of JSON Pointer = rule, read entry by entry in key order; shape
+ * names what each value must be, for the error. */
+static int read_table(parse_t *p, const shadow_json_t *v, const char *what,
+                      const char *shape, entry_fn fn) {
   if (!is_object(v))
-    return fail(p, "arrays must be a table of JSON Pointer = mode");
+    return fail(p, "%s must be a table of JSON Pointer = %s", what, shape);
   uint32_t *idx = sorted(v);
   if (!idx) return -ENOMEM;
   int rc = 0;
   for (uint32_t i = 0; i < v->len && !rc; i++) {
     const shadow_json_member_t *m = &v->u.members[idx[i]];
-    const shadow_json_t *mode = &m->value;
     char *ptr = shadow_bytes_dup(m->key, m->klen);
-    char *key = NULL;
     if (!ptr) {
       rc = -ENOMEM;
       break;
     }
-    int id = -1;
-    if (mode->type == SHADOW_JSON_STRING) {
-      for (int k = 0; k < 3; k++)
-        if (mode->len == strlen(names[k]) &&
-            memcmp(mode->u.str, names[k], mode->len) == 0)
-          id = k; /* SHADOW_ARRAY_INDEX, _SET, _MULTISET in order */
-    } else if (is_object(mode) && mode->len == 1 &&
-               key_is(&mode->u.members[0], "key") &&
-               mode->u.members[0].value.type == SHADOW_JSON_STRING &&
-               mode->u.members[0].value.len > 0) {
-      const shadow_json_t *k = &mode->u.members[0].value;
-      key = shadow_bytes_dup(k->u.str, k->len);
-      if (!key) {
-        free(ptr);
-        rc = -ENOMEM;
-        break;
-      }
-      id = SHADOW_ARRAY_KEY;
-    }
-    rc = id < 0 ? -EINVAL : shadow_diff_opts_array_mode(p->o, ptr, id, key);
-    if (rc == -EINVAL)
-      rc = id >= 0 && pointer_ok(ptr)
-               ? too_many(p, "arrays", ptr)
-               : fail(p,
-                      "arrays[\"%s\"] must be \"index\", \"set\", "
-                      "\"multiset\" or { key = \"field\" } under a JSON "
-                      "Pointer",
-                      ptr);
+    rc = fn(p, ptr, &m->value);
     free(ptr);
-    free(key);
   }
   free(idx);
   return rc;
 }
 
-static int read_tolerance(parse_t *p, const shadow_json_t *v) {
-  if (!is_object(v))
-    return fail(p, "tolerance must be a table of JSON Pointer = number");
-  uint32_t *idx = sorted(v);
-  if (!idx) return -ENOMEM;
-  int rc = 0;
-  for (uint32_t i = 0; i < v->len && !rc; i++) {
-    const shadow_json_member_t *m = &v->u.members[idx[i]];
-    char *ptr = shadow_bytes_dup(m->key, m->klen);
-    if (!ptr) {
-      rc = -ENOMEM;
-      break;
-    }
-    double t = m->value.type == SHADOW_JSON_NUMBER
-                   ? shadow_json_number(&m->value)
-                   : -1;
-    rc = shadow_diff_opts_tolerance(p->o, ptr, t);
-    if (rc == -EINVAL)
-      rc = t >= 0 && pointer_ok(ptr)
-               ? too_many(p, "tolerance", ptr)
-               : fail(p,
-                      "tolerance[\"%s\"] must be a number >= 0 under a JSON "
-                      "Pointer",
-                      ptr);
-    free(ptr);
+/* arrays = { [ptr] = "index" | "set" | "multiset" | { key = "field" } }. */
+static int read_array_mode(parse_t *p, const char *ptr,
+                           const shadow_json_t *mode) {
+  static const char *const names[] = {"index", "set", "multiset"};
+  char *key = NULL;
+  int id = -1;
+  if (mode->type == SHADOW_JSON_STRING) {
+    for (int k = 0; k < 3; k++)
+      if (mode->len == strlen(names[k]) &&
+          memcmp(mode->u.str, names[k], mode->len) == 0)
+        id = k; /* SHADOW_ARRAY_INDEX, _SET, _MULTISET in order */
+  } else if (is_object(mode) && mode->len == 1 &&
+             key_is(&mode->u.members[0], "key") &&
+             mode->u.members[0].value.type == SHADOW_JSON_STRING &&
+             mode->u.members[0].value.len > 0) {
+    const shadow_json_t *k = &mode->u.members[0].value;
+    key = shadow_bytes_dup(k->u.str, k->len);
+    if (!key) return -ENOMEM;
+    id = SHADOW_ARRAY_KEY;
   }
-  free(idx);
+  int rc = id < 0 ? -EINVAL : shadow_diff_opts_array_mode(p->o, ptr, id, key);
+  if (rc == -EINVAL)
+    rc = id >= 0 && pointer_ok(ptr)
+             ? too_many(p, "arrays", ptr)
+             : fail(p,
+                    "arrays[\"%s\"] must be \"index\", \"set\", "
+                    "\"multiset\" or { key = \"field\" } under a JSON "
+                    "Pointer",
+                    ptr);
+  free(key);
+  return rc;
+}
+
+/* tolerance = { [ptr] = number >= 0 }. */
+static int read_tolerance(parse_t *p, const char *ptr, const shadow_json_t *v) {
+  double t = v->type == SHADOW_JSON_NUMBER ? shadow_json_number(v) : -1;
+  int rc = shadow_diff_opts_tolerance(p->o, ptr, t);
+  if (rc == -EINVAL)
+    rc = t >= 0 && pointer_ok(ptr)
+             ? too_many(p, "tolerance", ptr)
+             : fail(p,
+                    "tolerance[\"%s\"] must be a number >= 0 under a JSON "
+                    "Pointer",
+                    ptr);
   return rc;
 }
 
@@ -351,30 +342,6 @@ static int read_time(parse_t *p, const char *ptr, const shadow_json_t *v) {
   return rc == -EINVAL ? too_many(p, "time", ptr) : rc;
 }
 
-typedef int (*entry_fn)(parse_t *p, const char *ptr, const shadow_json_t *v);
-
-/* A table of JSON Pointer = rule, read entry by entry in key order. */
-static int read_table(parse_t *p, const shadow_json_t *v, const char *what,
-                      entry_fn fn) {
-  if (!is_object(v))
-    return fail(p, "%s must be a table of JSON Pointer = rule", what);
-  uint32_t *idx = sorted(v);
-  if (!idx) return -ENOMEM;
-  int rc = 0;
-  for (uint32_t i = 0; i < v->len && !rc; i++) {
-    const shadow_json_member_t *m = &v->u.members[idx[i]];
-    char *ptr = shadow_bytes_dup(m->key, m->klen);
-    if (!ptr) {
-      rc = -ENOMEM;
-      break;
-    }
-    rc = fn(p, ptr, &m->value);
-    free(ptr);
-  }
-  free(idx);
-  return rc;
-}
-
 /* A byte count: a whole number from 0 to 2^53. */
 static int read_size(parse_t *p, const shadow_json_t *v, const char *name,
                      size_t *out) {
@@ -420,12 +387,14 @@ int shadow_diff_opts_parse(shadow_diff_opts_t *o, const char *json, size_t len,
       if (!key_is(m, sections[k])) continue;
       switch (k) {
       case 0: rc = read_ignore(&p, v); break;
-      case 1: rc = read_arrays(&p, v); break;
-      case 2: rc = read_tolerance(&p, v); break;
-      case 3: rc = read_table(&p, v, "rename", read_rename); break;
-      case 4: rc = read_table(&p, v, "coerce", read_coerce); break;
-      case 5: rc = read_table(&p, v, "mask", read_mask); break;
-      case 6: rc = read_table(&p, v, "time", read_time); break;
+      case 1: rc = read_table(&p, v, "arrays", "mode", read_array_mode); break;
+      case 2:
+        rc = read_table(&p, v, "tolerance", "number", read_tolerance);
+        break;
+      case 3: rc = read_table(&p, v, "rename", "rule", read_rename); break;
+      case 4: rc = read_table(&p, v, "coerce", "rule", read_coerce); break;
+      case 5: rc = read_table(&p, v, "mask", "rule", read_mask); break;
+      case 6: rc = read_table(&p, v, "time", "rule", read_time); break;
       case 7:
         rc = read_size(&p, v, "diff_bytes", &n);
         if (!rc) shadow_diff_opts_set_diff_bytes(o, n);

@@ -504,49 +504,50 @@ static void prom_verdicts(const shadow_stats_t *s, shadow_buf_t *out,
                     slo->max_latency_ratio);
 }
 
-/* capture's counters and its sink's, under shadow_capture_*. */
-static void prom_capture(const shadow_stats_t *s, shadow_buf_t *out) {
+/* A sink writer's status under prefix_errors_total{reason},
+ * prefix_lines_total, prefix_dropped_total and prefix_rotations_total;
+ * file names the config key and what names what a line holds. */
+static void prom_sink_status(shadow_buf_t *out, shadow_sink_t *sink,
+                             const char *prefix, const char *file,
+                             const char *what) {
   shadow_sink_status_t st;
   memset(&st, 0, sizeof(st));
-  if (s->capture_sink) shadow_sink_status(s->capture_sink, &st);
+  if (sink) shadow_sink_status(sink, &st);
+  shadow_buf_printf(out,
+                    "# HELP %s_errors_total Failures of the %s sink, by "
+                    "reason.\n# TYPE %s_errors_total counter\n",
+                    prefix, file, prefix);
+  for (int i = 0; i < SHADOW_SINK_ERR_COUNT; i++)
+    shadow_buf_printf(out, "%s_errors_total{reason=\"%s\"} %llu\n", prefix,
+                      shadow_sink_error_names[i],
+                      (unsigned long long)st.errors[i]);
+  char name[64], help[128];
+  snprintf(name, sizeof(name), "%s_lines_total", prefix);
+  snprintf(help, sizeof(help), "%s written to %s.", what, file);
+  prom_scalar(out, name, "counter", help, st.lines);
+  snprintf(name, sizeof(name), "%s_dropped_total", prefix);
+  snprintf(help, sizeof(help), "%s that did not reach %s.", what, file);
+  prom_scalar(out, name, "counter", help, st.dropped);
+  snprintf(name, sizeof(name), "%s_rotations_total", prefix);
+  snprintf(help, sizeof(help), "Rotations of %s.", file);
+  prom_scalar(out, name, "counter", help, st.rotations);
+}
+
+/* capture's counters and its sink's, under shadow_capture_*. */
+static void prom_capture(const shadow_stats_t *s, shadow_buf_t *out) {
   prom_scalar(out, "shadow_captured_total", "counter",
               "Exchanges handed to the capture file's writer.", s->captured);
   prom_family(out, "shadow_capture_skipped_total",
               "Exchanges chosen for capture that were not written, by "
               "reason.",
               "reason", s->capture_skipped);
-  shadow_buf_puts(out, "# HELP shadow_capture_errors_total Failures of the "
-                       "capture.file sink, by reason.\n"
-                       "# TYPE shadow_capture_errors_total counter\n");
-  for (int i = 0; i < SHADOW_SINK_ERR_COUNT; i++)
-    shadow_buf_printf(out, "shadow_capture_errors_total{reason=\"%s\"} %llu\n",
-                      shadow_sink_error_names[i],
-                      (unsigned long long)st.errors[i]);
-  prom_scalar(out, "shadow_capture_lines_total", "counter",
-              "Exchanges written to capture.file.", st.lines);
-  prom_scalar(out, "shadow_capture_dropped_total", "counter",
-              "Exchanges that did not reach capture.file.", st.dropped);
-  prom_scalar(out, "shadow_capture_rotations_total", "counter",
-              "Rotations of capture.file.", st.rotations);
+  prom_sink_status(out, s->capture_sink, "shadow_capture", "capture.file",
+                   "Exchanges");
 }
 
 static void prom_sink(const shadow_stats_t *s, shadow_buf_t *out) {
-  shadow_sink_status_t st;
-  memset(&st, 0, sizeof(st));
-  if (s->sink) shadow_sink_status(s->sink, &st);
-  shadow_buf_puts(out, "# HELP shadow_sink_errors_total Failures of the "
-                       "log.file sink, by reason.\n"
-                       "# TYPE shadow_sink_errors_total counter\n");
-  for (int i = 0; i < SHADOW_SINK_ERR_COUNT; i++)
-    shadow_buf_printf(out, "shadow_sink_errors_total{reason=\"%s\"} %llu\n",
-                      shadow_sink_error_names[i],
-                      (unsigned long long)st.errors[i]);
-  prom_scalar(out, "shadow_sink_lines_total", "counter",
-              "Divergence records written to log.file.", st.lines);
-  prom_scalar(out, "shadow_sink_dropped_total", "counter",
-              "Divergence records that did not reach log.file.", st.dropped);
-  prom_scalar(out, "shadow_sink_rotations_total", "counter",
-              "Rotations of log.file.", st.rotations);
+  prom_sink_status(out, s->sink, "shadow_sink", "log.file",
+                   "Divergence records");
   if (s->signatures) {
     prom_scalar(out, "shadow_signatures", "gauge",
                 "Divergence signatures kept.",
