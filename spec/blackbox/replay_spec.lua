@@ -80,14 +80,6 @@ local function config_text(addr, primary, candidate, capture_path, extra)
   }, "\n") .. "\n"
 end
 
-local function lines_of(path)
-  local out = {}
-  for line in (process.read_file(path) or ""):gmatch("([^\n]*)\n") do
-    out[#out + 1] = line
-  end
-  return out
-end
-
 -- The directory of case id under dir ("<id>-<route and path>").
 local function case_dir(dir, id)
   local prefix = ("%04d-"):format(id)
@@ -167,7 +159,7 @@ describe("capture and replay", function()
                               "replay-secret", "cookie-secret", "json-token" }) do
       assert.is_nil(text:find(secret, 1, true), secret .. " in the capture")
     end
-    local lines = lines_of(capture)
+    local lines = process.read_lines(capture)
     assert.equal(TOTAL, #lines)
     local seen = { users = 0, orders = 0, chunked = 0, large = 0 }
     for _, line in ipairs(lines) do
@@ -228,7 +220,7 @@ describe("capture and replay", function()
     assert.matches("GET /api/users/:id", err, 1, true)
     assert.matches("body:/name", err, 1, true)
     -- One divergence record a line, with where it came from.
-    local records = lines_of(out)
+    local records = process.read_lines(out)
     assert.equal(N_USERS + N_ORDERS, #records)
     for _, line in ipairs(records) do
       local r = json.decode(line)
@@ -271,7 +263,7 @@ describe("capture and replay", function()
   end)
 
   it("names damaged lines by number, skips them, exit 2 only when nothing is read", function()
-    local lines = lines_of(capture)
+    local lines = process.read_lines(capture)
     lines[3] = lines[3]:sub(1, math.floor(#lines[3] / 2))        -- truncated
     lines[7] = "this is not json"                     -- corrupt
     lines[11] = lines[11]:gsub('"v":1', '"v":9', 1)   -- a version it does not know
@@ -361,7 +353,7 @@ describe("capture and replay", function()
     local code, _, err = run{ "replay", "--config", cfg_bad, "--rate", "0.2",
                               "--fixtures", fx, "--out", out, capture }
     assert.equal(1, code, err)
-    local records = lines_of(out)
+    local records = process.read_lines(out)
     assert.is_true(#records > 0 and #records < N_USERS + N_ORDERS, #records)
     local r = json.decode(records[1])
     local field = r.route == "POST /api/orders" and "/total" or "/name"
@@ -422,8 +414,8 @@ describe("replay with --primary", function()
     code, _, err = run{ "replay", "--config", cfg, "--primary", ng:url("primary"),
                         "--record", rec, capture }
     assert.equal(0, code, err)
-    assert.equal(30, #lines_of(rec))
-    assert.equal(1, json.decode(lines_of(rec)[1]).v)
+    assert.equal(30, #process.read_lines(rec))
+    assert.equal(1, json.decode(process.read_lines(rec)[1]).v)
   end)
 end)
 

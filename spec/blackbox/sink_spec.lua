@@ -36,20 +36,13 @@ local function send(d, from, to)
   end
 end
 
-local function lines_of(path)
-  local out = {}
-  for line in (process.read_file(path) or ""):gmatch("([^\n]*)\n") do
-    out[#out + 1] = line
-  end
-  return out
-end
-
--- Waits until the sink has written n lines in all; returns /stats.
-local function wait_lines(d, n)
+-- Waits until the sink's counter (default "lines") reaches n; returns
+-- /stats.
+local function wait_sink(d, n, counter)
   local s
   port.wait_until(function()
     s = d:stats()
-    return s.sink and s.sink.lines >= n
+    return s.sink and s.sink[counter or "lines"] >= n
   end, 10, 0.05)
   return s
 end
@@ -63,7 +56,7 @@ describe("the NDJSON sink", function()
     local path = dir .. "/d.ndjson"
     local d = start(stop, ("{ file = %q, max_bytes = 20000, keep = 2 }"):format(path))
     send(d, 1, 100)
-    local s = wait_lines(d, 100)
+    local s = wait_sink(d, 100)
     assert.equal(100, s.sink.lines)
     assert.equal(0, s.sink.dropped)
     assert.is_true(s.sink.rotations >= 3, json.encode(s.sink))
@@ -73,7 +66,7 @@ describe("the NDJSON sink", function()
     for _, f in ipairs({ path .. ".2", path .. ".1", path }) do
       local text = assert(process.read_file(f), f)
       assert.is_true(#text <= 20000, f .. " is " .. #text .. " bytes")
-      for _, line in ipairs(lines_of(f)) do
+      for _, line in ipairs(process.read_lines(f)) do
         ids[#ids + 1] = json.decode(line).id
       end
     end
@@ -91,13 +84,13 @@ describe("the NDJSON sink", function()
     local path = dir .. "/d.ndjson"
     local d = start(stop, ("{ file = %q }"):format(path))
     send(d, 1, 10)
-    wait_lines(d, 10)
+    wait_sink(d, 10)
     assert(os.rename(path, path .. ".old"))
     d.proc:kill(signal.SIGUSR1)
     port.wait_until(function() return d:stats().sink.reopens >= 1 end, 10, 0.05)
     send(d, 11, 15)
-    wait_lines(d, 15)
-    local old, new = lines_of(path .. ".old"), lines_of(path)
+    wait_sink(d, 15)
+    local old, new = process.read_lines(path .. ".old"), process.read_lines(path)
     assert.equal(10, #old)
     assert.equal(5, #new)
     assert.equal(11, json.decode(new[1]).id)
@@ -109,11 +102,7 @@ describe("the NDJSON sink", function()
     finally(stop.run)
     local d = start(stop, '{ file = "/dev/full" }')
     send(d, 1, 20)
-    local s
-    port.wait_until(function()
-      s = d:stats()
-      return s.sink.dropped >= 20
-    end, 10, 0.05)
+    local s = wait_sink(d, 20, "dropped")
     assert.equal(0, s.sink.lines)
     assert.is_true(s.sink.errors.write >= 1)
     assert.matches("No space left on device", s.sink.last_error.message)
@@ -134,11 +123,7 @@ describe("the NDJSON sink", function()
     finally(stop.run)
     local d = start(stop, '{ file = "/nonexistent-dir/sub/d.ndjson" }')
     send(d, 1, 3)
-    local s
-    port.wait_until(function()
-      s = d:stats()
-      return s.sink.dropped >= 3
-    end, 10, 0.05)
+    local s = wait_sink(d, 3, "dropped")
     assert.is_false(s.sink.open)
     assert.is_true(s.sink.errors.open >= 1)
     assert.matches("cannot open /nonexistent%-dir/sub/d.ndjson: No such file",
@@ -170,7 +155,7 @@ describe("the NDJSON sink", function()
     assert.is_true(s.sink.errors.write >= 1)
     assert.matches("No space left on device", s.sink.last_error.message)
     -- Every line on disk is a whole record.
-    for _, line in ipairs(lines_of(path)) do
+    for _, line in ipairs(process.read_lines(path)) do
       assert.is_table(json.decode(line))
     end
     -- Room again (what logrotate would do): the next records are written.
@@ -180,6 +165,6 @@ describe("the NDJSON sink", function()
     send(d, 121, 125)
     port.wait_until(function() return d:stats().sink.lines >= before + 5 end,
                     10, 0.05)
-    assert.equal(5, #lines_of(path))
+    assert.equal(5, #process.read_lines(path))
   end)
 end)

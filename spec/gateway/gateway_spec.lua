@@ -228,10 +228,10 @@ describe("the gateway example config", function()
 end)
 
 describe("the gateway with a candidate that takes 1 s", function()
-  it("never holds the client's keep-alive connection, and compares later",
-     function()
-    local stop = cleanup.new()
-    finally(stop.run)
+  -- A fast primary, a candidate that answers after 1 s, and the gateway
+  -- with a candidate timeout above that; both stopped by stop. Returns
+  -- the gateway and the backends.
+  local function start_slow(stop)
     local ng = stop.add(nginx.start{ servers = {
       primary = [[ location / { return 200 "fast\n"; } ]],
       candidate = [[ location / {
@@ -241,6 +241,14 @@ describe("the gateway with a candidate that takes 1 s", function()
                                        candidate = ng.ports.candidate,
                                        change = { { "timeout_ms = 1000",
                                                     "timeout_ms = 3000" } } })
+    return gw, ng
+  end
+
+  it("never holds the client's keep-alive connection, and compares later",
+     function()
+    local stop = cleanup.new()
+    finally(stop.run)
+    local gw = start_slow(stop)
     local c = assert(http.connect(gw.port))
     local t0 = socket.gettime()
     for i = 1, 20 do
@@ -265,15 +273,7 @@ describe("the gateway with a candidate that takes 1 s", function()
      function()
     local stop = cleanup.new()
     finally(stop.run)
-    local ng = stop.add(nginx.start{ servers = {
-      primary = [[ location / { return 200 "fast\n"; } ]],
-      candidate = [[ location / {
-        content_by_lua_block { ngx.sleep(1) ngx.print("slow\n") }
-      } ]] } })
-    local gw = stop.add(gateway.start{ primary = ng.ports.primary,
-                                       candidate = ng.ports.candidate,
-                                       change = { { "timeout_ms = 1000",
-                                                    "timeout_ms = 3000" } } })
+    local gw, ng = start_slow(stop)
     local before = gw:pids()
     for i = 1, 10 do
       local res = assert(http.get(gw.port, "/r" .. i, headers_of("r" .. i)))

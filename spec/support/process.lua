@@ -37,6 +37,16 @@ function M.read_file(path)
   return s
 end
 
+-- The newline-terminated lines of path (none when it is missing); a last
+-- line without its newline is left out, as a writer may be mid-line.
+function M.read_lines(path)
+  local out = {}
+  for line in (M.read_file(path) or ""):gmatch("([^\n]*)\n") do
+    out[#out + 1] = line
+  end
+  return out
+end
+
 function M.write_file(path, text)
   local f = assert(io.open(path, "wb"))
   f:write(text)
