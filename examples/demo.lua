@@ -83,6 +83,6 @@ return {
   },
   log = { capacity = 1000 },
   -- Every exchange recorded too (in the directory shadowd runs in), for
-  -- `shadowd replay` (README, "Capture and replay").
+  -- `shadowd replay` (docs/capture-replay.md).
   capture = { file = "capture.ndjson", rate = 1.0 },
 }

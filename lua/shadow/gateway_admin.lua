@@ -1,7 +1,7 @@
--- The gateway's admin answers, in the daemon's shapes and names (DESIGN.md,
--- src/telemetry/stats_render.c): /divergences, /stats with the verdict
--- overall and per route, and /metrics in Prometheus text. Pure rendering
--- from a store snapshot; gateway.lua serves them.
+-- The gateway's admin answers, in the shapes and names of shadowd's admin
+-- API (src/telemetry/stats_render.c): /divergences, /stats with the
+-- verdict overall and per route, and /metrics in Prometheus text. Pure
+-- rendering from a store snapshot; gateway.lua serves them.
 local cjson = require "cjson"
 local store_mod = require "shadow.gateway_store"
 local verdict = require("shadow.verdict").verdict

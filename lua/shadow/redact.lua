@@ -1,4 +1,4 @@
--- Redaction of header values in records, as DESIGN.md says: a value is
+-- Redaction of header values in records, as the daemon does it: a value is
 -- replaced by "[redacted sha256:<first 8 hex>]", so equal secrets still
 -- compare equal and no secret reaches a record. SHA-256 is OpenSSL's,
 -- through the FFI: inside nginx libcrypto is already loaded (ffi.C has

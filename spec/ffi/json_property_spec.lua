@@ -1,5 +1,5 @@
--- The property of DESIGN.md: applying body.diffs as a JSON Patch to the
--- primary gives the candidate; a document against a reshuffled, respelled
+-- The property docs/diff.md states: applying body.diffs as a JSON Patch to
+-- the primary gives the candidate; a document against a reshuffled, respelled
 -- copy of itself gives no diff. Thousands of random pairs through the FFI,
 -- then arrays of up to 1000 elements with inserts, deletes and moves at
 -- random places, where one such edit is at most two ops; and the rules for

@@ -128,8 +128,8 @@ static int count_rule(const merged_t *m, size_t n, int rule) {
   return k;
 }
 
-/* The snippet is a Lua chunk returning the proposed rules, as DESIGN.md
- * says: a config can load it (dofile) and take its tables, or a person can
+/* The snippet is a Lua chunk returning the proposed rules, so that
+ * a config can load it (dofile) and take its tables, or a person can
  * paste its fields. */
 static void snippet(shadow_buf_t *out, const merged_t *m, size_t n) {
   int h = count_rule(m, n, RULE_HEADER), j = count_rule(m, n, RULE_JSON);
