@@ -25,7 +25,7 @@ local LOG_FORMAT = [[
     '"ssl_protocol":"$ssl_protocol","connection":"$connection"}';
 ]]
 
-local function render(dir, servers, ports, http_extra, tls)
+local function render(dir, servers, ports, http_extra, tls, addr)
   local parts = {
     ("load_module %s/ndk_http_module.so;"):format(M.modules),
     ("load_module %s/ngx_http_lua_module.so;"):format(M.modules),
@@ -52,9 +52,9 @@ local function render(dir, servers, ports, http_extra, tls)
     local t = tls and tls[name]
     local ssl = t and ("    ssl_certificate %s;\n    ssl_certificate_key %s;\n"
       .. "%s"):format(t.cert, t.key, t.extra or "") or ""
-    parts[#parts + 1] = ("  server {\n    listen 127.0.0.1:%d%s;\n"
+    parts[#parts + 1] = ("  server {\n    listen %s:%d%s;\n"
       .. "    access_log %s/%s.access.log spec;\n%s%s\n  }")
-      :format(ports[name], t and " ssl" or "", dir, name, ssl, body)
+      :format(addr, ports[name], t and " ssl" or "", dir, name, ssl, body)
   end
   parts[#parts + 1] = "}"
   return table.concat(parts, "\n") .. "\n"
@@ -62,23 +62,30 @@ end
 
 -- start{ servers = { name = "location ... { ... }", ... }, http = "...",
 --        tls = { name = { cert = path, key = path, extra = "..." } } }: a
--- name in tls listens with TLS, with that certificate.
+-- name in tls listens with TLS, with that certificate. addr = "127.0.0.2"
+-- listens on another loopback address (default 127.0.0.1); ports = { name
+-- = N } takes port N instead of a free one (the same port on two
+-- addresses).
 -- Returns an instance with .ports[name], :url(name), :requests(name),
 -- :wait_requests(name, n), :stop().
 function M.start(opts)
   local dir = process.tmpdir("shadow-nginx")
   local ports = {}
-  for name in pairs(opts.servers) do ports[name] = port.free() end
+  local addr = opts.addr or "127.0.0.1"
+  for name in pairs(opts.servers) do
+    ports[name] = opts.ports and opts.ports[name] or port.free()
+  end
   local conf = dir .. "/nginx.conf"
   process.write_file(conf, render(dir, opts.servers, ports, opts.http,
-                                  opts.tls))
+                                  opts.tls, addr))
   local proc = process.spawn({ M.binary, "-p", dir .. "/", "-c", conf,
                                "-e", dir .. "/error.log" },
                              { stdout = dir .. "/stdout",
                                stderr = dir .. "/stderr" })
-  local self = setmetatable({ dir = dir, ports = ports, proc = proc }, Nginx)
+  local self = setmetatable({ dir = dir, ports = ports, proc = proc,
+                              addr = addr }, Nginx)
   for name, p in pairs(ports) do
-    local ok, err = port.wait(p, 10, proc)
+    local ok, err = port.wait(p, 10, proc, addr)
     if not ok then
       local log = process.read_file(dir .. "/error.log") or ""
       self:stop()
@@ -89,7 +96,7 @@ function M.start(opts)
 end
 
 function Nginx:url(name)
-  return "http://127.0.0.1:" .. assert(self.ports[name], name)
+  return ("http://%s:%d"):format(self.addr, assert(self.ports[name], name))
 end
 
 -- Every request the named server logged so far, oldest first.

@@ -77,7 +77,9 @@ end
 -- start(opts): opts as for config(), or opts.text = function(addr)
 -- returning the whole config given addr.listen and addr.admin; opts.args
 -- adds command-line arguments; opts.files = { [name] = text } are written
--- beside the config first (modules it requires).
+-- beside the config first (modules it requires); opts.hosts = path runs
+-- shadowd in a private mount namespace where that file is /etc/hosts
+-- (root and util-linux's unshare; see M.private_hosts_works).
 function M.start(opts)
   local bin = M.binary()
   local dir = process.tmpdir("shadow-daemon")
@@ -98,6 +100,12 @@ function M.start(opts)
   local conf = dir .. "/shadow.lua"
   process.write_file(conf, text)
   local argv = { bin, "--config", conf }
+  if opts.hosts then
+    -- unshare and sh exec in turn, so the pid is shadowd's own.
+    argv = { "unshare", "--mount", "sh", "-c",
+             'mount --bind "$0" /etc/hosts && exec "$@"', opts.hosts,
+             bin, "--config", conf }
+  end
   for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = a end
   local proc = process.spawn(argv,
     { stdout = dir .. "/stdout", stderr = dir .. "/stderr", cwd = dir })
@@ -113,6 +121,23 @@ function M.start(opts)
     end
   end
   return self
+end
+
+-- Whether opts.hosts can work here: nil and the reason when not root, or
+-- when the kernel refuses a mount namespace or the bind mount.
+function M.private_hosts_works()
+  if unistd.geteuid() ~= 0 then return nil, "not root" end
+  local dir = process.tmpdir("shadow-hosts")
+  process.write_file(dir .. "/hosts", "127.0.0.1 localhost\n")
+  local ok, code, out, err = pcall(process.run, { "unshare", "--mount", "sh",
+    "-c", 'mount --bind "$0" /etc/hosts', dir .. "/hosts" }, nil, 10)
+  process.rmdir(dir)
+  if not ok then return nil, "unshare: " .. tostring(code) end
+  if code ~= 0 then
+    return nil, ("unshare --mount and a bind mount on /etc/hosts refused: %s%s")
+      :format(out, err)
+  end
+  return true
 end
 
 function Daemon:log() return self.output or self.proc:output() end

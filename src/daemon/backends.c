@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
+
 struct shadow_backend_s {
   struct shadow_backend_s *next;
   int refs;
@@ -55,6 +57,7 @@ static char *signature(const char *url, const shadow_upstream_opts_t *o) {
                     t->server_name ? t->server_name : "",
                     t->cert_file ? t->cert_file : "",
                     t->key_file ? t->key_file : "", "", t->verify);
+  shadow_buf_printf(&s, "%llu|", (unsigned long long)o->resolve_ms);
   shadow_buf_printf(&s, "%s|%s|%llu|%llu|%llu|%llu|%zu|%zu|%zu|%zu", url,
                     o->host ? o->host : "", (unsigned long long)o->timeout_ms,
                     (unsigned long long)o->connect_timeout_ms,
@@ -62,6 +65,13 @@ static char *signature(const char *url, const shadow_upstream_opts_t *o) {
                     (unsigned long long)o->idle_timeout_ms, o->max_connections,
                     o->max_idle, o->header_bytes, o->body_keep);
   return shadow_buf_steal(&s, NULL);
+}
+
+/* The resolver's lines (a lookup that failed, an address skipped), from
+ * whichever loop owns the pool. */
+static void backend_log(void *ud, const char *msg) {
+  (void)ud;
+  shadow_log_warn("%s", msg);
 }
 
 /* max_idle_floor: idle connections the pool keeps at least (0: its own
@@ -74,6 +84,7 @@ static int backend_get(shadow_backends_t *r, const shadow_backend_cfg_t *cfg,
   shadow_upstream_opts_t o;
   shadow_backend_upstream_opts(cfg, limits, &o);
   if (o.max_idle && max_idle_floor > o.max_idle) o.max_idle = max_idle_floor;
+  o.log = backend_log;
   char *sig = signature(cfg->url, &o);
   if (!sig) return -ENOMEM;
   for (shadow_backend_t *b = r->list; b; b = b->next)

@@ -67,13 +67,21 @@ static void usage(FILE *f) {
 static const char *backend_desc(const shadow_backend_cfg_t *b, char *buf,
                                 size_t n) {
   const shadow_upstream_opts_t *o = &b->opts;
+  char resolve[64] = "";
+  if (b->kind == SHADOW_BACKEND_HTTP && shadow_upstream_url_has_name(b->url)) {
+    if (o->resolve_ms)
+      snprintf(resolve, sizeof(resolve), ", resolved every %llu ms",
+               (unsigned long long)o->resolve_ms);
+    else
+      snprintf(resolve, sizeof(resolve), ", resolved at load only");
+  }
   if (b->kind == SHADOW_BACKEND_HTTP)
     snprintf(buf, n,
-             "%s (connect %llu ms, head %llu ms, between reads %llu ms%s%s)",
+             "%s (connect %llu ms, head %llu ms, between reads %llu ms%s%s%s)",
              b->url, (unsigned long long)o->connect_timeout_ms,
              (unsigned long long)o->timeout_ms,
              (unsigned long long)o->read_timeout_ms, b->host ? ", Host " : "",
-             b->host ? b->host : "");
+             b->host ? b->host : "", resolve);
   else if (b->kind == SHADOW_BACKEND_LUA)
     snprintf(buf, n, "an in-process Lua function");
   else

@@ -346,6 +346,7 @@ static int read_backend(reader_t *r, const char *name,
                                        "idle_timeout_ms",
                                        "max_connections",
                                        "max_idle",
+                                       "resolve_ms",
                                        "tls",
                                        NULL};
     rc |= opt_string(r, bt, path, "kind", &kind);
@@ -369,6 +370,7 @@ static int read_backend(reader_t *r, const char *name,
       rc |=
           opt_size(r, bt, path, "max_connections", 0, 1e6, &o->max_connections);
       rc |= opt_size(r, bt, path, "max_idle", 0, 1e6, &o->max_idle);
+      rc |= opt_u64(r, bt, path, "resolve_ms", 0, 86400e3, &o->resolve_ms);
       if (rc == 0) rc = read_tls(r, bt, name, b);
       if (!b->url) rc = fail(r, "%s has no url", name);
     }

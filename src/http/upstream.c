@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "resolver.h"
 #include "response_parse.h"
 #include "stream.h"
 
@@ -79,6 +80,7 @@ struct shadow_upstream_leg_s {
   int head;
   int idempotent;
   int retried;
+  size_t connects; /* connections opened for it: one per address tried */
   int writes;      /* uv_writes in flight that point into wire */
   int dead;        /* ended while a write was in flight: free on its cb */
   int streaming;   /* more body follows start() */
@@ -102,7 +104,8 @@ struct conn_s {
   shadow_stream_t s; /* plain or TLS */
   uv_timer_t timer;  /* connect, response head, read, or idle timeout */
   uv_connect_t connect;
-  link_t link; /* in busy or idle */
+  struct sockaddr_storage addr; /* the address of the name it went to */
+  link_t link;                  /* in busy or idle */
   shadow_upstream_t *u;
   leg_t *leg;     /* the leg in flight */
   leg_t *writing; /* whose wire the pending uv_write reads */
@@ -122,7 +125,9 @@ struct shadow_upstream_s {
   char *host;            /* the Host header when the client sent none */
   char *base;            /* path prefix without a trailing slash */
   size_t base_len;
-  struct sockaddr_storage addr;
+  shadow_resolver_t *res;                 /* the host's addresses */
+  void (*log)(void *ud, const char *msg); /* the resolver's lines */
+  void *log_ud;
   link_t busy, idle, queue, deferred, freelist;
   size_t nidle, nconns, nqueued, nfree, pending;
   uint64_t queue_due;
@@ -156,6 +161,9 @@ void shadow_upstream_opts_default(shadow_upstream_opts_t *o) {
   o->host = NULL;
   memset(&o->tls, 0, sizeof(o->tls));
   o->tls.verify = 1;
+  o->resolve_ms = 30000;
+  o->log = NULL;
+  o->log_ud = NULL;
 }
 
 /* Zero timeouts and limits mean "the default": a backend without any
@@ -403,6 +411,31 @@ static void on_write(shadow_stream_t *st, int status) {
   if (leg->streaming) leg_wrote(leg);
 }
 
+static void connect_leg(shadow_upstream_t *u, leg_t *leg,
+                        const struct sockaddr *after);
+
+/* Connecting failed (refused, unreachable, the connect timeout): the
+ * address is skipped for a while, and the leg tries the name's next one
+ * while its deadline allows, as nginx's proxy_next_upstream error
+ * timeout does with a name's addresses. Nothing was sent yet, so any
+ * request may go again. */
+static void conn_connect_failed(conn_t *conn, int reason, const char *why) {
+  shadow_upstream_t *u = conn->u;
+  u->stats.connect_failures++;
+  shadow_resolver_failed(u->res, (const struct sockaddr *)&conn->addr, why);
+  struct sockaddr_storage failed = conn->addr;
+  leg_t *leg = conn_detach(conn);
+  conn_close(conn);
+  if (leg && !u->closing && leg->connects < shadow_resolver_count(u->res) &&
+      remaining(u, leg) > 0) {
+    u->stats.failovers++;
+    connect_leg(u, leg, (const struct sockaddr *)&failed);
+  } else if (leg) {
+    fail(leg, reason);
+  }
+  pump(u);
+}
+
 static void conn_send(conn_t *conn) {
   leg_t *leg = conn->leg;
   if (!leg->wire.len) return;
@@ -425,6 +458,13 @@ static void on_timer(uv_timer_t *t) {
     return;
   }
   if (conn->state == CLOSING || !conn->leg) return;
+  /* The connect timeout proper (the head deadline still runs): the
+   * address is as good as unreachable. */
+  if (conn->state == CONNECTING && !conn->handshaking &&
+      remaining(u, conn->leg) > 0) {
+    conn_connect_failed(conn, SHADOW_UPSTREAM_TIMEOUT, "connect timed out");
+    return;
+  }
   leg_t *leg = conn_detach(conn);
   conn_close(conn);
   /* A server that takes the connection but never finishes the handshake
@@ -492,6 +532,11 @@ static void conn_idle(conn_t *conn) {
   shadow_upstream_t *u = conn->u;
   if (u->opts.max_connections && u->nconns > u->opts.max_connections) {
     conn_close(conn); /* the cap was lowered: shrink to it */
+    return;
+  }
+  if (!shadow_resolver_has(u->res, (const struct sockaddr *)&conn->addr)) {
+    conn_close(conn); /* the name no longer points there */
+    pump(u);
     return;
   }
   if (!list_empty(&u->queue)) {
@@ -674,12 +719,10 @@ static void on_connect(uv_connect_t *c, int status) {
   shadow_upstream_t *u = conn->u;
   if (conn->state == CLOSING) return;
   if (status < 0) {
-    leg_t *leg = conn_detach(conn);
-    conn_close(conn);
-    if (leg) fail(leg, SHADOW_UPSTREAM_REFUSED);
-    pump(u);
+    conn_connect_failed(conn, SHADOW_UPSTREAM_REFUSED, uv_strerror(status));
     return;
   }
+  shadow_resolver_succeeded(u->res, (const struct sockaddr *)&conn->addr);
   uv_tcp_nodelay(&conn->s.tcp, 1);
   if (!u->tls) {
     conn_ready(conn);
@@ -695,7 +738,15 @@ static void on_connect(uv_connect_t *c, int status) {
   }
 }
 
-static int conn_open(shadow_upstream_t *u, leg_t *leg) {
+/* A connection for leg to the name's next address (after the one that
+ * just failed, if any), which *tried is set to. */
+static int conn_open(shadow_upstream_t *u, leg_t *leg,
+                     const struct sockaddr *after,
+                     struct sockaddr_storage *tried) {
+  leg->connects++; /* every try counts, so the failover loop ends */
+  struct sockaddr_storage addr;
+  shadow_resolver_pick(u->res, after, &addr);
+  *tried = addr; /* after may point at *tried: read first */
   conn_t *conn = calloc(1, sizeof(*conn));
   if (!conn) return -ENOMEM;
   int rc = shadow_stream_init(u->loop, &conn->s, conn);
@@ -714,14 +765,37 @@ static int conn_open(shadow_upstream_t *u, leg_t *leg) {
   u->nconns++;
   u->handles++;
   u->stats.connects++;
+  conn->addr = addr;
   conn_bind(conn, leg);
   rc = uv_tcp_connect(&conn->connect, &conn->s.tcp,
-                      (const struct sockaddr *)&u->addr, on_connect);
+                      (const struct sockaddr *)&conn->addr, on_connect);
   if (rc < 0) {
+    /* No route, no such family here (an IPv6 address on a host without
+     * IPv6): as good as refused. */
+    u->stats.connect_failures++;
+    shadow_resolver_failed(u->res, (const struct sockaddr *)&conn->addr,
+                           uv_strerror(rc));
     conn_detach(conn);
     conn_close(conn);
   }
   return rc;
+}
+
+/* A new connection for leg, on the first of the name's addresses that
+ * takes a connect; the rest of the failover is conn_connect_failed's. */
+static void connect_leg(shadow_upstream_t *u, leg_t *leg,
+                        const struct sockaddr *after) {
+  struct sockaddr_storage last;
+  for (;;) {
+    int rc = conn_open(u, leg, after, &last);
+    if (rc == 0) return;
+    after = (const struct sockaddr *)&last;
+    if (rc == -ENOMEM || leg->connects >= shadow_resolver_count(u->res)) {
+      fail(leg, SHADOW_UPSTREAM_REFUSED);
+      return;
+    }
+    u->stats.failovers++;
+  }
 }
 
 /* ---- scheduling -------------------------------------------------------- */
@@ -781,8 +855,8 @@ static void dispatch(shadow_upstream_t *u, leg_t *leg, int front) {
     return;
   }
   if (has_slot(u)) {
-    int rc = conn_open(u, leg);
-    if (rc < 0) fail(leg, SHADOW_UPSTREAM_REFUSED);
+    leg->connects = 0;
+    connect_leg(u, leg, NULL);
     return;
   }
   enqueue(u, leg, front);
@@ -1207,6 +1281,39 @@ int shadow_upstream_url_check(const char *url, char **err) {
   return rc;
 }
 
+/* The set of addresses changed: pooled connections to an address that
+ * went away are closed (busy ones when they finish, in conn_idle); those
+ * to addresses that stayed are kept warm. */
+static void on_addresses(void *ud) {
+  shadow_upstream_t *u = ud;
+  u->stats.address_changes++;
+  link_t *e = u->idle.next;
+  while (e != &u->idle) {
+    conn_t *conn = CONTAINER(e, conn_t, link);
+    e = e->next;
+    if (!shadow_resolver_has(u->res, (const struct sockaddr *)&conn->addr))
+      conn_close(conn);
+  }
+}
+
+static void on_resolver_log(void *ud, const char *msg) {
+  shadow_upstream_t *u = ud;
+  if (u->log) u->log(u->log_ud, msg);
+}
+
+int shadow_upstream_url_has_name(const char *url) {
+  char *host = NULL, *hostport = NULL, *port = NULL, *base = NULL;
+  int tls;
+  if (!url || parse_url(url, &host, &hostport, &port, &base, &tls, NULL))
+    return 0;
+  int named = !shadow_resolver_is_numeric(host);
+  free(host);
+  free(hostport);
+  free(port);
+  free(base);
+  return named;
+}
+
 /* Takes a copy of opts->host, which the caller may free afterwards. */
 static int apply_opts(shadow_upstream_t *u, const shadow_upstream_opts_t *o) {
   char *host = o && o->host ? strdup(o->host) : NULL;
@@ -1240,31 +1347,34 @@ int shadow_upstream_new(uv_loop_t *loop, const char *url,
     rc = shadow_tls_client_ctx(&t, &tls_ctx, err);
     if (rc) goto out;
   }
-  struct addrinfo hints;
-  memset(&hints, 0, sizeof(hints));
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  uv_getaddrinfo_t gai;
-  /* Resolved once, synchronously: it happens at config load, not per
-   * request, and a backend that moves is a config change. */
-  rc = uv_getaddrinfo(loop, &gai, NULL, host, port, &hints);
-  shadow_upstream_t *u = NULL;
-  if (rc < 0 || !gai.addrinfo) {
-    set_err(err, "%s: cannot resolve: %s", url, uv_strerror(rc));
-    rc = -EINVAL;
-    goto out;
-  }
-  u = calloc(1, sizeof(*u));
+  shadow_upstream_t *u = calloc(1, sizeof(*u));
   if (!u || apply_opts(u, opts) != 0) {
-    uv_freeaddrinfo(gai.addrinfo);
     if (err) *err = strdup("out of memory");
     free(u);
     u = NULL;
     rc = -ENOMEM;
     goto out;
   }
-  memcpy(&u->addr, gai.addrinfo->ai_addr, gai.addrinfo->ai_addrlen);
-  uv_freeaddrinfo(gai.addrinfo);
+  u->log = u->opts.log;
+  u->log_ud = u->opts.log_ud;
+  shadow_resolver_opts_t ro = {.resolve_ms = u->opts.resolve_ms,
+                               .on_change = on_addresses,
+                               .log = u->log ? on_resolver_log : NULL,
+                               .ud = u};
+  char *why = NULL;
+  rc = shadow_resolver_new(loop, host, port, &ro, &u->res, &why);
+  if (rc) {
+    if (rc == -ENOMEM) {
+      if (err) *err = strdup("out of memory");
+    } else {
+      set_err(err, "%s: cannot resolve: %s", url, why ? why : "?");
+    }
+    free(why);
+    free(u->host_override);
+    free(u);
+    u = NULL;
+    goto out;
+  }
   u->tls = tls_ctx;
   tls_ctx = NULL;
   u->loop = loop;
@@ -1317,6 +1427,11 @@ size_t shadow_upstream_idle(const shadow_upstream_t *u) {
 void shadow_upstream_stats(const shadow_upstream_t *u,
                            shadow_upstream_stats_t *out) {
   *out = u->stats;
+  if (u->res) { /* gone once the pool is closed */
+    shadow_resolver_stats_t rs;
+    shadow_resolver_stats(u->res, &rs);
+    out->resolve_failures = rs.lookup_failures;
+  }
 }
 
 void shadow_upstream_close(shadow_upstream_t *u) {
@@ -1338,4 +1453,7 @@ void shadow_upstream_close(shadow_upstream_t *u) {
     conn_close(CONTAINER(u->idle.next, conn_t, link));
   uv_close((uv_handle_t *)&u->queue_timer, on_upstream_timer_close);
   maybe_close_defer(u);
+  /* No lookup answer may touch a pool that is going away. */
+  shadow_resolver_close(u->res);
+  u->res = NULL;
 }

@@ -39,6 +39,14 @@ typedef struct shadow_upstream_opts_s {
   /* https:// backends: how to check the server (read by new() only; the
    * strings need not outlive it). server_name NULL: the URL's host. */
   shadow_tls_client_opts_t tls;
+  /* A host name is looked up again this often, in the background; 0: at
+   * new() only (read by new() only). Default 30000. A numeric host never
+   * is. */
+  uint64_t resolve_ms;
+  /* Where the resolver's lines go (a lookup that failed, an address
+   * skipped after a failed connect): NULL, nowhere. */
+  void (*log)(void *ud, const char *msg);
+  void *log_ud;
 } shadow_upstream_opts_t;
 
 void shadow_upstream_opts_default(shadow_upstream_opts_t *o);
@@ -96,7 +104,15 @@ typedef struct shadow_upstream_handler_s {
  * checks with it at load, shadow_upstream_new parses with it. */
 int shadow_upstream_url_check(const char *url, char **err);
 
-/* url as above. host is resolved once, here; an https:// URL gets its TLS
+/* Whether url's host is a name (looked up, re-resolved) rather than an
+ * address; 0 for a URL that does not parse. */
+int shadow_upstream_url_has_name(const char *url);
+
+/* url as above. host is resolved here, synchronously, and then again every
+ * opts.resolve_ms in the background (resolver.h): a connection goes to the
+ * first of its addresses that is not being skipped, and one that cannot
+ * connect (refused, unreachable, connect timeout) makes the leg try the
+ * next, within its deadline. An https:// URL gets its TLS
  * context here too (a CA or certificate file that cannot be read fails
  * it). A base path is prepended to every target. Sets *err (free() it) on
  * failure. */
@@ -157,6 +173,12 @@ typedef struct shadow_upstream_stats_s {
   uint64_t reuses;   /* requests sent on a pooled connection */
   uint64_t queued;   /* requests that waited for max_connections */
   uint64_t aborted;  /* legs abandoned by their caller */
+  uint64_t connect_failures; /* connects refused, unreachable, timed out */
+  uint64_t failovers;        /* ... after which the leg tried another
+                                address of the name */
+  uint64_t resolve_failures; /* background lookups that failed (the last
+                                addresses were kept) */
+  uint64_t address_changes;  /* ... that changed the addresses */
 } shadow_upstream_stats_t;
 
 void shadow_upstream_stats(const shadow_upstream_t *u,
