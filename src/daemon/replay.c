@@ -305,6 +305,8 @@ static int leg_start(replay_t *r, rleg_t *leg, shadow_upstream_t *u,
       .headers = &fwd,
       .body = body,
       .body_len = body_len,
+      /* The candidate's leg ends by its deadline, as in the daemon. */
+      .total_timeout_ms = shadow_mark ? r->cfg->candidate.total_timeout_ms : 0,
   };
   leg->start_ns = uv_hrtime();
   if (rc == 0) rc = shadow_upstream_start(u, &req, &leg_handler, leg, &leg->up);
