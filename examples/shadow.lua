@@ -13,8 +13,9 @@ return {
   --            tls = { cert_file = "/etc/shadowd/tls.crt",
   --                    key_file = "/etc/shadowd/tls.key" } },
   admin     = "127.0.0.1:9090",
-  -- timeout_ms runs to the response head; read_timeout_ms between two
-  -- reads of a body, so downloads and event streams live while they move.
+  -- timeout_ms runs from the request's last byte to the response head (a
+  -- slow upload does not eat it); read_timeout_ms between two reads of a
+  -- body (or two writes of an upload), so streams live while they move.
   primary   = shadow.http("http://127.0.0.1:8081", { timeout_ms = 5000,
                                                       read_timeout_ms = 60000 }),
   -- Verified against the system CA store, the name checked against

@@ -220,6 +220,14 @@ static void serve(int fd) {
       }
       puts_fd(fd, "0\r\n\r\n");
       return;
+    } else if (!strncmp(path, "/endless ", 9)) {
+      /* A chunked body that never ends, until the client hangs up. */
+      puts_fd(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+      for (;;) {
+        if (send(fd, "4\r\nmore\r\n", 9, MSG_NOSIGNAL) != 9) return;
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+      }
     } else if (!strncmp(path, "/eof ", 5)) {
       puts_fd(fd, "HTTP/1.1 200 OK\r\n\r\nuntil the end");
       return;
@@ -555,8 +563,11 @@ static void test_queue(int port) {
   for (int i = 0; i < 3; i++)
     result_free(&r[i]);
 
-  /* A queued request's timeout runs from its send: the second request
-   * waits 1 s for the first, then would need 1 s more, past its 1.5 s. */
+  /* A queued request waits for a connection no longer than timeout_ms
+   * from its start; once it is sent, the head has timeout_ms from the
+   * request's last byte (as nginx's proxy_read_timeout): the second
+   * request waits 1 s for the first, then gets its answer 1 s later,
+   * 2 s after its start, past 1.5 s but within 1.5 s of its send. */
   o.timeout_ms = 1500;
   shadow_upstream_set_opts(u, &o);
   send_req(u, "GET", "/sleep?t=1", NULL, NULL, NULL, 0, &r[0]);
@@ -564,7 +575,7 @@ static void test_queue(int port) {
   wait_done(&r[0]);
   wait_done(&r[1]);
   CHECK(r[0].err == SHADOW_UPSTREAM_OK);
-  CHECK(r[1].err == SHADOW_UPSTREAM_TIMEOUT);
+  CHECK(r[1].err == SHADOW_UPSTREAM_OK && r[1].ms >= 1800);
   result_free(&r[0]);
   result_free(&r[1]);
 
@@ -576,6 +587,116 @@ static void test_queue(int port) {
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK(r[0].done && r[0].err == SHADOW_UPSTREAM_CANCELED);
   CHECK(r[1].done && r[1].err == SHADOW_UPSTREAM_CANCELED);
+}
+
+/* A leg driven by shadow_upstream_start, for streamed bodies and the
+ * total deadline. */
+typedef struct sleg_s {
+  shadow_upstream_leg_t *leg;
+  int status, done, err, pieces;
+  size_t body;
+  uint64_t start_ms, end_ms;
+  uv_timer_t feed;
+} sleg_t;
+
+static void sleg_head(void *ud, int status, const shadow_headers_t *h,
+                      int64_t cl) {
+  (void)h;
+  (void)cl;
+  ((sleg_t *)ud)->status = status;
+}
+static void sleg_body(void *ud, const char *data, size_t len) {
+  (void)data;
+  ((sleg_t *)ud)->body += len;
+}
+static void sleg_done(void *ud, int err, const shadow_headers_t *t,
+                      const char *detail) {
+  (void)t;
+  (void)detail;
+  sleg_t *l = ud;
+  CHECK(!l->done);
+  l->done = 1;
+  l->err = err;
+  l->end_ms = uv_now(&loop);
+}
+static const shadow_upstream_handler_t sleg_handler = {
+    NULL, sleg_head, sleg_body, NULL, sleg_done, NULL};
+
+/* Feeds 1000 bytes every 100 ms, 8 times, then ends the body. */
+static void on_feed(uv_timer_t *t) {
+  sleg_t *l = t->data;
+  char piece[1000];
+  memset(piece, 'u', sizeof(piece));
+  if (l->done) {
+    uv_timer_stop(t);
+    return;
+  }
+  CHECK(shadow_upstream_leg_body(l->leg, piece, sizeof(piece)) >= 0);
+  if (++l->pieces == 8) {
+    CHECK(shadow_upstream_leg_body_end(l->leg) == 0);
+    uv_timer_stop(t);
+  }
+}
+
+/* timeout_ms runs from the request's last byte, as nginx's
+ * proxy_read_timeout: an upload that takes longer than it still gets its
+ * answer; an answer that comes late after the whole body still times
+ * out. */
+static void test_slow_upload(int port) {
+  shadow_upstream_opts_t o;
+  shadow_upstream_opts_default(&o);
+  o.timeout_ms = 300;
+  shadow_upstream_t *u = make("http://127.0.0.1:%d", port, &o);
+  sleg_t l;
+  memset(&l, 0, sizeof(l));
+  shadow_upstream_request_t r = {.method = "POST",
+                                 .target = "/echo",
+                                 .target_len = 5,
+                                 .body_more = 1,
+                                 .content_length = 8000};
+  l.start_ms = uv_now(&loop);
+  CHECK(shadow_upstream_start(u, &r, &sleg_handler, &l, &l.leg) == 0);
+  uv_timer_init(&loop, &l.feed);
+  l.feed.data = &l;
+  uv_timer_start(&l.feed, on_feed, 100, 100);
+  while (!l.done)
+    uv_run(&loop, UV_RUN_ONCE);
+  CHECK(l.err == SHADOW_UPSTREAM_OK && l.status == 200 && l.body == 8000);
+  CHECK(l.end_ms - l.start_ms >= 700); /* longer than timeout_ms */
+  uv_close((uv_handle_t *)&l.feed, NULL);
+  /* The head deadline still holds once the request is sent. */
+  result_t res;
+  get(u, "GET", "/sleep?t=2", &res);
+  CHECK(res.err == SHADOW_UPSTREAM_TIMEOUT && res.ms < 1500);
+  result_free(&res);
+  finish(u);
+}
+
+/* A leg's total deadline ends a body that never ends: a timeout, and the
+ * connection is closed, not pooled. */
+static void test_total_deadline(void) {
+  shadow_upstream_t *u = make("http://127.0.0.1:%d", raw_port, NULL);
+  sleg_t l;
+  memset(&l, 0, sizeof(l));
+  shadow_upstream_request_t r = {.method = "GET",
+                                 .target = "/endless",
+                                 .target_len = 8,
+                                 .total_timeout_ms = 300};
+  l.start_ms = uv_now(&loop);
+  CHECK(shadow_upstream_start(u, &r, &sleg_handler, &l, &l.leg) == 0);
+  while (!l.done)
+    uv_run(&loop, UV_RUN_ONCE);
+  CHECK(l.err == SHADOW_UPSTREAM_TIMEOUT && l.status == 200 && l.body > 0);
+  CHECK(l.end_ms - l.start_ms >= 290 && l.end_ms - l.start_ms < 3000);
+  CHECK(shadow_upstream_connections(u) == 0 && shadow_upstream_idle(u) == 0);
+  /* Paused, the leg is still held to its deadline. */
+  memset(&l, 0, sizeof(l));
+  CHECK(shadow_upstream_start(u, &r, &sleg_handler, &l, &l.leg) == 0);
+  shadow_upstream_leg_pause(l.leg);
+  while (!l.done)
+    uv_run(&loop, UV_RUN_ONCE);
+  CHECK(l.err == SHADOW_UPSTREAM_TIMEOUT);
+  finish(u);
 }
 
 /* A queued request times out in the queue while the connection is busy. */
@@ -879,9 +1000,11 @@ int main(void) {
   test_timeout(port);
   test_queue(port);
   test_queue_timeout(port);
+  test_slow_upload(port);
   test_reentry(port);
   test_load(port);
   test_faults();
+  test_total_deadline();
   test_unpooled();
   test_stale_retry();
   test_connect_timeout();

@@ -19,9 +19,13 @@
 --   badchunk  a chunk size that is not hex      (bad_response)
 --   slow      a valid answer after SLOW seconds (ok, unless it times out)
 --   ok        a valid answer at once            (ok)
+--   endless   a chunked body that never ends, 4 KiB a chunk as fast as the
+--             peer reads (timeout, by total_timeout_ms); only by path
+--             (/f/endless), never picked at random
 -- Control: GET /__mode/<name> sets the mode ("random" included) and
 -- answers 200; GET /__counts answers the faults served so far as JSON,
--- with max_hanging: the most connections hanging at one time.
+-- with max_hanging: the most connections hanging at one time, and
+-- endless_open: endless bodies still being sent.
 local process = require "support.process"
 local luaserver = require "support.luaserver"
 local port = require "support.port"
@@ -45,7 +49,7 @@ local port, mode, slow = tonumber(arg[1]), arg[2], tonumber(arg[3])
 local FAULTS = { "refuse", "down", "reset", "hang", "garbage", "lie",
                  "huge", "midbody", "badchunk", "slow", "ok" }
 local DOWN = 0.02
-local known = {}
+local known = { endless = true }
 for _, f in ipairs(FAULTS) do known[f] = true end
 local counts = {}   -- fault -> times served; max_hanging: most at once
 local hanging = {}  -- socket -> true while its peer keeps it open
@@ -206,6 +210,17 @@ local function serve_one(s)
   elseif fault == "midbody" then
     send_all(s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
              .. "a\r\n0123456789\r\n10\r\n01234")
+    return false
+  elseif fault == "endless" then
+    -- Until the peer hangs up: each chunk waits for the socket to take
+    -- more, so the other connections are served meanwhile.
+    counts.endless_open = (counts.endless_open or 0) + 1
+    local chunk = ("1000\r\n%s\r\n"):format(("e"):rep(4096))
+    if send_all(s, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                .. "Transfer-Encoding: chunked\r\n\r\n") then
+      while send_all(s, chunk) do wait_write(s) end
+    end
+    counts.endless_open = counts.endless_open - 1
     return false
   elseif fault == "badchunk" then
     send_all(s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"

@@ -29,6 +29,7 @@ void shadow_backend_cfg_init(shadow_backend_cfg_t *b) {
   b->kind = SHADOW_BACKEND_NONE;
   b->lua_ref = LUA_NOREF;
   shadow_upstream_opts_default(&b->opts);
+  b->total_timeout_ms = 30000;
 }
 
 int shadow_config_init(shadow_config_t *c) {

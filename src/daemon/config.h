@@ -26,6 +26,10 @@ typedef struct shadow_backend_cfg_s {
   /* HTTP: timeouts and pool sizes; opts.host is set from host by
    * shadow_backend_upstream_opts(). */
   shadow_upstream_opts_t opts;
+  /* HTTP candidate and secondary: a shadow leg's whole deadline, from its
+   * start to the response's last byte (total_timeout_ms, default 30000);
+   * the primary has none: its response streams as long as it lasts. */
+  uint64_t total_timeout_ms;
   /* https: tls = { ca_file, server_name, verify, cert_file, key_file };
    * opts.tls points at these. */
   char *tls_ca_file, *tls_server_name, *tls_cert_file, *tls_key_file;

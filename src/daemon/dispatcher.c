@@ -636,6 +636,11 @@ static int start_http_leg(exchange_t *ex, leg_t *leg, int rewritten) {
   /* A shadow leg is told it is one, so it can skip side effects. */
   if (rc == 0) rc = shadow_headers_add(&d->fwd, "x-shadow-request", 16, "1", 1);
   r.headers = &d->fwd;
+  /* A shadow leg never outlives its deadline, whatever its backend does
+   * (an endless body would hold the slot for good). */
+  r.total_timeout_ms = leg->gate == SHADOW_GATE_CANDIDATE
+                           ? ex->epoch->cfg->candidate.total_timeout_ms
+                           : ex->epoch->cfg->secondary.total_timeout_ms;
   leg->start_ns = uv_hrtime();
   if (rc == 0)
     rc = shadow_upstream_start(up, &r, &shadow_leg_handler, leg, &leg->up);

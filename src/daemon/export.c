@@ -627,7 +627,8 @@ static void har_entry(shadow_buf_t *b, const shadow_capture_entry_t *e) {
   shadow_buf_puts(b, "}}");
 }
 
-static int export_har(const char *out_path, char **files, int n) {
+static int export_har(const char *out_path, char **files, int n,
+                      size_t max_line) {
   shadow_capture_reader_t rd;
   char *err = NULL;
   if (shadow_capture_reader_open(&rd, (const char *const *)files, (size_t)n,
@@ -636,6 +637,7 @@ static int export_har(const char *out_path, char **files, int n) {
     free(err);
     return 2;
   }
+  rd.max_line = max_line;
   FILE *out = out_path ? fopen(out_path, "w") : stdout;
   if (!out) {
     fprintf(stderr, "shadowd export: %s: %s\n", out_path, strerror(errno));
@@ -655,6 +657,15 @@ static int export_har(const char *out_path, char **files, int n) {
   size_t len;
   int rc;
   while ((rc = shadow_capture_reader_next(&rd, &line, &len, &err)) > 0) {
+    if (rc == 2) { /* read past, never held */
+      fprintf(stderr,
+              "%s:%llu: a line of %zu bytes, longer than --max-line-bytes "
+              "%zu (shadowd export --max-line-bytes N reads it): skipped\n",
+              rd.path, (unsigned long long)rd.line, len,
+              max_line ? max_line : (size_t)SHADOW_CAPTURE_MAX_LINE);
+      bad++;
+      continue;
+    }
     if (!len) continue;
     char why[256];
     if (shadow_capture_parse(line, len, &e, why, sizeof(why)) != 0) {
@@ -689,7 +700,8 @@ static int export_har(const char *out_path, char **files, int n) {
 /* --- the command line ---------------------------------------------------- */
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: shadowd export --har [--out FILE] CAPTURE_FILE...\n"
+  fprintf(f, "usage: shadowd export --har [--out FILE] "
+             "[--max-line-bytes N[K|M|G]] CAPTURE_FILE...\n"
              "       shadowd export --fixtures DIR DIVERGENCES_FILE...\n");
 }
 
@@ -698,14 +710,23 @@ int shadow_export_main(int argc, char **argv) {
       {"har", no_argument, NULL, 'H'},
       {"fixtures", required_argument, NULL, 'F'},
       {"out", required_argument, NULL, 'o'},
+      {"max-line-bytes", required_argument, NULL, 'L'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   int har = 0, c;
   const char *fixtures = NULL, *out = NULL;
+  size_t max_line = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "+HF:o:h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "+HF:o:L:h", opts, NULL)) != -1) {
     switch (c) {
     case 'H': har = 1; break;
+    case 'L':
+      if (shadow_capture_size_parse(optarg, &max_line) != 0) {
+        fprintf(stderr, "shadowd export: --max-line-bytes takes a size from "
+                        "1K to 16G (N, NK, NM or NG)\n");
+        return 2;
+      }
+      break;
     case 'F': fixtures = optarg; break;
     case 'o': out = optarg; break;
     case 'h': usage(stdout); return 0;
@@ -716,6 +737,6 @@ int shadow_export_main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  if (har) return export_har(out, argv + optind, argc - optind);
+  if (har) return export_har(out, argv + optind, argc - optind, max_line);
   return export_fixtures(fixtures, argv + optind, argc - optind);
 }

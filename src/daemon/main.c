@@ -29,8 +29,9 @@ static void usage(FILE *f) {
       "                      [--rate R] [--concurrency N] [--out FILE]\n"
       "                      [--summary FILE] [--fixtures DIR] [--record "
       "FILE]\n"
-      "                      [--quiet] CAPTURE_FILE...\n"
-      "       shadowd export --har [--out FILE] CAPTURE_FILE...\n"
+      "                      [--quiet] [--max-line-bytes N] CAPTURE_FILE...\n"
+      "       shadowd export --har [--out FILE] [--max-line-bytes N] "
+      "CAPTURE_FILE...\n"
       "       shadowd export --fixtures DIR DIVERGENCES_FILE...\n"
       "\n"
       "Serves every request from the primary, mirrors a sampled share to the\n"
@@ -59,13 +60,19 @@ static void usage(FILE *f) {
       "verdict is promote or nothing diverged, 1 when something diverged or\n"
       "failed, 2 on error or when nothing could be read. export writes a\n"
       "capture as HAR 1.2, or divergences as pairs of files for diff.\n"
+      "Both read capture lines up to --max-line-bytes (N, NK, NM or NG; "
+      "default\n"
+      "64M, or with --config the longest line that config's capture writes);\n"
+      "a longer line is read past without being held, reported as file:line\n"
+      "and counted as skipped.\n"
       "\n"
       "Signals: SIGHUP reloads the scripts; SIGTERM or SIGINT drains and "
       "exits.\n");
 }
 
-static const char *backend_desc(const shadow_backend_cfg_t *b, char *buf,
-                                size_t n) {
+/* shadow: a candidate or secondary, whose legs have a total deadline. */
+static const char *backend_desc(const shadow_backend_cfg_t *b, int shadow,
+                                char *buf, size_t n) {
   const shadow_upstream_opts_t *o = &b->opts;
   char resolve[64] = "";
   if (b->kind == SHADOW_BACKEND_HTTP && shadow_upstream_url_has_name(b->url)) {
@@ -75,13 +82,18 @@ static const char *backend_desc(const shadow_backend_cfg_t *b, char *buf,
     else
       snprintf(resolve, sizeof(resolve), ", resolved at load only");
   }
+  char total[48] = "";
+  if (shadow)
+    snprintf(total, sizeof(total), ", total %llu ms",
+             (unsigned long long)b->total_timeout_ms);
   if (b->kind == SHADOW_BACKEND_HTTP)
     snprintf(buf, n,
-             "%s (connect %llu ms, head %llu ms, between reads %llu ms%s%s%s)",
+             "%s (connect %llu ms, head %llu ms after the request, between "
+             "reads/writes %llu ms%s%s%s%s)",
              b->url, (unsigned long long)o->connect_timeout_ms,
              (unsigned long long)o->timeout_ms,
-             (unsigned long long)o->read_timeout_ms, b->host ? ", Host " : "",
-             b->host ? b->host : "", resolve);
+             (unsigned long long)o->read_timeout_ms, total,
+             b->host ? ", Host " : "", b->host ? b->host : "", resolve);
   else if (b->kind == SHADOW_BACKEND_LUA)
     snprintf(buf, n, "an in-process Lua function");
   else
@@ -108,12 +120,12 @@ static void print_check(const char *path, shadow_gen_t *g) {
          c->listen_cert_file ? ", TLS with " : "",
          c->listen_cert_file ? c->listen_cert_file : "", c->admin,
          c->admin_token ? " (bearer token required)" : "");
-  printf("  primary    %s\n", backend_desc(&c->primary, b, sizeof(b)));
-  printf("  candidate  %s\n", backend_desc(&c->candidate, b, sizeof(b)));
+  printf("  primary    %s\n", backend_desc(&c->primary, 0, b, sizeof(b)));
+  printf("  candidate  %s\n", backend_desc(&c->candidate, 1, b, sizeof(b)));
   if (c->secondary.kind != SHADOW_BACKEND_NONE)
     printf("  secondary  %s; rate %g, noise classed at confidence %g after "
            "%llu samples\n",
-           backend_desc(&c->secondary, b, sizeof(b)), c->secondary_rate,
+           backend_desc(&c->secondary, 1, b, sizeof(b)), c->secondary_rate,
            c->noise_confidence, (unsigned long long)c->noise_min_samples);
   printf("  sample     rate %g, key %s, filter %s\n", c->rate,
          shadow_gen_has_hook(g, SHADOW_HOOK_KEY) ? "hook" : "none (random)",

@@ -305,6 +305,8 @@ static int leg_start(replay_t *r, rleg_t *leg, shadow_upstream_t *u,
       .headers = &fwd,
       .body = body,
       .body_len = body_len,
+      /* The candidate's leg ends by its deadline, as in the daemon. */
+      .total_timeout_ms = shadow_mark ? r->cfg->candidate.total_timeout_ms : 0,
   };
   leg->start_ns = uv_hrtime();
   if (rc == 0) rc = shadow_upstream_start(u, &req, &leg_handler, leg, &leg->up);
@@ -740,6 +742,16 @@ static void on_finish(uv_timer_t *t) {
   close_all(t->data);
 }
 
+/* A line longer than --max-line-bytes was read past, not held. */
+static void report_long_line(const shadow_capture_reader_t *rd, const char *cmd,
+                             size_t len) {
+  fprintf(stderr,
+          "%s:%llu: a line of %zu bytes, longer than --max-line-bytes %zu "
+          "(shadowd %s --max-line-bytes N reads it): skipped\n",
+          rd->path, (unsigned long long)rd->line, len,
+          rd->max_line ? rd->max_line : (size_t)SHADOW_CAPTURE_MAX_LINE, cmd);
+}
+
 static void fill(replay_t *r) {
   if (r->filling) return;
   r->filling = 1;
@@ -756,6 +768,12 @@ static void fill(replay_t *r) {
       }
       r->eof = 1;
       break;
+    }
+    if (rc == 2) {
+      report_long_line(&r->rd, "replay", len);
+      r->lines++;
+      r->bad++;
+      continue;
     }
     if (len == 0) continue;
     r->lines++;
@@ -1038,7 +1056,8 @@ static void usage(FILE *f) {
              "                      [--rate R] [--concurrency N] [--out FILE] "
              "[--summary FILE]\n"
              "                      [--fixtures DIR] [--record FILE] [--quiet] "
-             "CAPTURE_FILE...\n");
+             "[--max-line-bytes N[K|M|G]]\n"
+             "                      CAPTURE_FILE...\n");
 }
 
 static int make_upstream(replay_t *r, const shadow_backend_cfg_t *b,
@@ -1061,7 +1080,8 @@ static int make_upstream(replay_t *r, const shadow_backend_cfg_t *b,
 static int parse_args(int argc, char **argv, const char **config,
                       const char **cand, const char **prim, double *rate,
                       long *concurrency, const char **out, const char **summary,
-                      const char **fixtures, const char **record, int *quiet) {
+                      const char **fixtures, const char **record, int *quiet,
+                      size_t *max_line) {
   static const struct option opts[] = {
       {"config", required_argument, NULL, 'c'},
       {"candidate", required_argument, NULL, 'C'},
@@ -1073,11 +1093,12 @@ static int parse_args(int argc, char **argv, const char **config,
       {"fixtures", required_argument, NULL, 'F'},
       {"record", required_argument, NULL, 'R'},
       {"quiet", no_argument, NULL, 'q'},
+      {"max-line-bytes", required_argument, NULL, 'L'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   int c;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "+c:C:P:r:n:o:s:F:R:qh", opts, NULL)) !=
+  while ((c = getopt_long(argc, argv, "+c:C:P:r:n:o:s:F:R:L:qh", opts, NULL)) !=
          -1) {
     char *end;
     switch (c) {
@@ -1105,6 +1126,13 @@ static int parse_args(int argc, char **argv, const char **config,
     case 'F': *fixtures = optarg; break;
     case 'R': *record = optarg; break;
     case 'q': *quiet = 1; break;
+    case 'L':
+      if (shadow_capture_size_parse(optarg, max_line) != 0) {
+        fprintf(stderr, "shadowd replay: --max-line-bytes takes a size from "
+                        "1K to 16G (N, NK, NM or NG)\n");
+        return -1;
+      }
+      break;
     case 'h': usage(stdout); return 1;
     default: usage(stderr); return -1;
     }
@@ -1147,8 +1175,9 @@ int shadow_replay_main(int argc, char **argv) {
   double rate = 1;
   long concurrency = 8;
   int quiet = 0;
+  size_t max_line = 0;
   int a = parse_args(argc, argv, &config, &cand, &prim, &rate, &concurrency,
-                     &out, &summary, &fixtures, &record, &quiet);
+                     &out, &summary, &fixtures, &record, &quiet, &max_line);
   if (a) return a > 0 ? 0 : 2;
   if (optind >= argc) {
     usage(stderr);
@@ -1215,6 +1244,10 @@ int shadow_replay_main(int argc, char **argv) {
     free(err);
     goto done;
   }
+  /* A config's capture may write longer lines than the default cap. */
+  r->rd.max_line = max_line ? max_line
+                   : r->g   ? shadow_capture_line_bound(r->cfg)
+                            : SHADOW_CAPTURE_MAX_LINE;
   if (out && !(r->out = fopen(out, "w"))) {
     fprintf(stderr, "shadowd replay: --out %s: %s\n", out, strerror(errno));
     goto done;

@@ -344,6 +344,7 @@ static int read_backend(reader_t *r, const char *name,
                                        "connect_timeout_ms",
                                        "read_timeout_ms",
                                        "idle_timeout_ms",
+                                       "total_timeout_ms",
                                        "max_connections",
                                        "max_idle",
                                        "resolve_ms",
@@ -367,6 +368,19 @@ static int read_backend(reader_t *r, const char *name,
                     &o->read_timeout_ms);
       rc |= opt_u64(r, bt, path, "idle_timeout_ms", 1, 86400e3,
                     &o->idle_timeout_ms);
+      /* The primary's response streams to the client for as long as it
+       * lasts (downloads, event streams): only shadow legs end by a
+       * deadline of their own. */
+      if (strcmp(name, "primary") == 0 && rc == 0) {
+        int tt = get(r, bt, "total_timeout_ms");
+        lua_pop(L, 1);
+        if (tt != LUA_TNIL)
+          rc = fail(r, "primary.total_timeout_ms: only the candidate and the "
+                       "secondary have a total deadline (the primary's "
+                       "response streams as long as it lasts)");
+      }
+      rc |= opt_u64(r, bt, path, "total_timeout_ms", 1, 86400e3,
+                    &b->total_timeout_ms);
       rc |=
           opt_size(r, bt, path, "max_connections", 0, 1e6, &o->max_connections);
       rc |= opt_size(r, bt, path, "max_idle", 0, 1e6, &o->max_idle);

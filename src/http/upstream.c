@@ -74,7 +74,12 @@ struct shadow_upstream_leg_s {
   shadow_buf_t pend; /* streamed body queued behind wire */
   const shadow_upstream_handler_t *h;
   void *ud;
-  uint64_t deadline; /* of the response head, in uv_now() milliseconds */
+  /* In uv_now() milliseconds: of the response head (from start() until
+   * the request is sent, then from its last byte); of the whole leg
+   * (UINT64_MAX: none); when the last write of the request completed. */
+  uint64_t deadline, total_deadline, wrote_at;
+  uint64_t timeout_ms; /* opts.timeout_ms when it started: set_opts()
+                          changes the legs that start after it */
   int err;
   char detail[96]; /* a TLS failure's words */
   int head;
@@ -90,6 +95,7 @@ struct shadow_upstream_leg_s {
   int paused;
   int upgrade; /* asked for an upgrade */
   int tunnel;  /* got its 101: raw bytes both ways */
+  int sent;    /* the whole request is written on this connection */
   int where;   /* AT_NONE, AT_QUEUE, AT_DEFERRED (failed, not yet told) */
   int ended;   /* on_done was delivered, or the caller aborted */
 };
@@ -308,6 +314,18 @@ static uint64_t remaining(shadow_upstream_t *u, const leg_t *leg) {
   return leg->deadline > now ? leg->deadline - now : 0;
 }
 
+/* A deadline no later than the leg's total one. */
+static uint64_t cap_total(const leg_t *leg, uint64_t at) {
+  return at < leg->total_deadline ? at : leg->total_deadline;
+}
+
+/* Milliseconds from now to at, capped by the total deadline. */
+static uint64_t until(shadow_upstream_t *u, const leg_t *leg, uint64_t at) {
+  uint64_t now = uv_now(u->loop);
+  at = cap_total(leg, at);
+  return at > now ? at - now : 0;
+}
+
 /* ---- connections ------------------------------------------------------- */
 
 static void conn_handle_closed(conn_t *conn) {
@@ -375,6 +393,17 @@ static void conn_abort(conn_t *conn, int reason, int uverr) {
 
 static void conn_send(conn_t *conn);
 
+/* The request's last byte is written: the wait for the head starts now,
+ * as nginx's proxy_read_timeout does, so a slow upload does not eat the
+ * backend's time to answer. */
+static void leg_sent(leg_t *leg) {
+  conn_t *conn = leg->conn;
+  if (leg->sent || leg->tunnel || !conn) return;
+  leg->sent = 1;
+  leg->deadline = cap_total(leg, uv_now(leg->u->loop) + leg->timeout_ms);
+  if (!shadow_response_parser_has_head(&conn->parser)) conn_arm(conn);
+}
+
 /* A streamed leg whose write completed: its next bytes, and a producer
  * that waited may go on. */
 static void leg_wrote(leg_t *leg) {
@@ -386,6 +415,8 @@ static void leg_wrote(leg_t *leg) {
     leg->pend = t;
     conn_send(conn);
   }
+  if (conn && !conn->writing && leg->body_ended && !leg->pend.len)
+    leg_sent(leg);
   if (leg->wants_drain && leg->pend.len < SEND_LOW && !leg->ended &&
       leg->where == AT_NONE) {
     leg->wants_drain = 0;
@@ -408,7 +439,14 @@ static void on_write(shadow_stream_t *st, int status) {
     conn_abort(conn, SHADOW_UPSTREAM_RESET, status);
     return;
   }
-  if (leg->streaming) leg_wrote(leg);
+  /* The send timeout runs between two writes, as nginx's
+   * proxy_send_timeout does. */
+  leg->wrote_at = uv_now(conn->u->loop);
+  if (!leg->sent) conn_arm(conn);
+  if (leg->streaming)
+    leg_wrote(leg);
+  else
+    leg_sent(leg);
 }
 
 static void connect_leg(shadow_upstream_t *u, leg_t *leg,
@@ -468,8 +506,9 @@ static void on_timer(uv_timer_t *t) {
   leg_t *leg = conn_detach(conn);
   conn_close(conn);
   /* A server that takes the connection but never finishes the handshake
-   * is a TLS failure (502 naming it), not a slow answer. */
-  if (conn->handshaking) {
+   * is a TLS failure (502 naming it), not a slow answer; the leg's total
+   * deadline is a timeout whatever the leg was doing. */
+  if (conn->handshaking && uv_now(u->loop) < leg->total_deadline) {
     snprintf(leg->detail, sizeof(leg->detail), "handshake timed out");
     fail(leg, SHADOW_UPSTREAM_TLS);
   } else {
@@ -479,8 +518,10 @@ static void on_timer(uv_timer_t *t) {
 }
 
 /* The timer that fits the connection's state: the connect timeout (within
- * the head deadline), the head deadline, the read timeout between two
- * reads of a body (not while paused), or the idle timeout. */
+ * the head deadline), the send timeout between two writes of a request
+ * still being sent, the head deadline once it is sent, the read timeout
+ * between two reads of a body (not while paused), or the idle timeout;
+ * for a leg with a total deadline, never past it (paused or not). */
 static void conn_arm(conn_t *conn) {
   shadow_upstream_t *u = conn->u;
   leg_t *leg = conn->leg;
@@ -490,17 +531,19 @@ static void conn_arm(conn_t *conn) {
   } else if (!leg) {
     uv_timer_stop(&conn->timer);
     return;
-  } else if (leg->tunnel) {
+  } else if (leg->tunnel ||
+             (leg->paused && shadow_response_parser_has_head(&conn->parser))) {
     /* A tunnel may be quiet for long: its idle time is the client side's
-     * to bound. */
-    uv_timer_stop(&conn->timer);
-    return;
-  } else if (shadow_response_parser_has_head(&conn->parser)) {
-    if (leg->paused) {
+     * to bound. A paused leg waits for its reader. */
+    if (leg->total_deadline == UINT64_MAX) {
       uv_timer_stop(&conn->timer);
       return;
     }
-    ms = u->opts.read_timeout_ms;
+    ms = until(u, leg, UINT64_MAX);
+  } else if (shadow_response_parser_has_head(&conn->parser)) {
+    ms = until(u, leg, uv_now(u->loop) + u->opts.read_timeout_ms);
+  } else if (conn->state == BUSY && !leg->sent) {
+    ms = until(u, leg, leg->wrote_at + u->opts.read_timeout_ms);
   } else {
     ms = remaining(u, leg);
     if (conn->state == CONNECTING && u->opts.connect_timeout_ms < ms)
@@ -515,6 +558,8 @@ static void conn_bind(conn_t *conn, leg_t *leg) {
                                &response_events, conn);
   conn->leg = leg;
   leg->conn = conn;
+  leg->sent = 0; /* a retry sends it again */
+  leg->wrote_at = uv_now(conn->u->loop);
   conn_arm(conn);
 }
 
@@ -689,6 +734,7 @@ static void conn_ready(conn_t *conn) {
    * server that closes an idle connection frees it at once. */
   conn_read_start(conn);
   if (conn->state == CLOSING) return;
+  conn->leg->wrote_at = uv_now(conn->u->loop); /* the sending starts */
   conn_arm(conn);
   conn_send(conn);
 }
@@ -1024,7 +1070,11 @@ int shadow_upstream_start(shadow_upstream_t *u,
   leg->upgrade = r->upgrade != NULL;
   leg->head = strcmp(r->method, "HEAD") == 0;
   leg->idempotent = is_idempotent(r->method);
-  leg->deadline = uv_now(u->loop) + u->opts.timeout_ms;
+  uint64_t now = uv_now(u->loop);
+  leg->total_deadline =
+      r->total_timeout_ms ? now + r->total_timeout_ms : UINT64_MAX;
+  leg->timeout_ms = u->opts.timeout_ms;
+  leg->deadline = cap_total(leg, now + leg->timeout_ms);
   u->pending++;
   u->stats.requests++;
   *out = leg;

@@ -21,11 +21,15 @@ typedef struct shadow_upstream_s shadow_upstream_t;
 typedef struct shadow_upstream_leg_s shadow_upstream_leg_t;
 
 /* A zero timeout takes the default: a backend with no timeout is what a
- * hostile one exploits. */
+ * hostile one exploits. timeout_ms runs from the request's last byte
+ * written to the response head, as nginx's proxy_read_timeout (while the
+ * request waits for a connection it bounds the wait from start());
+ * read_timeout_ms runs between two reads of the body, and between two
+ * writes of a request still being sent, as nginx's proxy_send_timeout. */
 typedef struct shadow_upstream_opts_s {
   uint64_t connect_timeout_ms; /* default 3000 */
-  uint64_t timeout_ms;         /* send to the response head; default 5000 */
-  uint64_t read_timeout_ms;    /* between two reads of the body; 60000 */
+  uint64_t timeout_ms;         /* request's end to head (above); 5000 */
+  uint64_t read_timeout_ms;    /* between reads or writes (above); 60000 */
   uint64_t idle_timeout_ms;    /* an idle pooled connection; 60000 */
   size_t max_connections;      /* open at once; beyond, requests queue;
                                   0: no cap */
@@ -75,6 +79,10 @@ typedef struct shadow_upstream_request_s {
    * or NULL. A 101 makes the leg a tunnel: body() then sends raw bytes,
    * on_body gets raw bytes, and on_done comes when the backend closes. */
   const char *upgrade;
+  /* The whole leg's deadline, from start() to the response's last byte,
+   * whatever the other timeouts say (0: none): a shadow leg that streams
+   * forever ends with SHADOW_UPSTREAM_TIMEOUT, its connection closed. */
+  uint64_t total_timeout_ms;
 } shadow_upstream_request_t;
 
 /* The response, as it arrives. Callbacks never run inside a call the
