@@ -170,8 +170,8 @@ static side_t differ(answer_t p, answer_t o) {
   side_t s = {0, 0};
   if (p.is_string || o.is_string) {
     /* Two random strings differ; a string against a number is a type. */
-    s.shapes = p.is_string && o.is_string ? SHADOW_NOISE_VALUE
-                                          : SHADOW_NOISE_TYPE;
+    s.shapes =
+        p.is_string && o.is_string ? SHADOW_NOISE_VALUE : SHADOW_NOISE_TYPE;
     return s;
   }
   if (p.v != o.v) {
@@ -191,8 +191,8 @@ typedef struct old_s {
 } old_t;
 
 static shadow_noise_class_t old_classify(const shadow_noise_field_t *f,
-                                         const old_t *o, uint64_t T,
-                                         uint64_t S, double z) {
+                                         const old_t *o, uint64_t T, uint64_t S,
+                                         double z) {
   double lo, hi, blo, bhi;
   if (T < MIN_SAMPLES || S < MIN_SAMPLES) return SHADOW_NOISE_UNDECIDED;
   shadow_noise_newcombe(f->differed, T, f->noise_differed, S, z, &lo, &hi);
