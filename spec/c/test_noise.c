@@ -141,13 +141,39 @@ static void test_intervals(void) {
   CHECK(near(lo, 0.052431) && near(hi, 0.333873));
   shadow_noise_wilson(0, 10, z, &lo, &hi);
   CHECK(lo == 0 && hi > 0.27 && hi < 0.28);
+  /* Fisher's lady tasting tea: 8 cups, 4 with milk first, she names 4.
+   * All 4 right: 1/70; at least 3: 17/70. */
+  CHECK(fabs(shadow_noise_hypergeom_upper(4, 4, 4, 8, 1) - 1.0 / 70) < 1e-12);
+  CHECK(fabs(shadow_noise_hypergeom_upper(3, 4, 4, 8, 1) - 17.0 / 70) < 1e-12);
+  CHECK(shadow_noise_hypergeom_upper(0, 4, 4, 8, 1) == 1);
+  CHECK(shadow_noise_hypergeom_upper(5, 4, 4, 8, 1) == 0);
+  /* Large counts: 120 of 1000 marked among 20000, drawn 10000: the
+   * mean is 60; 100 or more is far out (about 5.2 sd). */
+  double p = shadow_noise_hypergeom_upper(100, 10000, 120, 20000, 1);
+  CHECK(p > 0 && p < 1e-5);
+  /* Stopping early gives a value above stop, never one below it. */
+  CHECK(shadow_noise_hypergeom_upper(60, 10000, 120, 20000, 0.01) > 0.01);
+}
+
+/* Every difference of both sides weighed against the reference: beyond
+ * of the candidate's r, noise_beyond of the secondary's n. */
+static shadow_noise_class_t classify2(uint64_t r, uint64_t t, uint64_t n,
+                                      uint64_t s, uint64_t beyond,
+                                      uint64_t noise_beyond) {
+  shadow_noise_counts_t c = {.compared = t,
+                             .differed = r,
+                             .judged = r,
+                             .beyond = beyond,
+                             .noise_compared = s,
+                             .noise_differed = n,
+                             .noise_judged = n,
+                             .noise_beyond = noise_beyond};
+  return shadow_noise_classify(&c, shadow_noise_z(0.99), 100, NULL);
 }
 
 static shadow_noise_class_t classify(uint64_t r, uint64_t t, uint64_t n,
                                      uint64_t s, uint64_t beyond) {
-  /* Every candidate difference weighed against the learned noise. */
-  shadow_noise_counts_t c = {t, r, r, beyond, s, n};
-  return shadow_noise_classify(&c, shadow_noise_z(0.99), 100, NULL);
+  return classify2(r, t, n, s, beyond, 0);
 }
 
 static void test_classes(void) {
@@ -166,8 +192,13 @@ static void test_classes(void) {
   /* A jittered float that the candidate also moves by 10% on 10% of
    * requests: the rates are equal, the size is not. */
   CHECK(classify(1000, 1000, 1000, 1000, 100) == SHADOW_NOISE_REAL);
-  /* ...but one value past the noise's range in 1000 is chance. */
+  /* ...but one value past the reference in 1000 is chance, and so are
+   * 30 when the secondary's own moves pass it 20 times: a reference of
+   * 50 samples is passed by about 1 in 51 later ones of the same noise. */
   CHECK(classify(1000, 1000, 1000, 1000, 1) == SHADOW_NOISE_NOISE);
+  CHECK(classify2(1000, 1000, 1000, 1000, 30, 20) == SHADOW_NOISE_NOISE);
+  /* 60 against 20 is not (Fisher's one-sided p ~ 2e-6). */
+  CHECK(classify2(1000, 1000, 1000, 1000, 60, 20) == SHADOW_NOISE_REAL);
   /* Too few samples on either side. */
   CHECK(classify(50, 50, 0, 50, 0) == SHADOW_NOISE_UNDECIDED);
   CHECK(classify(500, 1000, 0, 99, 0) == SHADOW_NOISE_UNDECIDED);

@@ -223,10 +223,10 @@ static void learned(shadow_stats_t *s, const char *field, uint64_t differed,
   shadow_noise_entry_t *e =
       shadow_noise_table_get(s->noise, "GET /x", 6, 0, field, strlen(field), 1);
   CHECK(e != NULL);
-  e->differed = differed;
-  e->noise_differed = noise_differed;
-  e->shapes = e->noise_shapes = noise_shapes;
-  e->noise_max_delta = noise_max_delta;
+  e->learned.differed = differed;
+  e->learned.noise_differed = noise_differed;
+  e->learned.shapes = e->learned.noise_shapes = noise_shapes;
+  e->learned.noise_max_delta = noise_max_delta;
 }
 
 /* The snippet is Lua a config runs: a field name from a response body

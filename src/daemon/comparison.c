@@ -147,16 +147,17 @@ static double learned_max(void *ud, const char *field, size_t len) {
   shadow_shared_lock(sh);
   shadow_noise_entry_t *n = shadow_noise_table_get(sh->stats->noise, e->route,
                                                    rlen, 0, field, len, 0);
-  double max = n && n->noise_differed >= SHADOW_NOISE_ENVELOPE_MIN
-                   ? n->noise_max_delta
+  double max = n && n->learned.noise_differed >= SHADOW_NOISE_ENVELOPE_MIN
+                   ? n->learned.noise_max_delta
                    : 0;
   shadow_shared_unlock(sh);
   return max;
 }
 
 /* Learns from this request, under the lock: the secondary's differences
- * (noise), then the candidate's, each weighed against what the secondary
- * had shown before. */
+ * (noise), then the candidate's, each field's through the engine's one
+ * learning step (engine/noise.h), which weighs them against the field's
+ * reference. */
 static void learn(shadow_comparator_t *c, shadow_stats_t *st,
                   shadow_route_stats_t *rs, const char *route, size_t rlen,
                   int have_noise) {
@@ -168,25 +169,14 @@ static void learn(shadow_comparator_t *c, shadow_stats_t *st,
       const shadow_obs_t *o = &c->nobs.v[i];
       shadow_noise_entry_t *e = shadow_noise_table_get(
           st->noise, route, rlen, ridx, obs_name(&c->nobs, i), o->len, 1);
-      if (!e) continue;
-      e->noise_differed++;
-      e->noise_shapes |= o->shapes;
-      if (o->delta > e->noise_max_delta) e->noise_max_delta = o->delta;
+      if (e) shadow_noise_learn_secondary(&e->learned, o->shapes, o->delta);
     }
   }
   for (size_t i = 0; i < c->cobs.n; i++) {
     const shadow_obs_t *o = &c->cobs.v[i];
     shadow_noise_entry_t *e = shadow_noise_table_get(
         st->noise, route, rlen, ridx, obs_name(&c->cobs, i), o->len, 1);
-    if (!e) continue;
-    e->differed++;
-    e->shapes |= o->shapes;
-    if (o->delta > e->max_delta) e->max_delta = o->delta;
-    if (e->noise_differed < SHADOW_NOISE_ENVELOPE_MIN) continue;
-    e->judged++;
-    if ((o->shapes & ~e->noise_shapes) ||
-        ((o->shapes & SHADOW_NOISE_NUMBER) && o->delta > e->noise_max_delta))
-      e->beyond++;
+    if (e) shadow_noise_learn_candidate(&e->learned, o->shapes, o->delta);
   }
 }
 
@@ -194,13 +184,13 @@ static void learn(shadow_comparator_t *c, shadow_stats_t *st,
  * field: a number moved no further than the secondary ever moved it, or
  * elements reordered in an array the secondary reorders. Other shapes
  * cannot be told apart by size, so their field's class decides. */
-static int within_envelope(const shadow_noise_entry_t *e, unsigned shapes,
+static int within_envelope(const shadow_noise_field_t *f, unsigned shapes,
                            double delta) {
-  if (e->noise_differed < SHADOW_NOISE_ENVELOPE_MIN) return 0;
+  if (f->noise_differed < SHADOW_NOISE_ENVELOPE_MIN) return 0;
   if (shapes == SHADOW_NOISE_NUMBER)
-    return (e->noise_shapes & SHADOW_NOISE_NUMBER) &&
-           delta <= e->noise_max_delta;
-  return shapes == SHADOW_NOISE_MOVE && (e->noise_shapes & SHADOW_NOISE_MOVE);
+    return (f->noise_shapes & SHADOW_NOISE_NUMBER) &&
+           delta <= f->noise_max_delta;
+  return shapes == SHADOW_NOISE_MOVE && (f->noise_shapes & SHADOW_NOISE_MOVE);
 }
 
 typedef struct learned_ud_s {
@@ -226,11 +216,10 @@ static int learned_noise(void *ud, const char *field, size_t len,
   const shadow_route_stats_t *rs =
       e && e->route_idx < st->nroutes ? &st->routes[e->route_idx] : NULL;
   if (e && rs) {
-    shadow_noise_counts_t k = {rs->compared,       e->differed,
-                               e->judged,          e->beyond,
-                               rs->noise_compared, e->noise_differed};
+    shadow_noise_counts_t k = shadow_noise_field_counts(
+        &e->learned, rs->compared, rs->noise_compared);
     noise =
-        within_envelope(e, shapes, delta) ||
+        within_envelope(&e->learned, shapes, delta) ||
         shadow_noise_classify(&k, l->cfg->noise_z, l->cfg->noise_min_samples,
                               NULL) == SHADOW_NOISE_NOISE;
   }

@@ -60,12 +60,10 @@ typedef struct route_s {
   shadow_counters_t *signatures; /* their sorted field sets */
 } route_t;
 
-/* One (route, folded field) for the noise rule: the pairs where it
- * differed; how many pairs there were is the route's. */
+/* One (route, folded field) for the noise rule, learned as the daemon
+ * learns it (engine/noise.h); how many pairs there were is the route's. */
 typedef struct noise_field_s {
-  shadow_noise_counts_t c; /* differed, beyond, noise_differed */
-  unsigned shapes;         /* SHADOW_NOISE_* shapes the two primaries showed */
-  double max_delta;
+  shadow_noise_field_t f;
 } noise_field_t;
 
 typedef struct replay_s replay_t;
@@ -205,26 +203,23 @@ static int seen_before(observe_t *o, const char *f, size_t n) {
   return 0;
 }
 
-/* Counts one difference once per pair: the primaries' (n), or the
- * candidate's (r), and whether the candidate's lies beyond anything the
- * primaries showed for that field. */
+/* Learns one difference once per pair, the primaries' (noise) or the
+ * candidate's, through the engine's learning step. A field the primaries
+ * differ on at several places still widens the mask's range by each. */
 static void on_difference(void *ud, const char *field, size_t len,
                           unsigned shape, double delta) {
   observe_t *o = ud;
   noise_field_t *nf = noise_of(o->r, o->route, field, len);
   if (!nf) return;
   int first = !seen_before(o, field, len);
-  if (o->noise) {
-    nf->shapes |= shape;
-    if (delta > nf->max_delta) nf->max_delta = delta;
-    if (first) nf->c.noise_differed++;
-    return;
+  if (o->noise && first) {
+    shadow_noise_learn_secondary(&nf->f, shape, delta);
+  } else if (o->noise) {
+    nf->f.noise_shapes |= shape;
+    if (delta > nf->f.noise_max_delta) nf->f.noise_max_delta = delta;
+  } else if (first) {
+    shadow_noise_learn_candidate(&nf->f, shape, delta);
   }
-  if (!first) return;
-  nf->c.differed++;
-  if ((shape & ~nf->shapes) ||
-      (shape == SHADOW_NOISE_NUMBER && delta > nf->max_delta))
-    nf->c.beyond++;
 }
 
 /* The learned range of a field's number noise, for the mask: what the
@@ -238,8 +233,9 @@ typedef struct envelope_s {
 static double learned_max(void *ud, const char *field, size_t len) {
   envelope_t *e = ud;
   noise_field_t *nf = noise_of(e->r, e->route, field, len);
-  return nf && nf->c.noise_differed >= SHADOW_NOISE_ENVELOPE_MIN ? nf->max_delta
-                                                                 : 0;
+  return nf && nf->f.noise_differed >= SHADOW_NOISE_ENVELOPE_MIN
+             ? nf->f.noise_max_delta
+             : 0;
 }
 
 /* --- legs ---------------------------------------------------------------- */
@@ -866,9 +862,8 @@ static shadow_noise_class_t field_class(replay_t *r, const char *route,
               pos < r->nnoise;
   shadow_buf_free(&k);
   if (!found) return SHADOW_NOISE_UNDECIDED;
-  shadow_noise_counts_t c = r->noise[pos].c;
-  c.compared = rt->compared;
-  c.noise_compared = rt->noise_compared;
+  shadow_noise_counts_t c = shadow_noise_field_counts(
+      &r->noise[pos].f, rt->compared, rt->noise_compared);
   return shadow_noise_classify(&c, r->cfg->noise_z, r->cfg->noise_min_samples,
                                NULL);
 }

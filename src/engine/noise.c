@@ -545,19 +545,144 @@ void shadow_noise_newcombe(uint64_t k1, uint64_t n1, uint64_t k2, uint64_t n2,
   *hi = d + sqrt((u1 - p1) * (u1 - p1) + (p2 - l2) * (p2 - l2));
 }
 
+/* --- learning ---------------------------------------------------------- */
+
+/* Counts a difference after the reference: whether it moved a number
+ * further than the reference ever did, whether it shows a shape the
+ * reference never showed. */
+static void weigh(const shadow_noise_field_t *f, unsigned shapes, double delta,
+                  uint64_t *judged, uint64_t *beyond, uint64_t *novel) {
+  (*judged)++;
+  if ((shapes & SHADOW_NOISE_NUMBER) && delta > f->ref_max) (*beyond)++;
+  if (shapes & ~f->ref_shapes) (*novel)++;
+}
+
+void shadow_noise_learn_secondary(shadow_noise_field_t *f, unsigned shapes,
+                                  double delta) {
+  f->noise_differed++;
+  f->noise_shapes |= shapes;
+  if (delta > f->noise_max_delta) f->noise_max_delta = delta;
+  if (f->ref_len < SHADOW_NOISE_REFERENCE) {
+    f->ref_shapes |= shapes;
+    if ((shapes & SHADOW_NOISE_NUMBER) && delta > f->ref_max)
+      f->ref_max = delta;
+    /* The candidate's difference on this same request shares its primary
+     * with the reference's last member: weighing it against a reference
+     * that includes its twin would not be fair, so the next candidate
+     * difference (this request's, or a later one) is skipped. Which one
+     * is skipped does not depend on its value, so nothing is biased. */
+    f->ref_fresh = ++f->ref_len == SHADOW_NOISE_REFERENCE;
+    return;
+  }
+  weigh(f, shapes, delta, &f->noise_judged, &f->noise_beyond, &f->noise_novel);
+}
+
+void shadow_noise_learn_candidate(shadow_noise_field_t *f, unsigned shapes,
+                                  double delta) {
+  f->differed++;
+  f->shapes |= shapes;
+  if (delta > f->max_delta) f->max_delta = delta;
+  if (f->ref_len < SHADOW_NOISE_REFERENCE) return;
+  if (f->ref_fresh) {
+    f->ref_fresh = 0;
+    return;
+  }
+  weigh(f, shapes, delta, &f->judged, &f->beyond, &f->novel);
+}
+
+shadow_noise_counts_t shadow_noise_field_counts(const shadow_noise_field_t *f,
+                                                uint64_t compared,
+                                                uint64_t noise_compared) {
+  shadow_noise_counts_t c = {
+      compared,       f->differed,       f->judged,       f->beyond,
+      noise_compared, f->noise_differed, f->noise_judged, f->noise_beyond,
+      f->novel,       f->noise_novel};
+  return c;
+}
+
+/* --- classifying -------------------------------------------------------- */
+
+/* log(n choose k). lgamma_r: lgamma's sign is a global, and /noise and
+ * the comparators classify from different threads. */
+static double log_choose(double n, double k) {
+  int sign;
+  return lgamma_r(n + 1, &sign) - lgamma_r(k + 1, &sign) -
+         lgamma_r(n - k + 1, &sign);
+}
+
+double shadow_noise_hypergeom_upper(uint64_t x, uint64_t n, uint64_t K,
+                                    uint64_t N, double stop) {
+  if (K > N || n > N) return 1;
+  uint64_t lo = n + K > N ? n + K - N : 0, hi = n < K ? n : K;
+  if (x <= lo) return 1;
+  if (x > hi) return 0;
+  double dn = (double)n, dK = (double)K, dN = (double)N;
+  double t = exp(log_choose(dK, (double)x) +
+                 log_choose(dN - dK, dn - (double)x) - log_choose(dN, dn));
+  double sum = 0;
+  /* Terms past the mode shrink by a ratio that itself shrinks, so once
+   * it is below 1 the rest is at most t r / (1 - r). */
+  for (uint64_t k = x; k <= hi; k++) {
+    sum += t;
+    if (sum > stop) return sum;
+    double dk = (double)k;
+    double r = (dK - dk) * (dn - dk) / ((dk + 1) * (dN - dK - dn + dk + 1));
+    if (r < 1 && t * r / (1 - r) <= sum * 1e-12) break;
+    t *= r;
+  }
+  return sum;
+}
+
+/* The z whose one-sided tail is target, from z whose tail is above it:
+ * the tail is convex and falling, so Newton from the left never
+ * overshoots. */
+static double tail_z(double z, double target) {
+  /* Each thread classifies with the same few z: remember the last. */
+  static _Thread_local double last_z = -1, last_target = -1, last_x;
+  if (z == last_z && target == last_target) return last_x;
+  double x = z;
+  for (int i = 0; i < 8; i++) {
+    double g = 0.5 * erfc(x / sqrt(2.0)) - target;
+    double d = exp(-x * x / 2) / sqrt(2 * M_PI);
+    if (!(d > 0)) break;
+    x += g / d;
+  }
+  last_z = z;
+  last_target = target;
+  last_x = x;
+  return x;
+}
+
+/* Whether the candidate's k of its n judged differences are
+ * significantly more than the secondary's nk of its nn: given the
+ * reference, each later difference of either side is counted with one and
+ * the same probability when the two sides vary alike, so conditioned on
+ * how many were counted, how many of them are the candidate's is
+ * hypergeometric, whatever that probability is. */
+static int more_often(uint64_t k, uint64_t n, uint64_t nk, uint64_t nn,
+                      double alpha) {
+  if (!k || !n || !nn) return 0;
+  /* At or below the mean, the tail holds at least the median's half: not
+   * significant at any alpha used here, and cheap to see. */
+  if ((double)k * (double)(n + nn) <= (double)(k + nk) * (double)n) return 0;
+  return shadow_noise_hypergeom_upper(k, n, k + nk, n + nn, alpha) <= alpha;
+}
+
 shadow_noise_class_t shadow_noise_classify(const shadow_noise_counts_t *c,
                                            double z, uint64_t min_samples,
                                            double *margin) {
+  /* Three tests, each at alpha/3: a field of pure noise passes them all
+   * with probability at least 1 - alpha (Bonferroni). */
+  double a3 = 0.5 * erfc(z / sqrt(2.0)) / 3;
   double lo, hi;
   shadow_noise_newcombe(c->differed, c->compared, c->noise_differed,
-                        c->noise_compared, z, &lo, &hi);
+                        c->noise_compared, tail_z(z, a3), &lo, &hi);
   if (margin) *margin = lo;
   if (c->compared < min_samples || c->noise_compared < min_samples)
     return SHADOW_NOISE_UNDECIDED;
   if (lo > 0) return SHADOW_NOISE_REAL;
-  double blo, bhi;
-  shadow_noise_wilson(c->beyond, c->judged, z, &blo, &bhi);
-  if (c->judged && blo > 1.0 / ((double)c->noise_differed + 1))
+  if (more_often(c->beyond, c->judged, c->noise_beyond, c->noise_judged, a3) ||
+      more_often(c->novel, c->judged, c->noise_novel, c->noise_judged, a3))
     return SHADOW_NOISE_REAL;
   if (c->noise_differed > 0) return SHADOW_NOISE_NOISE;
   return SHADOW_NOISE_UNDECIDED;

@@ -81,17 +81,66 @@ typedef void (*shadow_noise_observe_fn)(void *ud, const char *field, size_t len,
 int shadow_noise_observe(const shadow_diff_result_t *res,
                          shadow_noise_observe_fn fn, void *ud);
 
+/* --- learning one field, request by request ------------------------- */
+
+/* How many of the secondary's differences on a field make its reference:
+ * what later differences, the candidate's and the secondary's alike, are
+ * weighed against. Fixed, so a field's memory is too; large enough that
+ * a difference lies outside the reference only rarely (about 1 in
+ * SHADOW_NOISE_REFERENCE + 1 for a continuous move), which is what lets a
+ * bug on a few percent of requests stand out. */
+#define SHADOW_NOISE_REFERENCE 50
+
+/* What one field (route, folded pointer) has shown. Each request adds at
+ * most one difference per side (shadow_noise_learn_secondary, then
+ * shadow_noise_learn_candidate, as the comparator counts them). */
+typedef struct shadow_noise_field_s {
+  uint64_t differed;                 /* r: the candidate differed */
+  uint64_t noise_differed;           /* n: the secondary differed */
+  unsigned shapes, noise_shapes;     /* every shape each side showed */
+  double max_delta, noise_max_delta; /* each side's largest number move */
+  /* The reference: the secondary's first SHADOW_NOISE_REFERENCE
+   * differences, as the shapes they showed and their largest move. */
+  uint32_t ref_len;
+  int ref_fresh; /* just completed: the next candidate's is not weighed */
+  unsigned ref_shapes;
+  double ref_max;
+  /* Differences after the reference, each side's; of those, the ones
+   * with a number moved further than the reference ever moved it
+   * (beyond), and the ones of a shape the reference never showed
+   * (novel). */
+  uint64_t judged, beyond, novel;
+  uint64_t noise_judged, noise_beyond, noise_novel;
+} shadow_noise_field_t;
+
+/* One request's difference on the field, with the shapes it showed and
+ * its largest number move: the secondary's (primary against secondary),
+ * and the candidate's (primary against candidate). Pure, O(1). */
+void shadow_noise_learn_secondary(shadow_noise_field_t *f, unsigned shapes,
+                                  double delta);
+void shadow_noise_learn_candidate(shadow_noise_field_t *f, unsigned shapes,
+                                  double delta);
+
 /* --- significance ----------------------------------------------------- */
 
 /* What is known of one field (route, folded pointer) over many requests. */
 typedef struct shadow_noise_counts_s {
   uint64_t compared;       /* T: primary/candidate pairs compared */
   uint64_t differed;       /* r: of those, the field differed */
-  uint64_t judged;         /* differences weighed against learned noise */
-  uint64_t beyond;         /* of those, of a kind or size noise never had */
+  uint64_t judged;         /* candidate differences after the reference */
+  uint64_t beyond;         /* of those, a number moved further than it */
   uint64_t noise_compared; /* S: primary/secondary pairs compared */
   uint64_t noise_differed; /* n: of those, the field differed */
+  uint64_t noise_judged;   /* secondary differences after the reference */
+  uint64_t noise_beyond;   /* of those, a number moved further than it */
+  uint64_t novel;          /* candidate's of a shape the reference lacks */
+  uint64_t noise_novel;    /* the secondary's likewise */
 } shadow_noise_counts_t;
+
+/* A field's counts, with its route's T and S. */
+shadow_noise_counts_t shadow_noise_field_counts(const shadow_noise_field_t *f,
+                                                uint64_t compared,
+                                                uint64_t noise_compared);
 
 typedef enum {
   SHADOW_NOISE_UNDECIDED = 0, /* too few samples, or not yet clear */
@@ -111,14 +160,25 @@ void shadow_noise_wilson(uint64_t k, uint64_t n, double z, double *lo,
 void shadow_noise_newcombe(uint64_t k1, uint64_t n1, uint64_t k2, uint64_t n2,
                            double z, double *lo, double *hi);
 
-/* The rule (README, "Noise cancellation"):
+/* P(X >= x) for X hypergeometric: n drawn without replacement from N of
+ * which K are marked (one-sided Fisher exact test). Stops summing once
+ * the tail is known to be above stop (pass 1 for the whole tail) and
+ * returns what it has then, a value above stop. */
+double shadow_noise_hypergeom_upper(uint64_t x, uint64_t n, uint64_t K,
+                                    uint64_t N, double stop);
+
+/* The rule, at alpha = 1 - confidence = Phi(-z) split between three
+ * tests so that a field whose candidate and secondary vary alike is
+ * classed real with probability at most alpha:
  *   undecided while T or S is under min_samples;
- *   real when the lower bound of Newcombe's interval on r/T - n/S is above
- *     0 (the candidate differs significantly more often), or when the
- *     Wilson lower bound of beyond/judged is above 1/(n+1) (a change the
- *     secondary never came near shows up more often than chance: if the
- *     candidate and the secondary vary alike, a new change lies beyond
- *     all n the secondary made with probability at most 1/(n+1));
+ *   real when the lower bound of Newcombe's interval on r/T - n/S at
+ *     1 - alpha/3 is above 0 (the candidate differs significantly more
+ *     often), or when the candidate's differences after the reference
+ *     move a number further than the reference did significantly more
+ *     often than the secondary's do (Fisher's exact test of beyond/judged
+ *     against noise_beyond/noise_judged, one-sided, p <= alpha/3), or
+ *     show a shape the reference never had significantly more often
+ *     (the same test on novel and noise_novel);
  *   noise when the secondary differed at all (n > 0) and it is not real;
  *   undecided otherwise (the candidate differs, rarely, and noise never).
  * *margin, when not NULL, gets the Newcombe lower bound. */

@@ -27,9 +27,8 @@ static shadow_noise_class_t classify(const shadow_stats_t *s,
                                      double *margin) {
   const shadow_route_stats_t *rs =
       e->route_idx < s->nroutes ? &s->routes[e->route_idx] : NULL;
-  shadow_noise_counts_t k = {
-      rs ? rs->compared : 0,       e->differed,      e->judged, e->beyond,
-      rs ? rs->noise_compared : 0, e->noise_differed};
+  shadow_noise_counts_t k = shadow_noise_field_counts(
+      &e->learned, rs ? rs->compared : 0, rs ? rs->noise_compared : 0);
   return shadow_noise_classify(&k, cfg->z, cfg->min_samples, margin);
 }
 
@@ -37,8 +36,8 @@ static int rule_of(const shadow_noise_entry_t *e) {
   const char *f = e->field;
   if (strncmp(f, "header:", 7) == 0) return RULE_HEADER;
   if (strncmp(f, "body:", 5) != 0) return RULE_NONE; /* status, raw body */
-  if (e->noise_shapes == SHADOW_NOISE_MOVE) return RULE_ARRAY;
-  if (e->noise_shapes == SHADOW_NOISE_NUMBER) return RULE_TOLERANCE;
+  if (e->learned.noise_shapes == SHADOW_NOISE_MOVE) return RULE_ARRAY;
+  if (e->learned.noise_shapes == SHADOW_NOISE_NUMBER) return RULE_TOLERANCE;
   return RULE_JSON;
 }
 
@@ -64,7 +63,7 @@ static size_t merge(const shadow_stats_t *s, const shadow_noise_settings_t *cfg,
   for (size_t i = 0; i < shadow_noise_table_len(t); i++) {
     const shadow_noise_entry_t *e = shadow_noise_table_at(t, i);
     shadow_noise_class_t c = classify(s, e, cfg, NULL);
-    if (c == SHADOW_NOISE_UNDECIDED && e->differed == 0) continue;
+    if (c == SHADOW_NOISE_UNDECIDED && e->learned.differed == 0) continue;
     size_t j = 0;
     while (j < n && strcmp(m[j].field, e->field) != 0)
       j++;
@@ -74,14 +73,14 @@ static size_t merge(const shadow_stats_t *s, const shadow_noise_settings_t *cfg,
     }
     int r = rule_of(e);
     int narrowing = (r == RULE_TOLERANCE || r == RULE_ARRAY) &&
-                    e->noise_differed >= cfg->min_samples;
+                    e->learned.noise_differed >= cfg->min_samples;
     if (c == SHADOW_NOISE_NOISE || (c == SHADOW_NOISE_REAL && narrowing)) {
       m[j].noise = 1;
-      if (e->noise_max_delta > m[j].tolerance)
-        m[j].tolerance = e->noise_max_delta;
+      if (e->learned.noise_max_delta > m[j].tolerance)
+        m[j].tolerance = e->learned.noise_max_delta;
       if (r != m[j].rule) m[j].rule = RULE_JSON;
     } else if (c == SHADOW_NOISE_REAL ||
-               (c == SHADOW_NOISE_UNDECIDED && e->differed > 0)) {
+               (c == SHADOW_NOISE_UNDECIDED && e->learned.differed > 0)) {
       m[j].blocked = 1;
     }
   }
@@ -233,7 +232,7 @@ static void proposal(shadow_buf_t *out, const shadow_noise_entry_t *e,
   case RULE_TOLERANCE:
     shadow_buf_puts(&t, "tolerance = { [");
     lua_string(&t, f + 5);
-    shadow_buf_printf(&t, "] = %.2g }", round_up2(e->noise_max_delta));
+    shadow_buf_printf(&t, "] = %.2g }", round_up2(e->learned.noise_max_delta));
     break;
   default: shadow_buf_puts(out, "null"); return;
   }
@@ -274,20 +273,28 @@ int shadow_noise_render_json(const shadow_stats_t *s,
     shadow_buf_printf(
         out,
         ",\"class\":\"%s\",\"candidate\":{\"differed\":%llu,\"compared\":%llu,"
-        "\"rate\":%.6g,\"judged\":%llu,\"beyond\":%llu,\"max_delta\":%.6g},"
+        "\"rate\":%.6g,\"judged\":%llu,\"beyond\":%llu,\"novel\":%llu,"
+        "\"max_delta\":%.6g},"
         "\"noise\":{\"differed\":%llu,\"compared\":%llu,\"rate\":%.6g,"
-        "\"max_delta\":%.6g},\"margin\":%.6g,\"candidate_rate\":%.6g,"
+        "\"judged\":%llu,\"beyond\":%llu,\"novel\":%llu,\"max_delta\":%.6g},"
+        "\"margin\":%.6g,\"candidate_rate\":%.6g,"
         "\"noise_rate\":%.6g,\"samples\":%llu,\"rule\":",
-        shadow_noise_class_name(c), (unsigned long long)e->differed,
-        (unsigned long long)T, rate(e->differed, T),
-        (unsigned long long)e->judged, (unsigned long long)e->beyond,
-        e->max_delta, (unsigned long long)e->noise_differed,
-        (unsigned long long)S, rate(e->noise_differed, S), e->noise_max_delta,
-        isfinite(margin) ? margin : 0, rate(e->differed, T),
-        rate(e->noise_differed, S), (unsigned long long)(T < S ? T : S));
+        shadow_noise_class_name(c), (unsigned long long)e->learned.differed,
+        (unsigned long long)T, rate(e->learned.differed, T),
+        (unsigned long long)e->learned.judged,
+        (unsigned long long)e->learned.beyond,
+        (unsigned long long)e->learned.novel, e->learned.max_delta,
+        (unsigned long long)e->learned.noise_differed, (unsigned long long)S,
+        rate(e->learned.noise_differed, S),
+        (unsigned long long)e->learned.noise_judged,
+        (unsigned long long)e->learned.noise_beyond,
+        (unsigned long long)e->learned.noise_novel, e->learned.noise_max_delta,
+        isfinite(margin) ? margin : 0, rate(e->learned.differed, T),
+        rate(e->learned.noise_differed, S),
+        (unsigned long long)(T < S ? T : S));
     int kind = rule_of(e);
     int narrowing = (kind == RULE_TOLERANCE || kind == RULE_ARRAY) &&
-                    e->noise_differed >= cfg->min_samples;
+                    e->learned.noise_differed >= cfg->min_samples;
     const char *r =
         c == SHADOW_NOISE_NOISE || (c == SHADOW_NOISE_REAL && narrowing)
             ? rule_name(kind)

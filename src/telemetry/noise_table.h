@@ -1,15 +1,19 @@
 /* What shadowd has learned of each field's noise: per route and folded
  * field, how often the candidate and the secondary differed from the
  * primary there, and in which ways (engine/noise.h's shapes, the largest
- * number moves). The comparator fills it under the shared lock; GET /noise
- * classes each field by engine/noise.h's rule and proposes a rule for the
- * noise ones. Bounded: past max entries new fields are counted, not kept.
+ * number moves, the reference a field's later differences are weighed
+ * against: a few fixed numbers per field). The comparator fills it under the
+ * shared lock; GET /noise classes each field by engine/noise.h's rule and
+ * proposes a rule for the noise ones. Bounded: past max entries new fields are
+ * counted, not kept.
  */
 #ifndef SHADOW_NOISE_TABLE_H
 #define SHADOW_NOISE_TABLE_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "noise.h"
 
 #define SHADOW_NOISE_FIELDS_MAX 4096
 
@@ -18,11 +22,9 @@
 #define SHADOW_NOISE_ENVELOPE_MIN 10
 
 typedef struct shadow_noise_entry_s {
-  char *route, *field; /* NUL-terminated, owned */
-  size_t route_idx;    /* into shadow_stats_t.routes */
-  uint64_t differed, judged, beyond, noise_differed;
-  unsigned shapes, noise_shapes; /* SHADOW_NOISE_* bits seen */
-  double max_delta, noise_max_delta;
+  char *route, *field;          /* NUL-terminated, owned */
+  size_t route_idx;             /* into shadow_stats_t.routes */
+  shadow_noise_field_t learned; /* what both sides showed (engine/noise.h) */
 } shadow_noise_entry_t;
 
 typedef struct shadow_noise_table_s shadow_noise_table_t;
