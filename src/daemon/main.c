@@ -7,6 +7,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "admin_guard.h"
 #include "check_request.h"
 #include "daemon.h"
 #include "export.h"
@@ -100,6 +101,11 @@ static void print_check(const char *path, shadow_gen_t *g) {
          c->listen_cert_file ? ", TLS with " : "",
          c->listen_cert_file ? c->listen_cert_file : "", c->admin,
          c->admin_token ? " (bearer token required)" : "");
+  if (!c->admin_token && !shadow_admin_addr_loopback(c->admin))
+    printf("  warning    the admin listens beyond loopback without "
+           "admin_token:\n             whoever reaches %s reads the "
+           "divergences and reloads\n",
+           c->admin);
   printf("  primary    %s\n", backend_desc(&c->primary, b, sizeof(b)));
   printf("  candidate  %s\n", backend_desc(&c->candidate, b, sizeof(b)));
   if (c->secondary.kind != SHADOW_BACKEND_NONE)
