@@ -372,7 +372,7 @@ local function fill_head(self, rec, status, headers, hidden)
       if type(v) ~= "table" then v = { v } end
       for i = 1, #v do
         local s = tostring(v[i])
-        if red[name] then s = redact.mark(s) end
+        if red[name] then s = redact.mark(s, self.conf.redact_key) end
         C.shadow_ffi_record_add_header(rec, name, #name, s, #s)
       end
     end
@@ -388,10 +388,12 @@ local function clean_headers(self, headers, hidden)
       if red[name] then
         if type(v) == "table" then
           local list = {}
-          for i = 1, #v do list[i] = redact.mark(tostring(v[i])) end
+          for i = 1, #v do
+            list[i] = redact.mark(tostring(v[i]), self.conf.redact_key)
+          end
           v = list
         else
-          v = redact.mark(tostring(v))
+          v = redact.mark(tostring(v), self.conf.redact_key)
         end
       end
       out[name] = v

@@ -150,6 +150,13 @@ static void print_check(const char *path, shadow_gen_t *g) {
          shadow_redact_headers(c->redact) + shadow_redact_pointers(c->redact)
              ? ""
              : " nothing");
+  /* Which key, never the key itself. */
+  if (shadow_redact_headers(c->redact) + shadow_redact_pointers(c->redact))
+    printf("             marked by HMAC-SHA256 with %s\n",
+           shadow_redact_has_key(c->redact)
+               ? "redact.key"
+               : "a random key per process (set redact.key to compare "
+                 "marks across runs, e.g. for replay)");
   if (c->slo_max_latency_ratio > 0)
     printf("  slo        hold when the candidate's p99 is over %g x the "
            "primary's\n",

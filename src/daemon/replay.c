@@ -1185,6 +1185,15 @@ int shadow_replay_main(int argc, char **argv) {
     }
     r->cfg = &r->own_cfg;
   }
+  /* Marks are keyed: the capture's were made under the daemon's key, so
+   * without a shared redact.key the candidate's redacted headers are
+   * marked under another key here and cannot match the recorded ones. */
+  if (!shadow_redact_has_key(r->cfg->redact) &&
+      shadow_redact_headers(r->cfg->redact) > 0)
+    fprintf(stderr,
+            "shadowd replay: no redact.key: redacted headers are marked "
+            "under this run's own key and will differ from the capture's; "
+            "set the same redact.key as the daemon that captured\n");
   r->errors = shadow_counters_new(32);
   r->route_names = shadow_counters_new(MAX_ROUTES);
   r->noise_names = shadow_counters_new(MAX_NOISE_FIELDS);
