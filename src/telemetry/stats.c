@@ -12,6 +12,8 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "utf8.h"
+
 typedef struct entry_s {
   char *name;
   size_t len;
@@ -66,8 +68,26 @@ static int grow_index(shadow_counters_t *c) {
   return 0;
 }
 
+static long find_or_add(shadow_counters_t *c, const char *name, size_t len);
+
+/* A name as its label: every name is rendered as a Prometheus label value
+ * and a JSON string, so bytes that are not UTF-8 (a client's path, a
+ * backend's key) are replaced and a long one is cut, before it is counted;
+ * names that differ only there count as one. */
+static long find_or_add_label(shadow_counters_t *c, const char *name,
+                              size_t len) {
+  shadow_buf_t b = SHADOW_BUF_INIT;
+  long i = shadow_utf8_label(&b, name, len, SHADOW_COUNTER_NAME_MAX)
+               ? -1
+               : find_or_add(c, b.data ? b.data : "", b.len);
+  shadow_buf_free(&b);
+  return i;
+}
+
 /* The position of name, created if there is room; "other" past the cap. */
 static long find_or_add(shadow_counters_t *c, const char *name, size_t len) {
+  if (!shadow_utf8_label_ok(name, len, SHADOW_COUNTER_NAME_MAX))
+    return find_or_add_label(c, name, len);
   if (c->index_cap == 0 && grow_index(c)) return -1;
   size_t s = slot_of(c, name, len);
   if (c->index[s]) return (long)c->index[s] - 1;
