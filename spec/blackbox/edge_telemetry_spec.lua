@@ -351,3 +351,45 @@ describe("redaction", function()
     assert.is_nil(out:find(KEY, 1, true))
   end)
 end)
+
+describe("a JSON key with a NUL in it", function()
+  it("is a field of its own, named with ~2, and a rule can name it", function()
+    local stop = cleanup.new()
+    finally(stop.run)
+    -- Keys "e\0f" and "e\0g" differ between the sides, "e" does not.
+    local function side(v)
+      return ([[ location / { content_by_lua_block {
+        ngx.header["content-type"] = "application/json"
+        ngx.print('{"e\\u0000f":%d,"e\\u0000g":%d,"e":1}')
+      } } ]]):format(v, v)
+    end
+    local ng = stop.add(nginx.start{ servers = { primary = side(1),
+                                                 candidate = side(2) } })
+    local d = stop.add(shadowd.start{ text = function(a)
+      return daemon_text(a, ng:url("primary"), ng:url("candidate"))
+    end })
+    for _ = 1, 5 do assert.equal(200, raw_get(d.port, "/k")) end
+    local st = d:wait_totals("diverged", 5)
+    local fields = {}
+    for name in pairs(st.fields) do fields[#fields + 1] = name end
+    table.sort(fields)
+    assert.same({ "body:/e~2f", "body:/e~2g" }, fields)
+    local rec = d:divergences(1).divergences[1]
+    local paths = {}
+    for _, op in ipairs(rec.body.diffs) do paths[#paths + 1] = op.path end
+    table.sort(paths)
+    assert.same({ "/e~2f", "/e~2g" }, paths)
+    local rc, said = promtool(d:admin("/metrics").body)
+    assert.is_true(rc == 0 or rc == 3, said)
+    -- An ignore rule written with ~2 silences that key and no other.
+    local d2 = stop.add(shadowd.start{ text = function(a)
+      return daemon_text(a, ng:url("primary"), ng:url("candidate"),
+                         '  ignore = { json = { "/e~2f" } },')
+    end })
+    for _ = 1, 3 do assert.equal(200, raw_get(d2.port, "/k")) end
+    st = d2:wait_totals("diverged", 3)
+    fields = {}
+    for name in pairs(st.fields) do fields[#fields + 1] = name end
+    assert.same({ "body:/e~2g" }, fields)
+  end)
+end)

@@ -109,7 +109,8 @@ int shadow_redact_add_defaults(shadow_redact_t *r) {
   return 0;
 }
 
-/* Unescapes one pointer segment (~1 is '/', ~0 is '~') into a new string;
+/* Unescapes one pointer segment (~1 is '/', ~0 is '~', ~2 a NUL: field.h)
+ * into a new string;
  * NULL when malformed or out of memory (*bad tells which). */
 static char *unescape(const char *s, size_t n, size_t *out_len, int *bad) {
   char *o = malloc(n + 1);
@@ -117,12 +118,14 @@ static char *unescape(const char *s, size_t n, size_t *out_len, int *bad) {
   if (!o) return NULL;
   for (size_t i = 0; i < n; i++) {
     if (s[i] == '~') {
-      if (i + 1 >= n || (s[i + 1] != '0' && s[i + 1] != '1')) {
+      char e = i + 1 < n ? s[i + 1] : 0;
+      if (e != '0' && e != '1' && e != '2') {
         free(o);
         *bad = 1;
         return NULL;
       }
-      o[k++] = s[++i] == '0' ? '~' : '/';
+      i++;
+      o[k++] = e == '0' ? '~' : e == '1' ? '/' : '\0';
     } else {
       o[k++] = s[i];
     }
