@@ -638,6 +638,22 @@ local function loopback(addr)
                           or addr == "unix:")
 end
 
+-- A Host the admin serves, as the daemon's admin (admin_guard.c): an IP
+-- literal (a DNS-rebinding page's origin is a name, never an address),
+-- localhost, or this machine's name; with or without a port. No Host is
+-- not a browser.
+local function host_ok(host)
+  if host == nil then return true end
+  host = lower(host)
+  local h = match(host, "^%[([%x:.]+)%]:?%d*$")
+  if h then return true end
+  h = match(host, "^([^:]+):?%d*$")
+  if not h then return false end
+  h = match(h, "^(.-)%.?$")
+  return match(h, "^%d+%.%d+%.%d+%.%d+$") ~= nil or h == "localhost"
+    or h == lower(ngx.var.hostname or "")
+end
+
 local function reply(status, ctype, body)
   ngx.status = status
   ngx.header["content-type"] = ctype
@@ -655,6 +671,11 @@ end
 function Gateway:admin()
   local conf = self.conf
   local token = conf.admin_token
+  if not host_ok(ngx.var.http_host)
+     and not match(ngx.var.uri, "healthz/?$") then
+    return reply_json(421, '{"error":"Host is not this admin\'s address '
+      .. 'or a loopback name"}')
+  end
   if token then
     local auth = ngx.var.http_authorization
     if auth ~= "Bearer " .. token then

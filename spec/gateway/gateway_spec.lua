@@ -521,6 +521,13 @@ describe("the gateway's hooks and rules", function()
     assert.equal(mark("sid=secret-2"), h.candidate)
     assert.not_equal(h.primary, h.candidate)
     assert.not_matches("secret", json.encode(gw:divergences()))
+    -- A page rebound to loopback under its own name is refused (421).
+    local res = assert(http.request(gw.admin_port, { path = "/_shadow/stats",
+      headers = { Host = "attacker.example:" .. gw.admin_port } }))
+    assert.equal(421, res.status)
+    res = assert(http.request(gw.admin_port, { path = "/_shadow/stats",
+      headers = { Host = "localhost:" .. gw.admin_port } }))
+    assert.equal(200, res.status)
   end)
 
   it("applies rename, coerce, mask and time rules and counts their hits",
