@@ -392,4 +392,46 @@ describe("a JSON key with a NUL in it", function()
     for name in pairs(st.fields) do fields[#fields + 1] = name end
     assert.same({ "body:/e~2g" }, fields)
   end)
+
+  it("is learned as noise and proposed as a rule by that name", function()
+    local stop = cleanup.new()
+    finally(stop.run)
+    -- "e\0f" is random on every side (noise); "e\0g" is 1 on the primary
+    -- and the secondary, 2 on the candidate (a real difference).
+    local function side(g)
+      return ([[ location / { content_by_lua_block {
+        ngx.header["content-type"] = "application/json"
+        ngx.print('{"e\\u0000f":"r' .. math.random(1, 1e9)
+                  .. '","e\\u0000g":%d,"e":1}')
+      } } ]]):format(g)
+    end
+    local ng = stop.add(nginx.start{ servers = { primary = side(1),
+      secondary = side(1), candidate = side(2) } })
+    local d = stop.add(shadowd.start{ text = function(a)
+      return table.concat({
+        'local shadow = require "shadow"', "return {",
+        ("  listen = %q, admin = %q,"):format(a.listen, a.admin),
+        ("  primary = shadow.http(%q),"):format(ng:url("primary")),
+        ("  secondary = shadow.http(%q),"):format(ng:url("secondary")),
+        ("  candidate = shadow.http(%q),"):format(ng:url("candidate")),
+        "  sample = { rate = 1, secondary_rate = 1 },",
+        "  noise = { confidence = 0.99, min_samples = 50 },", "}" }, "\n")
+    end })
+    local c = assert(http.connect(d.port))
+    for k = 1, 150 do
+      assert.equal(200, assert(c:request{ path = "/k?i=" .. k }).status)
+    end
+    c:close()
+    d:wait_totals("compared", 150)
+    local noise = d:admin("/noise").json
+    local by = {}
+    for _, f in ipairs(noise.fields) do by[f.field] = f end
+    assert.is_nil(by["body:/e"])
+    assert.equal(0, noise.fields_dropped)
+    assert.equal("noise", by["body:/e~2f"].class, json.encode(by))
+    assert.equal('ignore = { json = { "/e~2f" } }', by["body:/e~2f"].proposal)
+    assert.equal("real", by["body:/e~2g"].class)
+    assert.matches('"/e~2f"', noise.snippet, 1, true)
+    assert.not_matches('"/e"', noise.snippet, 1, true)
+  end)
 end)

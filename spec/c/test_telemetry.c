@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "admin_guard.h"
 #include "check.h"
 #include "diff.h"
 #include "noise.h"
@@ -151,6 +152,42 @@ static void test_signatures(void) {
   CHECK(shadow_signatures_evicted(s) == 50 - shadow_signatures_len(s));
   shadow_signatures_free(s);
   shadow_buf_free(&out);
+}
+
+/* Which Hosts the admin serves, which POSTs may reload, which addresses
+ * are loopback. */
+static void test_admin_guard(void) {
+#define HOST_OK(own, h) shadow_admin_host_ok(own, h, strlen(h))
+  const char *own = "127.0.0.1:9090";
+  CHECK(shadow_admin_host_ok(own, NULL, 0));
+  CHECK(HOST_OK(own, "127.0.0.1:9090") && HOST_OK(own, "127.0.0.1"));
+  CHECK(HOST_OK(own, "localhost") && HOST_OK(own, "LocalHost:1234"));
+  CHECK(HOST_OK(own, "localhost.:9090"));
+  CHECK(HOST_OK(own, "[::1]:9090") && HOST_OK(own, "[::1]"));
+  CHECK(HOST_OK(own, "10.0.0.7:9090")); /* an address is never rebound */
+  CHECK(!HOST_OK(own, "attacker.example"));
+  CHECK(!HOST_OK(own, "attacker.example:9090"));
+  CHECK(!HOST_OK(own, "localhost.attacker.example"));
+  CHECK(!HOST_OK(own, "127.0.0.1.nip.io"));
+  CHECK(!HOST_OK(own, "") && !HOST_OK(own, ":9090"));
+  CHECK(!HOST_OK(own, "localhost:90x") && !HOST_OK(own, "[::1"));
+  CHECK(HOST_OK("shadow.internal:9090", "Shadow.Internal:9090"));
+  CHECK(!HOST_OK("shadow.internal:9090", "other.internal:9090"));
+#undef HOST_OK
+  CHECK(shadow_admin_json_request("application/json", 16));
+  CHECK(shadow_admin_json_request("Application/JSON; charset=utf-8", 31));
+  CHECK(!shadow_admin_json_request(NULL, 0));
+  CHECK(!shadow_admin_json_request("text/plain", 10));
+  CHECK(!shadow_admin_json_request("application/jsonp", 17));
+  CHECK(!shadow_admin_json_request("application/x-www-form-urlencoded", 33));
+  CHECK(shadow_admin_addr_loopback("127.0.0.1:9090"));
+  CHECK(shadow_admin_addr_loopback("127.1.2.3:9090"));
+  CHECK(shadow_admin_addr_loopback("[::1]:9090"));
+  CHECK(shadow_admin_addr_loopback("localhost:9090"));
+  CHECK(!shadow_admin_addr_loopback("0.0.0.0:9090"));
+  CHECK(!shadow_admin_addr_loopback("[::]:9090"));
+  CHECK(!shadow_admin_addr_loopback("10.0.0.7:9090"));
+  CHECK(!shadow_admin_addr_loopback("shadow.internal:9090"));
 }
 
 static void test_redact(void) {
@@ -407,6 +444,7 @@ int main(void) {
   test_percentiles();
   test_fold();
   test_signatures();
+  test_admin_guard();
   test_redact();
   test_latency_verdict();
   test_noise_snippet();
