@@ -31,9 +31,9 @@ local http = require "shadow.gateway_http"
 
 local ngx = ngx
 
-local concat, error, find, gsub, lower, match, pairs, pcall, setmetatable,
-  sub, tonumber, tostring, type =
-  table.concat, error, string.find, string.gsub, string.lower,
+local byte, concat, error, find, gsub, lower, match, pairs, pcall,
+  setmetatable, sub, tonumber, tostring, type =
+  string.byte, table.concat, error, string.find, string.gsub, string.lower,
   string.match, pairs, pcall, setmetatable, string.sub, tonumber, tostring,
   type
 local now_ms = clock.now_ms
@@ -148,6 +148,56 @@ end
 -- folded to :id, so routes stay a bounded label set.
 local function default_route(method, path)
   return method .. " " .. gsub(path, "/%d+%f[%z/]", "/:id")
+end
+
+-- A route as a label, as the daemon makes it (src/engine/utf8.c): each
+-- byte that is not part of valid UTF-8, and each control character,
+-- becomes U+FFFD, and past ROUTE_MAX bytes it is cut on a character
+-- boundary and ends in an ellipsis, so /metrics stays valid Prometheus
+-- text whatever path a client sends.
+local ROUTE_MAX = 256
+local FFFD, ELLIPSIS = "\239\191\189", "\226\128\166"
+
+local function utf8_len(s, i, n)
+  local c = byte(s, i)
+  local len, min
+  if c < 0x80 then return 1
+  elseif c >= 0xC2 and c <= 0xDF then len, min = 2, 0x80
+  elseif c >= 0xE0 and c <= 0xEF then len, min = 3, 0x800
+  elseif c >= 0xF0 and c <= 0xF4 then len, min = 4, 0x10000
+  else return 0 end
+  if i + len - 1 > n then return 0 end
+  local cp = c % (2 ^ (7 - len))
+  for k = 1, len - 1 do
+    local b = byte(s, i + k)
+    if b < 0x80 or b > 0xBF then return 0 end
+    cp = cp * 64 + b - 0x80
+  end
+  if cp < min or cp > 0x10FFFF or (cp >= 0xD800 and cp <= 0xDFFF) then
+    return 0
+  end
+  return len
+end
+
+local function route_label(s)
+  local n = #s
+  if n <= ROUTE_MAX and not find(s, "[%z\1-\31\127-\255]") then return s end
+  local out, size, cut, i = {}, 0, 0, 1
+  while i <= n do
+    local c = byte(s, i)
+    local l = (c < 32 or c == 127) and 0 or utf8_len(s, i, n)
+    local piece = l > 0 and sub(s, i, i + l - 1) or FFFD
+    i = i + (l > 0 and l or 1)
+    if size + #piece > ROUTE_MAX then
+      for k = #out, cut + 1, -1 do out[k] = nil end
+      out[#out + 1] = ELLIPSIS
+      break
+    end
+    out[#out + 1] = piece
+    size = size + #piece
+    if size <= ROUTE_MAX - 3 then cut = #out end
+  end
+  return concat(out)
 end
 
 -- A request as hooks see it: { method, path, query, headers, body }, the
@@ -267,6 +317,7 @@ function Gateway:access()
   else
     route = default_route(method, (gsub(uri, "%?.*$", "")))
   end
+  route = route_label(route)
   store:route_add(route, "sampled")
   if req then req.body = body end
   ngx.ctx.shadow = {
@@ -717,5 +768,6 @@ function Gateway:admin()
 end
 
 M.default_route = default_route
+M.route_label = route_label
 
 return M

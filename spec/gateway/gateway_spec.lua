@@ -225,6 +225,31 @@ describe("the gateway example config", function()
     assert.same({ state = "closed", open = false }, st.breaker)
     assert.is_true((st.fields["body:/version"] or 0) > 0)
   end)
+
+  it("keeps /metrics valid Prometheus text after a path that is not UTF-8",
+     function()
+    local before = gw:stats().totals
+    for _, path in ipairs({ "/m\xff\xfe", "/" .. ("y"):rep(600) }) do
+      local c = assert(http.connect(gw.port))
+      assert(c:send("GET " .. path .. " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        .. "x-user-id: hostile\r\nConnection: close\r\n\r\n"))
+      local res = c:read_response()
+      c:close()
+      assert.is_number(res and res.status) -- the primary's 404, as it is
+    end
+    gw:wait_totals("compared", before.compared + 2)
+    local text = gw:admin("metrics").body
+    local dir = process.tmpdir("shadow-prom")
+    process.write_file(dir .. "/metrics", text)
+    local rc, out, err = process.run({ "sh", "-c",
+      "promtool check metrics < " .. dir .. "/metrics" })
+    process.rmdir(dir)
+    assert.is_true(rc == 0 or rc == 3, out .. err)
+    assert.truthy(text:find('route="GET /m\xef\xbf\xbd\xef\xbf\xbd"', 1, true))
+    for route in text:gmatch('route="([^"]*)"') do
+      assert.is_true(#route <= 256, route)
+    end
+  end)
 end)
 
 describe("the gateway with a candidate that takes 1 s", function()
