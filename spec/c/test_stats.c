@@ -50,7 +50,32 @@ static void test_labels(void) {
   memcpy(cut + SHADOW_COUNTER_NAME_MAX - 3, "\xe2\x80\xa6", 3);
   cut[SHADOW_COUNTER_NAME_MAX] = '\0';
   CHECK(shadow_counters_find(c, cut, &pos) && pos == 1);
+  /* A name is found as it was counted: by its label. */
+  CHECK(shadow_counters_find(c, "/m\xfe", &pos) && pos == 0);
   shadow_counters_free(c);
+  /* A raw family keeps keys byte for byte (replay's "route\x1ffield"). */
+  shadow_counters_t *raw = shadow_counters_new_raw(10);
+  shadow_counters_add(raw,
+                      "r\x1f"
+                      "a",
+                      3, 1);
+  shadow_counters_add(raw,
+                      "r\xef\xbf\xbd"
+                      "a",
+                      5, 1);
+  CHECK(shadow_counters_find(raw,
+                             "r\x1f"
+                             "a",
+                             &pos) &&
+        pos == 0);
+  CHECK(shadow_counters_get(raw, "r\x1f"
+                                 "a") == 1);
+  CHECK(shadow_counters_find(raw,
+                             "r\xef\xbf\xbd"
+                             "a",
+                             &pos) &&
+        pos == 1);
+  shadow_counters_free(raw);
 }
 
 int main(void) {

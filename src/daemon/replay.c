@@ -1196,7 +1196,7 @@ int shadow_replay_main(int argc, char **argv) {
             "set the same redact.key as the daemon that captured\n");
   r->errors = shadow_counters_new(32);
   r->route_names = shadow_counters_new(MAX_ROUTES);
-  r->noise_names = shadow_counters_new(MAX_NOISE_FIELDS);
+  r->noise_names = shadow_counters_new_raw(MAX_NOISE_FIELDS);
   int loop_ok = uv_loop_init(&r->loop) == 0;
   if (!r->errors || !r->route_names || !r->noise_names || !loop_ok) {
     fprintf(stderr, "shadowd replay: out of memory\n");
