@@ -596,5 +596,13 @@ describe("the gateway's hooks and rules", function()
                    "max_inflight_shadow = 256, lisen = 1," } } })
     assert.is_false(ok)
     assert.matches("unknown field lisen", err, 1, true)
+    -- A redaction key short enough to guess is refused, and not quoted.
+    ok, err = pcall(gateway.start, { primary = 1, candidate = 2,
+      change = { { "max_inflight_shadow = 256,",
+                   'max_inflight_shadow = 256, redact = { key = "k3y" },' } } })
+    assert.is_false(ok)
+    assert.matches("redact.key must be a string of at least 16 bytes", err,
+                   1, true)
+    assert.is_nil(err:find("k3y", 1, true))
   end)
 end)
