@@ -59,9 +59,13 @@ return {
   },
   arrays    = { ["/items"] = { key = "id" }, ["/tags"] = "set" },
   tolerance = { ["/price"] = 0.01 },
-  -- Secrets become "[redacted sha256:<8 hex>]" in every record (these
-  -- headers are the default; json takes JSON Pointers).
-  redact  = { headers = { "authorization", "cookie", "set-cookie" },
+  -- Secrets become "[redacted hmac-sha256:<16 hex>]" in every record: an
+  -- HMAC of the value under a random key per process, or under
+  -- key = "..." (16 bytes or more) so marks agree across processes and
+  -- with shadowd replay. These headers are the default; json takes JSON
+  -- Pointers.
+  redact  = { headers = { "authorization", "proxy-authorization", "cookie",
+                          "set-cookie", "x-api-key", "x-auth-token" },
               json = { "/session/token" } },
   -- The file is rotated past 64 MiB, five old ones kept; SIGUSR1 reopens it.
   log     = { capacity = 1000, file = "divergences.ndjson",

@@ -31,9 +31,9 @@ local http = require "shadow.gateway_http"
 
 local ngx = ngx
 
-local concat, error, find, gsub, lower, match, pairs, pcall, setmetatable,
-  sub, tonumber, tostring, type =
-  table.concat, error, string.find, string.gsub, string.lower,
+local byte, concat, error, find, gsub, lower, match, pairs, pcall,
+  setmetatable, sub, tonumber, tostring, type =
+  string.byte, table.concat, error, string.find, string.gsub, string.lower,
   string.match, pairs, pcall, setmetatable, string.sub, tonumber, tostring,
   type
 local now_ms = clock.now_ms
@@ -148,6 +148,56 @@ end
 -- folded to :id, so routes stay a bounded label set.
 local function default_route(method, path)
   return method .. " " .. gsub(path, "/%d+%f[%z/]", "/:id")
+end
+
+-- A route as a label, as the daemon makes it (src/engine/utf8.c): each
+-- byte that is not part of valid UTF-8, and each control character,
+-- becomes U+FFFD, and past ROUTE_MAX bytes it is cut on a character
+-- boundary and ends in an ellipsis, so /metrics stays valid Prometheus
+-- text whatever path a client sends.
+local ROUTE_MAX = 256
+local FFFD, ELLIPSIS = "\239\191\189", "\226\128\166"
+
+local function utf8_len(s, i, n)
+  local c = byte(s, i)
+  local len, min
+  if c < 0x80 then return 1
+  elseif c >= 0xC2 and c <= 0xDF then len, min = 2, 0x80
+  elseif c >= 0xE0 and c <= 0xEF then len, min = 3, 0x800
+  elseif c >= 0xF0 and c <= 0xF4 then len, min = 4, 0x10000
+  else return 0 end
+  if i + len - 1 > n then return 0 end
+  local cp = c % (2 ^ (7 - len))
+  for k = 1, len - 1 do
+    local b = byte(s, i + k)
+    if b < 0x80 or b > 0xBF then return 0 end
+    cp = cp * 64 + b - 0x80
+  end
+  if cp < min or cp > 0x10FFFF or (cp >= 0xD800 and cp <= 0xDFFF) then
+    return 0
+  end
+  return len
+end
+
+local function route_label(s)
+  local n = #s
+  if n <= ROUTE_MAX and not find(s, "[%z\1-\31\127-\255]") then return s end
+  local out, size, cut, i = {}, 0, 0, 1
+  while i <= n do
+    local c = byte(s, i)
+    local l = (c < 32 or c == 127) and 0 or utf8_len(s, i, n)
+    local piece = l > 0 and sub(s, i, i + l - 1) or FFFD
+    i = i + (l > 0 and l or 1)
+    if size + #piece > ROUTE_MAX then
+      for k = #out, cut + 1, -1 do out[k] = nil end
+      out[#out + 1] = ELLIPSIS
+      break
+    end
+    out[#out + 1] = piece
+    size = size + #piece
+    if size <= ROUTE_MAX - 3 then cut = #out end
+  end
+  return concat(out)
 end
 
 -- A request as hooks see it: { method, path, query, headers, body }, the
@@ -267,6 +317,7 @@ function Gateway:access()
   else
     route = default_route(method, (gsub(uri, "%?.*$", "")))
   end
+  route = route_label(route)
   store:route_add(route, "sampled")
   if req then req.body = body end
   ngx.ctx.shadow = {
@@ -372,7 +423,7 @@ local function fill_head(self, rec, status, headers, hidden)
       if type(v) ~= "table" then v = { v } end
       for i = 1, #v do
         local s = tostring(v[i])
-        if red[name] then s = redact.mark(s) end
+        if red[name] then s = redact.mark(s, self.conf.redact_key) end
         C.shadow_ffi_record_add_header(rec, name, #name, s, #s)
       end
     end
@@ -388,10 +439,12 @@ local function clean_headers(self, headers, hidden)
       if red[name] then
         if type(v) == "table" then
           local list = {}
-          for i = 1, #v do list[i] = redact.mark(tostring(v[i])) end
+          for i = 1, #v do
+            list[i] = redact.mark(tostring(v[i]), self.conf.redact_key)
+          end
           v = list
         else
-          v = redact.mark(tostring(v))
+          v = redact.mark(tostring(v), self.conf.redact_key)
         end
       end
       out[name] = v
@@ -636,6 +689,22 @@ local function loopback(addr)
                           or addr == "unix:")
 end
 
+-- A Host the admin serves, as the daemon's admin (admin_guard.c): an IP
+-- literal (a DNS-rebinding page's origin is a name, never an address),
+-- localhost, or this machine's name; with or without a port. No Host is
+-- not a browser.
+local function host_ok(host)
+  if host == nil then return true end
+  host = lower(host)
+  local h = match(host, "^%[([%x:.]+)%]:?%d*$")
+  if h then return true end
+  h = match(host, "^([^:]+):?%d*$")
+  if not h then return false end
+  h = match(h, "^(.-)%.?$")
+  return match(h, "^%d+%.%d+%.%d+%.%d+$") ~= nil or h == "localhost"
+    or h == lower(ngx.var.hostname or "")
+end
+
 local function reply(status, ctype, body)
   ngx.status = status
   ngx.header["content-type"] = ctype
@@ -653,6 +722,11 @@ end
 function Gateway:admin()
   local conf = self.conf
   local token = conf.admin_token
+  if not host_ok(ngx.var.http_host)
+     and not match(ngx.var.uri, "healthz/?$") then
+    return reply_json(421, '{"error":"Host is not this admin\'s address '
+      .. 'or a loopback name"}')
+  end
   if token then
     local auth = ngx.var.http_authorization
     if auth ~= "Bearer " .. token then
@@ -694,5 +768,6 @@ function Gateway:admin()
 end
 
 M.default_route = default_route
+M.route_label = route_label
 
 return M

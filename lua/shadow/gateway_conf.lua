@@ -169,7 +169,13 @@ function M.check(conf, dicts)
     fail("log.file is not written by the gateway; use on_divergence, or "
       .. "read /_shadow/divergences")
   end
-  only(conf.redact, "redact", { headers = true, json = true })
+  only(conf.redact, "redact", { headers = true, json = true, key = true })
+  local redact_key = conf.redact and conf.redact.key
+  if redact_key ~= nil and (type(redact_key) ~= "string"
+      or #redact_key < redact.KEY_MIN) then
+    fail(("redact.key must be a string of at least %d bytes")
+      :format(redact.KEY_MIN))
+  end
   if conf.redact and conf.redact.json ~= nil then
     fail("redact.json is not supported by the gateway yet; only "
       .. "redact.headers")
@@ -212,6 +218,7 @@ function M.check(conf, dicts)
     capacity = number(conf.log, "capacity", "log.", 1000, 1, 1e6, true),
     slo = conf.slo,
     redact = redact.set(redact_headers),
+    redact_key = redact_key,
     admin_token = conf.admin_token,
     forwarded = conf.forwarded ~= false,
     diff_opts = { ignore = conf.ignore, arrays = conf.arrays,

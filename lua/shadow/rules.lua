@@ -45,7 +45,8 @@ local function segments(pointer)
   while pointer ~= "" do
     local slash = find(pointer, "/", at, true)
     local s = sub(pointer, at, slash and slash - 1 or #pointer)
-    segs[#segs + 1] = (gsub(gsub(s, "~1", "/"), "~0", "~"))
+    -- ~2 is a NUL in a key, as the engine writes it.
+    segs[#segs + 1] = (gsub(gsub(gsub(s, "~1", "/"), "~2", "\0"), "~0", "~"))
     if not slash then break end
     at = slash + 1
   end

@@ -87,7 +87,7 @@ describe("the dashboard in chromium", function()
     assert.matches("<rect ", dom:match('<svg id="chart%-svg".-</svg>'))
     -- Secrets stay redacted on the page too.
     assert.is_nil(dom:find("cookie-secret", 1, true))
-    assert.matches("%[redacted sha256:%x+%]", rows)
+    assert.matches("%[redacted hmac%-sha256:%x+%]", rows)
 
     -- Screenshots at a laptop's and a phone's width.
     local out = browser.output_dir()

@@ -64,7 +64,8 @@ return {
 end
 
 local function post(p, path)
-  local res = assert(http.request(p, { method = "POST", path = path, body = "" }))
+  local res = assert(http.request(p, { method = "POST", path = path, body = "",
+    headers = { ["Content-Type"] = "application/json" } }))
   return res.status, json.decode(res.body)
 end
 

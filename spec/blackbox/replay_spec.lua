@@ -72,7 +72,8 @@ local function config_text(addr, primary, candidate, capture_path, extra)
     "  sample = { rate = 0, key = function(req) return req.headers['x-user-id'] end },",
     '  mirror_methods = { "GET", "POST" },',
     "  route = function(req) return req.method .. ' ' .. req.path:gsub('/%d+', '/:id') end,",
-    '  redact = { headers = { "authorization", "cookie", "set-cookie" }, json = { "/token" } },',
+    '  redact = { headers = { "authorization", "cookie", "set-cookie" }, json = { "/token" },'
+      .. ' key = "replay-spec-redact-key-0123456789" },',
     "  slo = { max_divergence_rate = 0.01, min_samples = 100 },",
     capture_path and ("  capture = { file = %q, rate = 1 },"):format(capture_path) or "",
     extra or "",
@@ -171,10 +172,10 @@ describe("capture and replay", function()
         seen.users = seen.users + 1
         local h = {}
         for _, kv in ipairs(x.request.headers) do h[kv[1]:lower()] = kv[2] end
-        assert.matches("^%[redacted sha256:%x+%]$", h.authorization)
-        assert.matches("^%[redacted sha256:%x+%]$", h.cookie)
+        assert.matches("^%[redacted hmac%-sha256:%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%]$", h.authorization)
+        assert.matches("^%[redacted hmac%-sha256:%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%]$", h.cookie)
         local body = json.decode(x.response.body)
-        assert.matches("^%[redacted sha256:%x+%]$", body.token)
+        assert.matches("^%[redacted hmac%-sha256:%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%]$", body.token)
         assert.equal("user " .. t:match("%d+$"), body.name)
       elseif t == "/api/orders" then
         seen.orders = seen.orders + 1

@@ -62,7 +62,7 @@ end
 
 local function post(port_, path)
   local res = assert(http.request(port_, { method = "POST", path = path,
-                                           body = "" }))
+    headers = { ["Content-Type"] = "application/json" }, body = "" }))
   return res.status, json.decode(res.body)
 end
 

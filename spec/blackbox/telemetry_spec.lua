@@ -62,18 +62,24 @@ local function backend(side)
              side == "primary" and 404 or 500)
 end
 
--- The hex SHA-256 of s, from openssl(1): an implementation apart from the
--- daemon's and the gateway's.
-local function sha256(s)
+-- The redaction key the daemon is given (redact.key).
+local REDACT_KEY = "telemetry-spec-redact-key-0123456789"
+
+-- The hex HMAC-SHA256 of s under REDACT_KEY, from openssl(1): an
+-- implementation apart from the daemon's and the gateway's.
+local function hmac(s)
   local dir = process.tmpdir("shadow-sha")
   process.write_file(dir .. "/v", s)
-  local rc, out = process.run({ "openssl", "dgst", "-sha256", "-r", dir .. "/v" })
+  local rc, out = process.run({ "openssl", "dgst", "-sha256", "-hmac",
+                                REDACT_KEY, "-r", dir .. "/v" })
   process.rmdir(dir)
   assert(rc == 0, "openssl failed")
   return out:match("^(%x+)")
 end
 
-local function mark(s) return "[redacted sha256:" .. sha256(s):sub(1, 8) .. "]" end
+local function mark(s)
+  return "[redacted hmac-sha256:" .. hmac(s):sub(1, 16) .. "]"
+end
 
 -- The nearest-rank q-quantile of a list of numbers.
 local function quantile(list, q)
@@ -97,10 +103,10 @@ describe("telemetry", function()
       primary = ng:url("primary"), candidate = ng:url("candidate"), rate = 1.0,
       extra = ([[
   slo = { max_divergence_rate = 1.0, min_samples = 20, max_latency_ratio = 2 },
-  redact = { headers = { "set-cookie" }, json = { "/token" } },
+  redact = { headers = { "set-cookie" }, json = { "/token" }, key = %q },
   log = { capacity = 1000, file = %q },
   on_divergence = function(d) print("on_divergence " .. require("cjson").encode(d)) end,
-]]):format(dir .. "/divergences.ndjson") }
+]]):format(REDACT_KEY, dir .. "/divergences.ndjson") }
     -- /hits: delays from 0 to 29 ms on the primary, another spread on the
     -- candidate; the wrong id at index 0, 1 or 2 in turn.
     for k = 1, N do
@@ -272,7 +278,11 @@ describe("telemetry", function()
         assert.is_nil(text:find(secret, 1, true), secret .. " in " .. what)
       end
     end
-    -- The marks are SHA-256's first 8 hex digits of the value.
+    -- The marks are the first 16 hex digits of the value's HMAC-SHA256
+    -- under redact.key, which itself appears nowhere.
+    for what, text in pairs(texts) do
+      assert.is_nil(text:find(REDACT_KEY, 1, true), "the key in " .. what)
+    end
     local rec = json.decode(lines[1])
     local cookie = rec.headers.diffs[1]
     assert.equal("set-cookie", cookie.name)

@@ -71,7 +71,8 @@ describe("shadowd --workers 2", function()
     local text = process.read_file(d.config)
     process.write_file(d.config, text:gsub("rate = 1", "rate = 0"))
     local res = assert(http.request(d.admin_port,
-                                    { method = "POST", path = "/reload" }))
+                                    { method = "POST", path = "/reload",
+                                      headers = { ["Content-Type"] = "application/json" } }))
     assert.are.equal(200, res.status)
     assert.are.equal(2, json.decode(res.body).generation)
     -- The swap happens on each loop's own thread, just after the answer;
@@ -122,7 +123,8 @@ describe("shadowd --workers 2 with runaway hooks", function()
     local text = process.read_file(d.config)
     process.write_file(d.config, text .. "\n-- changed\n")
     local res = assert(http.request(d.admin_port,
-                                    { method = "POST", path = "/reload" }))
+                                    { method = "POST", path = "/reload",
+                                      headers = { ["Content-Type"] = "application/json" } }))
     assert.are.equal(200, res.status)
     for i, c in ipairs(clients) do
       local how, code = c:wait(15)

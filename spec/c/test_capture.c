@@ -76,7 +76,7 @@ static void test_round_trip(void) {
                            "cookie-secret"};
   for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
     CHECK(strstr(line.data, secrets[i]) == NULL);
-  CHECK(strstr(line.data, "[redacted sha256:") != NULL);
+  CHECK(strstr(line.data, "[redacted hmac-sha256:") != NULL);
 
   shadow_capture_entry_t e;
   shadow_capture_entry_init(&e);
@@ -90,7 +90,7 @@ static void test_round_trip(void) {
   CHECK(strcmp(e.peer.data, "10.0.0.9") == 0);
   CHECK(e.headers.n == 4);
   CHECK(strcmp(e.headers.v[3].value, "2") == 0); /* order and repeats kept */
-  CHECK(strncmp(e.headers.v[1].value, "[redacted sha256:", 17) == 0);
+  CHECK(strncmp(e.headers.v[1].value, "[redacted hmac-sha256:", 22) == 0);
   CHECK(strstr(e.body.data, "\"n\":1") != NULL);
   CHECK(e.response.status == 201 && !e.response.body_cut);
   CHECK(strstr(e.response.body.data, "\"id\":1") != NULL);

@@ -165,7 +165,7 @@ static void test_ignore(void) {
   CHECK(shadow_json_rules_ignore(r, "/items/*/etag") == 0);
   CHECK(shadow_json_rules_ignore(r, "/a~1b") == 0);
   CHECK(shadow_json_rules_ignore(r, "no-slash") == -EINVAL);
-  CHECK(shadow_json_rules_ignore(r, "/bad~2") == -EINVAL);
+  CHECK(shadow_json_rules_ignore(r, "/bad~3") == -EINVAL);
   EXPECT_R("{\"meta\":{\"generated_at\":1,\"v\":1},\"a/b\":1,"
            "\"items\":[{\"id\":1,\"etag\":\"x\"},{\"id\":2,\"etag\":\"y\"}]}",
            "{\"meta\":{\"generated_at\":2,\"v\":1},\"a/b\":2,"
@@ -379,12 +379,31 @@ static void test_fields_and_odd_keys(void) {
   run(&r, "{\"a\":{\"b\":[1,2]},\"\\u0000\":1}",
       "{\"a\":{\"b\":[1]},\"\\u0000\":2}", NULL, 0, 0);
   CHECK(r.rc == 0 && r.out.nops == 2);
-  /* One NUL-terminated entry per difference, even for a key "\0". */
-  CHECK(r.fields.len == strlen("/a/b/1") + 1 + strlen("/\\u0000") + 1);
+  /* One NUL-terminated entry per difference, even for a key "\0": the
+   * NUL is ~2 in the field and in the op's path alike (field.h). */
+  CHECK(r.fields.len == strlen("/a/b/1") + 1 + strlen("/~2") + 1);
   CHECK(strcmp(r.fields.data, "/a/b/1") == 0);
-  CHECK(strcmp(r.fields.data + 7, "/\\u0000") == 0);
-  CHECK(strstr(r.ops.data, "\"path\":\"/\\u0000\"") != NULL);
+  CHECK(strcmp(r.fields.data + 7, "/~2") == 0);
+  CHECK(strstr(r.ops.data, "\"path\":\"/~2\"") != NULL);
   run_free(&r);
+  /* "e\0f" and "e\0g" are two fields, neither of them "/e"; an ignore
+   * rule written with ~2 silences the one it names. */
+  run(&r, "{\"e\\u0000f\":1,\"e\\u0000g\":1,\"e\":1}",
+      "{\"e\\u0000f\":2,\"e\\u0000g\":2,\"e\":1}", NULL, 0, 0);
+  CHECK(r.rc == 0 && r.out.nops == 2);
+  CHECK(strcmp(r.fields.data, "/e~2f") == 0);
+  CHECK(strcmp(r.fields.data + 6, "/e~2g") == 0);
+  run_free(&r);
+  {
+    shadow_json_rules_t *ign = shadow_json_rules_new();
+    CHECK(shadow_json_rules_ignore(ign, "/e~2f") == 0);
+    run(&r, "{\"e\\u0000f\":1,\"e\\u0000g\":1}",
+        "{\"e\\u0000f\":2,\"e\\u0000g\":2}", ign, 0, 0);
+    CHECK(r.rc == 0 && r.out.nops == 1);
+    CHECK(strcmp(r.fields.data, "/e~2g") == 0);
+    run_free(&r);
+    shadow_json_rules_free(ign);
+  }
   /* Duplicate keys: the last one counts, and a text equals itself. */
   EXPECT("{\"a\":1,\"a\":2}", "{\"a\":1,\"a\":2}", "");
   EXPECT("{\"a\":1,\"b\":0,\"a\":2}", "{\"b\":0,\"a\":2}", "");

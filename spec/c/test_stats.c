@@ -6,8 +6,80 @@
 
 #include "check.h"
 #include "stats.h"
+#include "utf8.h"
+
+/* A name as a label: bytes that are not UTF-8 and control characters are
+ * U+FFFD, a long name is cut on a character boundary with an ellipsis. */
+static void test_labels(void) {
+  shadow_buf_t b = SHADOW_BUF_INIT;
+  CHECK(shadow_utf8_label_ok("GET /a\"b\\", 9, 64));
+  CHECK(shadow_utf8_label_ok("\xe2\x82\xac", 3, 64));
+  CHECK(!shadow_utf8_label_ok("/m\xff\xfe", 4, 64));
+  CHECK(!shadow_utf8_label_ok("/e\xc0\xaf", 4, 64));     /* overlong */
+  CHECK(!shadow_utf8_label_ok("/s\xed\xa0\x80", 5, 64)); /* surrogate */
+  CHECK(!shadow_utf8_label_ok("a\nb", 3, 64));
+  CHECK(!shadow_utf8_label_ok("abcdef", 6, 5));
+  CHECK(shadow_utf8_label(&b, "/m\xff\xfe", 4, 64) == 0);
+  CHECK(b.len == 8 && memcmp(b.data, "/m\xef\xbf\xbd\xef\xbf\xbd", 8) == 0);
+  shadow_buf_reset(&b);
+  CHECK(shadow_utf8_label(&b, "a\0b\x7f", 4, 64) == 0);
+  CHECK(b.len == 8 && memcmp(b.data,
+                             "a\xef\xbf\xbd"
+                             "b\xef\xbf\xbd",
+                             8) == 0);
+  /* 10 euro signs (30 bytes) in 16: four of them and the ellipsis. */
+  char euros[31];
+  for (int i = 0; i < 10; i++)
+    memcpy(euros + 3 * i, "\xe2\x82\xac", 3);
+  shadow_buf_reset(&b);
+  CHECK(shadow_utf8_label(&b, euros, 30, 16) == 0);
+  CHECK(b.len == 15 && memcmp(b.data + 12, "\xe2\x80\xa6", 3) == 0);
+  CHECK(shadow_utf8_label_ok(b.data, b.len, 16));
+  shadow_buf_free(&b);
+  /* Counters count a name by its label: two bad spellings are one. */
+  shadow_counters_t *c = shadow_counters_new(10);
+  shadow_counters_add(c, "/m\xff", 3, 1);
+  shadow_counters_add(c, "/m\xfe", 3, 1);
+  CHECK(shadow_counters_get(c, "/m\xef\xbf\xbd") == 2);
+  char big[2000];
+  memset(big, 'x', sizeof big);
+  shadow_counters_add(c, big, sizeof big, 1);
+  uint64_t pos;
+  char cut[SHADOW_COUNTER_NAME_MAX + 1];
+  memset(cut, 'x', SHADOW_COUNTER_NAME_MAX - 3);
+  memcpy(cut + SHADOW_COUNTER_NAME_MAX - 3, "\xe2\x80\xa6", 3);
+  cut[SHADOW_COUNTER_NAME_MAX] = '\0';
+  CHECK(shadow_counters_find(c, cut, &pos) && pos == 1);
+  /* A name is found as it was counted: by its label. */
+  CHECK(shadow_counters_find(c, "/m\xfe", &pos) && pos == 0);
+  shadow_counters_free(c);
+  /* A raw family keeps keys byte for byte (replay's "route\x1ffield"). */
+  shadow_counters_t *raw = shadow_counters_new_raw(10);
+  shadow_counters_add(raw,
+                      "r\x1f"
+                      "a",
+                      3, 1);
+  shadow_counters_add(raw,
+                      "r\xef\xbf\xbd"
+                      "a",
+                      5, 1);
+  CHECK(shadow_counters_find(raw,
+                             "r\x1f"
+                             "a",
+                             &pos) &&
+        pos == 0);
+  CHECK(shadow_counters_get(raw, "r\x1f"
+                                 "a") == 1);
+  CHECK(shadow_counters_find(raw,
+                             "r\xef\xbf\xbd"
+                             "a",
+                             &pos) &&
+        pos == 1);
+  shadow_counters_free(raw);
+}
 
 int main(void) {
+  test_labels();
   /* Past the cap, new names count under "other". */
   shadow_counters_t *c = shadow_counters_new(3);
   shadow_counters_add(c, "a", 1, 1);

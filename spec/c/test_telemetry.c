@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "admin_guard.h"
 #include "check.h"
 #include "diff.h"
 #include "noise.h"
@@ -153,6 +154,42 @@ static void test_signatures(void) {
   shadow_buf_free(&out);
 }
 
+/* Which Hosts the admin serves, which POSTs may reload, which addresses
+ * are loopback. */
+static void test_admin_guard(void) {
+#define HOST_OK(own, h) shadow_admin_host_ok(own, h, strlen(h))
+  const char *own = "127.0.0.1:9090";
+  CHECK(shadow_admin_host_ok(own, NULL, 0));
+  CHECK(HOST_OK(own, "127.0.0.1:9090") && HOST_OK(own, "127.0.0.1"));
+  CHECK(HOST_OK(own, "localhost") && HOST_OK(own, "LocalHost:1234"));
+  CHECK(HOST_OK(own, "localhost.:9090"));
+  CHECK(HOST_OK(own, "[::1]:9090") && HOST_OK(own, "[::1]"));
+  CHECK(HOST_OK(own, "10.0.0.7:9090")); /* an address is never rebound */
+  CHECK(!HOST_OK(own, "attacker.example"));
+  CHECK(!HOST_OK(own, "attacker.example:9090"));
+  CHECK(!HOST_OK(own, "localhost.attacker.example"));
+  CHECK(!HOST_OK(own, "127.0.0.1.nip.io"));
+  CHECK(!HOST_OK(own, "") && !HOST_OK(own, ":9090"));
+  CHECK(!HOST_OK(own, "localhost:90x") && !HOST_OK(own, "[::1"));
+  CHECK(HOST_OK("shadow.internal:9090", "Shadow.Internal:9090"));
+  CHECK(!HOST_OK("shadow.internal:9090", "other.internal:9090"));
+#undef HOST_OK
+  CHECK(shadow_admin_json_request("application/json", 16));
+  CHECK(shadow_admin_json_request("Application/JSON; charset=utf-8", 31));
+  CHECK(!shadow_admin_json_request(NULL, 0));
+  CHECK(!shadow_admin_json_request("text/plain", 10));
+  CHECK(!shadow_admin_json_request("application/jsonp", 17));
+  CHECK(!shadow_admin_json_request("application/x-www-form-urlencoded", 33));
+  CHECK(shadow_admin_addr_loopback("127.0.0.1:9090"));
+  CHECK(shadow_admin_addr_loopback("127.1.2.3:9090"));
+  CHECK(shadow_admin_addr_loopback("[::1]:9090"));
+  CHECK(shadow_admin_addr_loopback("localhost:9090"));
+  CHECK(!shadow_admin_addr_loopback("0.0.0.0:9090"));
+  CHECK(!shadow_admin_addr_loopback("[::]:9090"));
+  CHECK(!shadow_admin_addr_loopback("10.0.0.7:9090"));
+  CHECK(!shadow_admin_addr_loopback("shadow.internal:9090"));
+}
+
 static void test_redact(void) {
   shadow_redact_t *r = shadow_redact_new();
   CHECK(shadow_redact_add_defaults(r) == 0);
@@ -160,10 +197,27 @@ static void test_redact(void) {
   CHECK(shadow_redact_add_json(r, "/users/*/password") == 0);
   CHECK(shadow_redact_add_json(r, "token") == -EINVAL);
   CHECK(shadow_redact_add_header(r, "bad name") == -EINVAL);
-  /* The mark of lua/shadow/redact.lua: SHA-256 of "abc" starts ba7816bf. */
-  char mark[SHADOW_REDACT_MARK_LEN + 1];
-  shadow_redact_mark("abc", 3, mark);
-  CHECK(strcmp(mark, "[redacted sha256:ba7816bf]") == 0);
+  /* The mark of lua/shadow/redact.lua: HMAC-SHA256 of "abc" under the
+   * key, as `openssl dgst -sha256 -hmac 0123456789abcdef0123` says. */
+  char mark[SHADOW_REDACT_MARK_LEN + 1], mark2[SHADOW_REDACT_MARK_LEN + 1];
+  CHECK(shadow_redact_set_key(r, "short", 5) == -EINVAL);
+  CHECK(!shadow_redact_has_key(r));
+  /* Without a key: the process's random one, the same for every object. */
+  shadow_redact_mark(r, "abc", 3, mark);
+  shadow_redact_mark(NULL, "abc", 3, mark2);
+  CHECK(strcmp(mark, mark2) == 0);
+  CHECK(strncmp(mark, "[redacted hmac-sha256:", 22) == 0);
+  CHECK(strlen(mark) == SHADOW_REDACT_MARK_LEN);
+  CHECK(shadow_redact_set_key(r, "0123456789abcdef0123", 20) == 0);
+  CHECK(shadow_redact_has_key(r));
+  shadow_redact_mark(r, "abc", 3, mark);
+  CHECK(strcmp(mark, "[redacted hmac-sha256:7175886e54c43350]") == 0);
+  CHECK(strcmp(mark, mark2) != 0);
+  /* The default list: the six headers that carry credentials. */
+  CHECK(shadow_redact_headers(r) == 6);
+  CHECK(strcmp(shadow_redact_header(r, 1), "proxy-authorization") == 0);
+  CHECK(strcmp(shadow_redact_header(r, 4), "x-api-key") == 0);
+  CHECK(strcmp(shadow_redact_header(r, 5), "x-auth-token") == 0);
 
   shadow_record_t *p = shadow_record_new(), *c = shadow_record_new();
   p->status = c->status = 200;
@@ -172,7 +226,7 @@ static void test_redact(void) {
   shadow_headers_add(&c->headers, "set-cookie", 10, "sid=2", 5);
   shadow_headers_add(&c->headers, "X-Other", 7, "keep", 4);
   CHECK(shadow_redact_record(r, p) == 0 && shadow_redact_record(r, c) == 0);
-  CHECK(strncmp(p->headers.v[0].value, "[redacted sha256:", 17) == 0);
+  CHECK(strncmp(p->headers.v[0].value, "[redacted hmac-sha256:", 22) == 0);
   CHECK(strcmp(p->headers.v[1].value, "keep") == 0);
   shadow_headers_add(&p->headers, "content-type", 12, "application/json", 16);
   shadow_headers_add(&c->headers, "content-type", 12, "application/json", 16);
@@ -191,7 +245,7 @@ static void test_redact(void) {
   CHECK(strstr(j, "s3cret") == NULL && strstr(j, "other") == NULL);
   CHECK(strstr(j, "sid=") == NULL);
   CHECK(strstr(j, "\"p1\"") == NULL && strstr(j, "\"p2\"") == NULL);
-  shadow_redact_mark("s3cret", 6, mark);
+  shadow_redact_mark(r, "s3cret", 6, mark);
   CHECK(strstr(j, mark) != NULL);
   /* What is not secret stays: the names and the counter. */
   CHECK(strstr(j, "\"primary\":1,\"candidate\":2") != NULL);
@@ -390,6 +444,7 @@ int main(void) {
   test_percentiles();
   test_fold();
   test_signatures();
+  test_admin_guard();
   test_redact();
   test_latency_verdict();
   test_noise_snippet();

@@ -225,6 +225,31 @@ describe("the gateway example config", function()
     assert.same({ state = "closed", open = false }, st.breaker)
     assert.is_true((st.fields["body:/version"] or 0) > 0)
   end)
+
+  it("keeps /metrics valid Prometheus text after a path that is not UTF-8",
+     function()
+    local before = gw:stats().totals
+    for _, path in ipairs({ "/m\xff\xfe", "/" .. ("y"):rep(600) }) do
+      local c = assert(http.connect(gw.port))
+      assert(c:send("GET " .. path .. " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        .. "x-user-id: hostile\r\nConnection: close\r\n\r\n"))
+      local res = c:read_response()
+      c:close()
+      assert.is_number(res and res.status) -- the primary's 404, as it is
+    end
+    gw:wait_totals("compared", before.compared + 2)
+    local text = gw:admin("metrics").body
+    local dir = process.tmpdir("shadow-prom")
+    process.write_file(dir .. "/metrics", text)
+    local rc, out, err = process.run({ "sh", "-c",
+      "promtool check metrics < " .. dir .. "/metrics" })
+    process.rmdir(dir)
+    assert.is_true(rc == 0 or rc == 3, out .. err)
+    assert.truthy(text:find('route="GET /m\xef\xbf\xbd\xef\xbf\xbd"', 1, true))
+    for route in text:gmatch('route="([^"]*)"') do
+      assert.is_true(#route <= 256, route)
+    end
+  end)
 end)
 
 describe("the gateway with a candidate that takes 1 s", function()
@@ -480,6 +505,7 @@ describe("the gateway's hooks and rules", function()
         end,]] },
         { 'ignore = { headers = { "x-request-id" } },',
           [[ignore = { json = { "/at" } },
+      redact = { key = "gateway-spec-redact-key-0123456789" },
       route = function(req) return "all " .. req.method end,
       normalize = function(rec, side, req)
         rec.body = rec.body:gsub('"v%d"', '"v"')
@@ -506,10 +532,27 @@ describe("the gateway's hooks and rules", function()
     assert.equal(1, #d.headers.diffs, json.encode(d.headers))
     local h = d.headers.diffs[1]
     assert.equal("set-cookie", h.name)
-    assert.matches("^%[redacted sha256:%x%x%x%x%x%x%x%x%]$", h.primary)
-    assert.matches("^%[redacted sha256:%x%x%x%x%x%x%x%x%]$", h.candidate)
+    -- The marks are HMAC-SHA256 under redact.key, as openssl(1) makes it.
+    local function mark(v)
+      local dir = process.tmpdir("shadow-hmac")
+      process.write_file(dir .. "/v", v)
+      local rc, out = process.run({ "openssl", "dgst", "-sha256", "-hmac",
+        "gateway-spec-redact-key-0123456789", "-r", dir .. "/v" })
+      process.rmdir(dir)
+      assert(rc == 0, "openssl failed")
+      return "[redacted hmac-sha256:" .. out:sub(1, 16) .. "]"
+    end
+    assert.equal(mark("sid=secret-1"), h.primary)
+    assert.equal(mark("sid=secret-2"), h.candidate)
     assert.not_equal(h.primary, h.candidate)
     assert.not_matches("secret", json.encode(gw:divergences()))
+    -- A page rebound to loopback under its own name is refused (421).
+    local res = assert(http.request(gw.admin_port, { path = "/_shadow/stats",
+      headers = { Host = "attacker.example:" .. gw.admin_port } }))
+    assert.equal(421, res.status)
+    res = assert(http.request(gw.admin_port, { path = "/_shadow/stats",
+      headers = { Host = "localhost:" .. gw.admin_port } }))
+    assert.equal(200, res.status)
   end)
 
   it("applies rename, coerce, mask and time rules and counts their hits",
@@ -553,5 +596,13 @@ describe("the gateway's hooks and rules", function()
                    "max_inflight_shadow = 256, lisen = 1," } } })
     assert.is_false(ok)
     assert.matches("unknown field lisen", err, 1, true)
+    -- A redaction key short enough to guess is refused, and not quoted.
+    ok, err = pcall(gateway.start, { primary = 1, candidate = 2,
+      change = { { "max_inflight_shadow = 256,",
+                   'max_inflight_shadow = 256, redact = { key = "k3y" },' } } })
+    assert.is_false(ok)
+    assert.matches("redact.key must be a string of at least 16 bytes", err,
+                   1, true)
+    assert.is_nil(err:find("k3y", 1, true))
   end)
 end)

@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "admin.h"
+#include "admin_guard.h"
 #include "clock.h"
 #include "dispatcher.h"
 #include "json.h"
@@ -355,6 +356,11 @@ int shadow_daemon_run(const shadow_daemon_opts_t *opts, shadow_gen_t *g) {
       : cfg->candidate.url                      ? cfg->candidate.url
                                                 : "none",
       cfg->rate);
+  if (!cfg->admin_token && !shadow_admin_addr_loopback(cfg->admin))
+    shadow_log_warn("admin on %s listens beyond loopback without "
+                    "admin_token: whoever reaches it reads the divergences "
+                    "and can reload",
+                    cfg->admin);
   uv_run(&loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&loop) != 0)
     shadow_log_warn("loop closed with handles still open");

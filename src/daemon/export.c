@@ -178,14 +178,18 @@ static node_t *child(node_t *x, const char *s, size_t n) {
   return c;
 }
 
-/* Unescapes one pointer segment (~1 '/', ~0 '~') into buf. */
+/* Unescapes one pointer segment (~1 '/', ~0 '~', ~2 NUL: field.h) into
+ * buf. */
 static size_t unescape(const char *s, size_t n, char *buf, size_t cap) {
   size_t k = 0;
   for (size_t i = 0; i < n && k + 1 < cap; i++) {
-    if (s[i] == '~' && i + 1 < n && (s[i + 1] == '0' || s[i + 1] == '1'))
-      buf[k++] = s[++i] == '0' ? '~' : '/';
-    else
+    char e = s[i] == '~' && i + 1 < n ? s[i + 1] : 0;
+    if (e == '0' || e == '1' || e == '2') {
+      buf[k++] = e == '0' ? '~' : e == '1' ? '/' : '\0';
+      i++;
+    } else {
       buf[k++] = s[i];
+    }
   }
   buf[k] = '\0';
   return k;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "admin_guard.h"
 #include "check_request.h"
 #include "daemon.h"
 #include "export.h"
@@ -120,6 +121,11 @@ static void print_check(const char *path, shadow_gen_t *g) {
          c->listen_cert_file ? ", TLS with " : "",
          c->listen_cert_file ? c->listen_cert_file : "", c->admin,
          c->admin_token ? " (bearer token required)" : "");
+  if (!c->admin_token && !shadow_admin_addr_loopback(c->admin))
+    printf("  warning    the admin listens beyond loopback without "
+           "admin_token:\n             whoever reaches %s reads the "
+           "divergences and reloads\n",
+           c->admin);
   printf("  primary    %s\n", backend_desc(&c->primary, 0, b, sizeof(b)));
   printf("  candidate  %s\n", backend_desc(&c->candidate, 1, b, sizeof(b)));
   if (c->secondary.kind != SHADOW_BACKEND_NONE)
@@ -164,6 +170,13 @@ static void print_check(const char *path, shadow_gen_t *g) {
          shadow_redact_headers(c->redact) + shadow_redact_pointers(c->redact)
              ? ""
              : " nothing");
+  /* Which key, never the key itself. */
+  if (shadow_redact_headers(c->redact) + shadow_redact_pointers(c->redact))
+    printf("             marked by HMAC-SHA256 with %s\n",
+           shadow_redact_has_key(c->redact)
+               ? "redact.key"
+               : "a random key per process (set redact.key to compare "
+                 "marks across runs, e.g. for replay)");
   if (c->slo_max_latency_ratio > 0)
     printf("  slo        hold when the candidate's p99 is over %g x the "
            "primary's\n",

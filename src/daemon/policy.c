@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "sample.h"
+#include "utf8.h"
 
 int shadow_policy_may_mirror(const shadow_config_t *cfg, int method_id) {
   if (cfg->candidate.kind == SHADOW_BACKEND_NONE || cfg->rate <= 0) return 0;
@@ -101,8 +102,25 @@ void shadow_policy_capture(shadow_gen_t *g, const shadow_request_t *req,
   d->why = in ? SHADOW_POLICY_MIRROR : SHADOW_POLICY_NOT_SAMPLED;
 }
 
+/* A route is a label on /metrics and a key in every table: what follows
+ * route[from..] is made valid UTF-8 without control characters and cut to
+ * SHADOW_ROUTE_NAME_MAX bytes, whether a client's path or a hook made it.
+ * Out of memory leaves it as it was (the counters clean it again). */
+static void route_clean(shadow_buf_t *route, size_t from) {
+  const char *r = route->data ? route->data + from : "";
+  size_t n = route->len - from;
+  if (shadow_utf8_label_ok(r, n, SHADOW_ROUTE_NAME_MAX)) return;
+  shadow_buf_t b = SHADOW_BUF_INIT;
+  if (shadow_utf8_label(&b, r, n, SHADOW_ROUTE_NAME_MAX) == 0) {
+    route->len = from;
+    shadow_buf_append(route, b.data, b.len);
+  }
+  shadow_buf_free(&b);
+}
+
 void shadow_policy_default_route(const char *method, const char *target,
                                  size_t n, shadow_buf_t *route) {
+  size_t from = route->len;
   shadow_buf_puts(route, method);
   shadow_buf_putc(route, ' ');
   const char *t = target && n ? target : "/";
@@ -130,6 +148,7 @@ void shadow_policy_default_route(const char *method, const char *target,
     shadow_buf_putc(route, t[i]);
     i++;
   }
+  route_clean(route, from);
 }
 
 void shadow_policy_route(shadow_gen_t *g, const shadow_request_t *req, int lreq,
@@ -144,6 +163,7 @@ void shadow_policy_route(shadow_gen_t *g, const shadow_request_t *req, int lreq,
     shadow_buf_reset(route);
     shadow_buf_puts(route, "unknown");
   }
+  route_clean(route, 0);
 }
 
 const char *shadow_policy_why_name(shadow_policy_why_t why) {

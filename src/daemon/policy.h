@@ -47,8 +47,14 @@ void shadow_policy_capture(shadow_gen_t *g, const shadow_request_t *req,
                            int lreq, const shadow_policy_decision_t *mirror,
                            shadow_policy_decision_t *d);
 
+/* A route name's most bytes: past it a name is cut (ending in an
+ * ellipsis), so a client's 8 KB path does not become an 8 KB label. */
+#define SHADOW_ROUTE_NAME_MAX 256
+
 /* The route: the route hook's answer ("unknown" when it fails), or the
- * method and path with numeric segments folded to ":id". */
+ * method and path with numeric segments folded to ":id"; as a label
+ * (valid UTF-8, no control characters, at most SHADOW_ROUTE_NAME_MAX
+ * bytes; see utf8.h). */
 void shadow_policy_route(shadow_gen_t *g, const shadow_request_t *req, int lreq,
                          shadow_buf_t *route);
 void shadow_policy_default_route(const char *method, const char *target,

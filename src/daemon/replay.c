@@ -1209,9 +1209,18 @@ int shadow_replay_main(int argc, char **argv) {
     }
     r->cfg = &r->own_cfg;
   }
+  /* Marks are keyed: the capture's were made under the daemon's key, so
+   * without a shared redact.key the candidate's redacted headers are
+   * marked under another key here and cannot match the recorded ones. */
+  if (!shadow_redact_has_key(r->cfg->redact) &&
+      shadow_redact_headers(r->cfg->redact) > 0)
+    fprintf(stderr,
+            "shadowd replay: no redact.key: redacted headers are marked "
+            "under this run's own key and will differ from the capture's; "
+            "set the same redact.key as the daemon that captured\n");
   r->errors = shadow_counters_new(32);
   r->route_names = shadow_counters_new(MAX_ROUTES);
-  r->noise_names = shadow_counters_new(MAX_NOISE_FIELDS);
+  r->noise_names = shadow_counters_new_raw(MAX_NOISE_FIELDS);
   int loop_ok = uv_loop_init(&r->loop) == 0;
   if (!r->errors || !r->route_names || !r->noise_names || !loop_ok) {
     fprintf(stderr, "shadowd replay: out of memory\n");

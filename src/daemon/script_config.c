@@ -462,14 +462,15 @@ static int read_diff_rules(reader_t *r, shadow_config_t *cfg) {
   return rc ? fail(r, "%s", why) : 0;
 }
 
-/* redact = { headers = {...}, json = {...} }: a headers list replaces the
- * default names (authorization, cookie, set-cookie), as in the gateway. */
+/* redact = { headers = {...}, json = {...}, key = "..." }: a headers list
+ * replaces the default names, as in the gateway; key (read last, onto
+ * whichever list is kept) makes marks agree across processes. */
 static int read_redact(reader_t *r, shadow_config_t *cfg) {
   lua_State *L = r->L;
   int rc = 0;
   int t = opt_table(r, r->idx, "redact");
   if (!t) return 0;
-  static const char *const keys[] = {"headers", "json", NULL};
+  static const char *const keys[] = {"headers", "json", "key", NULL};
   rc |= check_keys(r, t, "redact.", keys);
   for (int which = 0; which < 2 && rc == 0; which++) {
     int l = opt_table(r, t, which ? "json" : "headers");
@@ -498,7 +499,23 @@ static int read_redact(reader_t *r, shadow_config_t *cfg) {
     }
     lua_pop(L, 1);
   }
-  lua_pop(L, 1);
+  int kt = get(r, t, "key");
+  if (rc) {
+    /* an error above is the one reported */
+  } else if (kt == LUA_TSTRING) {
+    size_t kn = 0;
+    const char *k = lua_tolstring(L, -1, &kn);
+    int e = shadow_redact_set_key(cfg->redact, k, kn);
+    /* The key itself is never quoted back: only its length. */
+    if (e == -EINVAL)
+      rc = fail(r, "redact.key must be at least %d bytes, not %zu",
+                SHADOW_REDACT_KEY_MIN, kn);
+    else if (e)
+      rc = fail(r, "out of memory");
+  } else if (kt != LUA_TNIL) {
+    rc = fail(r, "redact.key must be a string, not %s", lua_typename(L, kt));
+  }
+  lua_pop(L, 2);
   return rc;
 }
 

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 int shadow_buf_reserve(shadow_buf_t *b, size_t extra) {
   size_t need = b->len + extra + 1; /* room for the NUL */
   if (need <= b->cap) return 0;
@@ -75,33 +77,6 @@ int shadow_buf_printf(shadow_buf_t *b, const char *fmt, ...) {
   return rc;
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
-  unsigned c = s[0];
-  size_t len;
-  unsigned min;
-  if (c < 0x80) return 1;
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-    min = 0x80;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    min = 0x800;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    min = 0x10000;
-  } else
-    return 0;
-  if (n < len) return 0;
-  unsigned cp = c & (0xFF >> (len + 1));
-  for (size_t i = 1; i < len; i++) {
-    if ((s[i] & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (s[i] & 0x3F);
-  }
-  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-  return len;
-}
-
 int shadow_buf_json_string(shadow_buf_t *b, const char *s, size_t n,
                            size_t max) {
   static const char hex[] = "0123456789abcdef";
@@ -141,7 +116,7 @@ int shadow_buf_json_string(shadow_buf_t *b, const char *s, size_t n,
     case '\f': esc[1] = 'f'; break;
     default:
       if (c >= 0x80) {
-        size_t l = utf8_seq(p + i, keep - i);
+        size_t l = shadow_utf8_seq(p + i, keep - i);
         if (l) {
           if (shadow_buf_append(b, p + i, l)) return -ENOMEM;
           i += l;

@@ -72,11 +72,12 @@ static uint32_t *sorted(const shadow_json_t *v) {
   return idx;
 }
 
-/* 1 for a pointer the rules accept: empty, or "/" segments with ~0 ~1. */
+/* 1 for a pointer the rules accept: empty, or "/" segments with ~0 ~1
+ * (and ~2, a NUL in a key: field.h). */
 static int pointer_ok(const char *p) {
   if (*p && *p != '/') return 0;
   for (; *p; p++)
-    if (*p == '~' && p[1] != '0' && p[1] != '1') return 0;
+    if (*p == '~' && p[1] != '0' && p[1] != '1' && p[1] != '2') return 0;
   return 1;
 }
 

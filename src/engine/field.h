@@ -1,7 +1,14 @@
 /* Field names: how a difference is named for counting ("status",
  * "header:<name>", "body" or "body:<JSON Pointer>", as the diff writes
  * them), and their folded form, which telemetry and noise learning count
- * by. Pure. */
+ * by. Pure.
+ *
+ * A JSON key may hold a NUL ("e\u0000f"). Field names travel as
+ * NUL-terminated strings (the diff's list, the noise table, signatures,
+ * rule proposals), so the engine writes a NUL in a key as "~2" in every
+ * JSON Pointer it makes, beside RFC 6901's ~0 and ~1, and every pointer
+ * reader (rules, redact, export, lua/shadow/rules.lua) reads ~2 back as
+ * NUL. "/e~2f" and "/e" are then two fields, compared by every byte. */
 #ifndef SHADOW_FIELD_H
 #define SHADOW_FIELD_H
 

@@ -224,6 +224,11 @@ static void push_key(ctx_t *x, const char *k, size_t n) {
     } else if (k[i] == '/') {
       *o++ = '~';
       *o++ = '1';
+    } else if (k[i] == '\0') {
+      /* A key may hold NUL ("e\u0000f"); fields are NUL-separated C
+       * strings downstream, so NUL is written ~2 (field.h). */
+      *o++ = '~';
+      *o++ = '2';
     } else
       *o++ = k[i];
   }
@@ -338,21 +343,15 @@ static int write_value(ctx_t *x, shadow_buf_t *b, const shadow_json_t *v,
   return shadow_buf_append(b, x->tmp.data, x->tmp.len);
 }
 
-/* Appends the pointer NUL-terminated. A key may hold a NUL byte (from
- * \u0000), which would split the entry, so such a byte is written as the
- * six characters \u0000 there (the op's path keeps the real byte). */
+/* Appends the pointer NUL-terminated. It holds no NUL: a NUL in a key is
+ * written ~2 (push_key), in the op's path as here, so the field a noise
+ * table or a proposed rule names is the path the record shows, and a
+ * rule written with it matches the key (field.h). */
 static int add_field(shadow_buf_t *f, const shadow_buf_t *path) {
   const char *p = path->data ? path->data : "";
-  size_t n = path->len;
-  const char *z;
-  while ((z = memchr(p, '\0', n)) != NULL) {
-    if (shadow_buf_append(f, p, (size_t)(z - p)) ||
-        shadow_buf_append(f, "\\u0000", 6))
-      return -ENOMEM;
-    n -= (size_t)(z - p) + 1;
-    p = z + 1;
-  }
-  return shadow_buf_append(f, p, n) || shadow_buf_putc(f, '\0') ? -ENOMEM : 0;
+  return shadow_buf_append(f, p, path->len) || shadow_buf_putc(f, '\0')
+             ? -ENOMEM
+             : 0;
 }
 
 /* An op's "from", "path", "primary" and "candidate" members, as the

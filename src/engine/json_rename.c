@@ -246,6 +246,8 @@ static void write_path(shadow_buf_t *b, const cseg_t *p, int n) {
         shadow_buf_puts(&t, "~0");
       else if (c == '/')
         shadow_buf_puts(&t, "~1");
+      else if (c == '\0')
+        shadow_buf_puts(&t, "~2"); /* as json_diff writes it (field.h) */
       else
         shadow_buf_putc(&t, c);
     }

@@ -103,11 +103,13 @@ static int path_parse(const char *pointer, path_t *out) {
     while (i < n && pointer[i] != '/') {
       char c = pointer[i++];
       if (c == '~') {
-        if (i >= n || (pointer[i] != '0' && pointer[i] != '1')) {
+        char e = i < n ? pointer[i] : 0;
+        if (e != '0' && e != '1' && e != '2') {
           path_free(out);
           return -EINVAL;
         }
-        c = pointer[i++] == '0' ? '~' : '/';
+        i++;
+        c = e == '0' ? '~' : e == '1' ? '/' : '\0'; /* ~2: field.h */
       }
       *o++ = c;
     }

@@ -165,6 +165,7 @@ const char *shadow_http_reason(int status) {
   case 414: return "URI Too Long";
   case 415: return "Unsupported Media Type";
   case 417: return "Expectation Failed";
+  case 421: return "Misdirected Request";
   case 422: return "Unprocessable Entity";
   case 429: return "Too Many Requests";
   case 431: return "Request Header Fields Too Large";

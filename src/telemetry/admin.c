@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "admin_guard.h"
 #include "clock.h"
 #include "secret.h"
 #include "server.h"
@@ -16,6 +17,7 @@ struct shadow_admin_s {
   shadow_server_t *server;
   shadow_admin_ctx_t ctx;
   shadow_buf_t out;
+  char *addr; /* as configured: its host is one the Host check accepts */
 };
 
 static void reply(shadow_request_t *req, int status, const char *type,
@@ -154,6 +156,17 @@ static void on_admin_request(shadow_request_t *req, void *ud) {
     reply_json(req, 200, "{\"status\":\"ok\"}");
     return;
   }
+  /* A page on attacker.example whose name now resolves to this address
+   * (DNS rebinding) reaches us with its own name as Host: refused before
+   * anything is read or done. */
+  const shadow_header_t *host = shadow_headers_find(&req->headers, "host");
+  if (!shadow_admin_host_ok(a->addr, host ? host->value : NULL,
+                            host ? host->value_len : 0)) {
+    reply_json(req, 421,
+               "{\"error\":\"Host is not this admin's address or a "
+               "loopback name\"}");
+    return;
+  }
   if (cfg.token && !token_ok(req, cfg.token)) {
     reply_json(req, 401, "{\"error\":\"a bearer token is required\"}");
     return;
@@ -190,6 +203,18 @@ static void on_admin_request(shadow_request_t *req, void *ud) {
       reply_json(req, 405, "{\"error\":\"use POST /reload\"}");
       return;
     }
+    /* Without a token, a form on any web page could post here: a JSON
+     * request needs a CORS preflight, which this port never grants. */
+    const shadow_header_t *ct =
+        shadow_headers_find(&req->headers, "content-type");
+    if (!cfg.token && !shadow_admin_json_request(ct ? ct->value : NULL,
+                                                 ct ? ct->value_len : 0)) {
+      reply_json(req, 415,
+                 "{\"error\":\"POST /reload needs Content-Type: "
+                 "application/json (or admin_token and its bearer "
+                 "token)\"}");
+      return;
+    }
     char *err = NULL;
     int rc = a->ctx.reload(a->ctx.ud, &err);
     shadow_buf_reset(&a->out);
@@ -223,6 +248,10 @@ int shadow_admin_listen(uv_loop_t *loop, const char *addr,
   shadow_admin_t *a = calloc(1, sizeof(*a));
   if (!a) return -ENOMEM;
   a->ctx = *ctx;
+  if (!(a->addr = strdup(addr))) {
+    free(a);
+    return -ENOMEM;
+  }
   shadow_server_opts_t o;
   shadow_server_opts_default(&o);
   o.body_bytes = 4096;
@@ -231,6 +260,7 @@ int shadow_admin_listen(uv_loop_t *loop, const char *addr,
   shadow_server_handler_t h = {.on_request = on_admin_request, .ud = a};
   int rc = shadow_server_listen(loop, addr, &o, &h, &a->server, err);
   if (rc) {
+    free(a->addr);
     free(a);
     return rc;
   }
@@ -242,5 +272,6 @@ void shadow_admin_close(shadow_admin_t *a) {
   if (!a) return;
   shadow_server_close(a->server);
   shadow_buf_free(&a->out);
+  free(a->addr);
   free(a);
 }

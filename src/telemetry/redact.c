@@ -1,12 +1,16 @@
 /* Redaction (see redact.h): header values in records before the diff,
- * JSON values in the diff's ops after it. SHA-256 is OpenSSL's, which the
- * daemon links for TLS already; the JSON is the engine's parser, whose
- * nodes keep their span in the text, so a mark is spliced in place of a
- * value and everything else stays byte for byte as the engine wrote it. */
+ * JSON values in the diff's ops after it. HMAC-SHA256 and the random
+ * process key are OpenSSL's, which the daemon links for TLS already; the JSON
+ * is the engine's parser, whose nodes keep their span in the text, so a mark is
+ * spliced in place of a value and everything else stays byte for byte as the
+ * engine wrote it. */
 #include "redact.h"
 
 #include <errno.h>
-#include <openssl/sha.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +36,26 @@ struct shadow_redact_s {
   size_t nheaders;
   pointer_t *pointers;
   size_t npointers;
+  unsigned char *key; /* redact.key, or NULL: the process's key */
+  size_t key_len;
 };
+
+/* The process's key: made once, whichever worker loop marks first, and
+ * the same for every config a reload brings, so marks stay comparable for
+ * the life of the process. */
+static unsigned char process_key[32];
+static pthread_once_t process_key_once = PTHREAD_ONCE_INIT;
+
+static void process_key_make(void) {
+  if (RAND_bytes(process_key, (int)sizeof process_key) != 1) {
+    /* OpenSSL's generator has no entropy: marks must still not be a plain
+     * hash, so fall back to the kernel's, which RAND_bytes reads too. */
+    FILE *f = fopen("/dev/urandom", "rb");
+    size_t got = f ? fread(process_key, 1, sizeof process_key, f) : 0;
+    if (f) fclose(f);
+    if (got != sizeof process_key) abort(); /* no randomness at all */
+  }
+}
 
 shadow_redact_t *shadow_redact_new(void) {
   return calloc(1, sizeof(shadow_redact_t));
@@ -52,6 +75,10 @@ void shadow_redact_free(shadow_redact_t *r) {
   for (size_t i = 0; i < r->npointers; i++)
     pointer_release(&r->pointers[i]);
   free(r->pointers);
+  if (r->key) {
+    OPENSSL_cleanse(r->key, r->key_len);
+    free(r->key);
+  }
   free(r);
 }
 
@@ -72,15 +99,18 @@ int shadow_redact_add_header(shadow_redact_t *r, const char *name) {
 }
 
 int shadow_redact_add_defaults(shadow_redact_t *r) {
-  static const char *const names[] = {"authorization", "cookie", "set-cookie"};
-  for (size_t i = 0; i < 3; i++) {
+  static const char *const names[] = {"authorization", "proxy-authorization",
+                                      "cookie",        "set-cookie",
+                                      "x-api-key",     "x-auth-token"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
     int rc = shadow_redact_add_header(r, names[i]);
     if (rc) return rc;
   }
   return 0;
 }
 
-/* Unescapes one pointer segment (~1 is '/', ~0 is '~') into a new string;
+/* Unescapes one pointer segment (~1 is '/', ~0 is '~', ~2 a NUL: field.h)
+ * into a new string;
  * NULL when malformed or out of memory (*bad tells which). */
 static char *unescape(const char *s, size_t n, size_t *out_len, int *bad) {
   char *o = malloc(n + 1);
@@ -88,12 +118,14 @@ static char *unescape(const char *s, size_t n, size_t *out_len, int *bad) {
   if (!o) return NULL;
   for (size_t i = 0; i < n; i++) {
     if (s[i] == '~') {
-      if (i + 1 >= n || (s[i + 1] != '0' && s[i + 1] != '1')) {
+      char e = i + 1 < n ? s[i + 1] : 0;
+      if (e != '0' && e != '1' && e != '2') {
         free(o);
         *bad = 1;
         return NULL;
       }
-      o[k++] = s[++i] == '0' ? '~' : '/';
+      i++;
+      o[k++] = e == '0' ? '~' : e == '1' ? '/' : '\0';
     } else {
       o[k++] = s[i];
     }
@@ -155,11 +187,48 @@ const char *shadow_redact_pointer(const shadow_redact_t *r, size_t i) {
   return i < r->npointers ? r->pointers[i].text : NULL;
 }
 
-void shadow_redact_mark(const char *value, size_t len, char *out) {
-  unsigned char md[SHA256_DIGEST_LENGTH];
-  SHA256((const unsigned char *)value, len, md);
-  snprintf(out, SHADOW_REDACT_MARK_LEN + 1,
-           "[redacted sha256:%02x%02x%02x%02x]", md[0], md[1], md[2], md[3]);
+int shadow_redact_set_key(shadow_redact_t *r, const char *key, size_t len) {
+  if (len < SHADOW_REDACT_KEY_MIN) return -EINVAL;
+  unsigned char *k = malloc(len);
+  if (!k) return -ENOMEM;
+  memcpy(k, key, len);
+  if (r->key) {
+    OPENSSL_cleanse(r->key, r->key_len);
+    free(r->key);
+  }
+  r->key = k;
+  r->key_len = len;
+  return 0;
+}
+
+int shadow_redact_has_key(const shadow_redact_t *r) {
+  return r && r->key != NULL;
+}
+
+void shadow_redact_mark(const shadow_redact_t *r, const char *value, size_t len,
+                        char *out) {
+  static const char hex[] = "0123456789abcdef";
+  const unsigned char *key = r ? r->key : NULL;
+  size_t key_len = r ? r->key_len : 0;
+  if (!key) {
+    pthread_once(&process_key_once, process_key_make);
+    key = process_key;
+    key_len = sizeof process_key;
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int mdlen = 0;
+  /* An empty value still has a mark: HMAC of no bytes. */
+  if (!HMAC(EVP_sha256(), key, (int)key_len,
+            (const unsigned char *)(len ? value : ""), len, md, &mdlen) ||
+      mdlen < 8)
+    memset(md, 0, 8); /* never: SHA-256 is always there */
+  memcpy(out, "[redacted hmac-sha256:", 22);
+  for (int i = 0; i < 8; i++) {
+    out[22 + 2 * i] = hex[md[i] >> 4];
+    out[23 + 2 * i] = hex[md[i] & 15];
+  }
+  out[38] = ']';
+  out[39] = '\0';
 }
 
 /* --- headers ------------------------------------------------------------ */
@@ -173,7 +242,7 @@ static int header_redacted(const shadow_redact_t *r, const shadow_header_t *h) {
 int shadow_redact_header_mark(const shadow_redact_t *r,
                               const shadow_header_t *h, char *out) {
   if (!r || !header_redacted(r, h)) return 0;
-  shadow_redact_mark(h->value, h->value_len, out);
+  shadow_redact_mark(r, h->value, h->value_len, out);
   return 1;
 }
 
@@ -191,7 +260,7 @@ int shadow_redact_header_list(const shadow_redact_t *r, shadow_headers_t *in) {
     const char *v = h->value;
     size_t vn = h->value_len;
     if (header_redacted(r, h)) {
-      shadow_redact_mark(h->value, h->value_len, mark);
+      shadow_redact_mark(r, h->value, h->value_len, mark);
       v = mark;
       vn = SHADOW_REDACT_MARK_LEN;
     }
@@ -220,6 +289,7 @@ typedef struct edits_s {
   edit_t *v;
   size_t n, cap;
   const char *base;
+  const shadow_redact_t *r;
   int oom;
   int document; /* a whole document: no value was cut by the value cap */
 } edits_t;
@@ -240,9 +310,9 @@ static void edit_value(edits_t *e, const shadow_json_t *v) {
   x->end = x->start + v->rawlen;
   x->mark[0] = '"';
   if (v->type == SHADOW_JSON_STRING)
-    shadow_redact_mark(v->u.str, v->len, x->mark + 1);
+    shadow_redact_mark(e->r, v->u.str, v->len, x->mark + 1);
   else
-    shadow_redact_mark(v->raw, v->rawlen, x->mark + 1);
+    shadow_redact_mark(e->r, v->raw, v->rawlen, x->mark + 1);
   x->mark[SHADOW_REDACT_MARK_LEN + 1] = '"';
   x->mark[SHADOW_REDACT_MARK_LEN + 2] = '\0';
 }
@@ -339,6 +409,7 @@ int shadow_redact_diff(const shadow_redact_t *r, shadow_diff_result_t *res) {
     goto done;
   }
   e.base = text.data;
+  e.r = r;
   const shadow_json_t *diffs = member(member(&root, "body"), "diffs");
   if (!diffs || diffs->type != SHADOW_JSON_ARRAY) goto done;
   for (uint32_t i = 0; i < diffs->len; i++)
@@ -391,6 +462,7 @@ int shadow_redact_json(const shadow_redact_t *r, const char *text, size_t len,
     goto done;
   }
   e.base = text;
+  e.r = r;
   e.document = 1;
   for (size_t k = 0; k < r->npointers; k++)
     descend(&e, &root, &r->pointers[k], 0);

@@ -1,8 +1,13 @@
-/* Redaction (redact = { headers = {...}, json = {...} }): values at those
- * places are replaced by "[redacted sha256:<first 8 hex>]", the format of
- * lua/shadow/redact.lua, so the daemon and a gateway write the same mark,
- * equal secrets still compare equal, and no secret reaches a record, the
- * ring, the NDJSON sink, the dashboard or on_divergence.
+/* Redaction (redact = { headers = {...}, json = {...}, key = "..." }):
+ * values at those places are replaced by
+ * "[redacted hmac-sha256:<16 hex>]", the first 64 bits of HMAC-SHA256 of
+ * the value under a key: redact.key when set, else a random key made once
+ * per process (shared by its worker loops and kept across reloads). Equal
+ * secrets still compare equal, and a mark cannot be turned back into a
+ * short secret by trying a dictionary, which an unkeyed hash allowed.
+ * lua/shadow/redact.lua writes the same mark under the same key, so the
+ * daemon and a gateway agree; no secret, and never the key, reaches a
+ * record, the ring, the NDJSON sink, the dashboard or on_divergence.
  *
  * Headers are redacted in both records before they are compared (as the
  * gateway does), so normalize and the diff see only marks. JSON values
@@ -18,15 +23,18 @@
 #include "diff.h"
 #include "record.h"
 
-/* "[redacted sha256:" 8 hex "]" */
-#define SHADOW_REDACT_MARK_LEN 26
+/* "[redacted hmac-sha256:" 16 hex "]" */
+#define SHADOW_REDACT_MARK_LEN 39
+/* redact.key: at least this many bytes, so it cannot be guessed either. */
+#define SHADOW_REDACT_KEY_MIN 16
 
 typedef struct shadow_redact_s shadow_redact_t;
 
 /* Empty: redacts nothing until names or pointers are added. */
 shadow_redact_t *shadow_redact_new(void);
 void shadow_redact_free(shadow_redact_t *r); /* NULL is fine */
-/* authorization, cookie and set-cookie: what redact defaults to. */
+/* authorization, proxy-authorization, cookie, set-cookie, x-api-key and
+ * x-auth-token: what redact defaults to. */
 int shadow_redact_add_defaults(shadow_redact_t *r);
 /* A header name (any case). 0, -EINVAL or -ENOMEM. */
 int shadow_redact_add_header(shadow_redact_t *r, const char *name);
@@ -39,8 +47,17 @@ size_t shadow_redact_pointers(const shadow_redact_t *r);
 const char *shadow_redact_header(const shadow_redact_t *r, size_t i);
 const char *shadow_redact_pointer(const shadow_redact_t *r, size_t i);
 
-/* Writes the mark of value into out (SHADOW_REDACT_MARK_LEN + 1 bytes). */
-void shadow_redact_mark(const char *value, size_t len, char *out);
+/* Sets the key marks are made with (redact.key; len >= SHADOW_REDACT_KEY_MIN
+ * bytes, any bytes). Without one, the process's random key is used. 0,
+ * -EINVAL (too short) or -ENOMEM. */
+int shadow_redact_set_key(shadow_redact_t *r, const char *key, size_t len);
+/* 1 when a key was set (marks then agree across processes and runs). */
+int shadow_redact_has_key(const shadow_redact_t *r);
+
+/* Writes the mark of value under r's key (r NULL: the process's key) into
+ * out (SHADOW_REDACT_MARK_LEN + 1 bytes). */
+void shadow_redact_mark(const shadow_redact_t *r, const char *value, size_t len,
+                        char *out);
 
 /* 1 and h's mark in out (SHADOW_REDACT_MARK_LEN + 1 bytes) when h is a
  * redacted header, else 0: for writers that mark while they copy (the

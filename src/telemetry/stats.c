@@ -12,6 +12,8 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "utf8.h"
+
 typedef struct entry_s {
   char *name;
   size_t len;
@@ -24,11 +26,18 @@ struct shadow_counters_s {
   uint32_t *index; /* open addressing: entry position + 1, 0 = empty */
   size_t index_cap;
   size_t max_keys;
+  int raw; /* names are keys, never labels: counted as they are */
 };
 
 shadow_counters_t *shadow_counters_new(size_t max_keys) {
   shadow_counters_t *c = calloc(1, sizeof(*c));
   if (c) c->max_keys = max_keys;
+  return c;
+}
+
+shadow_counters_t *shadow_counters_new_raw(size_t max_keys) {
+  shadow_counters_t *c = shadow_counters_new(max_keys);
+  if (c) c->raw = 1;
   return c;
 }
 
@@ -66,8 +75,26 @@ static int grow_index(shadow_counters_t *c) {
   return 0;
 }
 
+static long find_or_add(shadow_counters_t *c, const char *name, size_t len);
+
+/* A name as its label: every name is rendered as a Prometheus label value
+ * and a JSON string, so bytes that are not UTF-8 (a client's path, a
+ * backend's key) are replaced and a long one is cut, before it is counted;
+ * names that differ only there count as one. */
+static long find_or_add_label(shadow_counters_t *c, const char *name,
+                              size_t len) {
+  shadow_buf_t b = SHADOW_BUF_INIT;
+  long i = shadow_utf8_label(&b, name, len, SHADOW_COUNTER_NAME_MAX)
+               ? -1
+               : find_or_add(c, b.data ? b.data : "", b.len);
+  shadow_buf_free(&b);
+  return i;
+}
+
 /* The position of name, created if there is room; "other" past the cap. */
 static long find_or_add(shadow_counters_t *c, const char *name, size_t len) {
+  if (!c->raw && !shadow_utf8_label_ok(name, len, SHADOW_COUNTER_NAME_MAX))
+    return find_or_add_label(c, name, len);
   if (c->index_cap == 0 && grow_index(c)) return -1;
   size_t s = slot_of(c, name, len);
   if (c->index[s]) return (long)c->index[s] - 1;
@@ -102,16 +129,29 @@ void shadow_counters_add(shadow_counters_t *c, const char *name, size_t len,
   if (i >= 0) c->v[i].n += n;
 }
 
-uint64_t shadow_counters_get(const shadow_counters_t *c, const char *name) {
+/* The entry + 1 of name, or 0; name is looked up as it was counted (as
+ * its label, unless the family is raw). */
+static uint32_t lookup(const shadow_counters_t *c, const char *name) {
   if (!c->index_cap) return 0;
-  uint32_t e = c->index[slot_of(c, name, strlen(name))];
+  size_t len = strlen(name);
+  if (c->raw || shadow_utf8_label_ok(name, len, SHADOW_COUNTER_NAME_MAX))
+    return c->index[slot_of(c, name, len)];
+  shadow_buf_t b = SHADOW_BUF_INIT;
+  uint32_t e = 0;
+  if (shadow_utf8_label(&b, name, len, SHADOW_COUNTER_NAME_MAX) == 0)
+    e = c->index[slot_of(c, b.data ? b.data : "", b.len)];
+  shadow_buf_free(&b);
+  return e;
+}
+
+uint64_t shadow_counters_get(const shadow_counters_t *c, const char *name) {
+  uint32_t e = lookup(c, name);
   return e ? c->v[e - 1].n : 0;
 }
 
 int shadow_counters_find(const shadow_counters_t *c, const char *name,
                          uint64_t *pos) {
-  if (!c->index_cap) return 0;
-  uint32_t e = c->index[slot_of(c, name, strlen(name))];
+  uint32_t e = lookup(c, name);
   if (e) *pos = e - 1;
   return e != 0;
 }

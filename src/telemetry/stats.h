@@ -18,7 +18,15 @@
  * hook cannot grow memory without end. */
 typedef struct shadow_counters_s shadow_counters_t;
 
+/* A name is counted as valid UTF-8 without control characters (each bad
+ * byte a U+FFFD) and of at most this many bytes (cut, with an ellipsis),
+ * so every label value on /metrics is one Prometheus accepts. */
+#define SHADOW_COUNTER_NAME_MAX 512
+
 shadow_counters_t *shadow_counters_new(size_t max_keys);
+/* The same, for names that are keys and never shown as labels (replay's
+ * "route\x1ffield" table): counted byte for byte, no cleaning. */
+shadow_counters_t *shadow_counters_new_raw(size_t max_keys);
 void shadow_counters_free(shadow_counters_t *c);
 void shadow_counters_add(shadow_counters_t *c, const char *name, size_t len,
                          uint64_t n);
