@@ -77,6 +77,8 @@ local function served_despite(d, why, bound)
   assert(port.wait_until(function()
     return d:log():find(why, 1, true)
   end, 10), d:log())
+  print(("served in %.0f ms with the hook failing: %s"):format(took * 1000,
+                                                               why))
   return took
 end
 
@@ -122,6 +124,8 @@ describe("a hook's budget", function()
     local took = socket.gettime() - t0
     assert.are.equal("exited", how, "still running after 5 s")
     -- drain_timeout_ms is 500; the margin is for a loaded machine.
+    print(("exited %.0f ms after SIGTERM (drain_timeout_ms 500)")
+          :format(took * 1000))
     assert.is_true(took < 2.5, ("exited %.2f s after SIGTERM"):format(took))
     assert.truthy(d:log():find("shadowd is stopping", 1, true), d:log())
   end)
@@ -138,6 +142,8 @@ describe("a hook's budget", function()
     local before = memory(d.proc.pid)
     served_despite(d, "key hook failed: hook ran out of memory", 15)
     local peak = memory(d.proc.pid)
+    print(("peak RSS grew by %.1f MiB (cap 32 MiB)"):format((peak - before)
+                                                           / 2^20))
     -- The cap plus what the allocator keeps around; 512 MiB without it.
     assert.is_true(peak - before < 128 * 1024 * 1024,
                    ("peak RSS grew by %d MiB"):format(math.floor((peak - before) / 2^20)))

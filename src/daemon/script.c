@@ -99,12 +99,13 @@ static void report(shadow_gen_t *g, int hook, const char *msg) {
 static void *mem_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   mem_t *m = ud;
   if (!ptr) osize = 0;
-  if (nsize > osize && m->enforce && m->used - osize + nsize > m->cap) {
+  if (nsize > osize && m->enforce && m->used + (nsize - osize) > m->cap) {
     m->refused++;
     return NULL;
   }
   void *p = m->base(m->base_ud, ptr, osize, nsize);
-  if (p || nsize == 0) m->used = m->used - osize + nsize;
+  if (p || nsize == 0) /* never below zero, were the count ever off */
+    m->used = (m->used > osize ? m->used - osize : 0) + nsize;
   return p;
 }
 

@@ -291,6 +291,16 @@ string.find, string.match, string.gmatch, string.gsub, string.rep =
 string.dump = nil
 getmetatable("").__metatable = false
 
+-- table.sort without a comparator compares in C, where no count hook runs,
+-- and quicksort has inputs that make it quadratic: a body's array could
+-- hold one. With a Lua comparator every comparison is an instruction the
+-- hook sees.
+local raw_sort = table.sort
+local function less(a, b) return a < b end
+table.sort = function(t, cmp)
+  return raw_sort(t, cmp or less)
+end
+
 ---------------------------------------------------------------------------
 -- What require gives a config. Modules are the documented ones, compiled
 -- into shadowd, or files beside the config (loaded as text, in the
