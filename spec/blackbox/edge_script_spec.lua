@@ -103,32 +103,35 @@ describe("a hook's budget", function()
     served_despite(d2, "key hook failed: hook ran longer than 100 ms", 5)
   end)
 
-  it("stops SIGTERM's wait at drain_timeout_ms, whatever a hook does",
-     function()
-    local stop = cleanup.new()
-    finally(stop.run)
-    -- The hook's own limit is a minute: only the stop can end it.
-    local d = stop.add(shadowd.start{ text = hook_config(ng, [[
-      print("hook running")
-      while true do pcall(function() for i = 1, 1e7 do end end) end ]],
-      "hook_timeout_ms = 60000", 500) })
-    local c = assert(http.connect(d.port))
-    stop.add(function() c:close() end)
-    assert(c:send("GET /x HTTP/1.1\r\nHost: x\r\n\r\n"))
-    assert(port.wait_until(function()
-      return d:log():find("hook running", 1, true)
-    end, 10), d:log())
-    local t0 = socket.gettime()
-    d.proc:kill(process.SIGTERM)
-    local how = d.proc:wait(5)
-    local took = socket.gettime() - t0
-    assert.are.equal("exited", how, "still running after 5 s")
-    -- drain_timeout_ms is 500; the margin is for a loaded machine.
-    print(("exited %.0f ms after SIGTERM (drain_timeout_ms 500)")
-          :format(took * 1000))
-    assert.is_true(took < 2.5, ("exited %.2f s after SIGTERM"):format(took))
-    assert.truthy(d:log():find("shadowd is stopping", 1, true), d:log())
-  end)
+  for _, args in ipairs({ {}, { "--workers", "2" } }) do
+    local loops = #args > 0 and " (--workers 2)" or " (one loop)"
+    it("stops SIGTERM's wait at drain_timeout_ms, whatever a hook does"
+       .. loops, function()
+      local stop = cleanup.new()
+      finally(stop.run)
+      -- The hook's own limit is a minute: only the stop can end it.
+      local d = stop.add(shadowd.start{ args = args, text = hook_config(ng, [[
+        print("hook running")
+        while true do pcall(function() for i = 1, 1e7 do end end) end ]],
+        "hook_timeout_ms = 60000", 500) })
+      local c = assert(http.connect(d.port))
+      stop.add(function() c:close() end)
+      assert(c:send("GET /x HTTP/1.1\r\nHost: x\r\n\r\n"))
+      assert(port.wait_until(function()
+        return d:log():find("hook running", 1, true)
+      end, 10), d:log())
+      local t0 = socket.gettime()
+      d.proc:kill(process.SIGTERM)
+      local how = d.proc:wait(5)
+      local took = socket.gettime() - t0
+      assert.are.equal("exited", how, "still running after 5 s")
+      print(("exited %.0f ms after SIGTERM (drain_timeout_ms 500)%s")
+            :format(took * 1000, loops))
+      -- drain_timeout_ms is 500; the margin is for a loaded machine.
+      assert.is_true(took < 2.5, ("exited %.2f s after SIGTERM"):format(took))
+      assert.truthy(d:log():find("shadowd is stopping", 1, true), d:log())
+    end)
+  end
 
   it("caps a state's memory at limits.hook_memory_bytes", function()
     local stop = cleanup.new()

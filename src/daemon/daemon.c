@@ -255,16 +255,16 @@ static void on_signal(uv_signal_t *h, int signum) {
   shadow_watch_stop(app->watch);
   app->watch = NULL;
   uint64_t ms = shadow_gen_config(app->gen)->drain_timeout_ms;
-  /* A hook may have held this loop since the signal came: the drain
-   * counts from the signal. */
-  uint64_t late = shadow_script_stop_age_ms();
-  ms = ms > late ? ms - late : 0;
   shadow_log_info("signal %d: draining (at most %llu ms)", signum,
                   (unsigned long long)ms);
   if (app->workers) {
     /* Each worker bounds its own drain by the same timeout. */
     shadow_workers_drain(app->workers, ms);
   } else {
+    /* A hook may have held this loop since the signal came: the drain
+     * counts from the signal. */
+    uint64_t late = shadow_script_stop_age_ms();
+    ms = ms > late ? ms - late : 0;
     uv_timer_start(&app->drain_timer, drain_timeout, ms, 0);
     shadow_dispatcher_drain(app->dispatcher, drained, app);
   }
