@@ -183,6 +183,8 @@ describe("a hook's budget", function()
       local body = ('{"id":"abc","ts":12345,"x":"y"},'):rep(30000)
       local n = select(2, body:gsub('"ts":%d+,', '"ts":0,'))
       local id = body:match('"id":"(.-)"')
+      n = n + select(2, body:gsub('"id":%s*"[^"]*"', '"id":""'))
+      n = n + select(2, body:gsub(':%s*(%d+)%s*,', ':0,'))
       local words = 0
       for _ in body:gmatch("[^,]+") do words = words + 1 end
       return id .. n .. words ]], "hook_timeout_ms = 2000") })

@@ -29,9 +29,10 @@ local raw = { find = string.find, match = string.match,
 --   * when everything after it always matches (then the first try ends
 --     the match, and what it scanned is consumed): it adds n once;
 --   * when its runs cannot overlap (a fixed-width prefix ending in a
---     character outside its class, and a next item outside its class or,
---     for '-', the last thing that must match): then the runs of all tries
---     together cover the subject at most once, and it adds n once.
+--     character outside its class, and what follows cannot begin with a
+--     character of its class or, for '-', is one last item): then the runs
+--     of all tries together cover the subject at most once, and it adds n
+--     once.
 -- So '"id":"(.-)"', '"ts":%d+,' and '%s+' are linear, 'a*b' is quadratic
 -- and ("a-"):rep(6) .. "b" is n^7.
 ---------------------------------------------------------------------------
@@ -117,6 +118,13 @@ local function disjoint(a, b)
   return true
 end
 
+local function union(a, b)
+  local out = {}
+  for k in pairs(a) do out[k] = true end
+  for k in pairs(b) do out[k] = true end
+  return out
+end
+
 local function minus(a, b)
   local out = {}
   for k in pairs(a) do
@@ -159,29 +167,82 @@ local cache, cached = {}, 0
 -- The worst-case number of matcher steps for pattern p on n bytes; each
 -- is one or a few nanoseconds. many: gsub and gmatch, which try every
 -- position and may match many times.
+-- What a pattern's cost depends on, worked out once per pattern: its
+-- items, which of them are followed by a tail that always matches (sure),
+-- and which quantified items are linear (their runs cannot overlap).
+local function analyse(p)
+  local items, anchored = parse(p)
+  local sure, first, linear = {}, {}, {}
+  for i = 1, #items + 1 do sure[i] = sure_from(items, i) end
+  -- first[i]: the bytes a match of the items from i on can begin with,
+  -- or nil when it may be empty or is not known.
+  for i = #items, 1, -1 do
+    local it = items[i]
+    local k = it.kind
+    if k == "open" or k == "close" or k == "pos" then
+      first[i] = first[i + 1]
+    elseif k == "char" and (it.q == "" or it.q == "+") then
+      first[i] = members(it)
+    elseif k == "char" and first[i + 1] then
+      first[i] = union(members(it), first[i + 1])
+    end
+  end
+  -- A quantified item is linear when each start reaches it at most once,
+  -- at a position right after a character outside what it runs over, and
+  -- only the end of its run is a real try of what follows. Then the runs
+  -- of all starts are disjoint. Each start reaches an item at most once
+  -- while everything before it is fixed-width or linear; pre is the set
+  -- of characters that can stand right before the item (nil: any).
+  local unique, pre = true, nil
+  for i = 1, #items do
+    local it = items[i]
+    local k = it.kind
+    if k == "char" and it.q ~= "" and it.q ~= "?" and unique then
+      local nxt, ni = neighbour(items, i, 1)
+      if pre then
+        local x, f = members(it), first[i + 1]
+        local run
+        if f and disjoint(x, f) then
+          -- What follows cannot begin inside the run: each step back
+          -- fails at once.
+          run = x
+        elseif it.q == "-" and nxt and nxt.kind == "char" and nxt.q == ""
+            and sure[ni + 1] then
+          -- The first character of nxt in the run ends the match.
+          run = minus(x, members(nxt))
+        end
+        linear[i] = run ~= nil and disjoint(pre, run)
+      end
+    end
+    if k == "char" and (it.q == "" or it.q == "+") then
+      pre = members(it)
+    elseif k == "char" then
+      pre = pre and union(members(it), pre)
+    elseif k ~= "open" and k ~= "close" and k ~= "pos" and k ~= "f" then
+      pre = nil
+    end
+    if not (k == "open" or k == "close" or k == "pos" or k == "f"
+        or (k == "char" and (it.q == "" or linear[i]))) then
+      unique = false
+    end
+  end
+  return { items = items, anchored = anchored, sure = sure, linear = linear }
+end
+
+-- The worst-case number of matcher steps for pattern p on n bytes; each
+-- is one or a few nanoseconds. many: gsub and gmatch, which may match
+-- many times; gmatch: which tries every start even when anchored.
 local function cost(p, n, many, gmatch)
   local e = cache[p]
   if not e then
-    local items, anchored = parse(p)
-    e = { items = items, anchored = anchored, sure = {} }
-    for i = 1, #items + 1 do e.sure[i] = sure_from(items, i) end
+    e = analyse(p)
     if cached >= 256 then cache, cached = {}, 0 end
     cache[p], cached = e, cached + 1
   end
-  local items, sure = e.items, e.sure
+  local items, sure, linear = e.items, e.sure, e.linear
   local matches = many and n + 1 or 1
-  local once = 0    -- paid once per call (or per match)
-  local after = 1   -- per try of the items after the current one
-  local fixed = {}  -- whether the items before i have a fixed width
-  local w = true
-  for i = 1, #items do
-    fixed[i] = w
-    local it = items[i]
-    if it.kind == "char" and it.q ~= "" or it.kind == "b" or it.kind == "ref"
-    then
-      w = false
-    end
-  end
+  local once = 0  -- paid once per call (or per match)
+  local after = 1 -- per try of the items after the current one
   for i = #items, 1, -1 do
     local it = items[i]
     local k = it.kind
@@ -201,27 +262,11 @@ local function cost(p, n, many, gmatch)
       here = 2
     elseif it.q == "?" then
       here = 1 + 2 * after
+    elseif linear[i] then
+      once = once + 2 * (n + 1)
+      here = 2 + after
     else
-      local prev = neighbour(items, i, -1)
-      local nxt, ni = neighbour(items, i, 1)
-      local linear = false
-      if fixed[i] and prev and prev.kind == "char" and prev.q == ""
-          and nxt and nxt.kind == "char" and nxt.q == "" then
-        local x, z = members(it), members(nxt)
-        local run
-        if disjoint(x, z) then
-          run = x
-        elseif it.q == "-" and sure[ni + 1] then
-          run = minus(x, z)
-        end
-        linear = run ~= nil and disjoint(members(prev), run)
-      end
-      if linear then
-        once = once + 2 * (n + 1)
-        here = 2 + after
-      else
-        here = (n + 1) * (1 + after)
-      end
+      here = (n + 1) * (1 + after)
     end
     after = here
     if after > 1e30 then after = 1e30 end
