@@ -1,10 +1,10 @@
 -- The environment config scripts and their hooks run in. Compiled into
 -- shadowd (cmake/EmbedText.cmake) and run once per Lua state by
--- script_sandbox.c with the config's directory, the table that collects the
--- paths of required modules, a function that gives the state's memory
--- cap, and one that says whether the running call's budget is spent. It first closes
--- the state itself (what any code in it could reach through a string's
--- metatable), then returns make_env(), which builds the sandbox.
+-- script_sandbox.c with the config's directory, the table that collects
+-- the paths of required modules, a function that gives the state's memory
+-- cap, and one that says whether the running call's budget is spent. It
+-- first closes the state itself (what any code in it could reach through
+-- a string's metatable), then returns make_env(), which builds the sandbox.
 local dir, sources, memory_cap, spent = ...
 
 local error, format, ipairs, loadfile, pairs, setfenv, setmetatable,
@@ -28,11 +28,11 @@ local raw = { find = string.find, match = string.match,
 -- of up to n positions, so its cost multiplies what follows, except
 --   * when everything after it always matches (then the first try ends
 --     the match, and what it scanned is consumed): it adds n once;
---   * when its runs cannot overlap (a fixed-width prefix ending in a
---     character outside its class, and what follows cannot begin with a
---     character of its class or, for '-', is one last item): then the runs
---     of all tries together cover the subject at most once, and it adds n
---     once.
+--   * when its runs cannot overlap (each start reaches it at most once,
+--     right after a character outside its class, and what follows cannot
+--     begin with a character of its class or, for '-', is one last item):
+--     then the runs of all tries together cover the subject at most once,
+--     and it adds n once.
 -- So '"id":"(.-)"', '"ts":%d+,' and '%s+' are linear, 'a*b' is quadratic
 -- and ("a-"):rep(6) .. "b" is n^7.
 ---------------------------------------------------------------------------
