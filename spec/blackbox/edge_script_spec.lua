@@ -149,7 +149,7 @@ describe("a hook's budget", function()
                                                            / 2^20))
     -- The cap plus what the allocator keeps around; 512 MiB without it.
     assert.is_true(peak - before < 128 * 1024 * 1024,
-                   ("peak RSS grew by %d MiB"):format(math.floor((peak - before) / 2^20)))
+                   ("peak RSS grew by %.0f MiB"):format((peak - before) / 2^20))
   end)
 
   it("refuses a string.rep over the cap before allocating", function()
@@ -162,7 +162,7 @@ describe("a hook's budget", function()
                    .. "limits.hook_memory_bytes (67108864)", 5)
     local peak = memory(d.proc.pid)
     assert.is_true(peak - before < 64 * 1024 * 1024,
-                   ("peak RSS grew by %d MiB"):format(math.floor((peak - before) / 2^20)))
+                   ("peak RSS grew by %.0f MiB"):format((peak - before) / 2^20))
   end)
 
   it("refuses a pattern that would backtrack for minutes in one C call",
