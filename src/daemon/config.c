@@ -21,6 +21,7 @@ void shadow_limits_default(shadow_limits_t *l) {
   l->idle_timeout_ms = 60000;
   l->max_connections = 0;
   l->hook_timeout_ms = 100;
+  l->hook_memory_bytes = SHADOW_HOOK_MEMORY_DEFAULT;
   l->tunnel_idle_timeout_ms = 300000;
 }
 

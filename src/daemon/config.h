@@ -36,6 +36,9 @@ typedef struct shadow_backend_cfg_s {
   int lua_ref; /* LUA: registry reference of the function */
 } shadow_backend_cfg_t;
 
+/* limits.hook_memory_bytes unless the config says otherwise. */
+#define SHADOW_HOOK_MEMORY_DEFAULT ((size_t)64 << 20)
+
 /* What a client may send and how long things may take (limits.*). */
 typedef struct shadow_limits_s {
   size_t header_bytes;        /* request head; over: 431 */
@@ -46,6 +49,7 @@ typedef struct shadow_limits_s {
   uint64_t idle_timeout_ms;
   size_t max_connections;
   uint64_t hook_timeout_ms; /* a Lua hook call that runs longer is stopped */
+  size_t hook_memory_bytes; /* a Lua state's heap; past it allocations fail */
   uint64_t tunnel_idle_timeout_ms; /* an upgraded connection left idle */
 } shadow_limits_t;
 

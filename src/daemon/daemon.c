@@ -17,6 +17,7 @@
 #include "json.h"
 #include "log.h"
 #include "shared.h"
+#include "stop_signal.h"
 #include "watch.h"
 #include "workers.h"
 
@@ -261,6 +262,10 @@ static void on_signal(uv_signal_t *h, int signum) {
     /* Each worker bounds its own drain by the same timeout. */
     shadow_workers_drain(app->workers, ms);
   } else {
+    /* A hook may have held this loop since the signal came: the drain
+     * counts from the signal. */
+    uint64_t late = shadow_script_stop_age_ms();
+    ms = ms > late ? ms - late : 0;
     uv_timer_start(&app->drain_timer, drain_timeout, ms, 0);
     shadow_dispatcher_drain(app->dispatcher, drained, app);
   }
@@ -344,6 +349,9 @@ int shadow_daemon_run(const shadow_daemon_opts_t *opts, shadow_gen_t *g) {
   uv_signal_start(&app->sigterm, on_signal, SIGTERM);
   uv_signal_start(&app->sigint, on_signal, SIGINT);
   uv_signal_start(&app->sigusr1, on_signal, SIGUSR1);
+  if (shadow_stop_signal_install() != 0)
+    shadow_log_warn("cannot watch SIGTERM for hooks: a hook that runs away "
+                    "delays a stop by up to limits.hook_timeout_ms");
   uv_timer_start(&app->flush_timer, flush_cb, 1000, 1000);
   rearm_watch(app);
   shadow_log_info(

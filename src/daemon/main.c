@@ -143,7 +143,9 @@ static void print_check(const char *path, shadow_gen_t *g) {
       printf(" %s", shadow_hook_name(h));
       any = 1;
     }
-  printf("%s\n", any ? "" : " none");
+  printf("%s; each call stopped past %llu ms or %zu MiB\n", any ? "" : " none",
+         (unsigned long long)c->limits.hook_timeout_ms,
+         c->limits.hook_memory_bytes >> 20);
   printf("  log        %zu records in memory%s%s\n", c->log_capacity,
          c->log_file ? ", appended to " : "", c->log_file ? c->log_file : "");
   if (c->log_file && c->log_max_bytes)

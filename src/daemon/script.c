@@ -8,10 +8,12 @@
 #include <lua.h>
 #include <luajit.h>
 #include <lualib.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <uv.h>
 #include <xxhash.h>
 
@@ -21,8 +23,23 @@
 #include "script_config.h"
 #include "script_sandbox.h"
 
+/* A state's memory, counted by the allocator that wraps LuaJIT's own. The
+ * cap holds while Lua code runs (a hook, or the script at load): an
+ * allocation past it fails there as "not enough memory", which the call
+ * reports like any error. C code that pushes a request's table between
+ * hooks is never refused: an allocation failure outside a protected call
+ * would abort the process, and what C pushes is bounded by the limits. */
+typedef struct mem_s {
+  lua_Alloc base;
+  void *base_ud;
+  size_t used, cap;
+  int enforce;
+  unsigned refused; /* allocations refused since the last full collection */
+} mem_t;
+
 struct shadow_gen_s {
   lua_State *L;
+  mem_t mem;
   shadow_config_t cfg;
   int hooks[SHADOW_HOOK_COUNT]; /* registry refs, LUA_NOREF when absent */
   int traceback_ref;
@@ -79,6 +96,26 @@ static void report(shadow_gen_t *g, int hook, const char *msg) {
   if (g->obs.on_error) g->obs.on_error(g->obs.ud, hook);
 }
 
+static void *mem_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  mem_t *m = ud;
+  if (!ptr) osize = 0;
+  if (nsize > osize && m->enforce && m->used + (nsize - osize) > m->cap) {
+    m->refused++;
+    return NULL;
+  }
+  void *p = m->base(m->base_ud, ptr, osize, nsize);
+  if (p || nsize == 0) /* never below zero, were the count ever off */
+    m->used = (m->used > osize ? m->used - osize : 0) + nsize;
+  return p;
+}
+
+/* The sandbox's view of the cap. Upvalue 1: the mem_t. */
+static int mem_cap(lua_State *L) {
+  const mem_t *m = lua_touserdata(L, lua_upvalueindex(1));
+  lua_pushnumber(L, (lua_Number)m->cap);
+  return 1;
+}
+
 /* Runaway hooks. LuaJIT does not run debug hooks inside JIT-compiled code,
  * so a `while true do end` that gets compiled would never be interrupted.
  * Script states therefore run with the JIT off (the interpreter checks the
@@ -86,17 +123,87 @@ static void report(shadow_gen_t *g, int hook, const char *msg) {
  * A thread runs one hook at a time (hooks may nest, keeping the outer
  * deadline), and each --workers loop and the main thread (loading a
  * reload's script) is its own thread: the deadline is thread-local, so one
- * thread's hook never takes another's deadline or clears it. */
+ * thread's hook never takes another's deadline or clears it.
+ *
+ * Once a call's budget is spent it stays spent: the count hook then runs
+ * at every instruction and raises again, so a pcall or xpcall in the
+ * script (or in shadow's own Lua) that catches the error gets no further
+ * than its next instruction, and the error climbs to call_hook. */
 static _Thread_local uint64_t hook_deadline_ns;
 static _Thread_local uint64_t hook_limit_ms;
+static _Thread_local uint64_t hook_stop_grace_ns;
+static _Thread_local int hook_over; /* 0, or why the call is stopped */
+enum { OVER_TIME = 1, OVER_STOP };
+
+/* When SIGTERM or SIGINT came (CLOCK_MONOTONIC, uv_hrtime's clock), 0 if
+ * not: set from the signal handler, read by every thread's count hook. */
+static atomic_uint_fast64_t stop_ns;
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void shadow_script_stop(void) {
+  uint64_t none = 0;
+  atomic_compare_exchange_strong(&stop_ns, &none, now_ns());
+}
+
+uint64_t shadow_script_stop_age_ms(void) {
+  uint64_t t = atomic_load(&stop_ns);
+  return t ? (now_ns() - t) / 1000000 : 0;
+}
+
+static const char *over_message(void) {
+  return hook_over == OVER_STOP ? "hook stopped: shadowd is stopping"
+                                : "hook ran longer than its limit and was "
+                                  "stopped";
+}
 
 static void count_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  if (hook_deadline_ns && uv_hrtime() > hook_deadline_ns) {
-    hook_deadline_ns = 0; /* raise once; the unwinding must not re-raise */
+  if (!hook_deadline_ns) return;
+  if (!hook_over) {
+    uint64_t now = uv_hrtime(), stop = atomic_load(&stop_ns);
+    if (now > hook_deadline_ns)
+      hook_over = OVER_TIME;
+    else if (stop && now > stop + hook_stop_grace_ns)
+      hook_over = OVER_STOP;
+    else
+      return;
+    lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
+  }
+  if (hook_over == OVER_TIME)
     luaL_error(L, "hook ran longer than %d ms and was stopped",
                (int)hook_limit_ms);
-  }
+  luaL_error(L, "%s", over_message());
+}
+
+/* The sandbox's pcall and xpcall ask this. */
+static int budget_spent(lua_State *L) {
+  lua_pushboolean(L, hook_over != 0);
+  return 1;
+}
+
+/* Arms the budget of an outermost call; see count_hook. */
+static void budget_start(shadow_gen_t *g, uint64_t deadline_ns,
+                         uint64_t limit_ms, uint64_t grace_ns) {
+  hook_deadline_ns = deadline_ns;
+  hook_limit_ms = limit_ms;
+  hook_stop_grace_ns = grace_ns;
+  hook_over = 0;
+  g->mem.enforce = 1;
+}
+
+/* Returns why the call was stopped (0: it was not), and disarms. */
+static int budget_end(shadow_gen_t *g) {
+  int over = hook_over;
+  if (over) lua_sethook(g->L, count_hook, LUA_MASKCOUNT, 1000);
+  hook_deadline_ns = 0;
+  hook_over = 0;
+  g->mem.enforce = 0;
+  return over;
 }
 
 /* Stack: [..., fn, args(nargs)] -> [..., results(nresults)] on success (0);
@@ -108,21 +215,40 @@ static int call_hook(shadow_gen_t *g, int hook, int nargs, int nresults) {
   lua_insert(L, base);
   /* Hooks may nest (a backend calling shadow.diff is not a hook, but
    * on_divergence runs decode then the hook): keep the outer deadline. */
-  uint64_t outer = hook_deadline_ns, outer_ms = hook_limit_ms;
+  int outermost = hook_deadline_ns == 0;
   uint64_t t0 = uv_hrtime();
-  if (!outer) {
-    hook_deadline_ns = t0 + g->hook_timeout_ns;
-    hook_limit_ms = g->hook_timeout_ns / 1000000;
-  }
+  /* LuaJIT has no emergency collection: garbage the collector has not
+   * reached yet would count against the cap. Near it, collect first. */
+  if (outermost && g->mem.used > g->mem.cap / 4 * 3)
+    lua_gc(L, LUA_GCCOLLECT, 0);
+  if (outermost)
+    budget_start(g, t0 + g->hook_timeout_ns, g->hook_timeout_ns / 1000000,
+                 g->cfg.drain_timeout_ms * 1000000 / 2);
   int rc = lua_pcall(L, nargs, nresults, base);
   uint64_t t1 = uv_hrtime();
-  hook_deadline_ns = outer;
-  hook_limit_ms = outer_ms;
+  int over = outermost ? budget_end(g) : 0;
   if (g->obs.on_time) g->obs.on_time(g->obs.ud, hook, (double)(t1 - t0) / 1e9);
   if (rc != 0) {
     const char *msg = lua_tostring(L, -1);
+    /* A spent budget is the reason, whatever the last error said. */
+    if (over == OVER_TIME)
+      msg = lua_pushfstring(L, "hook ran longer than %d ms and was stopped",
+                            (int)(g->hook_timeout_ns / 1000000));
+    else if (over == OVER_STOP)
+      msg = "hook stopped: shadowd is stopping";
+    else if (rc == LUA_ERRMEM || g->mem.refused)
+      msg = lua_pushfstring(L,
+                            "hook ran out of memory (limits.hook_memory_bytes"
+                            " = %d MiB): %s",
+                            (int)(g->mem.cap >> 20), msg ? msg : "");
     report(g, hook, msg ? msg : "(no message)");
     lua_settop(L, base - 1);
+    if (g->mem.refused) {
+      /* Garbage may be what filled the cap: collect it all before the
+       * next call rather than refuse that one too. */
+      lua_gc(L, LUA_GCCOLLECT, 0);
+      g->mem.refused = 0;
+    }
     return -1;
   }
   lua_remove(L, base);
@@ -139,10 +265,39 @@ static int embedded_loader(lua_State *L) {
   return 1;
 }
 
+/* Stack: unchanged. Keeps only absolute directories in package.path or
+ * cpath (field): LuaJIT starts them with ./?.lua and ./?.so, and LUA_PATH
+ * may add more, so a require would load files of the working directory
+ * outside the sandbox. shadow's modules are compiled in (package.preload);
+ * what remains is where Debian installs cjson. */
+static void keep_absolute(lua_State *L, const char *field) {
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, field);
+  const char *p = lua_tostring(L, -1);
+  shadow_buf_t b = SHADOW_BUF_INIT;
+  while (p && *p) {
+    const char *end = strchr(p, ';');
+    size_t n = end ? (size_t)(end - p) : strlen(p);
+    if (n > 0 && p[0] == '/') {
+      if (b.len) shadow_buf_putc(&b, ';');
+      shadow_buf_append(&b, p, n);
+    }
+    p = end ? end + 1 : NULL;
+  }
+  lua_pop(L, 1);
+  lua_pushlstring(L, b.data ? b.data : "", b.len);
+  lua_setfield(L, -2, field);
+  lua_pop(L, 1);
+  shadow_buf_free(&b);
+}
+
 /* Stack: unchanged. Makes `require "shadow"` find the module compiled into
- * the binary, and the engine reachable through ffi.C. */
+ * the binary, and the engine reachable through ffi.C (for shadow's own
+ * modules: the sandbox gives a config no way to it). */
 static int prepare_state(lua_State *L) {
   luaL_openlibs(L);
+  keep_absolute(L, "path");
+  keep_absolute(L, "cpath");
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "preload");
   for (const shadow_embedded_lua_t *e = shadow_embedded_lua; e->module; e++) {
@@ -162,7 +317,12 @@ static int prepare_state(lua_State *L) {
 }
 
 static void gen_destroy(shadow_gen_t *g) {
-  if (g->L) lua_close(g->L);
+  if (g->L) {
+    /* LuaJIT releases its own allocator's arenas at close only when that
+     * allocator is the state's: hand it back first. */
+    if (g->mem.base) lua_setallocf(g->L, g->mem.base, g->mem.base_ud);
+    lua_close(g->L);
+  }
   for (size_t i = 0; i < g->nsources; i++)
     free(g->sources[i]);
   free(g->sources);
@@ -183,6 +343,15 @@ int shadow_script_load(const char *path, shadow_gen_t **out, char **err) {
   for (int i = 0; i < SHADOW_HOOK_COUNT; i++)
     g->hooks[i] = LUA_NOREF;
   g->L = luaL_newstate();
+  if (g->L) {
+    /* Count from here through LuaJIT's own allocator: what the state
+     * holds already, then every change. */
+    g->mem.base = lua_getallocf(g->L, &g->mem.base_ud);
+    g->mem.used = (size_t)lua_gc(g->L, LUA_GCCOUNT, 0) * 1024 +
+                  (size_t)lua_gc(g->L, LUA_GCCOUNTB, 0);
+    g->mem.cap = SHADOW_HOOK_MEMORY_DEFAULT;
+    lua_setallocf(g->L, mem_alloc, &g->mem);
+  }
   if (!g->L || prepare_state(g->L)) {
     *err = strdup("cannot create a Lua state");
     gen_destroy(g);
@@ -209,15 +378,39 @@ int shadow_script_load(const char *path, shadow_gen_t **out, char **err) {
   int sources = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->traceback_ref);
   /* The script itself gets a generous deadline: a config that loops
-   * forever must not hang --check or a reload. */
-  hook_deadline_ns = uv_hrtime() + 5000ull * 1000000;
-  hook_limit_ms = 5000;
-  int failed = luaL_loadfile(L, path) != 0 ||
-               shadow_sandbox_push_env(L, dir, sources) != 0 ||
-               !lua_setfenv(L, -2) || lua_pcall(L, 0, 1, -2) != 0;
-  hook_deadline_ns = 0;
+   * forever must not hang --check or a reload. Text only: LuaJIT does not
+   * verify bytecode, so a binary chunk could read and write any memory. */
+  budget_start(g, uv_hrtime() + 5000ull * 1000000, 5000, 0);
+  int binary = 0, rc = luaL_loadfilex(L, path, "t");
+  if (rc != 0) {
+    const char *m = lua_tostring(L, -1);
+    binary = m && strstr(m, "wrong mode") != NULL;
+  }
+  int failed = rc != 0 ||
+               shadow_sandbox_push_env(L, dir, sources, mem_cap, &g->mem,
+                                       budget_spent) != 0 ||
+               !lua_setfenv(L, -2) || (rc = lua_pcall(L, 0, 1, -2)) != 0;
+  int over = budget_end(g);
   if (failed) {
     const char *msg = lua_tostring(L, -1);
+    if (over == OVER_STOP)
+      msg = "loading stopped: shadowd is stopping";
+    else if (over == OVER_TIME)
+      msg = lua_pushfstring(L,
+                            "%s: the config script ran longer than 5000 ms "
+                            "and was stopped",
+                            path);
+    else if (binary)
+      msg = lua_pushfstring(L,
+                            "%s: a precompiled (binary) chunk; configs "
+                            "are loaded as Lua text only",
+                            path);
+    else if (rc == LUA_ERRMEM)
+      msg = lua_pushfstring(L,
+                            "%s: the config script ran out of memory "
+                            "(limits.hook_memory_bytes while loading: "
+                            "%d MiB)",
+                            path, (int)(SHADOW_HOOK_MEMORY_DEFAULT >> 20));
     *err = strdup(msg ? msg : "error loading the config");
     gen_destroy(g);
     return -EINVAL;
@@ -256,6 +449,7 @@ int shadow_script_load(const char *path, shadow_gen_t **out, char **err) {
   }
   g->hooks[SHADOW_HOOK_BACKEND] = LUA_NOREF;
   g->hook_timeout_ns = g->cfg.limits.hook_timeout_ms * 1000000;
+  g->mem.cap = g->cfg.limits.hook_memory_bytes;
   size_t n = lua_objlen(L, sources);
   g->sources = calloc(n + 1 + SHADOW_CONFIG_MAX_FILES, sizeof(char *));
   if (g->sources) {

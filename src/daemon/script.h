@@ -45,6 +45,15 @@ typedef struct shadow_script_observer_s {
  * it); nothing is left behind. */
 int shadow_script_load(const char *path, shadow_gen_t **out, char **err);
 
+/* SIGTERM or SIGINT came: a hook still running drain_timeout_ms / 2
+ * later, or started after that, is stopped (whatever its own limit), so
+ * the process exits within drain_timeout_ms even when a hook holds the
+ * loop. Async-signal-safe: only an atomic store. */
+void shadow_script_stop(void);
+/* Milliseconds since shadow_script_stop() (0 when it was not called): the
+ * part of the drain a hook took before the loop saw the signal. */
+uint64_t shadow_script_stop_age_ms(void);
+
 /* Command-line --listen and --admin win over the script (NULL: keep). */
 int shadow_gen_override(shadow_gen_t *g, const char *listen, const char *admin);
 

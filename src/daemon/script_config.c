@@ -646,12 +646,17 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
   opt_u64(r, r->idx, "", "drain_timeout_ms", 0, 3600e3, &cfg->drain_timeout_ms);
   t = r->err ? 0 : opt_table(r, r->idx, "limits");
   if (t) {
-    static const char *const keys[] = {
-        "header_bytes",           "body_bytes",
-        "mirror_body_bytes",      "diff_bytes",
-        "header_timeout_ms",      "idle_timeout_ms",
-        "max_connections",        "hook_timeout_ms",
-        "tunnel_idle_timeout_ms", NULL};
+    static const char *const keys[] = {"header_bytes",
+                                       "body_bytes",
+                                       "mirror_body_bytes",
+                                       "diff_bytes",
+                                       "header_timeout_ms",
+                                       "idle_timeout_ms",
+                                       "max_connections",
+                                       "hook_timeout_ms",
+                                       "tunnel_idle_timeout_ms",
+                                       "hook_memory_bytes",
+                                       NULL};
     shadow_limits_t *l = &cfg->limits;
     check_keys(r, t, "limits.", keys);
     opt_size(r, t, "limits.", "header_bytes", 256, 1 << 24, &l->header_bytes);
@@ -665,6 +670,8 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
             &l->idle_timeout_ms);
     opt_size(r, t, "limits.", "max_connections", 0, 1e7, &l->max_connections);
     opt_u64(r, t, "limits.", "hook_timeout_ms", 1, 60e3, &l->hook_timeout_ms);
+    opt_size(r, t, "limits.", "hook_memory_bytes", 4 << 20, 1ull << 40,
+             &l->hook_memory_bytes);
     opt_u64(r, t, "limits.", "tunnel_idle_timeout_ms", 1, 86400e3,
             &l->tunnel_idle_timeout_ms);
     lua_pop(L, 1);

@@ -93,8 +93,11 @@ static void on_wake(uv_async_t *h) {
   }
   if (stop && !w->stopping) {
     w->stopping = 1;
-    uv_timer_start(&w->drain_timer, worker_drain_timeout, w->drain_timeout_ms,
-                   0);
+    /* A hook may have held this loop since the signal came: the drain
+     * counts from the signal. */
+    uint64_t late = shadow_script_stop_age_ms();
+    uint64_t ms = w->drain_timeout_ms > late ? w->drain_timeout_ms - late : 0;
+    uv_timer_start(&w->drain_timer, worker_drain_timeout, ms, 0);
     shadow_dispatcher_drain(w->d, worker_drained, w);
   }
 }
