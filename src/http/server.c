@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 /* Bigger per-connection buffers are given back once idle (see below). */
@@ -60,6 +61,7 @@ struct shadow_server_s {
   size_t nrefusing;
   size_t nalive; /* connection structs not yet freed */
   size_t inflight;
+  int at_cap;  /* a client was refused since the last one admitted */
   int handles; /* the server's own open handles */
   int listener_open;
   int draining;
@@ -129,7 +131,8 @@ void shadow_server_opts_default(shadow_server_opts_t *o) {
   o->header_timeout_ms = 10000;
   o->idle_timeout_ms = 60000;
   o->max_connections = 0;
-  o->tunnel_idle_timeout_ms = 300000;
+  o->fd_reserve = 0;
+  o->tunnel_idle_timeout_ms = 60000;
   o->reuse_port = 0;
   o->tls = NULL;
 }
@@ -1031,9 +1034,40 @@ static void on_tls_ready(shadow_stream_t *st, int status) {
     conn_close(c);
 }
 
+/* Tells the handler a client was turned away; a burst is the run of
+ * refusals between two admitted clients. */
+static void refused(shadow_server_t *s, int err) {
+  int first = !s->at_cap;
+  s->at_cap = 1;
+  if (s->h.on_refuse) s->h.on_refuse(s->h.ud, err, first);
+}
+
+/* Fewer than opts.fd_reserve descriptors would be left after this client
+ * (a quarter of the limit at most, for tiny limits). The kernel hands out
+ * the lowest free descriptor, so every one below c's is open: its number
+ * says how many are in use, with no need to count them. The limit is read
+ * each time, as it can be changed from outside (prlimit). */
+static int fds_short(conn_t *c) {
+  size_t reserve = c->srv->opts.fd_reserve;
+  uv_os_fd_t fd;
+  struct rlimit rl;
+  if (!reserve || uv_fileno((uv_handle_t *)&c->s.tcp, &fd) != 0 ||
+      getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+    return 0;
+  uint64_t lim = (uint64_t)rl.rlim_cur;
+  uint64_t keep = reserve < lim / 4 ? reserve : lim / 4;
+  return (uint64_t)fd + keep >= lim;
+}
+
 static void on_connection(uv_stream_t *ls, int status) {
   shadow_server_t *s = ls->data;
-  if (status < 0 || s->draining || s->closing) return;
+  if (s->draining || s->closing) return;
+  if (status < 0) {
+    /* EMFILE/ENFILE: libuv has already accepted and closed what was
+     * waiting, with the descriptor it keeps for this, so nothing spins. */
+    refused(s, status);
+    return;
+  }
   conn_t *c = calloc(1, sizeof(*c));
   /* Without memory there is nothing to answer with; libuv then holds the
    * connection and pauses the listener until a later accept. */
@@ -1048,18 +1082,22 @@ static void on_connection(uv_stream_t *ls, int status) {
   c->next = s->conns;
   if (s->conns) s->conns->prev = c;
   s->conns = c;
-  int over = s->opts.max_connections && s->nconns >= s->opts.max_connections;
-  if (over) {
-    c->refused = 1;
-    s->nrefusing++;
-  } else {
-    s->nconns++;
-  }
+  s->nconns++; /* until it is known to be over */
   shadow_request_parser_init(&c->parser, &c->req, c->opts.header_bytes,
                              c->opts.body_bytes, s->h.on_body != NULL);
   if (uv_accept(ls, (uv_stream_t *)&c->s.tcp) != 0) {
     conn_close(c);
     return;
+  }
+  int short_fds = fds_short(c);
+  int over = short_fds ||
+             (s->opts.max_connections && s->nconns > s->opts.max_connections);
+  if (over) {
+    s->nconns--;
+    c->refused = 1;
+    s->nrefusing++;
+  } else {
+    s->at_cap = 0;
   }
   /* Responses go out whole in one write; Nagle would only hold back the
    * tail of a pipelined burst or of a streamed body. */
@@ -1070,6 +1108,7 @@ static void on_connection(uv_stream_t *ls, int status) {
     return;
   }
   if (over) {
+    refused(s, short_fds ? SHADOW_REFUSE_FDS : 0);
     if (s->nrefusing > MAX_REFUSING)
       conn_close(c);
     else
