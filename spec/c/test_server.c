@@ -36,6 +36,24 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static int delays_taken;
 static shadow_request_t *held; /* "/hold": answered by on_drain */
+/* Clients the capped server turned away, and the bursts they made. */
+static int refusals, bursts;
+
+static void on_refuse(void *ud, int err, int first) {
+  (void)ud;
+  CHECK(err == 0);
+  pthread_mutex_lock(&mu);
+  refusals++;
+  bursts += first;
+  pthread_mutex_unlock(&mu);
+}
+
+static void refused_so_far(int *n, int *b) {
+  pthread_mutex_lock(&mu);
+  *n = refusals;
+  *b = bursts;
+  pthread_mutex_unlock(&mu);
+}
 
 typedef struct delayed_s {
   uv_timer_t timer;
@@ -393,6 +411,37 @@ static void test_timeouts_and_caps(void) {
   CHECK(strcmp(r.body, "{\"error\":\"too many connections\"}") == 0);
   CHECK(closed(b3));
   hang_up(b3);
+  /* Each refusal is told; only the first of a burst is marked first. */
+  int n, nb;
+  refused_so_far(&n, &nb);
+  CHECK(n == 1 && nb == 1);
+  client_t *b4 = dial(port_b);
+  CHECK(read_resp(b4, &r) && r.status == 503);
+  hang_up(b4);
+  refused_so_far(&n, &nb);
+  CHECK(n == 2 && nb == 1);
+  /* A slot frees; once a client is admitted, the next refusal begins a
+   * new burst. (The server sees b1's close when its loop reads it:
+   * until then a dial is still refused, within the same burst.) */
+  hang_up(b1);
+  int in = 0;
+  for (int i = 0; i < 500 && !in; i++) {
+    client_t *b5 = dial(port_b);
+    SAY(b5, "GET /5 HTTP/1.1\r\nHost: x\r\n\r\n");
+    in = read_resp(b5, &r) && r.status == 200;
+    if (in)
+      b1 = b5;
+    else
+      hang_up(b5);
+  }
+  CHECK(in);
+  refused_so_far(&n, &nb);
+  CHECK(nb == 1);
+  client_t *b6 = dial(port_b);
+  CHECK(read_resp(b6, &r) && r.status == 503);
+  hang_up(b6);
+  refused_so_far(&n, &nb);
+  CHECK(nb == 2);
   hang_up(b1);
   hang_up(b2);
 }
@@ -478,7 +527,8 @@ int main(void) {
   lim.header_timeout_ms = 300;
   lim.idle_timeout_ms = 1000;
   /* No on_body: requests arrive whole, as the admin takes them. */
-  shadow_server_handler_t h = {.on_request = on_request};
+  shadow_server_handler_t h = {.on_request = on_request,
+                               .on_refuse = on_refuse};
   char *err = NULL;
   CHECK(shadow_server_listen(&loop, "127.0.0.1:0", &lim, &h, &srv_a, &err) ==
         0);
