@@ -18,11 +18,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 /* Bigger per-connection buffers are given back once idle (see below). */
 #define KEEP_BYTES (16 * 1024)
@@ -61,7 +63,10 @@ struct shadow_server_s {
   size_t nrefusing;
   size_t nalive; /* connection structs not yet freed */
   size_t inflight;
-  int at_cap;  /* a client was refused since the last one admitted */
+  int at_cap; /* a client was refused since the last one admitted */
+  /* A descriptor held back for accepting (and closing) clients when none
+   * is left: see drain_backlog. -1 if it could not be opened. */
+  int spare_fd;
   int handles; /* the server's own open handles */
   int listener_open;
   int draining;
@@ -247,6 +252,7 @@ static void conn_post(conn_t *c) {
 
 static void server_maybe_free(shadow_server_t *s) {
   if (!s->closing || s->handles > 0 || s->nalive > 0) return;
+  if (s->spare_fd >= 0) close(s->spare_fd);
   shadow_tls_ctx_unref(s->opts.tls);
   free(s);
 }
@@ -1059,13 +1065,34 @@ static int fds_short(conn_t *c) {
   return (uint64_t)fd + keep >= lim;
 }
 
+/* Out of descriptors. libuv accepts and closes what waits with a spare
+ * descriptor of its own and says nothing; it reports EMFILE only when it
+ * has lost that one (another thread took the descriptor it freed), and
+ * then calls again at once for as long as accept fails: a spin. So the
+ * same is done here with a spare of the server's own: the backlog is
+ * emptied (each client closed, and counted) until accept says EAGAIN,
+ * which ends libuv's loop. */
+static void drain_backlog(shadow_server_t *s) {
+  uv_os_fd_t lfd;
+  if (uv_fileno((uv_handle_t *)&s->listener, &lfd) != 0) return;
+  if (s->spare_fd >= 0) close(s->spare_fd);
+  s->spare_fd = -1;
+  for (;;) {
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0 && (errno == EINTR || errno == ECONNABORTED)) continue;
+    if (fd < 0) break;
+    close(fd);
+    refused(s, UV_EMFILE);
+  }
+  s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 static void on_connection(uv_stream_t *ls, int status) {
   shadow_server_t *s = ls->data;
   if (s->draining || s->closing) return;
   if (status < 0) {
-    /* EMFILE/ENFILE: libuv has already accepted and closed what was
-     * waiting, with the descriptor it keeps for this, so nothing spins. */
     refused(s, status);
+    if (status == UV_EMFILE || status == UV_ENFILE) drain_backlog(s);
     return;
   }
   conn_t *c = calloc(1, sizeof(*c));
@@ -1187,6 +1214,7 @@ int shadow_server_listen(uv_loop_t *loop, const char *addr,
   }
   s->loop = loop;
   s->h = *handler;
+  s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (opts)
     s->opts = *opts;
   else
