@@ -78,10 +78,15 @@ return {
   limits  = { header_bytes = 65536, body_bytes = 8 * 2^20,
               mirror_body_bytes = 8 * 2^20, diff_bytes = 2^20,
               header_timeout_ms = 10000, idle_timeout_ms = 60000,
+              -- Default: from RLIMIT_NOFILE (shadowd --check shows it).
               max_connections = 10000,
               -- A WebSocket (any 101 Upgrade) is relayed to the primary,
-              -- never mirrored, and closed after this long without a byte.
-              tunnel_idle_timeout_ms = 300000 },
+              -- never mirrored, and closed after this long without a byte;
+              -- at most max_tunnels at once (default: half the connections).
+              tunnel_idle_timeout_ms = 60000, max_tunnels = 5000,
+              -- Request-body copies for the candidate, secondary and
+              -- capture, all requests together; past it: not mirrored.
+              copy_memory_bytes = 64 * 2^20 },
   -- A field is noise unless the candidate differs on it more often than
   -- the secondary at 99% confidence; decided after 100 pairs of each.
   noise   = { confidence = 0.99, min_samples = 100 },

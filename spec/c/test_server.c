@@ -6,6 +6,7 @@
  * the client side is bounded by a generous receive timeout, never a sleep. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -36,6 +38,28 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static int delays_taken;
 static shadow_request_t *held; /* "/hold": answered by on_drain */
+/* Clients the capped server turned away, and the bursts they made. */
+static int refusals, bursts, emfiles;
+
+static void on_refuse(void *ud, int err, int first) {
+  (void)ud;
+  CHECK(err == 0 || err == UV_EMFILE);
+  pthread_mutex_lock(&mu);
+  if (err == UV_EMFILE) {
+    emfiles++;
+  } else {
+    refusals++;
+    bursts += first;
+  }
+  pthread_mutex_unlock(&mu);
+}
+
+static void refused_so_far(int *n, int *b) {
+  pthread_mutex_lock(&mu);
+  *n = refusals;
+  *b = bursts;
+  pthread_mutex_unlock(&mu);
+}
 
 typedef struct delayed_s {
   uv_timer_t timer;
@@ -105,6 +129,23 @@ static void on_drain(uv_async_t *a) {
   pthread_mutex_unlock(&mu);
   if (held) answer(held);
   held = NULL;
+  uv_close((uv_handle_t *)a, NULL);
+}
+
+/* libuv keeps a spare descriptor to empty the backlog when accept fails
+ * with EMFILE; it loses it when another thread takes the one it freed.
+ * Dropping it here makes that case, where libuv reports EMFILE and calls
+ * again for as long as accept fails, happen on demand. */
+static uv_async_t spare_dropper;
+static int spare_dropped;
+
+static void on_drop_spare(uv_async_t *a) {
+  if (loop.emfile_fd >= 0) close(loop.emfile_fd);
+  loop.emfile_fd = -1;
+  pthread_mutex_lock(&mu);
+  spare_dropped = 1;
+  pthread_cond_broadcast(&cv);
+  pthread_mutex_unlock(&mu);
   uv_close((uv_handle_t *)a, NULL);
 }
 
@@ -393,8 +434,77 @@ static void test_timeouts_and_caps(void) {
   CHECK(strcmp(r.body, "{\"error\":\"too many connections\"}") == 0);
   CHECK(closed(b3));
   hang_up(b3);
+  /* Each refusal is told; only the first of a burst is marked first. */
+  int n, nb;
+  refused_so_far(&n, &nb);
+  CHECK(n == 1 && nb == 1);
+  client_t *b4 = dial(port_b);
+  CHECK(read_resp(b4, &r) && r.status == 503);
+  hang_up(b4);
+  refused_so_far(&n, &nb);
+  CHECK(n == 2 && nb == 1);
+  /* A slot frees; once a client is admitted, the next refusal begins a
+   * new burst. (The server sees b1's close when its loop reads it:
+   * until then a dial is still refused, within the same burst.) */
+  hang_up(b1);
+  int in = 0;
+  for (int i = 0; i < 500 && !in; i++) {
+    client_t *b5 = dial(port_b);
+    SAY(b5, "GET /5 HTTP/1.1\r\nHost: x\r\n\r\n");
+    in = read_resp(b5, &r) && r.status == 200;
+    if (in)
+      b1 = b5;
+    else
+      hang_up(b5);
+  }
+  CHECK(in);
+  refused_so_far(&n, &nb);
+  CHECK(nb == 1);
+  client_t *b6 = dial(port_b);
+  CHECK(read_resp(b6, &r) && r.status == 503);
+  hang_up(b6);
+  refused_so_far(&n, &nb);
+  CHECK(nb == 2);
   hang_up(b1);
   hang_up(b2);
+}
+
+/* Out of descriptors, with libuv's spare gone: the server empties the
+ * backlog with its own spare, so the client is closed (not left waiting
+ * while the loop spins on accept), and it is told. */
+static void test_emfile(void) {
+  uv_async_send(&spare_dropper);
+  pthread_mutex_lock(&mu);
+  while (!spare_dropped)
+    pthread_cond_wait(&cv, &mu);
+  pthread_mutex_unlock(&mu);
+  struct rlimit was, low;
+  CHECK(getrlimit(RLIMIT_NOFILE, &was) == 0);
+  low = was;
+  low.rlim_cur = 256;
+  CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+  static int fill[256];
+  int n = 0;
+  while (n < 256 && (fill[n] = open("/dev/null", O_RDONLY)) >= 0)
+    n++;
+  CHECK(n > 1 && n < 256 && errno == EMFILE);
+  close(fill[--n]); /* the client's socket takes this one */
+  client_t *c = dial(port_a);
+  SAY(c, "GET /e HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(closed(c));
+  hang_up(c);
+  while (n)
+    close(fill[--n]);
+  CHECK(setrlimit(RLIMIT_NOFILE, &was) == 0);
+  pthread_mutex_lock(&mu);
+  CHECK(emfiles >= 1);
+  pthread_mutex_unlock(&mu);
+  /* Descriptors again: served as ever. */
+  c = dial(port_a);
+  resp_t r;
+  SAY(c, "GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(read_resp(c, &r) && r.status == 200);
+  hang_up(c);
 }
 
 /* Blocks until the handler has taken one more slow request. */
@@ -478,7 +588,8 @@ int main(void) {
   lim.header_timeout_ms = 300;
   lim.idle_timeout_ms = 1000;
   /* No on_body: requests arrive whole, as the admin takes them. */
-  shadow_server_handler_t h = {.on_request = on_request};
+  shadow_server_handler_t h = {.on_request = on_request,
+                               .on_refuse = on_refuse};
   char *err = NULL;
   CHECK(shadow_server_listen(&loop, "127.0.0.1:0", &lim, &h, &srv_a, &err) ==
         0);
@@ -499,6 +610,7 @@ int main(void) {
   CHECK(port_a > 0 && port_b > 0);
   uv_async_init(&loop, &stopper, on_stop);
   uv_async_init(&loop, &drainer, on_drain);
+  uv_async_init(&loop, &spare_dropper, on_drop_spare);
 
   pthread_t th;
   pthread_create(&th, NULL, loop_thread, NULL);
@@ -509,6 +621,7 @@ int main(void) {
   test_bad_input();
   test_timeouts_and_caps();
   test_clients_leaving();
+  test_emfile();
 
   /* Close with a request in flight: it is answered after the close, and
    * that answer must free it without writing. */

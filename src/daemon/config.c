@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 
 #include "noise.h"
 #include "sink.h"
@@ -19,10 +20,56 @@ void shadow_limits_default(shadow_limits_t *l) {
   l->diff_bytes = 1024 * 1024;
   l->header_timeout_ms = 10000;
   l->idle_timeout_ms = 60000;
-  l->max_connections = 0;
+  l->max_connections = SHADOW_LIMIT_AUTO;
   l->hook_timeout_ms = 100;
   l->hook_memory_bytes = SHADOW_HOOK_MEMORY_DEFAULT;
-  l->tunnel_idle_timeout_ms = 300000;
+  l->tunnel_idle_timeout_ms = 60000;
+  l->max_tunnels = SHADOW_LIMIT_AUTO;
+  l->copy_memory_bytes = 64 * 1024 * 1024;
+}
+
+/* File descriptors kept back from client connections: the admin's 64
+ * connections and listener, refusals being answered (server.c's
+ * MAX_REFUSING), the listeners, log and capture files, stdio, each loop's
+ * epoll, timers and wakeups, and a margin (SHADOW_FD_RESERVE of it is
+ * what the listener itself keeps free). The shadow legs (candidate and
+ * secondary, max_inflight_shadow each) come on top. */
+#define NOFILE_RESERVE 256
+
+uint64_t shadow_nofile_raise(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
+  if (rl.rlim_cur < rl.rlim_max) {
+    struct rlimit up = {rl.rlim_max, rl.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &up) == 0) rl.rlim_cur = rl.rlim_max;
+  }
+  return rl.rlim_cur == RLIM_INFINITY ? (uint64_t)1 << 20
+                                      : (uint64_t)rl.rlim_cur;
+}
+
+void shadow_limits_resolve(shadow_limits_t *l, size_t max_inflight_shadow) {
+  if (l->max_connections == SHADOW_LIMIT_AUTO) {
+    struct rlimit rl;
+    uint64_t nofile = 1024;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+      nofile = rl.rlim_cur == RLIM_INFINITY ? (uint64_t)1 << 20
+                                            : (uint64_t)rl.rlim_cur;
+    uint64_t avail = nofile > NOFILE_RESERVE ? nofile - NOFILE_RESERVE : 0;
+    /* The shadow legs are best effort: at most a quarter of the rest,
+     * whatever max_inflight_shadow says (a leg that finds no descriptor
+     * fails as the candidate's error, unseen by clients). */
+    uint64_t legs = 2 * (uint64_t)max_inflight_shadow;
+    if (legs > avail / 4) legs = avail / 4;
+    /* Half of what remains: a client whose request is in flight holds a
+     * connection to the primary as well, and a tunnel always does. */
+    uint64_t n = (avail - legs) / 2;
+    if (n < 16) n = 16; /* a tiny limit: a few clients rather than none */
+    l->max_connections = n > 10000000 ? 10000000 : (size_t)n;
+  }
+  if (l->max_tunnels == SHADOW_LIMIT_AUTO)
+    /* Tunnels live long: they may take half the connections, so plain
+     * requests always keep the other half. */
+    l->max_tunnels = l->max_connections ? (l->max_connections + 1) / 2 : 0;
 }
 
 void shadow_backend_cfg_init(shadow_backend_cfg_t *b) {
@@ -91,7 +138,11 @@ void shadow_limits_server_opts(const shadow_limits_t *l,
   out->body_bytes = l->body_bytes;
   out->header_timeout_ms = l->header_timeout_ms;
   out->idle_timeout_ms = l->idle_timeout_ms;
-  out->max_connections = l->max_connections;
+  out->max_connections =
+      l->max_connections == SHADOW_LIMIT_AUTO ? 0 : l->max_connections;
+  /* Whatever max_connections says, clients stop short of the descriptor
+   * limit by the admin's connections, refusals in progress and a margin. */
+  out->fd_reserve = SHADOW_FD_RESERVE;
   out->tunnel_idle_timeout_ms = l->tunnel_idle_timeout_ms;
 }
 

@@ -47,11 +47,24 @@ typedef struct shadow_limits_s {
   size_t diff_bytes;          /* body kept per side for the diff */
   uint64_t header_timeout_ms;
   uint64_t idle_timeout_ms;
+  /* Client connections open at once (all workers); past it new ones get
+   * 503. SHADOW_LIMIT_AUTO until resolved by shadow_limits_resolve(). */
   size_t max_connections;
   uint64_t hook_timeout_ms; /* a Lua hook call that runs longer is stopped */
   size_t hook_memory_bytes; /* a Lua state's heap; past it allocations fail */
   uint64_t tunnel_idle_timeout_ms; /* an upgraded connection left idle */
+  size_t max_tunnels; /* upgrades open at once; past it 503; AUTO as above */
+  /* Request-body copies for the candidate, the secondary and capture, all
+   * exchanges and workers together; past it new copies are skipped. */
+  uint64_t copy_memory_bytes;
 } shadow_limits_t;
+
+/* "Derive it": what max_connections and max_tunnels are until the config
+ * is read (an explicit 0 means no cap). */
+#define SHADOW_LIMIT_AUTO ((size_t)-1)
+/* Descriptors the proxy's listener leaves free at any time: the admin's 64
+ * connections, 64 refusals being answered, and a margin. */
+#define SHADOW_FD_RESERVE 160
 
 /* Bits of mirror_methods, by llhttp method number (all are < 64). */
 typedef uint64_t shadow_method_set_t;
@@ -110,6 +123,12 @@ typedef struct shadow_config_s {
 int shadow_config_init(shadow_config_t *c);
 void shadow_config_release(shadow_config_t *c);
 void shadow_limits_default(shadow_limits_t *l);
+/* Replaces SHADOW_LIMIT_AUTO: max_connections from the open-file limit
+ * (RLIMIT_NOFILE's soft value) less a reserve, max_tunnels half of that. */
+void shadow_limits_resolve(shadow_limits_t *l, size_t max_inflight_shadow);
+/* Raises the soft RLIMIT_NOFILE to the hard one (as nginx's
+ * worker_rlimit_nofile would); returns the soft limit now in force. */
+uint64_t shadow_nofile_raise(void);
 void shadow_backend_cfg_init(shadow_backend_cfg_t *b);
 /* The upstream options a backend's pool is made with: its own, plus what
  * the limits say about bodies kept for the diff. */

@@ -49,6 +49,7 @@ struct shadow_dispatcher_s {
    * upstream client copies them before start() returns). */
   shadow_headers_t fwd, rewritten;
   shadow_buf_t capture_line; /* reused for each capture line */
+  size_t max_conns;          /* this worker's share of max_connections */
   int closing;
   int handles_open;
   void (*drained)(void *ud);
@@ -81,12 +82,17 @@ struct exchange_s {
   shadow_request_t *req; /* until given back to the server */
   int lreq;              /* the Lua view of the request, 0 if none */
   int cand_lreq;         /* the rewritten request, or lreq */
-  int maybe;     /* the request may be mirrored: keep the primary's answer */
-  int decided;   /* the policy has run */
-  int sampled;   /* a candidate leg was started */
-  int skipped;   /* the pair will not be compared */
-  int body_done; /* the request body is complete */
-  int body_over; /* it outgrew the copy's cap */
+  int maybe;        /* the request may be mirrored: keep the primary's answer */
+  int decided;      /* the policy has run */
+  int sampled;      /* a candidate leg was started */
+  int skipped;      /* the pair will not be compared */
+  int body_done;    /* the request body is complete */
+  int body_over;    /* it outgrew the copy's cap */
+  int body_memory;  /* ... or the copy budget (limits.copy_memory_bytes) */
+  int upgrade_slot; /* holds one of limits.max_tunnels */
+  /* Bytes charged to the copy budget: the body copy's buffer, and the
+   * other copies made of it (the Lua view, each shadow leg's request). */
+  size_t charged_body, charged;
   int primary_paused;
   int tunnel;        /* the primary answered an upgrade with 101 */
   shadow_buf_t body; /* a copy of the request body, for the candidate */
@@ -175,9 +181,11 @@ static void exchange_free(exchange_t *ex) {
   shadow_buf_free(&ex->target);
   shadow_capture_state_free(&ex->cap);
   shadow_epoch_unref(d->backends, ex->epoch);
-  if (ex->tunnel) {
+  if (ex->tunnel || ex->upgrade_slot || ex->charged || ex->charged_body) {
     LOCK(d);
-    d->stats->tunnels_open--;
+    if (ex->tunnel) d->stats->tunnels_open--;
+    if (ex->upgrade_slot) d->sh->upgrades--;
+    d->stats->copy_bytes -= ex->charged + ex->charged_body;
     UNLOCK(d);
   }
   free(ex);
@@ -264,6 +272,70 @@ static void leg_end(leg_t *leg, int err) {
   if (leg->rec) shadow_record_body_end(leg->rec);
 }
 
+/* --- the copy budget ---------------------------------------------------- */
+
+/* Copies of request bodies (for the candidate, the secondary, capture and
+ * the hooks' view) share limits.copy_memory_bytes across all exchanges and
+ * workers (the count is in the shared stats, under the lock), so many
+ * large uploads at once cannot grow memory without bound: past it a copy
+ * is not made, and that exchange is not mirrored or captured. The primary
+ * streams either way. An in-process primary needs the whole body to answer
+ * at all, so its copy is not charged (mirror_body_bytes caps it). */
+static int budget_exempt(const exchange_t *ex) {
+  return ex->epoch->cfg->primary.kind == SHADOW_BACKEND_LUA;
+}
+
+/* Charges n more bytes to the exchange: 0, or -1 (nothing charged) when
+ * the budget has not that much left. */
+static int budget_take(exchange_t *ex, size_t n, size_t *to) {
+  shadow_dispatcher_t *d = ex->d;
+  uint64_t cap = ex->epoch->cfg->limits.copy_memory_bytes;
+  if (!n) return 0;
+  LOCK(d);
+  int ok = !cap || d->stats->copy_bytes + n <= cap;
+  if (ok) d->stats->copy_bytes += n;
+  UNLOCK(d);
+  if (!ok) return -1;
+  *to += n;
+  return 0;
+}
+
+/* The body copy is gone: over its cap (memory: over the budget). */
+static void body_drop(exchange_t *ex, int memory) {
+  shadow_dispatcher_t *d = ex->d;
+  ex->body_over = 1;
+  if (memory) ex->body_memory = 1;
+  shadow_buf_free(&ex->body);
+  if (ex->charged_body) {
+    LOCK(d);
+    d->stats->copy_bytes -= ex->charged_body;
+    UNLOCK(d);
+    ex->charged_body = 0;
+  }
+}
+
+/* Charges the body copy's buffer for holding need bytes, before it grows:
+ * to exactly that (exact), or to what shadow_buf_reserve's doubling from
+ * 64 makes of it. */
+static int budget_body(exchange_t *ex, size_t need, int exact) {
+  if (budget_exempt(ex) || need + 1 <= ex->body.cap) return 0;
+  size_t cap = exact ? need + 1 : ex->body.cap ? ex->body.cap : 64;
+  while (cap < need + 1 && cap <= SIZE_MAX / 2)
+    cap *= 2;
+  if (cap < need + 1) cap = need + 1;
+  return budget_take(ex, cap - ex->charged_body, &ex->charged_body);
+}
+
+/* The request's Lua view, which holds a copy of the body (charged too). */
+static void open_lreq(exchange_t *ex) {
+  if (ex->lreq) return;
+  if (ex->body.len && !budget_exempt(ex) &&
+      budget_take(ex, ex->body.len, &ex->charged))
+    body_drop(ex, 1);
+  ex->lreq = shadow_script_req_open(ex->epoch->gen, ex->req, ex->body.data,
+                                    ex->body.len);
+}
+
 /* --- capture ------------------------------------------------------------ */
 
 /* Takes capture's decision once the request body is complete (after the
@@ -276,15 +348,16 @@ static void capture_decide(exchange_t *ex) {
   shadow_gen_t *g = ex->epoch->gen;
   const shadow_config_t *cfg = ex->epoch->cfg;
   shadow_request_t *req = ex->req;
-  if (!ex->lreq)
-    ex->lreq = shadow_script_req_open(g, req, ex->body.data, ex->body.len);
+  open_lreq(ex);
   shadow_policy_decision_t dec = {0};
   shadow_policy_capture(g, req, ex->lreq,
                         ex->decided && ex->maybe ? &ex->dec : NULL, &dec);
   if (dec.why == SHADOW_POLICY_MIRROR) {
     /* A request body is replayed whole, so one that was not kept whole
      * cannot be captured. */
-    if (ex->body_over || ex->body.len > cfg->capture.body_bytes)
+    if (ex->body_memory)
+      shadow_capture_skip(ex->d->sh, "memory");
+    else if (ex->body_over || ex->body.len > cfg->capture.body_bytes)
       shadow_capture_skip(ex->d->sh, "body_too_large");
     else
       c->wanted = 1;
@@ -559,9 +632,7 @@ static void run_lua_leg(shadow_task_t *t, int canceled) {
 
 static void answer_from_lua(exchange_t *ex) {
   const shadow_config_t *cfg = ex->epoch->cfg;
-  if (!ex->lreq)
-    ex->lreq = shadow_script_req_open(ex->epoch->gen, ex->req, ex->body.data,
-                                      ex->body.len);
+  open_lreq(ex);
   int rc = call_lua_backend(ex, &ex->primary, cfg->primary.lua_ref, ex->lreq);
   count_primary(ex, rc ? SHADOW_UPSTREAM_BAD_RESPONSE : SHADOW_UPSTREAM_OK);
   if (rc) {
@@ -660,6 +731,14 @@ static void start_secondary(exchange_t *ex) {
   const shadow_config_t *cfg = ex->epoch->cfg;
   leg_t *leg = &ex->secondary;
   const char *why;
+  /* Its request, body included, is one more copy. */
+  if (cfg->secondary.kind == SHADOW_BACKEND_HTTP &&
+      budget_take(ex, ex->body.len, &ex->charged)) {
+    LOCK(d);
+    shadow_counters_add(d->stats->secondary_errors, "memory", 6, 1);
+    UNLOCK(d);
+    return;
+  }
   if (!shadow_admission_enter(d->sh, SHADOW_GATE_SECONDARY,
                               cfg->max_inflight_shadow, uv_now(d->loop),
                               &leg->probe, &why)) {
@@ -695,8 +774,7 @@ static void decide(exchange_t *ex) {
   if (ex->decided || !ex->req) return;
   ex->decided = 1;
   if (!ex->maybe) return;
-  if (!ex->lreq)
-    ex->lreq = shadow_script_req_open(g, ex->req, ex->body.data, ex->body.len);
+  open_lreq(ex);
   shadow_policy_decide(g, ex->req, ex->lreq, &ex->dec);
   if (ex->dec.why != SHADOW_POLICY_MIRROR) {
     drop_pair(ex, NULL);
@@ -704,8 +782,12 @@ static void decide(exchange_t *ex) {
   }
   /* Chosen by the policy; from here on a request that is not mirrored
    * after all is counted as skipped, with the reason. */
+  /* The candidate's request, body included, is one more copy. */
+  if (!ex->body_over && cfg->candidate.kind == SHADOW_BACKEND_HTTP &&
+      budget_take(ex, ex->body.len, &ex->charged))
+    body_drop(ex, 1);
   if (ex->body_over) {
-    skip(d, "body_too_large");
+    skip(d, ex->body_memory ? "memory" : "body_too_large");
     drop_pair(ex, NULL);
     return;
   }
@@ -779,14 +861,34 @@ static int needs_body_copy(const exchange_t *ex) {
 }
 
 /* Keeps a copy of request body bytes for the candidate (and the hooks),
- * up to mirror_body_bytes. */
+ * up to mirror_body_bytes, or for capture alone up to what it records
+ * (capture.body_bytes), and within the copy budget. */
 static void copy_body(exchange_t *ex, const char *data, size_t len) {
   if (!needs_body_copy(ex) || ex->body_over || !len) return;
-  uint64_t cap = ex->epoch->cfg->limits.mirror_body_bytes;
-  if (ex->body.len + len > cap || shadow_buf_append(&ex->body, data, len)) {
-    ex->body_over = 1;
-    shadow_buf_free(&ex->body);
+  const shadow_config_t *cfg = ex->epoch->cfg;
+  uint64_t cap = ex->maybe || cfg->primary.kind == SHADOW_BACKEND_LUA
+                     ? cfg->limits.mirror_body_bytes
+                     : cfg->capture.body_bytes;
+  if (ex->body.len + len > cap) {
+    body_drop(ex, 0);
+    return;
   }
+  /* A declared length is taken whole at the first bytes: one allocation,
+   * charged once, instead of doublings that each hold old and new. */
+  int64_t cl = ex->req ? ex->req->content_length : -1;
+  size_t need = ex->body.len + len;
+  int whole =
+      !ex->body.cap && cl > 0 && (uint64_t)cl <= cap && (uint64_t)cl >= need;
+  if (whole) need = (size_t)cl;
+  if (budget_body(ex, need, whole)) {
+    body_drop(ex, 1);
+    return;
+  }
+  if (whole && shadow_buf_reserve_exact(&ex->body, need - ex->body.len)) {
+    body_drop(ex, 0);
+    return;
+  }
+  if (shadow_buf_append(&ex->body, data, len)) body_drop(ex, 0);
 }
 
 static void start_primary(exchange_t *ex) {
@@ -834,6 +936,23 @@ static void body_complete(exchange_t *ex) {
   }
 }
 
+/* An upgrade takes one of limits.max_tunnels (all workers) from its
+ * request until its exchange ends, so a burst of handshakes cannot pass
+ * the cap while their 101s are on the way; 1 when none is left. */
+static int tunnel_refused(exchange_t *ex) {
+  shadow_dispatcher_t *d = ex->d;
+  size_t cap = ex->epoch->cfg->limits.max_tunnels;
+  LOCK(d);
+  int over = cap && cap != SHADOW_LIMIT_AUTO && d->sh->upgrades >= cap;
+  if (over)
+    d->stats->tunnels_rejected++;
+  else
+    d->sh->upgrades++;
+  UNLOCK(d);
+  ex->upgrade_slot = !over;
+  return over;
+}
+
 static void on_request(shadow_request_t *req, void *ud) {
   shadow_dispatcher_t *d = ud;
   exchange_t *ex = exchange_new(d, req);
@@ -847,6 +966,11 @@ static void on_request(shadow_request_t *req, void *ud) {
   d->stats->requests++;
   UNLOCK(d);
   ex->maybe = shadow_policy_may_mirror(cfg, req->method_id);
+  if (req->upgrade && tunnel_refused(ex)) {
+    respond_error(ex, 503, "too many tunnels");
+    finish_if_done(ex);
+    return;
+  }
   if (req->upgrade && ex->maybe) {
     /* An upgrade becomes a tunnel to the primary alone: what flows in it
      * is no request-response pair to compare. */
@@ -857,7 +981,9 @@ static void on_request(shadow_request_t *req, void *ud) {
    * streamed body it may start before the body (and the policy) is in. */
   if (ex->maybe) ex->primary.rec = shadow_record_new();
   /* Capture may want it too, and more of its body. */
-  ex->cap.maybe = cfg->capture.file && !req->upgrade;
+  ex->cap.maybe = cfg->capture.file && !req->upgrade && req->method_id >= 0 &&
+                  req->method_id < 64 &&
+                  (cfg->capture.methods & (1ull << req->method_id));
   if (ex->cap.maybe) {
     ex->primary.keep = shadow_capture_keep(cfg);
     if (!ex->primary.rec) ex->primary.rec = shadow_record_new();
@@ -988,8 +1114,32 @@ static void after_deferred(void *ud) {
   if (!d->closing) shadow_backends_sweep(d->backends);
 }
 
+/* A client turned away at max_connections or by an accept error: counted
+ * each time, logged once per burst (the server says when one begins). */
+static void on_refuse(void *ud, int err, int first) {
+  shadow_dispatcher_t *d = ud;
+  LOCK(d);
+  d->stats->connections_rejected++;
+  UNLOCK(d);
+  if (!first) return;
+  if (err == SHADOW_REFUSE_FDS)
+    shadow_log_warn("file descriptors running short (RLIMIT_NOFILE): new "
+                    "clients get 503 until connections close (see "
+                    "shadow_connections_rejected_total)");
+  else if (err)
+    shadow_log_warn("accepting a client failed: %s; new clients are closed "
+                    "until descriptors free up (see "
+                    "shadow_connections_rejected_total)",
+                    uv_strerror(err));
+  else
+    shadow_log_warn("at limits.max_connections (%zu in this worker): new "
+                    "clients get 503 until connections close (see "
+                    "shadow_connections_rejected_total)",
+                    d->max_conns);
+}
+
 static const shadow_server_handler_t handler_template = {
-    on_request, on_body, on_body_end, on_writable, on_abort, NULL};
+    on_request, on_body, on_body_end, on_writable, on_abort, NULL, on_refuse};
 
 /* The listener's options for cfg: limits, SO_REUSEPORT under workers, and
  * a TLS context read from the certificate files now (so a reload re-reads
@@ -997,6 +1147,11 @@ static const shadow_server_handler_t handler_template = {
 static int server_opts(shadow_dispatcher_t *d, const shadow_config_t *cfg,
                        shadow_server_opts_t *o, char **err) {
   shadow_limits_server_opts(&cfg->limits, o);
+  /* Each worker listens on its own: the cap is shared out between them. */
+  size_t loops = d->stats->nloops ? d->stats->nloops : 1;
+  if (o->max_connections)
+    o->max_connections = (o->max_connections + loops - 1) / loops;
+  d->max_conns = o->max_connections;
   o->reuse_port = d->sh->threaded;
   o->tls = NULL;
   if (!cfg->listen_cert_file) return 0;

@@ -191,6 +191,13 @@ static void print_check(const char *path, shadow_gen_t *g) {
          "%zu bytes per side kept for the diff, the rest by digest\n",
          (unsigned long long)l->body_bytes, l->body_bytes ? "" : " (no cap)",
          (unsigned long long)l->mirror_body_bytes, l->diff_bytes);
+  printf("  edge       %zu client connections%s, %zu tunnels%s (idle ones "
+         "closed after %llu ms); request-body copies up to %llu bytes in "
+         "all\n",
+         l->max_connections, l->max_connections ? "" : " (no cap)",
+         l->max_tunnels, l->max_tunnels ? "" : " (no cap)",
+         (unsigned long long)l->tunnel_idle_timeout_ms,
+         (unsigned long long)l->copy_memory_bytes);
   /* The JSON rules, by the names /metrics counts them under, so a rule
    * that never fires can be told from one that was never loaded. */
   size_t nrules = 0;
@@ -281,6 +288,9 @@ int main(int argc, char **argv) {
     return 2;
   }
 
+  /* Client connections are capped from the open-file limit (config.c),
+   * so the limit is first raised as far as the hard one allows. */
+  shadow_nofile_raise();
   shadow_gen_t *g = NULL;
   char *err = NULL;
   if (shadow_script_load(app.config_path, &g, &err) != 0 ||

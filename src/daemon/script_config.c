@@ -141,6 +141,20 @@ static int opt_u64(reader_t *r, int tidx, const char *path, const char *name,
   return rc;
 }
 
+/* A count that is derived unless given: leaves *out (SHADOW_LIMIT_AUTO)
+ * alone when absent. */
+static int opt_size_auto(reader_t *r, int tidx, const char *path,
+                         const char *name, double hi, size_t *out) {
+  lua_getfield(r->L, tidx, name);
+  int absent = lua_isnil(r->L, -1);
+  lua_pop(r->L, 1);
+  if (absent) return 0;
+  size_t v = 0;
+  int rc = opt_size(r, tidx, path, name, 0, hi, &v);
+  if (rc == 0) *out = v;
+  return rc;
+}
+
 /* Optional boolean field: leaves *out alone when absent. */
 static int opt_bool(reader_t *r, int tidx, const char *path, const char *name,
                     int *out) {
@@ -655,6 +669,8 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
                                        "max_connections",
                                        "hook_timeout_ms",
                                        "tunnel_idle_timeout_ms",
+                                       "max_tunnels",
+                                       "copy_memory_bytes",
                                        "hook_memory_bytes",
                                        NULL};
     shadow_limits_t *l = &cfg->limits;
@@ -668,14 +684,18 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
             &l->header_timeout_ms);
     opt_u64(r, t, "limits.", "idle_timeout_ms", 1, 86400e3,
             &l->idle_timeout_ms);
-    opt_size(r, t, "limits.", "max_connections", 0, 1e7, &l->max_connections);
+    opt_size_auto(r, t, "limits.", "max_connections", 1e7, &l->max_connections);
     opt_u64(r, t, "limits.", "hook_timeout_ms", 1, 60e3, &l->hook_timeout_ms);
     opt_size(r, t, "limits.", "hook_memory_bytes", 4 << 20, 1ull << 40,
              &l->hook_memory_bytes);
     opt_u64(r, t, "limits.", "tunnel_idle_timeout_ms", 1, 86400e3,
             &l->tunnel_idle_timeout_ms);
+    opt_size_auto(r, t, "limits.", "max_tunnels", 1e7, &l->max_tunnels);
+    opt_u64(r, t, "limits.", "copy_memory_bytes", 0, 0x1p53,
+            &l->copy_memory_bytes);
     lua_pop(L, 1);
   }
+  shadow_limits_resolve(&cfg->limits, cfg->max_inflight_shadow);
   shadow_diff_opts_set_diff_bytes(cfg->diff_opts, cfg->limits.diff_bytes);
   t = r->err ? 0 : opt_table(r, r->idx, "slo");
   if (t) {

@@ -39,6 +39,8 @@ typedef struct shadow_shared_s {
   shadow_ring_t *ring;
   shadow_gate_t gates[SHADOW_GATES];
   uint64_t next_id; /* divergence ids, unique across loops */
+  /* Upgrade requests open, their tunnels included (limits.max_tunnels). */
+  size_t upgrades;
   shadow_signatures_t *signatures;
   /* log.file's writer, or NULL; it has a lock and a thread of its own, so
    * a push under mu never waits for the disk. */

@@ -29,6 +29,17 @@ int shadow_buf_reserve(shadow_buf_t *b, size_t extra) {
   return 0;
 }
 
+int shadow_buf_reserve_exact(shadow_buf_t *b, size_t extra) {
+  size_t need = b->len + extra + 1;
+  if (need <= b->cap) return 0;
+  if (need < b->len) return -ENOMEM; /* overflow */
+  char *p = realloc(b->data, need);
+  if (!p) return -ENOMEM;
+  b->data = p;
+  b->cap = need;
+  return 0;
+}
+
 int shadow_buf_append(shadow_buf_t *b, const void *p, size_t n) {
   if (shadow_buf_reserve(b, n)) return -ENOMEM;
   if (n) memcpy(b->data + b->len, p, n);

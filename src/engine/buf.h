@@ -16,6 +16,9 @@ typedef struct shadow_buf_s {
 
 /* Each returns 0, or -ENOMEM with the buffer unchanged. */
 int shadow_buf_reserve(shadow_buf_t *b, size_t extra);
+/* The same, to exactly len + extra (+ the NUL), for a buffer whose final
+ * size is known: no doubling past it. */
+int shadow_buf_reserve_exact(shadow_buf_t *b, size_t extra);
 int shadow_buf_append(shadow_buf_t *b, const void *p, size_t n);
 int shadow_buf_puts(shadow_buf_t *b, const char *s);
 int shadow_buf_putc(shadow_buf_t *b, char c);

@@ -18,10 +18,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 /* Bigger per-connection buffers are given back once idle (see below). */
 #define KEEP_BYTES (16 * 1024)
@@ -60,6 +63,10 @@ struct shadow_server_s {
   size_t nrefusing;
   size_t nalive; /* connection structs not yet freed */
   size_t inflight;
+  int at_cap; /* a client was refused since the last one admitted */
+  /* A descriptor held back for accepting (and closing) clients when none
+   * is left: see drain_backlog. -1 if it could not be opened. */
+  int spare_fd;
   int handles; /* the server's own open handles */
   int listener_open;
   int draining;
@@ -129,7 +136,8 @@ void shadow_server_opts_default(shadow_server_opts_t *o) {
   o->header_timeout_ms = 10000;
   o->idle_timeout_ms = 60000;
   o->max_connections = 0;
-  o->tunnel_idle_timeout_ms = 300000;
+  o->fd_reserve = 0;
+  o->tunnel_idle_timeout_ms = 60000;
   o->reuse_port = 0;
   o->tls = NULL;
 }
@@ -245,6 +253,7 @@ static void conn_post(conn_t *c) {
 
 static void server_maybe_free(shadow_server_t *s) {
   if (!s->closing || s->handles > 0 || s->nalive > 0) return;
+  if (s->spare_fd >= 0) close(s->spare_fd);
   shadow_tls_ctx_unref(s->opts.tls);
   free(s);
 }
@@ -1032,9 +1041,61 @@ static void on_tls_ready(shadow_stream_t *st, int status) {
     conn_close(c);
 }
 
+/* Tells the handler a client was turned away; a burst is the run of
+ * refusals between two admitted clients. */
+static void refused(shadow_server_t *s, int err) {
+  int first = !s->at_cap;
+  s->at_cap = 1;
+  if (s->h.on_refuse) s->h.on_refuse(s->h.ud, err, first);
+}
+
+/* Fewer than opts.fd_reserve descriptors would be left after this client
+ * (a quarter of the limit at most, for tiny limits). The kernel hands out
+ * the lowest free descriptor, so every one below c's is open: its number
+ * says how many are in use, with no need to count them. The limit is read
+ * each time, as it can be changed from outside (prlimit). */
+static int fds_short(conn_t *c) {
+  size_t reserve = c->srv->opts.fd_reserve;
+  uv_os_fd_t fd;
+  struct rlimit rl;
+  if (!reserve || uv_fileno((uv_handle_t *)&c->s.tcp, &fd) != 0 ||
+      getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+    return 0;
+  uint64_t lim = (uint64_t)rl.rlim_cur;
+  uint64_t keep = reserve < lim / 4 ? reserve : lim / 4;
+  return (uint64_t)fd + keep >= lim;
+}
+
+/* Out of descriptors. libuv accepts and closes what waits with a spare
+ * descriptor of its own and says nothing; it reports EMFILE only when it
+ * has lost that one (another thread took the descriptor it freed), and
+ * then calls again at once for as long as accept fails: a spin. So the
+ * same is done here with a spare of the server's own: the backlog is
+ * emptied (each client closed, and counted) until accept says EAGAIN,
+ * which ends libuv's loop. */
+static void drain_backlog(shadow_server_t *s) {
+  uv_os_fd_t lfd;
+  if (uv_fileno((uv_handle_t *)&s->listener, &lfd) != 0) return;
+  if (s->spare_fd >= 0) close(s->spare_fd);
+  s->spare_fd = -1;
+  for (;;) {
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0 && (errno == EINTR || errno == ECONNABORTED)) continue;
+    if (fd < 0) break;
+    close(fd);
+    refused(s, UV_EMFILE);
+  }
+  s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 static void on_connection(uv_stream_t *ls, int status) {
   shadow_server_t *s = ls->data;
-  if (status < 0 || s->draining || s->closing) return;
+  if (s->draining || s->closing) return;
+  if (status < 0) {
+    refused(s, status);
+    if (status == UV_EMFILE || status == UV_ENFILE) drain_backlog(s);
+    return;
+  }
   conn_t *c = calloc(1, sizeof(*c));
   /* Without memory there is nothing to answer with; libuv then holds the
    * connection and pauses the listener until a later accept. */
@@ -1049,18 +1110,22 @@ static void on_connection(uv_stream_t *ls, int status) {
   c->next = s->conns;
   if (s->conns) s->conns->prev = c;
   s->conns = c;
-  int over = s->opts.max_connections && s->nconns >= s->opts.max_connections;
-  if (over) {
-    c->refused = 1;
-    s->nrefusing++;
-  } else {
-    s->nconns++;
-  }
+  s->nconns++; /* until it is known to be over */
   shadow_request_parser_init(&c->parser, &c->req, c->opts.header_bytes,
                              c->opts.body_bytes, s->h.on_body != NULL);
   if (uv_accept(ls, (uv_stream_t *)&c->s.tcp) != 0) {
     conn_close(c);
     return;
+  }
+  int short_fds = fds_short(c);
+  int over = short_fds ||
+             (s->opts.max_connections && s->nconns > s->opts.max_connections);
+  if (over) {
+    s->nconns--;
+    c->refused = 1;
+    s->nrefusing++;
+  } else {
+    s->at_cap = 0;
   }
   /* Responses go out whole in one write; Nagle would only hold back the
    * tail of a pipelined burst or of a streamed body. */
@@ -1071,6 +1136,7 @@ static void on_connection(uv_stream_t *ls, int status) {
     return;
   }
   if (over) {
+    refused(s, short_fds ? SHADOW_REFUSE_FDS : 0);
     if (s->nrefusing > MAX_REFUSING)
       conn_close(c);
     else
@@ -1149,6 +1215,7 @@ int shadow_server_listen(uv_loop_t *loop, const char *addr,
   }
   s->loop = loop;
   s->h = *handler;
+  s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (opts)
     s->opts = *opts;
   else

@@ -24,6 +24,10 @@ typedef struct shadow_server_opts_s {
                                  a body that stops arriving, a response the
                                  client stops reading */
   size_t max_connections;     /* 0: no cap; over: 503 and close */
+  /* A client is refused the same way when fewer file descriptors than
+   * this would be left (RLIMIT_NOFILE), so that what else needs them (the
+   * admin port, backends, files) still gets them; 0: no such check. */
+  size_t fd_reserve;
   uint64_t tunnel_idle_timeout_ms; /* an upgraded connection with no bytes
                                       either way */
   /* SO_REUSEPORT, so that several worker loops can each listen on the same
@@ -52,6 +56,8 @@ enum {
  * says whether that is all), and the rest comes through on_body, then
  * on_body_end. A request is the handler's from on_request until it calls
  * shadow_server_end() (or respond) for it, whatever happens meanwhile. */
+#define SHADOW_REFUSE_FDS 1
+
 typedef struct shadow_server_handler_s {
   void (*on_request)(shadow_request_t *req, void *ud);
   void (*on_body)(shadow_request_t *req, const char *data, size_t len);
@@ -62,6 +68,15 @@ typedef struct shadow_server_handler_s {
    * producing and end it; the server answers or closes as fits. */
   void (*on_abort)(shadow_request_t *req, int why);
   void *ud;
+  /* A client was turned away (NULL-able): err 0 at max_connections and
+   * SHADOW_REFUSE_FDS short of descriptors (fd_reserve), both answered
+   * 503 (or closed bare past the refusals in progress); else the accept's
+   * error (UV_EMFILE when even fd_reserve did not keep one free; libuv
+   * then accepts and closes what waits, so the loop does not spin, and
+   * says so only when it cannot, so this is rare). first says
+   * it is the first since the server last admitted a client: a burst
+   * begins, which is the time to log. */
+  void (*on_refuse)(void *ud, int err, int first);
 } shadow_server_handler_t;
 
 /* Binds addr ("127.0.0.1:8080", "[::1]:8080", ":8080") and listens. On

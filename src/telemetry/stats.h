@@ -139,6 +139,11 @@ typedef struct shadow_stats_s {
   uint64_t responses_cut; /* primary failures after the head went out */
   uint64_t tunnels;       /* upgrades the primary accepted (101) */
   int64_t tunnels_open;   /* of those, still open */
+  /* Clients turned away at limits.max_connections or by an accept error
+   * (out of file descriptors), and upgrades at limits.max_tunnels. */
+  uint64_t connections_rejected, tunnels_rejected;
+  /* Request-body copies held now, against limits.copy_memory_bytes. */
+  uint64_t copy_bytes;
   shadow_counters_t *candidate_errors; /* by reason */
   shadow_counters_t *skipped;          /* by reason */
   shadow_counters_t *script_errors;    /* by hook */

@@ -235,12 +235,16 @@ int shadow_stats_render_json(const shadow_stats_t *s, shadow_buf_t *out,
       "{\"totals\":{\"requests\":%llu,\"sampled\":%llu,"
       "\"compared\":%llu,\"diverged\":%llu,"
       "\"primary_errors\":%llu,\"responses_cut\":%llu,"
-      "\"tunnels\":%llu,\"tunnels_open\":%lld,\"candidate_errors\":",
+      "\"tunnels\":%llu,\"tunnels_open\":%lld,"
+      "\"connections_rejected\":%llu,\"tunnels_rejected\":%llu,"
+      "\"copy_bytes\":%llu,\"candidate_errors\":",
       (unsigned long long)s->requests, (unsigned long long)s->sampled,
       (unsigned long long)s->compared, (unsigned long long)s->diverged,
       (unsigned long long)s->primary_errors,
       (unsigned long long)s->responses_cut, (unsigned long long)s->tunnels,
-      (long long)s->tunnels_open);
+      (long long)s->tunnels_open, (unsigned long long)s->connections_rejected,
+      (unsigned long long)s->tunnels_rejected,
+      (unsigned long long)s->copy_bytes);
   json_counters(out, s->candidate_errors);
   shadow_buf_puts(out, ",\"secondary_errors\":");
   json_counters(out, s->secondary_errors);
@@ -575,6 +579,17 @@ int shadow_stats_render_prometheus(const shadow_stats_t *s, shadow_buf_t *out,
   prom_scalar(out, "shadow_tunnels_open", "gauge",
               "Upgraded connections still open.",
               (uint64_t)(s->tunnels_open > 0 ? s->tunnels_open : 0));
+  prom_scalar(out, "shadow_connections_rejected_total", "counter",
+              "Clients turned away at limits.max_connections (503) or when "
+              "out of file descriptors (closed).",
+              s->connections_rejected);
+  prom_scalar(out, "shadow_tunnels_rejected_total", "counter",
+              "Upgrades answered 503 at limits.max_tunnels.",
+              s->tunnels_rejected);
+  prom_scalar(out, "shadow_copy_bytes", "gauge",
+              "Request-body copies held for the shadow legs and capture, "
+              "against limits.copy_memory_bytes.",
+              s->copy_bytes);
   prom_scalar(out, "shadow_responses_cut_total", "counter",
               "Responses the primary failed after their head was sent: the "
               "client's connection was closed.",
