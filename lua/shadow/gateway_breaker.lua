@@ -1,6 +1,6 @@
 -- The candidate's circuit breaker for a gateway, kept in the shared dict
 -- so all nginx workers see one breaker, with the daemon's rules
--- (src/daemon/breaker.c): closed -> open after `failures` consecutive
+-- (src/proxy/breaker.c): closed -> open after `failures` consecutive
 -- failures; open -> half-open after the cooldown, letting one probe
 -- through; the probe's result closes or reopens it. While half-open only
 -- the probe's result counts. The probe slot is a key with an expiry, so a

@@ -1,4 +1,4 @@
-/* libFuzzer target for the capture-line reader (daemon/capture_read.c):
+/* libFuzzer target for the capture-line reader (offline/capture_read.c):
  * a capture file is untrusted bytes (copied between machines, cut by a
  * full disk, edited by hand), and `shadowd replay` and `shadowd export`
  * read it line by line. Each input is one line: it must be refused with

@@ -7,7 +7,7 @@
 #include <lauxlib.h>
 #include <string.h>
 
-/* cmake/EmbedText.cmake's array of src/daemon/script_sandbox.lua. */
+/* cmake/EmbedText.cmake's array of src/script/script_sandbox.lua. */
 extern const char shadow_sandbox_lua[];
 
 int shadow_sandbox_push_env(lua_State *L, const char *dir, int sources,
