@@ -32,7 +32,7 @@ static void make(shadow_request_t *r, const char *method, const char *target,
                  const char *user) {
   memset(r, 0, sizeof(*r));
   r->method = method;
-  r->method_id = shadow_config_method_id(method);
+  r->method_id = shadow_request_method_id(method);
   shadow_buf_puts(&r->target, target);
   if (user) shadow_headers_add(&r->headers, "X-User-Id", 9, user, strlen(user));
 }

@@ -1,4 +1,4 @@
-/* libFuzzer target for the capture-line reader (offline/capture_read.c):
+/* libFuzzer target for the capture-line reader (telemetry/capture_line.c):
  * a capture file is untrusted bytes (copied between machines, cut by a
  * full disk, edited by hand), and `shadowd replay` and `shadowd export`
  * read it line by line. Each input is one line: it must be refused with
@@ -11,8 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "capture.h"
-#include "capture_read.h"
+#include "capture_line.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -598,3 +598,23 @@ shadow_parse_event_t shadow_request_parse(shadow_request_parser_t *p,
   *used = len;
   return SHADOW_PARSE_MORE;
 }
+
+/* llhttp's own table of its methods: llhttp_method_name aborts on a
+ * number it does not define, so the numbers are never probed. */
+static const struct {
+  int id;
+  const char *name;
+} llhttp_methods[] = {
+#define METHOD(num, name, string) {num, #string},
+    HTTP_ALL_METHOD_MAP(METHOD)
+#undef METHOD
+};
+
+int shadow_request_method_id(const char *name) {
+  for (size_t i = 0; i < sizeof(llhttp_methods) / sizeof(llhttp_methods[0]);
+       i++)
+    if (llhttp_methods[i].id < 64 &&
+        strcasecmp(llhttp_methods[i].name, name) == 0)
+      return llhttp_methods[i].id;
+  return -1;
+}

@@ -119,4 +119,7 @@ int shadow_request_host_valid(const char *s, size_t n);
 /* Releases the memory of a request's contents (method and peer stay). */
 void shadow_request_release(shadow_request_t *req);
 
+/* llhttp's number for an HTTP method name (any case), or -1. */
+int shadow_request_method_id(const char *name);
+
 #endif

@@ -1,9 +1,6 @@
-/* Reading capture files back (the format capture.h writes): one line
- * into one exchange, checked field by field, and the files a command
- * names read line after line. A line that is cut short, is not JSON,
- * lacks a field, has one of the wrong type, or whose body does not match
- * its length and digest, is refused with words saying what is wrong, so
- * the caller can report "file:line: why" and go on with the next one. */
+/* Reading capture files back: the files a command names, read line
+ * after line without holding a line longer than the cap (each line is
+ * then read by capture_line.h), and the cap itself. */
 #ifndef SHADOW_CAPTURE_READ_H
 #define SHADOW_CAPTURE_READ_H
 
@@ -11,39 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "buf.h"
-#include "record.h"
-
-/* One exchange read from a line. Strings are NUL-terminated. */
-typedef struct shadow_capture_entry_s {
-  uint64_t id;
-  char time[40]; /* as written: "2026-11-26T18:00:00.123Z" */
-  int has_route, has_key;
-  shadow_buf_t route, key;
-  shadow_buf_t method, target, peer;
-  int method_id; /* llhttp's number */
-  int tls;
-  shadow_headers_t headers; /* the request's */
-  shadow_buf_t body;        /* the request's */
-  /* The primary's response: body_cut set when the line holds only a
-   * prefix (then body_total and body_digest describe the whole). */
-  shadow_record_t response;
-  double first_byte_ms, total_ms; /* < 0: unknown */
-} shadow_capture_entry_t;
-
-void shadow_capture_entry_init(shadow_capture_entry_t *e);
-/* Empties e for the next line, keeping its memory. */
-void shadow_capture_entry_clear(shadow_capture_entry_t *e);
-void shadow_capture_entry_release(shadow_capture_entry_t *e);
-
-/* Fills e (cleared first) from one line. 0, or -EINVAL with err saying
- * what is wrong, or -ENOMEM. */
-int shadow_capture_parse(const char *line, size_t len,
-                         shadow_capture_entry_t *e, char *err, size_t errlen);
-
-/* Decodes base64 (RFC 4648, padding optional) into out. 0 or -EINVAL
- * (not base64) or -ENOMEM. */
-int shadow_capture_unbase64(shadow_buf_t *out, const char *s, size_t n);
+#include "capture_line.h"
 
 /* The longest line read by default (--max-line-bytes): 64 MiB holds
  * every line the default settings can write (two bodies of at most

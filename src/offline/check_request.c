@@ -37,7 +37,7 @@ int shadow_check_request(shadow_gen_t *g, const char *request,
   }
   memcpy(method, request, (size_t)(sp - request));
   method[sp - request] = '\0';
-  int id = shadow_config_method_id(method);
+  int id = shadow_request_method_id(method);
   if (id < 0) {
     fprintf(out, "--request: %s is not an HTTP method\n", method);
     return -1;

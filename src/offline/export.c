@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "capture.h"
+#include "capture_line.h"
 #include "capture_read.h"
 #include "file.h"
 #include "json.h"

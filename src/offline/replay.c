@@ -25,7 +25,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "capture.h"
+#include "capture_line.h"
 #include "capture_read.h"
 #include "clock.h"
 #include "config.h"

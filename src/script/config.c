@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <lauxlib.h>
-#include <llhttp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -144,26 +143,6 @@ void shadow_limits_server_opts(const shadow_limits_t *l,
    * limit by the admin's connections, refusals in progress and a margin. */
   out->fd_reserve = SHADOW_FD_RESERVE;
   out->tunnel_idle_timeout_ms = l->tunnel_idle_timeout_ms;
-}
-
-/* llhttp's own table of its methods: llhttp_method_name aborts on a
- * number it does not define, so the numbers are never probed. */
-static const struct {
-  int id;
-  const char *name;
-} llhttp_methods[] = {
-#define METHOD(num, name, string) {num, #string},
-    HTTP_ALL_METHOD_MAP(METHOD)
-#undef METHOD
-};
-
-int shadow_config_method_id(const char *name) {
-  for (size_t i = 0; i < sizeof(llhttp_methods) / sizeof(llhttp_methods[0]);
-       i++)
-    if (llhttp_methods[i].id < 64 &&
-        strcasecmp(llhttp_methods[i].name, name) == 0)
-      return llhttp_methods[i].id;
-  return -1;
 }
 
 static void backend_release(shadow_backend_cfg_t *b) {

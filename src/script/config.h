@@ -144,7 +144,5 @@ void shadow_limits_server_opts(const shadow_limits_t *l,
 #define SHADOW_CONFIG_MAX_FILES 8
 void shadow_config_each_file(const shadow_config_t *c,
                              void (*fn)(void *ud, const char *path), void *ud);
-/* llhttp's number for an HTTP method name (any case), or -1. */
-int shadow_config_method_id(const char *name);
 
 #endif

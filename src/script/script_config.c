@@ -428,7 +428,7 @@ static int read_methods(reader_t *r, shadow_config_t *cfg) {
   for (size_t i = 1; i <= n && rc == 0; i++) {
     lua_rawgeti(L, t, (int)i);
     const char *m = lua_tostring(L, -1);
-    int id = m ? shadow_config_method_id(m) : -1;
+    int id = m ? shadow_request_method_id(m) : -1;
     if (id < 0)
       rc = fail(r, "mirror_methods[%zu] is not an HTTP method", i);
     else
@@ -562,7 +562,7 @@ static int read_capture(reader_t *r, shadow_config_t *cfg, int *key_ref) {
     for (size_t i = 1; i <= n && rc == 0; i++) {
       lua_rawgeti(L, mt, (int)i);
       const char *m = lua_tostring(L, -1);
-      int id = m ? shadow_config_method_id(m) : -1;
+      int id = m ? shadow_request_method_id(m) : -1;
       if (id < 0)
         rc = fail(r, "capture.methods[%zu] is not an HTTP method", i);
       else
