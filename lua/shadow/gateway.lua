@@ -16,14 +16,12 @@
 local ffi = require "ffi"
 local cjson = require "cjson"
 local loader = require "shadow.loader"
-local compile = require("shadow.opts").compile
 local record = require "shadow.record"
 local sampled = require("shadow.sample").sampled
-local verdict = require("shadow.verdict").verdict
 local clock = require "shadow.clock"
 local stamp = require "shadow.stamp"
 local redact = require "shadow.redact"
-local check = require("shadow.gateway_conf").check
+local validate = require("shadow.gateway_conf").validate
 local store_mod = require "shadow.gateway_store"
 local breaker_mod = require "shadow.gateway_breaker"
 local admin = require "shadow.gateway_admin"
@@ -67,14 +65,10 @@ local POOL_BODY_MAX = 65536
 local ERROR_LOG_INTERVAL = 1
 
 function M.new(conf)
-  local ok, c = pcall(check, conf, ngx and ngx.shared)
-  if not ok then error(c, 2) end
-  local vok, verr = pcall(verdict, 0, 0, c.slo)
-  if not vok then error("shadow.gateway: " .. verr, 2) end
   -- Compiling the diff options now reports a bad ignore/arrays/tolerance
   -- at startup, and loads libshadow once in the master process.
-  local cok, opts = pcall(compile, c.diff_opts)
-  if not cok then error("shadow.gateway: bad diff options: " .. opts, 2) end
+  local ok, c, opts = pcall(validate, conf, ngx and ngx.shared)
+  if not ok then error(c, 2) end
   local self = setmetatable({
     conf = c,
     opts = opts,

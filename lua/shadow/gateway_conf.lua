@@ -1,9 +1,13 @@
 -- Checks a gateway's conf (the daemon's config fields that apply inside
 -- nginx, plus shared_dict) and fills in the daemon's defaults. Errors name
 -- the field, and are raised at gw.new's caller, so `nginx -t` and a
--- reload show what is wrong.
+-- reload show what is wrong. M.validate is everything gw.new checks, and
+-- needs nothing of nginx: `shadowd check-gateway conf.lua` runs the same
+-- code outside it, so a typo is found before nginx loads the conf.
 local http = require "shadow.http"
 local redact = require "shadow.redact"
+local compile = require("shadow.opts").compile
+local verdict = require("shadow.verdict").verdict
 
 local error, format, ipairs, pairs, pcall, tonumber, tostring, type =
   error, string.format, ipairs, pairs, pcall, tonumber, tostring, type
@@ -234,6 +238,19 @@ function M.check(conf, dicts)
   end
   if out.max_inflight == 0 then out.max_inflight = huge end
   return out
+end
+
+-- What gw.new checks, in its order and with its messages: the fields
+-- (M.check), the slo (by the verdict it will compute), and the diff rules
+-- (compiled by libshadow, which reports a bad ignore/arrays/tolerance).
+-- Returns the checked conf and the compiled diff options, or raises.
+function M.validate(conf, dicts)
+  local c = M.check(conf, dicts)
+  local vok, verr = pcall(verdict, 0, 0, c.slo)
+  if not vok then fail("%s", verr) end
+  local cok, opts = pcall(compile, c.diff_opts)
+  if not cok then fail("bad diff options: %s", opts) end
+  return c, opts
 end
 
 return M

@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "admin_guard.h"
+#include "check_gateway.h"
 #include "check_request.h"
 #include "daemon.h"
 #include "export.h"
@@ -17,23 +18,26 @@
 #include "script.h"
 
 static void usage(FILE *f) {
-  fprintf(
-      f,
+  fputs(
       "usage: shadowd [--config FILE] [--listen ADDR:PORT] [--admin "
       "ADDR:PORT]\n"
       "               [--workers N]\n"
       "               [--check [--request 'GET /p' [--header 'n: v']...]]\n"
       "               [--version] [--help]\n"
-      "       shadowd diff [--config FILE] PRIMARY_FILE CANDIDATE_FILE\n"
+      "       shadowd diff [--config FILE] [--explain] PRIMARY_FILE "
+      "CANDIDATE_FILE\n"
+      "       shadowd diff [--config FILE] [--explain] DIR\n"
       "       shadowd replay [--config FILE] [--candidate URL] [--primary "
       "URL]\n"
       "                      [--rate R] [--concurrency N] [--out FILE]\n"
-      "                      [--summary FILE] [--fixtures DIR] [--record "
-      "FILE]\n"
-      "                      [--quiet] [--max-line-bytes N] CAPTURE_FILE...\n"
+      "                      [--summary FILE] [--junit FILE [--junit-per "
+      "route|exchange]]\n"
+      "                      [--fixtures DIR] [--record FILE] [--quiet]\n"
+      "                      [--max-line-bytes N] CAPTURE_FILE...\n"
       "       shadowd export --har [--out FILE] [--max-line-bytes N] "
       "CAPTURE_FILE...\n"
       "       shadowd export --fixtures DIR DIVERGENCES_FILE...\n"
+      "       shadowd check-gateway [--nginx-conf NGINX_CONF] CONF_LUA\n"
       "\n"
       "Serves every request from the primary, mirrors a sampled share to the\n"
       "candidate, and compares the two responses.\n"
@@ -50,25 +54,59 @@ static void usage(FILE *f) {
       "  --help          this text\n"
       "\n"
       "diff compares two recorded responses (or two JSON bodies) under the\n"
-      "config's ignore, arrays, tolerance and normalize rules, prints the\n"
-      "divergence JSON, and exits 0 when they agree, 1 when they differ, 2 on\n"
-      "error.\n"
+      "config's rules (normalize, ignore.headers, ignore.json, arrays,\n"
+      "tolerance, rename, coerce, mask, time), prints the divergence JSON,\n"
+      "and exits 0 when they agree, 1 when they differ, 2 on error.\n"
+      "  --explain       print instead each reported difference with the\n"
+      "                  rules tried at its path, and each difference a rule\n"
+      "                  absorbed, with the rule (normalize and\n"
+      "                  ignore.headers included)\n"
+      "  DIR             compare every pair DIR/NAME.primary and\n"
+      "                  DIR/NAME.candidate against DIR/NAME.expect "
+      "(\"same\",\n"
+      "                  the default, or \"differ\" and the fields that must\n"
+      "                  differ, one a line); print a table and how often\n"
+      "                  each rule fired; exit 0 when every pair came out as\n"
+      "                  expected, 1 when one did not, 2 when one could not\n"
+      "                  be read\n"
       "\n"
       "replay sends the requests of capture files (capture = { file = ... })\n"
       "to a candidate and compares its answers with the recorded ones under\n"
       "the same rules; it writes the divergence records (stdout, or --out),\n"
       "a summary per route with the verdict (stderr), and exits 0 when the\n"
       "verdict is promote or nothing diverged, 1 when something diverged or\n"
-      "failed, 2 on error or when nothing could be read. export writes a\n"
-      "capture as HAR 1.2, or divergences as pairs of files for diff.\n"
-      "Both read capture lines up to --max-line-bytes (N, NK, NM or NG; "
-      "default\n"
-      "64M, or with --config the longest line that config's capture writes);\n"
-      "a longer line is read past without being held, reported as file:line\n"
-      "and counted as skipped.\n"
+      "failed, 2 on error or when nothing was compared (then no verdict).\n"
+      "  --candidate URL the candidate (default: the config's)\n"
+      "  --primary URL   also send each request to a live primary; the\n"
+      "                  recording then tells noise from divergences\n"
+      "  --rate R        replay a share R (0 to 1) of the exchanges, by key\n"
+      "  --concurrency N exchanges in flight (1 to 4096, default 8)\n"
+      "  --summary FILE  the summary as JSON\n"
+      "  --junit FILE    JUnit XML for CI: one test case per route, a\n"
+      "                  failure naming each failing exchange's file:line\n"
+      "                  and fields\n"
+      "  --junit-per exchange  one test case per exchange instead\n"
+      "  --fixtures DIR  each divergence as a pair of files for diff\n"
+      "  --record FILE   with --primary: the live answers as a new capture\n"
+      "  --quiet         no progress line\n"
+      "export writes a capture as HAR 1.2 (--har), or divergences as pairs\n"
+      "of files for diff (--fixtures DIR).\n"
+      "replay and export read capture lines up to --max-line-bytes (N, NK, NM\n"
+      "or NG; default 64M, or with --config the longest line that config's\n"
+      "capture writes); a longer line is read past without being held,\n"
+      "reported as file:line and counted as skipped.\n"
+      "\n"
+      "check-gateway validates a shadow.gateway conf outside nginx: CONF_LUA\n"
+      "returns the table for require(\"shadow.gateway\").new(conf) "
+      "(nginx.conf\n"
+      "can pass it dofile(\"CONF_LUA\")); it is checked by the code new() "
+      "runs\n"
+      "and exits 0 with a summary, or 1 with new()'s message. --nginx-conf\n"
+      "checks shared_dict against that file's lua_shared_dict lines.\n"
       "\n"
       "Signals: SIGHUP reloads the scripts; SIGTERM or SIGINT drains and "
-      "exits.\n");
+      "exits.\n",
+      f);
 }
 
 /* shadow: a candidate or secondary, whose legs have a total deadline. */
@@ -227,6 +265,8 @@ int main(int argc, char **argv) {
   }
   if (argc > 1 && strcmp(argv[1], "replay") == 0)
     return shadow_replay_main(argc - 1, argv + 1);
+  if (argc > 1 && strcmp(argv[1], "check-gateway") == 0)
+    return shadow_check_gateway_main(argc - 1, argv + 1);
   if (argc > 1 && strcmp(argv[1], "export") == 0) {
     int code = shadow_export_main(argc - 1, argv + 1);
     shadow_json_arena_cache_clear();

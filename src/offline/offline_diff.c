@@ -4,7 +4,10 @@
  * With two files it prints the divergence record (exit 0 same, 1 differ,
  * 2 error). --explain prints instead what was reported and, for each
  * report, the rules that were tried at its path and why they did not
- * hold, and every difference a rule absorbed, with the rule. With a
+ * hold, and every difference a rule absorbed, with the rule: the JSON
+ * rules report their own; what normalize absorbed is found by comparing
+ * the pair as received with the pair normalized, and what ignore.headers
+ * absorbed by comparing the normalized pair's headers without it. With a
  * directory it compares every pair NAME.primary / NAME.candidate in it
  * against its expectation (NAME.expect: "same", the default, or "differ"
  * optionally followed by the fields that must differ, one a line), prints
@@ -46,28 +49,47 @@ static int load_record(const char *path, shadow_record_t *r) {
   return 0;
 }
 
-/* One compared pair: the result and, when asked for, the rules' account. */
+/* One compared pair: the result and the rules' account. */
 typedef struct {
   shadow_diff_result_t res;
   shadow_buf_t explain;
   int parts;
+  /* With a config: the pair as received under the same rules (what
+   * normalize absorbed is what differs there and not in res), the
+   * normalized pair under no rule (the headers ignore.headers hid), and
+   * what normalize changed on each side. */
+  int normalized;     /* a normalize hook ran */
+  int norm_failed[2]; /* and failed on the primary, the candidate */
+  int have_raw;
+  shadow_diff_result_t raw, bare, changed[2];
+  shadow_buf_t raw_explain;
 } outcome_t;
 
 /* Loads, normalizes and compares a pair. 0, or -1 (said on stderr). */
 static int compare(shadow_gen_t *g, const char *pa, const char *pc,
                    outcome_t *o) {
-  shadow_record_t p, c;
+  shadow_record_t p, c, rp, rc_;
   shadow_record_init(&p);
   shadow_record_init(&c);
+  shadow_record_init(&rp);
+  shadow_record_init(&rc_);
+  const shadow_diff_opts_t *opts = g ? shadow_gen_config(g)->diff_opts : NULL;
   int rc = -1;
   if (load_record(pa, &p) == 0 && load_record(pc, &c) == 0) {
-    if (g) {
-      shadow_script_normalize(g, 0, &p, "primary");
-      shadow_script_normalize(g, 0, &c, "candidate");
+    if (g && shadow_gen_has_hook(g, SHADOW_HOOK_NORMALIZE) &&
+        load_record(pa, &rp) == 0 && load_record(pc, &rc_) == 0) {
+      o->normalized = 1;
+      o->norm_failed[0] = shadow_script_normalize(g, 0, &p, "primary") != 0;
+      o->norm_failed[1] = shadow_script_normalize(g, 0, &c, "candidate") != 0;
+      o->have_raw = shadow_diff_records_explain(opts, &rp, &rc_, &o->raw,
+                                                &o->raw_explain) >= 0 &&
+                    shadow_diff_records(NULL, &rp, &p, &o->changed[0]) >= 0 &&
+                    shadow_diff_records(NULL, &rc_, &c, &o->changed[1]) >= 0;
     }
-    o->parts =
-        shadow_diff_records_explain(g ? shadow_gen_config(g)->diff_opts : NULL,
-                                    &p, &c, &o->res, &o->explain);
+    o->parts = shadow_diff_records_explain(opts, &p, &c, &o->res, &o->explain);
+    if (o->parts >= 0 && opts &&
+        shadow_diff_records(NULL, &p, &c, &o->bare) < 0)
+      o->parts = -ENOMEM;
     if (o->parts < 0)
       fprintf(stderr, "shadowd diff: %s: %s\n", pa, strerror(-o->parts));
     else
@@ -75,12 +97,19 @@ static int compare(shadow_gen_t *g, const char *pa, const char *pc,
   }
   shadow_record_release(&p);
   shadow_record_release(&c);
+  shadow_record_release(&rp);
+  shadow_record_release(&rc_);
   return rc;
 }
 
 static void outcome_free(outcome_t *o) {
   shadow_diff_result_free(&o->res);
   shadow_buf_free(&o->explain);
+  shadow_diff_result_free(&o->raw);
+  shadow_diff_result_free(&o->bare);
+  shadow_diff_result_free(&o->changed[0]);
+  shadow_diff_result_free(&o->changed[1]);
+  shadow_buf_free(&o->raw_explain);
 }
 
 /* ---- explaining -------------------------------------------------------- */
@@ -167,6 +196,148 @@ static int kind_is(const shadow_json_t *line, const char *kind) {
   return strcmp(text_of(line, "kind", k, sizeof k), kind) == 0;
 }
 
+/* 1 when field is one of res's differing fields. */
+static int has_field(const shadow_diff_result_t *res, const char *field) {
+  const char *f = res->fields.data;
+  for (size_t i = 0; i < res->nfields && f; i++, f += strlen(f) + 1)
+    if (strcmp(f, field) == 0) return 1;
+  return 0;
+}
+
+/* The parts of a result as one JSON object, parsed into arena. */
+static int parts_parse(shadow_json_arena_t *arena,
+                       const shadow_diff_result_t *res, shadow_buf_t *text,
+                       shadow_json_t *out) {
+  shadow_buf_putc(text, '{');
+  shadow_buf_append(text, res->json.data ? res->json.data : "", res->json.len);
+  shadow_buf_putc(text, '}');
+  return shadow_json_parse(arena, text->data, text->len, out, NULL, NULL);
+}
+
+/* The header diff named name (lower case) in parsed parts, or NULL. */
+static const shadow_json_t *header_entry(const shadow_json_t *parts,
+                                         const char *name) {
+  const shadow_json_t *hd = member(member(parts, "headers"), "diffs");
+  char a[512];
+  for (uint32_t i = 0; hd && hd->type == SHADOW_JSON_ARRAY && i < hd->len; i++)
+    if (strcmp(text_of(&hd->u.items[i], "name", a, sizeof a), name) == 0)
+      return &hd->u.items[i];
+  return NULL;
+}
+
+/* Prints " p ~ c" for field as it differed in the raw comparison. */
+static void raw_values(FILE *f, const shadow_json_t *parts, const lines_t *l,
+                       const char *field) {
+  const shadow_json_t *pv = NULL, *cv = NULL;
+  char a[512];
+  if (strcmp(field, "status") == 0) {
+    pv = member(member(parts, "status"), "primary");
+    cv = member(member(parts, "status"), "candidate");
+  } else if (strncmp(field, "header:", 7) == 0) {
+    const shadow_json_t *h = header_entry(parts, field + 7);
+    pv = member(h, "primary");
+    cv = member(h, "candidate");
+  } else if (strncmp(field, "body:", 5) == 0) {
+    for (size_t i = 0; i < l->n && !pv && !cv; i++)
+      if (kind_is(&l->lines[i], "reported") &&
+          strcmp(text_of(&l->lines[i], "path", a, sizeof a), field + 5) == 0) {
+        pv = member(&l->lines[i], "primary");
+        cv = member(&l->lines[i], "candidate");
+      }
+  } else if (strcmp(field, "body") == 0) {
+    fprintf(f, " (%s)", text_of(member(parts, "body"), "summary", a, sizeof a));
+    return;
+  }
+  if (!pv && !cv) return;
+  fputs(": ", f);
+  put_value(f, pv);
+  fputs(" ~ ", f);
+  put_value(f, cv);
+}
+
+/* What normalize did to each side, and what it and ignore.headers
+ * absorbed (the JSON rules report their own). Prints when f is not NULL;
+ * returns how many differences were absorbed. */
+static size_t absorbed_before(FILE *f, const outcome_t *o, const char *indent) {
+  size_t absorbed = 0;
+  static const char *const side[2] = {"primary", "candidate"};
+  if (o->normalized && f)
+    for (int k = 0; k < 2; k++) {
+      if (o->norm_failed[k]) {
+        fprintf(f,
+                "%snormalize failed on the %s: it was compared as "
+                "received\n",
+                indent, side[k]);
+        continue;
+      }
+      if (!o->have_raw) continue;
+      const shadow_diff_result_t *ch = &o->changed[k];
+      if (!ch->nfields) {
+        fprintf(f, "%snormalize left the %s as received\n", indent, side[k]);
+        continue;
+      }
+      fprintf(f, "%snormalize changed the %s:", indent, side[k]);
+      const char *x = ch->fields.data;
+      for (size_t i = 0; i < ch->nfields && x; i++, x += strlen(x) + 1)
+        fprintf(f, "%s %s", i ? "," : "", x);
+      fputc('\n', f);
+    }
+  if (o->have_raw) {
+    shadow_json_arena_t arena = SHADOW_JSON_ARENA_INIT;
+    shadow_buf_t text = SHADOW_BUF_INIT;
+    shadow_json_t parts;
+    int parsed = parts_parse(&arena, &o->raw, &text, &parts) == 0;
+    lines_t l;
+    lines_read(&l, &o->raw_explain);
+    const char *x = o->raw.fields.data;
+    for (size_t i = 0; i < o->raw.nfields && x; i++, x += strlen(x) + 1) {
+      if (has_field(&o->res, x)) continue;
+      absorbed++;
+      if (!f) continue;
+      /* As the other lines name it: header NAME, a bare pointer. */
+      if (strncmp(x, "header:", 7) == 0)
+        fprintf(f, "%sabsorbed  header %s", indent, x + 7);
+      else
+        fprintf(f, "%sabsorbed  %s", indent,
+                strncmp(x, "body:", 5) == 0 ? x + 5 : x);
+      if (parsed) raw_values(f, &parts, &l, x);
+      fputs("  by normalize: different as received, the same once "
+            "normalized\n",
+            f);
+    }
+    lines_free(&l);
+    shadow_buf_free(&text);
+    shadow_json_arena_free(&arena);
+  }
+  /* Headers that differ in the normalized pair under no rule but are not
+   * reported under the config's: ignore.headers is the one header rule. */
+  if (o->bare.nfields) {
+    shadow_json_arena_t arena = SHADOW_JSON_ARENA_INIT;
+    shadow_buf_t text = SHADOW_BUF_INIT;
+    shadow_json_t parts;
+    if (parts_parse(&arena, &o->bare, &text, &parts) == 0) {
+      const shadow_json_t *hd = member(member(&parts, "headers"), "diffs");
+      for (uint32_t i = 0; hd && hd->type == SHADOW_JSON_ARRAY && i < hd->len;
+           i++) {
+        char name[512], field[520];
+        text_of(&hd->u.items[i], "name", name, sizeof name);
+        snprintf(field, sizeof field, "header:%s", name);
+        if (has_field(&o->res, field)) continue;
+        absorbed++;
+        if (!f) continue;
+        fprintf(f, "%sabsorbed  header %s: ", indent, name);
+        put_value(f, member(&hd->u.items[i], "primary"));
+        fputs(" ~ ", f);
+        put_value(f, member(&hd->u.items[i], "candidate"));
+        fprintf(f, "  by ignore.headers \"%s\": never compared\n", name);
+      }
+    }
+    shadow_buf_free(&text);
+    shadow_json_arena_free(&arena);
+  }
+  return absorbed;
+}
+
 /* Prints what was reported (status, headers, body ops with the rules
  * tried) and what the rules absorbed. Returns how many were absorbed. */
 static size_t explain(FILE *f, const outcome_t *o, const char *indent) {
@@ -178,7 +349,7 @@ static size_t explain(FILE *f, const outcome_t *o, const char *indent) {
                     o->res.json.len);
   shadow_buf_putc(&rec, '}');
   char a[512], b[512];
-  size_t reported = 0, absorbed = 0;
+  size_t reported = 0, absorbed = absorbed_before(f, o, indent);
   if (shadow_json_parse(&arena, rec.data, rec.len, &parts, NULL, NULL) == 0) {
     const shadow_json_t *st = member(&parts, "status");
     const shadow_json_t *d = member(st, "differs");
@@ -503,7 +674,7 @@ static int dir_mode(shadow_gen_t *g, const char *dir, int explaining) {
     outcome_t *o = &outs[i];
     lines_t l;
     lines_read(&l, &o->explain);
-    size_t absorbed = 0;
+    size_t absorbed = absorbed_before(NULL, o, "");
     for (size_t k = 0; k < l.n; k++)
       absorbed +=
           kind_is(&l.lines[k], "absorbed") || kind_is(&l.lines[k], "renamed");

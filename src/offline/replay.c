@@ -34,6 +34,7 @@
 #include "field.h"
 #include "forward.h"
 #include "json.h"
+#include "junit.h"
 #include "noise.h"
 #include "noise_table.h"
 #include "policy.h"
@@ -42,6 +43,7 @@
 #include "script.h"
 #include "stats.h"
 #include "upstream.h"
+#include "utf8.h"
 #include "verdict.h"
 
 /* Bounds on what is kept per route, as the daemon bounds them. */
@@ -50,6 +52,8 @@
 #define MAX_SIGNATURES 10000
 #define MAX_NOISE_FIELDS 100000
 #define TOP_FIELDS 5
+/* Failed exchanges named by file:line in the summary. */
+#define FAILED_SHOWN 10
 
 typedef struct route_s {
   uint64_t compared, diverged, failed;
@@ -126,6 +130,11 @@ struct replay_s {
   const char *fixtures;
   shadow_buf_t line, scratch, fp, fc;
   shadow_diff_result_t diff, noise_diff;
+  shadow_junit_t *junit;
+  /* The first FAILED_SHOWN failed exchanges: text lines for the summary,
+   * and JSON objects for --summary. */
+  shadow_buf_t failed_text, failed_json;
+  size_t failed_shown;
   char **noise_list;
   size_t noise_list_cap;
 };
@@ -583,11 +592,58 @@ static void publish(replay_t *r, job_t *j) {
   }
 }
 
-static void count_failure(replay_t *r, route_t *rt, int err) {
+/* What became of an exchange, for --junit and the summary's list of
+ * failed exchanges, each named by its capture file and line. */
+static void note(replay_t *r, job_t *j, shadow_junit_outcome_t outcome,
+                 const char *detail) {
+  shadow_capture_entry_t *e = &j->e;
+  if (outcome == SHADOW_JUNIT_FAILED && r->failed_shown < FAILED_SHOWN) {
+    r->failed_shown++;
+    shadow_buf_printf(&r->failed_text, "    %s:%llu: %s ", j->path,
+                      (unsigned long long)j->line, e->method.data);
+    shadow_utf8_label(&r->failed_text, e->target.data, e->target.len, 200);
+    shadow_buf_printf(&r->failed_text, ": %s\n", detail);
+    if (r->failed_json.len) shadow_buf_putc(&r->failed_json, ',');
+    shadow_buf_puts(&r->failed_json, "{\"file\":");
+    shadow_buf_json_string(&r->failed_json, j->path, strlen(j->path), 1024);
+    shadow_buf_printf(&r->failed_json,
+                      ",\"line\":%llu,\"error\":", (unsigned long long)j->line);
+    shadow_buf_json_string(&r->failed_json, detail, strlen(detail), 0);
+    shadow_buf_putc(&r->failed_json, '}');
+  }
+  if (!r->junit) return;
+  double ms = leg_ms(&j->cand, 0);
+  shadow_junit_case_t c = {
+      .route = j->route.data,
+      .method = e->method.data,
+      .target = e->target.data,
+      .target_len = e->target.len,
+      .file = j->path,
+      .line = j->line,
+      .outcome = outcome,
+      .detail = detail,
+      .seconds = ms > 0 ? ms / 1000 : 0,
+  };
+  shadow_junit_add(r->junit, &c);
+}
+
+static void count_failure(replay_t *r, job_t *j, route_t *rt, int err) {
   const char *why = err == -EINVAL ? "rewrite" : shadow_upstream_err_name(err);
   shadow_counters_add(r->errors, why, strlen(why), 1);
   r->failed++;
   if (rt) rt->failed++;
+  note(r, j, SHADOW_JUNIT_FAILED, why);
+}
+
+/* The differing fields joined by ", ", for --junit. */
+static void fields_joined(const shadow_diff_result_t *d, shadow_buf_t *out) {
+  shadow_buf_reset(out);
+  const char *f = d->fields.data;
+  for (size_t i = 0; i < d->nfields && f; i++, f += strlen(f) + 1) {
+    if (i) shadow_buf_puts(out, ", ");
+    shadow_buf_puts(out, f);
+  }
+  shadow_buf_putc(out, '\0');
 }
 
 /* Both legs are in: compare, count, publish. */
@@ -595,13 +651,14 @@ static void compare(replay_t *r, job_t *j) {
   shadow_capture_entry_t *e = &j->e;
   route_t *rt = route_of(r, j->route.data, j->route.len);
   if (j->cand.err) {
-    count_failure(r, rt, j->cand.err);
+    count_failure(r, j, rt, j->cand.err);
     return;
   }
   int live = r->prim_up != NULL;
   if (live && j->prim.err) {
     /* Nothing to compare the candidate with: not the candidate's fault. */
     r->primary_failed++;
+    note(r, j, SHADOW_JUNIT_SKIPPED, "the live primary failed");
     return;
   }
   shadow_record_t *recorded = &e->response;
@@ -609,7 +666,7 @@ static void compare(replay_t *r, job_t *j) {
   shadow_record_t *candidate = &j->cand.rec;
   if (redact_like(r, candidate, recorded) ||
       (live && redact_like(r, primary, recorded))) {
-    count_failure(r, rt, SHADOW_UPSTREAM_BAD_RESPONSE);
+    count_failure(r, j, rt, SHADOW_UPSTREAM_BAD_RESPONSE);
     return;
   }
   if (r->fixtures) {
@@ -630,7 +687,7 @@ static void compare(replay_t *r, job_t *j) {
   else
     r->noise_diff.parts = 0;
   if (parts < 0 || nparts < 0) {
-    count_failure(r, rt, SHADOW_UPSTREAM_BAD_RESPONSE);
+    count_failure(r, j, rt, SHADOW_UPSTREAM_BAD_RESPONSE);
     return;
   }
   r->compared++;
@@ -654,11 +711,14 @@ static void compare(replay_t *r, job_t *j) {
     shadow_noise_mask(&r->diff, &r->noise_diff, &env);
   }
   parts = (int)r->diff.parts;
-  if (!parts) return;
+  if (!parts) {
+    note(r, j, SHADOW_JUNIT_PASSED, NULL);
+    return;
+  }
   /* As the daemon: a diff whose values cannot be redacted is not
    * published (a normalize hook may have moved a secret). */
   if (shadow_redact_diff(r->cfg->redact, &r->diff) != 0) {
-    count_failure(r, rt, SHADOW_UPSTREAM_BAD_RESPONSE);
+    count_failure(r, j, rt, SHADOW_UPSTREAM_BAD_RESPONSE);
     return;
   }
   r->diverged++;
@@ -679,6 +739,10 @@ static void compare(replay_t *r, job_t *j) {
     shadow_buf_free(&sig);
   }
   shadow_buf_free(&folded);
+  if (r->junit) {
+    fields_joined(&r->diff, &r->scratch);
+    note(r, j, SHADOW_JUNIT_DIVERGED, r->scratch.data);
+  }
   publish(r, j);
 }
 
@@ -911,17 +975,20 @@ static void summary_route(void *ud, const char *name, uint64_t n) {
   verdict_of(r, rt->compared + rt->failed, rt->diverged - d.noise + rt->failed,
              &v);
   double rate = rt->compared ? (double)rt->diverged / (double)rt->compared : 0;
-  fprintf(s->text, "  %-36s %9llu %9llu %6.1f%% %7llu  %s\n", name,
-          (unsigned long long)rt->compared, (unsigned long long)rt->diverged,
-          rate * 100, (unsigned long long)rt->failed, v.decision);
   top_t t = {{0}, {0}, 0};
   if (rt->fields) shadow_counters_each(rt->fields, top_add, &t);
-  for (size_t k = 0; k < t.k; k++)
-    fprintf(s->text, "      %-40s %llu\n", t.name[k],
-            (unsigned long long)t.n[k]);
-  if (d.noise)
-    fprintf(s->text, "      (%llu of them only on noise fields)\n",
-            (unsigned long long)d.noise);
+  /* No text when nothing was compared: a verdict per route would mislead. */
+  if (s->text) {
+    fprintf(s->text, "  %-36s %9llu %9llu %6.1f%% %7llu  %s\n", name,
+            (unsigned long long)rt->compared, (unsigned long long)rt->diverged,
+            rate * 100, (unsigned long long)rt->failed, v.decision);
+    for (size_t k = 0; k < t.k; k++)
+      fprintf(s->text, "      %-40s %llu\n", t.name[k],
+              (unsigned long long)t.n[k]);
+    if (d.noise)
+      fprintf(s->text, "      (%llu of them only on noise fields)\n",
+              (unsigned long long)d.noise);
+  }
   shadow_buf_t *b = s->json;
   if (i) shadow_buf_putc(b, ',');
   shadow_buf_json_string(b, name, strlen(name), 0);
@@ -956,7 +1023,8 @@ static void text_errors(void *ud, const char *name, uint64_t n) {
 
 /* Prints the summary (stderr) and writes it as JSON (--summary); returns
  * the exit code. */
-static int summarize(replay_t *r, const char *summary_path, size_t nfiles) {
+static int summarize(replay_t *r, const char *summary_path,
+                     const char *junit_path, size_t nfiles) {
   FILE *t = stderr;
   fprintf(t,
           "shadowd replay: %llu exchange%s read from %zu file%s, %llu line%s "
@@ -968,8 +1036,21 @@ static int summarize(replay_t *r, const char *summary_path, size_t nfiles) {
           r->prim_url ? ", primary " : "", r->prim_url ? r->prim_url : "",
           (unsigned long long)(r->compared + r->failed + r->primary_failed),
           r->unselected ? " (the rest not selected by --rate)" : "");
-  fprintf(t, "  %-36s %9s %9s %7s %7s  %s\n", "route", "compared", "diverged",
-          "rate", "failed", "verdict");
+  /* Nothing compared, nothing to judge: no verdict, and why. */
+  const char *nothing = NULL;
+  if (r->read_failed)
+    nothing = "a capture file could not be read to its end";
+  else if (r->read == 0)
+    nothing = "no exchange could be read";
+  else if (r->compared == 0 && r->failed > 0)
+    nothing = "the candidate answered none of the exchanges";
+  else if (r->compared == 0 && r->primary_failed > 0)
+    nothing = "the live primary answered none of the exchanges";
+  else if (r->compared == 0)
+    nothing = "--rate selected none of the exchanges";
+  if (!nothing)
+    fprintf(t, "  %-36s %9s %9s %7s %7s  %s\n", "route", "compared", "diverged",
+            "rate", "failed", "verdict");
   shadow_buf_t json = SHADOW_BUF_INIT;
   shadow_buf_printf(
       &json,
@@ -980,20 +1061,26 @@ static int summarize(replay_t *r, const char *summary_path, size_t nfiles) {
       (unsigned long long)(r->compared + r->failed + r->primary_failed),
       (unsigned long long)r->compared, (unsigned long long)r->diverged,
       (unsigned long long)r->failed, (unsigned long long)r->primary_failed);
-  summary_t s = {r, t, &json, 0, 0};
+  summary_t s = {r, nothing ? NULL : t, &json, 0, 0};
   shadow_counters_each(r->route_names, summary_route, &s);
   shadow_verdict_t v;
   uint64_t counted = r->diverged - s.noise_total + r->failed;
   verdict_of(r, r->compared + r->failed, counted, &v);
   double rate =
       r->compared ? (double)r->diverged / (double)r->compared * 100 : 0;
-  fprintf(t, "  %-36s %9llu %9llu %6.1f%% %7llu  %s: %s\n", "overall",
-          (unsigned long long)r->compared, (unsigned long long)r->diverged,
-          rate, (unsigned long long)r->failed, v.decision, v.reason);
+  if (nothing)
+    fprintf(t, "  nothing was compared, so there is no verdict: %s\n", nothing);
+  else
+    fprintf(t, "  %-36s %9llu %9llu %6.1f%% %7llu  %s: %s\n", "overall",
+            (unsigned long long)r->compared, (unsigned long long)r->diverged,
+            rate, (unsigned long long)r->failed, v.decision, v.reason);
   if (r->failed) {
     fprintf(t, "  candidate errors:");
     shadow_counters_each(r->errors, text_errors, t);
     fputc('\n', t);
+    fprintf(t, "  failed exchanges (%zu of %llu shown):\n%s", r->failed_shown,
+            (unsigned long long)r->failed,
+            r->failed_text.data ? r->failed_text.data : "");
   }
   if (r->primary_failed)
     fprintf(t, "  %llu exchange%s not compared: the live primary failed\n",
@@ -1001,15 +1088,9 @@ static int summarize(replay_t *r, const char *summary_path, size_t nfiles) {
             r->primary_failed == 1 ? "" : "s");
   int code;
   const char *why;
-  if (r->read_failed) {
+  if (nothing) {
     code = 2;
-    why = "a capture file could not be read to its end";
-  } else if (r->read == 0) {
-    code = 2;
-    why = "no exchange could be read";
-  } else if (r->compared == 0 && r->failed > 0) {
-    code = 2;
-    why = "the candidate answered none of the exchanges";
+    why = nothing;
   } else if (v.code == SHADOW_VERDICT_PROMOTE) {
     code = 0;
     why = "the verdict is promote";
@@ -1024,8 +1105,14 @@ static int summarize(replay_t *r, const char *summary_path, size_t nfiles) {
   fprintf(t, "exit %d: %s\n", code, why);
   shadow_buf_puts(&json, "},\"candidate_errors\":{");
   shadow_counters_each(r->errors, json_errors, &json);
-  shadow_buf_puts(&json, "},\"verdict\":");
-  shadow_verdict_render_json(&json, &v);
+  shadow_buf_puts(&json, "},\"failed_exchanges\":[");
+  shadow_buf_append(&json, r->failed_json.data ? r->failed_json.data : "",
+                    r->failed_json.len);
+  shadow_buf_puts(&json, "],\"verdict\":");
+  if (nothing)
+    shadow_buf_puts(&json, "null");
+  else
+    shadow_verdict_render_json(&json, &v);
   shadow_buf_printf(&json, ",\"exit\":%d,\"why\":", code);
   shadow_buf_json_string(&json, why, strlen(why), 0);
   shadow_buf_putc(&json, '}');
@@ -1040,19 +1127,37 @@ static int summarize(replay_t *r, const char *summary_path, size_t nfiles) {
     if (f) fclose(f);
   }
   shadow_buf_free(&json);
+  if (r->junit) {
+    char verdict[512];
+    snprintf(verdict, sizeof verdict, "%s: %s", v.decision, v.reason);
+    const char *props[] = {"candidate", r->cand_url,
+                           "verdict",   nothing ? "none" : verdict,
+                           "exit",      code == 0 ? "0" : code == 1 ? "1" : "2",
+                           NULL,        NULL};
+    int rc = shadow_junit_write(r->junit, junit_path, nothing ? nothing : NULL,
+                                props);
+    if (rc) {
+      fprintf(stderr, "shadowd replay: --junit %s: %s\n", junit_path,
+              strerror(-rc));
+      code = 2;
+    }
+  }
   return code;
 }
 
 /* --- the command line ---------------------------------------------------- */
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: shadowd replay [--config FILE] [--candidate URL] "
-             "[--primary URL]\n"
-             "                      [--rate R] [--concurrency N] [--out FILE] "
-             "[--summary FILE]\n"
-             "                      [--fixtures DIR] [--record FILE] [--quiet] "
-             "[--max-line-bytes N[K|M|G]]\n"
-             "                      CAPTURE_FILE...\n");
+  fputs("usage: shadowd replay [--config FILE] [--candidate URL] "
+        "[--primary URL]\n"
+        "                      [--rate R] [--concurrency N] [--out FILE] "
+        "[--summary FILE]\n"
+        "                      [--junit FILE [--junit-per route|exchange]]\n"
+        "                      [--fixtures DIR] [--record FILE] [--quiet] "
+        "[--max-line-bytes N[K|M|G]]\n"
+        "                      CAPTURE_FILE...\n"
+        "(shadowd --help says what each does)\n",
+        f);
 }
 
 static int make_upstream(replay_t *r, const shadow_backend_cfg_t *b,
@@ -1076,7 +1181,7 @@ static int parse_args(int argc, char **argv, const char **config,
                       const char **cand, const char **prim, double *rate,
                       long *concurrency, const char **out, const char **summary,
                       const char **fixtures, const char **record, int *quiet,
-                      size_t *max_line) {
+                      size_t *max_line, const char **junit, int *per_exchange) {
   static const struct option opts[] = {
       {"config", required_argument, NULL, 'c'},
       {"candidate", required_argument, NULL, 'C'},
@@ -1089,12 +1194,14 @@ static int parse_args(int argc, char **argv, const char **config,
       {"record", required_argument, NULL, 'R'},
       {"quiet", no_argument, NULL, 'q'},
       {"max-line-bytes", required_argument, NULL, 'L'},
+      {"junit", required_argument, NULL, 'J'},
+      {"junit-per", required_argument, NULL, 'j'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   int c;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "+c:C:P:r:n:o:s:F:R:L:qh", opts, NULL)) !=
-         -1) {
+  while ((c = getopt_long(argc, argv, "+c:C:P:r:n:o:s:F:R:L:J:j:qh", opts,
+                          NULL)) != -1) {
     char *end;
     switch (c) {
     case 'c': *config = optarg; break;
@@ -1121,6 +1228,15 @@ static int parse_args(int argc, char **argv, const char **config,
     case 'F': *fixtures = optarg; break;
     case 'R': *record = optarg; break;
     case 'q': *quiet = 1; break;
+    case 'J': *junit = optarg; break;
+    case 'j':
+      if (strcmp(optarg, "route") != 0 && strcmp(optarg, "exchange") != 0) {
+        fprintf(stderr,
+                "shadowd replay: --junit-per takes route or exchange\n");
+        return -1;
+      }
+      *per_exchange = strcmp(optarg, "exchange") == 0;
+      break;
     case 'L':
       if (shadow_capture_size_parse(optarg, max_line) != 0) {
         fprintf(stderr, "shadowd replay: --max-line-bytes takes a size from "
@@ -1153,6 +1269,9 @@ static void release(replay_t *r) {
   shadow_counters_free(r->noise_names);
   shadow_buf_free(&r->line);
   shadow_buf_free(&r->scratch);
+  shadow_buf_free(&r->failed_text);
+  shadow_buf_free(&r->failed_json);
+  shadow_junit_free(r->junit);
   shadow_buf_free(&r->fp);
   shadow_buf_free(&r->fc);
   shadow_diff_result_free(&r->diff);
@@ -1171,8 +1290,11 @@ int shadow_replay_main(int argc, char **argv) {
   long concurrency = 8;
   int quiet = 0;
   size_t max_line = 0;
+  const char *junit = NULL;
+  int per_exchange = 0;
   int a = parse_args(argc, argv, &config, &cand, &prim, &rate, &concurrency,
-                     &out, &summary, &fixtures, &record, &quiet, &max_line);
+                     &out, &summary, &fixtures, &record, &quiet, &max_line,
+                     &junit, &per_exchange);
   if (a) return a > 0 ? 0 : 2;
   if (optind >= argc) {
     usage(stderr);
@@ -1262,6 +1384,11 @@ int shadow_replay_main(int argc, char **argv) {
             strerror(errno));
     goto done;
   }
+  if (junit && !(r->junit = shadow_junit_new(per_exchange))) {
+    fprintf(stderr, "shadowd replay: --junit %s: no temporary file: %s\n",
+            junit, strerror(errno));
+    goto done;
+  }
   if (fixtures && mkdir(fixtures, 0755) != 0 && errno != EEXIST) {
     fprintf(stderr, "shadowd replay: --fixtures %s: %s\n", fixtures,
             strerror(errno));
@@ -1279,7 +1406,7 @@ int shadow_replay_main(int argc, char **argv) {
   }
   fill(r);
   uv_run(&r->loop, UV_RUN_DEFAULT);
-  code = summarize(r, summary, (size_t)(argc - optind));
+  code = summarize(r, summary, junit, (size_t)(argc - optind));
 done:
   close_all(r);
   if (loop_ok) {
