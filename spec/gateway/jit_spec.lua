@@ -107,7 +107,7 @@ local SERVER = [[
     content_by_lua_block {
       ]] .. PRELUDE .. [[
       local shadow = require "shadow"
-      local store = require("shadow.gateway_store").new(ngx.shared.jit, 100)
+      local store = require("shadow.gateway.store").new(ngx.shared.jit, 100)
       local ring = shadow.ring(100)
       local text = '{"id":1,"route":"GET /x","body":{"differs":true}}'
       run(function(n)

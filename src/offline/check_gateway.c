@@ -2,7 +2,7 @@
  * checked before nginx loads it. CONF_LUA returns the table given to
  * shadow.gateway's new(conf) (nginx.conf's init_by_lua does
  * `require("shadow.gateway").new(dofile("CONF_LUA"))`); it is validated
- * by shadow.gateway_conf's validate, the very code new() runs, so the
+ * by shadow.gateway.conf's validate, the very code new() runs, so the
  * messages are new()'s. The module needs nothing of nginx but the
  * lua_shared_dicts, which only nginx.conf declares: with --nginx-conf the
  * dicts it declares, without it any name is taken for declared. */
@@ -39,7 +39,7 @@ static const char driver[] =
     "else\n"
     "  dicts = setmetatable({}, { __index = function() return true end })\n"
     "end\n"
-    "local vok, c, opts = pcall(require('shadow.gateway_conf').validate,\n"
+    "local vok, c, opts = pcall(require('shadow.gateway.conf').validate,\n"
     "                           conf, dicts)\n"
     "if not vok then return nil, tostring(c) end\n"
     "local function hooks()\n"

@@ -21,11 +21,11 @@ local sampled = require("shadow.sample").sampled
 local clock = require "shadow.clock"
 local stamp = require "shadow.stamp"
 local redact = require "shadow.redact"
-local validate = require("shadow.gateway_conf").validate
-local store_mod = require "shadow.gateway_store"
-local breaker_mod = require "shadow.gateway_breaker"
-local admin = require "shadow.gateway_admin"
-local http = require "shadow.gateway_http"
+local validate = require("shadow.gateway.conf").validate
+local store_mod = require "shadow.gateway.store"
+local breaker_mod = require "shadow.gateway.breaker"
+local admin = require "shadow.gateway.admin"
+local http = require "shadow.gateway.http"
 
 local ngx = ngx
 

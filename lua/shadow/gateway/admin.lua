@@ -3,7 +3,7 @@
 -- verdict overall and per route, and /metrics in Prometheus text. Pure
 -- rendering from a store snapshot; gateway.lua serves them.
 local cjson = require "cjson"
-local store_mod = require "shadow.gateway_store"
+local store_mod = require "shadow.gateway.store"
 local verdict = require("shadow.verdict").verdict
 
 local concat, format, gsub, ipairs, pairs, tostring =
