@@ -55,8 +55,8 @@ struct shadow_stream_s {
   int reading;   /* libuv reads */
   int writing;   /* the owner's write is in flight */
   int closing;
-  int server;   /* TLS: the server's side */
-  int tls_seen; /* TLS: the peer's first bytes were a TLS record */
+  int server;       /* TLS: the server's side */
+  int tls_seen;     /* TLS: the peer's first bytes were a TLS record */
   int open_handles; /* tcp and done_idle, until both have closed */
 };
 
