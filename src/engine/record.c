@@ -137,9 +137,19 @@ int shadow_header_valid(const shadow_header_t *h) {
          shadow_header_value_valid(h->value, h->value_len);
 }
 
+/* Called for every header against several names on each request: one
+ * pass that stops at the first byte that differs (usually the first),
+ * with no strlen of the name asked for. ASCII case only, as HTTP's. */
 int shadow_header_name_is(const shadow_header_t *h, const char *lower) {
-  size_t n = strlen(lower);
-  return h->name_len == n && strncasecmp(h->name, lower, n) == 0;
+  size_t i = 0;
+  for (; i < h->name_len; i++) {
+    unsigned char a = (unsigned char)h->name[i], b = (unsigned char)lower[i];
+    if (b == '\0') return 0;
+    if (a >= 'A' && a <= 'Z') a = (unsigned char)(a + 32);
+    if (b >= 'A' && b <= 'Z') b = (unsigned char)(b + 32);
+    if (a != b) return 0;
+  }
+  return lower[i] == '\0';
 }
 
 const shadow_header_t *shadow_headers_find(const shadow_headers_t *h,
@@ -181,12 +191,18 @@ void shadow_headers_free(shadow_headers_t *h) {
 }
 
 int shadow_header_is_hop(const char *name, size_t len) {
-  static const char *const hop[] = {
-      "connection", "keep-alive", "transfer-encoding", "content-length",
-      "te",         "trailer",    "upgrade",           NULL};
+  /* With their lengths: this runs for every header a request or response
+   * forwards, and most are told apart by length alone. */
+  static const struct {
+    const char *name;
+    size_t len;
+  } hop[] = {
+      {"connection", 10},     {"keep-alive", 10}, {"transfer-encoding", 17},
+      {"content-length", 14}, {"te", 2},          {"trailer", 7},
+      {"upgrade", 7}};
   if (len >= 6 && strncasecmp(name, "proxy-", 6) == 0) return 1;
-  for (size_t i = 0; hop[i]; i++)
-    if (strlen(hop[i]) == len && strncasecmp(name, hop[i], len) == 0) return 1;
+  for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+    if (hop[i].len == len && strncasecmp(name, hop[i].name, len) == 0) return 1;
   return 0;
 }
 
