@@ -138,8 +138,9 @@ int main(void) {
    * overall and per route, though min_samples is far off. */
   const char *hold = "\"verdict\":{\"decision\":\"hold\",\"compared\":3,"
                      "\"diverged\":1,\"rate\":0.333333,\"lower\":0.0614919,"
-                     "\"upper\":0.79234,\"budget\":0.001,\"reason\":\"lower "
-                     "bound 0.0615 above budget 0.001\"}";
+                     "\"upper\":0.79234,\"budget\":0.001,\"reason\":\"at "
+                     "least 6.1% of compared requests differ; the budget "
+                     "is 0.1%\"}";
   const char *first = strstr(out.data, hold);
   CHECK(first != NULL);
   CHECK(first && strstr(first + 1, hold) != NULL);

@@ -217,7 +217,7 @@ static int learned_noise(void *ud, const char *field, size_t len,
       e && e->route_idx < st->nroutes ? &st->routes[e->route_idx] : NULL;
   if (e && rs) {
     shadow_noise_counts_t k = shadow_noise_field_counts(
-        &e->learned, rs->compared, rs->noise_compared);
+        &e->learned, rs->learn_compared, rs->noise_compared);
     noise =
         within_envelope(&e->learned, shapes, delta) ||
         shadow_noise_classify(&k, l->cfg->noise_z, l->cfg->noise_min_samples,
@@ -252,7 +252,7 @@ static const char *const *noise_list(shadow_comparator_t *c, int have_noise) {
  * divergence's id, or 0 when there is none. */
 static uint64_t count(shadow_comparator_t *c, const shadow_pair_t *p,
                       unsigned parts, double now_ms, int have_noise,
-                      int suppressed) {
+                      int suppressed, int raw_compare) {
   shadow_shared_t *sh = c->sh;
   shadow_stats_t *st = sh->stats;
   const char *route = p->route ? p->route : "";
@@ -262,7 +262,15 @@ static uint64_t count(shadow_comparator_t *c, const shadow_pair_t *p,
   st->compared++;
   count_hits(st, shadow_gen_config(p->gen)->diff_opts, &c->diff);
   shadow_route_stats_t *rs = shadow_stats_route(st, p->route, rlen);
-  if (rs) rs->compared++;
+  if (rs) {
+    rs->compared++;
+    rs->learn_compared++;
+  }
+  if (raw_compare) {
+    /* normalize failed on a side: the verdict counts a raw comparison. */
+    st->compared_raw++;
+    if (rs) rs->compared_raw++;
+  }
   learn(c, st, rs, route, rlen, have_noise);
   if (suppressed) {
     /* It differed only where the secondary showed noise. */
@@ -331,10 +339,13 @@ void shadow_compare(shadow_comparator_t *c, const shadow_pair_t *p,
     shadow_shared_unlock(c->sh);
     return;
   }
+  int raw_compare = 0;
   if (shadow_gen_has_hook(g, SHADOW_HOOK_NORMALIZE)) {
-    /* A failed normalize leaves the record raw: compare what we have. */
-    shadow_script_normalize(g, p->lreq, primary, "primary");
-    shadow_script_normalize(g, p->lreq, candidate, "candidate");
+    /* A failed normalize leaves the record raw: compare what we have, and
+     * count it, so /stats says how much of the verdict rests on raw
+     * pairs. */
+    raw_compare |= shadow_script_normalize(g, p->lreq, primary, "primary");
+    raw_compare |= shadow_script_normalize(g, p->lreq, candidate, "candidate");
     if (secondary) shadow_script_normalize(g, p->lreq, secondary, "secondary");
   }
   int parts = shadow_diff_records(cfg->diff_opts, primary, candidate, &c->diff);
@@ -368,6 +379,7 @@ void shadow_compare(shadow_comparator_t *c, const shadow_pair_t *p,
     return;
   }
   double now_ms = shadow_wall_ms();
-  uint64_t id = count(c, p, (unsigned)parts, now_ms, have_noise, suppressed);
+  uint64_t id = count(c, p, (unsigned)parts, now_ms, have_noise, suppressed,
+                      raw_compare != 0);
   if (id) publish(c, p, id, now_ms, have_noise);
 }
