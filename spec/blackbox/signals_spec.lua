@@ -235,6 +235,62 @@ return {
   end)
 end)
 
+describe("a record whose values rules rewrote", function()
+  it("says so, keeps the values as received, and the dashboard shows both",
+     function()
+    -- normalize turns the primary's n from 1 to 2; rename moves its
+    -- /user/email to /user/mail, where the candidate has its own.
+    local d = shadowd.start{ text = function(a)
+      return config(a, [[function(rec, side)
+    if side == "primary" then rec.body = rec.body:gsub('"n":1', '"n":2') end
+    return rec
+  end]], '  rename = { ["/user/email"] = "/user/mail" },')
+    end }
+    finally(function() cleanup.stop_all(d) end)
+    send(d, 1)
+    d:wait_totals("diverged", 1)
+    local rec = d:divergences(1).divergences[1]
+    assert.is_table(rec.rewritten, json.encode(rec))
+    assert.same({ "normalize", "rename:/user/email" }, rec.rewritten.primary)
+    assert.same({}, rec.rewritten.candidate)
+    local got = rec.received.primary
+    assert.equal(200, got.status)
+    -- /n: the primary sent 1; the diff saw 2.
+    assert.equal(1, got.body["/n"])
+    -- /user/mail: the primary sent nothing there (it sent /user/email).
+    assert.same({ absent = true }, got.body["/user/mail"])
+    assert.is_nil(rec.received.candidate)
+    local paths = {}
+    for _, x in ipairs(rec.body.diffs) do paths[x.path] = x end
+    assert.equal(2, paths["/n"].primary)
+    assert.equal("a@example.com", paths["/user/mail"].primary)
+
+    if not browser.available() then return end
+    local dir = process.tmpdir("shadow-chromium")
+    local ok, dom = pcall(browser.run, dir, "http://127.0.0.1:"
+      .. d.admin_port .. "/", { "--dump-dom" })
+    process.rmdir(dir)
+    assert(ok, dom)
+    local rows = dom:match('<tbody id="detail%-rows">(.-)</tbody>')
+    assert.is_not_nil(rows, "no side-by-side view")
+    assert.matches('<code>/n</code>.-<code>2</code><br><span class="rw">as '
+      .. 'received: 1</span>', rows)
+    assert.matches('<code>/user/mail</code>.-as received: absent', rows)
+    assert.matches('primary values rewritten by normalize, '
+      .. 'rename:/user/email before the comparison', dom)
+  end)
+
+  it("leaves a record nothing rewrote as it was", function()
+    local d = shadowd.start{ text = function(a) return config(a, FINE) end }
+    finally(function() cleanup.stop_all(d) end)
+    send(d, 1)
+    d:wait_totals("diverged", 1)
+    local rec = d:divergences(1).divergences[1]
+    assert.is_nil(rec.rewritten)
+    assert.is_nil(rec.received)
+  end)
+end)
+
 describe("shadowd --check", function()
   local dir
   setup(function() dir = process.tmpdir("shadow-check") end)

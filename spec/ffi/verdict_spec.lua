@@ -132,7 +132,8 @@ describe("shadow.verdict", function()
     assert.equal("promote", shadow.verdict(3838, 0).decision)
     local v = shadow.verdict(3837, 0)
     assert.equal("hold", v.decision)
-    assert.equal("upper bound 0.0010002 above budget 0.001", v.reason)
+    assert.equal("up to 0.10002% of compared requests may differ; "
+      .. "the budget is 0.1%", v.reason)
   end)
 
   it("agrees with the rule over a sweep of counts, budgets and minimums",

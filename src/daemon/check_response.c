@@ -43,8 +43,8 @@ static void print_record(FILE *out, const char *title,
   fputc('\n', out);
 }
 
-int shadow_check_response(shadow_gen_t *g, const char *path,
-                          const char *side, FILE *out) {
+int shadow_check_response(shadow_gen_t *g, const char *path, const char *side,
+                          FILE *out) {
   shadow_buf_t b = SHADOW_BUF_INIT;
   int rc = shadow_file_read(path, &b);
   if (rc) {

@@ -12,7 +12,7 @@
 /* path: a recorded response (the format `shadowd diff` reads) or a bare
  * body. side: "primary" or "candidate". Returns 0, or -1 when the file
  * cannot be read or normalize failed (said on out). */
-int shadow_check_response(shadow_gen_t *g, const char *path,
-                          const char *side, FILE *out);
+int shadow_check_response(shadow_gen_t *g, const char *path, const char *side,
+                          FILE *out);
 
 #endif

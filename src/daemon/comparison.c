@@ -35,6 +35,7 @@ void shadow_comparator_free(shadow_comparator_t *c) {
   shadow_buf_free(&c->scratch);
   shadow_buf_free(&c->folded);
   free(c->sort);
+  shadow_rewritten_free(&c->rewritten);
 }
 
 /* Adds the rules that decided something in this comparison to their
@@ -312,6 +313,12 @@ static void publish(shadow_comparator_t *c, const shadow_pair_t *p, uint64_t id,
   };
   shadow_buf_reset(&c->scratch);
   if (shadow_divergence_format(&c->scratch, &m, &c->diff) < 0) return;
+  /* Values a body redaction rule covers must never reach a record: with
+   * such rules, the values as received are left out. */
+  const shadow_config_t *cfg = shadow_gen_config(p->gen);
+  shadow_rewritten_append(&c->rewritten, &c->scratch, cfg->diff_opts, &c->diff,
+                          shadow_redact_pointers(cfg->redact) == 0,
+                          SHADOW_DIVERGENCE_MAX_BYTES);
   const char *route = p->route ? p->route : "";
   shadow_shared_lock(sh);
   shadow_ring_push(sh->ring, c->scratch.data, c->scratch.len, route,
@@ -340,12 +347,20 @@ void shadow_compare(shadow_comparator_t *c, const shadow_pair_t *p,
     return;
   }
   int raw_compare = 0;
+  shadow_rewritten_t *rw = &c->rewritten;
+  shadow_rewritten_clear(rw);
   if (shadow_gen_has_hook(g, SHADOW_HOOK_NORMALIZE)) {
     /* A failed normalize leaves the record raw: compare what we have, and
      * count it, so /stats says how much of the verdict rests on raw
-     * pairs. */
+     * pairs. The records as received are kept for the divergence record
+     * (rewritten.h). */
+    size_t keep = cfg->limits.diff_bytes;
+    shadow_rewritten_keep(rw, 0, primary, keep);
+    shadow_rewritten_keep(rw, 1, candidate, keep);
     raw_compare |= shadow_script_normalize(g, p->lreq, primary, "primary");
     raw_compare |= shadow_script_normalize(g, p->lreq, candidate, "candidate");
+    shadow_rewritten_check(rw, 0, primary);
+    shadow_rewritten_check(rw, 1, candidate);
     if (secondary) shadow_script_normalize(g, p->lreq, secondary, "secondary");
   }
   int parts = shadow_diff_records(cfg->diff_opts, primary, candidate, &c->diff);
@@ -381,5 +396,7 @@ void shadow_compare(shadow_comparator_t *c, const shadow_pair_t *p,
   double now_ms = shadow_wall_ms();
   uint64_t id = count(c, p, (unsigned)parts, now_ms, have_noise, suppressed,
                       raw_compare != 0);
+  rw->primary = primary;
   if (id) publish(c, p, id, now_ms, have_noise);
+  rw->primary = NULL;
 }

@@ -12,7 +12,7 @@
 #include "buf.h"
 
 typedef struct shadow_config_print_s {
-  char **keys;     /* top-level field names, sorted */
+  char **keys;      /* top-level field names, sorted */
   uint64_t *hashes; /* a hash of each field's value */
   size_t n;
   size_t rules; /* diff rules the config defines */
