@@ -61,11 +61,11 @@ void shadow_rewritten_check(shadow_rewritten_t *w, int side,
     s->changed = 1;
     return;
   }
-  s->changed = s->status != after->status ||
-               !same_headers(&s->headers, &after->headers) ||
-               s->body.len != after->body.len ||
-               (s->body.len &&
-                memcmp(s->body.data, after->body.data, s->body.len) != 0);
+  s->changed =
+      s->status != after->status ||
+      !same_headers(&s->headers, &after->headers) ||
+      s->body.len != after->body.len ||
+      (s->body.len && memcmp(s->body.data, after->body.data, s->body.len) != 0);
 }
 
 /* The value at JSON pointer ptr[0, n) inside v, or NULL. */
@@ -130,8 +130,8 @@ static void append_received(shadow_rewritten_t *w, shadow_buf_t *b,
     any = 1;
     shadow_json_arena_t arena = SHADOW_JSON_ARENA_INIT;
     shadow_json_t root;
-    int parsed = blen && shadow_json_parse(&arena, body, blen, &root, NULL,
-                                           NULL) == 0;
+    int parsed =
+        blen && shadow_json_parse(&arena, body, blen, &root, NULL, NULL) == 0;
     int n = 0;
     const char *f = res->fields.data;
     for (size_t i = 0; parsed && f && i < res->nfields; i++) {
