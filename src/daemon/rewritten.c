@@ -36,7 +36,9 @@ void shadow_rewritten_keep(shadow_rewritten_t *w, int side,
                            h->value_len) != 0)
       s->kept = 0;
   }
-  if (!r->body_cut && r->body.len <= body_max && r->body.len &&
+  s->body_len = r->body.len;
+  s->body_kept = !r->body_cut && r->body.len <= body_max;
+  if (s->body_kept && r->body.len &&
       shadow_buf_append(&s->body, r->body.data, r->body.len) != 0)
     s->kept = 0;
 }

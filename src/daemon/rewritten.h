@@ -19,6 +19,8 @@ typedef struct shadow_rewritten_side_s {
   int status;
   shadow_headers_t headers;
   shadow_buf_t body; /* empty when the body was cut or too large */
+  int body_kept;     /* body holds the body as received */
+  size_t body_len;   /* the body's length as received */
   int changed;       /* normalize changed the side */
 } shadow_rewritten_side_t;
 
