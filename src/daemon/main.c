@@ -10,6 +10,7 @@
 #include "admin_guard.h"
 #include "check_gateway.h"
 #include "check_request.h"
+#include "check_response.h"
 #include "daemon.h"
 #include "export.h"
 #include "json.h"
@@ -217,8 +218,12 @@ static void print_check(const char *path, shadow_gen_t *g) {
                ? "redact.key"
                : "a random key per process (set redact.key to compare "
                  "marks across runs, e.g. for replay)");
+  /* The divergence budget the verdict is judged against. */
+  printf("  slo        budget %g%% of compared requests may differ; promote "
+         "after at least %llu compared\n",
+         c->slo_max_rate * 100, (unsigned long long)c->slo_min_samples);
   if (c->slo_max_latency_ratio > 0)
-    printf("  slo        hold when the candidate's p99 is over %g x the "
+    printf("             hold when the candidate's p99 is over %g x the "
            "primary's\n",
            c->slo_max_latency_ratio);
   printf("  breaker    opens after %d failures for %llu ms\n",
@@ -238,6 +243,12 @@ static void print_check(const char *path, shadow_gen_t *g) {
          (unsigned long long)l->copy_memory_bytes);
   /* The JSON rules, by the names /metrics counts them under, so a rule
    * that never fires can be told from one that was never loaded. */
+  const char *const *ignored = NULL;
+  size_t nignored = shadow_diff_opts_ignored_headers(c->diff_opts, &ignored);
+  printf("  ignore     headers");
+  for (size_t i = 0; i < nignored; i++)
+    printf("%s %s", i ? "," : "", ignored[i]);
+  printf("%s\n", nignored ? " (never compared)" : " none");
   size_t nrules = 0;
   shadow_diff_opts_rule_names(c->diff_opts, NULL, &nrules);
   printf("  rules      %zu JSON rule%s%s\n", nrules, nrules == 1 ? "" : "s",
@@ -280,12 +291,14 @@ int main(int argc, char **argv) {
       {"check", no_argument, NULL, 'k'},
       {"request", required_argument, NULL, 'r'},
       {"header", required_argument, NULL, 'H'},
+      {"response", required_argument, NULL, 'R'},
+      {"side", required_argument, NULL, 'S'},
       {"workers", required_argument, NULL, 'w'},
       {"version", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   int check = 0, c;
-  const char *request = NULL;
+  const char *request = NULL, *response = NULL, *side = "primary";
   const char *headers[64];
   size_t nheaders = 0;
   while ((c = getopt_long(argc, argv, "c:l:a:kvhr:H:w:", opts, NULL)) != -1) {
@@ -295,6 +308,14 @@ int main(int argc, char **argv) {
     case 'a': app.admin_override = optarg; break;
     case 'k': check = 1; break;
     case 'r': request = optarg; break;
+    case 'R': response = optarg; break;
+    case 'S':
+      if (strcmp(optarg, "primary") != 0 && strcmp(optarg, "candidate") != 0) {
+        fprintf(stderr, "shadowd: --side is primary or candidate\n");
+        return 2;
+      }
+      side = optarg;
+      break;
     case 'H':
       if (nheaders == 64) {
         fprintf(stderr, "shadowd: at most 64 --header options\n");
@@ -322,6 +343,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "shadowd: --request and --header go with --check\n");
     return 2;
   }
+  if ((response || strcmp(side, "primary") != 0) && !check) {
+    fprintf(stderr, "shadowd: --response and --side go with --check\n");
+    return 2;
+  }
   if (optind < argc) {
     fprintf(stderr, "shadowd: unexpected argument '%s'\n", argv[optind]);
     usage(stderr);
@@ -345,6 +370,8 @@ int main(int argc, char **argv) {
     int rc = request
                  ? shadow_check_request(g, request, headers, nheaders, stdout)
                  : 0;
+    if (response && shadow_check_response(g, response, side, stdout) != 0)
+      rc = -1;
     shadow_gen_unref(g);
     return rc ? 2 : 0;
   }

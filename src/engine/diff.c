@@ -74,6 +74,12 @@ int shadow_diff_opts_ignore_header(shadow_diff_opts_t *o, const char *name) {
   return 0;
 }
 
+size_t shadow_diff_opts_ignored_headers(const shadow_diff_opts_t *o,
+                                        const char *const **names) {
+  if (names) *names = o ? (const char *const *)o->ignore : NULL;
+  return o ? o->nignore : 0;
+}
+
 int shadow_diff_opts_ignore_json(shadow_diff_opts_t *o, const char *pointer) {
   if (!o || !pointer) return -EINVAL;
   return shadow_json_rules_ignore(o->rules, pointer);

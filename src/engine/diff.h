@@ -17,6 +17,9 @@ void shadow_diff_opts_free(shadow_diff_opts_t *o); /* NULL is fine */
 /* Each returns 0, -EINVAL for a malformed argument, or -ENOMEM. */
 int shadow_diff_opts_ignore_header(shadow_diff_opts_t *o, const char *name);
 /* A JSON Pointer where a segment "*" matches any key or index. */
+/* The header names ignore.headers lists (lower case), and their count. */
+size_t shadow_diff_opts_ignored_headers(const shadow_diff_opts_t *o,
+                                        const char *const **names);
 int shadow_diff_opts_ignore_json(shadow_diff_opts_t *o, const char *pointer);
 int shadow_diff_opts_array_mode(shadow_diff_opts_t *o, const char *pointer,
                                 int mode, const char *key);

@@ -122,11 +122,13 @@ static void skip(shadow_dispatcher_t *d, const char *reason) {
 
 /* --- script observers --------------------------------------------------- */
 
-static void on_script_error(void *ud, int hook) {
+static void on_script_error(void *ud, int hook, const char *msg) {
   shadow_dispatcher_t *d = ud;
   const char *name = shadow_hook_name(hook);
+  double now_ms = shadow_wall_ms();
   LOCK(d);
   shadow_counters_add(d->stats->script_errors, name, strlen(name), 1);
+  shadow_stats_hook_error(d->stats, hook, msg, now_ms);
   UNLOCK(d);
 }
 

@@ -17,6 +17,7 @@
 #include <uv.h>
 #include <xxhash.h>
 
+#include "config_changes.h"
 #include "config_locate.h"
 #include "embedded_lua.h"
 #include "log.h"
@@ -52,6 +53,7 @@ struct shadow_gen_s {
   uint64_t source_hash;
   uint64_t hook_timeout_ns;
   unsigned suppressed[SHADOW_HOOK_COUNT];
+  shadow_config_print_t print; /* what a reload's log line compares */
 };
 
 const char *const shadow_hook_names[SHADOW_HOOK_COUNT] = {
@@ -93,7 +95,7 @@ static void report(shadow_gen_t *g, int hook, const char *msg) {
   } else {
     g->suppressed[hook]++;
   }
-  if (g->obs.on_error) g->obs.on_error(g->obs.ud, hook);
+  if (g->obs.on_error) g->obs.on_error(g->obs.ud, hook, msg);
 }
 
 static void *mem_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
@@ -317,6 +319,7 @@ static int prepare_state(lua_State *L) {
 }
 
 static void gen_destroy(shadow_gen_t *g) {
+  shadow_config_print_free(&g->print);
   if (g->L) {
     /* LuaJIT releases its own allocator's arenas at close only when that
      * allocator is the state's: hand it back first. */
@@ -426,6 +429,8 @@ int shadow_script_load(const char *path, shadow_gen_t **out, char **err) {
     return -EINVAL;
   }
   char *cerr = NULL;
+  /* Out of memory only makes a reload's log line say less. */
+  (void)shadow_config_print_take(L, -1, &g->print);
   if (shadow_script_read_config(L, -1, &g->cfg, g->hooks, &cerr) != 0) {
     shadow_buf_t b = SHADOW_BUF_INIT;
     /* A table keeps no lines: find the entry by its text, in the config
@@ -517,6 +522,10 @@ size_t shadow_gen_source_count(const shadow_gen_t *g) {
 
 const char *shadow_gen_source(const shadow_gen_t *g, size_t i) {
   return i < g->nsources ? g->sources[i] : NULL;
+}
+
+const shadow_config_print_t *shadow_gen_print(const shadow_gen_t *g) {
+  return &g->print;
 }
 
 uint64_t shadow_gen_source_hash(const shadow_gen_t *g) {
