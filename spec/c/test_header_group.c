@@ -1,0 +1,165 @@
+/* Header lines grouped by name, sets of Connection tokens, the plain-byte
+ * scan, and the forwarding rule built on them: the same answers as the
+ * obvious quadratic versions, on small heads and on heads of thousands of
+ * lines, and Host is never dropped by a Connection token. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "check.h"
+#include "forward.h"
+#include "header_group.h"
+#include "record.h"
+#include "request_parse.h"
+
+static void add(shadow_headers_t *h, const char *name, const char *value) {
+  CHECK(shadow_headers_add(h, name, strlen(name), value, strlen(value)) == 0);
+}
+
+/* The groups against a scan of every pair. */
+static void check_groups(const shadow_headers_t *h) {
+  size_t *next = malloc(h->n * sizeof(*next));
+  unsigned char *first = malloc(h->n);
+  CHECK(shadow_headers_group(h, next, first) == 0);
+  int ok = 1;
+  for (size_t i = 0; i < h->n; i++) {
+    size_t want_next = SHADOW_HEADER_GROUP_END;
+    int want_first = 1;
+    for (size_t j = 0; j < i; j++)
+      if (h->v[j].name_len == h->v[i].name_len &&
+          strncasecmp(h->v[j].name, h->v[i].name, h->v[i].name_len) == 0)
+        want_first = 0;
+    for (size_t j = i + 1; j < h->n; j++)
+      if (h->v[j].name_len == h->v[i].name_len &&
+          strncasecmp(h->v[j].name, h->v[i].name, h->v[i].name_len) == 0) {
+        want_next = j;
+        break;
+      }
+    if (next[i] != want_next || first[i] != want_first) ok = 0;
+  }
+  CHECK(ok);
+  free(next);
+  free(first);
+}
+
+static void test_groups(void) {
+  shadow_headers_t h = SHADOW_HEADERS_INIT;
+  add(&h, "Accept", "a");
+  add(&h, "cookie", "c1");
+  add(&h, "ACCEPT", "b");
+  add(&h, "X-One", "1");
+  add(&h, "Cookie", "c2");
+  add(&h, "accept", "c");
+  check_groups(&h);
+  shadow_headers_clear(&h);
+  /* Many lines, few names, in a scrambled order. */
+  char name[16];
+  for (int i = 0; i < 3000; i++) {
+    snprintf(name, sizeof(name), "%s%d", i % 2 ? "h" : "H", (i * 7919) % 37);
+    add(&h, name, "v");
+  }
+  check_groups(&h);
+  shadow_headers_free(&h);
+}
+
+static void test_name_set(void) {
+  shadow_name_set_t s = SHADOW_NAME_SET_INIT;
+  const char *list = " keep-alive , X-A,,x-b\t, ";
+  CHECK(shadow_name_set_add_list(&s, list, strlen(list)) == 0);
+  CHECK(s.n == 3);
+  CHECK(shadow_name_set_has(&s, "x-a", 3)); /* unsorted: a scan */
+  CHECK(shadow_name_set_sort(&s) == 0);
+  CHECK(shadow_name_set_has(&s, "X-B", 3));
+  CHECK(shadow_name_set_has(&s, "Keep-Alive", 10));
+  CHECK(!shadow_name_set_has(&s, "x-c", 3));
+  CHECK(!shadow_name_set_has(&s, "x-", 2));
+  shadow_name_set_free(&s);
+  /* Thousands of tokens. */
+  shadow_buf_t b = SHADOW_BUF_INIT;
+  for (int i = 0; i < 5000; i++)
+    shadow_buf_printf(&b, "%st%d", i ? "," : "", i);
+  CHECK(shadow_name_set_add_list(&s, b.data, b.len) == 0);
+  CHECK(shadow_name_set_sort(&s) == 0);
+  CHECK(s.n == 5000);
+  CHECK(shadow_name_set_has(&s, "T4999", 5) &&
+        shadow_name_set_has(&s, "t0", 2));
+  CHECK(!shadow_name_set_has(&s, "t5000", 5));
+  shadow_name_set_free(&s);
+  shadow_buf_free(&b);
+}
+
+static void test_plain_span(void) {
+  char s[64];
+  memset(s, 'a', sizeof(s));
+  CHECK(shadow_header_plain_span(s, 64) == 64);
+  for (size_t at = 0; at < 40; at++) {
+    const unsigned char bad[] = {'\t', '\v', '\f', 0, '\r', 0x7f, 0x1f};
+    for (size_t k = 0; k < sizeof(bad); k++) {
+      memset(s, 'a', sizeof(s));
+      s[at] = (char)bad[k];
+      CHECK(shadow_header_plain_span(s, 64) == at);
+    }
+    memset(s, 'a', sizeof(s));
+    s[at] = (char)0xff; /* not a control byte */
+    CHECK(shadow_header_plain_span(s, 64) == 64);
+  }
+  CHECK(shadow_header_value_valid("a\tb c", 5));
+  CHECK(!shadow_header_value_valid("abcdefgh\vb", 10));
+  CHECK(!shadow_header_value_valid("abcdefgh\x7f", 9));
+}
+
+static int has(const shadow_headers_t *h, const char *name) {
+  for (size_t i = 0; i < h->n; i++)
+    if (shadow_header_name_is(&h->v[i], name)) return 1;
+  return 0;
+}
+
+static void test_forward(void) {
+  shadow_headers_t in = SHADOW_HEADERS_INIT, out = SHADOW_HEADERS_INIT;
+  add(&in, "Host", "client.example");
+  /* More tokens than the old fixed list held, Host among them. */
+  add(&in, "Connection", "t0,t1,t2,t3,t4,t5,t6,t7,t8,t9,t10,t11,t12,t13");
+  add(&in, "Connection", "t14, t15 ,t16, host, x-late");
+  add(&in, "X-Late", "1");
+  add(&in, "T16", "1");
+  add(&in, "X-Keep", "1");
+  for (int i = 0; i < 2000; i++)
+    add(&in, "t3", "gone");
+  shadow_forward_t f = {NULL, NULL, NULL};
+  CHECK(shadow_forward_headers(&in, &f, &out) == 0);
+  CHECK(has(&out, "host"));
+  CHECK(has(&out, "x-keep"));
+  CHECK(!has(&out, "x-late") && !has(&out, "t16") && !has(&out, "t3"));
+  CHECK(!has(&out, "connection"));
+  CHECK(out.n == 2);
+  shadow_headers_free(&in);
+  shadow_headers_free(&out);
+}
+
+static void test_request_line_rules(void) {
+  CHECK(shadow_request_method_valid("GET", 3));
+  CHECK(shadow_request_method_valid("X-CUSTOM", 8));
+  CHECK(!shadow_request_method_valid("GE\tT", 4));
+  CHECK(!shadow_request_method_valid("GE T", 4));
+  CHECK(!shadow_request_method_valid("", 0));
+  CHECK(shadow_request_target_valid("/a?b=c", 6));
+  CHECK(shadow_request_target_valid("*", 1));
+  CHECK(shadow_request_target_valid("/\xff", 2));
+  CHECK(!shadow_request_target_valid("/a\tb", 4));
+  CHECK(!shadow_request_target_valid("/a\vb", 4));
+  CHECK(!shadow_request_target_valid("/a\fb", 4));
+  CHECK(!shadow_request_target_valid("/a b", 4));
+  CHECK(!shadow_request_target_valid("/a\x7f", 3));
+  CHECK(!shadow_request_target_valid("a", 1));
+  CHECK(!shadow_request_target_valid("", 0));
+}
+
+int main(void) {
+  test_groups();
+  test_name_set();
+  test_plain_span();
+  test_forward();
+  test_request_line_rules();
+  return check_report("test_header_group");
+}
