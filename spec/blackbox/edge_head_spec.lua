@@ -16,6 +16,11 @@ local http = require "support.http"
 local json = require "support.json"
 local socket = require "socket"
 
+-- Sanitizer and valgrind builds run many times slower, and ASan's
+-- quarantine grows RSS by design: time bounds scale, RSS is not judged.
+local SLOW_BUILD = os.getenv("SHADOW_SPEC_PRELOAD") or os.getenv("SHADOW_SLOW")
+local SLOW = SLOW_BUILD and 10 or 1
+
 -- Each backend appends { raw, uri, method, body } per request to
 -- <prefix>/<name>.raw and answers its name.
 local function logging_backend(name)
@@ -162,8 +167,11 @@ describe("a head of many lines", function()
                                       candidate = ng:url("candidate"),
                                       rate = 1.0 })
     local p50, sent, n = under_attack(d, hostile_head(13000), 3)
+    print(("\nordinary p50 under attack: %.1f ms (%d hostile heads)")
+          :format(p50, sent))
     assert.is_true(sent > 0 and n > 0)
-    assert.is_true(p50 < 20, ("ordinary p50 %.1f ms under attack"):format(p50))
+    assert.is_true(p50 < 20 * SLOW,
+                   ("ordinary p50 %.1f ms under attack"):format(p50))
   end)
 
   it("of 13,000 lines and 17 Connection tokens, when the cap allows them, "
@@ -184,8 +192,11 @@ describe("a head of many lines", function()
     -- Quadratic work (seconds per head before) would push the others'
     -- median far past this generous bound; linear work stays well under.
     local p50, sent = under_attack(d, head, 3)
+    print(("\nordinary p50 under attack, cap raised: %.1f ms (%d heads)")
+          :format(p50, sent))
     assert.is_true(sent > 0)
-    assert.is_true(p50 < 200, ("ordinary p50 %.1f ms under attack"):format(p50))
+    assert.is_true(p50 < 200 * SLOW,
+                   ("ordinary p50 %.1f ms under attack"):format(p50))
   end)
 end)
 
@@ -232,7 +243,9 @@ describe("interim responses", function()
       return (tonumber(s.totals.primary_errors) or 0) >= 1
     end, 10, 0.05)
     assert.are.equal(1, s.totals.primary_errors)
-    assert.is_true(rss_kib(d.proc.pid) - before < 16 * 1024)
+    if not SLOW_BUILD then
+      assert.is_true(rss_kib(d.proc.pid) - before < 16 * 1024)
+    end
     -- Now it reads: a bounded number of hints, then the 502.
     local all = c.sock:receive("*a")
     local _, hints = all:gsub("HTTP/1.1 103 Early Hints\r\n", "")

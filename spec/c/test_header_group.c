@@ -63,6 +63,57 @@ static void test_groups(void) {
   shadow_headers_free(&h);
 }
 
+static size_t first_named(const shadow_headers_t *h, const shadow_header_t *x) {
+  for (size_t j = 0; j < h->n; j++)
+    if (h->v[j].name_len == x->name_len &&
+        strncasecmp(h->v[j].name, x->name, x->name_len) == 0)
+      return j;
+  return SHADOW_HEADER_GROUP_END;
+}
+
+/* Each side's groups as shadow_headers_group, and the peers. */
+static void check_pair(const shadow_headers_t *a, const shadow_headers_t *b) {
+  shadow_header_groups_t ga, gb;
+  CHECK(shadow_headers_pair(a, b, &ga, &gb) == 0);
+  int ok = 1;
+  for (int side = 0; side < 2; side++) {
+    const shadow_headers_t *h = side ? b : a, *o = side ? a : b;
+    const shadow_header_groups_t *g = side ? &gb : &ga;
+    size_t *next = malloc((h->n ? h->n : 1) * sizeof(*next));
+    unsigned char *first = malloc(h->n ? h->n : 1);
+    CHECK(shadow_headers_group(h, next, first) == 0);
+    for (size_t i = 0; i < h->n; i++) {
+      if (g->next[i] != next[i] || g->first[i] != first[i]) ok = 0;
+      if (first[i] && g->peer[i] != first_named(o, &h->v[i])) ok = 0;
+    }
+    free(next);
+    free(first);
+  }
+  CHECK(ok);
+  shadow_header_groups_free(&ga);
+  shadow_header_groups_free(&gb);
+}
+
+static void test_pair(void) {
+  shadow_headers_t a = SHADOW_HEADERS_INIT, b = SHADOW_HEADERS_INIT;
+  check_pair(&a, &b);
+  add(&a, "Vary", "x");
+  add(&a, "Set-Cookie", "1");
+  add(&a, "vary", "y");
+  add(&b, "SET-COOKIE", "1");
+  add(&b, "X-Only", "c");
+  add(&b, "set-cookie", "2");
+  check_pair(&a, &b);
+  char name[16];
+  for (int i = 0; i < 2000; i++) {
+    snprintf(name, sizeof(name), "n%d", (i * 31) % 53);
+    add(i % 3 ? &a : &b, name, "v");
+  }
+  check_pair(&a, &b);
+  shadow_headers_free(&a);
+  shadow_headers_free(&b);
+}
+
 static void test_name_set(void) {
   shadow_name_set_t s = SHADOW_NAME_SET_INIT;
   const char *list = " keep-alive , X-A,,x-b\t, ";
@@ -157,6 +208,7 @@ static void test_request_line_rules(void) {
 
 int main(void) {
   test_groups();
+  test_pair();
   test_name_set();
   test_plain_span();
   test_forward();

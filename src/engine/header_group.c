@@ -73,6 +73,66 @@ int shadow_headers_group(const shadow_headers_t *h, size_t *next,
   return 0;
 }
 
+static int groups_alloc(shadow_header_groups_t *g, size_t n) {
+  size_t k = n ? n : 1;
+  g->next = malloc(k * sizeof(*g->next));
+  g->first = malloc(k);
+  g->peer = malloc(k * sizeof(*g->peer));
+  return g->next && g->first && g->peer ? 0 : -ENOMEM;
+}
+
+void shadow_header_groups_free(shadow_header_groups_t *g) {
+  free(g->next);
+  free(g->first);
+  free(g->peer);
+  g->next = g->peer = NULL;
+  g->first = NULL;
+}
+
+int shadow_headers_pair(const shadow_headers_t *a, const shadow_headers_t *b,
+                        shadow_header_groups_t *ga,
+                        shadow_header_groups_t *gb) {
+  size_t na = a->n, n = a->n + b->n;
+  *ga = (shadow_header_groups_t){NULL, NULL, NULL};
+  *gb = (shadow_header_groups_t){NULL, NULL, NULL};
+  if (groups_alloc(ga, a->n) || groups_alloc(gb, b->n)) return -ENOMEM;
+  if (n == 0) return 0;
+  struct shadow_name_span_s *v = malloc(2 * n * sizeof(*v));
+  if (!v) return -ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    const shadow_header_t *h = i < na ? &a->v[i] : &b->v[i - na];
+    v[i] = (struct shadow_name_span_s){h->name, h->name_len, i};
+  }
+  /* Stable: within one name, a's lines (earlier in v) come before b's. */
+  sort_spans(v, v + n, n);
+  size_t k = 0;
+  while (k < n) {
+    size_t end = k + 1;
+    while (end < n && shadow_name_cmp(v[end].s, v[end].n, v[k].s, v[k].n) == 0)
+      end++;
+    size_t first_a = SHADOW_HEADER_GROUP_END, first_b = first_a;
+    size_t last_a = first_a, last_b = first_a;
+    for (size_t j = k; j < end; j++) {
+      int in_a = v[j].i < na;
+      size_t i = in_a ? v[j].i : v[j].i - na;
+      shadow_header_groups_t *g = in_a ? ga : gb;
+      size_t *first = in_a ? &first_a : &first_b;
+      size_t *last = in_a ? &last_a : &last_b;
+      g->next[i] = SHADOW_HEADER_GROUP_END;
+      g->first[i] = *first == SHADOW_HEADER_GROUP_END;
+      g->peer[i] = SHADOW_HEADER_GROUP_END;
+      if (*last != SHADOW_HEADER_GROUP_END) g->next[*last] = i;
+      if (*first == SHADOW_HEADER_GROUP_END) *first = i;
+      *last = i;
+    }
+    if (first_a != SHADOW_HEADER_GROUP_END) ga->peer[first_a] = first_b;
+    if (first_b != SHADOW_HEADER_GROUP_END) gb->peer[first_b] = first_a;
+    k = end;
+  }
+  free(v);
+  return 0;
+}
+
 static int is_ows(char c) {
   return c == ' ' || c == '\t';
 }

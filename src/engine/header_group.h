@@ -19,6 +19,22 @@
 int shadow_headers_group(const shadow_headers_t *h, size_t *next,
                          unsigned char *first);
 
+/* The groups of one side of a pair of lists (a pair of responses):
+ * next and first as above, and peer[i], for a name's first line, the
+ * index of the first line of that name on the other side, or
+ * SHADOW_HEADER_GROUP_END. */
+typedef struct shadow_header_groups_s {
+  size_t *next;
+  unsigned char *first;
+  size_t *peer;
+} shadow_header_groups_t;
+
+/* Groups a and b in one sort, into ga and gb (allocated here; freed with
+ * shadow_header_groups_free, also after a failure). 0 or -ENOMEM. */
+int shadow_headers_pair(const shadow_headers_t *a, const shadow_headers_t *b,
+                        shadow_header_groups_t *ga, shadow_header_groups_t *gb);
+void shadow_header_groups_free(shadow_header_groups_t *g);
+
 /* A set of names (Connection's tokens), looked up case-insensitively in
  * O(log n) comparisons. The strings are not copied: they must outlive the
  * set. */
