@@ -130,6 +130,9 @@ static void conn_continue(conn_t *c);
 static void conn_arm(conn_t *c);
 static void conn_flush(conn_t *c);
 
+/* Bytes queued for a client past which an interim response is dropped. */
+#define INTERIM_QUEUE_BYTES (16 * 1024)
+
 void shadow_server_opts_default(shadow_server_opts_t *o) {
   o->header_bytes = 64 * 1024;
   o->max_headers = 100;
@@ -535,10 +538,10 @@ int shadow_server_interim(shadow_request_t *req, int status,
   if (req->http_minor == 0 || status == 100 || status == 101 || status < 100 ||
       status > 199)
     return 0;
-  /* A hint is advisory: one that finds the client behind (something is
-   * still queued for it) is dropped rather than queued, so a client that
-   * does not read never makes hints pile up here. */
-  if (c->pend.len || c->writing) return 0;
+  /* A hint is advisory: one that finds the client behind (more than a
+   * few hints' worth still queued for it) is dropped rather than queued,
+   * so a client that does not read never makes hints pile up here. */
+  if (c->pend.len >= INTERIM_QUEUE_BYTES) return 0;
   shadow_buf_t *b = &c->pend;
   int rc = shadow_buf_printf(b, "HTTP/1.1 %d %s\r\n", status,
                              shadow_http_reason(status));
