@@ -28,8 +28,16 @@ int shadow_name_cmp(const char *a, size_t an, const char *b, size_t bn) {
   return an < bn ? -1 : an > bn ? 1 : 0;
 }
 
-/* Sorts v[0..n) by name, equal names keeping their order, with a merge
- * sort: stable and never quadratic, whatever the names. tmp holds n. */
+/* The order the sorts use: by length, then case-insensitively by bytes.
+ * Any total order in which equal names are adjacent serves grouping and
+ * look-ups, and this one settles most comparisons on the lengths. */
+static int span_cmp(const char *a, size_t an, const char *b, size_t bn) {
+  if (an != bn) return an < bn ? -1 : 1;
+  return shadow_name_cmp(a, an, b, bn);
+}
+
+/* Sorts v[0..n) by name (span_cmp), equal names keeping their order, with a
+ * merge sort: stable and never quadratic, whatever the names. tmp holds n. */
 static void sort_spans(struct shadow_name_span_s *v,
                        struct shadow_name_span_s *tmp, size_t n) {
   for (size_t width = 1; width < n; width *= 2) {
@@ -39,7 +47,7 @@ static void sort_spans(struct shadow_name_span_s *v,
       size_t i = lo, j = mid, k = lo;
       while (i < mid && j < hi) {
         /* Equal names keep their order: the left run came first. */
-        if (shadow_name_cmp(v[j].s, v[j].n, v[i].s, v[i].n) < 0)
+        if (span_cmp(v[j].s, v[j].n, v[i].s, v[i].n) < 0)
           tmp[k++] = v[j++];
         else
           tmp[k++] = v[i++];
@@ -64,7 +72,7 @@ int shadow_headers_group(const shadow_headers_t *h, size_t *next,
   sort_spans(v, v + n, n);
   for (size_t k = 0; k < n; k++) {
     int same_as_prev =
-        k > 0 && shadow_name_cmp(v[k].s, v[k].n, v[k - 1].s, v[k - 1].n) == 0;
+        k > 0 && span_cmp(v[k].s, v[k].n, v[k - 1].s, v[k - 1].n) == 0;
     first[v[k].i] = !same_as_prev;
     next[v[k].i] = SHADOW_HEADER_GROUP_END;
     if (same_as_prev) next[v[k - 1].i] = v[k].i;
@@ -108,7 +116,7 @@ int shadow_headers_pair(const shadow_headers_t *a, const shadow_headers_t *b,
   size_t k = 0;
   while (k < n) {
     size_t end = k + 1;
-    while (end < n && shadow_name_cmp(v[end].s, v[end].n, v[k].s, v[k].n) == 0)
+    while (end < n && span_cmp(v[end].s, v[end].n, v[k].s, v[k].n) == 0)
       end++;
     size_t first_a = SHADOW_HEADER_GROUP_END, first_b = first_a;
     size_t last_a = first_a, last_b = first_a;
@@ -137,69 +145,61 @@ static int is_ows(char c) {
   return c == ' ' || c == '\t';
 }
 
-int shadow_name_set_add_list(shadow_name_set_t *s, const char *v, size_t n) {
+int shadow_header_index_build(shadow_header_index_t *x,
+                              const shadow_headers_t *h) {
+  size_t n = h->n;
+  x->n = 0;
+  x->marked = NULL;
+  x->v = malloc((2 * n + 1) * sizeof(*x->v));
+  x->marked = calloc(n + 1, 1);
+  if (!x->v || !x->marked) return -ENOMEM;
+  for (size_t i = 0; i < n; i++)
+    x->v[i] = (struct shadow_name_span_s){h->v[i].name, h->v[i].name_len, i};
+  sort_spans(x->v, x->v + n, n);
+  x->n = n;
+  return 0;
+}
+
+/* Marks the lines named s, once per name. */
+static void mark_name(shadow_header_index_t *x, const char *s, size_t n,
+                      unsigned char *mark) {
+  size_t lo = 0, hi = x->n;
+  while (lo < hi) { /* the first line not ordered before s */
+    size_t mid = lo + (hi - lo) / 2;
+    if (span_cmp(x->v[mid].s, x->v[mid].n, s, n) < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo == x->n || x->marked[lo] ||
+      span_cmp(x->v[lo].s, x->v[lo].n, s, n) != 0)
+    return;
+  x->marked[lo] = 1; /* a name repeated in the list costs no more */
+  for (size_t k = lo; k < x->n && span_cmp(x->v[k].s, x->v[k].n, s, n) == 0;
+       k++)
+    mark[x->v[k].i] = 1;
+}
+
+void shadow_header_index_mark(shadow_header_index_t *x, const char *v, size_t n,
+                              unsigned char *mark) {
   size_t i = 0;
   while (i < n) {
-    size_t j = i;
-    while (j < n && v[j] != ',')
-      j++;
+    const char *comma = memchr(v + i, ',', n - i);
+    size_t j = comma ? (size_t)(comma - v) : n;
     size_t a = i, b = j;
     while (a < b && is_ows(v[a]))
       a++;
     while (b > a && is_ows(v[b - 1]))
       b--;
-    if (b > a) {
-      if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 16;
-        struct shadow_name_span_s *nv = realloc(s->v, cap * sizeof(*nv));
-        if (!nv) return -ENOMEM;
-        s->v = nv;
-        s->cap = cap;
-      }
-      s->v[s->n++] = (struct shadow_name_span_s){v + a, b - a, 0};
-      s->sorted = 0;
-    }
+    if (b > a) mark_name(x, v + a, b - a, mark);
     i = j + 1;
   }
-  return 0;
 }
 
-int shadow_name_set_sort(shadow_name_set_t *s) {
-  if (s->sorted || s->n < 2) {
-    s->sorted = 1;
-    return 0;
-  }
-  struct shadow_name_span_s *tmp = malloc(s->n * sizeof(*tmp));
-  if (!tmp) return -ENOMEM;
-  sort_spans(s->v, tmp, s->n);
-  free(tmp);
-  s->sorted = 1;
-  return 0;
-}
-
-int shadow_name_set_has(const shadow_name_set_t *s, const char *name,
-                        size_t n) {
-  if (!s->sorted) {
-    for (size_t i = 0; i < s->n; i++)
-      if (shadow_name_cmp(s->v[i].s, s->v[i].n, name, n) == 0) return 1;
-    return 0;
-  }
-  size_t lo = 0, hi = s->n;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    int c = shadow_name_cmp(s->v[mid].s, s->v[mid].n, name, n);
-    if (c == 0) return 1;
-    if (c < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return 0;
-}
-
-void shadow_name_set_free(shadow_name_set_t *s) {
-  free(s->v);
-  s->v = NULL;
-  s->n = s->cap = 0;
-  s->sorted = 0;
+void shadow_header_index_free(shadow_header_index_t *x) {
+  free(x->v);
+  free(x->marked);
+  x->v = NULL;
+  x->marked = NULL;
+  x->n = 0;
 }

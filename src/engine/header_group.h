@@ -35,26 +35,24 @@ int shadow_headers_pair(const shadow_headers_t *a, const shadow_headers_t *b,
                         shadow_header_groups_t *ga, shadow_header_groups_t *gb);
 void shadow_header_groups_free(shadow_header_groups_t *g);
 
-/* A set of names (Connection's tokens), looked up case-insensitively in
- * O(log n) comparisons. The strings are not copied: they must outlive the
- * set. */
-typedef struct shadow_name_set_s {
-  struct shadow_name_span_s *v;
-  size_t n, cap;
-  int sorted;
-} shadow_name_set_t;
+/* A header list's names sorted once, for lists of names to be looked up
+ * in it (Connection's tokens): each look-up is a binary search among the
+ * lines, so thousands of tokens cost their size times log n, and nothing
+ * is sorted per token. The list's strings are not copied. */
+typedef struct shadow_header_index_s {
+  struct shadow_name_span_s *v; /* the lines, sorted by name */
+  unsigned char *marked;        /* per sorted position: its name was marked */
+  size_t n;
+} shadow_header_index_t;
 
-#define SHADOW_NAME_SET_INIT                                                   \
-  { NULL, 0, 0, 0 }
-
-/* Adds each comma-separated, trimmed, non-empty element of a list value.
- * 0 or -ENOMEM. */
-int shadow_name_set_add_list(shadow_name_set_t *s, const char *v, size_t n);
-/* Sorts the set after adds, for look-ups in O(log n). 0 or -ENOMEM. */
-int shadow_name_set_sort(shadow_name_set_t *s);
-/* Whether name is in the set: a binary search once sorted, a scan before. */
-int shadow_name_set_has(const shadow_name_set_t *s, const char *name, size_t n);
-void shadow_name_set_free(shadow_name_set_t *s);
+/* 0 or -ENOMEM (x is then safe to free). */
+int shadow_header_index_build(shadow_header_index_t *x,
+                              const shadow_headers_t *h);
+/* For each comma-separated, trimmed, non-empty element of list, sets
+ * mark[i] = 1 for every line i of the list x indexes with that name. */
+void shadow_header_index_mark(shadow_header_index_t *x, const char *list,
+                              size_t n, unsigned char *mark);
+void shadow_header_index_free(shadow_header_index_t *x);
 
 /* Case-insensitive (ASCII) order of two names: <0, 0, >0. */
 int shadow_name_cmp(const char *a, size_t an, const char *b, size_t bn);

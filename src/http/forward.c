@@ -1,10 +1,12 @@
-/* The forwarding rule (see forward.h). Connection's tokens are read once
- * per request into a sorted set, so each header's look-up costs a binary
- * search whatever the number of tokens and headers: a head of thousands of
- * lines and tokens costs time in proportion to its size, not its square. */
+/* The forwarding rule (see forward.h). The head's lines are sorted by
+ * name once per request and each Connection token is a binary search
+ * among them, whatever the number of tokens and lines: a head of
+ * thousands of either costs time in proportion to its size, not its
+ * square, and nothing is sorted per token. */
 #include "forward.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -38,12 +40,22 @@ static int reserved(const shadow_forward_t *f, const shadow_header_t *h) {
 int shadow_forward_headers(const shadow_headers_t *in,
                            const shadow_forward_t *f, shadow_headers_t *out) {
   shadow_headers_clear(out);
-  shadow_name_set_t conn = SHADOW_NAME_SET_INIT;
   int rc = 0;
-  for (size_t i = 0; i < in->n && rc == 0; i++)
-    if (shadow_header_name_is(&in->v[i], "connection"))
-      rc = shadow_name_set_add_list(&conn, in->v[i].value, in->v[i].value_len);
-  if (rc == 0) rc = shadow_name_set_sort(&conn);
+  /* named[i]: line i is named by a Connection token. */
+  unsigned char *named = NULL;
+  size_t first_conn = 0;
+  while (first_conn < in->n &&
+         !shadow_header_name_is(&in->v[first_conn], "connection"))
+    first_conn++;
+  if (first_conn < in->n) {
+    shadow_header_index_t x = {NULL, NULL, 0};
+    named = calloc(in->n, 1);
+    if (!named || shadow_header_index_build(&x, in) != 0) rc = -ENOMEM;
+    for (size_t i = first_conn; i < in->n && rc == 0; i++)
+      if (shadow_header_name_is(&in->v[i], "connection"))
+        shadow_header_index_mark(&x, in->v[i].value, in->v[i].value_len, named);
+    shadow_header_index_free(&x);
+  }
   int forwarded = f && f->proto;
   /* X-Forwarded-For: every client value in order, then the peer. */
   shadow_buf_t xff = SHADOW_BUF_INIT;
@@ -51,8 +63,7 @@ int shadow_forward_headers(const shadow_headers_t *in,
     const shadow_header_t *h = &in->v[i];
     if (shadow_header_is_hop(h->name, h->name_len) ||
         shadow_forward_aliases_framing(h->name, h->name_len) ||
-        (shadow_name_set_has(&conn, h->name, h->name_len) &&
-         token_may_drop(h->name, h->name_len)) ||
+        (named && named[i] && token_may_drop(h->name, h->name_len)) ||
         (f && reserved(f, h)))
       continue;
     if (forwarded && shadow_header_name_is(h, "x-forwarded-for")) {
@@ -75,6 +86,6 @@ int shadow_forward_headers(const shadow_headers_t *in,
                               strlen(f->proto));
   }
   shadow_buf_free(&xff);
-  shadow_name_set_free(&conn);
+  free(named);
   return rc ? -ENOMEM : 0;
 }
