@@ -45,6 +45,13 @@ static void sort_spans(struct shadow_name_span_s *v,
       size_t mid = lo + width < n ? lo + width : n;
       size_t hi = lo + 2 * width < n ? lo + 2 * width : n;
       size_t i = lo, j = mid, k = lo;
+      /* Runs already in order (a name repeated line after line) are
+       * taken whole: one comparison instead of one per line. */
+      if (mid < hi &&
+          span_cmp(v[mid].s, v[mid].n, v[mid - 1].s, v[mid - 1].n) >= 0) {
+        memcpy(tmp + lo, v + lo, (hi - lo) * sizeof(*v));
+        continue;
+      }
       while (i < mid && j < hi) {
         /* Equal names keep their order: the left run came first. */
         if (span_cmp(v[j].s, v[j].n, v[i].s, v[i].n) < 0)
