@@ -15,6 +15,7 @@
 #include <zlib.h>
 
 #include "divergence.h"
+#include "header_group.h"
 #include "json_diff.h"
 
 #define DEFAULT_DIFF_BYTES ((size_t)1 << 20)
@@ -178,65 +179,49 @@ static int header_ignored(const shadow_diff_opts_t *o, const shadow_header_t *h,
   return 0;
 }
 
-static int same_name(const shadow_header_t *a, const shadow_header_t *b) {
-  return a->name_len == b->name_len &&
-         strncasecmp(a->name, b->name, a->name_len) == 0;
-}
+/* Lines of one name are followed through the groups of both sides
+ * (header_group.h), found in one sort: a response of thousands of header
+ * lines costs its size times a logarithm, not its square. */
+#define END SHADOW_HEADER_GROUP_END
 
-/* Index of the next header at or after *pos named like h, or -1. */
-static const shadow_header_t *
-next_named(const shadow_headers_t *hs, const shadow_header_t *h, size_t *pos) {
-  for (; *pos < hs->n; (*pos)++)
-    if (same_name(&hs->v[*pos], h)) return &hs->v[(*pos)++];
-  return NULL;
-}
-
-static size_t count_named(const shadow_headers_t *hs,
-                          const shadow_header_t *h) {
-  size_t n = 0;
-  for (size_t i = 0; i < hs->n; i++)
-    n += same_name(&hs->v[i], h);
-  return n;
-}
-
-/* The ordered lists of values under h's name agree on both sides. */
-static int values_equal(const shadow_headers_t *a, const shadow_headers_t *b,
-                        const shadow_header_t *h) {
-  size_t pa = 0, pb = 0;
-  for (;;) {
-    const shadow_header_t *x = next_named(a, h, &pa);
-    const shadow_header_t *y = next_named(b, h, &pb);
-    if (!x || !y) return x == y;
+/* The ordered values of two chains (i on a's side, j on b's; END: none)
+ * agree. */
+static int chains_equal(const shadow_headers_t *a, const size_t *an, size_t i,
+                        const shadow_headers_t *b, const size_t *bn, size_t j) {
+  while (i != END && j != END) {
+    const shadow_header_t *x = &a->v[i], *y = &b->v[j];
     if (x->value_len != y->value_len ||
         memcmp(x->value, y->value, x->value_len) != 0)
       return 0;
+    i = an[i];
+    j = bn[j];
   }
+  return i == j;
 }
 
 /* Writes one side's values: null, a string, or an array when several. */
 static int write_values(shadow_buf_t *b, const shadow_headers_t *hs,
-                        const shadow_header_t *h, size_t max) {
-  size_t n = count_named(hs, h), pos = 0;
-  if (n == 0) return shadow_buf_puts(b, "null");
-  if (n > 1 && shadow_buf_putc(b, '[')) return -ENOMEM;
-  for (size_t i = 0; i < n; i++) {
-    const shadow_header_t *x = next_named(hs, h, &pos);
-    if ((i && shadow_buf_putc(b, ',')) ||
+                        const size_t *next, size_t i, size_t max) {
+  if (i == END) return shadow_buf_puts(b, "null");
+  int many = next[i] != END;
+  if (many && shadow_buf_putc(b, '[')) return -ENOMEM;
+  for (size_t k = i; k != END; k = next[k]) {
+    const shadow_header_t *x = &hs->v[k];
+    if ((k != i && shadow_buf_putc(b, ',')) ||
         shadow_buf_json_string(b, x->value, x->value_len, max))
       return -ENOMEM;
   }
-  return n > 1 ? shadow_buf_putc(b, ']') : 0;
+  return many ? shadow_buf_putc(b, ']') : 0;
 }
 
-static int first_of_name(const shadow_headers_t *hs, size_t i) {
-  for (size_t j = 0; j < i; j++)
-    if (same_name(&hs->v[j], &hs->v[i])) return 0;
-  return 1;
-}
-
+/* One header's difference; pi and ci are the first lines of its name on
+ * each side (END: none there). */
 static int header_diff(shadow_buf_t *b, shadow_diff_result_t *res,
                        const shadow_header_t *h, const shadow_record_t *p,
-                       const shadow_record_t *c, size_t max, size_t *n) {
+                       const shadow_header_groups_t *gp, size_t pi,
+                       const shadow_record_t *c,
+                       const shadow_header_groups_t *gc, size_t ci, size_t max,
+                       size_t *n) {
   char lower[256];
   size_t ln = h->name_len < sizeof(lower) ? h->name_len : sizeof(lower) - 1;
   for (size_t i = 0; i < ln; i++)
@@ -245,9 +230,10 @@ static int header_diff(shadow_buf_t *b, shadow_diff_result_t *res,
   if (shadow_buf_puts(b, "{\"name\":") ||
       shadow_buf_json_string(b, lower, ln, max) ||
       shadow_buf_puts(b, ",\"primary\":") ||
-      write_values(b, &p->headers, h, max) ||
+      write_values(b, &p->headers, gp->next, pi, max) ||
       shadow_buf_puts(b, ",\"candidate\":") ||
-      write_values(b, &c->headers, h, max) || shadow_buf_putc(b, '}'))
+      write_values(b, &c->headers, gc->next, ci, max) ||
+      shadow_buf_putc(b, '}'))
     return -ENOMEM;
   return add_field(res, "header:", lower, ln);
 }
@@ -257,24 +243,33 @@ static int diff_headers(const shadow_diff_opts_t *o, const shadow_record_t *p,
                         shadow_diff_result_t *res, shadow_buf_t *b) {
   size_t max = o ? o->value_max : DEFAULT_VALUE_MAX;
   size_t n = 0;
-  int rc;
+  int rc = 0;
+  shadow_header_groups_t gp, gc;
+  if (shadow_headers_pair(&p->headers, &c->headers, &gp, &gc)) {
+    rc = -ENOMEM;
+    goto out;
+  }
   /* Names in the primary's order first, then those only the candidate has. */
-  for (size_t i = 0; i < p->headers.n; i++) {
+  for (size_t i = 0; i < p->headers.n && rc == 0; i++) {
     const shadow_header_t *h = &p->headers.v[i];
-    if (header_ignored(o, h, skip_encoding) || !first_of_name(&p->headers, i))
+    if (!gp.first[i] || header_ignored(o, h, skip_encoding)) continue;
+    if (chains_equal(&p->headers, gp.next, i, &c->headers, gc.next, gp.peer[i]))
       continue;
-    if (values_equal(&p->headers, &c->headers, h)) continue;
-    if ((rc = header_diff(b, res, h, p, c, max, &n))) return rc;
+    rc = header_diff(b, res, h, p, &gp, i, c, &gc, gp.peer[i], max, &n);
   }
-  for (size_t i = 0; i < c->headers.n; i++) {
+  for (size_t i = 0; i < c->headers.n && rc == 0; i++) {
     const shadow_header_t *h = &c->headers.v[i];
-    if (header_ignored(o, h, skip_encoding) || !first_of_name(&c->headers, i))
-      continue;
-    if (count_named(&p->headers, h)) continue; /* handled above */
-    if ((rc = header_diff(b, res, h, p, c, max, &n))) return rc;
+    if (!gc.first[i] || gc.peer[i] != END) continue; /* handled above */
+    if (header_ignored(o, h, skip_encoding)) continue;
+    rc = header_diff(b, res, h, p, &gp, END, c, &gc, i, max, &n);
   }
-  return (int)(n > 0);
+out:
+  shadow_header_groups_free(&gp);
+  shadow_header_groups_free(&gc);
+  return rc ? rc : (int)(n > 0);
 }
+
+#undef END
 
 /* ---- bodies ----------------------------------------------------------- */
 

@@ -4,6 +4,7 @@
 #include "record.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -124,10 +125,29 @@ int shadow_header_name_valid(const char *s, size_t n) {
   return 1;
 }
 
-int shadow_header_value_valid(const char *s, size_t n) {
-  for (size_t i = 0; i < n; i++) {
+size_t shadow_header_plain_span(const char *s, size_t n) {
+  const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x;
+    memcpy(&x, s + i, 8);
+    /* A byte under 0x20 (bytes of 0x80 and up have their high bit in x,
+     * so ~x clears it), or a byte equal to 0x7f (zero in x ^ 0x7f..). */
+    uint64_t y = x ^ (0x7f * ones);
+    if (((x - 0x20 * ones) & ~x & highs) | ((y - ones) & ~y & highs)) break;
+  }
+  for (; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
-    if ((c < 0x20 && c != '\t') || c == 0x7f) return 0;
+    if (c < 0x20 || c == 0x7f) break;
+  }
+  return i;
+}
+
+int shadow_header_value_valid(const char *s, size_t n) {
+  size_t i = 0;
+  while ((i += shadow_header_plain_span(s + i, n - i)) < n) {
+    if (s[i] != '\t') return 0;
+    i++;
   }
   return 1;
 }
@@ -138,6 +158,10 @@ int shadow_header_valid(const shadow_header_t *h) {
 }
 
 int shadow_header_name_is(const shadow_header_t *h, const char *lower) {
+  /* The first byte settles most calls without a strlen. */
+  unsigned char c = h->name_len ? (unsigned char)h->name[0] : 0;
+  if (c >= 'A' && c <= 'Z') c = (unsigned char)(c + 32);
+  if (c != (unsigned char)lower[0]) return 0;
   size_t n = strlen(lower);
   return h->name_len == n && strncasecmp(h->name, lower, n) == 0;
 }
@@ -181,13 +205,21 @@ void shadow_headers_free(shadow_headers_t *h) {
 }
 
 int shadow_header_is_hop(const char *name, size_t len) {
-  static const char *const hop[] = {
-      "connection", "keep-alive", "transfer-encoding", "content-length",
-      "te",         "trailer",    "upgrade",           NULL};
+  /* Every header of every request comes through here: the length picks
+   * the candidates before any comparison. */
   if (len >= 6 && strncasecmp(name, "proxy-", 6) == 0) return 1;
-  for (size_t i = 0; hop[i]; i++)
-    if (strlen(hop[i]) == len && strncasecmp(name, hop[i], len) == 0) return 1;
-  return 0;
+  switch (len) {
+  case 2: return strncasecmp(name, "te", 2) == 0;
+  case 7:
+    return strncasecmp(name, "trailer", 7) == 0 ||
+           strncasecmp(name, "upgrade", 7) == 0;
+  case 10:
+    return strncasecmp(name, "connection", 10) == 0 ||
+           strncasecmp(name, "keep-alive", 10) == 0;
+  case 14: return strncasecmp(name, "content-length", 14) == 0;
+  case 17: return strncasecmp(name, "transfer-encoding", 17) == 0;
+  default: return 0;
+  }
 }
 
 void shadow_record_init(shadow_record_t *r) {
