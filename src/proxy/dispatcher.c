@@ -729,7 +729,9 @@ static int start_http_leg(exchange_t *ex, leg_t *leg, int rewritten) {
                       "client parser refuses (method, path or header)");
       d->rewrite_warned_ms = now;
     }
-    on_script_error(d, SHADOW_HOOK_REWRITE);
+    on_script_error(d, SHADOW_HOOK_REWRITE,
+                    "rewrite made a request the client parser refuses "
+                    "(method, path or header)");
     rc = -EINVAL;
   }
   if (rc == 0) rc = forward(ex, rewritten ? &d->rewritten : &ex->req->headers);
