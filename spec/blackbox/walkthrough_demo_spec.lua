@@ -8,7 +8,10 @@
 -- the dropped cache-control, 404 against 500, the search order, the
 -- ignored generated_at), the record has the keys of the README's sample,
 -- the dashboard answers, and capture.ndjson lands in the directory
--- shadowd runs in.
+-- shadowd runs in. Then "In front of two real services": the README's
+-- config is examples/two-services.lua (without the file's opening
+-- comment), and the README's five lines run as written from a scratch
+-- checkout, its four ports replaced, in front of two nginx backends.
 local docs = require "support.docs"
 local process = require "support.process"
 local port = require "support.port"
@@ -16,6 +19,7 @@ local cleanup = require "support.cleanup"
 local http = require "support.http"
 local json = require "support.json"
 local shadowd = require "support.shadowd"
+local nginx = require "support.nginx"
 
 local README, QUICK = "README.md", "Quick start"
 
@@ -165,5 +169,97 @@ describe("the README's quick start", function()
     local lines = process.read_lines(dir .. "/capture.ndjson")
     assert.are.equal(3, #lines)
     assert.are.equal("/users/7", json.decode(lines[1]).request.target)
+  end)
+end)
+
+-- A user service and its rewrite (the candidate renamed `email`), each
+-- with a request id and a timestamp that differ on every call.
+local function users(email_field)
+  return ([[
+    location ~ ^/users/(\d+)$ { content_by_lua_block {
+      local id = tonumber(ngx.var[1])
+      ngx.header["content-type"] = "application/json"
+      ngx.header["x-request-id"] = tostring(math.random(1e9))
+      ngx.print(string.format(
+        '{"user":{"id":%%d,"%s":"u%%d@example.com"},'
+        .. '"meta":{"generated_at":%%.6f}}', id, id, ngx.now() + math.random()))
+    } }
+  ]]):format(email_field)
+end
+
+describe("the README's two real services", function()
+  local TWO = "In front of two real services"
+  local FILE = "examples/two-services.lua"
+
+  it("shows the config file as it is", function()
+    local file, n = docs.read(FILE), 1
+    while n > 0 do file, n = file:gsub("^%-%-[^\n]*\n", "") end
+    assert.are.equal(file, docs.block(README, TWO, 1, "lua"))
+  end)
+
+  it("runs the README's lines as written", function()
+    local stop = cleanup.new()
+    finally(stop.run)
+    local ng = stop.add(nginx.start{ servers = {
+      primary = users("email"), candidate = users("email_address") } })
+    local lport, aport = port.free(), port.free()
+    local conf = docs.substitute(docs.read(FILE), {
+      { '"127.0.0.1:8080"', ('"127.0.0.1:%d"'):format(lport) },
+      { '"127.0.0.1:9090"', ('"127.0.0.1:%d"'):format(aport) },
+      { '"http://127.0.0.1:8081"', ('%q'):format(ng:url("primary")) },
+      { '"http://127.0.0.1:8082"', ('%q'):format(ng:url("candidate")) },
+    }, FILE)
+    local cmds = docs.commands(docs.substitute(
+      docs.block(README, TWO, 1, "sh"), {
+        { "localhost:8080/", ("localhost:%d/"):format(lport) },
+        { "localhost:9090/", ("localhost:%d/"):format(aport) },
+      }, README .. " (" .. TWO .. ")"))
+    assert.are.equal(5, #cmds, table.concat(cmds, "\n"))
+    local dir = docs.checkout{ [FILE] = conf }
+    stop.add(function() process.rmdir(dir) end)
+
+    local check = docs.command(cmds, " --check ")
+    local code, out, err = docs.sh(check .. "\n", dir)
+    assert.are.equal(0, code, check .. "\n" .. out .. err)
+    assert.truthy(out:find("is valid", 1, true), out)
+
+    -- The serving line, in the foreground as written: exec'd by sh, so
+    -- the pid stopped is shadowd's.
+    local serve = cmds[2]
+    assert.truthy(serve:find("^build/shadowd %-%-config "), serve)
+    local proc = process.spawn({ "sh", "-c", "exec " .. serve }, { cwd = dir,
+      stdout = dir .. "/stdout", stderr = dir .. "/stderr" })
+    stop.add(function()
+      proc:stop(10)
+      local report = shadowd.sanitizer_report(proc:output())
+      assert(not report, report)
+    end)
+    assert(port.wait(lport, 15, proc))
+    assert(port.wait(aport, 15, proc))
+
+    code, out, err = docs.sh(cmds[3] .. "\n", dir)
+    assert.are.equal(0, code, cmds[3] .. "\n" .. out .. err)
+    assert.are.equal("u7@example.com", json.decode(out).user.email)
+    assert(port.wait_until(function()
+      local s = json.decode(assert(http.get(aport, "/stats")).body)
+      return (s.totals.compared or 0) >= 1
+    end, 10))
+
+    code, out, err = docs.sh(cmds[4] .. "\n", dir)
+    assert.are.equal(0, code, cmds[4] .. "\n" .. out .. err)
+    local list = json.decode(out).divergences
+    assert.are.equal(1, #list, out)
+    assert.are.equal("7", list[1].key)
+    assert.is_false(list[1].headers.differs)   -- x-request-id is ignored
+    local ops = ops_of(list[1])
+    assert.truthy(ops["remove /user/email"] and ops["add /user/email_address"],
+                  out)
+    for k in pairs(ops) do assert.is_nil(k:find("generated_at", 1, true), k) end
+
+    code, out, err = docs.sh(cmds[5] .. "\n", dir)
+    assert.are.equal(0, code, cmds[5] .. "\n" .. out .. err)
+    local stats = json.decode(out)
+    assert.are.equal(1, stats.totals.diverged)
+    assert.truthy(stats.verdict and stats.verdict.decision, out)
   end)
 end)

@@ -11,6 +11,7 @@
 -- and the candidate are real nginx backends; nginx starts as a daemon, as
 -- the doc's line starts it, and stops by the doc's `-s quit`. The spec
 -- fails when a text it replaces is no longer in the doc or the example.
+-- examples/nginx/README.md's short version must be the doc's lines.
 local docs = require "support.docs"
 local env = require "support.env"
 local nginx = require "support.nginx"
@@ -62,6 +63,20 @@ local function pid_alive(pid)
 end
 
 describe(DOC, function()
+  it("examples/nginx/README.md gives the doc's own commands", function()
+    local function bare(cmds)
+      local out = {}
+      for _, c in ipairs(cmds) do out[(c:gsub("%s+#%s.*$", ""))] = true end
+      return out
+    end
+    local steps = bare(docs.commands(docs.block(DOC, STEPS, 1, "sh")))
+    local readme = docs.read("examples/nginx/README.md")
+    local b = assert(docs.blocks(readme)[1], "examples/nginx/README.md: no block")
+    for c in pairs(bare(docs.commands(b.body))) do
+      assert.is_true(steps[c] or false, c)
+    end
+  end)
+
   it("The example, step by step: runs as written from a checkout", function()
     local stop = cleanup.new()
     finally(stop.run)

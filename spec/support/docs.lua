@@ -43,6 +43,13 @@ function M.section(rel, heading)
   return table.concat(out, "\n") .. "\n"
 end
 
+-- Whether the section of rel under heading says `phrase`, however the
+-- text is wrapped (runs of blanks and newlines count as one space).
+function M.says(rel, heading, phrase)
+  local text = M.section(rel, heading):gsub("%s+", " ")
+  return text:find((phrase:gsub("%s+", " ")), 1, true) ~= nil
+end
+
 -- The fenced blocks of text, in order: { lang =, body = }.
 function M.blocks(text)
   local list, cur = {}, nil
