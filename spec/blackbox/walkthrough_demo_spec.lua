@@ -44,7 +44,9 @@ end
 
 local function ops_of(rec)
   local ops = {}
-  for _, op in ipairs(rec.body.diffs or {}) do ops[op.op .. " " .. op.path] = op end
+  for _, op in ipairs(rec.body.diffs or {}) do
+    ops[op.op .. " " .. op.path] = op
+  end
   return ops
 end
 

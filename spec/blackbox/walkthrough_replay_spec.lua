@@ -92,7 +92,10 @@ local function my_service(dir, buggy)
                       ["7"] = { "Eve", "eve@example.com", '["beta","ops"]' } }
       ngx.header["content-type"] = "application/json"
       local u = users[ngx.var[1] ]
-      if not u then ngx.status = 404; ngx.print('{"error":"no such user"}') return end
+      if not u then
+        ngx.status = 404
+        return ngx.print('{"error":"no such user"}')
+      end
       local name = %s and u[1]:lower() or u[1]
       ngx.header["cache-control"] = "max-age=60"
       ngx.print('{"user":{"id":' .. ngx.var[1] .. ',"name":"' .. name
@@ -101,7 +104,8 @@ local function my_service(dir, buggy)
     } }
     location = /search { content_by_lua_block {
       ngx.header["content-type"] = "application/json"
-      ngx.print('{"hits":[{"id":1,"name":"Ann"},{"id":2,"name":"Bob"},{"id":7,"name":"Eve"}],"total":3}')
+      ngx.print('{"hits":[{"id":1,"name":"Ann"},{"id":2,"name":"Bob"},'
+                .. '{"id":7,"name":"Eve"}],"total":3}')
     } }
   } }
 ]]):format(buggy and "true" or "false") }, "\n")
@@ -137,6 +141,7 @@ local function ci_recipe(stop, r, buggy)
   local code, out, err, left = docs.sh(script, dir, { env = {
     PATH = dir .. "/bin:" .. os.getenv("PATH") } })
   assert.is_nil(left, left)
+  assert.is_nil(shadowd.sanitizer_report(err))
   assert.is_false(port.accepts(ci_port), "my-service still runs")
   return dir, code, out, err
 end
