@@ -294,13 +294,7 @@ static void keep_absolute(lua_State *L, const char *field) {
   shadow_buf_free(&b);
 }
 
-/* Stack: unchanged. Makes `require "shadow"` find the module compiled into
- * the binary, and the engine reachable through ffi.C (for shadow's own
- * modules: the sandbox gives a config no way to it). */
-static int prepare_state(lua_State *L) {
-  luaL_openlibs(L);
-  keep_absolute(L, "path");
-  keep_absolute(L, "cpath");
+int shadow_script_open_embedded(lua_State *L) {
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "preload");
   for (const shadow_embedded_lua_t *e = shadow_embedded_lua; e->module; e++) {
@@ -308,11 +302,22 @@ static int prepare_state(lua_State *L) {
     lua_pushcclosure(L, embedded_loader, 1);
     lua_setfield(L, -2, e->module);
   }
-  lua_pop(L, 1);
-  lua_pop(L, 1);
+  lua_pop(L, 2);
   static const char clib[] = "package.loaded['shadow.clib'] = require('ffi').C";
   if (luaL_loadbuffer(L, clib, sizeof(clib) - 1, "=shadowd") ||
-      lua_pcall(L, 0, 0, 0)) {
+      lua_pcall(L, 0, 0, 0))
+    return -1;
+  return 0;
+}
+
+/* Stack: unchanged. Makes `require "shadow"` find the module compiled into
+ * the binary, and the engine reachable through ffi.C (for shadow's own
+ * modules: the sandbox gives a config no way to it). */
+static int prepare_state(lua_State *L) {
+  luaL_openlibs(L);
+  keep_absolute(L, "path");
+  keep_absolute(L, "cpath");
+  if (shadow_script_open_embedded(L)) {
     lua_pop(L, 1);
     return -1;
   }

@@ -114,4 +114,12 @@ void shadow_script_on_divergence(shadow_gen_t *g, const char *json, size_t len);
 int shadow_script_call_backend(shadow_gen_t *g, int fn_ref, int req,
                                shadow_record_t *out, char *err, size_t errlen);
 
+/* Stack: unchanged on success; the error message pushed on failure (-1).
+ * Registers shadow's Lua modules compiled into the binary in
+ * package.preload, and the engine as shadow.clib (ffi.C), in an opened
+ * state: the daemon's states (behind their sandbox) and check-gateway's
+ * use it alike. */
+struct lua_State;
+int shadow_script_open_embedded(struct lua_State *L);
+
 #endif
