@@ -5,6 +5,8 @@
 local shadowd = require "support.shadowd"
 local process = require "support.process"
 local json = require "support.json"
+local http = require "support.http"
+local cleanup = require "support.cleanup"
 
 local PROTO = "spec/fixtures/proto"
 -- Debian's python3, which python3-protobuf installs into (a python3 from
@@ -161,5 +163,72 @@ return { primary = "http://127.0.0.1:1",
     code, _, err = run("--message", "shop.v1.User", dir .. "/a", dir .. "/a")
     assert.are.equal(2, code)
     assert.matches("go together", err, 1, true)
+  end)
+end)
+
+describe("live protobuf responses", function()
+  if not have("protoc --version") then
+    pending("protoc is missing (Debian's protobuf-compiler; scripts/bootstrap)")
+    return
+  end
+  local d, dir
+
+  -- protoc's bytes for a message, as a Lua string literal of \ddd escapes.
+  local function literal(type, text)
+    process.write_file(dir .. "/m.txt", text)
+    local code, out, err = process.run({ "sh", "-c", ("protoc -I%s --encode=%s "
+      .. "api.proto < %s/m.txt > %s/m.bin"):format(PROTO, type, dir, dir) })
+    assert.are.equal(0, code, out .. err)
+    local bin = process.read_file(dir .. "/m.bin")
+    return '"' .. bin:gsub(".", function(c) return ("\\%d"):format(c:byte()) end)
+      .. '"'
+  end
+
+  setup(function()
+    dir = process.tmpdir("shadow-protobuf-live")
+    local a = literal("shop.v1.User", 'name: "Ada" age: 36 tags: "a"')
+    local b = literal("shop.v1.User", 'name: "Ada" age: 37 tags: "a"')
+    local c = literal("shop.v1.User", 'name: "Bob" age: 36 tags: "a"')
+    d = shadowd.start{ text = function(addr) return ([[
+local bodies = { ["/age"] = { %s, %s }, ["/name"] = { %s, %s },
+                 ["/same"] = { %s, %s } }
+local function backend(side)
+  return function(req)
+    return { status = 200,
+             headers = { ["content-type"] = "application/x-protobuf" },
+             body = bodies[req.path][side] }
+  end
+end
+return {
+  listen = %q, admin = %q,
+  primary = backend(1), candidate = backend(2),
+  sample = { rate = 1.0 },
+  route = function(req) return req.path end,
+  ignore = { json = { "/1" } },
+}
+]]):format(a, b, a, c, a, a, addr.listen, addr.admin) end }
+  end)
+  teardown(function()
+    cleanup.stop_all(d)
+    process.rmdir(dir)
+  end)
+
+  it("compares them field by field by number, under the config's rules",
+     function()
+    for _, p in ipairs({ "/age", "/name", "/same" }) do
+      local res = assert(http.get(d.port, p))
+      assert.are.equal(200, res.status)
+    end
+    d:wait_totals("compared", 3)
+    local by_route = {}
+    for _, rec in ipairs(d:divergences().divergences) do
+      by_route[rec.route] = rec
+    end
+    assert.is_nil(by_route["/same"])
+    assert.is_nil(by_route["/name"]) -- field 1 (name) is ignored
+    local age = assert(by_route["/age"])
+    assert.are.equal("protobuf", age.body.kind)
+    assert.are.same({ { op = "replace", path = "/2", primary = 36,
+                        candidate = 37 } }, age.body.diffs)
   end)
 end)
