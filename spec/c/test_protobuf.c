@@ -84,6 +84,12 @@ static void test_schemaless(void) {
   TREE_IS(grp, sizeof grp - 1, NULL, NULL,
           "{\"1\":5,\"_undecoded\":\"CwgBDA==\"}");
   TREE_IS("", 0, NULL, NULL, "{}");
+  /* "hi" parses as a message (field 13 = 105) but is text: a string. A
+   * message of printable bytes after a control byte stays a message. */
+  static const char hi[] = "\x0a\x02hi\x12\x05\x0a\x03"
+                           "Ada";
+  TREE_IS(hi, sizeof hi - 1, NULL, NULL,
+          "{\"1\":\"hi\",\"2\":{\"1\":\"Ada\"}}");
 }
 
 /* Nesting far past the cap: bounded, no crash, deepest part as bytes. */

@@ -176,9 +176,23 @@ static int emit_raw(emit_t *e, const uint8_t *p, size_t n, int depth);
 static int emit_typed(emit_t *e, long msg, const uint8_t *p, size_t n,
                       int depth);
 
+/* Text as a person writes it: valid UTF-8 without control characters
+ * but tab, CR and LF. Short words often parse as messages ("hi" is field
+ * 13 = 105), while a real message nearly always holds a control byte (a
+ * tag of fields 1 to 3, a short length, a small value), so text is taken
+ * as a string first. */
+static int is_text(const uint8_t *p, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if ((p[i] < 0x20 && p[i] != '\t' && p[i] != '\n' && p[i] != '\r') ||
+        p[i] == 0x7f)
+      return 0;
+  return utf8_valid(p, n);
+}
+
 /* A length-delimited payload without a schema. */
 static int put_raw_len(emit_t *e, const uint8_t *p, size_t n, int depth) {
-  if (n > 0 && depth < SHADOW_PB_MAX_DEPTH && shadow_pb_is_message(p, n))
+  if (n > 0 && depth < SHADOW_PB_MAX_DEPTH && !is_text(p, n) &&
+      shadow_pb_is_message(p, n))
     return emit_raw(e, p, n, depth + 1);
   return put_text_or_bytes(e->out, p, n);
 }
