@@ -29,6 +29,7 @@ static void usage(FILE *f) {
       "       shadowd diff [--config FILE] [--explain] PRIMARY_FILE "
       "CANDIDATE_FILE\n"
       "       shadowd diff [--config FILE] [--explain] DIR\n"
+      "                    [--descriptors FILE.pb --message pkg.Type]\n"
       "       shadowd replay [--config FILE] [--candidate URL] [--primary "
       "URL]\n"
       "                      [--rate R] [--concurrency N] [--out FILE]\n"

@@ -1,7 +1,8 @@
 /* The record diff (see diff.h): status, headers (case-insensitive names,
  * hop-by-hop and date never compared), and bodies: JSON semantically
- * through json_diff.c, other bodies by bytes, large or streamed ones by
- * digest and length; gzip and deflate are undone first, within bounds. */
+ * through json_diff.c, protobuf turned into JSON text first (protobuf.h),
+ * other bodies by bytes, large or streamed ones by digest and length; gzip
+ * and deflate are undone first, within bounds. */
 #include "diff.h"
 
 #include <ctype.h>
@@ -17,6 +18,7 @@
 #include "divergence.h"
 #include "header_group.h"
 #include "json_diff.h"
+#include "protobuf.h"
 
 #define DEFAULT_DIFF_BYTES ((size_t)1 << 20)
 #define DEFAULT_VALUE_MAX 256
@@ -30,6 +32,8 @@ struct shadow_diff_opts_s {
   shadow_json_rules_t *rules;
   size_t diff_bytes;
   size_t value_max;
+  shadow_pb_schema_t *pb_schema; /* with pb_message: decode by name */
+  char *pb_message;
 };
 
 shadow_diff_opts_t *shadow_diff_opts_new(void) {
@@ -51,7 +55,36 @@ void shadow_diff_opts_free(shadow_diff_opts_t *o) {
     free(o->ignore[i]);
   free(o->ignore);
   shadow_json_rules_free(o->rules);
+  shadow_pb_schema_free(o->pb_schema);
+  free(o->pb_message);
   free(o);
+}
+
+int shadow_diff_opts_protobuf(shadow_diff_opts_t *o, const void *fds,
+                              size_t len, const char *message, char *err,
+                              size_t errlen) {
+  if (err && errlen) err[0] = '\0';
+  if (!o || !fds || !message || !*message) return -EINVAL;
+  shadow_pb_schema_t *s = NULL;
+  int rc = shadow_pb_schema_load(&s, fds, len, err, errlen);
+  if (rc) return rc;
+  if (!shadow_pb_schema_has(s, message)) {
+    if (err && errlen)
+      snprintf(err, errlen, "the descriptor set holds no message type %s",
+               message);
+    shadow_pb_schema_free(s);
+    return -EINVAL;
+  }
+  char *m = shadow_bytes_dup(message, strlen(message));
+  if (!m) {
+    shadow_pb_schema_free(s);
+    return -ENOMEM;
+  }
+  shadow_pb_schema_free(o->pb_schema);
+  free(o->pb_message);
+  o->pb_schema = s;
+  o->pb_message = m;
+  return 0;
 }
 
 /* RFC 9110 token characters: what a header name may be made of. */
@@ -301,6 +334,20 @@ static int is_json_type(const shadow_record_t *r) {
   return n > 5 && memchr(s, '/', n) && strncasecmp(s + n - 5, "+json", 5) == 0;
 }
 
+/* application/x-protobuf or application/protobuf, parameters allowed.
+ * (gRPC's application/grpc+proto frames its messages: not a bare one.) */
+static int is_protobuf_type(const shadow_record_t *r) {
+  size_t n;
+  const char *s = header_value(r, "content-type", &n);
+  if (!s) return 0;
+  const char *semi = memchr(s, ';', n);
+  if (semi) n = (size_t)(semi - s);
+  while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+    n--;
+  return (n == 22 && strncasecmp(s, "application/x-protobuf", 22) == 0) ||
+         (n == 20 && strncasecmp(s, "application/protobuf", 20) == 0);
+}
+
 enum { CODING_NONE, CODING_GZIP, CODING_DEFLATE, CODING_OTHER };
 
 static int body_coding(const shadow_record_t *r) {
@@ -500,10 +547,14 @@ static int diff_body(const shadow_diff_opts_t *o, const shadow_record_t *p,
                      shadow_diff_result_t *res, shadow_buf_t *b,
                      shadow_buf_t *explain) {
   size_t limit = o ? o->diff_bytes : DEFAULT_DIFF_BYTES;
-  int both_json = is_json_type(p) && is_json_type(c);
-  const char *kind = both_json ? "json" : "bytes";
+  /* Protobuf is compared as the JSON tree it decodes to, against a
+   * protobuf or a JSON body alike (the migration case). */
+  int ppb = is_protobuf_type(p), cpb = is_protobuf_type(c);
+  int both_json = (ppb || is_json_type(p)) && (cpb || is_json_type(c));
+  const char *kind = !both_json ? "bytes" : ppb || cpb ? "protobuf" : "json";
   shadow_buf_t summary = SHADOW_BUF_INIT, ops = SHADOW_BUF_INIT;
   shadow_buf_t fields = SHADOW_BUF_INIT;
+  shadow_buf_t tp = SHADOW_BUF_INIT, tc = SHADOW_BUF_INIT;
   int differs = 0, truncated = 0, rc = 0;
 
   if (vp->cut || vc->cut || vp->too_big || vc->too_big || vp->len > limit ||
@@ -527,8 +578,23 @@ static int diff_body(const shadow_diff_opts_t *o, const shadow_record_t *p,
       out.value_max = o ? o->value_max : DEFAULT_VALUE_MAX;
       out.ops_max_bytes = SHADOW_DIVERGENCE_MAX_BYTES;
       out.explain = explain;
-      rc = shadow_json_diff(vp->data, vp->len, vc->data, vc->len,
-                            o ? o->rules : NULL, &out, err, sizeof(err));
+      const shadow_pb_schema_t *schema = o ? o->pb_schema : NULL;
+      const char *type = o ? o->pb_message : NULL;
+      const char *pd = vp->data, *cd = vc->data;
+      size_t pl = vp->len, cl = vc->len;
+      if (ppb) {
+        rc = shadow_pb_to_json(pd, pl, schema, type, &tp);
+        pd = tp.data ? tp.data : "{}";
+        pl = tp.data ? tp.len : 2;
+      }
+      if (!rc && cpb) {
+        rc = shadow_pb_to_json(cd, cl, schema, type, &tc);
+        cd = tc.data ? tc.data : "{}";
+        cl = tc.data ? tc.len : 2;
+      }
+      if (!rc)
+        rc = shadow_json_diff(pd, pl, cd, cl, o ? o->rules : NULL, &out, err,
+                              sizeof(err));
       if (rc == 0) {
         parsed = 1;
         memcpy(res->hits, out.hits, sizeof res->hits);
@@ -553,6 +619,7 @@ static int diff_body(const shadow_diff_opts_t *o, const shadow_record_t *p,
   }
   res->body_kind = kind[0] == 'd'   ? SHADOW_BODY_DIGEST
                    : kind[0] == 'b' ? SHADOW_BODY_BYTES
+                   : kind[0] == 'p' ? SHADOW_BODY_PROTOBUF
                                     : SHADOW_BODY_JSON;
   if (!rc && (shadow_buf_printf(b,
                                 "\"body\":{\"differs\":%s,\"kind\":\"%s\","
@@ -569,6 +636,8 @@ static int diff_body(const shadow_diff_opts_t *o, const shadow_record_t *p,
   shadow_buf_free(&summary);
   shadow_buf_free(&ops);
   shadow_buf_free(&fields);
+  shadow_buf_free(&tp);
+  shadow_buf_free(&tc);
   return rc ? rc : differs;
 }
 

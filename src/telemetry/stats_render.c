@@ -125,7 +125,7 @@ static void json_route(void *ud, const char *name, uint64_t idx) {
       "\"noise_compared\":%llu,\"noise_suppressed\":%llu,"
       "\"compared_raw\":%llu,\"parts\":{\"status\":%llu,\"headers\":%llu,"
       "\"body\":%llu},\"body_kinds\":{\"json\":%llu,\"bytes\":%llu,"
-      "\"digest\":%llu},\"fields\":",
+      "\"digest\":%llu,\"protobuf\":%llu},\"fields\":",
       (unsigned long long)r->sampled, (unsigned long long)r->compared,
       (unsigned long long)r->diverged, (unsigned long long)r->noise_compared,
       (unsigned long long)r->noise_suppressed,
@@ -133,7 +133,8 @@ static void json_route(void *ud, const char *name, uint64_t idx) {
       (unsigned long long)r->parts[1], (unsigned long long)r->parts[2],
       (unsigned long long)r->body_kinds[SHADOW_BODY_JSON],
       (unsigned long long)r->body_kinds[SHADOW_BODY_BYTES],
-      (unsigned long long)r->body_kinds[SHADOW_BODY_DIGEST]);
+      (unsigned long long)r->body_kinds[SHADOW_BODY_DIGEST],
+      (unsigned long long)r->body_kinds[SHADOW_BODY_PROTOBUF]);
   if (r->fields)
     json_counters(e->out, r->fields);
   else
@@ -453,7 +454,8 @@ typedef struct prom_routes_s {
  * kind is the body count and a digest one is visible apart. */
 static void prom_route(void *ud, const char *name, uint64_t n) {
   static const char *const parts[2] = {"status", "headers"};
-  static const char *const kinds[3] = {"json", "bytes", "digest"};
+  static const char *const kinds[SHADOW_BODY_KINDS] = {"json", "bytes",
+                                                       "digest", "protobuf"};
   prom_routes_t *e = ud;
   const shadow_route_stats_t *r = &e->s->routes[e->i++];
   (void)n;
@@ -464,7 +466,7 @@ static void prom_route(void *ud, const char *name, uint64_t n) {
     shadow_buf_printf(e->out, "\",part=\"%s\"} %llu\n", parts[p],
                       (unsigned long long)r->parts[p]);
   }
-  for (int k = 0; k < 3; k++) {
+  for (int k = 0; k < SHADOW_BODY_KINDS; k++) {
     if (!r->body_kinds[k]) continue;
     shadow_buf_puts(e->out, "shadow_divergences_total{route=\"");
     prom_label(e->out, name);
