@@ -18,7 +18,7 @@ local DEFAULT_MIN_SAMPLES = 1000
 -- 2^53: the largest count a Lua number holds exactly.
 local MAX_COUNT = 9007199254740992
 -- SHADOW_VERDICT_REASON_MAX in src/engine/verdict.h.
-local REASON_MAX = 96
+local REASON_MAX = 192
 
 local DECISIONS = { [1] = "promote", [0] = "insufficient-data",
   [-1] = "hold" }

@@ -221,7 +221,8 @@ describe("a body compared by digest", function()
     local rec = d:divergences().divergences[1]
     assert.are.equal("digest", rec.body.kind)
     local route = d:stats().routes["GET /doc"]
-    assert.are.same({ json = 0, bytes = 0, digest = 1 }, route.body_kinds)
+    assert.are.same({ json = 0, bytes = 0, digest = 1, protobuf = 0 },
+                   route.body_kinds)
     assert.matches('\nshadow_divergences_total{route="GET /doc",part="body",'
                    .. 'kind="digest"} 1\n', "\n" .. d:admin("/metrics").body,
                    1, true)

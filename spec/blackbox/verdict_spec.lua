@@ -69,9 +69,10 @@ describe("the verdict", function()
     assert.equal(held_at, v.diverged)
     assert.is_true(v.compared < 1000) -- min_samples did not hold it back
     assert.equal(0.001, v.budget)
-    local bound = v.reason:match("^lower bound (%S+) above budget 0%.001$")
+    local bound = v.reason:match("^at least ([%d.]+)%% of compared "
+      .. "requests differ; the budget is 0%.1%%$")
     assert.is_not_nil(bound, v.reason)
-    assert.equal(tonumber(("%.3g"):format(lower_all_failed(held_at))),
+    assert.equal(tonumber(("%.2g"):format(100 * lower_all_failed(held_at))),
                  tonumber(bound))
     assert.is_true(math.abs(v.lower - lower_all_failed(held_at)) < 1e-6)
   end)
@@ -82,8 +83,8 @@ describe("the verdict", function()
     local route = stats.routes["GET /differs"]
     assert.is_table(route, json.encode(stats.routes))
     assert.equal("hold", route.verdict.decision)
-    assert.matches("^lower bound [%d.]+ above budget 0%.001$",
-                   route.verdict.reason)
+    assert.matches("^at least [%d.]+%% of compared requests differ; "
+      .. "the budget is 0%.1%%$", route.verdict.reason)
   end)
 
   it("keeps an agreeing route at insufficient-data below min_samples",

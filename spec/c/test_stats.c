@@ -78,7 +78,60 @@ static void test_labels(void) {
   shadow_counters_free(raw);
 }
 
+/* A hook's last error is kept, one line, bounded; a reset zeroes every
+ * count but keeps the names (a rule at 0 still shows), the learned noise's
+ * judging count, and moves window_start. */
+static void test_errors_and_reset(void) {
+  static const char *const hooks[] = {"key", "normalize"};
+  shadow_stats_t *s = shadow_stats_new(hooks, 2);
+  CHECK(s != NULL);
+  if (!s) return;
+  char big[1000];
+  memset(big, 'x', sizeof(big) - 1);
+  big[sizeof(big) - 1] = '\0';
+  shadow_stats_hook_error(s, 1, "c.lua:3: boom\nstack traceback:", 1.7e12);
+  shadow_stats_hook_error(s, 1, big, 1.7e12 + 5);
+  shadow_stats_hook_error(s, 9, "out of range", 1.7e12); /* ignored */
+  CHECK(s->hook_errors[1].count == 2);
+  CHECK(strlen(s->hook_errors[1].last) == SHADOW_HOOK_ERROR_MAX);
+  shadow_stats_hook_error(s, 1, "c.lua:3: boom\nstack traceback:", 1.7e12 + 9);
+  CHECK(strcmp(s->hook_errors[1].last, "c.lua:3: boom") == 0);
+  shadow_buf_t out = SHADOW_BUF_INIT;
+  shadow_slo_t slo = {0.001, 1000, 0};
+  shadow_stats_render_json(s, &out, &slo, 1.7e12);
+  CHECK(strstr(out.data, "\"hook_errors\":{\"normalize\":{\"count\":3,"
+                         "\"last_error\":\"c.lua:3: boom\",\"last_time\":"
+                         "\"2023-11-14T22:13:20.009Z\"}}") != NULL);
+  shadow_counters_add(s->rule_hits, "ignore:/ts", 10, 4);
+  shadow_stats_set_reload(s, 1.7e12, "error", "c.lua:1: bad");
+  shadow_route_stats_t *r = shadow_stats_route(s, "GET /a", 6);
+  CHECK(r != NULL);
+  if (r) r->compared = r->learn_compared = r->compared_raw = 7;
+  s->compared = s->compared_raw = 7;
+  shadow_stats_reset(s, 1.8e12, 0);
+  CHECK(s->compared == 0 && s->compared_raw == 0 && s->reloads_failed == 0);
+  CHECK(s->hook_errors[1].count == 0);
+  CHECK(shadow_counters_get(s->rule_hits, "ignore:/ts") == 0);
+  uint64_t pos;
+  CHECK(shadow_counters_find(s->rule_hits, "ignore:/ts", &pos) == 1);
+  CHECK(r && r->compared == 0 && r->compared_raw == 0);
+  CHECK(r && r->learn_compared == 7); /* the learned noise is kept */
+  CHECK(s->window_start_ms == 1.8e12);
+  shadow_buf_reset(&out);
+  shadow_stats_render_json(s, &out, &slo, 1.8e12);
+  CHECK(strstr(out.data, "\"hook_errors\":{}") != NULL);
+  CHECK(strstr(out.data, "\"failed_reloads\":{\"count\":0,\"last\":null}") !=
+        NULL);
+  CHECK(strstr(out.data, "\"window_start\":\"2027-01-15T08:00:00.000Z\"") !=
+        NULL);
+  shadow_stats_reset(s, 1.9e12, 1);
+  CHECK(r && r->learn_compared == 0);
+  shadow_buf_free(&out);
+  shadow_stats_free(s);
+}
+
 int main(void) {
+  test_errors_and_reset();
   test_labels();
   /* Past the cap, new names count under "other". */
   shadow_counters_t *c = shadow_counters_new(3);
@@ -138,8 +191,9 @@ int main(void) {
    * overall and per route, though min_samples is far off. */
   const char *hold = "\"verdict\":{\"decision\":\"hold\",\"compared\":3,"
                      "\"diverged\":1,\"rate\":0.333333,\"lower\":0.0614919,"
-                     "\"upper\":0.79234,\"budget\":0.001,\"reason\":\"lower "
-                     "bound 0.0615 above budget 0.001\"}";
+                     "\"upper\":0.79234,\"budget\":0.001,\"reason\":\"at "
+                     "least 6.1% of compared requests differ; the budget "
+                     "is 0.1%\"}";
   const char *first = strstr(out.data, hold);
   CHECK(first != NULL);
   CHECK(first && strstr(first + 1, hold) != NULL);

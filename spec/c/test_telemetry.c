@@ -289,7 +289,7 @@ static void test_noise_snippet(void) {
   shadow_stats_t *s = shadow_stats_new(NULL, 0);
   shadow_route_stats_t *r = shadow_stats_route(s, "GET /x", 6);
   CHECK(r == &s->routes[0]);
-  r->compared = r->noise_compared = 400;
+  r->compared = r->learn_compared = r->noise_compared = 400;
   learned(s, "body:/a\"b\\c\n", 200, 200, SHADOW_NOISE_VALUE, 0);
   learned(s, "header:x-id", 400, 400, SHADOW_NOISE_HEADER, 0);
   learned(s, "body:/p", 300, 300, SHADOW_NOISE_NUMBER, 3.71e-6);
@@ -321,6 +321,7 @@ static void test_latency_verdict(void) {
   for (int i = 0; i < 20; i++) {
     shadow_exchange_obs_t o = {200, 200, {1, 10, 1, 10 + i % 5}};
     r->compared++;
+    r->learn_compared++;
     s->compared++;
     shadow_stats_observe(s, r, &o);
   }

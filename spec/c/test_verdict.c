@@ -65,26 +65,31 @@ int main(void) {
   static const row_t table[] = {
       /* Every one of 80 differs: the interval 0.954-1 is far above the
        * budget, so hold long before min_samples. */
-      {80, 80, 0.001, 1000, "hold", "lower bound 0.954 above budget 0.001"},
+      {80, 80, 0.001, 1000, "hold",
+       "at least 95% of compared requests differ; the budget is 0.1%"},
       /* None of 80 differs, but the upper bound (0.0458) is still over
        * the budget and min_samples is not reached. */
       {80, 0, 0.001, 1000, "insufficient-data",
        "1000 comparisons needed, 80 so far"},
       {4000, 0, 0.001, 1000, "promote",
-       "upper bound 0.000959 within budget 0.001"},
+       "at most 0.096% of compared requests differ; the budget is 0.1%"},
       /* 0.5% against 0.1%: the lower bound (0.00272) is above. */
-      {2000, 10, 0.001, 1000, "hold", "lower bound 0.00272 above budget 0.001"},
+      {2000, 10, 0.001, 1000, "hold",
+       "at least 0.27% of compared requests differ; the budget is 0.1%"},
       /* Past min_samples with an interval that straddles the budget. */
-      {2000, 2, 0.001, 1000, "hold", "upper bound 0.00364 above budget 0.001"},
-      {1000, 0, 0.001, 1000, "hold", "upper bound 0.00383 above budget 0.001"},
+      {2000, 2, 0.001, 1000, "hold",
+       "up to 0.36% of compared requests may differ; the budget is 0.1%"},
+      {1000, 0, 0.001, 1000, "hold",
+       "up to 0.38% of compared requests may differ; the budget is 0.1%"},
       /* The fewest clean comparisons that promote at 0.1%: 3838. One
        * fewer prints the bound with the digits that tell it apart. */
       {3838, 0, 0.001, 1000, "promote",
-       "upper bound 0.0009999 within budget 0.001"},
+       "at most 0.09999% of compared requests differ; the budget is 0.1%"},
       {3837, 0, 0.001, 1000, "hold",
-       "upper bound 0.0010002 above budget 0.001"},
+       "up to 0.10002% of compared requests may differ; the budget is 0.1%"},
       /* One failing comparison is already clear evidence. */
-      {1, 1, 0.001, 1000, "hold", "lower bound 0.207 above budget 0.001"},
+      {1, 1, 0.001, 1000, "hold",
+       "at least 21% of compared requests differ; the budget is 0.1%"},
       /* Nothing compared: no evidence either way, whatever min_samples. */
       {0, 0, 0.001, 1000, "insufficient-data",
        "1000 comparisons needed, 0 so far"},
@@ -92,13 +97,16 @@ int main(void) {
       {0, 0, 0.001, 1, "insufficient-data", "1 comparison needed, 0 so far"},
       /* min_samples 0: the interval alone decides. */
       {4000, 0, 0.001, 0, "promote",
-       "upper bound 0.000959 within budget 0.001"},
-      {80, 0, 0.001, 0, "hold", "upper bound 0.0458 above budget 0.001"},
+       "at most 0.096% of compared requests differ; the budget is 0.1%"},
+      {80, 0, 0.001, 0, "hold",
+       "up to 4.6% of compared requests may differ; the budget is 0.1%"},
       /* A budget of 1 tolerates anything once min_samples is reached; a
        * budget of 0 never promotes. */
-      {10, 10, 1, 10, "promote", "upper bound 1 within budget 1"},
+      {10, 10, 1, 10, "promote",
+       "at most 100% of compared requests differ; the budget is 100%"},
       {9, 9, 1, 10, "insufficient-data", "10 comparisons needed, 9 so far"},
-      {1000000, 0, 0, 1000, "hold", "upper bound 3.84e-06 above budget 0"},
+      {1000000, 0, 0, 1000, "hold",
+       "up to 0.00038% of compared requests may differ; the budget is 0%"},
   };
   for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
     check_row(&table[i]);
@@ -152,15 +160,15 @@ int main(void) {
   CHECK(strcmp(v.decision, "hold") == 0);
   shadow_verdict_compute(&v, 80, 80, 0.001, 1000);
   shadow_verdict_hold(&v, "latency ratio 2.5 above 1.5");
-  CHECK(strcmp(v.reason, "lower bound 0.954 above budget 0.001; latency "
-                         "ratio 2.5 above 1.5") == 0);
+  CHECK(strcmp(v.reason, "at least 95% of compared requests differ; the "
+                         "budget is 0.1%; latency ratio 2.5 above 1.5") == 0);
   /* A reason that does not fit is left out rather than cut mid-word. */
   char longer[SHADOW_VERDICT_REASON_MAX];
   memset(longer, 'x', sizeof(longer) - 1);
   longer[sizeof(longer) - 1] = '\0';
   shadow_verdict_hold(&v, longer);
-  CHECK(strcmp(v.reason, "lower bound 0.954 above budget 0.001; latency "
-                         "ratio 2.5 above 1.5") == 0);
+  CHECK(strcmp(v.reason, "at least 95% of compared requests differ; the "
+                         "budget is 0.1%; latency ratio 2.5 above 1.5") == 0);
 
   /* The words for each code. */
   CHECK(strcmp(shadow_verdict_decision(SHADOW_VERDICT_PROMOTE), "promote") ==

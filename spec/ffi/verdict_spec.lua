@@ -33,15 +33,19 @@ local function near(a, b)
   return math.abs(a - b) <= 1e-9 * math.max(1e-12, math.abs(b))
 end
 
--- The number the reason names, checked against the bound at the three
+-- The percentage the reason names ("at least" for the lower bound, "at
+-- most" or "up to" for the upper one), checked against the bound at the two
 -- significant digits it is written with.
+local WORDS = { lower = { "at least" }, upper = { "at most", "up to" } }
 local function named(reason, which)
-  local x = reason:match("^" .. which .. " bound (%S+) ")
-  return tonumber(x)
+  for _, w in ipairs(WORDS[which]) do
+    local x = reason:match("^" .. w .. " ([%d.]+)%% of compared requests")
+    if x then return tonumber(x) end
+  end
 end
 
-local function sig3(x)
-  return tonumber(("%.3g"):format(x))
+local function sig2(x)
+  return tonumber(("%.2g"):format(x * 100))
 end
 
 describe("shadow.verdict", function()
@@ -52,8 +56,9 @@ describe("shadow.verdict", function()
     assert.is_true(near(v.lower, lo), v.lower .. " vs " .. lo)
     assert.equal(1, v.upper)
     assert.equal(1, v.rate)
-    assert.equal("lower bound 0.954 above budget 0.001", v.reason)
-    assert.equal(sig3(lo), named(v.reason, "lower"))
+    assert.equal("at least 95% of compared requests differ; "
+      .. "the budget is 0.1%", v.reason)
+    assert.equal(sig2(lo), named(v.reason, "lower"))
   end)
 
   it("waits for min_samples when 0 of 80 differ", function()
@@ -73,8 +78,9 @@ describe("shadow.verdict", function()
     assert.equal("promote", v.decision)
     assert.is_true(near(v.upper, hi))
     assert.is_true(hi < 0.001)
-    assert.equal("upper bound 0.000959 within budget 0.001", v.reason)
-    assert.equal(sig3(hi), named(v.reason, "upper"))
+    assert.equal("at most 0.096% of compared requests differ; "
+      .. "the budget is 0.1%", v.reason)
+    assert.equal(sig2(hi), named(v.reason, "upper"))
   end)
 
   it("holds 10 of 2000 at 0.1%, past min_samples and on the lower bound",
@@ -85,8 +91,9 @@ describe("shadow.verdict", function()
     assert.equal("hold", v.decision)
     assert.equal(0.005, v.rate)
     assert.is_true(near(v.lower, lo) and near(v.upper, hi))
-    assert.equal(sig3(lo), named(v.reason, "lower"))
-    assert.matches("^lower bound [%d.]+ above budget 0%.001$", v.reason)
+    assert.equal(sig2(lo), named(v.reason, "lower"))
+    assert.matches("^at least [%d.]+%% of compared requests differ; "
+      .. "the budget is 0%.1%%$", v.reason)
   end)
 
   it("holds past min_samples when the interval still reaches over",
@@ -94,8 +101,9 @@ describe("shadow.verdict", function()
     local v = shadow.verdict(1000, 0)
     local _, hi = wilson(1000, 0)
     assert.equal("hold", v.decision)
-    assert.equal("upper bound 0.00383 above budget 0.001", v.reason)
-    assert.equal(sig3(hi), named(v.reason, "upper"))
+    assert.equal("up to 0.38% of compared requests may differ; "
+      .. "the budget is 0.1%", v.reason)
+    assert.equal(sig2(hi), named(v.reason, "upper"))
   end)
 
   it("gives nothing compared insufficient-data, whatever min_samples",
@@ -114,8 +122,9 @@ describe("shadow.verdict", function()
     assert.equal("promote", v.decision)
     v = shadow.verdict(80, 0, { min_samples = 0 })
     assert.equal("hold", v.decision)
-    assert.equal(sig3(select(2, wilson(80, 0))), named(v.reason, "upper"))
-    assert.matches("^upper bound [%d.]+ above budget 0%.001$", v.reason)
+    assert.equal(sig2(select(2, wilson(80, 0))), named(v.reason, "upper"))
+    assert.matches("^up to [%d.]+%% of compared requests may differ; "
+      .. "the budget is 0%.1%%$", v.reason)
   end)
 
   it("tells bounds near the budget apart in the reason", function()
@@ -123,7 +132,8 @@ describe("shadow.verdict", function()
     assert.equal("promote", shadow.verdict(3838, 0).decision)
     local v = shadow.verdict(3837, 0)
     assert.equal("hold", v.decision)
-    assert.equal("upper bound 0.0010002 above budget 0.001", v.reason)
+    assert.equal("up to 0.10002% of compared requests may differ; "
+      .. "the budget is 0.1%", v.reason)
   end)
 
   it("agrees with the rule over a sweep of counts, budgets and minimums",

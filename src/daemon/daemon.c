@@ -13,6 +13,7 @@
 #include "admin.h"
 #include "admin_guard.h"
 #include "clock.h"
+#include "config_changes.h"
 #include "dispatcher.h"
 #include "json.h"
 #include "log.h"
@@ -151,17 +152,36 @@ static int reload(void *ud, char **err) {
     app->sh.stats->loop_generation[0] = app->generation;
     shadow_shared_unlock(&app->sh);
   }
+  shadow_buf_t what = SHADOW_BUF_INIT;
+  shadow_config_print_describe(shadow_gen_print(app->gen), shadow_gen_print(g),
+                               &what);
   shadow_gen_unref(app->gen);
   app->gen = g;
   set_reload(app, "ok", NULL);
-  shadow_log_info("reloaded %s: generation %u", app->opts.config_path,
-                  app->generation);
+  shadow_log_info("reloaded %s: generation %u: %s", app->opts.config_path,
+                  app->generation, what.data ? what.data : "");
+  shadow_buf_free(&what);
   rearm_watch(app);
   return 0;
 }
 
 static void on_sources_changed(void *ud) {
   reload(ud, NULL);
+}
+
+/* POST /stats/reset: a new counting window, said in the log so a later
+ * reader knows why the counts went back to 0. */
+static void reset_stats(void *ud, int forget_noise) {
+  app_t *app = ud;
+  shadow_shared_lock(&app->sh);
+  uint64_t compared = app->sh.stats->compared;
+  uint64_t diverged = app->sh.stats->diverged;
+  shadow_stats_reset(app->sh.stats, shadow_wall_ms(), forget_noise);
+  shadow_shared_unlock(&app->sh);
+  shadow_log_info("stats reset: a new counting window begins (the last had "
+                  "%llu compared, %llu diverged); learned noise %s",
+                  (unsigned long long)compared, (unsigned long long)diverged,
+                  forget_noise ? "forgotten" : "kept");
 }
 
 /* --- admin -------------------------------------------------------------- */
@@ -309,9 +329,14 @@ int shadow_daemon_run(const shadow_daemon_opts_t *opts, shadow_gen_t *g) {
   if (rc == 0) app->sh.stats->generation = 1;
   if (rc == 0) rc = start_serving(app, g, &err);
   if (rc == 0) {
-    shadow_admin_ctx_t ctx = {
-        app->sh.stats, admin_ring, admin_settings, reload, admin_lock,
-        admin_unlock,  app};
+    shadow_admin_ctx_t ctx = {.stats = app->sh.stats,
+                              .ring = admin_ring,
+                              .settings = admin_settings,
+                              .reload = reload,
+                              .reset = reset_stats,
+                              .lock = admin_lock,
+                              .unlock = admin_unlock,
+                              .ud = app};
     rc = shadow_admin_listen(&loop, cfg->admin, &ctx, &app->admin, &err);
     if (rc) {
       char *why = err;

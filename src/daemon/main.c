@@ -13,6 +13,7 @@
 #include "admin_guard.h"
 #include "check_gateway.h"
 #include "check_request.h"
+#include "check_response.h"
 #include "daemon.h"
 #include "export.h"
 #include "json.h"
@@ -26,10 +27,12 @@ static void usage(FILE *f) {
       "ADDR:PORT]\n"
       "               [--workers N]\n"
       "               [--check [--request 'GET /p' [--header 'n: v']...]]\n"
+      "               [--check --response FILE [--side primary|candidate]]\n"
       "               [--version] [--help]\n"
       "       shadowd diff [--config FILE] [--explain] PRIMARY_FILE "
       "CANDIDATE_FILE\n"
       "       shadowd diff [--config FILE] [--explain] DIR\n"
+      "                    [--descriptors FILE.pb --message pkg.Type]\n"
       "       shadowd replay [--config FILE] [--candidate URL] [--primary "
       "URL]\n"
       "                      [--rate R] [--concurrency N] [--out FILE]\n"
@@ -53,6 +56,10 @@ static void usage(FILE *f) {
       "  --check         load and validate the config, print it, exit\n"
       "  --request 'GET /path' [--header 'name: value' ...]\n"
       "                  with --check: what the hooks decide for this request\n"
+      "  --response FILE [--side primary|candidate]\n"
+      "                  with --check: run normalize on a recorded response\n"
+      "                  (as shadowd diff reads it) and print it before and\n"
+      "                  after\n"
       "  --version       print the version\n"
       "  --help          this text\n"
       "\n"
@@ -220,8 +227,12 @@ static void print_check(const char *path, shadow_gen_t *g) {
                ? "redact.key"
                : "a random key per process (set redact.key to compare "
                  "marks across runs, e.g. for replay)");
+  /* The divergence budget the verdict is judged against. */
+  printf("  slo        budget %g%% of compared requests may differ; promote "
+         "after at least %llu compared\n",
+         c->slo_max_rate * 100, (unsigned long long)c->slo_min_samples);
   if (c->slo_max_latency_ratio > 0)
-    printf("  slo        hold when the candidate's p99 is over %g x the "
+    printf("             hold when the candidate's p99 is over %g x the "
            "primary's\n",
            c->slo_max_latency_ratio);
   printf("  breaker    opens after %d failures for %llu ms\n",
@@ -241,6 +252,12 @@ static void print_check(const char *path, shadow_gen_t *g) {
          (unsigned long long)l->copy_memory_bytes);
   /* The JSON rules, by the names /metrics counts them under, so a rule
    * that never fires can be told from one that was never loaded. */
+  const char *const *ignored = NULL;
+  size_t nignored = shadow_diff_opts_ignored_headers(c->diff_opts, &ignored);
+  printf("  ignore     headers");
+  for (size_t i = 0; i < nignored; i++)
+    printf("%s %s", i ? "," : "", ignored[i]);
+  printf("%s\n", nignored ? " (never compared)" : " none");
   size_t nrules = 0;
   shadow_diff_opts_rule_names(c->diff_opts, NULL, &nrules);
   printf("  rules      %zu JSON rule%s%s\n", nrules, nrules == 1 ? "" : "s",
@@ -295,12 +312,14 @@ int main(int argc, char **argv) {
       {"check", no_argument, NULL, 'k'},
       {"request", required_argument, NULL, 'r'},
       {"header", required_argument, NULL, 'H'},
+      {"response", required_argument, NULL, 'R'},
+      {"side", required_argument, NULL, 'S'},
       {"workers", required_argument, NULL, 'w'},
       {"version", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   int check = 0, c;
-  const char *request = NULL;
+  const char *request = NULL, *response = NULL, *side = "primary";
   const char *headers[64];
   size_t nheaders = 0;
   while ((c = getopt_long(argc, argv, "c:l:a:kvhr:H:w:", opts, NULL)) != -1) {
@@ -310,6 +329,14 @@ int main(int argc, char **argv) {
     case 'a': app.admin_override = optarg; break;
     case 'k': check = 1; break;
     case 'r': request = optarg; break;
+    case 'R': response = optarg; break;
+    case 'S':
+      if (strcmp(optarg, "primary") != 0 && strcmp(optarg, "candidate") != 0) {
+        fprintf(stderr, "shadowd: --side is primary or candidate\n");
+        return 2;
+      }
+      side = optarg;
+      break;
     case 'H':
       if (nheaders == 64) {
         fprintf(stderr, "shadowd: at most 64 --header options\n");
@@ -337,6 +364,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "shadowd: --request and --header go with --check\n");
     return 2;
   }
+  if ((response || strcmp(side, "primary") != 0) && !check) {
+    fprintf(stderr, "shadowd: --response and --side go with --check\n");
+    return 2;
+  }
   if (optind < argc) {
     fprintf(stderr, "shadowd: unexpected argument '%s'\n", argv[optind]);
     usage(stderr);
@@ -360,6 +391,8 @@ int main(int argc, char **argv) {
     int rc = request
                  ? shadow_check_request(g, request, headers, nheaders, stdout)
                  : 0;
+    if (response && shadow_check_response(g, response, side, stdout) != 0)
+      rc = -1;
     shadow_gen_unref(g);
     return rc ? 2 : 0;
   }

@@ -1,7 +1,8 @@
 /* The record diff (see diff.h): status, headers (case-insensitive names,
  * hop-by-hop and date never compared), and bodies: JSON semantically
- * through json_diff.c, other bodies by bytes, large or streamed ones by
- * digest and length; gzip and deflate are undone first, within bounds. */
+ * through json_diff.c, protobuf turned into JSON text first (protobuf.h),
+ * other bodies by bytes, large or streamed ones by digest and length; gzip
+ * and deflate are undone first, within bounds. */
 #include "diff.h"
 
 #include <ctype.h>
@@ -15,7 +16,9 @@
 #include <zlib.h>
 
 #include "divergence.h"
+#include "header_group.h"
 #include "json_diff.h"
+#include "protobuf.h"
 
 #define DEFAULT_DIFF_BYTES ((size_t)1 << 20)
 #define DEFAULT_VALUE_MAX 256
@@ -29,6 +32,8 @@ struct shadow_diff_opts_s {
   shadow_json_rules_t *rules;
   size_t diff_bytes;
   size_t value_max;
+  shadow_pb_schema_t *pb_schema; /* with pb_message: decode by name */
+  char *pb_message;
 };
 
 shadow_diff_opts_t *shadow_diff_opts_new(void) {
@@ -50,7 +55,36 @@ void shadow_diff_opts_free(shadow_diff_opts_t *o) {
     free(o->ignore[i]);
   free(o->ignore);
   shadow_json_rules_free(o->rules);
+  shadow_pb_schema_free(o->pb_schema);
+  free(o->pb_message);
   free(o);
+}
+
+int shadow_diff_opts_protobuf(shadow_diff_opts_t *o, const void *fds,
+                              size_t len, const char *message, char *err,
+                              size_t errlen) {
+  if (err && errlen) err[0] = '\0';
+  if (!o || !fds || !message || !*message) return -EINVAL;
+  shadow_pb_schema_t *s = NULL;
+  int rc = shadow_pb_schema_load(&s, fds, len, err, errlen);
+  if (rc) return rc;
+  if (!shadow_pb_schema_has(s, message)) {
+    if (err && errlen)
+      snprintf(err, errlen, "the descriptor set holds no message type %s",
+               message);
+    shadow_pb_schema_free(s);
+    return -EINVAL;
+  }
+  char *m = shadow_bytes_dup(message, strlen(message));
+  if (!m) {
+    shadow_pb_schema_free(s);
+    return -ENOMEM;
+  }
+  shadow_pb_schema_free(o->pb_schema);
+  free(o->pb_message);
+  o->pb_schema = s;
+  o->pb_message = m;
+  return 0;
 }
 
 /* RFC 9110 token characters: what a header name may be made of. */
@@ -72,6 +106,12 @@ int shadow_diff_opts_ignore_header(shadow_diff_opts_t *o, const char *name) {
     copy[i] = (char)tolower((unsigned char)name[i]);
   o->ignore[o->nignore++] = copy;
   return 0;
+}
+
+size_t shadow_diff_opts_ignored_headers(const shadow_diff_opts_t *o,
+                                        const char *const **names) {
+  if (names) *names = o ? (const char *const *)o->ignore : NULL;
+  return o ? o->nignore : 0;
 }
 
 int shadow_diff_opts_ignore_json(shadow_diff_opts_t *o, const char *pointer) {
@@ -172,65 +212,49 @@ static int header_ignored(const shadow_diff_opts_t *o, const shadow_header_t *h,
   return 0;
 }
 
-static int same_name(const shadow_header_t *a, const shadow_header_t *b) {
-  return a->name_len == b->name_len &&
-         strncasecmp(a->name, b->name, a->name_len) == 0;
-}
+/* Lines of one name are followed through the groups of both sides
+ * (header_group.h), found in one sort: a response of thousands of header
+ * lines costs its size times a logarithm, not its square. */
+#define END SHADOW_HEADER_GROUP_END
 
-/* Index of the next header at or after *pos named like h, or -1. */
-static const shadow_header_t *
-next_named(const shadow_headers_t *hs, const shadow_header_t *h, size_t *pos) {
-  for (; *pos < hs->n; (*pos)++)
-    if (same_name(&hs->v[*pos], h)) return &hs->v[(*pos)++];
-  return NULL;
-}
-
-static size_t count_named(const shadow_headers_t *hs,
-                          const shadow_header_t *h) {
-  size_t n = 0;
-  for (size_t i = 0; i < hs->n; i++)
-    n += same_name(&hs->v[i], h);
-  return n;
-}
-
-/* The ordered lists of values under h's name agree on both sides. */
-static int values_equal(const shadow_headers_t *a, const shadow_headers_t *b,
-                        const shadow_header_t *h) {
-  size_t pa = 0, pb = 0;
-  for (;;) {
-    const shadow_header_t *x = next_named(a, h, &pa);
-    const shadow_header_t *y = next_named(b, h, &pb);
-    if (!x || !y) return x == y;
+/* The ordered values of two chains (i on a's side, j on b's; END: none)
+ * agree. */
+static int chains_equal(const shadow_headers_t *a, const size_t *an, size_t i,
+                        const shadow_headers_t *b, const size_t *bn, size_t j) {
+  while (i != END && j != END) {
+    const shadow_header_t *x = &a->v[i], *y = &b->v[j];
     if (x->value_len != y->value_len ||
         memcmp(x->value, y->value, x->value_len) != 0)
       return 0;
+    i = an[i];
+    j = bn[j];
   }
+  return i == j;
 }
 
 /* Writes one side's values: null, a string, or an array when several. */
 static int write_values(shadow_buf_t *b, const shadow_headers_t *hs,
-                        const shadow_header_t *h, size_t max) {
-  size_t n = count_named(hs, h), pos = 0;
-  if (n == 0) return shadow_buf_puts(b, "null");
-  if (n > 1 && shadow_buf_putc(b, '[')) return -ENOMEM;
-  for (size_t i = 0; i < n; i++) {
-    const shadow_header_t *x = next_named(hs, h, &pos);
-    if ((i && shadow_buf_putc(b, ',')) ||
+                        const size_t *next, size_t i, size_t max) {
+  if (i == END) return shadow_buf_puts(b, "null");
+  int many = next[i] != END;
+  if (many && shadow_buf_putc(b, '[')) return -ENOMEM;
+  for (size_t k = i; k != END; k = next[k]) {
+    const shadow_header_t *x = &hs->v[k];
+    if ((k != i && shadow_buf_putc(b, ',')) ||
         shadow_buf_json_string(b, x->value, x->value_len, max))
       return -ENOMEM;
   }
-  return n > 1 ? shadow_buf_putc(b, ']') : 0;
+  return many ? shadow_buf_putc(b, ']') : 0;
 }
 
-static int first_of_name(const shadow_headers_t *hs, size_t i) {
-  for (size_t j = 0; j < i; j++)
-    if (same_name(&hs->v[j], &hs->v[i])) return 0;
-  return 1;
-}
-
+/* One header's difference; pi and ci are the first lines of its name on
+ * each side (END: none there). */
 static int header_diff(shadow_buf_t *b, shadow_diff_result_t *res,
                        const shadow_header_t *h, const shadow_record_t *p,
-                       const shadow_record_t *c, size_t max, size_t *n) {
+                       const shadow_header_groups_t *gp, size_t pi,
+                       const shadow_record_t *c,
+                       const shadow_header_groups_t *gc, size_t ci, size_t max,
+                       size_t *n) {
   char lower[256];
   size_t ln = h->name_len < sizeof(lower) ? h->name_len : sizeof(lower) - 1;
   for (size_t i = 0; i < ln; i++)
@@ -239,9 +263,10 @@ static int header_diff(shadow_buf_t *b, shadow_diff_result_t *res,
   if (shadow_buf_puts(b, "{\"name\":") ||
       shadow_buf_json_string(b, lower, ln, max) ||
       shadow_buf_puts(b, ",\"primary\":") ||
-      write_values(b, &p->headers, h, max) ||
+      write_values(b, &p->headers, gp->next, pi, max) ||
       shadow_buf_puts(b, ",\"candidate\":") ||
-      write_values(b, &c->headers, h, max) || shadow_buf_putc(b, '}'))
+      write_values(b, &c->headers, gc->next, ci, max) ||
+      shadow_buf_putc(b, '}'))
     return -ENOMEM;
   return add_field(res, "header:", lower, ln);
 }
@@ -251,24 +276,33 @@ static int diff_headers(const shadow_diff_opts_t *o, const shadow_record_t *p,
                         shadow_diff_result_t *res, shadow_buf_t *b) {
   size_t max = o ? o->value_max : DEFAULT_VALUE_MAX;
   size_t n = 0;
-  int rc;
+  int rc = 0;
+  shadow_header_groups_t gp, gc;
+  if (shadow_headers_pair(&p->headers, &c->headers, &gp, &gc)) {
+    rc = -ENOMEM;
+    goto out;
+  }
   /* Names in the primary's order first, then those only the candidate has. */
-  for (size_t i = 0; i < p->headers.n; i++) {
+  for (size_t i = 0; i < p->headers.n && rc == 0; i++) {
     const shadow_header_t *h = &p->headers.v[i];
-    if (header_ignored(o, h, skip_encoding) || !first_of_name(&p->headers, i))
+    if (!gp.first[i] || header_ignored(o, h, skip_encoding)) continue;
+    if (chains_equal(&p->headers, gp.next, i, &c->headers, gc.next, gp.peer[i]))
       continue;
-    if (values_equal(&p->headers, &c->headers, h)) continue;
-    if ((rc = header_diff(b, res, h, p, c, max, &n))) return rc;
+    rc = header_diff(b, res, h, p, &gp, i, c, &gc, gp.peer[i], max, &n);
   }
-  for (size_t i = 0; i < c->headers.n; i++) {
+  for (size_t i = 0; i < c->headers.n && rc == 0; i++) {
     const shadow_header_t *h = &c->headers.v[i];
-    if (header_ignored(o, h, skip_encoding) || !first_of_name(&c->headers, i))
-      continue;
-    if (count_named(&p->headers, h)) continue; /* handled above */
-    if ((rc = header_diff(b, res, h, p, c, max, &n))) return rc;
+    if (!gc.first[i] || gc.peer[i] != END) continue; /* handled above */
+    if (header_ignored(o, h, skip_encoding)) continue;
+    rc = header_diff(b, res, h, p, &gp, END, c, &gc, i, max, &n);
   }
-  return (int)(n > 0);
+out:
+  shadow_header_groups_free(&gp);
+  shadow_header_groups_free(&gc);
+  return rc ? rc : (int)(n > 0);
 }
+
+#undef END
 
 /* ---- bodies ----------------------------------------------------------- */
 
@@ -298,6 +332,20 @@ static int is_json_type(const shadow_record_t *r) {
     n--;
   if (n == 16 && strncasecmp(s, "application/json", 16) == 0) return 1;
   return n > 5 && memchr(s, '/', n) && strncasecmp(s + n - 5, "+json", 5) == 0;
+}
+
+/* application/x-protobuf or application/protobuf, parameters allowed.
+ * (gRPC's application/grpc+proto frames its messages: not a bare one.) */
+static int is_protobuf_type(const shadow_record_t *r) {
+  size_t n;
+  const char *s = header_value(r, "content-type", &n);
+  if (!s) return 0;
+  const char *semi = memchr(s, ';', n);
+  if (semi) n = (size_t)(semi - s);
+  while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+    n--;
+  return (n == 22 && strncasecmp(s, "application/x-protobuf", 22) == 0) ||
+         (n == 20 && strncasecmp(s, "application/protobuf", 20) == 0);
 }
 
 enum { CODING_NONE, CODING_GZIP, CODING_DEFLATE, CODING_OTHER };
@@ -499,10 +547,14 @@ static int diff_body(const shadow_diff_opts_t *o, const shadow_record_t *p,
                      shadow_diff_result_t *res, shadow_buf_t *b,
                      shadow_buf_t *explain) {
   size_t limit = o ? o->diff_bytes : DEFAULT_DIFF_BYTES;
-  int both_json = is_json_type(p) && is_json_type(c);
-  const char *kind = both_json ? "json" : "bytes";
+  /* Protobuf is compared as the JSON tree it decodes to, against a
+   * protobuf or a JSON body alike (the migration case). */
+  int ppb = is_protobuf_type(p), cpb = is_protobuf_type(c);
+  int both_json = (ppb || is_json_type(p)) && (cpb || is_json_type(c));
+  const char *kind = !both_json ? "bytes" : ppb || cpb ? "protobuf" : "json";
   shadow_buf_t summary = SHADOW_BUF_INIT, ops = SHADOW_BUF_INIT;
   shadow_buf_t fields = SHADOW_BUF_INIT;
+  shadow_buf_t tp = SHADOW_BUF_INIT, tc = SHADOW_BUF_INIT;
   int differs = 0, truncated = 0, rc = 0;
 
   if (vp->cut || vc->cut || vp->too_big || vc->too_big || vp->len > limit ||
@@ -526,8 +578,23 @@ static int diff_body(const shadow_diff_opts_t *o, const shadow_record_t *p,
       out.value_max = o ? o->value_max : DEFAULT_VALUE_MAX;
       out.ops_max_bytes = SHADOW_DIVERGENCE_MAX_BYTES;
       out.explain = explain;
-      rc = shadow_json_diff(vp->data, vp->len, vc->data, vc->len,
-                            o ? o->rules : NULL, &out, err, sizeof(err));
+      const shadow_pb_schema_t *schema = o ? o->pb_schema : NULL;
+      const char *type = o ? o->pb_message : NULL;
+      const char *pd = vp->data, *cd = vc->data;
+      size_t pl = vp->len, cl = vc->len;
+      if (ppb) {
+        rc = shadow_pb_to_json(pd, pl, schema, type, &tp);
+        pd = tp.data ? tp.data : "{}";
+        pl = tp.data ? tp.len : 2;
+      }
+      if (!rc && cpb) {
+        rc = shadow_pb_to_json(cd, cl, schema, type, &tc);
+        cd = tc.data ? tc.data : "{}";
+        cl = tc.data ? tc.len : 2;
+      }
+      if (!rc)
+        rc = shadow_json_diff(pd, pl, cd, cl, o ? o->rules : NULL, &out, err,
+                              sizeof(err));
       if (rc == 0) {
         parsed = 1;
         memcpy(res->hits, out.hits, sizeof res->hits);
@@ -552,6 +619,7 @@ static int diff_body(const shadow_diff_opts_t *o, const shadow_record_t *p,
   }
   res->body_kind = kind[0] == 'd'   ? SHADOW_BODY_DIGEST
                    : kind[0] == 'b' ? SHADOW_BODY_BYTES
+                   : kind[0] == 'p' ? SHADOW_BODY_PROTOBUF
                                     : SHADOW_BODY_JSON;
   if (!rc && (shadow_buf_printf(b,
                                 "\"body\":{\"differs\":%s,\"kind\":\"%s\","
@@ -568,6 +636,8 @@ static int diff_body(const shadow_diff_opts_t *o, const shadow_record_t *p,
   shadow_buf_free(&summary);
   shadow_buf_free(&ops);
   shadow_buf_free(&fields);
+  shadow_buf_free(&tp);
+  shadow_buf_free(&tc);
   return rc ? rc : differs;
 }
 

@@ -17,6 +17,9 @@ void shadow_diff_opts_free(shadow_diff_opts_t *o); /* NULL is fine */
 /* Each returns 0, -EINVAL for a malformed argument, or -ENOMEM. */
 int shadow_diff_opts_ignore_header(shadow_diff_opts_t *o, const char *name);
 /* A JSON Pointer where a segment "*" matches any key or index. */
+/* The header names ignore.headers lists (lower case), and their count. */
+size_t shadow_diff_opts_ignored_headers(const shadow_diff_opts_t *o,
+                                        const char *const **names);
 int shadow_diff_opts_ignore_json(shadow_diff_opts_t *o, const char *pointer);
 int shadow_diff_opts_array_mode(shadow_diff_opts_t *o, const char *pointer,
                                 int mode, const char *key);
@@ -60,14 +63,25 @@ void shadow_diff_opts_set_diff_bytes(shadow_diff_opts_t *o, size_t n);
 /* Values longer than this are truncated with a marker. Default 256. */
 void shadow_diff_opts_set_value_max(shadow_diff_opts_t *o, size_t n);
 
+/* Protobuf bodies (content-type application/x-protobuf or
+ * application/protobuf) are decoded with the message type message from
+ * the descriptor set fds[0, len) (protoc --descriptor_set_out
+ * --include_imports), fields then keyed by name; without it, by number
+ * (protobuf.h). 0, -ENOMEM, or -EINVAL with err saying why (not a
+ * descriptor set, no such type). */
+int shadow_diff_opts_protobuf(shadow_diff_opts_t *o, const void *fds,
+                              size_t len, const char *message, char *err,
+                              size_t errlen);
 enum { SHADOW_PART_STATUS = 1, SHADOW_PART_HEADERS = 2, SHADOW_PART_BODY = 4 };
 
-/* How the bodies were compared: as JSON, byte for byte, or (past
- * diff_bytes, or cut short) by digest and length. */
+/* How the bodies were compared: as JSON, byte for byte, (past
+ * diff_bytes, or cut short) by digest and length, or as protobuf decoded
+ * to a JSON tree (one side protobuf, the other protobuf or JSON). */
 typedef enum {
   SHADOW_BODY_JSON,
   SHADOW_BODY_BYTES,
   SHADOW_BODY_DIGEST,
+  SHADOW_BODY_PROTOBUF,
   SHADOW_BODY_KINDS
 } shadow_body_kind_t;
 

@@ -4,6 +4,7 @@
 #include "record.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -127,14 +128,31 @@ int shadow_header_name_valid(const char *s, size_t n) {
   return 1;
 }
 
-int shadow_header_value_valid(const char *s, size_t n) {
-  /* No early exit: the loop vectorizes, and bad values are rare. */
-  unsigned bad = 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    bad |= (unsigned)((c < 0x20 && c != '\t') || c == 0x7f);
+size_t shadow_header_plain_span(const char *s, size_t n) {
+  const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x;
+    memcpy(&x, s + i, 8);
+    /* A byte under 0x20 (bytes of 0x80 and up have their high bit in x,
+     * so ~x clears it), or a byte equal to 0x7f (zero in x ^ 0x7f..). */
+    uint64_t y = x ^ (0x7f * ones);
+    if (((x - 0x20 * ones) & ~x & highs) | ((y - ones) & ~y & highs)) break;
   }
-  return !bad;
+  for (; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c < 0x20 || c == 0x7f) break;
+  }
+  return i;
+}
+
+int shadow_header_value_valid(const char *s, size_t n) {
+  size_t i = 0;
+  while ((i += shadow_header_plain_span(s + i, n - i)) < n) {
+    if (s[i] != '\t') return 0;
+    i++;
+  }
+  return 1;
 }
 
 int shadow_header_valid(const shadow_header_t *h) {
@@ -196,19 +214,21 @@ void shadow_headers_free(shadow_headers_t *h) {
 }
 
 int shadow_header_is_hop(const char *name, size_t len) {
-  /* With their lengths: this runs for every header a request or response
-   * forwards, and most are told apart by length alone. */
-  static const struct {
-    const char *name;
-    size_t len;
-  } hop[] = {
-      {"connection", 10},     {"keep-alive", 10}, {"transfer-encoding", 17},
-      {"content-length", 14}, {"te", 2},          {"trailer", 7},
-      {"upgrade", 7}};
+  /* Every header of every request comes through here: the length picks
+   * the candidates before any comparison. */
   if (len >= 6 && strncasecmp(name, "proxy-", 6) == 0) return 1;
-  for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-    if (hop[i].len == len && strncasecmp(name, hop[i].name, len) == 0) return 1;
-  return 0;
+  switch (len) {
+  case 2: return strncasecmp(name, "te", 2) == 0;
+  case 7:
+    return strncasecmp(name, "trailer", 7) == 0 ||
+           strncasecmp(name, "upgrade", 7) == 0;
+  case 10:
+    return strncasecmp(name, "connection", 10) == 0 ||
+           strncasecmp(name, "keep-alive", 10) == 0;
+  case 14: return strncasecmp(name, "content-length", 14) == 0;
+  case 17: return strncasecmp(name, "transfer-encoding", 17) == 0;
+  default: return 0;
+  }
 }
 
 void shadow_record_init(shadow_record_t *r) {

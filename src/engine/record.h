@@ -58,6 +58,10 @@ int shadow_header_is_hop(const char *name, size_t len);
 int shadow_header_name_valid(const char *name, size_t len);
 int shadow_header_value_valid(const char *value, size_t len);
 int shadow_header_valid(const shadow_header_t *h);
+/* How many bytes from s on are plain field bytes: neither a control byte
+ * (TAB included) nor DEL. Eight bytes a step, for the scans every head
+ * byte goes through. */
+size_t shadow_header_plain_span(const char *s, size_t n);
 
 /* Case-insensitive equality of a header name with a lower-case literal. */
 int shadow_header_name_is(const shadow_header_t *h, const char *lower);

@@ -29,23 +29,48 @@ void shadow_verdict_wilson(uint64_t n, uint64_t k, double *lower,
   *upper = k >= n ? 1 : fmin(1, centre + half);
 }
 
-/* Writes a and b with three significant digits, or with as many more as
- * it takes for two different numbers not to print alike: a reason saying
- * "upper bound 0.001 above budget 0.001" would read as a contradiction. */
-static void two_numbers(double a, double b, char *sa, char *sb, size_t n) {
-  for (int digits = 3; digits <= 17; digits++) {
-    snprintf(sa, n, "%.*g", digits, a);
-    snprintf(sb, n, "%.*g", digits, b);
+/* A share as a percentage with `digits` significant digits, never in
+ * exponent form and without trailing zeros: "95%", "4.6%", "0.096%". */
+static void percent(char *out, size_t n, double share, int digits) {
+  double p = share * 100;
+  if (p >= 1) {
+    int whole = (int)floor(log10(p)) + 1;
+    snprintf(out, n, "%.*f", digits > whole ? digits - whole : 0, p);
+  } else {
+    snprintf(out, n, "%.*g", digits, p);
+  }
+  if (strchr(out, '.')) {
+    size_t len = strlen(out);
+    while (len > 0 && out[len - 1] == '0')
+      out[--len] = '\0';
+    if (len > 0 && out[len - 1] == '.') out[--len] = '\0';
+  }
+  size_t len = strlen(out);
+  if (len + 1 < n) memcpy(out + len, "%", 2);
+}
+
+/* Writes a and b as percentages with two significant digits, or with as
+ * many more as it takes for two different numbers not to print alike: "at
+ * least 0.1% differ; the budget is 0.1%" would read as a contradiction. */
+static void two_percents(double a, double b, char *sa, char *sb, size_t n) {
+  for (int digits = 2; digits <= 17; digits++) {
+    percent(sa, n, a, digits);
+    percent(sb, n, b, digits);
     if (a == b || strcmp(sa, sb) != 0) return;
   }
 }
 
-static void bound_reason(shadow_verdict_t *v, const char *which, double bound,
-                         const char *relation) {
-  char sbound[32], sbudget[32];
-  two_numbers(bound, v->budget, sbound, sbudget, sizeof(sbound));
-  snprintf(v->reason, sizeof(v->reason), "%s bound %s %s budget %s", which,
-           sbound, relation, sbudget);
+/* The reason in words an operator reads without knowing the statistics:
+ * "at least" for the interval's lower bound, "at most" for its upper one
+ * when it is within the budget, "up to ... may" when it is not (more
+ * comparisons may still decide either way). */
+static void bound_reason(shadow_verdict_t *v, const char *how, double bound,
+                         const char *verb) {
+  char sbound[48], sbudget[48];
+  two_percents(bound, v->budget, sbound, sbudget, sizeof(sbound));
+  snprintf(v->reason, sizeof(v->reason),
+           "%s %s of compared requests %s; the budget is %s", how, sbound, verb,
+           sbudget);
 }
 
 static void set_code(shadow_verdict_t *v, int code) {
@@ -65,7 +90,7 @@ void shadow_verdict_compute(shadow_verdict_t *v, uint64_t compared,
 
   if (compared > 0 && v->lower > budget) {
     set_code(v, SHADOW_VERDICT_HOLD);
-    bound_reason(v, "lower", v->lower, "above");
+    bound_reason(v, "at least", v->lower, "differ");
   } else if (compared == 0 || compared < min_samples) {
     set_code(v, SHADOW_VERDICT_INSUFFICIENT);
     if (min_samples == 0)
@@ -78,10 +103,10 @@ void shadow_verdict_compute(shadow_verdict_t *v, uint64_t compared,
                (unsigned long long)compared);
   } else if (v->upper <= budget) {
     set_code(v, SHADOW_VERDICT_PROMOTE);
-    bound_reason(v, "upper", v->upper, "within");
+    bound_reason(v, "at most", v->upper, "differ");
   } else {
     set_code(v, SHADOW_VERDICT_HOLD);
-    bound_reason(v, "upper", v->upper, "above");
+    bound_reason(v, "up to", v->upper, "may differ");
   }
 }
 

@@ -25,7 +25,7 @@ enum {
 
 /* Room for the longest reason the rule writes (two 20-digit counts, or two
  * numbers at full precision) and one added hold reason. */
-#define SHADOW_VERDICT_REASON_MAX 96
+#define SHADOW_VERDICT_REASON_MAX 192
 
 typedef struct shadow_verdict_s {
   int code;             /* SHADOW_VERDICT_* */

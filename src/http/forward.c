@@ -1,78 +1,24 @@
-/* The forwarding rule (see forward.h). Connection's tokens are read once
- * per request into a small list; a request with more tokens than that list
- * holds is unusual enough that the rest are matched by a scan. */
+/* The forwarding rule (see forward.h). The head's lines are sorted by
+ * name once per request and each Connection token is a binary search
+ * among them, whatever the number of tokens and lines: a head of
+ * thousands of either costs time in proportion to its size, not its
+ * square, and nothing is sorted per token. */
 #include "forward.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#define MAX_TOKENS 16
+#include "header_group.h"
 
-typedef struct span_s {
-  const char *s;
-  size_t n;
-} span_t;
-
-static int is_ows(char c) {
-  return c == ' ' || c == '\t';
-}
-
-/* Calls fn for each comma-separated, trimmed, non-empty element of v. */
-static void each_element(const char *v, size_t n,
-                         void (*fn)(void *ud, const char *s, size_t n),
-                         void *ud) {
-  size_t i = 0;
-  while (i < n) {
-    size_t j = i;
-    while (j < n && v[j] != ',')
-      j++;
-    size_t a = i, b = j;
-    while (a < b && is_ows(v[a]))
-      a++;
-    while (b > a && is_ows(v[b - 1]))
-      b--;
-    if (b > a) fn(ud, v + a, b - a);
-    i = j + 1;
-  }
-}
-
-typedef struct tokens_s {
-  span_t v[MAX_TOKENS];
-  size_t n;
-  int overflow;
-} tokens_t;
-
-static void add_token(void *ud, const char *s, size_t n) {
-  tokens_t *t = ud;
-  if (t->n < MAX_TOKENS)
-    t->v[t->n++] = (span_t){s, n};
-  else
-    t->overflow = 1;
-}
-
-typedef struct find_s {
-  const char *name;
-  size_t len;
-  int found;
-} find_t;
-
-static void match_token(void *ud, const char *s, size_t n) {
-  find_t *f = ud;
-  if (n == f->len && strncasecmp(s, f->name, n) == 0) f->found = 1;
-}
-
-/* Whether name is one of the tokens in the request's Connection headers. */
-static int named_in_connection(const shadow_headers_t *in, const tokens_t *t,
-                               const char *name, size_t len) {
-  for (size_t i = 0; i < t->n; i++)
-    if (t->v[i].n == len && strncasecmp(t->v[i].s, name, len) == 0) return 1;
-  if (!t->overflow) return 0;
-  find_t f = {name, len, 0};
-  for (size_t i = 0; i < in->n && !f.found; i++)
-    if (shadow_header_name_is(&in->v[i], "connection"))
-      each_element(in->v[i].value, in->v[i].value_len, match_token, &f);
-  return f.found;
+/* Whether a Connection token may remove the header it names. Host may
+ * not: without it the upstream client would send the backend's own
+ * address, so a client could make the primary see another virtual host
+ * than the one it asked for (RFC 9110 section 7.6.1 lets a proxy keep
+ * what it must send end to end). */
+static int token_may_drop(const char *name, size_t len) {
+  return !(len == 4 && strncasecmp(name, "host", 4) == 0);
 }
 
 int shadow_forward_aliases_framing(const char *name, size_t len) {
@@ -94,19 +40,30 @@ static int reserved(const shadow_forward_t *f, const shadow_header_t *h) {
 int shadow_forward_headers(const shadow_headers_t *in,
                            const shadow_forward_t *f, shadow_headers_t *out) {
   shadow_headers_clear(out);
-  tokens_t conn = {.n = 0, .overflow = 0};
-  for (size_t i = 0; i < in->n; i++)
-    if (shadow_header_name_is(&in->v[i], "connection"))
-      each_element(in->v[i].value, in->v[i].value_len, add_token, &conn);
+  int rc = 0;
+  /* named[i]: line i is named by a Connection token. */
+  unsigned char *named = NULL;
+  size_t first_conn = 0;
+  while (first_conn < in->n &&
+         !shadow_header_name_is(&in->v[first_conn], "connection"))
+    first_conn++;
+  if (first_conn < in->n) {
+    shadow_header_index_t x = {NULL, NULL, 0};
+    named = calloc(in->n, 1);
+    if (!named || shadow_header_index_build(&x, in) != 0) rc = -ENOMEM;
+    for (size_t i = first_conn; i < in->n && rc == 0; i++)
+      if (shadow_header_name_is(&in->v[i], "connection"))
+        shadow_header_index_mark(&x, in->v[i].value, in->v[i].value_len, named);
+    shadow_header_index_free(&x);
+  }
   int forwarded = f && f->proto;
   /* X-Forwarded-For: every client value in order, then the peer. */
   shadow_buf_t xff = SHADOW_BUF_INIT;
-  int rc = 0;
   for (size_t i = 0; i < in->n && rc == 0; i++) {
     const shadow_header_t *h = &in->v[i];
     if (shadow_header_is_hop(h->name, h->name_len) ||
         shadow_forward_aliases_framing(h->name, h->name_len) ||
-        named_in_connection(in, &conn, h->name, h->name_len) ||
+        (named && named[i] && token_may_drop(h->name, h->name_len)) ||
         (f && reserved(f, h)))
       continue;
     if (forwarded && shadow_header_name_is(h, "x-forwarded-for")) {
@@ -129,5 +86,6 @@ int shadow_forward_headers(const shadow_headers_t *in,
                               strlen(f->proto));
   }
   shadow_buf_free(&xff);
+  free(named);
   return rc ? -ENOMEM : 0;
 }

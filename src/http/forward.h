@@ -1,12 +1,14 @@
 /* What a reverse proxy forwards of a client's request head, as one rule
  * for every leg: hop-by-hop headers and every header the client named in
- * Connection are dropped (RFC 9110 section 7.6.1), so are names the caller
- * reserves (shadowd's own x-shadow-request), names with '_' that would
- * alias a framing header, and the client's Host when the caller has a
- * better one; X-Forwarded-For becomes one line (the client's value, then
- * its address) and X-Forwarded-Proto is set. Repeated headers stay
- * separate lines, in the client's order. The upstream client then adds
- * Host and its own framing. */
+ * Connection are dropped (RFC 9110 section 7.6.1), except Host, which no
+ * token removes (the backend would get its own address instead); so are
+ * names the caller reserves (shadowd's own x-shadow-request), names with
+ * '_' that would alias a framing header, and the client's Host when the
+ * caller has a better one; X-Forwarded-For becomes one line (the client's
+ * value, then its address) and X-Forwarded-Proto is set. Repeated headers
+ * stay separate lines, in the client's order. The upstream client then
+ * adds Host and its own framing. The work is O(n log n) in the head's
+ * lines and tokens, whatever their number. */
 #ifndef SHADOW_FORWARD_H
 #define SHADOW_FORWARD_H
 

@@ -65,6 +65,8 @@ static int on_header_value_complete(llhttp_t *h) {
   if (!p->in_head) return trailer(p, 4); /* ": " and CRLF */
   if (!shadow_header_name_valid(p->field.data, p->field.len))
     return fail(p, 400, "invalid header name");
+  if (p->max_headers && p->req->headers.n >= p->max_headers)
+    return fail(p, 431, "more header lines than max_headers");
   size_t vlen = p->value.len;
   /* llhttp skips the whitespace before a value but not after it. */
   while (vlen &&
@@ -113,6 +115,21 @@ int shadow_request_host_valid(const char *s, size_t n) {
   return 1;
 }
 
+int shadow_request_method_valid(const char *s, size_t n) {
+  /* A method and a header name are both tokens. */
+  return shadow_header_name_valid(s, n);
+}
+
+int shadow_request_target_valid(const char *s, size_t n) {
+  if (n == 1 && s[0] == '*') return 1;
+  if (n == 0 || s[0] != '/') return 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c <= 0x20 || c == 0x7f) return 0;
+  }
+  return 1;
+}
+
 /* Makes the target origin-form. An absolute-form target ("http://host/p")
  * becomes its path and query, and Host its authority (RFC 9112 section
  * 3.2.2), before any hook or backend sees the request. Returns 0 or the
@@ -156,6 +173,11 @@ static int on_headers_complete(llhttp_t *h) {
 
   if (h->http_major != 1) return fail(p, 400, "unsupported HTTP version");
   if (h->method == HTTP_CONNECT) return fail(p, 405, "CONNECT not served");
+  /* The upgrade is known from the head (llhttp sets it before this
+   * callback): a streamed request goes on before its body, and the
+   * primary must get its Upgrade and no candidate a copy, whenever the
+   * body arrives. */
+  req->upgrade = h->upgrade != 0;
 
   /* The framing as the header list says it, not as llhttp's loose build
    * reads it: any Transfer-Encoding (even empty) beside a Content-Length,
@@ -361,6 +383,17 @@ int shadow_request_parser_started(const shadow_request_parser_t *p) {
 static int scan_head(shadow_request_parser_t *p, const unsigned char *s,
                      size_t n, size_t *take) {
   for (size_t i = 0; i < n; i++) {
+    if (!p->prev_cr && p->line_len > 0 && p->head_bytes < p->header_limit) {
+      /* Inside a line, the plain bytes that need no decision go by eight
+       * at a time; the byte that ends the run is judged below. */
+      size_t room = p->header_limit - p->head_bytes;
+      size_t k = shadow_header_plain_span((const char *)s + i,
+                                          n - i < room ? n - i : room);
+      p->head_bytes += k;
+      p->line_len += k;
+      i += k;
+      if (i == n) break;
+    }
     unsigned char c = s[i];
     p->started = 1;
     *take = i;

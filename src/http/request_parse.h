@@ -56,6 +56,10 @@ typedef struct shadow_request_parser_s {
   llhttp_t http;
   shadow_request_t *req; /* filled in place: the caller reuses it */
   size_t header_limit;
+  /* Header lines in one head, 0: no limit (set after init). Past it the
+   * answer is 431 at once, as Apache's LimitRequestFields and HAProxy's
+   * tune.http.maxhdr do: every line costs work at every layer. */
+  size_t max_headers;
   uint64_t body_limit; /* 0: no limit */
   /* Streaming: stop after the head (SHADOW_PARSE_HEAD) so the request can
    * be handed on before its body has arrived; body bytes then collect in
@@ -115,6 +119,14 @@ int shadow_request_parser_started(const shadow_request_parser_t *p);
 /* Whether a Host value is one (RFC 9110 section 7.2), for Host headers and
  * absolute-form authorities alike. */
 int shadow_request_host_valid(const char *s, size_t n);
+
+/* The request line's rules as this parser applies them to a client, for
+ * what a hook writes in their place: a method is a token (RFC 9110
+ * section 9.1); a target is origin-form ("/..."), or "*", and holds no
+ * byte the head scan refuses in a request line (controls, TAB, DEL) nor
+ * a space, which would end it early. */
+int shadow_request_method_valid(const char *s, size_t n);
+int shadow_request_target_valid(const char *s, size_t n);
 
 /* Releases the memory of a request's contents (method and peer stay). */
 void shadow_request_release(shadow_request_t *req);

@@ -96,6 +96,8 @@ static int on_headers_complete(llhttp_t *h) {
   if (status < 200) {
     /* An interim response (100 Continue, 103 Early Hints) has no body;
      * the final one follows on the same connection. */
+    if (++p->interim > SHADOW_RESPONSE_MAX_INTERIM)
+      return fail(p, SHADOW_UPSTREAM_BAD_RESPONSE);
     if (deliver(p, p->ev ? p->ev->on_interim : NULL)) return -1;
     return 1;
   }
@@ -182,6 +184,7 @@ void shadow_response_parser_reset(shadow_response_parser_t *p, int head,
   p->head = head;
   p->may_upgrade = may_upgrade;
   p->upgraded = 0;
+  p->interim = 0;
   p->headers_done = 0;
   p->done = 0;
   p->err = 0;

@@ -66,12 +66,18 @@ struct shadow_response_parser_s {
   int head;         /* the request was HEAD: no body follows */
   int may_upgrade;  /* the request asked for an upgrade: 101 is taken */
   int upgraded;     /* a 101 came: every byte after it is the tunnel's */
+  int interim;      /* interim (1xx) responses so far */
   int headers_done; /* later header callbacks are trailers */
   int done;
   int err;        /* reason when state is SHADOW_RESPONSE_ERROR */
   int keep_alive; /* after DONE: the connection may carry another request */
   int extra;      /* bytes arrived beyond the response */
 };
+
+/* Interim (1xx) responses before the final one: more fail the response
+ * (BAD_RESPONSE), so a backend cannot keep one exchange busy with hints
+ * without end. Browsers act on the first 103 only. */
+#define SHADOW_RESPONSE_MAX_INTERIM 16
 
 /* header_limit 0 means no limit. */
 void shadow_response_parser_init(shadow_response_parser_t *p,

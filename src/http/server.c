@@ -130,8 +130,12 @@ static void conn_continue(conn_t *c);
 static void conn_arm(conn_t *c);
 static void conn_flush(conn_t *c);
 
+/* Bytes queued for a client past which an interim response is dropped. */
+#define INTERIM_QUEUE_BYTES (16 * 1024)
+
 void shadow_server_opts_default(shadow_server_opts_t *o) {
   o->header_bytes = 64 * 1024;
+  o->max_headers = 100;
   o->body_bytes = 8 * 1024 * 1024;
   o->header_timeout_ms = 10000;
   o->idle_timeout_ms = 60000;
@@ -534,6 +538,10 @@ int shadow_server_interim(shadow_request_t *req, int status,
   if (req->http_minor == 0 || status == 100 || status == 101 || status < 100 ||
       status > 199)
     return 0;
+  /* A hint is advisory: one that finds the client behind (more than a
+   * few hints' worth still queued for it) is dropped rather than queued,
+   * so a client that does not read never makes hints pile up here. */
+  if (c->pend.len >= INTERIM_QUEUE_BYTES) return 0;
   shadow_buf_t *b = &c->pend;
   int rc = shadow_buf_printf(b, "HTTP/1.1 %d %s\r\n", status,
                              shadow_http_reason(status));
@@ -1113,6 +1121,7 @@ static void on_connection(uv_stream_t *ls, int status) {
   s->nconns++; /* until it is known to be over */
   shadow_request_parser_init(&c->parser, &c->req, c->opts.header_bytes,
                              c->opts.body_bytes, s->h.on_body != NULL);
+  c->parser.max_headers = c->opts.max_headers;
   if (uv_accept(ls, (uv_stream_t *)&c->s.tcp) != 0) {
     conn_close(c);
     return;

@@ -18,6 +18,7 @@ typedef struct shadow_server_s shadow_server_t;
 
 typedef struct shadow_server_opts_s {
   size_t header_bytes;        /* request line + headers; over: 431 */
+  size_t max_headers;         /* header lines; 0: no cap; over: 431 */
   uint64_t body_bytes;        /* request body; over: 413; 0: no cap */
   uint64_t header_timeout_ms; /* until a request's headers are complete: 408 */
   uint64_t idle_timeout_ms;   /* a keep-alive connection with nothing to do,

@@ -956,9 +956,14 @@ static void pump(shadow_upstream_t *u) {
 
 /* ---- the request on the wire ------------------------------------------- */
 
+/* Any control byte or DEL: not only CR, LF and NUL, which would split
+ * the line, but TAB, VT and FF too, which some parsers take for the space
+ * that ends the method or the target. */
 static int has_ctl(const char *s, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return 1;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c < 0x20 || c == 0x7f) return 1;
+  }
   return 0;
 }
 

@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "embedded_lua.h"
+#include "script.h"
 
 /* Runs with (conf path, nginx.conf path or nil); returns the summary, or
  * nil and the message. */
@@ -81,16 +81,6 @@ static const char driver[] =
     "}\n"
     "return table.concat(lines, '\\n') .. '\\n'\n";
 
-/* package.preload loader for an embedded module. Upvalue 1: the entry. */
-static int embedded_loader(lua_State *L) {
-  const shadow_embedded_lua_t *e = lua_touserdata(L, lua_upvalueindex(1));
-  if (luaL_loadbuffer(L, e->source, e->len, e->chunkname) != 0)
-    return lua_error(L);
-  lua_pushstring(L, e->module);
-  lua_call(L, 1, 1);
-  return 1;
-}
-
 static void usage(FILE *f) {
   fprintf(f, "usage: shadowd check-gateway [--nginx-conf NGINX_CONF] "
              "CONF_LUA\n"
@@ -126,18 +116,8 @@ int shadow_check_gateway_main(int argc, char **argv) {
    * init_by_lua would run it. shadow's modules come compiled in, and the
    * engine through ffi.C, as in the daemon. */
   luaL_openlibs(L);
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "preload");
-  for (const shadow_embedded_lua_t *e = shadow_embedded_lua; e->module; e++) {
-    lua_pushlightuserdata(L, (void *)e);
-    lua_pushcclosure(L, embedded_loader, 1);
-    lua_setfield(L, -2, e->module);
-  }
-  lua_pop(L, 2);
-  static const char clib[] = "package.loaded['shadow.clib'] = require('ffi').C";
   int code = 2;
-  if (luaL_loadbuffer(L, clib, sizeof(clib) - 1, "=shadowd") ||
-      lua_pcall(L, 0, 0, 0) ||
+  if (shadow_script_open_embedded(L) ||
       luaL_loadbuffer(L, driver, sizeof(driver) - 1, "=check-gateway")) {
     fprintf(stderr, "shadowd check-gateway: %s\n", lua_tostring(L, -1));
     goto done;

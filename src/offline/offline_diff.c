@@ -1,5 +1,6 @@
-/* `shadowd diff [--config FILE] [--explain] A B | DIR`: the same comparison
- * the daemon makes, on files, for CI pipelines and for trying rules out.
+/* `shadowd diff [--config FILE] [--explain] [--descriptors FILE --message
+ * TYPE] A B | DIR`: the same comparison the daemon makes, on files, for
+ * CI pipelines and for trying rules out.
  *
  * With two files it prints the divergence record (exit 0 same, 1 differ,
  * 2 error). --explain prints instead what was reported and, for each
@@ -13,7 +14,11 @@
  * optionally followed by the fields that must differ, one a line), prints
  * a table and how often each rule fired, and exits 0 when every pair came
  * out as expected, 1 when one did not, 2 when a pair could not be read:
- * a folder of known pairs kept next to the rules is a test of the rules. */
+ * a folder of known pairs kept next to the rules is a test of the rules.
+ * With --descriptors and --message, protobuf bodies are decoded as that
+ * message type, and a bare body that is not JSON is taken as protobuf
+ * (content-type application/x-protobuf): two message files compare
+ * field by field, by name. */
 #include "offline_diff.h"
 
 #include <dirent.h>
@@ -31,6 +36,16 @@
 #include "record_parse.h"
 #include "script.h"
 
+/* The rules when there is no config but --descriptors gave a schema. */
+static shadow_diff_opts_t *own_opts;
+/* --descriptors: bare bodies that are not JSON are protobuf messages. */
+static int bare_protobuf;
+
+static const shadow_diff_opts_t *opts_of(shadow_gen_t *g) {
+  return g && shadow_gen_config(g)->diff_opts ? shadow_gen_config(g)->diff_opts
+                                              : own_opts;
+}
+
 static int load_record(const char *path, shadow_record_t *r) {
   shadow_buf_t b = SHADOW_BUF_INIT;
   int rc = shadow_file_read(path, &b);
@@ -40,8 +55,16 @@ static int load_record(const char *path, shadow_record_t *r) {
     return -1;
   }
   char err[256];
+  int bare = b.len < 5 || memcmp(b.data, "HTTP/", 5) != 0;
   rc = shadow_record_parse(r, b.data ? b.data : "", b.len, err, sizeof(err));
   shadow_buf_free(&b);
+  if (!rc && bare && bare_protobuf &&
+      !shadow_headers_find(&r->headers, "content-type") &&
+      shadow_headers_add(&r->headers, "content-type", 12,
+                         "application/x-protobuf", 22)) {
+    snprintf(err, sizeof err, "out of memory");
+    rc = -ENOMEM;
+  }
   if (rc) {
     fprintf(stderr, "shadowd diff: %s: %s\n", path, err);
     return -1;
@@ -73,7 +96,7 @@ static int compare(shadow_gen_t *g, const char *pa, const char *pc,
   shadow_record_init(&c);
   shadow_record_init(&rp);
   shadow_record_init(&rc_);
-  const shadow_diff_opts_t *opts = g ? shadow_gen_config(g)->diff_opts : NULL;
+  const shadow_diff_opts_t *opts = opts_of(g);
   int rc = -1;
   if (load_record(pa, &p) == 0 && load_record(pc, &c) == 0) {
     if (g && shadow_gen_has_hook(g, SHADOW_HOOK_NORMALIZE) &&
@@ -634,7 +657,7 @@ static int dir_mode(shadow_gen_t *g, const char *dir, int explaining) {
     free(names);
     return 2;
   }
-  const shadow_diff_opts_t *opts = g ? shadow_gen_config(g)->diff_opts : NULL;
+  const shadow_diff_opts_t *opts = opts_of(g);
   /* How many pairs each rule fired in, by bit. */
   size_t fired[SHADOW_JSON_RULE_BITS];
   memset(fired, 0, sizeof fired);
@@ -727,16 +750,46 @@ static int dir_mode(shadow_gen_t *g, const char *dir, int explaining) {
 
 /* ---- the command ------------------------------------------------------- */
 
+/* --descriptors FILE --message TYPE: the schema protobuf bodies are read
+ * with, added to the config's rules (or to rules of our own). 0, or -1
+ * (said on stderr). */
+static int load_descriptors(shadow_gen_t *g, const char *path,
+                            const char *message) {
+  shadow_buf_t b = SHADOW_BUF_INIT;
+  int rc = shadow_file_read(path, &b);
+  if (rc) {
+    fprintf(stderr, "shadowd diff: %s: %s\n", path, strerror(-rc));
+    shadow_buf_free(&b);
+    return -1;
+  }
+  shadow_diff_opts_t *o = g ? shadow_gen_config(g)->diff_opts : NULL;
+  if (!o) o = own_opts = shadow_diff_opts_new();
+  char err[256] = "out of memory";
+  rc = o ? shadow_diff_opts_protobuf(o, b.data ? b.data : "", b.len, message,
+                                     err, sizeof err)
+         : -ENOMEM;
+  shadow_buf_free(&b);
+  if (rc) {
+    fprintf(stderr, "shadowd diff: %s: %s\n", path,
+            rc == -ENOMEM ? "out of memory" : err);
+    return -1;
+  }
+  bare_protobuf = 1;
+  return 0;
+}
+
 static void usage(void) {
   fprintf(stderr,
           "usage: shadowd diff [--config FILE] [--explain] PRIMARY_FILE "
           "CANDIDATE_FILE\n"
           "       shadowd diff [--config FILE] [--explain] DIR   (pairs "
-          "NAME.primary, NAME.candidate [, NAME.expect])\n");
+          "NAME.primary, NAME.candidate [, NAME.expect])\n"
+          "                    [--descriptors FILE.pb --message pkg.Type]: "
+          "protobuf bodies by field name\n");
 }
 
 int shadow_offline_diff_main(int argc, char **argv) {
-  const char *config = NULL;
+  const char *config = NULL, *descriptors = NULL, *message = NULL;
   const char *files[2] = {NULL, NULL};
   int nfiles = 0, explaining = 0;
   for (int i = 1; i < argc; i++) {
@@ -746,6 +799,10 @@ int shadow_offline_diff_main(int argc, char **argv) {
       config = argv[i] + 9;
     } else if (strcmp(argv[i], "--explain") == 0) {
       explaining = 1;
+    } else if (strcmp(argv[i], "--descriptors") == 0 && i + 1 < argc) {
+      descriptors = argv[++i];
+    } else if (strcmp(argv[i], "--message") == 0 && i + 1 < argc) {
+      message = argv[++i];
     } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
       fprintf(stderr, "shadowd diff: unknown option %s\n", argv[i]);
       return 2;
@@ -761,6 +818,12 @@ int shadow_offline_diff_main(int argc, char **argv) {
     usage();
     return 2;
   }
+  if (!descriptors != !message) {
+    fprintf(stderr, "shadowd diff: --descriptors and --message go together "
+                    "(a descriptor set from protoc --descriptor_set_out=FILE "
+                    "--include_imports, and a message type in it)\n");
+    return 2;
+  }
   shadow_gen_t *g = NULL;
   if (config) {
     char *err = NULL;
@@ -770,8 +833,16 @@ int shadow_offline_diff_main(int argc, char **argv) {
       return 2;
     }
   }
+  if (descriptors && load_descriptors(g, descriptors, message) != 0) {
+    shadow_gen_unref(g);
+    shadow_diff_opts_free(own_opts);
+    own_opts = NULL;
+    return 2;
+  }
   int code = is_dir ? dir_mode(g, files[0], explaining)
                     : one_pair(g, files[0], files[1], explaining);
   shadow_gen_unref(g);
+  shadow_diff_opts_free(own_opts);
+  own_opts = NULL;
   return code;
 }

@@ -35,6 +35,7 @@ void shadow_comparator_free(shadow_comparator_t *c) {
   shadow_buf_free(&c->scratch);
   shadow_buf_free(&c->folded);
   free(c->sort);
+  shadow_rewritten_free(&c->rewritten);
 }
 
 /* Adds the rules that decided something in this comparison to their
@@ -217,7 +218,7 @@ static int learned_noise(void *ud, const char *field, size_t len,
       e && e->route_idx < st->nroutes ? &st->routes[e->route_idx] : NULL;
   if (e && rs) {
     shadow_noise_counts_t k = shadow_noise_field_counts(
-        &e->learned, rs->compared, rs->noise_compared);
+        &e->learned, rs->learn_compared, rs->noise_compared);
     noise =
         within_envelope(&e->learned, shapes, delta) ||
         shadow_noise_classify(&k, l->cfg->noise_z, l->cfg->noise_min_samples,
@@ -252,7 +253,7 @@ static const char *const *noise_list(shadow_comparator_t *c, int have_noise) {
  * divergence's id, or 0 when there is none. */
 static uint64_t count(shadow_comparator_t *c, const shadow_pair_t *p,
                       unsigned parts, double now_ms, int have_noise,
-                      int suppressed) {
+                      int suppressed, int raw_compare) {
   shadow_shared_t *sh = c->sh;
   shadow_stats_t *st = sh->stats;
   const char *route = p->route ? p->route : "";
@@ -262,7 +263,15 @@ static uint64_t count(shadow_comparator_t *c, const shadow_pair_t *p,
   st->compared++;
   count_hits(st, shadow_gen_config(p->gen)->diff_opts, &c->diff);
   shadow_route_stats_t *rs = shadow_stats_route(st, p->route, rlen);
-  if (rs) rs->compared++;
+  if (rs) {
+    rs->compared++;
+    rs->learn_compared++;
+  }
+  if (raw_compare) {
+    /* normalize failed on a side: the verdict counts a raw comparison. */
+    st->compared_raw++;
+    if (rs) rs->compared_raw++;
+  }
   learn(c, st, rs, route, rlen, have_noise);
   if (suppressed) {
     /* It differed only where the secondary showed noise. */
@@ -304,6 +313,12 @@ static void publish(shadow_comparator_t *c, const shadow_pair_t *p, uint64_t id,
   };
   shadow_buf_reset(&c->scratch);
   if (shadow_divergence_format(&c->scratch, &m, &c->diff) < 0) return;
+  /* Values a body redaction rule covers must never reach a record: with
+   * such rules, the values as received are left out. */
+  const shadow_config_t *cfg = shadow_gen_config(p->gen);
+  shadow_rewritten_append(&c->rewritten, &c->scratch, cfg->diff_opts, &c->diff,
+                          shadow_redact_pointers(cfg->redact) == 0,
+                          SHADOW_DIVERGENCE_MAX_BYTES);
   const char *route = p->route ? p->route : "";
   shadow_shared_lock(sh);
   shadow_ring_push(sh->ring, c->scratch.data, c->scratch.len, route,
@@ -331,10 +346,21 @@ void shadow_compare(shadow_comparator_t *c, const shadow_pair_t *p,
     shadow_shared_unlock(c->sh);
     return;
   }
+  int raw_compare = 0;
+  shadow_rewritten_t *rw = &c->rewritten;
+  shadow_rewritten_clear(rw);
   if (shadow_gen_has_hook(g, SHADOW_HOOK_NORMALIZE)) {
-    /* A failed normalize leaves the record raw: compare what we have. */
-    shadow_script_normalize(g, p->lreq, primary, "primary");
-    shadow_script_normalize(g, p->lreq, candidate, "candidate");
+    /* A failed normalize leaves the record raw: compare what we have, and
+     * count it, so /stats says how much of the verdict rests on raw
+     * pairs. The records as received are kept for the divergence record
+     * (rewritten.h). */
+    size_t keep = cfg->limits.diff_bytes;
+    shadow_rewritten_keep(rw, 0, primary, keep);
+    shadow_rewritten_keep(rw, 1, candidate, keep);
+    raw_compare |= shadow_script_normalize(g, p->lreq, primary, "primary");
+    raw_compare |= shadow_script_normalize(g, p->lreq, candidate, "candidate");
+    shadow_rewritten_check(rw, 0, primary);
+    shadow_rewritten_check(rw, 1, candidate);
     if (secondary) shadow_script_normalize(g, p->lreq, secondary, "secondary");
   }
   int parts = shadow_diff_records(cfg->diff_opts, primary, candidate, &c->diff);
@@ -368,6 +394,9 @@ void shadow_compare(shadow_comparator_t *c, const shadow_pair_t *p,
     return;
   }
   double now_ms = shadow_wall_ms();
-  uint64_t id = count(c, p, (unsigned)parts, now_ms, have_noise, suppressed);
+  uint64_t id = count(c, p, (unsigned)parts, now_ms, have_noise, suppressed,
+                      raw_compare != 0);
+  rw->primary = primary;
   if (id) publish(c, p, id, now_ms, have_noise);
+  rw->primary = NULL;
 }

@@ -10,6 +10,7 @@
 #include "buf.h"
 #include "diff.h"
 #include "record.h"
+#include "rewritten.h"
 #include "script.h"
 #include "shared.h"
 
@@ -40,6 +41,7 @@ typedef struct shadow_comparator_s {
   size_t nfolded;
   const char **sort; /* room for sorting them */
   size_t sort_cap;
+  shadow_rewritten_t rewritten; /* what normalize and rename changed */
 } shadow_comparator_t;
 
 /* What is known of the exchange besides the two records. */

@@ -48,8 +48,9 @@ struct shadow_dispatcher_s {
   /* The headers a leg forwards, built for each leg as it starts (the
    * upstream client copies them before start() returns). */
   shadow_headers_t fwd, rewritten;
-  shadow_buf_t capture_line; /* reused for each capture line */
-  size_t max_conns;          /* this worker's share of max_connections */
+  shadow_buf_t capture_line;  /* reused for each capture line */
+  size_t max_conns;           /* this worker's share of max_connections */
+  uint64_t rewrite_warned_ms; /* when an invalid rewrite was last logged */
   int closing;
   int handles_open;
   void (*drained)(void *ud);
@@ -122,11 +123,13 @@ static void skip(shadow_dispatcher_t *d, const char *reason) {
 
 /* --- script observers --------------------------------------------------- */
 
-static void on_script_error(void *ud, int hook) {
+static void on_script_error(void *ud, int hook, const char *msg) {
   shadow_dispatcher_t *d = ud;
   const char *name = shadow_hook_name(hook);
+  double now_ms = shadow_wall_ms();
   LOCK(d);
   shadow_counters_add(d->stats->script_errors, name, strlen(name), 1);
+  shadow_stats_hook_error(d->stats, hook, msg, now_ms);
   UNLOCK(d);
 }
 
@@ -695,6 +698,19 @@ static int forward(exchange_t *ex, const shadow_headers_t *in) {
   return shadow_forward_headers(in, &f, &d->fwd);
 }
 
+/* Whether a rewritten request reads as the client parser would have let
+ * it in: a token method, an origin-form target without control bytes or
+ * spaces, valid header lines. */
+static int rewrite_valid(const shadow_buf_t *m, const shadow_buf_t *t,
+                         const shadow_headers_t *h) {
+  if (!m->data || !t->data || !shadow_request_method_valid(m->data, m->len) ||
+      !shadow_request_target_valid(t->data, t->len))
+    return 0;
+  for (size_t i = 0; i < h->n; i++)
+    if (!shadow_header_valid(&h->v[i])) return 0;
+  return 1;
+}
+
 /* Starts a shadow leg over HTTP: the candidate with the rewritten request
  * when there is one, the secondary always with the client's. */
 static int start_http_leg(exchange_t *ex, leg_t *leg, int rewritten) {
@@ -722,6 +738,21 @@ static int start_http_leg(exchange_t *ex, leg_t *leg, int rewritten) {
     r.target_len = ex->target.len;
     r.body = ex->body.data;
     r.body_len = ex->body.len;
+  }
+  /* What the hook wrote must pass the rules a client's request passes:
+   * anything else is the hook's error, never sent. */
+  if (rc == 0 && rewritten && !rewrite_valid(&m, &t, &d->rewritten)) {
+    uint64_t now = uv_now(d->loop);
+    if (!d->rewrite_warned_ms || now - d->rewrite_warned_ms >= 1000) {
+      /* Once a second at most: a client can make it happen every time. */
+      shadow_log_warn("script: rewrite hook failed: it made a request the "
+                      "client parser refuses (method, path or header)");
+      d->rewrite_warned_ms = now;
+    }
+    on_script_error(d, SHADOW_HOOK_REWRITE,
+                    "rewrite made a request the client parser refuses "
+                    "(method, path or header)");
+    rc = -EINVAL;
   }
   if (rc == 0) rc = forward(ex, rewritten ? &d->rewritten : &ex->req->headers);
   /* A shadow leg is told it is one, so it can skip side effects. */

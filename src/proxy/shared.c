@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "log.h"
 #include "script.h"
 
@@ -99,6 +100,7 @@ int shadow_shared_init(shadow_shared_t *sh, const shadow_config_t *cfg,
     return -1;
   }
   sh->stats->signatures = sh->signatures;
+  sh->stats->window_start_ms = shadow_wall_ms();
   for (int g = 0; g < SHADOW_GATES; g++)
     shadow_breaker_init(&sh->gates[g].breaker, cfg->breaker_failures,
                         cfg->breaker_cooldown_ms);

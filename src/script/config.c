@@ -14,6 +14,7 @@
 
 void shadow_limits_default(shadow_limits_t *l) {
   l->header_bytes = 64 * 1024;
+  l->max_headers = 100;
   l->body_bytes = 8 * 1024 * 1024;
   l->mirror_body_bytes = 8 * 1024 * 1024;
   l->diff_bytes = 1024 * 1024;
@@ -134,6 +135,7 @@ void shadow_limits_server_opts(const shadow_limits_t *l,
                                shadow_server_opts_t *out) {
   shadow_server_opts_default(out);
   out->header_bytes = l->header_bytes;
+  out->max_headers = l->max_headers;
   out->body_bytes = l->body_bytes;
   out->header_timeout_ms = l->header_timeout_ms;
   out->idle_timeout_ms = l->idle_timeout_ms;

@@ -42,6 +42,7 @@ typedef struct shadow_backend_cfg_s {
 /* What a client may send and how long things may take (limits.*). */
 typedef struct shadow_limits_s {
   size_t header_bytes;        /* request head; over: 431 */
+  size_t max_headers;         /* header lines in a request head; over: 431 */
   uint64_t body_bytes;        /* request body; over: 413; 0: no cap */
   uint64_t mirror_body_bytes; /* larger request bodies are not mirrored */
   size_t diff_bytes;          /* body kept per side for the diff */

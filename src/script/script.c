@@ -17,8 +17,10 @@
 #include <uv.h>
 #include <xxhash.h>
 
+#include "config_changes.h"
 #include "config_locate.h"
 #include "embedded_lua.h"
+#include "header_group.h"
 #include "log.h"
 #include "script_config.h"
 #include "script_sandbox.h"
@@ -52,6 +54,7 @@ struct shadow_gen_s {
   uint64_t source_hash;
   uint64_t hook_timeout_ns;
   unsigned suppressed[SHADOW_HOOK_COUNT];
+  shadow_config_print_t print; /* what a reload's log line compares */
 };
 
 const char *const shadow_hook_names[SHADOW_HOOK_COUNT] = {
@@ -93,7 +96,7 @@ static void report(shadow_gen_t *g, int hook, const char *msg) {
   } else {
     g->suppressed[hook]++;
   }
-  if (g->obs.on_error) g->obs.on_error(g->obs.ud, hook);
+  if (g->obs.on_error) g->obs.on_error(g->obs.ud, hook, msg);
 }
 
 static void *mem_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
@@ -291,13 +294,7 @@ static void keep_absolute(lua_State *L, const char *field) {
   shadow_buf_free(&b);
 }
 
-/* Stack: unchanged. Makes `require "shadow"` find the module compiled into
- * the binary, and the engine reachable through ffi.C (for shadow's own
- * modules: the sandbox gives a config no way to it). */
-static int prepare_state(lua_State *L) {
-  luaL_openlibs(L);
-  keep_absolute(L, "path");
-  keep_absolute(L, "cpath");
+int shadow_script_open_embedded(lua_State *L) {
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "preload");
   for (const shadow_embedded_lua_t *e = shadow_embedded_lua; e->module; e++) {
@@ -305,11 +302,22 @@ static int prepare_state(lua_State *L) {
     lua_pushcclosure(L, embedded_loader, 1);
     lua_setfield(L, -2, e->module);
   }
-  lua_pop(L, 1);
-  lua_pop(L, 1);
+  lua_pop(L, 2);
   static const char clib[] = "package.loaded['shadow.clib'] = require('ffi').C";
   if (luaL_loadbuffer(L, clib, sizeof(clib) - 1, "=shadowd") ||
-      lua_pcall(L, 0, 0, 0)) {
+      lua_pcall(L, 0, 0, 0))
+    return -1;
+  return 0;
+}
+
+/* Stack: unchanged. Makes `require "shadow"` find the module compiled into
+ * the binary, and the engine reachable through ffi.C (for shadow's own
+ * modules: the sandbox gives a config no way to it). */
+static int prepare_state(lua_State *L) {
+  luaL_openlibs(L);
+  keep_absolute(L, "path");
+  keep_absolute(L, "cpath");
+  if (shadow_script_open_embedded(L)) {
     lua_pop(L, 1);
     return -1;
   }
@@ -317,6 +325,7 @@ static int prepare_state(lua_State *L) {
 }
 
 static void gen_destroy(shadow_gen_t *g) {
+  shadow_config_print_free(&g->print);
   if (g->L) {
     /* LuaJIT releases its own allocator's arenas at close only when that
      * allocator is the state's: hand it back first. */
@@ -426,6 +435,8 @@ int shadow_script_load(const char *path, shadow_gen_t **out, char **err) {
     return -EINVAL;
   }
   char *cerr = NULL;
+  /* Out of memory only makes a reload's log line say less. */
+  (void)shadow_config_print_take(L, -1, &g->print);
   if (shadow_script_read_config(L, -1, &g->cfg, g->hooks, &cerr) != 0) {
     shadow_buf_t b = SHADOW_BUF_INIT;
     /* A table keeps no lines: find the entry by its text, in the config
@@ -519,6 +530,10 @@ const char *shadow_gen_source(const shadow_gen_t *g, size_t i) {
   return i < g->nsources ? g->sources[i] : NULL;
 }
 
+const shadow_config_print_t *shadow_gen_print(const shadow_gen_t *g) {
+  return &g->print;
+}
+
 uint64_t shadow_gen_source_hash(const shadow_gen_t *g) {
   return g->source_hash;
 }
@@ -563,27 +578,65 @@ static size_t lower_name(const shadow_header_t *e, char *name, size_t cap) {
   return n;
 }
 
+/* The lines of h grouped by name (header_group.h): next[i], first[i].
+ * NULL when h has no lines or memory ran out. Freed by the caller. */
+static size_t *group_lines(const shadow_headers_t *h, unsigned char **first) {
+  *first = NULL;
+  if (h->n == 0) return NULL;
+  size_t *next = malloc(h->n * sizeof(*next));
+  *first = malloc(h->n);
+  if (!next || !*first || shadow_headers_group(h, next, *first) != 0) {
+    free(next);
+    free(*first);
+    *first = NULL;
+    return NULL;
+  }
+  return next;
+}
+
+/* The values of the lines from i on that share its name, joined
+ * (join_with), into out (reset first). 0 or -ENOMEM. */
+static int join_group(const shadow_headers_t *h, const size_t *next, size_t i,
+                      const char *lname, size_t n, shadow_buf_t *out) {
+  int rc = 0;
+  shadow_buf_reset(out);
+  for (size_t j = i; j != SHADOW_HEADER_GROUP_END && rc == 0; j = next[j]) {
+    const shadow_header_t *x = &h->v[j];
+    if (j != i) rc |= shadow_buf_puts(out, join_with(lname, n));
+    rc |= shadow_buf_append(out, x->value, x->value_len);
+  }
+  return rc ? -ENOMEM : 0;
+}
+
 /* Stack: [...] -> [..., headers table]. Names are lower-cased; repeated
- * headers are joined (join_with). */
-static void push_headers(lua_State *L, const shadow_headers_t *h) {
+ * headers are joined (join_with), each name once, so a head of thousands
+ * of lines of one name costs its size, not its square. 0, or -ENOMEM with
+ * the table pushed but incomplete. */
+static int push_headers(lua_State *L, const shadow_headers_t *h) {
   lua_createtable(L, 0, (int)h->n);
+  unsigned char *first;
+  size_t *next = group_lines(h, &first);
+  if (h->n && !next) return -ENOMEM;
   char name[256];
-  for (size_t i = 0; i < h->n; i++) {
+  shadow_buf_t joined = SHADOW_BUF_INIT;
+  int rc = 0;
+  for (size_t i = 0; i < h->n && rc == 0; i++) {
+    if (!first[i]) continue;
     const shadow_header_t *e = &h->v[i];
     size_t n = lower_name(e, name, sizeof(name));
     lua_pushlstring(L, name, n);
-    lua_pushvalue(L, -1);
-    lua_rawget(L, -3);
-    if (lua_isstring(L, -1)) {
-      lua_pushstring(L, join_with(name, n));
+    if (next[i] == SHADOW_HEADER_GROUP_END) {
       lua_pushlstring(L, e->value, e->value_len);
-      lua_concat(L, 3);
     } else {
-      lua_pop(L, 1);
-      lua_pushlstring(L, e->value, e->value_len);
+      rc = join_group(h, next, i, name, n, &joined);
+      lua_pushlstring(L, joined.data ? joined.data : "", joined.len);
     }
     lua_rawset(L, -3);
   }
+  shadow_buf_free(&joined);
+  free(next);
+  free(first);
+  return rc;
 }
 
 /* Stack: [..., t] -> [..., t]. Reads t.headers (name = string, or name =
@@ -675,22 +728,17 @@ static int read_request_headers(lua_State *L, const shadow_headers_t *orig,
   int rc = 0;
   char lname[256];
   shadow_buf_t joined = SHADOW_BUF_INIT;
+  /* Each name's lines are found through the groups, never by scanning
+   * the rest of the head for each line. */
+  unsigned char *first = NULL;
+  size_t *next = orig ? group_lines(orig, &first) : NULL;
+  if (orig && orig->n && !next) rc = -1;
   /* First, per name: unchanged (keep the lines), changed, or removed. */
-  for (size_t i = 0; orig && i < orig->n; i++) {
+  for (size_t i = 0; next && i < orig->n && rc == 0; i++) {
+    if (!first[i]) continue;
     const shadow_header_t *e = &orig->v[i];
     size_t n = lower_name(e, lname, sizeof(lname));
-    lua_pushlstring(L, lname, n);
-    lua_rawget(L, seen);
-    int decided = !lua_isnil(L, -1);
-    lua_pop(L, 1);
-    if (decided) continue;
-    shadow_buf_reset(&joined);
-    for (size_t j = i; j < orig->n; j++) {
-      const shadow_header_t *x = &orig->v[j];
-      if (x->name_len != n || strncasecmp(x->name, lname, n) != 0) continue;
-      if (joined.len) shadow_buf_puts(&joined, join_with(lname, n));
-      shadow_buf_append(&joined, x->value, x->value_len);
-    }
+    if (join_group(orig, next, i, lname, n, &joined)) rc = -1;
     lua_pushlstring(L, lname, n);
     lua_rawget(L, hs);
     size_t vl = 0;
@@ -707,6 +755,8 @@ static int read_request_headers(lua_State *L, const shadow_headers_t *orig,
     lua_rawset(L, seen);
   }
   shadow_buf_free(&joined);
+  free(next);
+  free(first);
   /* Then the lines in orig's order: kept ones as they were, a changed
    * name's new lines where its first line was. */
   for (size_t i = 0; orig && i < orig->n && rc == 0; i++) {
@@ -793,7 +843,7 @@ int shadow_script_req_open(shadow_gen_t *g, const shadow_request_t *req,
   else
     lua_pushliteral(L, "");
   lua_setfield(L, -2, "query");
-  push_headers(L, &req->headers);
+  (void)push_headers(L, &req->headers); /* short of memory: fewer headers */
   lua_setfield(L, -2, "headers");
   lua_pushlstring(L, body ? body : "", body ? body_len : 0);
   lua_setfield(L, -2, "body");
@@ -923,7 +973,7 @@ static void push_record(lua_State *L, const shadow_record_t *rec) {
   lua_createtable(L, 0, 3);
   lua_pushinteger(L, rec->status);
   lua_setfield(L, -2, "status");
-  push_headers(L, &rec->headers);
+  (void)push_headers(L, &rec->headers); /* short of memory: fewer headers */
   lua_setfield(L, -2, "headers");
   lua_pushlstring(L, rec->body.data ? rec->body.data : "", rec->body.len);
   lua_setfield(L, -2, "body");

@@ -35,7 +35,7 @@ const char *shadow_hook_name(int hook);
 /* Told of every hook error, after the host has logged it (at most once a
  * second per hook), and of the time every hook call took. */
 typedef struct shadow_script_observer_s {
-  void (*on_error)(void *ud, int hook);
+  void (*on_error)(void *ud, int hook, const char *msg);
   void (*on_time)(void *ud, int hook, double seconds);
   void *ud;
 } shadow_script_observer_t;
@@ -67,6 +67,9 @@ void shadow_gen_observe(shadow_gen_t *g, const shadow_script_observer_t *o);
 size_t shadow_gen_source_count(const shadow_gen_t *g);
 const char *shadow_gen_source(const shadow_gen_t *g, size_t i);
 uint64_t shadow_gen_source_hash(const shadow_gen_t *g);
+/* The config's top-level fields' fingerprints (config_changes.h). */
+struct shadow_config_print_s;
+const struct shadow_config_print_s *shadow_gen_print(const shadow_gen_t *g);
 /* Hashes the same files as they are on disk now: equal to
  * shadow_gen_source_hash() when nothing changed. */
 uint64_t shadow_gen_source_hash_now(const shadow_gen_t *g);
@@ -110,5 +113,13 @@ void shadow_script_on_divergence(shadow_gen_t *g, const char *json, size_t len);
  * filled, or -1 (the caller answers as for a failed backend). */
 int shadow_script_call_backend(shadow_gen_t *g, int fn_ref, int req,
                                shadow_record_t *out, char *err, size_t errlen);
+
+/* Stack: unchanged on success; the error message pushed on failure (-1).
+ * Registers shadow's Lua modules compiled into the binary in
+ * package.preload, and the engine as shadow.clib (ffi.C), in an opened
+ * state: the daemon's states (behind their sandbox) and check-gateway's
+ * use it alike. */
+struct lua_State;
+int shadow_script_open_embedded(struct lua_State *L);
 
 #endif

@@ -672,10 +672,12 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
                                        "max_tunnels",
                                        "copy_memory_bytes",
                                        "hook_memory_bytes",
+                                       "max_headers",
                                        NULL};
     shadow_limits_t *l = &cfg->limits;
     check_keys(r, t, "limits.", keys);
     opt_size(r, t, "limits.", "header_bytes", 256, 1 << 24, &l->header_bytes);
+    opt_size(r, t, "limits.", "max_headers", 1, 1 << 20, &l->max_headers);
     opt_u64(r, t, "limits.", "body_bytes", 0, 0x1p53, &l->body_bytes);
     opt_u64(r, t, "limits.", "mirror_body_bytes", 0, 1ull << 32,
             &l->mirror_body_bytes);

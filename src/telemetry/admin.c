@@ -198,9 +198,13 @@ static void on_admin_request(shadow_request_t *req, void *ud) {
     shadow_stats_render_prometheus(a->ctx.stats, &a->out, &slo);
     a->ctx.unlock(a->ctx.ud);
     reply(req, 200, "text/plain; version=0.0.4", a->out.data, a->out.len);
-  } else if (PATH_IS("/reload")) {
+  } else if (PATH_IS("/reload") || PATH_IS("/stats/reset")) {
+    int is_reset = !PATH_IS("/reload");
+    const char *what = is_reset ? "/stats/reset" : "/reload";
     if (strcmp(req->method, "POST") != 0) {
-      reply_json(req, 405, "{\"error\":\"use POST /reload\"}");
+      shadow_buf_reset(&a->out);
+      shadow_buf_printf(&a->out, "{\"error\":\"use POST %s\"}", what);
+      reply(req, 405, "application/json", a->out.data, a->out.len);
       return;
     }
     /* Without a token, a form on any web page could post here: a JSON
@@ -209,10 +213,25 @@ static void on_admin_request(shadow_request_t *req, void *ud) {
         shadow_headers_find(&req->headers, "content-type");
     if (!cfg.token && !shadow_admin_json_request(ct ? ct->value : NULL,
                                                  ct ? ct->value_len : 0)) {
-      reply_json(req, 415,
-                 "{\"error\":\"POST /reload needs Content-Type: "
-                 "application/json (or admin_token and its bearer "
-                 "token)\"}");
+      shadow_buf_reset(&a->out);
+      shadow_buf_printf(&a->out,
+                        "{\"error\":\"POST %s needs Content-Type: "
+                        "application/json (or admin_token and its bearer "
+                        "token)\"}",
+                        what);
+      reply(req, 415, "application/json", a->out.data, a->out.len);
+      return;
+    }
+    if (is_reset) {
+      shadow_buf_t v = SHADOW_BUF_INIT;
+      int forget = query_param(query, qlen, "noise", &v) == 0 && v.len == 1 &&
+                   v.data[0] == '1';
+      shadow_buf_free(&v);
+      a->ctx.reset(a->ctx.ud, forget);
+      shadow_buf_reset(&a->out);
+      shadow_buf_printf(&a->out, "{\"result\":\"ok\",\"noise\":\"%s\"}",
+                        forget ? "forgotten" : "kept");
+      reply(req, 200, "application/json", a->out.data, a->out.len);
       return;
     }
     char *err = NULL;

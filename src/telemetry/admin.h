@@ -1,6 +1,6 @@
 /* The admin endpoints: /divergences (raw, or grouped by signature),
- * /stats, /metrics, /noise, /reload, /healthz and the dashboard, on their own
- * listener (loopback by default). */
+ * /stats, /stats/reset, /metrics, /noise, /reload, /healthz and the dashboard,
+ * on their own listener (loopback by default). */
 #ifndef SHADOW_ADMIN_H
 #define SHADOW_ADMIN_H
 
@@ -28,6 +28,9 @@ typedef struct shadow_admin_ctx_s {
   /* Reloads the scripts: 0 done, 1 nothing changed, or -1 and *err
    * (free() it). */
   int (*reload)(void *ud, char **err);
+  /* Starts a new counting window (POST /stats/reset), forgetting the
+   * learned noise too when forget_noise; logs it. */
+  void (*reset)(void *ud, int forget_noise);
   /* Held while stats and the ring are read: worker loops write them. */
   void (*lock)(void *ud);
   void (*unlock)(void *ud);

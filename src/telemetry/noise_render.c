@@ -28,7 +28,7 @@ static shadow_noise_class_t classify(const shadow_stats_t *s,
   const shadow_route_stats_t *rs =
       e->route_idx < s->nroutes ? &s->routes[e->route_idx] : NULL;
   shadow_noise_counts_t k = shadow_noise_field_counts(
-      &e->learned, rs ? rs->compared : 0, rs ? rs->noise_compared : 0);
+      &e->learned, rs ? rs->learn_compared : 0, rs ? rs->noise_compared : 0);
   return shadow_noise_classify(&k, cfg->z, cfg->min_samples, margin);
 }
 
@@ -262,7 +262,7 @@ int shadow_noise_render_json(const shadow_stats_t *s,
     const shadow_noise_entry_t *e = shadow_noise_table_at(t, i);
     const shadow_route_stats_t *rs =
         e->route_idx < s->nroutes ? &s->routes[e->route_idx] : NULL;
-    uint64_t T = rs ? rs->compared : 0, S = rs ? rs->noise_compared : 0;
+    uint64_t T = rs ? rs->learn_compared : 0, S = rs ? rs->noise_compared : 0;
     double margin;
     shadow_noise_class_t c = classify(s, e, cfg, &margin);
     if (i) shadow_buf_putc(out, ',');

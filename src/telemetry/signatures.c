@@ -77,6 +77,22 @@ void shadow_signatures_free(shadow_signatures_t *s) {
   free(s);
 }
 
+void shadow_signatures_reset(shadow_signatures_t *s) {
+  if (!s) return;
+  for (size_t i = 0; i < s->max_entries; i++) {
+    free(s->v[i].key);
+    free(s->v[i].exemplar);
+    memset(&s->v[i], 0, sizeof(s->v[i]));
+    s->v[i].chain = i + 1 < s->max_entries ? (uint32_t)(i + 1) : NIL;
+  }
+  for (size_t i = 0; i < s->nslots; i++)
+    s->slots[i] = NIL;
+  s->free_list = 0;
+  s->head = s->tail = NIL;
+  s->len = s->bytes = 0;
+  s->evicted = 0;
+}
+
 static void list_unlink(shadow_signatures_t *s, uint32_t i) {
   entry_t *e = &s->v[i];
   if (e->prev != NIL)

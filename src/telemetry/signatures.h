@@ -26,6 +26,8 @@ typedef struct shadow_signatures_s shadow_signatures_t;
 shadow_signatures_t *shadow_signatures_new(size_t max_entries,
                                            size_t max_bytes);
 void shadow_signatures_free(shadow_signatures_t *s); /* NULL is fine */
+/* Forgets every signature (a new counting window); keeps the limits. */
+void shadow_signatures_reset(shadow_signatures_t *s);
 
 /* Counts one divergence: route (may be NULL), the SHADOW_PART_* bits, its
  * folded fields (nfields NUL-terminated strings, sorted and unique), the

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "signatures.h"
 #include "utf8.h"
 
 typedef struct entry_s {
@@ -156,6 +157,11 @@ int shadow_counters_find(const shadow_counters_t *c, const char *name,
   return e != 0;
 }
 
+void shadow_counters_zero(shadow_counters_t *c) {
+  for (size_t i = 0; i < c->n; i++)
+    c->v[i].n = 0;
+}
+
 size_t shadow_counters_max(const shadow_counters_t *c) {
   return c->max_keys;
 }
@@ -187,6 +193,7 @@ shadow_stats_t *shadow_stats_new(const char *const *hook_names, size_t nhooks) {
   s->hook_names = hook_names;
   s->nhooks = nhooks;
   s->hook_time = nhooks ? calloc(nhooks, sizeof(*s->hook_time)) : NULL;
+  s->hook_errors = nhooks ? calloc(nhooks, sizeof(*s->hook_errors)) : NULL;
   s->candidate_errors = shadow_counters_new(32);
   s->skipped = shadow_counters_new(32);
   s->script_errors = shadow_counters_new(32);
@@ -202,7 +209,7 @@ shadow_stats_t *shadow_stats_new(const char *const *hook_names, size_t nhooks) {
   if (!s->candidate_errors || !s->secondary_errors || !s->noise ||
       !s->skipped || !s->script_errors || !s->reloads || !s->fields ||
       !s->rule_hits || !s->route_names || !s->capture_skipped ||
-      (nhooks && !s->hook_time)) {
+      (nhooks && (!s->hook_time || !s->hook_errors))) {
     shadow_stats_free(s);
     return NULL;
   }
@@ -238,9 +245,79 @@ void shadow_stats_free(shadow_stats_t *s) {
   }
   free(s->routes);
   free(s->hook_time);
+  free(s->hook_errors);
   free(s->loop_generation);
   free(s->last_reload_error);
+  free(s->last_failed_reload_error);
   free(s);
+}
+
+void shadow_stats_hook_error(shadow_stats_t *s, int hook, const char *msg,
+                             double now_ms) {
+  if (hook < 0 || (size_t)hook >= s->nhooks || !s->hook_errors) return;
+  shadow_hook_error_t *e = &s->hook_errors[hook];
+  e->count++;
+  e->last_ms = now_ms;
+  if (!msg) msg = "";
+  size_t len = strcspn(msg, "\n");
+  if (len > SHADOW_HOOK_ERROR_MAX) len = SHADOW_HOOK_ERROR_MAX;
+  memcpy(e->last, msg, len);
+  e->last[len] = '\0';
+}
+
+static void route_reset(shadow_route_stats_t *r, int forget_noise) {
+  shadow_counters_t *fields = r->fields;
+  shadow_lhist_t *latency = r->latency;
+  uint64_t learn = r->learn_compared;
+  uint64_t noise_compared = r->noise_compared;
+  memset(r, 0, sizeof(*r));
+  if (fields) shadow_counters_zero(fields);
+  if (latency) memset(latency, 0, SHADOW_LAT_COUNT * sizeof(*latency));
+  r->fields = fields;
+  r->latency = latency;
+  if (!forget_noise) {
+    /* The learned noise is judged against these; see learn_compared. */
+    r->learn_compared = learn;
+    r->noise_compared = noise_compared;
+  }
+}
+
+void shadow_stats_reset(shadow_stats_t *s, double now_ms, int forget_noise) {
+  s->requests = s->sampled = s->compared = s->diverged = 0;
+  s->primary_errors = s->responses_cut = s->tunnels = 0;
+  s->compared_raw = s->captured = 0;
+  s->reloads_failed = 0;
+  s->last_failed_reload_ms = 0;
+  free(s->last_failed_reload_error);
+  s->last_failed_reload_error = NULL;
+  shadow_counters_t *fams[] = {s->candidate_errors, s->skipped,
+                               s->script_errors,    s->reloads,
+                               s->fields,           s->rule_hits,
+                               s->capture_skipped,  s->secondary_errors};
+  for (size_t i = 0; i < sizeof(fams) / sizeof(fams[0]); i++)
+    if (fams[i]) shadow_counters_zero(fams[i]);
+  for (size_t i = 0; i < s->nroutes; i++)
+    route_reset(&s->routes[i], forget_noise);
+  memset(&s->primary_latency, 0, sizeof(s->primary_latency));
+  memset(&s->candidate_latency, 0, sizeof(s->candidate_latency));
+  memset(s->latency, 0, sizeof(s->latency));
+  memset(s->classes, 0, sizeof(s->classes));
+  memset(s->history, 0, sizeof(s->history));
+  if (s->hook_time) memset(s->hook_time, 0, s->nhooks * sizeof(*s->hook_time));
+  if (s->hook_errors)
+    memset(s->hook_errors, 0, s->nhooks * sizeof(*s->hook_errors));
+  s->noise_suppressed = 0;
+  if (forget_noise) {
+    s->noise_compared = 0;
+    shadow_noise_table_t *fresh =
+        shadow_noise_table_new(SHADOW_NOISE_FIELDS_MAX);
+    if (fresh) { /* without memory, the old table is kept */
+      shadow_noise_table_free(s->noise);
+      s->noise = fresh;
+    }
+  }
+  if (s->signatures) shadow_signatures_reset(s->signatures);
+  s->window_start_ms = now_ms;
 }
 
 shadow_route_stats_t *shadow_stats_route(shadow_stats_t *s, const char *name,
@@ -268,6 +345,12 @@ void shadow_stats_set_reload(shadow_stats_t *s, double when_ms,
   free(s->last_reload_error);
   s->last_reload_error = error ? strdup(error) : NULL;
   shadow_counters_add(s->reloads, result, strlen(result), 1);
+  if (strcmp(result, "error") == 0) {
+    s->reloads_failed++;
+    s->last_failed_reload_ms = when_ms;
+    free(s->last_failed_reload_error);
+    s->last_failed_reload_error = error ? strdup(error) : NULL;
+  }
 }
 
 /* --- log-bucketed histograms -------------------------------------------- */

@@ -31,6 +31,9 @@ void shadow_counters_free(shadow_counters_t *c);
 void shadow_counters_add(shadow_counters_t *c, const char *name, size_t len,
                          uint64_t n);
 uint64_t shadow_counters_get(const shadow_counters_t *c, const char *name);
+/* Sets every count to 0 and keeps the names (a new counting window: a rule
+ * that never fires still shows, at 0). */
+void shadow_counters_zero(shadow_counters_t *c);
 /* 1 and *pos (the name's position in insertion order) when name is there. */
 int shadow_counters_find(const shadow_counters_t *c, const char *name,
                          uint64_t *pos);
@@ -104,7 +107,22 @@ typedef struct shadow_route_stats_s {
   shadow_lhist_t *latency;   /* SHADOW_LAT_COUNT of them, or NULL */
   uint64_t noise_compared;   /* primary/secondary pairs compared */
   uint64_t noise_suppressed; /* divergences only in noise fields */
+  /* Pairs compared raw because a normalize call failed on one side. */
+  uint64_t compared_raw;
+  /* Pairs compared since noise was first learned: what the noise table's
+   * counts are judged against. A POST /stats/reset that keeps the learned
+   * noise keeps this too, so the learned counts never outnumber it. */
+  uint64_t learn_compared;
 } shadow_route_stats_t;
+
+/* The last error of one Lua hook, for /stats and the dashboard: a log
+ * line is not the only place a failing hook shows. */
+#define SHADOW_HOOK_ERROR_MAX 240
+typedef struct shadow_hook_error_s {
+  uint64_t count;
+  double last_ms; /* wall time of the last error; 0: none */
+  char last[SHADOW_HOOK_ERROR_MAX + 1];
+} shadow_hook_error_t;
 
 /* What one sampled exchange showed, for the per-route views. A status of
  * -1 is a leg that failed; 0 one that did not run (or was cancelled); a
@@ -169,8 +187,19 @@ typedef struct shadow_stats_s {
   shadow_counters_t *capture_skipped;
   struct shadow_sink_s *capture_sink;
   struct shadow_signatures_s *signatures;
-  /* Time spent in each Lua hook, by the index of its name. */
+  /* Time spent in each Lua hook, and its errors, by the index of its
+   * name. */
   shadow_hist_t *hook_time;
+  shadow_hook_error_t *hook_errors;
+  /* Pairs compared raw because normalize failed on one side. */
+  uint64_t compared_raw;
+  /* Failed reloads in this window, and the last one's time (0: none) and
+   * error, kept when a later reload succeeds. */
+  uint64_t reloads_failed;
+  double last_failed_reload_ms;
+  char *last_failed_reload_error;
+  /* When this counting window began: the start, or POST /stats/reset. */
+  double window_start_ms;
   const char *const *hook_names;
   size_t nhooks;
   int breaker_open;
@@ -199,6 +228,16 @@ shadow_stats_t *shadow_stats_new(const char *const *hook_names, size_t nhooks);
 /* Room for the generations of nloops loops, each at 1. 0 or -ENOMEM. */
 int shadow_stats_set_loops(shadow_stats_t *s, size_t nloops);
 void shadow_stats_free(shadow_stats_t *s);
+/* A hook failed at wall time now_ms with msg (its first line is kept, cut
+ * to SHADOW_HOOK_ERROR_MAX bytes). hook is an index into hook_names. */
+void shadow_stats_hook_error(shadow_stats_t *s, int hook, const char *msg,
+                             double now_ms);
+/* Starts a new counting window at now_ms: every counter, the per-route and
+ * per-field views, the hook times and errors, the history and the
+ * signatures back to 0 (names kept). The learned noise is kept unless
+ * forget_noise. The generation, the breaker states and the last reload
+ * are state, not counts, and stay. */
+void shadow_stats_reset(shadow_stats_t *s, double now_ms, int forget_noise);
 /* The route's entry, created on first use (bounded like counters). */
 shadow_route_stats_t *shadow_stats_route(shadow_stats_t *s, const char *name,
                                          size_t len);

@@ -123,16 +123,18 @@ static void json_route(void *ud, const char *name, uint64_t idx) {
       e->out,
       ":{\"sampled\":%llu,\"compared\":%llu,\"diverged\":%llu,"
       "\"noise_compared\":%llu,\"noise_suppressed\":%llu,"
-      "\"parts\":{\"status\":%llu,\"headers\":%llu,"
+      "\"compared_raw\":%llu,\"parts\":{\"status\":%llu,\"headers\":%llu,"
       "\"body\":%llu},\"body_kinds\":{\"json\":%llu,\"bytes\":%llu,"
-      "\"digest\":%llu},\"fields\":",
+      "\"digest\":%llu,\"protobuf\":%llu},\"fields\":",
       (unsigned long long)r->sampled, (unsigned long long)r->compared,
       (unsigned long long)r->diverged, (unsigned long long)r->noise_compared,
-      (unsigned long long)r->noise_suppressed, (unsigned long long)r->parts[0],
+      (unsigned long long)r->noise_suppressed,
+      (unsigned long long)r->compared_raw, (unsigned long long)r->parts[0],
       (unsigned long long)r->parts[1], (unsigned long long)r->parts[2],
       (unsigned long long)r->body_kinds[SHADOW_BODY_JSON],
       (unsigned long long)r->body_kinds[SHADOW_BODY_BYTES],
-      (unsigned long long)r->body_kinds[SHADOW_BODY_DIGEST]);
+      (unsigned long long)r->body_kinds[SHADOW_BODY_DIGEST],
+      (unsigned long long)r->body_kinds[SHADOW_BODY_PROTOBUF]);
   if (r->fields)
     json_counters(e->out, r->fields);
   else
@@ -228,6 +230,28 @@ static uint64_t route_overflow(const shadow_stats_t *s) {
   return idx < s->nroutes ? s->routes[idx].sampled : 0;
 }
 
+/* {"normalize":{"count":3,"last_error":"...","last_time":"..."}}: every
+ * hook that failed in this window, with its last message. */
+static void json_hook_errors(const shadow_stats_t *s, shadow_buf_t *out) {
+  shadow_buf_putc(out, '{');
+  int first = 1;
+  for (size_t i = 0; s->hook_errors && i < s->nhooks; i++) {
+    const shadow_hook_error_t *e = &s->hook_errors[i];
+    if (!e->count) continue;
+    if (!first) shadow_buf_putc(out, ',');
+    first = 0;
+    char t[40];
+    iso_time(t, sizeof(t), e->last_ms);
+    const char *name = s->hook_names[i];
+    shadow_buf_json_string(out, name, strlen(name), 0);
+    shadow_buf_printf(
+        out, ":{\"count\":%llu,\"last_error\":", (unsigned long long)e->count);
+    shadow_buf_json_string(out, e->last, strlen(e->last), 0);
+    shadow_buf_printf(out, ",\"last_time\":\"%s\"}", t);
+  }
+  shadow_buf_putc(out, '}');
+}
+
 int shadow_stats_render_json(const shadow_stats_t *s, shadow_buf_t *out,
                              const shadow_slo_t *slo, double now_ms) {
   shadow_buf_printf(
@@ -248,9 +272,12 @@ int shadow_stats_render_json(const shadow_stats_t *s, shadow_buf_t *out,
   json_counters(out, s->candidate_errors);
   shadow_buf_puts(out, ",\"secondary_errors\":");
   json_counters(out, s->secondary_errors);
-  shadow_buf_printf(out, ",\"noise_compared\":%llu,\"noise_suppressed\":%llu",
+  shadow_buf_printf(out,
+                    ",\"noise_compared\":%llu,\"noise_suppressed\":%llu,"
+                    "\"compared_raw\":%llu",
                     (unsigned long long)s->noise_compared,
-                    (unsigned long long)s->noise_suppressed);
+                    (unsigned long long)s->noise_suppressed,
+                    (unsigned long long)s->compared_raw);
   shadow_buf_puts(out, ",\"skipped\":");
   json_counters(out, s->skipped);
   shadow_buf_puts(out, ",\"classes\":");
@@ -276,8 +303,30 @@ int shadow_stats_render_json(const shadow_stats_t *s, shadow_buf_t *out,
                     s->secondary_breaker_state);
   shadow_buf_puts(out, ",\"script_errors\":");
   json_counters(out, s->script_errors);
+  shadow_buf_puts(out, ",\"hook_errors\":");
+  json_hook_errors(s, out);
   shadow_buf_puts(out, ",\"reloads\":");
   json_counters(out, s->reloads);
+  shadow_buf_printf(out, ",\"failed_reloads\":{\"count\":%llu,\"last\":",
+                    (unsigned long long)s->reloads_failed);
+  if (s->last_failed_reload_ms > 0) {
+    char t[40];
+    iso_time(t, sizeof(t), s->last_failed_reload_ms);
+    shadow_buf_printf(out, "{\"time\":\"%s\",\"error\":", t);
+    const char *err = s->last_failed_reload_error;
+    if (err)
+      shadow_buf_json_string(out, err, strlen(err), 0);
+    else
+      shadow_buf_puts(out, "null");
+    shadow_buf_puts(out, "}}");
+  } else {
+    shadow_buf_puts(out, "null}");
+  }
+  {
+    char t[40];
+    iso_time(t, sizeof(t), s->window_start_ms);
+    shadow_buf_printf(out, ",\"window_start\":\"%s\"", t);
+  }
   shadow_buf_puts(out, ",\"last_reload\":");
   if (s->last_reload_ms > 0) {
     char t[40];
@@ -405,7 +454,8 @@ typedef struct prom_routes_s {
  * kind is the body count and a digest one is visible apart. */
 static void prom_route(void *ud, const char *name, uint64_t n) {
   static const char *const parts[2] = {"status", "headers"};
-  static const char *const kinds[3] = {"json", "bytes", "digest"};
+  static const char *const kinds[SHADOW_BODY_KINDS] = {"json", "bytes",
+                                                       "digest", "protobuf"};
   prom_routes_t *e = ud;
   const shadow_route_stats_t *r = &e->s->routes[e->i++];
   (void)n;
@@ -416,7 +466,7 @@ static void prom_route(void *ud, const char *name, uint64_t n) {
     shadow_buf_printf(e->out, "\",part=\"%s\"} %llu\n", parts[p],
                       (unsigned long long)r->parts[p]);
   }
-  for (int k = 0; k < 3; k++) {
+  for (int k = 0; k < SHADOW_BODY_KINDS; k++) {
     if (!r->body_kinds[k]) continue;
     shadow_buf_puts(e->out, "shadow_divergences_total{route=\"");
     prom_label(e->out, name);
@@ -653,8 +703,28 @@ int shadow_stats_render_prometheus(const shadow_stats_t *s, shadow_buf_t *out,
               (uint64_t)s->breaker_open);
   prom_family(out, "shadow_script_errors_total", "Lua hook errors, by hook.",
               "hook", s->script_errors);
+  shadow_buf_puts(out, "# HELP shadow_script_error_last_time_seconds When "
+                       "each Lua hook last failed (Unix time).\n"
+                       "# TYPE shadow_script_error_last_time_seconds gauge\n");
+  for (size_t h = 0; s->hook_errors && h < s->nhooks; h++)
+    if (s->hook_names[h] && s->hook_errors[h].count)
+      shadow_buf_printf(out,
+                        "shadow_script_error_last_time_seconds{hook=\"%s\"} "
+                        "%.3f\n",
+                        s->hook_names[h], s->hook_errors[h].last_ms / 1000);
+  prom_scalar(out, "shadow_compared_raw_total", "counter",
+              "Pairs compared raw because normalize failed on one side.",
+              s->compared_raw);
   prom_family(out, "shadow_reloads_total", "Script reloads, by result.",
               "result", s->reloads);
+  prom_gauge_double(out, "shadow_reload_failed_last_time_seconds",
+                    "When a reload last failed (Unix time; 0: not in this "
+                    "window).",
+                    s->last_failed_reload_ms / 1000);
+  prom_gauge_double(out, "shadow_stats_window_start_seconds",
+                    "When the counting window began: the start, or the last "
+                    "POST /stats/reset (Unix time).",
+                    s->window_start_ms / 1000);
   prom_family(out, "shadow_rule_hits_total",
               "Comparisons in which a diff rule absorbed a difference or "
               "renamed a member, by rule.",

@@ -36,7 +36,8 @@ function M.stats(snap, breaker_state, slo, extra)
       parts = { status = num(r.status), headers = num(r.headers),
                 body = num(r.body) },
       body_kinds = { json = num(r.body_json), bytes = num(r.body_bytes),
-                     digest = num(r.body_digest) },
+                     digest = num(r.body_digest),
+                     protobuf = num(r.body_protobuf) },
       verdict = verdict(num(r.compared), num(r.diverged), slo),
     }
   end
@@ -122,7 +123,7 @@ function M.metrics(snap, breaker_open, slo)
       end
     end
     -- Body series by how the bodies were compared, as the daemon's.
-    for _, kind in ipairs({ "json", "bytes", "digest" }) do
+    for _, kind in ipairs({ "json", "bytes", "digest", "protobuf" }) do
       local n = num(r["body_" .. kind])
       if n > 0 then
         out[#out + 1] = format('shadow_divergences_total{route="%s",'

@@ -66,7 +66,8 @@ end
 -- The keys of a route's tallies, made once per route and worker (routes
 -- are a bounded set, and so is this cache).
 local WHATS = { "sampled", "compared", "diverged", "status", "headers",
-                "body", "body_json", "body_bytes", "body_digest" }
+                "body", "body_json", "body_bytes", "body_digest",
+                "body_protobuf" }
 local ROUTE_CACHE_MAX = 1000
 
 local function route_keys(self, route)

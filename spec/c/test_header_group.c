@@ -1,0 +1,229 @@
+/* Header lines grouped by name, Connection tokens looked up among them, the
+ * plain-byte scan, and the forwarding rule built on them: the same answers as
+ * the obvious quadratic versions, on small heads and on heads of thousands of
+ * lines, and Host is never dropped by a Connection token. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "check.h"
+#include "forward.h"
+#include "header_group.h"
+#include "record.h"
+#include "request_parse.h"
+
+static void add(shadow_headers_t *h, const char *name, const char *value) {
+  CHECK(shadow_headers_add(h, name, strlen(name), value, strlen(value)) == 0);
+}
+
+/* The groups against a scan of every pair. */
+static void check_groups(const shadow_headers_t *h) {
+  size_t *next = malloc(h->n * sizeof(*next));
+  unsigned char *first = malloc(h->n);
+  CHECK(shadow_headers_group(h, next, first) == 0);
+  int ok = 1;
+  for (size_t i = 0; i < h->n; i++) {
+    size_t want_next = SHADOW_HEADER_GROUP_END;
+    int want_first = 1;
+    for (size_t j = 0; j < i; j++)
+      if (h->v[j].name_len == h->v[i].name_len &&
+          strncasecmp(h->v[j].name, h->v[i].name, h->v[i].name_len) == 0)
+        want_first = 0;
+    for (size_t j = i + 1; j < h->n; j++)
+      if (h->v[j].name_len == h->v[i].name_len &&
+          strncasecmp(h->v[j].name, h->v[i].name, h->v[i].name_len) == 0) {
+        want_next = j;
+        break;
+      }
+    if (next[i] != want_next || first[i] != want_first) ok = 0;
+  }
+  CHECK(ok);
+  free(next);
+  free(first);
+}
+
+static void test_groups(void) {
+  shadow_headers_t h = SHADOW_HEADERS_INIT;
+  add(&h, "Accept", "a");
+  add(&h, "cookie", "c1");
+  add(&h, "ACCEPT", "b");
+  add(&h, "X-One", "1");
+  add(&h, "Cookie", "c2");
+  add(&h, "accept", "c");
+  check_groups(&h);
+  shadow_headers_clear(&h);
+  /* Many lines, few names, in a scrambled order. */
+  char name[16];
+  for (int i = 0; i < 3000; i++) {
+    snprintf(name, sizeof(name), "%s%d", i % 2 ? "h" : "H", (i * 7919) % 37);
+    add(&h, name, "v");
+  }
+  check_groups(&h);
+  shadow_headers_free(&h);
+}
+
+static size_t first_named(const shadow_headers_t *h, const shadow_header_t *x) {
+  for (size_t j = 0; j < h->n; j++)
+    if (h->v[j].name_len == x->name_len &&
+        strncasecmp(h->v[j].name, x->name, x->name_len) == 0)
+      return j;
+  return SHADOW_HEADER_GROUP_END;
+}
+
+/* Each side's groups as shadow_headers_group, and the peers. */
+static void check_pair(const shadow_headers_t *a, const shadow_headers_t *b) {
+  shadow_header_groups_t ga, gb;
+  CHECK(shadow_headers_pair(a, b, &ga, &gb) == 0);
+  int ok = 1;
+  for (int side = 0; side < 2; side++) {
+    const shadow_headers_t *h = side ? b : a, *o = side ? a : b;
+    const shadow_header_groups_t *g = side ? &gb : &ga;
+    size_t *next = malloc((h->n ? h->n : 1) * sizeof(*next));
+    unsigned char *first = malloc(h->n ? h->n : 1);
+    CHECK(shadow_headers_group(h, next, first) == 0);
+    for (size_t i = 0; i < h->n; i++) {
+      if (g->next[i] != next[i] || g->first[i] != first[i]) ok = 0;
+      if (first[i] && g->peer[i] != first_named(o, &h->v[i])) ok = 0;
+    }
+    free(next);
+    free(first);
+  }
+  CHECK(ok);
+  shadow_header_groups_free(&ga);
+  shadow_header_groups_free(&gb);
+}
+
+static void test_pair(void) {
+  shadow_headers_t a = SHADOW_HEADERS_INIT, b = SHADOW_HEADERS_INIT;
+  check_pair(&a, &b);
+  add(&a, "Vary", "x");
+  add(&a, "Set-Cookie", "1");
+  add(&a, "vary", "y");
+  add(&b, "SET-COOKIE", "1");
+  add(&b, "X-Only", "c");
+  add(&b, "set-cookie", "2");
+  check_pair(&a, &b);
+  char name[16];
+  for (int i = 0; i < 2000; i++) {
+    snprintf(name, sizeof(name), "n%d", (i * 31) % 53);
+    add(i % 3 ? &a : &b, name, "v");
+  }
+  check_pair(&a, &b);
+  shadow_headers_free(&a);
+  shadow_headers_free(&b);
+}
+
+static void test_index(void) {
+  shadow_headers_t h = SHADOW_HEADERS_INIT;
+  add(&h, "Keep-Alive", "1");
+  add(&h, "X-A", "1");
+  add(&h, "x-b", "1");
+  add(&h, "X-C", "1");
+  add(&h, "x-a", "2");
+  shadow_header_index_t x;
+  CHECK(shadow_header_index_build(&x, &h) == 0);
+  unsigned char mark[5] = {0};
+  const char *list = " keep-alive , X-A,,x-a\t, x-, x-bb";
+  shadow_header_index_mark(&x, list, strlen(list), mark);
+  CHECK(mark[0] && mark[1] && !mark[2] && !mark[3] && mark[4]);
+  shadow_header_index_free(&x);
+  shadow_header_index_free(&x); /* safe twice */
+  /* Thousands of tokens, each naming a line or none. */
+  shadow_headers_clear(&h);
+  char name[16];
+  for (int i = 0; i < 300; i++) {
+    snprintf(name, sizeof(name), "T%d", i * 2);
+    add(&h, name, "v");
+  }
+  shadow_buf_t b = SHADOW_BUF_INIT;
+  for (int i = 0; i < 5000; i++)
+    shadow_buf_printf(&b, "%st%d", i ? "," : "", i % 400);
+  unsigned char *m = calloc(h.n, 1);
+  CHECK(shadow_header_index_build(&x, &h) == 0);
+  shadow_header_index_mark(&x, b.data, b.len, m);
+  int ok = 1;
+  for (int i = 0; i < 300; i++)
+    if (m[i] != (i * 2 < 400)) ok = 0;
+  CHECK(ok);
+  shadow_header_index_free(&x);
+  free(m);
+  shadow_buf_free(&b);
+  shadow_headers_free(&h);
+}
+
+static void test_plain_span(void) {
+  char s[64];
+  memset(s, 'a', sizeof(s));
+  CHECK(shadow_header_plain_span(s, 64) == 64);
+  for (size_t at = 0; at < 40; at++) {
+    const unsigned char bad[] = {'\t', '\v', '\f', 0, '\r', 0x7f, 0x1f};
+    for (size_t k = 0; k < sizeof(bad); k++) {
+      memset(s, 'a', sizeof(s));
+      s[at] = (char)bad[k];
+      CHECK(shadow_header_plain_span(s, 64) == at);
+    }
+    memset(s, 'a', sizeof(s));
+    s[at] = (char)0xff; /* not a control byte */
+    CHECK(shadow_header_plain_span(s, 64) == 64);
+  }
+  CHECK(shadow_header_value_valid("a\tb c", 5));
+  CHECK(!shadow_header_value_valid("abcdefgh\vb", 10));
+  CHECK(!shadow_header_value_valid("abcdefgh\x7f", 9));
+}
+
+static int has(const shadow_headers_t *h, const char *name) {
+  for (size_t i = 0; i < h->n; i++)
+    if (shadow_header_name_is(&h->v[i], name)) return 1;
+  return 0;
+}
+
+static void test_forward(void) {
+  shadow_headers_t in = SHADOW_HEADERS_INIT, out = SHADOW_HEADERS_INIT;
+  add(&in, "Host", "client.example");
+  /* More tokens than the old fixed list held, Host among them. */
+  add(&in, "Connection", "t0,t1,t2,t3,t4,t5,t6,t7,t8,t9,t10,t11,t12,t13");
+  add(&in, "Connection", "t14, t15 ,t16, host, x-late");
+  add(&in, "X-Late", "1");
+  add(&in, "T16", "1");
+  add(&in, "X-Keep", "1");
+  for (int i = 0; i < 2000; i++)
+    add(&in, "t3", "gone");
+  shadow_forward_t f = {NULL, NULL, NULL};
+  CHECK(shadow_forward_headers(&in, &f, &out) == 0);
+  CHECK(has(&out, "host"));
+  CHECK(has(&out, "x-keep"));
+  CHECK(!has(&out, "x-late") && !has(&out, "t16") && !has(&out, "t3"));
+  CHECK(!has(&out, "connection"));
+  CHECK(out.n == 2);
+  shadow_headers_free(&in);
+  shadow_headers_free(&out);
+}
+
+static void test_request_line_rules(void) {
+  CHECK(shadow_request_method_valid("GET", 3));
+  CHECK(shadow_request_method_valid("X-CUSTOM", 8));
+  CHECK(!shadow_request_method_valid("GE\tT", 4));
+  CHECK(!shadow_request_method_valid("GE T", 4));
+  CHECK(!shadow_request_method_valid("", 0));
+  CHECK(shadow_request_target_valid("/a?b=c", 6));
+  CHECK(shadow_request_target_valid("*", 1));
+  CHECK(shadow_request_target_valid("/\xff", 2));
+  CHECK(!shadow_request_target_valid("/a\tb", 4));
+  CHECK(!shadow_request_target_valid("/a\vb", 4));
+  CHECK(!shadow_request_target_valid("/a\fb", 4));
+  CHECK(!shadow_request_target_valid("/a b", 4));
+  CHECK(!shadow_request_target_valid("/a\x7f", 3));
+  CHECK(!shadow_request_target_valid("a", 1));
+  CHECK(!shadow_request_target_valid("", 0));
+}
+
+int main(void) {
+  test_groups();
+  test_pair();
+  test_index();
+  test_plain_span();
+  test_forward();
+  test_request_line_rules();
+  return check_report("test_header_group");
+}
