@@ -1,6 +1,9 @@
 /* shadowd: the command line. The running daemon is daemon.c. */
 #include <errno.h>
 #include <getopt.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -273,6 +276,18 @@ int main(int argc, char **argv) {
   app.config_path = "shadow.lua";
   app.workers = 1;
   signal(SIGPIPE, SIG_IGN);
+#ifdef __GLIBC__
+  /* A response of a few dozen KiB takes buffers (its record, the client's
+   * output) that are freed when it ends; with glibc's default threshold
+   * each such free at the top of the heap gives the memory back with brk
+   * and the next response asks for it again: 1.3 system calls a request
+   * at 64 KiB. Up to 4 MiB of free memory stays at the top of each heap
+   * instead. Setting it fixes the mmap threshold too (glibc would raise it
+   * by itself, up to 32 MiB): chunks from 1 MiB on are mmap'd, and given
+   * back at once when freed. */
+  mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024);
+  mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
+#endif
   setvbuf(stdout, NULL, _IOLBF, 0);
 
   if (argc > 1 && strcmp(argv[1], "diff") == 0) {

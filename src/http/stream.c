@@ -3,7 +3,15 @@
  * are handled one at a time), runs it through OpenSSL, and hands plaintext
  * to the owner in the owner's own buffer; whatever ciphertext OpenSSL
  * produces (handshake, records, alerts, session tickets) is written with a
- * request of its own that carries a copy, so nothing waits on the owner. */
+ * request of its own that carries a copy, so nothing waits on the owner.
+ *
+ * Every write tries the socket first (uv_try_write) and queues with
+ * uv_write only what it does not take. libuv finishes a uv_write, even one
+ * written at once, by dropping POLLOUT from the connection's interest,
+ * which it applies with an epoll_ctl before its next poll: one system call
+ * per write that nothing needed. A write taken whole here leaves the
+ * registration alone; the owner's callback then runs from an idle handle
+ * on the loop's next turn, as libuv would have run it. */
 #include "stream.h"
 
 #include <errno.h>
@@ -34,7 +42,53 @@ int shadow_stream_init(uv_loop_t *loop, shadow_stream_t *s, void *data) {
   int rc = uv_tcp_init(loop, &s->tcp);
   s->tcp.data = s;
   s->data = data;
-  return rc;
+  if (rc) return rc;
+  uv_idle_init(loop, &s->done_idle); /* cannot fail */
+  s->done_idle.data = s;
+  s->open_handles = 2;
+  return 0;
+}
+
+/* The owner's write ended: its callback, once. */
+static void owner_written(shadow_stream_t *s, int status) {
+  s->writing = 0;
+  if (s->on_written) s->on_written(s, status);
+}
+
+static void on_done_idle(uv_idle_t *h) {
+  shadow_stream_t *s = h->data;
+  uv_idle_stop(h);
+  if (!s->done_pending) return;
+  s->done_pending = 0;
+  owner_written(s, 0);
+}
+
+/* The owner's write went out whole, now: its callback on the next turn. */
+static void owner_done_later(shadow_stream_t *s) {
+  s->done_pending = 1;
+  uv_idle_start(&s->done_idle, on_done_idle);
+}
+
+/* What the socket takes of bufs now: the count of bytes, or a negative
+ * code (UV_EAGAIN: nothing, something is queued, or the socket is full). */
+static ssize_t try_write(shadow_stream_t *s, const uv_buf_t *bufs,
+                         unsigned nbufs) {
+  return uv_try_write((uv_stream_t *)&s->tcp, bufs, nbufs);
+}
+
+/* bufs less their first n bytes, into out (at most 8 pieces). */
+static unsigned skip_bytes(const uv_buf_t *bufs, unsigned nbufs, size_t n,
+                           uv_buf_t *out) {
+  unsigned k = 0;
+  for (unsigned i = 0; i < nbufs; i++) {
+    if (n >= bufs[i].len) {
+      n -= bufs[i].len;
+      continue;
+    }
+    out[k++] = uv_buf_init(bufs[i].base + n, (unsigned)(bufs[i].len - n));
+    n = 0;
+  }
+  return k;
 }
 
 int shadow_stream_is_tls(const shadow_stream_t *s) {
@@ -46,10 +100,7 @@ static void on_cipher_written(uv_write_t *req, int status) {
   shadow_stream_t *s = w->s;
   int owner = w->owner;
   free(w);
-  if (owner) {
-    s->writing = 0;
-    if (s->on_written) s->on_written(s, status);
-  }
+  if (owner) owner_written(s, status);
 }
 
 /* Writes the ciphertext OpenSSL has ready. owner: this write ends the
@@ -70,6 +121,14 @@ static int flush(shadow_stream_t *s, int owner) {
   }
   w->len = b.len;
   uv_buf_t ub = uv_buf_init(w->data, (unsigned)w->len);
+  ssize_t took = w->len && !s->closing ? try_write(s, &ub, 1) : 0;
+  if (took < 0) took = 0; /* a failure shows in uv_write's callback */
+  if ((size_t)took == w->len) {
+    free(w);
+    if (owner) owner_done_later(s);
+    return 0;
+  }
+  ub = uv_buf_init(w->data + took, (unsigned)(w->len - (size_t)took));
   int rc = uv_write(&w->req, (uv_stream_t *)&s->tcp, &ub, 1, on_cipher_written);
   if (rc) free(w);
   return rc;
@@ -213,9 +272,7 @@ void shadow_stream_read_stop(shadow_stream_t *s) {
 }
 
 static void on_plain_written(uv_write_t *req, int status) {
-  shadow_stream_t *s = req->data;
-  s->writing = 0;
-  if (s->on_written) s->on_written(s, status);
+  owner_written(req->data, status);
 }
 
 int shadow_stream_write(shadow_stream_t *s, const uv_buf_t *bufs,
@@ -224,9 +281,18 @@ int shadow_stream_write(shadow_stream_t *s, const uv_buf_t *bufs,
   if (s->closing) return UV_ECANCELED;
   s->on_written = cb;
   if (!s->tls) {
+    uv_buf_t rest[8];
+    ssize_t took = nbufs <= 8 ? try_write(s, bufs, nbufs) : 0;
+    if (took < 0) took = 0; /* a failure shows in uv_write's callback */
+    unsigned nrest = took ? skip_bytes(bufs, nbufs, (size_t)took, rest) : 0;
+    if (took && nrest == 0) {
+      s->writing = 1;
+      owner_done_later(s);
+      return 0;
+    }
     s->wreq.data = s;
-    int rc = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, bufs, nbufs,
-                      on_plain_written);
+    int rc = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, took ? rest : bufs,
+                      took ? nrest : nbufs, on_plain_written);
     if (rc == 0) s->writing = 1;
     return rc;
   }
@@ -262,11 +328,26 @@ int shadow_stream_shutdown(shadow_stream_t *s) {
   return uv_shutdown(&s->sreq, (uv_stream_t *)&s->tcp, on_shutdown);
 }
 
-static void on_tcp_close(uv_handle_t *h) {
-  shadow_stream_t *s = shadow_stream_of(h);
+/* Both handles closed: a write that went out whole but whose callback was
+ * still to come reports success, as libuv reports a completed write on
+ * close; then the owner's close callback. */
+static void handle_closed(shadow_stream_t *s) {
+  if (--s->open_handles > 0) return;
+  if (s->done_pending) {
+    s->done_pending = 0;
+    owner_written(s, 0);
+  }
   shadow_tls_free(s->tls);
   s->tls = NULL;
-  if (s->on_close) s->on_close(h);
+  if (s->on_close) s->on_close((uv_handle_t *)&s->tcp);
+}
+
+static void on_tcp_close(uv_handle_t *h) {
+  handle_closed(shadow_stream_of(h));
+}
+
+static void on_idle_close(uv_handle_t *h) {
+  handle_closed(h->data);
 }
 
 void shadow_stream_close(shadow_stream_t *s, uv_close_cb cb) {
@@ -275,6 +356,7 @@ void shadow_stream_close(shadow_stream_t *s, uv_close_cb cb) {
   s->on_close = cb;
   s->reading = 0;
   uv_close((uv_handle_t *)&s->tcp, on_tcp_close);
+  uv_close((uv_handle_t *)&s->done_idle, on_idle_close);
 }
 
 const char *shadow_stream_error(const shadow_stream_t *s) {

@@ -3,7 +3,9 @@
  * the handshake, the records and the close_notify happen underneath (over
  * memory BIOs, see tls.c). The owner embeds the stream and keeps libuv's
  * model: one write of its own in flight at a time, a callback when it is
- * done, memory freed in the close callback. */
+ * done (never from inside the write call), memory freed in the close
+ * callback. A write the socket takes whole at once costs one system call
+ * and no change to the connection's epoll registration (see stream.c). */
 #ifndef SHADOW_STREAM_H
 #define SHADOW_STREAM_H
 
@@ -44,13 +46,18 @@ struct shadow_stream_s {
   shadow_stream_write_cb on_written; /* of the owner's write in flight */
   uv_close_cb on_close;
   uv_write_t wreq; /* the owner's write, on a plain stream */
+  /* An owner's write the socket took whole: its callback runs from this
+   * idle handle on the loop's next turn, before it polls. */
+  uv_idle_t done_idle;
+  int done_pending;
   uv_shutdown_t sreq;
   int want_read; /* the owner reads */
   int reading;   /* libuv reads */
   int writing;   /* the owner's write is in flight */
   int closing;
-  int server;   /* TLS: the server's side */
-  int tls_seen; /* TLS: the peer's first bytes were a TLS record */
+  int server;       /* TLS: the server's side */
+  int tls_seen;     /* TLS: the peer's first bytes were a TLS record */
+  int open_handles; /* tcp and done_idle, until both have closed */
 };
 
 /* Sets up s (not yet connected) on loop; data is the owner's. */

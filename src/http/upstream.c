@@ -121,6 +121,9 @@ struct conn_s {
   int reused;      /* has answered before: a failure may just be staleness */
   int handshaking; /* connected, the TLS handshake under way */
   int closes;      /* handles still to close before the memory goes */
+  /* In uv_now() ms: the deadline of the timer's state (UINT64_MAX: none),
+   * and when the libuv timer, if active, fires (see conn_timer_set). */
+  uint64_t due, armed;
 };
 
 struct shadow_upstream_s {
@@ -362,7 +365,7 @@ static leg_t *conn_detach(conn_t *conn) {
   leg_t *leg = conn->leg;
   conn->leg = NULL;
   if (leg) leg->conn = NULL;
-  uv_timer_stop(&conn->timer);
+  conn->due = UINT64_MAX; /* see conn_timer_set */
   return leg;
 }
 
@@ -488,9 +491,40 @@ static void conn_send(conn_t *conn) {
   }
 }
 
+static void on_timer(uv_timer_t *t);
+
+/* Arms the connection's deadline ms from now. A connection re-arms on
+ * nearly every event (each write, read and head), and a libuv timer
+ * restart is a removal from its heap and an insertion. So a deadline
+ * that only moves later is just noted: the timer fires at its earlier
+ * time, finds the deadline ahead, and sleeps for the rest (nginx keeps
+ * its timers lazily in the same way). */
+static void conn_timer_set(conn_t *conn, uint64_t ms) {
+  uint64_t now = uv_now(conn->u->loop);
+  uint64_t due = ms < UINT64_MAX - 1 - now ? now + ms : UINT64_MAX - 1;
+  conn->due = due;
+  if (uv_is_active((uv_handle_t *)&conn->timer) && conn->armed <= due) return;
+  conn->armed = due;
+  uv_timer_start(&conn->timer, on_timer, ms, 0);
+}
+
+/* No deadline: a timer still running finds none when it fires. */
+static void conn_timer_clear(conn_t *conn) {
+  conn->due = UINT64_MAX;
+}
+
 static void on_timer(uv_timer_t *t) {
   conn_t *conn = t->data;
   shadow_upstream_t *u = conn->u;
+  uint64_t now = uv_now(u->loop);
+  if (conn->due > now) { /* moved later since armed, or cleared */
+    if (conn->due != UINT64_MAX) {
+      conn->armed = conn->due;
+      uv_timer_start(&conn->timer, on_timer, conn->due - now, 0);
+    }
+    return;
+  }
+  conn->due = UINT64_MAX;
   if (conn->state == IDLE) { /* kept long enough without use */
     conn_close(conn);
     return;
@@ -529,14 +563,14 @@ static void conn_arm(conn_t *conn) {
   if (conn->state == IDLE) {
     ms = u->opts.idle_timeout_ms;
   } else if (!leg) {
-    uv_timer_stop(&conn->timer);
+    conn_timer_clear(conn);
     return;
   } else if (leg->tunnel ||
              (leg->paused && shadow_response_parser_has_head(&conn->parser))) {
     /* A tunnel may be quiet for long: its idle time is the client side's
      * to bound. A paused leg waits for its reader. */
     if (leg->total_deadline == UINT64_MAX) {
-      uv_timer_stop(&conn->timer);
+      conn_timer_clear(conn);
       return;
     }
     ms = until(u, leg, UINT64_MAX);
@@ -549,7 +583,7 @@ static void conn_arm(conn_t *conn) {
     if (conn->state == CONNECTING && u->opts.connect_timeout_ms < ms)
       ms = u->opts.connect_timeout_ms;
   }
-  uv_timer_start(&conn->timer, on_timer, ms, 0);
+  conn_timer_set(conn, ms);
 }
 
 /* Binds leg to conn: fresh parser state, the deadline armed. */

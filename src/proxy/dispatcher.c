@@ -339,6 +339,26 @@ static void open_lreq(exchange_t *ex) {
                                     ex->body.len);
 }
 
+/* Whether anything will read the request's Lua view: a hook that takes
+ * the request, or a Lua backend. Without one the view (a Lua table with
+ * the headers and a copy of the body, per sampled request) is not built;
+ * the policy and the comparison take 0 for it. */
+static int lreq_needed(const exchange_t *ex, int for_capture) {
+  shadow_gen_t *g = ex->epoch->gen;
+  const shadow_config_t *cfg = ex->epoch->cfg;
+  static const int mirror_hooks[] = {SHADOW_HOOK_FILTER, SHADOW_HOOK_KEY,
+                                     SHADOW_HOOK_ROUTE, SHADOW_HOOK_REWRITE,
+                                     SHADOW_HOOK_NORMALIZE};
+  static const int capture_hooks[] = {SHADOW_HOOK_FILTER, SHADOW_HOOK_KEY,
+                                      SHADOW_HOOK_CAPTURE_KEY};
+  const int *h = for_capture ? capture_hooks : mirror_hooks;
+  size_t n = for_capture ? 3 : 5;
+  for (size_t i = 0; i < n; i++)
+    if (shadow_gen_has_hook(g, h[i])) return 1;
+  return !for_capture && (cfg->candidate.kind == SHADOW_BACKEND_LUA ||
+                          cfg->secondary.kind == SHADOW_BACKEND_LUA);
+}
+
 /* --- capture ------------------------------------------------------------ */
 
 /* Takes capture's decision once the request body is complete (after the
@@ -351,7 +371,7 @@ static void capture_decide(exchange_t *ex) {
   shadow_gen_t *g = ex->epoch->gen;
   const shadow_config_t *cfg = ex->epoch->cfg;
   shadow_request_t *req = ex->req;
-  open_lreq(ex);
+  if (lreq_needed(ex, 1)) open_lreq(ex);
   shadow_policy_decision_t dec = {0};
   shadow_policy_capture(g, req, ex->lreq,
                         ex->decided && ex->maybe ? &ex->dec : NULL, &dec);
@@ -805,7 +825,7 @@ static void decide(exchange_t *ex) {
   if (ex->decided || !ex->req) return;
   ex->decided = 1;
   if (!ex->maybe) return;
-  open_lreq(ex);
+  if (lreq_needed(ex, 0)) open_lreq(ex);
   shadow_policy_decide(g, ex->req, ex->lreq, &ex->dec);
   if (ex->dec.why != SHADOW_POLICY_MIRROR) {
     drop_pair(ex, NULL);
