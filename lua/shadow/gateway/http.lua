@@ -1,7 +1,8 @@
 -- An HTTP/1.1 client on nginx cosockets, for the gateway's candidate leg:
 -- keep-alive connections per worker (setkeepalive), connect / head / read
 -- timeouts, content-length, chunked and read-until-close bodies. The body
--- is never held: each piece goes to the caller's sink as it arrives.
+-- is never held: each piece goes to the caller's sink as it arrives
+-- (sink:put(piece)), an object rather than a closure, so a leg makes none.
 -- Failures come back as nil and one of the daemon's candidate error
 -- reasons: refused, reset, timeout, bad_response, too_large.
 local ngx = ngx
@@ -71,23 +72,28 @@ local function read_line(b)
   end
 end
 
--- n bytes to the sink, from the buffer first, then from the socket.
+-- n bytes to the sink, from the buffer first, then from the socket: a
+-- known length is read with receive(size), pieces of up to PIECE bytes,
+-- so nginx gathers the bytes of a piece in C and the sink gets one string
+-- for it (receiveany returns at most lua_socket_buffer_size bytes, 4 KiB
+-- by default: sixteen strings and sink calls for a 64 KiB body).
 local function read_exact(b, n, sink)
-  while n > 0 do
-    local avail = #b.data - b.pos + 1
-    if avail <= 0 then
-      local data, err = b.sock:receiveany(n < PIECE and n or PIECE)
-      if not data then return nil, reason(err) end
-      b.data, b.pos, avail = data, 1, #data
-    end
+  local avail = #b.data - b.pos + 1
+  if avail > 0 then
     local take = avail < n and avail or n
     if b.pos == 1 and take == #b.data then
-      sink(b.data)
+      sink:put(b.data)
     else
-      sink(sub(b.data, b.pos, b.pos + take - 1))
+      sink:put(sub(b.data, b.pos, b.pos + take - 1))
     end
     b.pos = b.pos + take
     n = n - take
+  end
+  while n > 0 do
+    local data, err = b.sock:receive(n < PIECE and n or PIECE)
+    if not data then return nil, reason(err) end
+    sink:put(data)
+    n = n - #data
   end
   return true
 end
@@ -150,12 +156,12 @@ local function read_chunked(b, sink)
 end
 
 local function read_to_close(b, sink)
-  if b.pos <= #b.data then sink(sub(b.data, b.pos)) end
+  if b.pos <= #b.data then sink:put(sub(b.data, b.pos)) end
   b.data, b.pos = "", 1
   while true do
     local data, err = b.sock:receiveany(PIECE)
     if data then
-      sink(data)
+      sink:put(data)
     elseif err == "closed" then
       return true
     else
@@ -167,7 +173,7 @@ end
 -- One exchange on one connection. Returns the response table, or nil, a
 -- reason and whether nothing at all came back (so a reused connection the
 -- server had already closed may be retried on a fresh one).
-local function exchange(sock, o, bytes, sink)
+local function exchange(sock, o, method, bytes, sink)
   local _, err = sock:send(bytes)
   if err then return nil, reason(err), true end
   local b = { sock = sock, data = "", pos = 1 }
@@ -180,7 +186,7 @@ local function exchange(sock, o, bytes, sink)
   sock:settimeout(o.read_timeout)
   local ok, e = true, nil
   local te = headers["transfer-encoding"]
-  if o.method == "HEAD" or status < 200 or status == 204 or status == 304 then
+  if method == "HEAD" or status < 200 or status == 204 or status == 304 then
     -- No body, whatever the headers say.
   elseif te ~= nil then
     if not has_token(te, "chunked") then return nil, "bad_response" end
@@ -201,11 +207,12 @@ local function exchange(sock, o, bytes, sink)
            head_at = head_at }
 end
 
--- request{ host, port, method, bytes (the whole request), connect_timeout,
--- head_timeout, read_timeout, keepalive_ms, pool_size, sink = fn(piece),
--- restart = fn() (called before a retry, to drop what the sink got) }
--- Returns { status, headers, head_at } or nil, reason.
-function M.request(o)
+-- request(o, method, bytes, sink): o = { host, port, connect_timeout,
+-- head_timeout, read_timeout, keepalive_ms (60 s if nil), pool_size } (the
+-- candidate's settings, one table for every leg); bytes the whole
+-- request; sink:put(piece) takes the body, sink:restart() drops what it
+-- got before a retry. Returns { status, headers, head_at } or nil, reason.
+function M.request(o, method, bytes, sink)
   for attempt = 1, 2 do
     local sock = ngx.socket.tcp()
     sock:settimeouts(o.connect_timeout, o.head_timeout, o.head_timeout)
@@ -215,10 +222,10 @@ function M.request(o)
       return nil, "refused"
     end
     local reused = attempt == 1 and (sock:getreusedtimes() or 0) > 0
-    local res, why, nothing = exchange(sock, o, o.bytes, o.sink)
+    local res, why, nothing = exchange(sock, o, method, bytes, sink)
     if res then
       if res.keep then
-        sock:setkeepalive(o.keepalive_ms, o.pool_size)
+        sock:setkeepalive(o.keepalive_ms or 60000, o.pool_size)
       else
         sock:close()
       end
@@ -228,7 +235,7 @@ function M.request(o)
     -- A kept connection the server closed while it sat idle: once more on
     -- a new one. Anything else is the candidate's answer.
     if not (reused and nothing and why == "reset") then return nil, why end
-    if o.restart then o.restart() end
+    sink:restart()
   end
   return nil, "reset"
 end
