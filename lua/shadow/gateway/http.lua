@@ -11,7 +11,7 @@ local clock = require "shadow.clock"
 
 local concat, find, lower, sub, tonumber, type =
   table.concat, string.find, string.lower, string.sub, tonumber, type
-local gmatch, match = string.gmatch, string.match
+local byte, match = string.byte, string.match
 
 local M = {}
 
@@ -100,22 +100,53 @@ end
 
 -- Parses the head into status, headers (lower-case names; a name seen
 -- several times maps to the list of its values), version minor and
--- whether the connection may be kept.
+-- whether the connection may be kept. A header line is "\r\n", a name
+-- (no colon, CR or LF), a colon, blanks and a value up to the next CR or
+-- LF; a line that is not one is passed over, and a name holding white
+-- space is a bad response. Plain finds (which the JIT compiles), not a
+-- pattern per line.
 local function parse_head(head)
-  local minor, status, rest = match(head, "^HTTP/1%.([01]) (%d%d%d)[^\r\n]*(.*)$")
+  local minor, status, rest = match(head, "^HTTP/1%.([01]) (%d%d%d)[^\r\n]*()")
   if not minor then return nil end
   local headers = {}
-  for name, value in gmatch(rest, "\r\n([^:\r\n]+):[ \t]*([^\r\n]*)") do
-    name = lower(name)
-    if find(name, "[%s]") then return nil end
-    local old = headers[name]
-    if old == nil then
-      headers[name] = value
-    elseif type(old) == "table" then
-      old[#old + 1] = value
-    else
-      headers[name] = { old, value }
+  local n = #head
+  local pos = find(head, "\r\n", rest, true)
+  while pos do
+    local s = pos + 2
+    local nxt = find(head, "\r\n", s, true)
+    local stop = nxt and nxt - 1 or n
+    local colon = find(head, ":", s, true)
+    if colon and colon > s and colon <= stop then
+      local name = sub(head, s, colon - 1)
+      if not find(name, "\r", 1, true) and not find(name, "\n", 1, true) then
+        if find(name, " ", 1, true) or find(name, "\t", 1, true)
+            or find(name, "\v", 1, true) or find(name, "\f", 1, true) then
+          return nil
+        end
+        name = lower(name)
+        local v = colon + 1
+        while v <= stop do
+          local c = byte(head, v)
+          if c ~= 32 and c ~= 9 then break end
+          v = v + 1
+        end
+        local e = stop
+        local cr = find(head, "\r", v, true)
+        if cr and cr <= e then e = cr - 1 end
+        local lf = find(head, "\n", v, true)
+        if lf and lf <= e then e = lf - 1 end
+        local value = sub(head, v, e)
+        local old = headers[name]
+        if old == nil then
+          headers[name] = value
+        elseif type(old) == "table" then
+          old[#old + 1] = value
+        else
+          headers[name] = { old, value }
+        end
+      end
     end
+    pos = nxt
   end
   return tonumber(status), headers, minor
 end
