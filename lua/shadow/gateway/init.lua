@@ -12,8 +12,7 @@
 -- The primary's body is captured as it streams to the client, the first
 -- limits.diff_bytes kept and the rest digested, as the daemon does.
 -- Counters, the breaker and the ring live in the lua_shared_dict, so the
--- admin location shows all workers at once (a sampled pair's tallies
--- within store.lua's FLUSH_S of the pair).
+-- admin location shows all workers at once.
 local ffi = require "ffi"
 local cjson = require "cjson"
 local loader = require "shadow.loader"
@@ -535,7 +534,7 @@ local function compare(self, ctx, prec, crec, candidate_ms, candidate_fb)
     local at = 0
     for _ = 1, tonumber(hn[0]) do
       local name = ffi.string(hp + at)
-      store:add_later("rh", name)
+      store:add("rh", name)
       at = at + #name + 1
     end
   end
@@ -562,7 +561,7 @@ local function compare(self, ctx, prec, crec, candidate_ms, candidate_fb)
   local at = 0
   for _ = 1, tonumber(n[0]) do
     local f = ffi.string(fields + at)
-    store:add_later("f", f)
+    store:add("f", f)
     at = at + #f + 1
   end
   local id = store:next_id()
@@ -764,9 +763,6 @@ function Gateway:admin()
   local name = match(ngx.var.uri, "([^/]+)/?$")
   if method ~= "GET" and method ~= "HEAD" then name = nil end
   local store = self.store
-  -- This worker's pending tallies first (store.lua): the answer then
-  -- lags only other workers' last FLUSH_S.
-  store:flush()
   if name == "divergences" then
     local args = ngx.req.get_uri_args(10)
     local limit = 50

@@ -10,21 +10,8 @@
 -- "..\1sum"; "ring\1id" the last record id and "ring\1<slot>" the
 -- records, each "<id> <#route> <route><json>". Each is kept in as few
 -- shared-memory operations per request as the numbers allow.
---
--- A sampled pair's tallies (per route, the latency histograms, fields and
--- rule hits) are added up in the worker and written to the dict at most
--- FLUSH_S later, a dozen writes per pair becoming one per key per flush;
--- the admin flushes its own worker's before it reads, and another
--- worker's reach it within FLUSH_S. Each flush writes the routes'
--- "sampled" first and "compared" last, so a reader that sees a pair
--- compared sees everything counted about it. The request count, skips,
--- errors and the ring are written as they happen.
 local find, ipairs, pairs, setmetatable, sort, sub, tonumber =
   string.find, ipairs, pairs, setmetatable, table.sort, string.sub, tonumber
-local ngx = ngx
-
--- How long a worker keeps a sampled pair's tallies before writing them.
-local FLUSH_S = 0.05
 
 local Store = {}
 Store.__index = Store
@@ -48,55 +35,7 @@ function M.new(dict, capacity)
     hist_keys[side] = keys
   end
   return setmetatable({ dict = dict, capacity = capacity, route_cache = {},
-                        cached = 0, hist_keys = hist_keys,
-                        -- Tallies not written yet: key -> n, in the order
-                        -- flush writes them; fam[family][label] -> n.
-                        first = {}, mid = {}, last = {}, fam = {},
-                        ticking = false }, Store)
-end
-
-local function drain(dict, t)
-  for key, n in pairs(t) do
-    dict:incr(key, n, 0)
-    t[key] = nil
-  end
-end
-
--- Writes this worker's pending tallies to the dict.
-function Store:flush()
-  local dict = self.dict
-  drain(dict, self.first)
-  drain(dict, self.mid)
-  for family, labels in pairs(self.fam) do
-    for label, n in pairs(labels) do
-      self:add(family, label, n)
-      labels[label] = nil
-    end
-  end
-  drain(dict, self.last)
-end
-
-local function flush_timer(premature, self)
-  -- Also when premature (the worker is exiting): nothing counted is lost,
-  -- and the legs still finishing then write theirs at once (no timer can
-  -- be had any more, so later() flushes).
-  if premature then self.ticking = false end
-  self:flush()
-end
-
--- Starts this worker's flush timer, once: every FLUSH_S for as long as
--- the worker lives (a flush of nothing costs nothing), so the hot paths
--- never call into ngx.timer, which the JIT cannot compile. Where no timer
--- can be had (the worker is exiting, or outside nginx) the flush happens
--- now.
-local function later(self)
-  if self.ticking then return end
-  local ok = ngx and ngx.timer and ngx.timer.every(FLUSH_S, flush_timer, self)
-  if ok then
-    self.ticking = true
-  else
-    self:flush()
-  end
+                        cached = 0, hist_keys = hist_keys }, Store)
 end
 
 -- The key of every request's count, made once: counting a request is one
@@ -167,35 +106,15 @@ local function route_keys(self, route)
 end
 
 -- Adds to one of a route's tallies: sampled, compared, diverged, status,
--- headers, body, body_json, body_bytes, body_digest (written by the next
--- flush).
+-- headers, body.
 function Store:route_add(route, what)
-  local key = route_keys(self, route)[what]
-  local t = self.mid
-  if what == "sampled" then
-    t = self.first
-  elseif what == "compared" then
-    t = self.last
-  end
-  t[key] = (t[key] or 0) + 1
-  later(self)
-end
-
--- Store:add, written by the next flush (for the families a compared pair
--- counts: "f" and "rh").
-function Store:add_later(family, label, n)
-  local labels = self.fam[family]
-  if not labels then
-    labels = {}
-    self.fam[family] = labels
-  end
-  labels[label] = (labels[label] or 0) + (n or 1)
-  later(self)
+  self.dict:incr(route_keys(self, route)[what], 1, 0)
 end
 
 -- One latency observation: its bucket (the last one past the largest
 -- bound) and the sum; the count is the buckets' total.
 function Store:observe(side, seconds)
+  local dict = self.dict
   local bounds = M.BOUNDS
   local n = #bounds
   local i = n + 1
@@ -206,11 +125,8 @@ function Store:observe(side, seconds)
     end
   end
   local keys = self.hist_keys[side]
-  local t = self.mid
-  local key = keys[i]
-  t[key] = (t[key] or 0) + 1
-  t[keys.sum] = (t[keys.sum] or 0) + seconds
-  later(self)
+  dict:incr(keys[i], 1, 0)
+  dict:incr(keys.sum, seconds, 0)
 end
 
 -- The next record id, shared by all workers.
