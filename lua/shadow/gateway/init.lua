@@ -497,10 +497,13 @@ local function normalize(self, ctx, rec, status, headers, body, side)
 end
 
 -- Where a divergence record says how its bodies were compared, and the
--- per-route tally each kind counts under.
+-- per-route tally each kind counts under (every "body_<kind>" the store
+-- keeps: json, bytes, digest, ...).
 local BODY_KIND = '"body":{"differs":true,"kind":"'
-local KINDS = { ['json"'] = "body_json", ['bytes"'] = "body_bytes",
-                ['digest"'] = "body_digest" }
+local KINDS = {}
+for _, what in ipairs(store_mod.WHATS) do
+  if sub(what, 1, 5) == "body_" then KINDS[sub(what, 6)] = what end
+end
 
 -- Compares the two records and counts the pair; a divergence is numbered,
 -- timed and pushed to the shared ring.
@@ -549,12 +552,9 @@ local function compare(self, ctx, prec, crec, candidate_ms, candidate_fb)
     -- digest divergence (no field named) is counted apart. A plain find
     -- (compiled) rather than a pattern match over the record.
     local at = find(text, BODY_KIND, 1, true)
-    if at then
-      local k = at + #BODY_KIND
-      local kind = KINDS[sub(text, k, k + 4)] or KINDS[sub(text, k, k + 5)]
-        or KINDS[sub(text, k, k + 6)]
-      if kind then store:route_add(route, kind) end
-    end
+    local q = at and find(text, '"', at + #BODY_KIND, true)
+    local kind = q and KINDS[sub(text, at + #BODY_KIND, q - 1)]
+    if kind then store:route_add(route, kind) end
   end
   local n = ffi.new("size_t[1]")
   local fields = C.shadow_ffi_diff_fields(d, self.len_out, n)

@@ -233,4 +233,7 @@ function M.keys(t)
   return out
 end
 
+-- A route's tallies by name (the gateway counts each body kind's).
+M.WHATS = WHATS
+
 return M
