@@ -47,6 +47,7 @@ build = {
       ["shadow.gateway.breaker"] = "lua/shadow/gateway/breaker.lua",
       ["shadow.gateway.conf"] = "lua/shadow/gateway/conf.lua",
       ["shadow.gateway.http"] = "lua/shadow/gateway/http.lua",
+      ["shadow.gateway.phase"] = "lua/shadow/gateway/phase.lua",
       ["shadow.gateway.store"] = "lua/shadow/gateway/store.lua",
       ["shadow.http"] = "lua/shadow/http.lua",
       ["shadow.loader"] = "lua/shadow/loader.lua",

@@ -118,6 +118,11 @@ describe("the gateway example config", function()
     assert(b, "no divergence for /big")
     assert.equal("digest", b.body.kind)
     assert.is_true(b.body.differs)
+    -- Each pair counted under the kind its record names.
+    local routes = gw:stats().routes
+    assert.equal(1, routes["GET /big"].body_kinds.digest)
+    assert.equal(0, routes["GET /big"].body_kinds.json)
+    assert.equal(1, routes["GET /users/:id"].body_kinds.json)
   end)
 
   it("leaves equal answers out of the ring and counts them", function()

@@ -1,7 +1,8 @@
 -- An HTTP/1.1 client on nginx cosockets, for the gateway's candidate leg:
 -- keep-alive connections per worker (setkeepalive), connect / head / read
 -- timeouts, content-length, chunked and read-until-close bodies. The body
--- is never held: each piece goes to the caller's sink as it arrives.
+-- is never held: each piece goes to the caller's sink as it arrives
+-- (sink:put(piece)), an object rather than a closure, so a leg makes none.
 -- Failures come back as nil and one of the daemon's candidate error
 -- reasons: refused, reset, timeout, bad_response, too_large.
 local ngx = ngx
@@ -10,7 +11,7 @@ local clock = require "shadow.clock"
 
 local concat, find, lower, sub, tonumber, type =
   table.concat, string.find, string.lower, string.sub, tonumber, type
-local gmatch, match = string.gmatch, string.match
+local byte, match = string.byte, string.match
 
 local M = {}
 
@@ -71,45 +72,81 @@ local function read_line(b)
   end
 end
 
--- n bytes to the sink, from the buffer first, then from the socket.
+-- n bytes to the sink, from the buffer first, then from the socket: a
+-- known length is read with receive(size), pieces of up to PIECE bytes,
+-- so nginx gathers the bytes of a piece in C and the sink gets one string
+-- for it (receiveany returns at most lua_socket_buffer_size bytes, 4 KiB
+-- by default: sixteen strings and sink calls for a 64 KiB body).
 local function read_exact(b, n, sink)
-  while n > 0 do
-    local avail = #b.data - b.pos + 1
-    if avail <= 0 then
-      local data, err = b.sock:receiveany(n < PIECE and n or PIECE)
-      if not data then return nil, reason(err) end
-      b.data, b.pos, avail = data, 1, #data
-    end
+  local avail = #b.data - b.pos + 1
+  if avail > 0 then
     local take = avail < n and avail or n
     if b.pos == 1 and take == #b.data then
-      sink(b.data)
+      sink:put(b.data)
     else
-      sink(sub(b.data, b.pos, b.pos + take - 1))
+      sink:put(sub(b.data, b.pos, b.pos + take - 1))
     end
     b.pos = b.pos + take
     n = n - take
+  end
+  while n > 0 do
+    local data, err = b.sock:receive(n < PIECE and n or PIECE)
+    if not data then return nil, reason(err) end
+    sink:put(data)
+    n = n - #data
   end
   return true
 end
 
 -- Parses the head into status, headers (lower-case names; a name seen
 -- several times maps to the list of its values), version minor and
--- whether the connection may be kept.
+-- whether the connection may be kept. A header line is "\r\n", a name
+-- (no colon, CR or LF), a colon, blanks and a value up to the next CR or
+-- LF; a line that is not one is passed over, and a name holding white
+-- space is a bad response. Plain finds (which the JIT compiles), not a
+-- pattern per line.
 local function parse_head(head)
-  local minor, status, rest = match(head, "^HTTP/1%.([01]) (%d%d%d)[^\r\n]*(.*)$")
+  local minor, status, rest = match(head, "^HTTP/1%.([01]) (%d%d%d)[^\r\n]*()")
   if not minor then return nil end
   local headers = {}
-  for name, value in gmatch(rest, "\r\n([^:\r\n]+):[ \t]*([^\r\n]*)") do
-    name = lower(name)
-    if find(name, "[%s]") then return nil end
-    local old = headers[name]
-    if old == nil then
-      headers[name] = value
-    elseif type(old) == "table" then
-      old[#old + 1] = value
-    else
-      headers[name] = { old, value }
+  local n = #head
+  local pos = find(head, "\r\n", rest, true)
+  while pos do
+    local s = pos + 2
+    local nxt = find(head, "\r\n", s, true)
+    local stop = nxt and nxt - 1 or n
+    local colon = find(head, ":", s, true)
+    if colon and colon > s and colon <= stop then
+      local name = sub(head, s, colon - 1)
+      if not find(name, "\r", 1, true) and not find(name, "\n", 1, true) then
+        if find(name, " ", 1, true) or find(name, "\t", 1, true)
+            or find(name, "\v", 1, true) or find(name, "\f", 1, true) then
+          return nil
+        end
+        name = lower(name)
+        local v = colon + 1
+        while v <= stop do
+          local c = byte(head, v)
+          if c ~= 32 and c ~= 9 then break end
+          v = v + 1
+        end
+        local e = stop
+        local cr = find(head, "\r", v, true)
+        if cr and cr <= e then e = cr - 1 end
+        local lf = find(head, "\n", v, true)
+        if lf and lf <= e then e = lf - 1 end
+        local value = sub(head, v, e)
+        local old = headers[name]
+        if old == nil then
+          headers[name] = value
+        elseif type(old) == "table" then
+          old[#old + 1] = value
+        else
+          headers[name] = { old, value }
+        end
+      end
     end
+    pos = nxt
   end
   return tonumber(status), headers, minor
 end
@@ -150,12 +187,12 @@ local function read_chunked(b, sink)
 end
 
 local function read_to_close(b, sink)
-  if b.pos <= #b.data then sink(sub(b.data, b.pos)) end
+  if b.pos <= #b.data then sink:put(sub(b.data, b.pos)) end
   b.data, b.pos = "", 1
   while true do
     local data, err = b.sock:receiveany(PIECE)
     if data then
-      sink(data)
+      sink:put(data)
     elseif err == "closed" then
       return true
     else
@@ -167,7 +204,7 @@ end
 -- One exchange on one connection. Returns the response table, or nil, a
 -- reason and whether nothing at all came back (so a reused connection the
 -- server had already closed may be retried on a fresh one).
-local function exchange(sock, o, bytes, sink)
+local function exchange(sock, o, method, bytes, sink)
   local _, err = sock:send(bytes)
   if err then return nil, reason(err), true end
   local b = { sock = sock, data = "", pos = 1 }
@@ -180,7 +217,7 @@ local function exchange(sock, o, bytes, sink)
   sock:settimeout(o.read_timeout)
   local ok, e = true, nil
   local te = headers["transfer-encoding"]
-  if o.method == "HEAD" or status < 200 or status == 204 or status == 304 then
+  if method == "HEAD" or status < 200 or status == 204 or status == 304 then
     -- No body, whatever the headers say.
   elseif te ~= nil then
     if not has_token(te, "chunked") then return nil, "bad_response" end
@@ -201,11 +238,12 @@ local function exchange(sock, o, bytes, sink)
            head_at = head_at }
 end
 
--- request{ host, port, method, bytes (the whole request), connect_timeout,
--- head_timeout, read_timeout, keepalive_ms, pool_size, sink = fn(piece),
--- restart = fn() (called before a retry, to drop what the sink got) }
--- Returns { status, headers, head_at } or nil, reason.
-function M.request(o)
+-- request(o, method, bytes, sink): o = { host, port, connect_timeout,
+-- head_timeout, read_timeout, keepalive_ms (60 s if nil), pool_size } (the
+-- candidate's settings, one table for every leg); bytes the whole
+-- request; sink:put(piece) takes the body, sink:restart() drops what it
+-- got before a retry. Returns { status, headers, head_at } or nil, reason.
+function M.request(o, method, bytes, sink)
   for attempt = 1, 2 do
     local sock = ngx.socket.tcp()
     sock:settimeouts(o.connect_timeout, o.head_timeout, o.head_timeout)
@@ -215,10 +253,10 @@ function M.request(o)
       return nil, "refused"
     end
     local reused = attempt == 1 and (sock:getreusedtimes() or 0) > 0
-    local res, why, nothing = exchange(sock, o, o.bytes, o.sink)
+    local res, why, nothing = exchange(sock, o, method, bytes, sink)
     if res then
       if res.keep then
-        sock:setkeepalive(o.keepalive_ms, o.pool_size)
+        sock:setkeepalive(o.keepalive_ms or 60000, o.pool_size)
       else
         sock:close()
       end
@@ -228,7 +266,7 @@ function M.request(o)
     -- A kept connection the server closed while it sat idle: once more on
     -- a new one. Anything else is the candidate's answer.
     if not (reused and nothing and why == "reset") then return nil, why end
-    if o.restart then o.restart() end
+    sink:restart()
   end
   return nil, "reset"
 end

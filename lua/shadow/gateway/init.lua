@@ -26,6 +26,7 @@ local store_mod = require "shadow.gateway.store"
 local breaker_mod = require "shadow.gateway.breaker"
 local admin = require "shadow.gateway.admin"
 local http = require "shadow.gateway.http"
+local phase = require "shadow.gateway.phase"
 
 local ngx = ngx
 
@@ -35,6 +36,7 @@ local byte, concat, error, find, gsub, lower, match, pairs, pcall,
   string.match, pairs, pcall, setmetatable, string.sub, tonumber, tostring,
   type
 local now_ms = clock.now_ms
+local state, chunk_of = phase.state, phase.chunk
 
 local M = {}
 local Gateway = {}
@@ -225,12 +227,36 @@ end
 
 -- --- access --------------------------------------------------------------
 
+-- A chosen request's state, kept in ngx.ctx.shadow from access to log and
+-- handed to the candidate leg. It is also the leg's body sink (http.lua
+-- calls sink:put(piece) and sink:restart()), so a leg makes no closures.
+local Leg = {}
+Leg.__index = Leg
+
+function Leg:put(piece)
+  self.C.shadow_ffi_record_body_feed(self.crec, piece, #piece, self.keep)
+  local lua_body = self.lua_body
+  if lua_body and self.lua_n < self.keep then
+    lua_body[#lua_body + 1] = piece
+    self.lua_n = self.lua_n + #piece
+  end
+end
+
+-- Before a retry on a new connection: what the sink got is dropped.
+function Leg:restart()
+  self.C.shadow_ffi_record_clear(self.crec)
+  if self.lua_body then self.lua_body, self.lua_n = {}, 0 end
+end
+
 -- Decides whether this request is shadowed and keeps what the candidate
 -- leg needs. Nothing here can fail the client's request: hooks are
 -- protected, and anything unexpected leaves the request unshadowed.
 function Gateway:access()
   local conf, store = self.conf, self.store
-  store:incr("requests")
+  -- A request not chosen costs this one shared-dict operation (and, at a
+  -- rate above 0, the sampling decision); nothing is kept for it, so the
+  -- body filter and the log phase find no state and return at once.
+  store:count_request()
   if conf.rate <= 0 then return end
   local method = ngx.req.get_method()
   if not conf.methods[method] then return end
@@ -314,12 +340,16 @@ function Gateway:access()
   route = route_label(route)
   store:route_add(route, "sampled")
   if req then req.body = body end
-  ngx.ctx.shadow = {
+  ngx.ctx.shadow = setmetatable({
     key = key, route = route, method = method, uri = uri,
     headers = headers, body = body, probe = probe, req = req,
     scheme = ngx.var.scheme, peer = ngx.var.remote_addr,
     rec = nil, eof = false, chunks = nil, kept = 0,
-  }
+    -- The candidate leg's sink (Leg above): its record, how much of its
+    -- body to keep, and its Lua copy for normalize.
+    C = self.C, crec = nil, keep = conf.diff_bytes, lua_body = nil,
+    lua_n = 0,
+  }, Leg)
 end
 
 -- --- body_filter ---------------------------------------------------------
@@ -328,7 +358,7 @@ end
 -- that keeps the first diff_bytes and digests the rest. The chunk itself
 -- goes on to the client unchanged.
 function Gateway:body_filter()
-  local ctx = ngx.ctx.shadow
+  local ctx = state()
   if not ctx then return end
   local C = self.C
   local rec = ctx.rec
@@ -337,18 +367,20 @@ function Gateway:body_filter()
     C.shadow_ffi_record_clear(rec)
     ctx.rec = rec
   end
-  local chunk, eof = ngx.arg[1], ngx.arg[2]
-  local n = #chunk
+  -- The chunk as nginx holds it, fed to the record without a Lua string
+  -- made of it (phase.lua).
+  local chunk, n, eof = chunk_of()
   if n > 0 then
-    if C.shadow_ffi_record_body_feed(rec, chunk, n, self.conf.diff_bytes)
-        ~= 0 then
+    local keep = ctx.keep
+    if C.shadow_ffi_record_body_feed(rec, chunk, n, keep) ~= 0 then
       ctx.failed = true
     end
-    if self.conf.normalize and ctx.kept < self.conf.diff_bytes then
+    if self.conf.normalize and ctx.kept < keep then
       -- normalize works on Lua records: keep the same prefix in Lua.
       local chunks = ctx.chunks or {}
       ctx.chunks = chunks
-      chunks[#chunks + 1] = chunk
+      chunks[#chunks + 1] = type(chunk) == "string" and chunk
+        or ffi.string(chunk, n)
       ctx.kept = ctx.kept + n
     end
   end
@@ -464,6 +496,15 @@ local function normalize(self, ctx, rec, status, headers, body, side)
   if not fine then script_error(self, "normalize", err) end
 end
 
+-- Where a divergence record says how its bodies were compared, and the
+-- per-route tally each kind counts under (every "body_<kind>" the store
+-- keeps: json, bytes, digest, ...).
+local BODY_KIND = '"body":{"differs":true,"kind":"'
+local KINDS = {}
+for _, what in ipairs(store_mod.WHATS) do
+  if sub(what, 1, 5) == "body_" then KINDS[sub(what, 6)] = what end
+end
+
 -- Compares the two records and counts the pair; a divergence is numbered,
 -- timed and pushed to the shared ring.
 local function compare(self, ctx, prec, crec, candidate_ms, candidate_fb)
@@ -508,9 +549,12 @@ local function compare(self, ctx, prec, crec, candidate_ms, candidate_fb)
   if parts >= 4 then
     store:route_add(route, "body")
     -- How the bodies were compared, as the record says ("kind"), so a
-    -- digest divergence (no field named) is counted apart.
-    local kind = text:match('"body":{"differs":true,"kind":"(%a+)"')
-    if kind then store:route_add(route, "body_" .. kind) end
+    -- digest divergence (no field named) is counted apart. A plain find
+    -- (compiled) rather than a pattern match over the record.
+    local at = find(text, BODY_KIND, 1, true)
+    local q = at and find(text, '"', at + #BODY_KIND, true)
+    local kind = q and KINDS[sub(text, at + #BODY_KIND, q - 1)]
+    if kind then store:route_add(route, kind) end
   end
   local n = ffi.new("size_t[1]")
   local fields = C.shadow_ffi_diff_fields(d, self.len_out, n)
@@ -556,27 +600,12 @@ local function run_leg(self, ctx)
   local crec = acquire(self)
   ctx.crec = crec
   C.shadow_ffi_record_clear(crec)
-  local keep = conf.diff_bytes
-  local lua_body, lua_n = conf.normalize and {} or nil, 0
-  local function sink(piece)
-    C.shadow_ffi_record_body_feed(crec, piece, #piece, keep)
-    if lua_body and lua_n < keep then
-      lua_body[#lua_body + 1] = piece
-      lua_n = lua_n + #piece
-    end
-  end
+  if conf.normalize then ctx.lua_body, ctx.lua_n = {}, 0 end
   local t0 = now_ms()
-  local res, why = http.request{
-    host = cand.host, port = cand.port, method = method,
-    bytes = http.build(method, cand.base .. target, headers, body),
-    connect_timeout = cand.connect_timeout, head_timeout = cand.head_timeout,
-    read_timeout = cand.read_timeout, keepalive_ms = 60000,
-    pool_size = cand.pool_size, sink = sink,
-    restart = function()
-      C.shadow_ffi_record_clear(crec)
-      if lua_body then lua_body, lua_n = {}, 0 end
-    end,
-  }
+  -- ctx is the sink (Leg): the candidate's body goes into crec as it
+  -- arrives.
+  local res, why = http.request(cand, method,
+    http.build(method, cand.base .. target, headers, body), ctx)
   local t1 = now_ms()
   if not res then
     store:add("ce", why)
@@ -594,7 +623,7 @@ local function run_leg(self, ctx)
               concat(ctx.chunks or {}), "primary")
     normalize(self, ctx, crec, res.status,
               clean_headers(self, res.headers, PROXY_HIDDEN),
-              concat(lua_body), "candidate")
+              concat(ctx.lua_body), "candidate")
   end
   compare(self, ctx, ctx.rec, crec, candidate_ms, res.head_at - t0)
 end
@@ -623,7 +652,7 @@ end
 -- After the response is sent: the primary's record is completed and the
 -- candidate leg scheduled. The client is not waiting on anything here.
 function Gateway:log()
-  local ctx = ngx.ctx.shadow
+  local ctx = state()
   if not ctx then return end
   ngx.ctx.shadow = nil
   local var = ngx.var

@@ -38,6 +38,14 @@ function M.new(dict, capacity)
                         cached = 0, hist_keys = hist_keys }, Store)
 end
 
+-- The key of every request's count, made once: counting a request is one
+-- shared-dict operation and nothing else.
+local REQUESTS = "c:requests"
+
+function Store:count_request()
+  self.dict:incr(REQUESTS, 1, 0)
+end
+
 function Store:incr(name, n)
   self.dict:incr("c:" .. name, n or 1, 0)
 end
@@ -225,5 +233,8 @@ function M.keys(t)
   sort(out)
   return out
 end
+
+-- A route's tallies by name (the gateway counts each body kind's).
+M.WHATS = WHATS
 
 return M
