@@ -349,10 +349,12 @@ static int lreq_needed(const exchange_t *ex, int for_capture) {
   static const int mirror_hooks[] = {SHADOW_HOOK_FILTER, SHADOW_HOOK_KEY,
                                      SHADOW_HOOK_ROUTE, SHADOW_HOOK_REWRITE,
                                      SHADOW_HOOK_NORMALIZE};
+  /* Capture names its line's route too, so the route hook reads it. */
   static const int capture_hooks[] = {SHADOW_HOOK_FILTER, SHADOW_HOOK_KEY,
+                                      SHADOW_HOOK_ROUTE,
                                       SHADOW_HOOK_CAPTURE_KEY};
   const int *h = for_capture ? capture_hooks : mirror_hooks;
-  size_t n = for_capture ? 3 : 5;
+  size_t n = for_capture ? 4 : 5;
   for (size_t i = 0; i < n; i++)
     if (shadow_gen_has_hook(g, h[i])) return 1;
   return !for_capture && (cfg->candidate.kind == SHADOW_BACKEND_LUA ||
