@@ -418,24 +418,28 @@ static int read_backend(reader_t *r, const char *name,
   return rc;
 }
 
-static int read_methods(reader_t *r, shadow_config_t *cfg) {
+/* Stack: unchanged. The list of HTTP method names at index t (named
+ * `name` in messages) as a set of llhttp method bits. */
+static int method_set(reader_t *r, int t, const char *name, uint64_t *out) {
   lua_State *L = r->L;
-  int t = opt_table(r, r->idx, "mirror_methods");
-  if (!t) return r->err ? -1 : 0;
-  cfg->mirror_methods = 0;
-  int rc = 0;
+  *out = 0;
   size_t n = lua_objlen(L, t);
-  for (size_t i = 1; i <= n && rc == 0; i++) {
+  for (size_t i = 1; i <= n; i++) {
     lua_rawgeti(L, t, (int)i);
     const char *m = lua_tostring(L, -1);
     int id = m ? shadow_request_method_id(m) : -1;
-    if (id < 0)
-      rc = fail(r, "mirror_methods[%zu] is not an HTTP method", i);
-    else
-      cfg->mirror_methods |= 1ull << id;
     lua_pop(L, 1);
+    if (id < 0) return fail(r, "%s[%zu] is not an HTTP method", name, i);
+    *out |= 1ull << id;
   }
-  lua_pop(L, 1);
+  return 0;
+}
+
+static int read_methods(reader_t *r, shadow_config_t *cfg) {
+  int t = opt_table(r, r->idx, "mirror_methods");
+  if (!t) return r->err ? -1 : 0;
+  int rc = method_set(r, t, "mirror_methods", &cfg->mirror_methods);
+  lua_pop(r->L, 1);
   return rc;
 }
 
@@ -557,18 +561,7 @@ static int read_capture(reader_t *r, shadow_config_t *cfg, int *key_ref) {
   rc |= opt_size(r, t, "capture.", "body_bytes", 0, 64 << 20, &c->body_bytes);
   int mt = rc ? 0 : opt_table(r, t, "methods");
   if (mt) {
-    c->methods = 0;
-    size_t n = lua_objlen(L, mt);
-    for (size_t i = 1; i <= n && rc == 0; i++) {
-      lua_rawgeti(L, mt, (int)i);
-      const char *m = lua_tostring(L, -1);
-      int id = m ? shadow_request_method_id(m) : -1;
-      if (id < 0)
-        rc = fail(r, "capture.methods[%zu] is not an HTTP method", i);
-      else
-        c->methods |= 1ull << id;
-      lua_pop(L, 1);
-    }
+    rc = method_set(r, mt, "capture.methods", &c->methods);
     lua_pop(L, 1);
   }
   if (rc == 0 && !c->file) rc = fail(r, "capture.file is required");
