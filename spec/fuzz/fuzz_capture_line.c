@@ -15,18 +15,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static int same_headers(const shadow_headers_t *a, const shadow_headers_t *b) {
-  if (a->n != b->n) return 0;
-  for (size_t i = 0; i < a->n; i++) {
-    const shadow_header_t *x = &a->v[i], *y = &b->v[i];
-    if (x->name_len != y->name_len || x->value_len != y->value_len ||
-        memcmp(x->name, y->name, x->name_len) != 0 ||
-        memcmp(x->value, y->value, x->value_len) != 0)
-      return 0;
-  }
-  return 1;
-}
-
 static int same_buf(const shadow_buf_t *a, const shadow_buf_t *b) {
   return a->len == b->len &&
          (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
@@ -66,10 +54,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         abort(); /* the writer wrote a line the reader refuses */
       if (!same_buf(&e.method, &back.method) ||
           !same_buf(&e.target, &back.target) ||
-          !same_headers(&e.headers, &back.headers) ||
+          !shadow_headers_same(&e.headers, &back.headers) ||
           !same_buf(&e.body, &back.body) ||
           e.response.status != back.response.status ||
-          !same_headers(&e.response.headers, &back.response.headers) ||
+          !shadow_headers_same(&e.response.headers, &back.response.headers) ||
           !same_buf(&e.response.body, &back.response.body) ||
           e.response.body_cut != back.response.body_cut ||
           (e.response.body_cut &&

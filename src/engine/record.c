@@ -199,6 +199,18 @@ void shadow_headers_clear(shadow_headers_t *h) {
   h->bytes = 0;
 }
 
+int shadow_headers_same(const shadow_headers_t *a, const shadow_headers_t *b) {
+  if (a->n != b->n) return 0;
+  for (size_t i = 0; i < a->n; i++) {
+    const shadow_header_t *x = &a->v[i], *y = &b->v[i];
+    if (x->name_len != y->name_len || x->value_len != y->value_len ||
+        memcmp(x->name, y->name, x->name_len) != 0 ||
+        memcmp(x->value, y->value, x->value_len) != 0)
+      return 0;
+  }
+  return 1;
+}
+
 void shadow_headers_free(shadow_headers_t *h) {
   struct shadow_header_chunk_s *c = h->chunks;
   while (c) {

@@ -44,6 +44,9 @@ int shadow_headers_set(shadow_headers_t *h, const char *name, const char *value,
 /* The first header whose name equals name (case-insensitive), or NULL. */
 const shadow_header_t *shadow_headers_find(const shadow_headers_t *h,
                                            const char *name);
+/* Whether a and b hold the same lines, in the same order, byte for byte
+ * (names' case included): "unchanged", not "equivalent". */
+int shadow_headers_same(const shadow_headers_t *a, const shadow_headers_t *b);
 void shadow_headers_clear(shadow_headers_t *h); /* n = 0, keeps the array */
 void shadow_headers_free(shadow_headers_t *h);  /* safe twice */
 

@@ -43,18 +43,6 @@ void shadow_rewritten_keep(shadow_rewritten_t *w, int side,
     s->kept = 0;
 }
 
-static int same_headers(const shadow_headers_t *a, const shadow_headers_t *b) {
-  if (a->n != b->n) return 0;
-  for (size_t i = 0; i < a->n; i++) {
-    const shadow_header_t *x = &a->v[i], *y = &b->v[i];
-    if (x->name_len != y->name_len || x->value_len != y->value_len ||
-        memcmp(x->name, y->name, x->name_len) != 0 ||
-        memcmp(x->value, y->value, x->value_len) != 0)
-      return 0;
-  }
-  return 1;
-}
-
 void shadow_rewritten_check(shadow_rewritten_t *w, int side,
                             const shadow_record_t *after) {
   shadow_rewritten_side_t *s = &w->side[side];
@@ -65,7 +53,7 @@ void shadow_rewritten_check(shadow_rewritten_t *w, int side,
   }
   s->changed =
       s->status != after->status ||
-      !same_headers(&s->headers, &after->headers) ||
+      !shadow_headers_same(&s->headers, &after->headers) ||
       s->body.len != after->body.len ||
       (s->body.len && memcmp(s->body.data, after->body.data, s->body.len) != 0);
 }
