@@ -164,6 +164,17 @@ describe("HTTP/2 from clients", function()
     assert.are.equal(1.1, json.decode(res.body).http)
   end)
 
+  it("holds back a stream whose client does not open its window, and "
+     .. "that stream only", function()
+    -- /big is 1 MiB: stream 1 gets its first window (65535 bytes) and
+    -- waits; stream 3 on the same connection is answered meanwhile.
+    local r = bad(d.port, "slow_stream")
+    assert.are.equal(200, r.status["1"])
+    assert.are.equal(65535, r.data["1"])
+    assert.are.same({ 3 }, r.ended)
+    assert.are.equal(200, r.status["3"])
+  end)
+
   it("answers bad input with the protocol's error code, counts it, and "
      .. "goes on serving", function()
     local r = bad(d.port, "bad_preface")
@@ -279,5 +290,34 @@ describe("HTTP/2 and a drain", function()
     assert.truthy(out:find(":status: 200", 1, true), out)
     local how2 = d.proc:wait(15)
     assert.are.equal("exited", how2)
+  end)
+end)
+
+describe("HTTP/2 and the body limit", function()
+  it("answers 413 to a body over limits.body_bytes, declared or not",
+     function()
+    local stop = cleanup.new()
+    finally(stop.run)
+    local dir = process.tmpdir("shadow-h2-limit")
+    stop.add(function() process.rmdir(dir) end)
+    local ng = stop.add(nginx.start{
+      servers = { primary = ECHO:format("primary") } })
+    local d = stop.add(shadowd.start{ primary = ng:url("primary"),
+                                      limits = { body_bytes = 1000 } })
+    process.write_file(dir .. "/body", string.rep("x", 5000))
+    local url = ("http://127.0.0.1:%d/up"):format(d.port)
+    local body, version, status = curl({ "--http2-prior-knowledge",
+      "--data-binary", "@" .. dir .. "/body", url })
+    assert.are.equal("2", version)
+    assert.are.equal(413, status)
+    assert.are.equal("payload too large", json.decode(body).error)
+    local code, out = run({ "sh", "-c", ("cat %s/body | curl -sS -w "
+      .. "' %%{http_code}' --http2-prior-knowledge -X POST -T - %s")
+      :format(dir, url) })
+    assert.are.equal(0, code)
+    assert.truthy(out:find(" 413$"), out)
+    -- The connection's other streams, and new ones, are served.
+    body, version, status = curl({ "--http2-prior-knowledge", url })
+    assert.are.equal(200, status)
   end)
 end)

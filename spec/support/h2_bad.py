@@ -18,6 +18,9 @@ connection was closed. The cases:
   reset_flood     N streams (default 5000) opened and reset at once
   past_window     a DATA frame larger than the stream's window
   many_streams    N streams (default 200) opened at once, none answered
+  slow_stream     GET /big on stream 1 without ever opening its window,
+                  then GET /get on stream 3: one stalls, the other is
+                  answered (flow control holds back the one stream only)
   ok              one plain GET, to show the server still serves
 """
 import json
@@ -138,6 +141,12 @@ def run(port, case, n):
                                end_stream=False))
     elif case == "ok":
         out.append(headers(enc, 1, request()))
+    elif case == "slow_stream":
+        # The connection's window is opened wide; each stream keeps the
+        # 65535 bytes it starts with.
+        out.append(frame(WINDOW, 0, 0, struct.pack(">I", 1 << 30)))
+        out.append(headers(enc, 1, request("/big")))
+        out.append(headers(enc, 3, request("/get")))
     else:
         raise SystemExit("unknown case " + case)
     try:
@@ -148,7 +157,10 @@ def run(port, case, n):
            "closed": False}
     reader = Reader(sock)
     ended = set()
+    got = {}
     for t, f, sid, payload in reader.frames(3):
+        if t == DATA:
+            got[str(sid)] = got.get(str(sid), 0) + len(payload)
         if t == SETTINGS and not f & ACK:
             sock.sendall(frame(SETTINGS, ACK, 0))
         elif t == GOAWAY:
@@ -174,6 +186,8 @@ def run(port, case, n):
                     "big_headers") and 1 in ended:
             break
     res["closed"] = reader.closed
+    res["data"] = got
+    res["ended"] = sorted(ended)
     # The refusals, counted rather than listed when there are many.
     codes = {}
     for c in res["rst"].values():
