@@ -293,6 +293,52 @@ describe("HTTP/2 and a drain", function()
   end)
 end)
 
+describe("HTTP/2 and a reload", function()
+  it("sends GOAWAY (NO_ERROR) to an idle connection when a reload applies "
+     .. "a new config, and the client's next connection is served", function()
+    local stop = cleanup.new()
+    finally(stop.run)
+    local dir = process.tmpdir("shadow-h2-reload")
+    stop.add(function() process.rmdir(dir) end)
+    local ng = stop.add(nginx.start{
+      servers = { primary = ECHO:format("primary") } })
+    local d = stop.add(shadowd.start{ primary = ng:url("primary") })
+    local client = process.spawn({ PYTHON, BAD, tostring(d.port), "idle" },
+      { stdout = dir .. "/out", stderr = dir .. "/err" })
+    port.wait_until(function()
+      return d:stats().totals.requests >= 1
+    end, 10, 0.02)
+    local conf = process.read_file(d.config)
+    process.write_file(d.config, conf .. "-- changed\n")
+    d.proc:kill(process.SIGHUP)
+    local how, code = client:wait(30)
+    assert.are.equal("exited", how)
+    assert.are.equal(0, code, process.read_file(dir .. "/err"))
+    local r = json.decode(process.read_file(dir .. "/out"))
+    assert.are.equal(200, r.status["1"])
+    assert.are.equal(0, r.goaway) -- NO_ERROR
+    assert.are.equal(1, r.last_stream)
+    assert.is_true(r.closed)
+    assert.are.equal(200, bad(d.port, "ok").status["1"])
+  end)
+end)
+
+describe("HTTP/2 and the idle timeout", function()
+  it("sends GOAWAY and closes a connection idle past idle_timeout_ms",
+     function()
+    local stop = cleanup.new()
+    finally(stop.run)
+    local ng = stop.add(nginx.start{
+      servers = { primary = ECHO:format("primary") } })
+    local d = stop.add(shadowd.start{ primary = ng:url("primary"),
+                                      limits = { idle_timeout_ms = 300 } })
+    local r = bad(d.port, "idle")
+    assert.are.equal(200, r.status["1"])
+    assert.are.equal(0, r.goaway)
+    assert.is_true(r.closed)
+  end)
+end)
+
 describe("HTTP/2 and the body limit", function()
   it("answers 413 to a body over limits.body_bytes, declared or not",
      function()

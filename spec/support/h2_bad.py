@@ -22,6 +22,8 @@ connection was closed. The cases:
                   then GET /get on stream 3: one stalls, the other is
                   answered (flow control holds back the one stream only)
   ok              one plain GET, to show the server still serves
+  idle            one plain GET, then waits (up to 20 s) for the server to
+                  send GOAWAY and close, as on a drain or a reload
 """
 import json
 import socket
@@ -139,7 +141,7 @@ def run(port, case, n):
         for i in range(n):
             out.append(headers(enc, 2 * i + 1, request("/many"),
                                end_stream=False))
-    elif case == "ok":
+    elif case in ("ok", "idle"):
         out.append(headers(enc, 1, request()))
     elif case == "slow_stream":
         # The connection's window is opened wide; each stream keeps the
@@ -158,7 +160,7 @@ def run(port, case, n):
     reader = Reader(sock)
     ended = set()
     got = {}
-    for t, f, sid, payload in reader.frames(3):
+    for t, f, sid, payload in reader.frames(20 if case == "idle" else 3):
         if t == DATA:
             got[str(sid)] = got.get(str(sid), 0) + len(payload)
         if t == SETTINGS and not f & ACK:

@@ -726,7 +726,8 @@ int shadow_h2_feed(shadow_h2_t *s, const char *data, size_t len) {
     count(s, "bad_preface");
     s->conn_reason = "";
     nghttp2_session_terminate_session(s->ng, NGHTTP2_PROTOCOL_ERROR);
-  } else if (n == NGHTTP2_ERR_FLOODED) {
+  } else if (n == NGHTTP2_ERR_FLOODED ||
+             n == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) {
     count(s, "flood");
     s->conn_reason = "";
     nghttp2_session_terminate_session(s->ng, NGHTTP2_ENHANCE_YOUR_CALM);
