@@ -323,6 +323,38 @@ describe("HTTP/2 and a reload", function()
   end)
 end)
 
+describe("HTTP/2 flow control against a primary that does not read",
+         function()
+  -- Accepts and never reads, with a small receive buffer: the body
+  -- backs up into shadowd, which stops opening the stream's window.
+  local DEAF = [[
+import socket, sys
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+ls.bind(("127.0.0.1", int(sys.argv[1])))
+ls.listen(8)
+kept = []
+while True:
+    kept.append(ls.accept()[0])
+]]
+
+  it("answers DATA sent past the window with FLOW_CONTROL_ERROR, counted",
+     function()
+    local stop = cleanup.new()
+    finally(stop.run)
+    local p = port.free()
+    stop.add(process.spawn({ PYTHON, "-c", DEAF, tostring(p) }))
+    assert(port.wait(p, 10))
+    local d = stop.add(shadowd.start{ primary = "http://127.0.0.1:" .. p,
+                                      primary_timeout_ms = 20000 })
+    -- 6 MB at once, ignoring the window: shadowd holds what it was given
+    -- room for (the stream's window) and no more.
+    local r = bad(d.port, "past_window", 6000000)
+    assert.are.equal(3, r.goaway or r.rst["1"]) -- FLOW_CONTROL_ERROR
+    assert.are.equal(1, d:stats().totals.h2_errors.flow_control)
+  end)
+end)
+
 describe("HTTP/2 and the idle timeout", function()
   it("sends GOAWAY and closes a connection idle past idle_timeout_ms",
      function()
