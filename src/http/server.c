@@ -1180,6 +1180,11 @@ static void h2_flush(conn_t *c) {
     conn_linger(c);
     return;
   }
+  /* Nothing in flight: a large download's buffers are not kept. */
+  if (!shadow_h2_streams(c->h2)) {
+    if (c->pend.cap > KEEP_BYTES) shadow_buf_free(&c->pend);
+    if (c->wbuf.cap > KEEP_BYTES) shadow_buf_free(&c->wbuf);
+  }
   h2_arm(c);
 }
 
