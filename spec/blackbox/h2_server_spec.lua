@@ -355,7 +355,20 @@ while True:
   end)
 end)
 
-describe("HTTP/2 and the idle timeout", function()
+describe("HTTP/2 and the timeouts", function()
+  it("closes a connection that sends no request within header_timeout_ms",
+     function()
+    local stop = cleanup.new()
+    finally(stop.run)
+    local ng = stop.add(nginx.start{
+      servers = { primary = ECHO:format("primary") } })
+    local d = stop.add(shadowd.start{ primary = ng:url("primary"),
+                                      limits = { header_timeout_ms = 300 } })
+    local r = bad(d.port, "silent")
+    assert.are.equal(0, r.goaway)
+    assert.is_true(r.closed)
+  end)
+
   it("sends GOAWAY and closes a connection idle past idle_timeout_ms",
      function()
     local stop = cleanup.new()

@@ -23,6 +23,8 @@ connection was closed. The cases:
                   then GET /get on stream 3: one stalls, the other is
                   answered (flow control holds back the one stream only)
   ok              one plain GET, to show the server still serves
+  silent          the preface and SETTINGS, no request; waits (up to 20 s)
+                  for the server to give up on it
   idle            one plain GET, then waits (up to 20 s) for the server to
                   send GOAWAY and close, as on a drain or a reload
 """
@@ -142,6 +144,8 @@ def run(port, case, n):
         for i in range(n):
             out.append(headers(enc, 2 * i + 1, request("/many"),
                                end_stream=False))
+    elif case == "silent":
+        pass
     elif case in ("ok", "idle"):
         out.append(headers(enc, 1, request()))
     elif case == "slow_stream":
@@ -161,7 +165,7 @@ def run(port, case, n):
     reader = Reader(sock)
     ended = set()
     got = {}
-    for t, f, sid, payload in reader.frames(20 if case == "idle" else 3):
+    for t, f, sid, payload in reader.frames(20 if case in ("idle", "silent") else 3):
         if t == DATA:
             got[str(sid)] = got.get(str(sid), 0) + len(payload)
         if t == SETTINGS and not f & ACK:
