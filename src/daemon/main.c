@@ -250,6 +250,10 @@ static void print_check(const char *path, shadow_gen_t *g) {
          l->max_tunnels, l->max_tunnels ? "" : " (no cap)",
          (unsigned long long)l->tunnel_idle_timeout_ms,
          (unsigned long long)l->copy_memory_bytes);
+  printf("  http/2     %zu streams per connection, %llu stream resets per "
+         "10 s%s\n",
+         l->h2_max_streams, (unsigned long long)l->h2_max_resets,
+         l->h2_max_resets ? "" : " (no cap)");
   /* The JSON rules, by the names /metrics counts them under, so a rule
    * that never fires can be told from one that was never loaded. */
   const char *const *ignored = NULL;

@@ -13,7 +13,14 @@
  * wbuf is what one uv_write is writing. Memory per connection is thus
  * bounded by twice the high-water mark plus one producer's batch, however
  * large the response: past the mark, body() tells the producer to wait
- * until on_writable (which is how a slow client slows the backend read). */
+ * until on_writable (which is how a slow client slows the backend read).
+ *
+ * An HTTP/2 connection (its preface on a plain listener, ALPN h2 on a TLS
+ * one) keeps the socket, the timers and the connection's place here, and
+ * hands its bytes to an h2 session (h2_server.c), whose frames go out
+ * through the same two buffers; c->inflight then counts its streams with
+ * the handler. There is no h2c Upgrade from HTTP/1.1 (nginx has none
+ * either): a client speaks HTTP/2 from its first byte or not at all. */
 #include "server.h"
 
 #include <arpa/inet.h>
@@ -25,6 +32,8 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "h2_server.h"
 
 /* Bigger per-connection buffers are given back once idle (see below). */
 #define KEEP_BYTES (16 * 1024)
@@ -123,12 +132,21 @@ struct conn_s {
   int peer_eof; /* the client half-closed while we were busy */
   int refused;
   int posted;
+  /* HTTP/2: the session, once the connection speaks it; sniff: the first
+   * bytes may still be its preface. */
+  shadow_h2_t *h2;
+  int sniff;
 };
 
 static void conn_process(conn_t *c);
 static void conn_continue(conn_t *c);
 static void conn_arm(conn_t *c);
 static void conn_flush(conn_t *c);
+static void h2_flush(conn_t *c);
+static void h2_arm(conn_t *c);
+static int h2_read(conn_t *c, const uv_buf_t *buf, ssize_t nread);
+static void h2_timeout(conn_t *c);
+static int sniff(conn_t *c, const uv_buf_t *buf, ssize_t nread);
 
 /* Bytes queued for a client past which an interim response is dropped. */
 #define INTERIM_QUEUE_BYTES (16 * 1024)
@@ -143,6 +161,8 @@ void shadow_server_opts_default(shadow_server_opts_t *o) {
   o->fd_reserve = 0;
   o->tunnel_idle_timeout_ms = 60000;
   o->reuse_port = 0;
+  o->h2_max_streams = 128;
+  o->h2_max_resets = 1000;
   o->tls = NULL;
 }
 
@@ -281,6 +301,7 @@ static void conn_maybe_free(conn_t *c) {
   if (c->open_handles > 0 || c->inflight) return;
   shadow_server_t *s = c->srv;
   conn_unpost(c);
+  shadow_h2_free(c->h2);
   shadow_request_parser_free(&c->parser);
   shadow_request_release(&c->req);
   shadow_buf_free(&c->in);
@@ -331,7 +352,11 @@ static void conn_close(conn_t *c) {
    * so the handler may end its request from inside on_abort. */
   shadow_stream_close(&c->s, on_stream_close);
   uv_close((uv_handle_t *)&c->timer, on_conn_handle_close);
-  conn_abort_request(c, s->closing ? SHADOW_ABORT_CLOSE : SHADOW_ABORT_CLIENT);
+  int why = s->closing ? SHADOW_ABORT_CLOSE : SHADOW_ABORT_CLIENT;
+  if (c->h2)
+    shadow_h2_abort_all(c->h2, why);
+  else
+    conn_abort_request(c, why);
   check_drained(s);
 }
 
@@ -416,6 +441,10 @@ static void on_write(shadow_stream_t *st, int status) {
     return;
   }
   shadow_buf_reset(&c->wbuf);
+  if (c->h2) {
+    h2_flush(c);
+    return;
+  }
   if (c->pend.len) conn_flush(c);
   if (c->want_writable && !c->pend.len && !c->ended && c->inflight) {
     c->want_writable = 0;
@@ -467,6 +496,8 @@ static void conn_fail(conn_t *c, int status) {
 
 int shadow_server_head(shadow_request_t *req, int status,
                        const shadow_headers_t *headers, int64_t body_len) {
+  if (req->http_major == 2)
+    return shadow_h2_head(req, status, headers, body_len);
   conn_t *c = conn_of_req(req);
   shadow_server_t *s = c->srv;
   if (!c->inflight || c->head_out || c->ended) return -EINVAL;
@@ -530,6 +561,7 @@ int shadow_server_head(shadow_request_t *req, int status,
 
 int shadow_server_interim(shadow_request_t *req, int status,
                           const shadow_headers_t *headers) {
+  if (req->http_major == 2) return shadow_h2_interim(req, status, headers);
   conn_t *c = conn_of_req(req);
   if (!c->inflight || c->head_out || c->ended || c->closing) return -EINVAL;
   /* RFC 9110 section 15.2: no 1xx to an HTTP/1.0 client. 100 Continue is
@@ -556,6 +588,7 @@ int shadow_server_interim(shadow_request_t *req, int status,
 }
 
 int shadow_server_body(shadow_request_t *req, const char *data, size_t len) {
+  if (req->http_major == 2) return shadow_h2_body(req, data, len);
   conn_t *c = conn_of_req(req);
   if (!c->inflight || !c->head_out || c->ended) return -EINVAL;
   if (c->closing) return -ECANCELED;
@@ -602,10 +635,15 @@ int shadow_server_body(shadow_request_t *req, const char *data, size_t len) {
 }
 
 void shadow_server_flush(shadow_request_t *req) {
+  if (req->http_major == 2) {
+    shadow_h2_flush(req);
+    return;
+  }
   conn_flush(conn_of_req(req));
 }
 
 int shadow_server_head_sent(const shadow_request_t *req) {
+  if (req->http_major == 2) return shadow_h2_head_sent(req);
   const conn_t *c =
       (const conn_t *)(const void *)((const char *)req - offsetof(conn_t, req));
   return c->head_out;
@@ -638,6 +676,10 @@ static void finish(conn_t *c) {
 
 void shadow_server_end(shadow_request_t *req,
                        const shadow_headers_t *trailers) {
+  if (req->http_major == 2) {
+    shadow_h2_end(req, trailers);
+    return;
+  }
   conn_t *c = conn_of_req(req);
   if (!c->inflight) return; /* given back twice: the second is dropped */
   if (!c->closing && !c->head_out) {
@@ -664,6 +706,10 @@ void shadow_server_end(shadow_request_t *req,
 }
 
 void shadow_server_abort(shadow_request_t *req) {
+  if (req->http_major == 2) {
+    shadow_h2_abort(req);
+    return;
+  }
   conn_t *c = conn_of_req(req);
   if (!c->inflight) return;
   c->close_after = 1;
@@ -676,6 +722,13 @@ void shadow_server_abort(shadow_request_t *req) {
 void shadow_server_respond(shadow_request_t *req, int status,
                            const shadow_headers_t *headers, const char *body,
                            size_t body_len) {
+  if (req->http_major == 2) {
+    if (!shadow_h2_head_sent(req) &&
+        shadow_h2_head(req, status, headers, (int64_t)body_len) == 0)
+      shadow_h2_body(req, body, body_len);
+    shadow_h2_end(req, NULL);
+    return;
+  }
   conn_t *c = conn_of_req(req);
   if (!c->inflight) return;
   if (body_len > UINT32_MAX) { /* uv_buf_t lengths are 32-bit */
@@ -716,23 +769,30 @@ static void deliver_body(conn_t *c) {
 
 /* "addr:port" the client connected to, for an HTTP/1.0 request that names
  * no host: every backend then sees the same Host, not each its own. */
-static void add_local_host(conn_t *c) {
+static void local_host(conn_t *c, char *host, size_t cap) {
   struct sockaddr_storage ss;
   int len = sizeof(ss);
-  char ip[64], host[80];
+  char ip[64];
+  host[0] = '\0';
   if (uv_tcp_getsockname(&c->s.tcp, (struct sockaddr *)&ss, &len) != 0) return;
   int n;
   if (ss.ss_family == AF_INET6) {
     uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
-    n = snprintf(host, sizeof(host), "[%s]:%d", ip,
+    n = snprintf(host, cap, "[%s]:%d", ip,
                  ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
   } else {
     uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
-    n = snprintf(host, sizeof(host), "%s:%d", ip,
+    n = snprintf(host, cap, "%s:%d", ip,
                  ntohs(((struct sockaddr_in *)&ss)->sin_port));
   }
-  if (n > 0 && (size_t)n < sizeof(host))
-    shadow_headers_add(&c->req.headers, "Host", 4, host, (size_t)n);
+  if (n < 0 || (size_t)n >= cap) host[0] = '\0';
+}
+
+static void add_local_host(conn_t *c) {
+  char host[80];
+  local_host(c, host, sizeof(host));
+  if (host[0])
+    shadow_headers_add(&c->req.headers, "Host", 4, host, strlen(host));
 }
 
 static void hand_out(conn_t *c) {
@@ -816,6 +876,10 @@ static size_t conn_feed(conn_t *c, const char *data, size_t len) {
 /* What a posted connection does on the loop: finish a response that had
  * nothing left to write, or parse what is buffered. */
 static void conn_continue(conn_t *c) {
+  if (c->h2) {
+    h2_flush(c);
+    return;
+  }
   if (c->ended && !c->writing && !c->pend.len)
     conn_response_done(c);
   else
@@ -842,6 +906,10 @@ static void conn_process(conn_t *c) {
 static void on_timer(uv_timer_t *t) {
   conn_t *c = t->data;
   if (c->closing || c->lingering) return;
+  if (c->h2) {
+    h2_timeout(c);
+    return;
+  }
   if (c->writing) {
     /* Like nginx's send_timeout: a response that made no progress for an
      * idle timeout is abandoned, so a client that never reads cannot hold
@@ -896,6 +964,10 @@ static int set_reading(conn_t *c, int on) {
  * client whose request, after a long idle spell, arrives in two packets.) */
 static void conn_arm(conn_t *c) {
   if (c->closing || c->lingering) return;
+  if (c->h2) {
+    h2_arm(c);
+    return;
+  }
   if (c->peer_eof && !c->inflight && !c->writing && !c->ended &&
       !c->close_after) {
     /* Everything the client sent before its half-close is answered. */
@@ -970,6 +1042,8 @@ static void on_alloc(shadow_stream_t *st, size_t hint, uv_buf_t *buf) {
 static void on_read(shadow_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   conn_t *c = st->data;
   if (c->closing) return;
+  if (c->h2 && !c->lingering && h2_read(c, buf, nread)) return;
+  if (c->sniff && sniff(c, buf, nread)) return;
   if (nread < 0) {
     if (nread == UV_EOF && (c->inflight || c->writing || c->ended) &&
         !c->body_stream) {
@@ -1008,6 +1082,10 @@ static void on_read(shadow_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
 }
 
 void shadow_server_pause_body(shadow_request_t *req) {
+  if (req->http_major == 2) {
+    shadow_h2_pause_body(req);
+    return;
+  }
   conn_t *c = conn_of_req(req);
   if (c->closing || !c->body_stream || c->body_paused) return;
   c->body_paused = 1;
@@ -1015,6 +1093,10 @@ void shadow_server_pause_body(shadow_request_t *req) {
 }
 
 void shadow_server_resume_body(shadow_request_t *req) {
+  if (req->http_major == 2) {
+    shadow_h2_resume_body(req);
+    return;
+  }
   conn_t *c = conn_of_req(req);
   if (c->closing || !c->body_paused) return;
   c->body_paused = 0;
@@ -1023,6 +1105,176 @@ void shadow_server_resume_body(shadow_request_t *req) {
     conn_post(c);
   else
     conn_arm(c);
+}
+
+/* ---- HTTP/2: the connection's side of an h2 session ---- */
+
+static void h2_want_write(void *ud) {
+  conn_post(ud); /* h2_flush from the loop, not from inside the session */
+}
+
+static void h2_handed(void *ud, shadow_request_t *req) {
+  conn_t *c = ud;
+  (void)req;
+  c->inflight++;
+  c->srv->inflight++;
+  uv_timer_stop(&c->timer);
+}
+
+static void h2_given_back(void *ud) {
+  conn_t *c = ud;
+  c->inflight--;
+  c->srv->inflight--;
+  if (c->closing)
+    conn_maybe_free(c); /* which checks the drain */
+  else
+    conn_post(c);
+}
+
+static void h2_error(void *ud, const char *reason) {
+  conn_t *c = ud;
+  if (c->srv->h.on_h2_error) c->srv->h.on_h2_error(c->srv->h.ud, reason);
+}
+
+static uint64_t h2_now(void *ud) {
+  conn_t *c = ud;
+  return uv_now(c->srv->loop);
+}
+
+static void local_host(conn_t *c, char *out, size_t cap);
+
+/* The connection speaks HTTP/2 from here on; data is what the client sent
+ * so far (its preface first). */
+static void h2_start(conn_t *c, const char *data, size_t len) {
+  shadow_server_t *s = c->srv;
+  char host[80];
+  local_host(c, host, sizeof(host));
+  shadow_h2_io_t io = {c,        h2_want_write, h2_handed, h2_given_back,
+                       h2_error, h2_now};
+  shadow_h2_conn_info_t info = {c->req.peer, host, shadow_stream_is_tls(&c->s)};
+  c->sniff = 0;
+  if (shadow_h2_new(&c->opts, &s->h, &io, &info, &c->h2) != 0) {
+    conn_close(c);
+    return;
+  }
+  /* A drain or a reload that came first still applies. */
+  if (s->draining) shadow_h2_goaway(c->h2);
+  if (len) shadow_h2_feed(c->h2, data, len);
+  h2_flush(c);
+}
+
+/* Writes what the session has to send, one write at a time; closes the
+ * connection once the session is done. */
+static void h2_flush(conn_t *c) {
+  if (c->closing || c->lingering || c->writing) return;
+  if (shadow_h2_send(c->h2, &c->pend, WRITE_HIGH) != 0 && !c->pend.len) {
+    conn_close(c);
+    return;
+  }
+  if (c->closing) return; /* the handler, called back, closed it */
+  if (c->pend.len) {
+    conn_flush(c);
+    return;
+  }
+  if (shadow_h2_done(c->h2) || c->close_after) {
+    conn_linger(c);
+    return;
+  }
+  /* Nothing in flight: a large download's buffers are not kept. */
+  if (!shadow_h2_streams(c->h2)) {
+    if (c->pend.cap > KEEP_BYTES) shadow_buf_free(&c->pend);
+    if (c->wbuf.cap > KEEP_BYTES) shadow_buf_free(&c->wbuf);
+  }
+  h2_arm(c);
+}
+
+static int h2_read(conn_t *c, const uv_buf_t *buf, ssize_t nread) {
+  if (nread < 0) {
+    conn_close(c); /* the client went: its streams are aborted */
+    return 1;
+  }
+  shadow_h2_feed(c->h2, buf->base, (size_t)nread);
+  if (!c->closing) h2_flush(c);
+  return 1;
+}
+
+/* On a plain listener, or TLS without ALPN h2, the first bytes tell
+ * HTTP/2's preface from an HTTP/1.1 request line. 1 when they were taken
+ * here (HTTP/2, or too few to tell yet), 0 for HTTP/1.1. */
+static int sniff(conn_t *c, const uv_buf_t *buf, ssize_t nread) {
+  if (nread <= 0) return 0;
+  /* "PRI * HTTP/2.0" is no HTTP/1.1 request: it is HTTP/2, or a bad
+   * preface, which the session answers with a GOAWAY. */
+  const size_t tell = 14;
+  int own = buf->base != c->srv->rbuf;
+  const char *p = own ? c->in.data + c->in_pos : buf->base;
+  size_t n = own ? c->in.len - c->in_pos + (size_t)nread : (size_t)nread;
+  size_t m = n < tell ? n : tell;
+  if (memcmp(p, SHADOW_H2_PREFACE, m) != 0) {
+    c->sniff = 0;
+    return 0;
+  }
+  if (n < tell) {
+    if (own) {
+      c->in.len += (size_t)nread;
+      c->in.data[c->in.len] = '\0';
+    } else if (shadow_buf_append(&c->in, p, n) != 0) {
+      conn_close(c);
+    }
+    return 1;
+  }
+  h2_start(c, p, n);
+  c->in.len = c->in_pos = 0;
+  return 1;
+}
+
+/* The timer of an HTTP/2 connection: a write that stalls (send timeout),
+ * a request body that stops arriving, the first request's headers (header
+ * timeout) and a connection with nothing in flight (idle timeout). Reading
+ * goes on whatever the streams do: flow control holds each one back. */
+static void h2_arm(conn_t *c) {
+  if (c->closing || c->lingering) return;
+  if (set_reading(c, shadow_h2_want_read(c->h2))) return;
+  uint64_t idle = c->opts.idle_timeout_ms, ms = 0;
+  if (c->writing) {
+    c->wq_size = shadow_stream_queued(&c->s);
+    ms = idle;
+  } else if (shadow_h2_inflight(c->h2)) {
+    ms = shadow_h2_body_waiting(c->h2) ? idle : 0;
+  } else if (!c->served && shadow_h2_heading(c->h2) &&
+             c->opts.header_timeout_ms) {
+    uint64_t now = uv_now(c->srv->loop);
+    uint64_t end = c->head_since + c->opts.header_timeout_ms;
+    ms = end > now ? end - now : 1;
+  } else {
+    c->served = 1;
+    ms = idle;
+  }
+  if (ms)
+    uv_timer_start(&c->timer, on_timer, ms, 0);
+  else
+    uv_timer_stop(&c->timer);
+}
+
+static void h2_timeout(conn_t *c) {
+  if (c->writing) {
+    size_t left = shadow_stream_queued(&c->s);
+    if (left && left >= c->wq_size)
+      conn_close(c);
+    else
+      h2_arm(c);
+    return;
+  }
+  if (shadow_h2_inflight(c->h2)) {
+    /* Bodies that stopped arriving: 408 on those streams. */
+    shadow_h2_abort_waiting(c->h2);
+    conn_post(c);
+    return;
+  }
+  /* Idle, or no request in time: GOAWAY, and the close after it. */
+  shadow_h2_goaway(c->h2);
+  c->close_after = 1;
+  h2_flush(c);
 }
 
 /* ---- accepting ---- */
@@ -1047,6 +1299,10 @@ static void on_tls_ready(shadow_stream_t *st, int status) {
     conn_fail_text(c, 400, "plain HTTP sent to the TLS port");
   else if (status != 0)
     conn_close(c);
+  else if (strcmp(shadow_tls_alpn(c->s.tls), "h2") == 0)
+    h2_start(c, NULL, 0); /* our SETTINGS go first */
+  else if (shadow_tls_alpn(c->s.tls)[0])
+    c->sniff = 0; /* http/1.1 was agreed */
 }
 
 /* Tells the handler a client was turned away; a burst is the run of
@@ -1153,6 +1409,7 @@ static void on_connection(uv_stream_t *ls, int status) {
     return;
   }
   peer_name(c);
+  c->sniff = 1;
   c->head_since = uv_now(s->loop);
   c->head_clock = 1;
   conn_arm(c);
@@ -1280,6 +1537,11 @@ void shadow_server_set_opts(shadow_server_t *s, const shadow_server_opts_t *o) {
   if (o->tls) shadow_tls_ctx_ref(o->tls);
   shadow_tls_ctx_unref(s->opts.tls);
   s->opts = *o;
+  /* An HTTP/2 connection can live for hours (a gRPC channel does): a
+   * GOAWAY moves its client to a new connection, with the new options
+   * and certificate, once its streams are done, as nginx's reload does. */
+  for (conn_t *c = s->conns; c; c = c->next)
+    if (c->h2) shadow_h2_goaway(c->h2);
 }
 
 void shadow_server_drain(shadow_server_t *s, void (*done)(void *ud), void *ud) {
@@ -1290,6 +1552,12 @@ void shadow_server_drain(shadow_server_t *s, void (*done)(void *ud), void *ud) {
   conn_t *next;
   for (conn_t *c = s->conns; c; c = next) {
     next = c->next;
+    if (c->h2) {
+      /* GOAWAY with the last stream: those in flight finish, and the
+       * connection closes after them. */
+      shadow_h2_goaway(c->h2);
+      continue;
+    }
     /* A request in flight, or one still arriving, is finished: head()
      * sees draining and closes after the answer. Only connections with
      * nothing started are closed now. */

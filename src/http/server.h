@@ -1,8 +1,11 @@
-/* The HTTP/1.1 server: a libuv TCP listener, client connections, llhttp
- * request parsing, and the limits of the bad-input table. It knows nothing
- * of shadowing. A request is handed out when its head is parsed; its body
- * and its response then stream, each with backpressure, so neither is
- * ever held whole. Used for the proxy and the admin. */
+/* The HTTP server: a libuv TCP listener, client connections, llhttp
+ * request parsing, and the limits of the bad-input table. HTTP/2 comes in
+ * by its preface on a plain listener and by ALPN on a TLS one, and its
+ * streams are requests under the same calls (h2_server.c; a request's
+ * http_major is 2). It knows nothing of shadowing. A request is handed out when
+ * its head is parsed; its body and its response then stream, each with
+ * backpressure, so neither is ever held whole. Used for the proxy and the
+ * admin. */
 #ifndef SHADOW_SERVER_H
 #define SHADOW_SERVER_H
 
@@ -34,12 +37,18 @@ typedef struct shadow_server_opts_s {
   /* SO_REUSEPORT, so that several worker loops can each listen on the same
    * address and the kernel spreads connections across them. */
   int reuse_port;
+  /* HTTP/2: streams open at once on a connection (SETTINGS_MAX_CONCURRENT_
+   * STREAMS; more are refused with RST_STREAM REFUSED_STREAM), and stream
+   * resets a client may send per 10 s before it is sent away (GOAWAY
+   * ENHANCE_YOUR_CALM; 0: no cap). */
+  size_t h2_max_streams;
+  uint64_t h2_max_resets;
   /* A TLS listener's context (the server takes its own reference), or
    * NULL for plain HTTP. */
   shadow_tls_ctx_t *tls;
 } shadow_server_opts_t;
 
-/* 64 KiB, 8 MiB, 10 s, 60 s, 0. */
+/* 64 KiB, 8 MiB, 10 s, 60 s, 0; HTTP/2: 128 streams, 1000 resets. */
 void shadow_server_opts_default(shadow_server_opts_t *o);
 
 /* Why a request was abandoned before it was answered. */
@@ -78,6 +87,12 @@ typedef struct shadow_server_handler_s {
    * it is the first since the server last admitted a client: a burst
    * begins, which is the time to log. */
   void (*on_refuse)(void *ud, int err, int first);
+  /* An HTTP/2 client's bad input was answered with GOAWAY or RST_STREAM
+   * and an error code (NULL-able): reason is "bad_preface", "protocol",
+   * "flow_control", "frame_size", "compression", "invalid_header",
+   * "header_list", "refused_stream", "reset_flood", "flood" or
+   * "stream_closed". */
+  void (*on_h2_error)(void *ud, const char *reason);
 } shadow_server_handler_t;
 
 /* Binds addr ("127.0.0.1:8080", "[::1]:8080", ":8080") and listens. On
@@ -125,7 +140,9 @@ void shadow_server_resume_body(shadow_request_t *req);
 /* The port the listener is bound to: what "127.0.0.1:0" picked. */
 int shadow_server_port(const shadow_server_t *s);
 
-/* Applies new options to connections accepted from now on. */
+/* Applies new options to connections accepted from now on; HTTP/2
+ * connections are sent a GOAWAY, so their clients move to a new
+ * connection (and the new options) once their streams are done. */
 void shadow_server_set_opts(shadow_server_t *s, const shadow_server_opts_t *o);
 
 /* Graceful stop: stop accepting, close idle connections, close each busy

@@ -121,7 +121,9 @@ int shadow_tls_client_ctx(const shadow_tls_client_opts_t *o,
 static int select_alpn(SSL *ssl, const unsigned char **out,
                        unsigned char *outlen, const unsigned char *in,
                        unsigned int inlen, void *arg) {
-  static const unsigned char ours[] = "\x08http/1.1";
+  /* HTTP/2 first, as nginx prefers it: a client that offers both speaks
+   * h2 (server.c hands the connection to an h2 session). */
+  static const unsigned char ours[] = "\x02h2\x08http/1.1";
   unsigned char *chosen;
   if (SSL_select_next_proto(&chosen, outlen, ours, sizeof(ours) - 1, in,
                             inlen) != OPENSSL_NPN_NEGOTIATED)

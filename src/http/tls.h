@@ -26,7 +26,7 @@ typedef struct shadow_tls_client_opts_s {
 /* 0, or a negative code and *err naming the file or the problem. */
 int shadow_tls_client_ctx(const shadow_tls_client_opts_t *o,
                           shadow_tls_ctx_t **out, char **err);
-/* A listener's certificate and key; ALPN offers http/1.1. */
+/* A listener's certificate and key; ALPN offers h2 and http/1.1. */
 int shadow_tls_server_ctx(const char *cert_file, const char *key_file,
                           shadow_tls_ctx_t **out, char **err);
 void shadow_tls_ctx_ref(shadow_tls_ctx_t *c);

@@ -1191,8 +1191,17 @@ static void on_refuse(void *ud, int err, int first) {
                     d->max_conns);
 }
 
+/* An HTTP/2 client's bad input, answered by the server: counted. */
+static void on_h2_error(void *ud, const char *reason) {
+  shadow_dispatcher_t *d = ud;
+  LOCK(d);
+  shadow_counters_add(d->stats->h2_errors, reason, strlen(reason), 1);
+  UNLOCK(d);
+}
+
 static const shadow_server_handler_t handler_template = {
-    on_request, on_body, on_body_end, on_writable, on_abort, NULL, on_refuse};
+    on_request, on_body, on_body_end, on_writable,
+    on_abort,   NULL,    on_refuse,   on_h2_error};
 
 /* The listener's options for cfg: limits, SO_REUSEPORT under workers, and
  * a TLS context read from the certificate files now (so a reload re-reads

@@ -26,6 +26,8 @@ void shadow_limits_default(shadow_limits_t *l) {
   l->tunnel_idle_timeout_ms = 60000;
   l->max_tunnels = SHADOW_LIMIT_AUTO;
   l->copy_memory_bytes = 64 * 1024 * 1024;
+  l->h2_max_streams = 128; /* nginx's http2_max_concurrent_streams */
+  l->h2_max_resets = 1000;
 }
 
 /* File descriptors kept back from client connections: the admin's 64
@@ -145,6 +147,8 @@ void shadow_limits_server_opts(const shadow_limits_t *l,
    * limit by the admin's connections, refusals in progress and a margin. */
   out->fd_reserve = SHADOW_FD_RESERVE;
   out->tunnel_idle_timeout_ms = l->tunnel_idle_timeout_ms;
+  out->h2_max_streams = l->h2_max_streams;
+  out->h2_max_resets = l->h2_max_resets;
 }
 
 static void backend_release(shadow_backend_cfg_t *b) {

@@ -58,6 +58,11 @@ typedef struct shadow_limits_s {
   /* Request-body copies for the candidate, the secondary and capture, all
    * exchanges and workers together; past it new copies are skipped. */
   uint64_t copy_memory_bytes;
+  /* HTTP/2 clients: streams open at once on one connection (past it:
+   * RST_STREAM REFUSED_STREAM), and stream resets one connection may send
+   * per 10 s (past it: GOAWAY ENHANCE_YOUR_CALM; 0: no cap). */
+  size_t h2_max_streams;
+  uint64_t h2_max_resets;
 } shadow_limits_t;
 
 /* "Derive it": what max_connections and max_tunnels are until the config

@@ -666,6 +666,8 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
                                        "copy_memory_bytes",
                                        "hook_memory_bytes",
                                        "max_headers",
+                                       "h2_max_streams",
+                                       "h2_max_resets",
                                        NULL};
     shadow_limits_t *l = &cfg->limits;
     check_keys(r, t, "limits.", keys);
@@ -688,6 +690,9 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
     opt_size_auto(r, t, "limits.", "max_tunnels", 1e7, &l->max_tunnels);
     opt_u64(r, t, "limits.", "copy_memory_bytes", 0, 0x1p53,
             &l->copy_memory_bytes);
+    opt_size(r, t, "limits.", "h2_max_streams", 1, 1u << 31,
+             &l->h2_max_streams);
+    opt_u64(r, t, "limits.", "h2_max_resets", 0, 1e9, &l->h2_max_resets);
     lua_pop(L, 1);
   }
   shadow_limits_resolve(&cfg->limits, cfg->max_inflight_shadow);

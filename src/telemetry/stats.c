@@ -202,6 +202,7 @@ shadow_stats_t *shadow_stats_new(const char *const *hook_names, size_t nhooks) {
   s->rule_hits = shadow_counters_new(512);
   s->route_names = shadow_counters_new(500);
   s->capture_skipped = shadow_counters_new(16);
+  s->h2_errors = shadow_counters_new(16);
   s->breaker_state = "closed";
   s->secondary_breaker_state = "closed";
   s->secondary_errors = shadow_counters_new(32);
@@ -209,7 +210,7 @@ shadow_stats_t *shadow_stats_new(const char *const *hook_names, size_t nhooks) {
   if (!s->candidate_errors || !s->secondary_errors || !s->noise ||
       !s->skipped || !s->script_errors || !s->reloads || !s->fields ||
       !s->rule_hits || !s->route_names || !s->capture_skipped ||
-      (nhooks && (!s->hook_time || !s->hook_errors))) {
+      !s->h2_errors || (nhooks && (!s->hook_time || !s->hook_errors))) {
     shadow_stats_free(s);
     return NULL;
   }
@@ -239,6 +240,7 @@ void shadow_stats_free(shadow_stats_t *s) {
   shadow_counters_free(s->rule_hits);
   shadow_counters_free(s->route_names);
   shadow_counters_free(s->capture_skipped);
+  shadow_counters_free(s->h2_errors);
   for (size_t i = 0; i < s->nroutes; i++) {
     shadow_counters_free(s->routes[i].fields);
     free(s->routes[i].latency);
@@ -290,10 +292,10 @@ void shadow_stats_reset(shadow_stats_t *s, double now_ms, int forget_noise) {
   s->last_failed_reload_ms = 0;
   free(s->last_failed_reload_error);
   s->last_failed_reload_error = NULL;
-  shadow_counters_t *fams[] = {s->candidate_errors, s->skipped,
-                               s->script_errors,    s->reloads,
-                               s->fields,           s->rule_hits,
-                               s->capture_skipped,  s->secondary_errors};
+  shadow_counters_t *fams[] = {
+      s->candidate_errors, s->skipped,          s->script_errors,
+      s->reloads,          s->fields,           s->rule_hits,
+      s->capture_skipped,  s->secondary_errors, s->h2_errors};
   for (size_t i = 0; i < sizeof(fams) / sizeof(fams[0]); i++)
     if (fams[i]) shadow_counters_zero(fams[i]);
   for (size_t i = 0; i < s->nroutes; i++)

@@ -186,6 +186,9 @@ typedef struct shadow_stats_s {
   uint64_t captured;
   shadow_counters_t *capture_skipped;
   struct shadow_sink_s *capture_sink;
+  /* HTTP/2 clients' bad input answered with GOAWAY or RST_STREAM and an
+   * error code, by reason ("bad_preface", "reset_flood", ...). */
+  shadow_counters_t *h2_errors;
   struct shadow_signatures_s *signatures;
   /* Time spent in each Lua hook, and its errors, by the index of its
    * name. */

@@ -272,6 +272,8 @@ int shadow_stats_render_json(const shadow_stats_t *s, shadow_buf_t *out,
   json_counters(out, s->candidate_errors);
   shadow_buf_puts(out, ",\"secondary_errors\":");
   json_counters(out, s->secondary_errors);
+  shadow_buf_puts(out, ",\"h2_errors\":");
+  json_counters(out, s->h2_errors);
   shadow_buf_printf(out,
                     ",\"noise_compared\":%llu,\"noise_suppressed\":%llu,"
                     "\"compared_raw\":%llu",
@@ -636,6 +638,10 @@ int shadow_stats_render_prometheus(const shadow_stats_t *s, shadow_buf_t *out,
   prom_scalar(out, "shadow_tunnels_rejected_total", "counter",
               "Upgrades answered 503 at limits.max_tunnels.",
               s->tunnels_rejected);
+  prom_family(out, "shadow_h2_errors_total",
+              "HTTP/2 clients' bad input answered with GOAWAY or RST_STREAM "
+              "and an error code, by reason.",
+              "reason", s->h2_errors);
   prom_scalar(out, "shadow_copy_bytes", "gauge",
               "Request-body copies held for the shadow legs and capture, "
               "against limits.copy_memory_bytes.",
