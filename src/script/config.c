@@ -181,6 +181,7 @@ void shadow_config_release(shadow_config_t *c) {
   backend_release(&c->secondary);
   free(c->log_file);
   free(c->capture.file);
+  free(c->grpc_descriptors);
   shadow_diff_opts_free(c->diff_opts);
   shadow_redact_free(c->redact);
   memset(c, 0, sizeof(*c));

@@ -118,6 +118,9 @@ typedef struct shadow_config_s {
   int watch;
   int forwarded; /* X-Forwarded-For and -Proto on both legs (default on) */
   shadow_capture_cfg_t capture;
+  /* grpc = { descriptors = "api.pb" }: the descriptor set whose methods
+   * decode gRPC replies by name (loaded into diff_opts); NULL: none. */
+  char *grpc_descriptors;
 } shadow_config_t;
 
 /* The defaults of every field; 0, or -ENOMEM. */
