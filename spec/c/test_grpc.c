@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "buf.h"
+#include "capture_line.h"
 #include "check.h"
 #include "diff.h"
 #include "grpc.h"
@@ -287,6 +288,67 @@ static void test_record_file(void) {
   shadow_record_release(&r);
 }
 
+/* A capture line carries the response's trailers and an HTTP/2
+ * request's protocol, and reads them back; older lines read as HTTP/1. */
+static void test_capture(void) {
+  shadow_buf_t body = SHADOW_BUF_INIT, line = SHADOW_BUF_INIT;
+  frame_user(&body, "Ada", 36);
+  shadow_record_t rec;
+  grpc_record(&rec, &body, "5", "gone");
+  shadow_headers_t req = SHADOW_HEADERS_INIT;
+  shadow_headers_add(&req, "content-type", 12, "application/grpc", 16);
+  shadow_capture_exchange_t x = {.id = 1,
+                                 .method = "POST",
+                                 .target = "/shop.v1.Users/GetUser",
+                                 .target_len = 22,
+                                 .peer = "",
+                                 .http_major = 2,
+                                 .headers = &req,
+                                 .body = body.data,
+                                 .body_len = body.len,
+                                 .response = &rec,
+                                 .first_byte_ms = -1,
+                                 .total_ms = -1};
+  CHECK(shadow_capture_format(&line, &x, NULL, 1 << 20) == 0);
+  CHECK(strstr(line.data, "\"protocol\":\"h2\"") != NULL);
+  CHECK(strstr(line.data, "\"trailers\":[[\"grpc-status\",\"5\"],"
+                          "[\"grpc-message\",\"gone\"]]") != NULL);
+  shadow_capture_entry_t e;
+  shadow_capture_entry_init(&e);
+  char err[256] = "";
+  CHECK(shadow_capture_parse(line.data, line.len, &e, err, sizeof err) == 0);
+  CHECK(e.http_major == 2);
+  CHECK(e.response.trailers.n == 2);
+  CHECK(e.response.body.len == body.len &&
+        memcmp(e.response.body.data, body.data, body.len) == 0);
+  /* The same exchange over HTTP/1.1: no protocol member, read as 1. */
+  x.http_major = 1;
+  shadow_buf_reset(&line);
+  CHECK(shadow_capture_format(&line, &x, NULL, 1 << 20) == 0);
+  CHECK(strstr(line.data, "\"protocol\"") == NULL);
+  CHECK(shadow_capture_parse(line.data, line.len, &e, err, sizeof err) == 0);
+  CHECK(e.http_major == 1);
+  /* A protocol this version does not know is refused, said so. */
+  char *at = strstr(line.data, "\"tls\":false,");
+  CHECK(at != NULL);
+  if (at) {
+    shadow_buf_t bad = SHADOW_BUF_INIT;
+    size_t off = (size_t)(at - line.data) + strlen("\"tls\":false,");
+    shadow_buf_append(&bad, line.data, off);
+    shadow_buf_puts(&bad, "\"protocol\":\"h3\",");
+    shadow_buf_append(&bad, line.data + off, line.len - off);
+    CHECK(shadow_capture_parse(bad.data, bad.len, &e, err, sizeof err) ==
+          -EINVAL);
+    CHECK(strstr(err, "request.protocol") != NULL);
+    shadow_buf_free(&bad);
+  }
+  shadow_capture_entry_release(&e);
+  shadow_headers_free(&req);
+  shadow_record_release(&rec);
+  shadow_buf_free(&body);
+  shadow_buf_free(&line);
+}
+
 static char dir[64];
 
 static int sh(const char *cmd) {
@@ -358,6 +420,7 @@ int main(void) {
   test_gzip();
   test_stream_and_bad_frames();
   test_record_file();
+  test_capture();
   test_methods();
   shadow_diff_result_free(&res);
   return check_report("test_grpc");
