@@ -16,6 +16,7 @@
 #include "grpc.h"
 #include "protobuf.h"
 #include "record_parse.h"
+#include "redact.h"
 
 /* A User (api.proto) by hand: name = 1 (string), age = 2 (varint). */
 static size_t user(uint8_t *out, const char *name, int age) {
@@ -343,6 +344,15 @@ static void test_capture(void) {
     shadow_buf_free(&bad);
   }
   shadow_capture_entry_release(&e);
+  /* A secret in a trailer is marked as in a header. */
+  shadow_redact_t *rd = shadow_redact_new();
+  CHECK(rd && shadow_redact_add_header(rd, "x-token") == 0);
+  shadow_headers_add(&rec.trailers, "x-token", 7, "hunter2", 7);
+  CHECK(shadow_redact_record(rd, &rec) == 0);
+  const shadow_header_t *tok = shadow_headers_find(&rec.trailers, "x-token");
+  CHECK(tok && !strstr(tok->value, "hunter2") &&
+        strstr(tok->value, "redacted") != NULL);
+  shadow_redact_free(rd);
   shadow_headers_free(&req);
   shadow_record_release(&rec);
   shadow_buf_free(&body);

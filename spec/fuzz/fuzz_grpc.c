@@ -17,8 +17,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const char *const types[] = {"application/grpc",
-                                    "application/grpc+json",
+static const char *const types[] = {"application/grpc", "application/grpc+json",
                                     "application/grpc+thrift"};
 static const char *const codings[] = {"identity", "gzip", "deflate", "snappy"};
 
@@ -46,9 +45,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *why = NULL;
   long count = shadow_grpc_count(p, n, &bad, &why);
   if (count < 0 && (!why || bad > n)) abort();
-  shadow_grpc_decode_t d = {
-      shadow_grpc_content_type(type, strlen(type)),
-      shadow_grpc_encoding(coding, strlen(coding)), NULL, NULL, 4096};
+  shadow_grpc_decode_t d = {shadow_grpc_content_type(type, strlen(type)),
+                            shadow_grpc_encoding(coding, strlen(coding)), NULL,
+                            NULL, 4096};
   size_t pos = 0;
   long seen = 0;
   shadow_grpc_frame_t f;
