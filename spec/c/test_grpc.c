@@ -14,6 +14,7 @@
 #include "check.h"
 #include "diff.h"
 #include "grpc.h"
+#include "noise.h"
 #include "protobuf.h"
 #include "record_parse.h"
 #include "redact.h"
@@ -359,6 +360,44 @@ static void test_capture(void) {
   shadow_buf_free(&line);
 }
 
+/* A secondary that differs in the same trailer masks it; a stream's body
+ * ops are masked op by op, as JSON bodies' are. */
+static void test_noise(void) {
+  shadow_buf_t a = SHADOW_BUF_INIT, c = SHADOW_BUF_INIT;
+  frame_user(&a, "Ada", 36);
+  frame_user(&a, "Bob", 7);
+  frame_user(&c, "Ada", 37);
+  frame_user(&c, "Bob", 8);
+  shadow_record_t p, q, s;
+  grpc_record(&p, &a, "0", NULL);
+  grpc_record(&q, &c, "0", NULL);
+  grpc_record(&s, &a, "0", NULL);
+  shadow_headers_add(&q.trailers, "x-host", 6, "c1", 2);
+  shadow_headers_add(&s.trailers, "x-host", 6, "p2", 2);
+  /* The secondary's age differs in message 0 only. */
+  shadow_buf_t sb = SHADOW_BUF_INIT;
+  frame_user(&sb, "Ada", 40);
+  frame_user(&sb, "Bob", 7);
+  shadow_buf_reset(&s.body);
+  shadow_buf_append(&s.body, sb.data, sb.len);
+  shadow_diff_result_t noise = SHADOW_DIFF_RESULT_INIT;
+  CHECK(diff(NULL, NULL, &p, &q) == (SHADOW_PART_HEADERS | SHADOW_PART_BODY));
+  CHECK(shadow_diff_records_at(NULL, NULL, 0, &p, &s, &noise, NULL) ==
+        (SHADOW_PART_HEADERS | SHADOW_PART_BODY));
+  CHECK(shadow_noise_mask(&res, &noise, NULL) == 0);
+  CHECK(res.parts == SHADOW_PART_BODY); /* the trailer was noise */
+  CHECK(has("\"trailers\":{\"differs\":false"));
+  CHECK(has("\"path\":\"/1/2\""));
+  CHECK(!strstr(res.json.data, "\"/0/2\""));
+  shadow_diff_result_free(&noise);
+  shadow_record_release(&p);
+  shadow_record_release(&q);
+  shadow_record_release(&s);
+  shadow_buf_free(&a);
+  shadow_buf_free(&c);
+  shadow_buf_free(&sb);
+}
+
 static char dir[64];
 
 static int sh(const char *cmd) {
@@ -431,6 +470,7 @@ int main(void) {
   test_stream_and_bad_frames();
   test_record_file();
   test_capture();
+  test_noise();
   test_methods();
   shadow_diff_result_free(&res);
   return check_report("test_grpc");
