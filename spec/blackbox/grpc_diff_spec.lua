@@ -213,15 +213,13 @@ describe("live gRPC replies", function()
     return
   end
   local luaserver = require "support.luaserver"
-  local stop, d, dir
+  local stop, d, dir, a, b
 
   setup(function()
     stop = cleanup.new()
     dir = make("shadow-grpc-live")
-    local a = stop.add(luaserver.start("shadow-grpc-a", GRPC_SERVER,
-                                       { dir, "a" }))
-    local b = stop.add(luaserver.start("shadow-grpc-b", GRPC_SERVER,
-                                       { dir, "b" }))
+    a = stop.add(luaserver.start("shadow-grpc-a", GRPC_SERVER, { dir, "a" }))
+    b = stop.add(luaserver.start("shadow-grpc-b", GRPC_SERVER, { dir, "b" }))
     d = stop.add(shadowd.start{ text = function(addr) return ([[
 local shadow = require "shadow"
 return {
@@ -231,8 +229,10 @@ return {
   mirror_methods = { "POST" }, -- every gRPC call is a POST
   grpc = { descriptors = %q },
   limits = { mirror_body_bytes = 64 },
+  capture = { file = %q },
 }
-]]):format(addr.listen, addr.admin, a.url, b.url, dir .. "/users.pb")
+]]):format(addr.listen, addr.admin, a.url, b.url, dir .. "/users.pb",
+           dir .. "/cap.ndjson")
     end })
   end)
   teardown(function()
@@ -278,5 +278,42 @@ return {
     local stats = d:wait_totals("requests", 3)
     assert.are.equal(1, stats.totals.skipped.streaming)
     assert.is_nil(stats.totals.skipped.body_too_large)
+  end)
+
+  it("captures the calls with their trailers; replay compares by method",
+     function()
+    local lines
+    require("support.port").wait_until(function()
+      lines = process.read_lines(dir .. "/cap.ndjson") or {}
+      return #lines >= 2
+    end, 10, 0.05)
+    local seen = {}
+    for _, line in ipairs(lines) do
+      local e = json.decode(line)
+      seen[e.request.target] = e
+    end
+    local list = assert(seen["/shop.v1.Users/ListUsers"])
+    -- (Bodies that are not UTF-8 are base64; these small ones are ASCII.)
+    assert.are.same({ { "grpc-status", "0" } }, list.response.trailers)
+    -- Replayed against the candidate: the recorded primary's messages and
+    -- status against the candidate's, decoded by each call's method.
+    process.write_file(dir .. "/replay.lua", ([[
+local shadow = require "shadow"
+return { primary = "http://127.0.0.1:1", candidate = shadow.http(%q),
+         grpc = { descriptors = %q } }
+]]):format(b.url, dir .. "/users.pb"))
+    local out = dir .. "/replayed.ndjson"
+    local code, _, err = process.run({ shadowd.binary(), "replay", "--config",
+      dir .. "/replay.lua", "--out", out, dir .. "/cap.ndjson" })
+    assert.are.equal(1, code, err)
+    local by_route = {}
+    for _, line in ipairs(process.read_lines(out)) do
+      local r = json.decode(line)
+      by_route[r.route] = r
+    end
+    local stream = assert(by_route["/shop.v1.Users/ListUsers"])
+    assert.are.same({ primary = 0, candidate = 13 }, stream.status.grpc)
+    assert.truthy(by_path(stream.body.diffs)["/1/age"])
+    assert.truthy(by_path(by_route["/shop.v1.Users/GetUser"].body.diffs)["/name"])
   end)
 end)
