@@ -779,11 +779,14 @@ static int grpc_status(const shadow_diff_opts_t *o, const shadow_record_t *p,
                        const shadow_record_t *c, shadow_buf_t *b,
                        int *differs) {
   size_t max = o ? o->value_max : DEFAULT_VALUE_MAX;
+  *differs = 0;
+  /* Plain HTTP pairs (no gRPC type, no trailers) pay two lookups. */
+  if (!p->trailers.n && !c->trailers.n && !grpc_type(p) && !grpc_type(c))
+    return 0;
   const shadow_header_t *ps = grpc_field(p, "grpc-status");
   const shadow_header_t *cs = grpc_field(c, "grpc-status");
   const shadow_header_t *pm = grpc_field(p, "grpc-message");
   const shadow_header_t *cm = grpc_field(c, "grpc-message");
-  *differs = 0;
   if (!ps && !cs && !pm && !cm && !grpc_type(p) && !grpc_type(c)) return 0;
   *differs = !grpc_same(ps, cs) || !grpc_same(pm, cm);
   if (shadow_buf_puts(b, ",\"grpc\":{\"primary\":") ||
