@@ -272,10 +272,39 @@ return {
     assert.truthy(stats.routes["/shop.v1.Users/ListUsers"])
   end)
 
+  it("shows each method as a route on the dashboard, grpc-status beside",
+     function()
+    local browser = require "support.browser"
+    if not browser.available() then
+      pending("chromium is not installed (scripts/bootstrap installs it)")
+      return
+    end
+    -- The stream's group becomes the most frequent: the one shown.
+    for _ = 1, 3 do
+      assert.are.equal(200,
+        call("/shop.v1.Users/ListUsers", "\0\0\0\0\5\10\3Ada").status)
+    end
+    d:wait_totals("compared", 5)
+    local bdir = process.tmpdir("shadow-grpc-chromium")
+    finally(function() process.rmdir(bdir) end)
+    local dom = browser.run(bdir, "http://127.0.0.1:" .. d.admin_port .. "/",
+                            { "--dump-dom" })
+    assert.matches('data%-ready="1"', dom)
+    assert.truthy(dom:find('<tr data-route="/shop.v1.Users/GetUser">', 1, true))
+    local row = dom:match('<tr data%-route="/shop%.v1%.Users/ListUsers">.-</tr>')
+    assert.matches('<td class="n">4</td><td class="n">4 ', row)
+    local rows = dom:match('<tbody id="detail%-rows">(.-)</tbody>')
+    assert.matches('<code>grpc%-status</code></td><td class="pv"><code>0</code>'
+                   .. '</td><td class="cv"><code>13</code>', rows)
+    assert.matches('<code>grpc%-message</code>', rows)
+    assert.matches('<code>/1/age</code>', rows)
+    assert.is_nil(rows:find("<code>status</code>", 1, true)) -- 200 both
+  end)
+
   it("skips a client stream past mirror_body_bytes as streaming", function()
     local res = call("/shop.v1.Users/GetUser", ("\0\0\0\0\5\10\3Ada"):rep(10))
     assert.are.equal(200, res.status)
-    local stats = d:wait_totals("requests", 3)
+    local stats = d:wait_totals("requests", 6)
     assert.are.equal(1, stats.totals.skipped.streaming)
     assert.is_nil(stats.totals.skipped.body_too_large)
   end)
