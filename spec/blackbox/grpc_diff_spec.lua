@@ -269,7 +269,11 @@ return {
                     stream.status.grpc_message)
     assert.truthy(by_path(stream.body.diffs)["/1/age"])
     assert.truthy(stats.routes["/shop.v1.Users/GetUser"])
-    assert.truthy(stats.routes["/shop.v1.Users/ListUsers"])
+    -- Fields are named per message, as rules are: /1/age counts as /age.
+    local fields = stats.routes["/shop.v1.Users/ListUsers"].fields
+    assert.are.equal(1, fields["body:/age"])
+    assert.are.equal(1, fields["body:"]) -- the message only the primary has
+    assert.are.equal(1, fields["status"])
   end)
 
   it("shows each method as a route on the dashboard, grpc-status beside",

@@ -12,7 +12,9 @@
  * /i, in order), so the ops still apply in order as a JSON Patch to the
  * array of the primary's messages. Array modes over the stream itself
  * (a stream whose order does not matter) are not offered: messages pair
- * by position. */
+ * by position. The fields (per-field counts, signatures, noise) are named
+ * as the rules are, per message: "/user/name" for a difference at
+ * /3/user/name, "" (the message itself) for one added or removed. */
 #include "grpc_diff.h"
 
 #include <errno.h>
@@ -107,9 +109,17 @@ static int op_sep(shadow_grpc_pair_t *x, size_t base) {
 static int whole_op(shadow_grpc_pair_t *x, size_t base, const char *op,
                     const char *side, size_t i, const char *v, size_t n) {
   char path[32];
-  int pl = snprintf(path, sizeof path, "/%zu", i);
+  snprintf(path, sizeof path, "/%zu", i);
   x->nops++;
-  if (shadow_buf_append(x->fields, path, (size_t)pl + 1)) return -ENOMEM;
+  if (shadow_buf_putc(x->fields, '\0')) return -ENOMEM; /* the message */
+  if (x->explain &&
+      (shadow_buf_printf(x->explain,
+                         "{\"kind\":\"reported\",\"op\":\"%s\",\"path\":"
+                         "\"%s\",\"%s\":",
+                         op, path, side) ||
+       shadow_buf_json_string(x->explain, v, n, x->value_max) ||
+       shadow_buf_puts(x->explain, ",\"tried\":[]}\n")))
+    return -ENOMEM;
   if (x->ops_max_bytes && x->ops->len - base >= x->ops_max_bytes) {
     x->truncated = 1;
     return 0;
@@ -138,6 +148,7 @@ int shadow_grpc_diff(shadow_grpc_pair_t *x, const shadow_grpc_side_t *p,
   x->nops = 0;
   x->truncated = 0;
   memset(x->hits, 0, sizeof x->hits);
+  shadow_buf_t fields = SHADOW_BUF_INIT; /* a stream message's, prefixed */
   int rc = side_messages(x, p, "primary", &mp, &nnotes);
   if (!rc) rc = side_messages(x, c, "candidate", &mc, &nnotes);
   if (!rc && nnotes && shadow_buf_putc(x->extra, ']')) rc = -ENOMEM;
@@ -158,7 +169,7 @@ int shadow_grpc_diff(shadow_grpc_pair_t *x, const shadow_grpc_side_t *p,
     size_t used = x->ops->len - base;
     shadow_json_diff_out_t out;
     memset(&out, 0, sizeof out);
-    out.fields = x->fields;
+    out.fields = stream ? &fields : x->fields;
     out.value_max = x->value_max;
     out.explain = x->explain;
     out.path_prefix = prefix;
@@ -187,6 +198,16 @@ int shadow_grpc_diff(shadow_grpc_pair_t *x, const shadow_grpc_side_t *p,
       break;
     }
     if (rc) break;
+    /* Fields go per message: the index prefix comes off. */
+    size_t plen = strlen(prefix);
+    for (size_t at = 0; stream && !rc && at < fields.len;) {
+      size_t fl = strlen(fields.data + at);
+      size_t skip = fl >= plen ? plen : fl;
+      rc = shadow_buf_append(x->fields, fields.data + at + skip, fl - skip + 1);
+      at += fl + 1;
+    }
+    shadow_buf_reset(&fields);
+    if (rc) break;
     x->nops += out.nops;
     x->truncated |= out.truncated;
     x->hits[0] |= out.hits[0];
@@ -211,5 +232,6 @@ int shadow_grpc_diff(shadow_grpc_pair_t *x, const shadow_grpc_side_t *p,
     rc = -ENOMEM;
   msgs_free(&mp);
   msgs_free(&mc);
+  shadow_buf_free(&fields);
   return rc;
 }

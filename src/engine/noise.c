@@ -31,6 +31,26 @@ static int str_is(const shadow_json_t *v, const char *s) {
          memcmp(v->u.str, s, v->len) == 0;
 }
 
+/* A gRPC stream's body part (its "messages" are not one on each side):
+ * its ops' paths begin with the message's index, which its fields leave
+ * out (rules apply per message: grpc_diff.c). */
+static int is_stream(const shadow_json_t *body) {
+  const shadow_json_t *m = member(body, "messages");
+  const shadow_json_t *p = member(m, "primary"), *c = member(m, "candidate");
+  if (!p || !c || p->type != SHADOW_JSON_NUMBER ||
+      c->type != SHADOW_JSON_NUMBER)
+    return 0;
+  return shadow_json_number(p) != 1 || shadow_json_number(c) != 1;
+}
+
+/* How many bytes of a stream op's path name the message: "/3". */
+static size_t index_len(const char *p, size_t n) {
+  size_t i = n && p[0] == '/' ? 1 : 0;
+  while (i && i < n && p[i] != '/')
+    i++;
+  return i;
+}
+
 /* A body compared as a tree, op by op: JSON, or protobuf (a message or a
  * gRPC stream) decoded to one. */
 static int tree_kind(const shadow_json_t *body) {
@@ -222,11 +242,12 @@ typedef struct filter_s {
   int (*body)(void *ud); /* a body compared as bytes or by digest */
   int (*op)(void *ud, const shadow_json_t *op, shadow_buf_t *scratch);
   void *ud;
+  int *stream; /* when not NULL: told whether the body is a gRPC stream */
 } filter_t;
 
 /* The body's JSON ops: keeps the ones the filter does not drop, into kept
  * and fields. *left is how many remain, *dropped how many were removed. */
-static int filter_ops(const filter_t *f, const shadow_json_t *diffs,
+static int filter_ops(const filter_t *f, const shadow_json_t *diffs, int stream,
                       shadow_buf_t *kept, shadow_buf_t *fields, size_t *nfields,
                       size_t *left, size_t *dropped) {
   shadow_buf_t scratch = SHADOW_BUF_INIT;
@@ -243,8 +264,12 @@ static int filter_ops(const filter_t *f, const shadow_json_t *diffs,
     const shadow_json_t *path = member(op, "path");
     if ((*left)++ && shadow_buf_putc(kept, ',')) rc = -ENOMEM;
     if (!rc && shadow_json_write(kept, op)) rc = -ENOMEM;
+    size_t skip = path && path->type == SHADOW_JSON_STRING && stream
+                      ? index_len(path->u.str, path->len)
+                      : 0;
     if (!rc && path && path->type == SHADOW_JSON_STRING &&
-        add_field(fields, nfields, "body:", path->u.str, path->len))
+        add_field(fields, nfields, "body:", path->u.str + skip,
+                  path->len - skip))
       rc = -ENOMEM;
   }
   shadow_buf_free(&scratch);
@@ -315,8 +340,10 @@ static int filter_result(shadow_diff_result_t *res, const filter_t *f) {
     int whole = was && !json && f->body(f->ud);
     int differs = was && !whole;
     if (differs && json) {
-      rc = filter_ops(f, member(body, "diffs"), &kept, &fields, &nfields, &left,
-                      &dropped);
+      int stream = is_stream(body);
+      if (f->stream) *f->stream = stream;
+      rc = filter_ops(f, member(body, "diffs"), stream, &kept, &fields,
+                      &nfields, &left, &dropped);
       /* The summary counts every difference, listed or not: take away
        * the dropped ones. */
       const shadow_json_t *s = member(body, "summary");
@@ -403,8 +430,8 @@ int shadow_noise_mask(shadow_diff_result_t *res,
         m.body = 1;
       }
     }
-    filter_t f = {mask_status, mask_header, mask_trailer,
-                  mask_body,   mask_op,     &m};
+    filter_t f = {mask_status, mask_header, mask_trailer, mask_body,
+                  mask_op,     &m,          NULL};
     rc = filter_result(res, &f);
   }
   shadow_json_arena_free(&arena);
@@ -417,6 +444,7 @@ typedef struct rule_s {
   shadow_noise_is_fn fn;
   void *ud;
   shadow_buf_t name;
+  int stream; /* the body is a gRPC stream: fields leave the index out */
 } rule_t;
 
 static int rule_ask(rule_t *r, const char *prefix, const char *s, size_t n,
@@ -456,14 +484,16 @@ static int rule_op(void *ud, const shadow_json_t *op, shadow_buf_t *scratch) {
   unsigned shape = op_shape(op, &delta);
   size_t n = shape == SHADOW_NOISE_MOVE ? parent_len(path->u.str, path->len)
                                         : path->len;
-  return rule_ask(ud, "body:", path->u.str, n, 1, shape, delta);
+  size_t skip = ((rule_t *)ud)->stream ? index_len(path->u.str, n) : 0;
+  return rule_ask(ud, "body:", path->u.str + skip, n - skip, 1, shape, delta);
 }
 
 int shadow_noise_filter(shadow_diff_result_t *res, shadow_noise_is_fn is_noise,
                         void *ud) {
   if (!res->parts) return 0;
-  rule_t r = {is_noise, ud, SHADOW_BUF_INIT};
-  filter_t f = {rule_status, rule_header, rule_trailer, rule_body, rule_op, &r};
+  rule_t r = {is_noise, ud, SHADOW_BUF_INIT, 0};
+  filter_t f = {rule_status, rule_header, rule_trailer, rule_body,
+                rule_op,     &r,          &r.stream};
   int rc = filter_result(res, &f);
   shadow_buf_free(&r.name);
   return rc;
@@ -504,6 +534,7 @@ int shadow_noise_observe(const shadow_diff_result_t *res,
       rc = emit(&f, "body", "", 0, 0, SHADOW_NOISE_BYTES, 0, fn, ud);
     } else {
       const shadow_json_t *ops = member(body, "diffs");
+      int stream = is_stream(body);
       for (uint32_t i = 0;
            !rc && ops && ops->type == SHADOW_JSON_ARRAY && i < ops->len; i++) {
         const shadow_json_t *op = &ops->u.items[i];
@@ -515,7 +546,9 @@ int shadow_noise_observe(const shadow_diff_result_t *res,
         size_t n = shape == SHADOW_NOISE_MOVE
                        ? parent_len(path->u.str, path->len)
                        : path->len;
-        rc = emit(&f, "body:", path->u.str, n, 1, shape, delta, fn, ud);
+        size_t skip = stream ? index_len(path->u.str, n) : 0;
+        rc = emit(&f, "body:", path->u.str + skip, n - skip, 1, shape, delta,
+                  fn, ud);
       }
     }
   }
