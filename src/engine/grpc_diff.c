@@ -117,7 +117,9 @@ static int whole_op(shadow_grpc_pair_t *x, size_t base, const char *op,
                          "{\"kind\":\"reported\",\"op\":\"%s\",\"path\":"
                          "\"%s\",\"%s\":",
                          op, path, side) ||
-       shadow_buf_json_string(x->explain, v, n, x->value_max) ||
+       (x->value_max && n > x->value_max
+            ? shadow_buf_json_string(x->explain, v, n, x->value_max)
+            : shadow_buf_append(x->explain, v, n)) ||
        shadow_buf_puts(x->explain, ",\"tried\":[]}\n")))
     return -ENOMEM;
   if (x->ops_max_bytes && x->ops->len - base >= x->ops_max_bytes) {
