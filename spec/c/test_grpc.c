@@ -15,6 +15,7 @@
 #include "diff.h"
 #include "grpc.h"
 #include "noise.h"
+#include "policy.h"
 #include "protobuf.h"
 #include "record_parse.h"
 #include "redact.h"
@@ -417,6 +418,33 @@ static void test_noise(void) {
   shadow_buf_free(&sb);
 }
 
+/* Without a route hook a gRPC call is routed by its method's path. */
+static void test_route(void) {
+  shadow_request_t q;
+  memset(&q, 0, sizeof q);
+  q.method = "POST";
+  shadow_buf_puts(&q.target, "/shop.v1.Users/GetUser?trace=1");
+  shadow_buf_t route = SHADOW_BUF_INIT;
+  shadow_policy_default_route_of(&q, &route);
+  CHECK(route.data && strcmp(route.data, "POST /shop.v1.Users/GetUser") == 0);
+  CHECK(!shadow_policy_is_grpc(&q));
+  shadow_headers_add(&q.headers, "content-type", 12, "application/grpc+proto",
+                     22);
+  CHECK(shadow_policy_is_grpc(&q));
+  shadow_buf_reset(&route);
+  shadow_policy_default_route_of(&q, &route);
+  CHECK(route.data && strcmp(route.data, "/shop.v1.Users/GetUser") == 0);
+  /* Numbers in a method name are not folded to :id. */
+  shadow_buf_reset(&q.target);
+  shadow_buf_puts(&q.target, "/v2.Api/Get2");
+  shadow_buf_reset(&route);
+  shadow_policy_default_route_of(&q, &route);
+  CHECK(route.data && strcmp(route.data, "/v2.Api/Get2") == 0);
+  shadow_buf_free(&route);
+  shadow_buf_free(&q.target);
+  shadow_headers_free(&q.headers);
+}
+
 static char dir[64];
 
 static int sh(const char *cmd) {
@@ -490,6 +518,7 @@ int main(void) {
   test_record_file();
   test_capture();
   test_noise();
+  test_route();
   test_methods();
   shadow_diff_result_free(&res);
   return check_report("test_grpc");
