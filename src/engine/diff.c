@@ -235,8 +235,11 @@ static int header_ignored(const shadow_diff_opts_t *o, const shadow_header_t *h,
   if ((skip_encoding & SKIP_CONTENT_ENCODING) &&
       shadow_header_name_is(h, "content-encoding"))
     return 1;
+  /* What the two servers compress with and accept is negotiation, like
+   * a hop's, not the reply. */
   if ((skip_encoding & SKIP_GRPC_ENCODING) &&
-      shadow_header_name_is(h, "grpc-encoding"))
+      (shadow_header_name_is(h, "grpc-encoding") ||
+       shadow_header_name_is(h, "grpc-accept-encoding")))
     return 1;
   if (shadow_header_name_is(h, "grpc-status") ||
       shadow_header_name_is(h, "grpc-message"))
