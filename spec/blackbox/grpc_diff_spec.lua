@@ -166,6 +166,98 @@ return { primary = "http://127.0.0.1:1",
   end)
 end)
 
+describe("replies of real gRPC servers", function()
+  -- python3-grpcio servers over HTTP/2, called with python3-h2 (a raw
+  -- client: the reply's bytes as they came, gzip-compressed messages
+  -- included), each reply written as a record file for shadowd diff.
+  if not ready() or not have(PYTHON .. " -c 'import grpc, h2'") then
+    pending("python3-grpcio or python3-h2 is missing (scripts/bootstrap)")
+    return
+  end
+  local port = require "support.port"
+  local dir, servers = nil, {}
+
+  setup(function()
+    dir = make("shadow-grpc-real")
+    for i, spec in ipairs({ { "Ada", "none" }, { "Eve", "gzip" } }) do
+      local p = port.free()
+      local proc = process.spawn({ PYTHON, "spec/fixtures/grpc/users_server.py",
+        dir .. "/users.pb", tostring(p), spec[1], spec[2] },
+        { stdout = dir .. "/server" .. i .. ".out",
+          stderr = dir .. "/server" .. i .. ".err" })
+      servers[i] = { port = p, proc = proc }
+      assert(port.wait(p, 20, proc))
+    end
+  end)
+  teardown(function()
+    for _, s in ipairs(servers) do s.proc:stop() end
+    process.rmdir(dir)
+  end)
+
+  -- Calls path on server i with the request {name = name}; the reply's
+  -- record file.
+  local function call(i, path, name)
+    local req = dir .. "/req-" .. name
+    process.write_file(req, "\0\0\0\0" .. string.char(#name + 2) .. "\10"
+                       .. string.char(#name) .. name)
+    local out = ("%s/%d-%s-%s"):format(dir, i, path:match("[^/]+$"), name)
+    local code, o, err = process.run({ PYTHON, "spec/fixtures/grpc/h2_call.py",
+      tostring(servers[i].port), path, req, out })
+    assert.are.equal(0, code, o .. err)
+    return out
+  end
+
+  local function diff(path, a, b)
+    local code, out, err = process.run({ shadowd.binary(), "diff",
+      "--descriptors", dir .. "/users.pb", "--path", path, a, b })
+    assert.are_not.equal(2, code, out .. err)
+    return code, json.decode(out)
+  end
+
+  it("compares a unary reply by name, a gzip-compressed one inflated",
+     function()
+    local path = "/shop.v1.Users/GetUser"
+    local code, rec = diff(path, call(1, path, "Ada"), call(2, path, "Ada"))
+    assert.are.equal(1, code)
+    assert.are.same({ { op = "replace", path = "/name", primary = "Ada",
+                        candidate = "Eve" } }, rec.body.diffs)
+    -- A long name, which the gzip server compresses (flag 1): the record
+    -- holds its inflated value.
+    local big = call(2, path, "big")
+    local bytes = process.read_file(big)
+    local gz = bytes:find("\31\139\8", 1, true) -- gzip's magic, deflate
+    assert.truthy(gz)
+    assert.are.equal(1, bytes:byte(gz - 5)) -- the compressed flag
+    code, rec = diff(path, call(1, path, "big"), big)
+    assert.are.equal(1, code)
+    local name = by_path(rec.body.diffs)["/name"].candidate
+    assert.truthy(name:find("^EveEveEve"))
+    assert.truthy(name:find("...(600 bytes)", 1, true)) -- cut at value_max
+    assert.is_nil(rec.body.notes)
+  end)
+
+  it("compares a NOT_FOUND reply's grpc-status and message", function()
+    local path = "/shop.v1.Users/GetUser"
+    local code, rec = diff(path, call(1, path, "Ada"), call(2, path, "missing"))
+    assert.are.equal(1, code)
+    assert.are.same({ primary = 0, candidate = 5 }, rec.status.grpc)
+    assert.are.equal("no such user", rec.status.grpc_message.candidate)
+  end)
+
+  it("compares a server stream message by message", function()
+    local path = "/shop.v1.Users/ListUsers"
+    local code, rec = diff(path, call(1, path, "x"), call(2, path, "x"))
+    assert.are.equal(1, code)
+    assert.are.same({ primary = 3, candidate = 3 }, rec.body.messages)
+    local by = by_path(rec.body.diffs)
+    for i = 0, 2 do
+      assert.are.same({ op = "replace", path = "/" .. i .. "/name",
+                        primary = "Ada", candidate = "Eve" }, by["/" .. i .. "/name"])
+    end
+    assert.are.equal(3, #rec.body.diffs)
+  end)
+end)
+
 -- A gRPC-like backend over HTTP/1.1 (the HTTP/2 transport is not what
 -- this spec is about): a reply's body is a record file's messages, its
 -- grpc-status (and grpc-message) come as chunked trailers, as an h2
