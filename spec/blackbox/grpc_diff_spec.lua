@@ -442,3 +442,38 @@ return { primary = "http://127.0.0.1:1", candidate = shadow.http(%q),
     assert.truthy(by_path(by_route["/shop.v1.Users/GetUser"].body.diffs)["/name"])
   end)
 end)
+
+describe("grpc.descriptors on reload", function()
+  if not ready() then
+    pending("protoc or python3-protobuf is missing (scripts/bootstrap)")
+    return
+  end
+  local port = require "support.port"
+
+  it("is watched: a broken set is refused, naming it; the old one stays",
+     function()
+    local dir = make("shadow-grpc-watch")
+    local stop = cleanup.new()
+    finally(function()
+      stop.run()
+      process.rmdir(dir)
+    end)
+    local pb = dir .. "/watched.pb"
+    process.write_file(pb, process.read_file(dir .. "/users.pb"))
+    local d = stop.add(shadowd.start{ text = function(addr) return ([[
+return { listen = %q, admin = %q, watch = true,
+         primary = "http://127.0.0.1:1", grpc = { descriptors = %q } }
+]]):format(addr.listen, addr.admin, pb) end })
+    local gen = d:stats().generation
+    process.write_file(pb, "not a descriptor set")
+    local s
+    port.wait_until(function()
+      s = d:stats()
+      return s.failed_reloads.count >= 1
+    end, 10, 0.05)
+    assert.are.equal(1, s.failed_reloads.count)
+    assert.matches("grpc.descriptors: " .. pb .. ": not a descriptor set",
+                   s.failed_reloads.last.error, 1, true)
+    assert.are.equal(gen, s.generation)
+  end)
+end)

@@ -165,7 +165,8 @@ void shadow_config_each_file(const shadow_config_t *c,
       c->listen_cert_file,        c->listen_key_file,
       c->primary.tls_ca_file,     c->primary.tls_cert_file,
       c->primary.tls_key_file,    c->candidate.tls_ca_file,
-      c->candidate.tls_cert_file, c->candidate.tls_key_file};
+      c->candidate.tls_cert_file, c->candidate.tls_key_file,
+      c->grpc_descriptors};
   for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
     if (files[i]) fn(ud, files[i]);
 }
