@@ -18,7 +18,7 @@
 #include "record.h"
 #include "ring.h"
 
-#define SHADOW_ABI_VERSION 2
+#define SHADOW_ABI_VERSION 3
 
 /* libshadow is built with -fvisibility=hidden: these functions, and only
  * these, are what it (and shadowd, for its embedded Lua) exports. */
@@ -38,6 +38,12 @@ SHADOW_API int shadow_ffi_record_add_header(shadow_record_t *r,
                                             size_t value_len);
 SHADOW_API int shadow_ffi_record_set_body(shadow_record_t *r, const char *body,
                                           size_t len);
+/* A trailer (gRPC's grpc-status and grpc-message travel in them); since
+ * ABI 3. */
+SHADOW_API int shadow_ffi_record_add_trailer(shadow_record_t *r,
+                                             const char *name, size_t name_len,
+                                             const char *value,
+                                             size_t value_len);
 /* A body that arrives in pieces (a gateway's body filter): the first keep
  * bytes are kept, the rest digested and counted; end() once it is all in.
  * 0 or a negative errno. */
@@ -83,7 +89,9 @@ SHADOW_API shadow_ffi_diff_t *shadow_ffi_diff_new(void);
 SHADOW_API int shadow_ffi_diff_meta(shadow_ffi_diff_t *d, const char *route,
                                     const char *method, const char *path,
                                     const char *key);
-/* Compares p with c under o (NULL: defaults). Returns the parts bitmask
+/* Compares p with c under o (NULL: defaults), as replies to the request
+ * at the path of the last shadow_ffi_diff_meta (a gRPC call's method then
+ * picks the output type its messages decode with). Returns the parts bitmask
  * (1 status, 2 headers, 4 body; 0 = equal) or a negative errno. The whole
  * divergence record is then at *json, *len bytes, owned by d and valid
  * until the next call on d; when equal it is still written. */

@@ -9,7 +9,7 @@ local error, pcall, tonumber, tostring, type =
 local format = string.format
 
 -- Must match SHADOW_ABI_VERSION in src/shadow_ffi.h.
-local ABI_VERSION = 2
+local ABI_VERSION = 3
 
 local CDEF = [[
 typedef struct shadow_record_s shadow_record_t;
@@ -27,6 +27,9 @@ int shadow_ffi_record_add_header(shadow_record_t *r, const char *name,
                                  size_t value_len);
 int shadow_ffi_record_set_body(shadow_record_t *r, const char *body,
                                size_t len);
+int shadow_ffi_record_add_trailer(shadow_record_t *r, const char *name,
+                                  size_t name_len, const char *value,
+                                  size_t value_len);
 int shadow_ffi_record_body_feed(shadow_record_t *r, const char *data,
                                 size_t len, double keep);
 int shadow_ffi_record_body_end(shadow_record_t *r);

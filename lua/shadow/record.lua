@@ -1,11 +1,16 @@
--- Fills a C record from a Lua record { status =, headers =, body = }.
--- headers map a name to a value, or to a list of values (in order).
+-- Fills a C record from a Lua record { status =, headers =, trailers =,
+-- body = }. headers and trailers map a name to a value, or to a list of
+-- values (in order).
 local loader = require "shadow.loader"
 
 local format, pairs, ipairs, tostring, type =
   string.format, pairs, ipairs, tostring, type
 
 local M = {}
+
+-- The header lists of a record and the C function that adds to each.
+local PARTS = { { "headers", "shadow_ffi_record_add_header" },
+                { "trailers", "shadow_ffi_record_add_trailer" } }
 
 local function value_string(v)
   local t = type(v)
@@ -26,31 +31,32 @@ function M.fill(r, rec, side)
   if type(status) ~= "number" or C.shadow_ffi_record_set_status(r, status) ~= 0 then
     return nil, format("%s.status must be a number from 0 to 999", side)
   end
-  local headers = rec.headers
-  if headers ~= nil and type(headers) ~= "table" then
-    return nil, format("%s.headers must be a table", side)
-  end
-  for name, v in pairs(headers or {}) do
-    if type(name) ~= "string" or name == "" then
-      return nil, format("%s.headers: names must be non-empty strings", side)
+  for _, part in ipairs(PARTS) do
+    local key, add = part[1], C[part[2]]
+    local headers = rec[key]
+    if headers ~= nil and type(headers) ~= "table" then
+      return nil, format("%s.%s must be a table", side, key)
     end
-    if type(v) == "table" then
-      for i, x in ipairs(v) do
-        local s = value_string(x)
+    for name, v in pairs(headers or {}) do
+      if type(name) ~= "string" or name == "" then
+        return nil, format("%s.%s: names must be non-empty strings", side, key)
+      end
+      if type(v) == "table" then
+        for i, x in ipairs(v) do
+          local s = value_string(x)
+          if not s then
+            return nil, format("%s.%s[%q][%d] must be a string", side, key,
+                               name, i)
+          end
+          if add(r, name, #name, s, #s) ~= 0 then return nil, "out of memory" end
+        end
+      else
+        local s = value_string(v)
         if not s then
-          return nil, format("%s.headers[%q][%d] must be a string", side, name, i)
+          return nil, format("%s.%s[%q] must be a string or a list", side, key,
+                             name)
         end
-        if C.shadow_ffi_record_add_header(r, name, #name, s, #s) ~= 0 then
-          return nil, "out of memory"
-        end
-      end
-    else
-      local s = value_string(v)
-      if not s then
-        return nil, format("%s.headers[%q] must be a string or a list", side, name)
-      end
-      if C.shadow_ffi_record_add_header(r, name, #name, s, #s) ~= 0 then
-        return nil, "out of memory"
+        if add(r, name, #name, s, #s) ~= 0 then return nil, "out of memory" end
       end
     end
   end

@@ -137,7 +137,8 @@ static void once(bench_t *b, int op) {
   } else if (op == OP_PARSE) {
     rc = shadow_json_validate(b->a->data, b->a->len);
   } else {
-    shadow_json_diff_out_t out = {&b->ops, NULL, 0, 256, 0, 0, {0, 0}, NULL};
+    shadow_json_diff_out_t out = {&b->ops, NULL,   0,    256, 0,
+                                  0,       {0, 0}, NULL, NULL};
     shadow_buf_reset(&b->ops);
     rc = shadow_json_diff(b->a->data, b->a->len, b->c->data, b->c->len,
                           b->rules, &out, NULL, 0);

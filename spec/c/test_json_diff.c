@@ -886,7 +886,7 @@ static void test_scale(void) {
     CHECK(shadow_json_rules_array(r, "/z", modes[m], NULL) == 0);
     CHECK(shadow_json_rules_array(r, "/k", SHADOW_ARRAY_KEY, "id") == 0);
     shadow_buf_t ops = SHADOW_BUF_INIT;
-    shadow_json_diff_out_t out = {&ops, NULL, 0, 0, 0, 0, {0, 0}, NULL};
+    shadow_json_diff_out_t out = {&ops, NULL, 0, 0, 0, 0, {0, 0}, NULL, NULL};
     CHECK(shadow_json_diff(a.data, a.len, b.data, b.len, r, &out, NULL, 0) ==
           0);
     /* multiset: one 0 removed, the 1 added; set: only the 1 added. Key
@@ -914,7 +914,7 @@ static void test_scale(void) {
       shadow_buf_puts(&p, wide ? ",0]" : "]");
       shadow_buf_puts(&q, wide ? ",1]" : "]");
     }
-    shadow_json_diff_out_t out = {NULL, NULL, 0, 0, 0, 0, {0, 0}, NULL};
+    shadow_json_diff_out_t out = {NULL, NULL, 0, 0, 0, 0, {0, 0}, NULL, NULL};
     CHECK(shadow_json_diff(p.data, p.len, q.data, q.len, NULL, &out, NULL, 0) ==
           0);
     CHECK(out.nops == (wide ? 501u : 1u));

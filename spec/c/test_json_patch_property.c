@@ -422,7 +422,7 @@ static long check_pair(const tnode_t *prim, const tnode_t *cand, const char *pt,
                        size_t pl, const char *ct, size_t cl,
                        const shadow_json_rules_t *rules, int mode) {
   shadow_buf_t ops = SHADOW_BUF_INIT, fields = SHADOW_BUF_INIT;
-  shadow_json_diff_out_t out = {&ops, &fields, 0, 0, 0, 0, {0, 0}, NULL};
+  shadow_json_diff_out_t out = {&ops, &fields, 0, 0, 0, 0, {0, 0}, NULL, NULL};
   char err[128];
   int rc = shadow_json_diff(pt, pl, ct, cl, rules, &out, err, sizeof err);
   if (rc) {
@@ -618,7 +618,7 @@ int main(void) {
     shadow_buf_t pt = SHADOW_BUF_INIT, again = SHADOW_BUF_INIT;
     ser(&pt, p, 1);
     ser(&again, p, 1);
-    shadow_json_diff_out_t out = {NULL, NULL, 0, 0, 0, 0, {0, 0}, NULL};
+    shadow_json_diff_out_t out = {NULL, NULL, 0, 0, 0, 0, {0, 0}, NULL, NULL};
     int rc = shadow_json_diff(pt.data, pt.len, again.data, again.len, NULL,
                               &out, NULL, 0);
     if (rc || out.nops) {

@@ -37,7 +37,8 @@ static void setup(void) {
 static void run(const char *a, size_t al, const char *b, size_t bl,
                 const shadow_json_rules_t *r, int expect_same) {
   shadow_buf_t ops = SHADOW_BUF_INIT, fields = SHADOW_BUF_INIT;
-  shadow_json_diff_out_t out = {&ops, &fields, 0, 16, 512, 0, {0, 0}, NULL};
+  shadow_json_diff_out_t out = {&ops, &fields, 0,    16,  512,
+                                0,    {0, 0},  NULL, NULL};
   char err[128];
   int rc = shadow_json_diff(a, al, b, bl, r, &out, err, sizeof err);
   if (rc == 0) {
@@ -59,7 +60,7 @@ static void run(const char *a, size_t al, const char *b, size_t bl,
 static void check_patch(const char *a, size_t al, const char *b, size_t bl,
                         const shadow_json_t *pr, const shadow_json_t *cr) {
   shadow_buf_t ops = SHADOW_BUF_INIT, w = SHADOW_BUF_INIT;
-  shadow_json_diff_out_t out = {&ops, NULL, 0, 0, 0, 0, {0, 0}, NULL};
+  shadow_json_diff_out_t out = {&ops, NULL, 0, 0, 0, 0, {0, 0}, NULL, NULL};
   if (shadow_json_diff(a, al, b, bl, NULL, &out, NULL, 0)) abort();
   tnode_t *doc = from_dom(pr);
   long n = apply_ops(&doc, ops.data, ops.len);

@@ -211,6 +211,10 @@ static void print_check(const char *path, shadow_gen_t *g) {
       printf("             rotated past %llu bytes, %u kept\n",
              (unsigned long long)c->capture.max_bytes, c->capture.keep);
   }
+  if (c->grpc_descriptors)
+    printf("  grpc       replies decoded by the output types of %zu methods "
+           "from %s\n",
+           shadow_diff_opts_grpc_methods(c->diff_opts), c->grpc_descriptors);
   printf("  redact    ");
   for (size_t i = 0; i < shadow_redact_headers(c->redact); i++)
     printf(" %s", shadow_redact_header(c->redact, i));

@@ -1,8 +1,10 @@
-/* The record diff (see diff.h): status, headers (case-insensitive names,
- * hop-by-hop and date never compared), and bodies: JSON semantically
- * through json_diff.c, protobuf turned into JSON text first (protobuf.h),
- * other bodies by bytes, large or streamed ones by digest and length; gzip
- * and deflate are undone first, within bounds. */
+/* The record diff (see diff.h): status (with gRPC's grpc-status and
+ * grpc-message), headers and trailers (case-insensitive names, hop-by-hop
+ * and date never compared), and bodies: JSON semantically through
+ * json_diff.c, protobuf turned into JSON text first (protobuf.h), gRPC
+ * message by message (grpc_diff.c), other bodies by bytes, large or
+ * streamed ones by digest and length; gzip and deflate are undone first,
+ * within bounds. */
 #include "diff.h"
 
 #include <ctype.h>
@@ -13,10 +15,11 @@
 #include <string.h>
 #include <strings.h>
 
-#include <zlib.h>
-
 #include "divergence.h"
+#include "grpc.h"
+#include "grpc_diff.h"
 #include "header_group.h"
+#include "inflate.h"
 #include "json_diff.h"
 #include "protobuf.h"
 
@@ -34,6 +37,7 @@ struct shadow_diff_opts_s {
   size_t value_max;
   shadow_pb_schema_t *pb_schema; /* with pb_message: decode by name */
   char *pb_message;
+  shadow_pb_schema_t *grpc_schema; /* gRPC replies by their method's type */
 };
 
 shadow_diff_opts_t *shadow_diff_opts_new(void) {
@@ -56,8 +60,25 @@ void shadow_diff_opts_free(shadow_diff_opts_t *o) {
   free(o->ignore);
   shadow_json_rules_free(o->rules);
   shadow_pb_schema_free(o->pb_schema);
+  shadow_pb_schema_free(o->grpc_schema);
   free(o->pb_message);
   free(o);
+}
+
+int shadow_diff_opts_grpc(shadow_diff_opts_t *o, const void *fds, size_t len,
+                          char *err, size_t errlen) {
+  if (err && errlen) err[0] = '\0';
+  if (!o || !fds) return -EINVAL;
+  shadow_pb_schema_t *s = NULL;
+  int rc = shadow_pb_schema_load(&s, fds, len, err, errlen);
+  if (rc) return rc;
+  shadow_pb_schema_free(o->grpc_schema);
+  o->grpc_schema = s;
+  return 0;
+}
+
+size_t shadow_diff_opts_grpc_methods(const shadow_diff_opts_t *o) {
+  return o ? shadow_pb_schema_methods(o->grpc_schema) : 0;
 }
 
 int shadow_diff_opts_protobuf(shadow_diff_opts_t *o, const void *fds,
@@ -202,11 +223,27 @@ static int add_field(shadow_diff_result_t *res, const char *prefix,
 
 /* ---- headers ---------------------------------------------------------- */
 
+/* skip_encoding: SKIP_CONTENT_ENCODING, SKIP_GRPC_ENCODING bits, set when
+ * the body or the messages were compared decoded. grpc-status and
+ * grpc-message are compared with the status, never as headers. */
+enum { SKIP_CONTENT_ENCODING = 1, SKIP_GRPC_ENCODING = 2 };
+
 static int header_ignored(const shadow_diff_opts_t *o, const shadow_header_t *h,
                           int skip_encoding) {
   if (shadow_header_is_hop(h->name, h->name_len)) return 1;
   if (shadow_header_name_is(h, "date")) return 1;
-  if (skip_encoding && shadow_header_name_is(h, "content-encoding")) return 1;
+  if ((skip_encoding & SKIP_CONTENT_ENCODING) &&
+      shadow_header_name_is(h, "content-encoding"))
+    return 1;
+  /* What the two servers compress with and accept is negotiation, like
+   * a hop's, not the reply. */
+  if ((skip_encoding & SKIP_GRPC_ENCODING) &&
+      (shadow_header_name_is(h, "grpc-encoding") ||
+       shadow_header_name_is(h, "grpc-accept-encoding")))
+    return 1;
+  if (shadow_header_name_is(h, "grpc-status") ||
+      shadow_header_name_is(h, "grpc-message"))
+    return 1;
   for (size_t i = 0; o && i < o->nignore; i++)
     if (shadow_header_name_is(h, o->ignore[i])) return 1;
   return 0;
@@ -250,9 +287,10 @@ static int write_values(shadow_buf_t *b, const shadow_headers_t *hs,
 /* One header's difference; pi and ci are the first lines of its name on
  * each side (END: none there). */
 static int header_diff(shadow_buf_t *b, shadow_diff_result_t *res,
-                       const shadow_header_t *h, const shadow_record_t *p,
+                       const char *prefix, const shadow_header_t *h,
+                       const shadow_headers_t *p,
                        const shadow_header_groups_t *gp, size_t pi,
-                       const shadow_record_t *c,
+                       const shadow_headers_t *c,
                        const shadow_header_groups_t *gc, size_t ci, size_t max,
                        size_t *n) {
   char lower[256];
@@ -263,38 +301,39 @@ static int header_diff(shadow_buf_t *b, shadow_diff_result_t *res,
   if (shadow_buf_puts(b, "{\"name\":") ||
       shadow_buf_json_string(b, lower, ln, max) ||
       shadow_buf_puts(b, ",\"primary\":") ||
-      write_values(b, &p->headers, gp->next, pi, max) ||
+      write_values(b, p, gp->next, pi, max) ||
       shadow_buf_puts(b, ",\"candidate\":") ||
-      write_values(b, &c->headers, gc->next, ci, max) ||
-      shadow_buf_putc(b, '}'))
+      write_values(b, c, gc->next, ci, max) || shadow_buf_putc(b, '}'))
     return -ENOMEM;
-  return add_field(res, "header:", lower, ln);
+  return add_field(res, prefix, lower, ln);
 }
 
-static int diff_headers(const shadow_diff_opts_t *o, const shadow_record_t *p,
-                        const shadow_record_t *c, int skip_encoding,
-                        shadow_diff_result_t *res, shadow_buf_t *b) {
+/* Compares the header lists p and c (the headers, or the trailers: prefix
+ * "header:" or "trailer:" names the fields). */
+static int diff_headers(const shadow_diff_opts_t *o, const shadow_headers_t *p,
+                        const shadow_headers_t *c, int skip_encoding,
+                        const char *prefix, shadow_diff_result_t *res,
+                        shadow_buf_t *b) {
   size_t max = o ? o->value_max : DEFAULT_VALUE_MAX;
   size_t n = 0;
   int rc = 0;
   shadow_header_groups_t gp, gc;
-  if (shadow_headers_pair(&p->headers, &c->headers, &gp, &gc)) {
+  if (shadow_headers_pair(p, c, &gp, &gc)) {
     rc = -ENOMEM;
     goto out;
   }
   /* Names in the primary's order first, then those only the candidate has. */
-  for (size_t i = 0; i < p->headers.n && rc == 0; i++) {
-    const shadow_header_t *h = &p->headers.v[i];
+  for (size_t i = 0; i < p->n && rc == 0; i++) {
+    const shadow_header_t *h = &p->v[i];
     if (!gp.first[i] || header_ignored(o, h, skip_encoding)) continue;
-    if (chains_equal(&p->headers, gp.next, i, &c->headers, gc.next, gp.peer[i]))
-      continue;
-    rc = header_diff(b, res, h, p, &gp, i, c, &gc, gp.peer[i], max, &n);
+    if (chains_equal(p, gp.next, i, c, gc.next, gp.peer[i])) continue;
+    rc = header_diff(b, res, prefix, h, p, &gp, i, c, &gc, gp.peer[i], max, &n);
   }
-  for (size_t i = 0; i < c->headers.n && rc == 0; i++) {
-    const shadow_header_t *h = &c->headers.v[i];
+  for (size_t i = 0; i < c->n && rc == 0; i++) {
+    const shadow_header_t *h = &c->v[i];
     if (!gc.first[i] || gc.peer[i] != END) continue; /* handled above */
     if (header_ignored(o, h, skip_encoding)) continue;
-    rc = header_diff(b, res, h, p, &gp, END, c, &gc, i, max, &n);
+    rc = header_diff(b, res, prefix, h, p, &gp, END, c, &gc, i, max, &n);
   }
 out:
   shadow_header_groups_free(&gp);
@@ -348,6 +387,19 @@ static int is_protobuf_type(const shadow_record_t *r) {
          (n == 20 && strncasecmp(s, "application/protobuf", 20) == 0);
 }
 
+/* The SHADOW_GRPC_* of a record's content type. */
+static int grpc_type(const shadow_record_t *r) {
+  size_t n;
+  const char *s = header_value(r, "content-type", &n);
+  return s ? shadow_grpc_content_type(s, n) : SHADOW_GRPC_NOT;
+}
+
+static int grpc_encoding(const shadow_record_t *r) {
+  size_t n = 0;
+  const char *s = header_value(r, "grpc-encoding", &n);
+  return shadow_grpc_encoding(s, n);
+}
+
 enum { CODING_NONE, CODING_GZIP, CODING_DEFLATE, CODING_OTHER };
 
 static int body_coding(const shadow_record_t *r) {
@@ -360,57 +412,6 @@ static int body_coding(const shadow_record_t *r) {
   if (n == 7 && strncasecmp(s, "deflate", 7) == 0) return CODING_DEFLATE;
   if (n == 8 && strncasecmp(s, "identity", 8) == 0) return CODING_NONE;
   return CODING_OTHER; /* br, zstd, a list of codings: compared as sent */
-}
-
-enum { INFL_OK = 0, INFL_TOO_BIG = 1, INFL_BAD = 2 };
-
-/* Inflates at most limit + 1 bytes, so a small compressed body cannot make
- * the diff allocate without bound (a zip bomb costs limit bytes, no more). */
-static int inflate_bounded(const char *in, size_t n, int window, size_t limit,
-                           shadow_buf_t *out) {
-  z_stream zs;
-  memset(&zs, 0, sizeof(zs));
-  if (inflateInit2(&zs, window) != Z_OK) return -ENOMEM;
-  int result = INFL_BAD;
-  const unsigned char *next = (const unsigned char *)in;
-  size_t left = n;
-  for (;;) {
-    if (zs.avail_in == 0 && left) {
-      uInt take = left > 1u << 30 ? 1u << 30 : (uInt)left;
-      zs.next_in = (unsigned char *)(uintptr_t)next;
-      zs.avail_in = take;
-      next += take;
-      left -= take;
-    }
-    size_t room = limit + 1 - out->len;
-    if (room == 0) {
-      result = INFL_TOO_BIG;
-      break;
-    }
-    size_t chunk = room < 65536 ? room : 65536;
-    if (shadow_buf_reserve(out, chunk)) {
-      result = -ENOMEM;
-      break;
-    }
-    zs.next_out = (unsigned char *)out->data + out->len;
-    zs.avail_out = (uInt)chunk;
-    int zr = inflate(&zs, Z_NO_FLUSH);
-    size_t got = chunk - zs.avail_out;
-    out->len += got;
-    out->data[out->len] = '\0';
-    if (zr == Z_STREAM_END) {
-      result = out->len > limit ? INFL_TOO_BIG : INFL_OK;
-      break;
-    }
-    if (zr == Z_MEM_ERROR) {
-      result = -ENOMEM;
-      break;
-    }
-    if (zr != Z_OK && zr != Z_BUF_ERROR) break;           /* corrupt */
-    if (got == 0 && zs.avail_in == 0 && left == 0) break; /* cut short */
-  }
-  inflateEnd(&zs);
-  return result;
 }
 
 typedef struct body_view_s {
@@ -446,17 +447,17 @@ static int body_view(const shadow_record_t *r, size_t limit, body_view_t *v) {
   }
   /* gzip: 16 + 15 asks zlib for the gzip wrapper. deflate: RFC 9110 means
    * the zlib wrapper, but servers send raw deflate often enough to try. */
-  int rc = inflate_bounded(v->data, v->len, coding == CODING_GZIP ? 31 : 15,
-                           limit, &v->scratch);
-  if (rc == INFL_BAD && coding == CODING_DEFLATE) {
+  int rc = shadow_inflate_bounded(
+      v->data, v->len, coding == CODING_GZIP ? 31 : 15, limit, &v->scratch);
+  if (rc == SHADOW_INFLATE_BAD && coding == CODING_DEFLATE) {
     shadow_buf_reset(&v->scratch);
-    rc = inflate_bounded(v->data, v->len, -15, limit, &v->scratch);
+    rc = shadow_inflate_bounded(v->data, v->len, -15, limit, &v->scratch);
   }
   if (rc < 0) return rc;
-  if (rc == INFL_OK) {
+  if (rc == SHADOW_INFLATE_OK) {
     v->data = v->scratch.data ? v->scratch.data : "";
     v->len = v->scratch.len;
-  } else if (rc == INFL_TOO_BIG) {
+  } else if (rc == SHADOW_INFLATE_TOO_BIG) {
     v->too_big = 1;
   } else {
     v->coded = 0; /* corrupt: compare the bytes as they came */
@@ -541,8 +542,64 @@ static int add_json_fields(shadow_diff_result_t *res, const shadow_buf_t *f) {
   return 0;
 }
 
-/* Writes the body part into b; returns 1 when the bodies differ. */
-static int diff_body(const shadow_diff_opts_t *o, const shadow_record_t *p,
+/* The message type a gRPC reply to the call at path decodes with: the
+ * method's output type from grpc.descriptors, else the one type given
+ * for protobuf bodies (shadowd diff --message), else none (by number). */
+static const char *grpc_msg_type(const shadow_diff_opts_t *o, const char *path,
+                                 size_t path_len,
+                                 const shadow_pb_schema_t **schema) {
+  *schema = NULL;
+  if (!o) return NULL;
+  if (o->grpc_schema && path) {
+    const char *q = memchr(path, '?', path_len);
+    size_t n = q ? (size_t)(q - path) : path_len;
+    const char *t = shadow_pb_schema_method_output(o->grpc_schema, path, n);
+    if (t) {
+      *schema = o->grpc_schema;
+      return t;
+    }
+  }
+  if (o->pb_schema && o->pb_message) {
+    *schema = o->pb_schema;
+    return o->pb_message;
+  }
+  return NULL;
+}
+
+/* gRPC bodies (either side application/grpc*, the other gRPC, JSON or
+ * protobuf) compared message by message (grpc_diff.c). Returns 0 with
+ * *parsed set, or 0 with *parsed clear when a side's framing is bad (the
+ * summary says why, the caller adds the bytes'), or -ENOMEM. */
+static int diff_grpc(const shadow_diff_opts_t *o, const char *path,
+                     size_t path_len, const shadow_record_t *p,
+                     const shadow_record_t *c, const body_view_t *vp,
+                     const body_view_t *vc, shadow_grpc_pair_t *x,
+                     shadow_diff_result_t *res, int *parsed) {
+  shadow_grpc_side_t sp = {vp->data, vp->len, grpc_type(p), is_protobuf_type(p),
+                           grpc_encoding(p)};
+  shadow_grpc_side_t sc = {vc->data, vc->len, grpc_type(c), is_protobuf_type(c),
+                           grpc_encoding(c)};
+  x->rules = o ? o->rules : NULL;
+  x->value_max = o ? o->value_max : DEFAULT_VALUE_MAX;
+  x->ops_max_bytes = SHADOW_DIVERGENCE_MAX_BYTES;
+  x->limit = o ? o->diff_bytes : DEFAULT_DIFF_BYTES;
+  x->msg_type = grpc_msg_type(o, path, path_len, &x->schema);
+  *parsed = 0;
+  int rc = shadow_grpc_diff(x, &sp, &sc);
+  if (rc == -EINVAL) {
+    shadow_buf_reset(x->ops);
+    shadow_buf_reset(x->fields);
+    shadow_buf_reset(x->extra);
+    return shadow_buf_puts(x->summary, "; ");
+  }
+  if (rc) return rc;
+  *parsed = 1;
+  memcpy(res->hits, x->hits, sizeof res->hits);
+  return add_json_fields(res, x->fields);
+}
+
+static int diff_body(const shadow_diff_opts_t *o, const char *path,
+                     size_t path_len, const shadow_record_t *p,
                      const shadow_record_t *c, body_view_t *vp, body_view_t *vc,
                      shadow_diff_result_t *res, shadow_buf_t *b,
                      shadow_buf_t *explain) {
@@ -550,10 +607,19 @@ static int diff_body(const shadow_diff_opts_t *o, const shadow_record_t *p,
   /* Protobuf is compared as the JSON tree it decodes to, against a
    * protobuf or a JSON body alike (the migration case). */
   int ppb = is_protobuf_type(p), cpb = is_protobuf_type(c);
-  int both_json = (ppb || is_json_type(p)) && (cpb || is_json_type(c));
-  const char *kind = !both_json ? "bytes" : ppb || cpb ? "protobuf" : "json";
+  int pjs = is_json_type(p), cjs = is_json_type(c);
+  int pg = grpc_type(p), cg = grpc_type(c);
+  int both_json = (ppb || pjs) && (cpb || cjs);
+  int grpc = (pg || cg) && (pg || ppb || pjs) && (cg || cpb || cjs);
+  const char *kind =
+      grpc ? (pg == SHADOW_GRPC_JSON || pjs) && (cg == SHADOW_GRPC_JSON || cjs)
+                 ? "json"
+                 : "protobuf"
+      : !both_json ? "bytes"
+      : ppb || cpb ? "protobuf"
+                   : "json";
   shadow_buf_t summary = SHADOW_BUF_INIT, ops = SHADOW_BUF_INIT;
-  shadow_buf_t fields = SHADOW_BUF_INIT;
+  shadow_buf_t fields = SHADOW_BUF_INIT, extra = SHADOW_BUF_INIT;
   shadow_buf_t tp = SHADOW_BUF_INIT, tc = SHADOW_BUF_INIT;
   int differs = 0, truncated = 0, rc = 0;
 
@@ -563,13 +629,25 @@ static int diff_body(const shadow_diff_opts_t *o, const shadow_record_t *p,
     rc = digest_summary(&summary, vp, vc, &differs);
     if (!rc && differs) rc = add_field(res, "body", "", 0);
   } else if (vp->len == vc->len && memcmp(vp->data, vc->data, vp->len) == 0 &&
-             !(both_json && o && shadow_json_rules_renames(o->rules))) {
+             !((both_json || grpc) && o &&
+               shadow_json_rules_renames(o->rules))) {
     /* Identical bytes agree under every rule but a rename, which may find
      * that the candidate still has the old name. */
     differs = 0;
   } else {
     int parsed = 0;
-    if (both_json) {
+    if (grpc) {
+      shadow_grpc_pair_t x;
+      memset(&x, 0, sizeof x);
+      x.explain = explain;
+      x.ops = &ops;
+      x.fields = &fields;
+      x.summary = &summary;
+      x.extra = &extra;
+      rc = diff_grpc(o, path, path_len, p, c, vp, vc, &x, res, &parsed);
+      differs = parsed && x.nops > 0;
+      truncated = parsed && x.truncated;
+    } else if (both_json) {
       char err[128] = "";
       shadow_json_diff_out_t out;
       memset(&out, 0, sizeof(out));
@@ -631,8 +709,10 @@ static int diff_body(const shadow_diff_opts_t *o, const shadow_record_t *p,
               shadow_buf_append(b, ops.data ? ops.data : "", ops.len) ||
               shadow_buf_putc(b, ']') ||
               (truncated && shadow_buf_puts(b, ",\"truncated\":true")) ||
+              shadow_buf_append(b, extra.data ? extra.data : "", extra.len) ||
               shadow_buf_putc(b, '}')))
     rc = -ENOMEM;
+  shadow_buf_free(&extra);
   shadow_buf_free(&summary);
   shadow_buf_free(&ops);
   shadow_buf_free(&fields);
@@ -653,9 +733,85 @@ int shadow_diff_records_explain(const shadow_diff_opts_t *o,
                                 const shadow_record_t *c,
                                 shadow_diff_result_t *res,
                                 shadow_buf_t *explain) {
+  return shadow_diff_records_at(o, NULL, 0, p, c, res, explain);
+}
+
+/* grpc-status or grpc-message of a record: from its trailers, else from
+ * its headers (a trailers-only response). */
+static const shadow_header_t *grpc_field(const shadow_record_t *r,
+                                         const char *name) {
+  const shadow_header_t *h = shadow_headers_find(&r->trailers, name);
+  return h ? h : shadow_headers_find(&r->headers, name);
+}
+
+static void trimmed(const shadow_header_t *h, const char **s, size_t *n) {
+  *s = h->value;
+  *n = h->value_len;
+  while (*n && (**s == ' ' || **s == '\t'))
+    (*s)++, (*n)--;
+  while (*n && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t'))
+    (*n)--;
+}
+
+static int grpc_same(const shadow_header_t *a, const shadow_header_t *b) {
+  if (!a || !b) return a == b;
+  const char *x, *y;
+  size_t xn, yn;
+  trimmed(a, &x, &xn);
+  trimmed(b, &y, &yn);
+  return xn == yn && memcmp(x, y, xn) == 0;
+}
+
+/* null, a number for a status of digits, else a string. */
+static int put_grpc(shadow_buf_t *b, const shadow_header_t *h, int status,
+                    size_t max) {
+  if (!h) return shadow_buf_puts(b, "null");
+  const char *s;
+  size_t n;
+  trimmed(h, &s, &n);
+  int digits = status && n > 0 && n < 10;
+  for (size_t i = 0; digits && i < n; i++)
+    digits = s[i] >= '0' && s[i] <= '9';
+  if (digits) return shadow_buf_append(b, s, n);
+  return shadow_buf_json_string(b, s, n, max);
+}
+
+/* The status part's gRPC members: ,"grpc":{...} and, when either side has
+ * one, ,"grpc_message":{...}. *differs is set when they disagree. */
+static int grpc_status(const shadow_diff_opts_t *o, const shadow_record_t *p,
+                       const shadow_record_t *c, shadow_buf_t *b,
+                       int *differs) {
+  size_t max = o ? o->value_max : DEFAULT_VALUE_MAX;
+  *differs = 0;
+  /* Plain HTTP pairs (no gRPC type, no trailers) pay two lookups. */
+  if (!p->trailers.n && !c->trailers.n && !grpc_type(p) && !grpc_type(c))
+    return 0;
+  const shadow_header_t *ps = grpc_field(p, "grpc-status");
+  const shadow_header_t *cs = grpc_field(c, "grpc-status");
+  const shadow_header_t *pm = grpc_field(p, "grpc-message");
+  const shadow_header_t *cm = grpc_field(c, "grpc-message");
+  if (!ps && !cs && !pm && !cm && !grpc_type(p) && !grpc_type(c)) return 0;
+  *differs = !grpc_same(ps, cs) || !grpc_same(pm, cm);
+  if (shadow_buf_puts(b, ",\"grpc\":{\"primary\":") ||
+      put_grpc(b, ps, 1, max) || shadow_buf_puts(b, ",\"candidate\":") ||
+      put_grpc(b, cs, 1, max) || shadow_buf_putc(b, '}'))
+    return -ENOMEM;
+  if (!pm && !cm) return 0;
+  if (shadow_buf_puts(b, ",\"grpc_message\":{\"primary\":") ||
+      put_grpc(b, pm, 0, max) || shadow_buf_puts(b, ",\"candidate\":") ||
+      put_grpc(b, cm, 0, max) || shadow_buf_putc(b, '}'))
+    return -ENOMEM;
+  return 0;
+}
+
+int shadow_diff_records_at(const shadow_diff_opts_t *o, const char *path,
+                           size_t path_len, const shadow_record_t *p,
+                           const shadow_record_t *c, shadow_diff_result_t *res,
+                           shadow_buf_t *explain) {
   size_t limit = o ? o->diff_bytes : DEFAULT_DIFF_BYTES;
   body_view_t vp, vc;
   shadow_buf_t hb = SHADOW_BUF_INIT, bb = SHADOW_BUF_INIT;
+  shadow_buf_t gb = SHADOW_BUF_INIT, tb = SHADOW_BUF_INIT;
   memset(&vp, 0, sizeof(vp));
   memset(&vc, 0, sizeof(vc));
   shadow_buf_reset(&res->json);
@@ -664,32 +820,57 @@ int shadow_diff_records_explain(const shadow_diff_opts_t *o,
   res->nfields = 0;
   memset(res->hits, 0, sizeof res->hits);
 
-  int status_differs = p->status != c->status;
-  int rc = 0;
-  if (status_differs) rc = add_field(res, "status", "", 0);
+  int grpc_differs = 0;
+  int rc = grpc_status(o, p, c, &gb, &grpc_differs);
+  int status_differs = p->status != c->status || grpc_differs;
+  if (!rc && status_differs) rc = add_field(res, "status", "", 0);
   if (!rc) rc = body_view(p, limit, &vp);
   if (!rc) rc = body_view(c, limit, &vc);
   /* When both bodies were decoded, content-encoding only says how the
    * bytes travelled, so a candidate that compresses differently is not a
-   * divergence by itself. */
-  int hd = rc ? rc : diff_headers(o, p, c, vp.coded && vc.coded, res, &hb);
-  int bd = hd < 0 ? hd : diff_body(o, p, c, &vp, &vc, res, &bb, explain);
-  if (hd < 0 || bd < 0) {
-    rc = hd < 0 ? hd : bd;
+   * divergence by itself; nor is grpc-encoding when both sides' messages
+   * were (a message that could not be is in the body part's notes). */
+  int skip = (vp.coded && vc.coded ? SKIP_CONTENT_ENCODING : 0) |
+             (grpc_type(p) && grpc_type(c) ? SKIP_GRPC_ENCODING : 0);
+  int hd =
+      rc ? rc
+         : diff_headers(o, &p->headers, &c->headers, skip, "header:", res, &hb);
+  int has_trailers = p->trailers.n || c->trailers.n;
+  int td = hd < 0 || !has_trailers ? hd
+                                   : diff_headers(o, &p->trailers, &c->trailers,
+                                                  skip, "trailer:", res, &tb);
+  int bd =
+      td < 0 ? td
+             : diff_body(o, path, path_len, p, c, &vp, &vc, res, &bb, explain);
+  if (hd < 0 || td < 0 || bd < 0) {
+    rc = hd < 0 ? hd : td < 0 ? td : bd;
   } else {
     res->parts = (status_differs ? SHADOW_PART_STATUS : 0) |
-                 (hd ? SHADOW_PART_HEADERS : 0) | (bd ? SHADOW_PART_BODY : 0);
+                 (hd || td ? SHADOW_PART_HEADERS : 0) |
+                 (bd ? SHADOW_PART_BODY : 0);
     if (shadow_buf_printf(&res->json,
                           "\"status\":{\"differs\":%s,\"primary\":%d,"
-                          "\"candidate\":%d},\"headers\":{\"differs\":%s,"
-                          "\"diffs\":[",
+                          "\"candidate\":%d",
                           status_differs ? "true" : "false", p->status,
-                          c->status, hd ? "true" : "false") ||
+                          c->status) ||
+        shadow_buf_append(&res->json, gb.data ? gb.data : "", gb.len) ||
+        shadow_buf_printf(&res->json,
+                          "},\"headers\":{\"differs\":%s,"
+                          "\"diffs\":[",
+                          hd ? "true" : "false") ||
         shadow_buf_append(&res->json, hb.data ? hb.data : "", hb.len) ||
         shadow_buf_puts(&res->json, "]},") ||
+        (has_trailers &&
+         (shadow_buf_printf(&res->json,
+                            "\"trailers\":{\"differs\":%s,\"diffs\":[",
+                            td ? "true" : "false") ||
+          shadow_buf_append(&res->json, tb.data ? tb.data : "", tb.len) ||
+          shadow_buf_puts(&res->json, "]},"))) ||
         shadow_buf_append(&res->json, bb.data ? bb.data : "", bb.len))
       rc = -ENOMEM;
   }
+  shadow_buf_free(&gb);
+  shadow_buf_free(&tb);
   shadow_buf_free(&vp.scratch);
   shadow_buf_free(&vc.scratch);
   shadow_buf_free(&hb);

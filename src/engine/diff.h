@@ -72,6 +72,16 @@ void shadow_diff_opts_set_value_max(shadow_diff_opts_t *o, size_t n);
 int shadow_diff_opts_protobuf(shadow_diff_opts_t *o, const void *fds,
                               size_t len, const char *message, char *err,
                               size_t errlen);
+/* gRPC replies (content-type application/grpc*) decode with the output
+ * type of the method their call names, from the descriptor set fds[0,
+ * len) (its services: protoc --descriptor_set_out --include_imports);
+ * see shadow_diff_records_at. 0, -ENOMEM, or -EINVAL with err saying
+ * why. */
+int shadow_diff_opts_grpc(shadow_diff_opts_t *o, const void *fds, size_t len,
+                          char *err, size_t errlen);
+/* How many service methods that descriptor set holds (0: none given). */
+size_t shadow_diff_opts_grpc_methods(const shadow_diff_opts_t *o);
+
 enum { SHADOW_PART_STATUS = 1, SHADOW_PART_HEADERS = 2, SHADOW_PART_BODY = 4 };
 
 /* How the bodies were compared: as JSON, byte for byte, (past
@@ -121,6 +131,19 @@ int shadow_diff_records_explain(const shadow_diff_opts_t *o,
                                 const shadow_record_t *c,
                                 shadow_diff_result_t *res,
                                 shadow_buf_t *explain);
+/* The same for the reply to the request at path[0, path_len) (a query
+ * is ignored; NULL: not known): a gRPC call "/pkg.Service/Method"
+ * decodes its messages with the method's output type (see
+ * shadow_diff_opts_grpc). explain may be NULL. gRPC bodies are compared
+ * message by message (grpc_diff.c), grpc-status and grpc-message beside
+ * the HTTP status (the status part's "grpc" and "grpc_message"), and,
+ * when either side has trailers, the trailers as headers are (a
+ * "trailers" part beside "headers"; a difference there counts as a
+ * headers difference, fields "trailer:<name>"). */
+int shadow_diff_records_at(const shadow_diff_opts_t *o, const char *path,
+                           size_t path_len, const shadow_record_t *p,
+                           const shadow_record_t *c, shadow_diff_result_t *res,
+                           shadow_buf_t *explain);
 void shadow_diff_result_free(shadow_diff_result_t *res);
 
 #endif

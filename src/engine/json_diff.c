@@ -1606,6 +1606,9 @@ int shadow_json_diff(const char *primary, size_t plen, const char *candidate,
   uint64_t mask = 0;
   if (rules && rules->n)
     mask = rules->n >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << rules->n) - 1);
+  if (!x.rc && out->path_prefix && *out->path_prefix &&
+      shadow_buf_puts(&x.path, out->path_prefix))
+    x.rc = -ENOMEM;
   if (!x.rc) diff_value(&x, &pr, &cr, mask, 0);
   rc = x.rc;
   shadow_buf_free(&x.path);

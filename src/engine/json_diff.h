@@ -118,6 +118,10 @@ typedef struct shadow_json_diff_out_s {
    * (values truncated like ops'; "primary"/"candidate" only when there).
    * Costs nothing when NULL. */
   shadow_buf_t *explain;
+  /* Written before every pointer in ops, fields and explain (already
+   * escaped, e.g. "/3" for the fourth message of a gRPC stream); rules
+   * still match from the texts' roots. NULL: none. */
+  const char *path_prefix;
 } shadow_json_diff_out_t;
 
 /* Returns 0 when both texts parse; out->nops says how many differences.

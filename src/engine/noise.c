@@ -31,6 +31,33 @@ static int str_is(const shadow_json_t *v, const char *s) {
          memcmp(v->u.str, s, v->len) == 0;
 }
 
+/* A gRPC stream's body part (its "messages" are not one on each side):
+ * its ops' paths begin with the message's index, which its fields leave
+ * out (rules apply per message: grpc_diff.c). */
+static int is_stream(const shadow_json_t *body) {
+  const shadow_json_t *m = member(body, "messages");
+  const shadow_json_t *p = member(m, "primary"), *c = member(m, "candidate");
+  if (!p || !c || p->type != SHADOW_JSON_NUMBER ||
+      c->type != SHADOW_JSON_NUMBER)
+    return 0;
+  return shadow_json_number(p) != 1 || shadow_json_number(c) != 1;
+}
+
+/* How many bytes of a stream op's path name the message: "/3". */
+static size_t index_len(const char *p, size_t n) {
+  size_t i = n && p[0] == '/' ? 1 : 0;
+  while (i && i < n && p[i] != '/')
+    i++;
+  return i;
+}
+
+/* A body compared as a tree, op by op: JSON, or protobuf (a message or a
+ * gRPC stream) decoded to one. */
+static int tree_kind(const shadow_json_t *body) {
+  const shadow_json_t *k = member(body, "kind");
+  return str_is(k, "json") || str_is(k, "protobuf");
+}
+
 /* Parses a result's parts as one object: {"status":..,"headers":..,..}. */
 static int parse_result(const shadow_diff_result_t *res, shadow_buf_t *text,
                         shadow_json_arena_t *arena, shadow_json_t *root) {
@@ -91,8 +118,9 @@ static unsigned op_shape(const shadow_json_t *op, double *delta) {
 /* What the secondary showed on this request. */
 typedef struct mask_s {
   int status, body; /* the status / the whole body (bytes) differed */
-  const shadow_json_t *headers; /* its header diffs, or NULL */
-  const shadow_json_t *ops;     /* its body ops, or NULL */
+  const shadow_json_t *headers;  /* its header diffs, or NULL */
+  const shadow_json_t *trailers; /* its trailer diffs, or NULL */
+  const shadow_json_t *ops;      /* its body ops, or NULL */
   const shadow_noise_envelope_t *env;
 } mask_t;
 
@@ -158,9 +186,9 @@ static int masked_op(const mask_t *m, const shadow_json_t *op,
   return 0;
 }
 
-static int header_masked(const mask_t *m, const shadow_json_t *name) {
-  for (uint32_t i = 0; m->headers && i < m->headers->len; i++) {
-    const shadow_json_t *n = member(&m->headers->u.items[i], "name");
+static int name_listed(const shadow_json_t *list, const shadow_json_t *name) {
+  for (uint32_t i = 0; list && i < list->len; i++) {
+    const shadow_json_t *n = member(&list->u.items[i], "name");
     if (n && name && n->type == SHADOW_JSON_STRING && n->len == name->len &&
         memcmp(n->u.str, name->u.str, n->len) == 0)
       return 1;
@@ -210,14 +238,16 @@ static int add_field(shadow_buf_t *f, size_t *n, const char *prefix,
 typedef struct filter_s {
   int (*status)(void *ud);
   int (*header)(void *ud, const shadow_json_t *name);
+  int (*trailer)(void *ud, const shadow_json_t *name);
   int (*body)(void *ud); /* a body compared as bytes or by digest */
   int (*op)(void *ud, const shadow_json_t *op, shadow_buf_t *scratch);
   void *ud;
+  int *stream; /* when not NULL: told whether the body is a gRPC stream */
 } filter_t;
 
 /* The body's JSON ops: keeps the ones the filter does not drop, into kept
  * and fields. *left is how many remain, *dropped how many were removed. */
-static int filter_ops(const filter_t *f, const shadow_json_t *diffs,
+static int filter_ops(const filter_t *f, const shadow_json_t *diffs, int stream,
                       shadow_buf_t *kept, shadow_buf_t *fields, size_t *nfields,
                       size_t *left, size_t *dropped) {
   shadow_buf_t scratch = SHADOW_BUF_INIT;
@@ -234,8 +264,12 @@ static int filter_ops(const filter_t *f, const shadow_json_t *diffs,
     const shadow_json_t *path = member(op, "path");
     if ((*left)++ && shadow_buf_putc(kept, ',')) rc = -ENOMEM;
     if (!rc && shadow_json_write(kept, op)) rc = -ENOMEM;
+    size_t skip = path && path->type == SHADOW_JSON_STRING && stream
+                      ? index_len(path->u.str, path->len)
+                      : 0;
     if (!rc && path && path->type == SHADOW_JSON_STRING &&
-        add_field(fields, nfields, "body:", path->u.str, path->len))
+        add_field(fields, nfields, "body:", path->u.str + skip,
+                  path->len - skip))
       rc = -ENOMEM;
   }
   shadow_buf_free(&scratch);
@@ -265,9 +299,12 @@ static int filter_result(shadow_diff_result_t *res, const filter_t *f) {
     }
     if (!rc) rc = write_part(&out, "status", status, differs, NULL, NULL);
   }
-  /* headers, by name */
-  if (!rc) {
-    const shadow_json_t *diffs = member(headers, "diffs");
+  /* headers, then trailers when the record has them, by name */
+  const shadow_json_t *trailers = rc ? NULL : member(&root, "trailers");
+  for (int t = 0; t < 2 && !rc; t++) {
+    const shadow_json_t *part = t ? trailers : headers;
+    if (!part) continue;
+    const shadow_json_t *diffs = member(part, "diffs");
     size_t left = 0;
     shadow_buf_reset(&kept);
     for (uint32_t i = 0;
@@ -276,23 +313,25 @@ static int filter_result(shadow_diff_result_t *res, const filter_t *f) {
       const shadow_json_t *h = &diffs->u.items[i];
       const shadow_json_t *name = member(h, "name");
       if (!name || name->type != SHADOW_JSON_STRING) continue;
-      if (f->header(f->ud, name)) continue;
+      if (t ? f->trailer(f->ud, name) : f->header(f->ud, name)) continue;
       if ((left++ && shadow_buf_putc(&kept, ',')) ||
           shadow_json_write(&kept, h) ||
-          add_field(&fields, &nfields, "header:", name->u.str, name->len))
+          add_field(&fields, &nfields, t ? "trailer:" : "header:", name->u.str,
+                    name->len))
         rc = -ENOMEM;
     }
     if (left) parts |= SHADOW_PART_HEADERS;
     if (!rc)
       rc = shadow_buf_putc(&out, ',') ||
-                   write_part(&out, "headers", headers, left > 0, &kept, NULL)
+                   write_part(&out, t ? "trailers" : "headers", part, left > 0,
+                              &kept, NULL)
                ? -ENOMEM
                : 0;
   }
   /* body: all of it, or op by op */
   if (!rc) {
     int was = (res->parts & SHADOW_PART_BODY) != 0;
-    int json = str_is(member(body, "kind"), "json");
+    int json = tree_kind(body);
     char summary[64];
     const char *new_summary = NULL;
     size_t left = 0, dropped = 0;
@@ -301,8 +340,10 @@ static int filter_result(shadow_diff_result_t *res, const filter_t *f) {
     int whole = was && !json && f->body(f->ud);
     int differs = was && !whole;
     if (differs && json) {
-      rc = filter_ops(f, member(body, "diffs"), &kept, &fields, &nfields, &left,
-                      &dropped);
+      int stream = is_stream(body);
+      if (f->stream) *f->stream = stream;
+      rc = filter_ops(f, member(body, "diffs"), stream, &kept, &fields,
+                      &nfields, &left, &dropped);
       /* The summary counts every difference, listed or not: take away
        * the dropped ones. */
       const shadow_json_t *s = member(body, "summary");
@@ -356,7 +397,10 @@ static int mask_body(void *ud) {
   return ((mask_t *)ud)->body;
 }
 static int mask_header(void *ud, const shadow_json_t *name) {
-  return header_masked(ud, name);
+  return name_listed(((mask_t *)ud)->headers, name);
+}
+static int mask_trailer(void *ud, const shadow_json_t *name) {
+  return name_listed(((mask_t *)ud)->trailers, name);
 }
 static int mask_op(void *ud, const shadow_json_t *op, shadow_buf_t *scratch) {
   return masked_op(ud, op, scratch);
@@ -369,22 +413,25 @@ int shadow_noise_mask(shadow_diff_result_t *res,
   shadow_buf_t ntext = SHADOW_BUF_INIT;
   shadow_json_arena_t arena = SHADOW_JSON_ARENA_INIT;
   shadow_json_t nroot;
-  mask_t m = {0, 0, NULL, NULL, env};
+  mask_t m = {0, 0, NULL, NULL, NULL, env};
   int rc = parse_result(noise, &ntext, &arena, &nroot);
   if (!rc) {
     const shadow_json_t *nb = member(&nroot, "body");
     m.status = (noise->parts & SHADOW_PART_STATUS) != 0;
     m.headers = member(member(&nroot, "headers"), "diffs");
     if (m.headers && m.headers->type != SHADOW_JSON_ARRAY) m.headers = NULL;
+    m.trailers = member(member(&nroot, "trailers"), "diffs");
+    if (m.trailers && m.trailers->type != SHADOW_JSON_ARRAY) m.trailers = NULL;
     if (noise->parts & SHADOW_PART_BODY) {
-      if (str_is(member(nb, "kind"), "json")) {
+      if (tree_kind(nb)) {
         m.ops = member(nb, "diffs");
         if (m.ops && m.ops->type != SHADOW_JSON_ARRAY) m.ops = NULL;
       } else {
         m.body = 1;
       }
     }
-    filter_t f = {mask_status, mask_header, mask_body, mask_op, &m};
+    filter_t f = {mask_status, mask_header, mask_trailer, mask_body,
+                  mask_op,     &m,          NULL};
     rc = filter_result(res, &f);
   }
   shadow_json_arena_free(&arena);
@@ -397,6 +444,7 @@ typedef struct rule_s {
   shadow_noise_is_fn fn;
   void *ud;
   shadow_buf_t name;
+  int stream; /* the body is a gRPC stream: fields leave the index out */
 } rule_t;
 
 static int rule_ask(rule_t *r, const char *prefix, const char *s, size_t n,
@@ -424,6 +472,10 @@ static int rule_header(void *ud, const shadow_json_t *name) {
   return rule_ask(ud, "header:", name->u.str, name->len, 0, SHADOW_NOISE_HEADER,
                   0);
 }
+static int rule_trailer(void *ud, const shadow_json_t *name) {
+  return rule_ask(ud, "trailer:", name->u.str, name->len, 0,
+                  SHADOW_NOISE_HEADER, 0);
+}
 static int rule_op(void *ud, const shadow_json_t *op, shadow_buf_t *scratch) {
   (void)scratch;
   const shadow_json_t *path = member(op, "path");
@@ -432,14 +484,16 @@ static int rule_op(void *ud, const shadow_json_t *op, shadow_buf_t *scratch) {
   unsigned shape = op_shape(op, &delta);
   size_t n = shape == SHADOW_NOISE_MOVE ? parent_len(path->u.str, path->len)
                                         : path->len;
-  return rule_ask(ud, "body:", path->u.str, n, 1, shape, delta);
+  size_t skip = ((rule_t *)ud)->stream ? index_len(path->u.str, n) : 0;
+  return rule_ask(ud, "body:", path->u.str + skip, n - skip, 1, shape, delta);
 }
 
 int shadow_noise_filter(shadow_diff_result_t *res, shadow_noise_is_fn is_noise,
                         void *ud) {
   if (!res->parts) return 0;
-  rule_t r = {is_noise, ud, SHADOW_BUF_INIT};
-  filter_t f = {rule_status, rule_header, rule_body, rule_op, &r};
+  rule_t r = {is_noise, ud, SHADOW_BUF_INIT, 0};
+  filter_t f = {rule_status, rule_header, rule_trailer, rule_body,
+                rule_op,     &r,          &r.stream};
   int rc = filter_result(res, &f);
   shadow_buf_free(&r.name);
   return rc;
@@ -463,21 +517,24 @@ int shadow_noise_observe(const shadow_diff_result_t *res,
           : shadow_json_parse(&arena, text.data, text.len, &root, &off, &why);
   if (rc == 0 && (res->parts & SHADOW_PART_STATUS))
     rc = emit(&f, "status", "", 0, 0, SHADOW_NOISE_STATUS, 0, fn, ud);
-  const shadow_json_t *hd =
-      rc ? NULL : member(member(&root, "headers"), "diffs");
-  for (uint32_t i = 0;
-       !rc && hd && hd->type == SHADOW_JSON_ARRAY && i < hd->len; i++) {
-    const shadow_json_t *name = member(&hd->u.items[i], "name");
-    if (name && name->type == SHADOW_JSON_STRING)
-      rc = emit(&f, "header:", name->u.str, name->len, 0, SHADOW_NOISE_HEADER,
-                0, fn, ud);
+  for (int t = 0; t < 2 && !rc; t++) {
+    const shadow_json_t *hd =
+        member(member(&root, t ? "trailers" : "headers"), "diffs");
+    for (uint32_t i = 0;
+         !rc && hd && hd->type == SHADOW_JSON_ARRAY && i < hd->len; i++) {
+      const shadow_json_t *name = member(&hd->u.items[i], "name");
+      if (name && name->type == SHADOW_JSON_STRING)
+        rc = emit(&f, t ? "trailer:" : "header:", name->u.str, name->len, 0,
+                  SHADOW_NOISE_HEADER, 0, fn, ud);
+    }
   }
   const shadow_json_t *body = rc ? NULL : member(&root, "body");
   if (!rc && (res->parts & SHADOW_PART_BODY) && body) {
-    if (!str_is(member(body, "kind"), "json")) {
+    if (!tree_kind(body)) {
       rc = emit(&f, "body", "", 0, 0, SHADOW_NOISE_BYTES, 0, fn, ud);
     } else {
       const shadow_json_t *ops = member(body, "diffs");
+      int stream = is_stream(body);
       for (uint32_t i = 0;
            !rc && ops && ops->type == SHADOW_JSON_ARRAY && i < ops->len; i++) {
         const shadow_json_t *op = &ops->u.items[i];
@@ -489,7 +546,9 @@ int shadow_noise_observe(const shadow_diff_result_t *res,
         size_t n = shape == SHADOW_NOISE_MOVE
                        ? parent_len(path->u.str, path->len)
                        : path->len;
-        rc = emit(&f, "body:", path->u.str, n, 1, shape, delta, fn, ud);
+        size_t skip = stream ? index_len(path->u.str, n) : 0;
+        rc = emit(&f, "body:", path->u.str + skip, n - skip, 1, shape, delta,
+                  fn, ud);
       }
     }
   }

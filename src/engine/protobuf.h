@@ -62,6 +62,18 @@ void shadow_pb_schema_free(shadow_pb_schema_t *s); /* NULL is fine */
  * dot is allowed). */
 int shadow_pb_schema_has(const shadow_pb_schema_t *s, const char *name);
 
+/* The output type of the service method a gRPC call path names
+ * ("/pkg.Service/Method", path[0, len), no query), as a full name
+ * shadow_pb_to_json takes, or NULL when the schema has no such method. */
+const char *shadow_pb_schema_method_output(const shadow_pb_schema_t *s,
+                                           const char *path, size_t len);
+/* How many service methods the schema holds (for --check). */
+size_t shadow_pb_schema_methods(const shadow_pb_schema_t *s);
+
+/* Appends p[0, n) to b as a JSON string of its base64 (RFC 4648). 0 or
+ * -ENOMEM. */
+int shadow_pb_base64(shadow_buf_t *b, const uint8_t *p, size_t n);
+
 /* Appends the message msg[0, len) to out as JSON text. With s and type
  * (a name shadow_pb_schema_has knows), fields are keyed by name as
  * protobuf.c describes; with s NULL or type NULL, by field number. Never

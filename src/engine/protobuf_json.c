@@ -46,7 +46,7 @@ typedef struct emit_s {
   shadow_buf_t *out;
 } emit_t;
 
-static int put_base64(shadow_buf_t *b, const uint8_t *p, size_t n) {
+int shadow_pb_base64(shadow_buf_t *b, const uint8_t *p, size_t n) {
   static const char abc[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   if (shadow_buf_reserve(b, (n + 2) / 3 * 4 + 2)) return -ENOMEM;
@@ -86,7 +86,7 @@ static int utf8_valid(const uint8_t *p, size_t n) {
 
 static int put_text_or_bytes(shadow_buf_t *b, const uint8_t *p, size_t n) {
   if (utf8_valid(p, n)) return shadow_buf_json_string(b, (const char *)p, n, 0);
-  return put_base64(b, p, n);
+  return shadow_pb_base64(b, p, n);
 }
 
 /* Integers in decimal without printf, which was a third of the time. */
@@ -210,7 +210,7 @@ static int put_rest(emit_t *e, const fields_t *fs, int comma) {
   if ((comma && shadow_buf_putc(e->out, ',')) ||
       shadow_buf_puts(e->out, "\"_undecoded\":"))
     return -ENOMEM;
-  return put_base64(e->out, fs->rest, fs->restlen);
+  return shadow_pb_base64(e->out, fs->rest, fs->restlen);
 }
 
 /* Writes the values of fs->v[i, j) (one field number) as one value, or
@@ -330,11 +330,11 @@ static int put_typed_value(emit_t *e, const pb_field_def_t *d,
   if (f->wire != wire_of(d->type)) return put_raw_value(e, f, depth);
   switch (d->type) {
   case PB_T_STRING: return put_text_or_bytes(e->out, f->p, f->n);
-  case PB_T_BYTES: return put_base64(e->out, f->p, f->n);
+  case PB_T_BYTES: return shadow_pb_base64(e->out, f->p, f->n);
   case PB_T_MESSAGE:
     if (d->msg < 0 || depth >= SHADOW_PB_MAX_DEPTH ||
         !shadow_pb_is_message(f->p, f->n))
-      return put_base64(e->out, f->p, f->n);
+      return shadow_pb_base64(e->out, f->p, f->n);
     return emit_typed(e, d->msg, f->p, f->n, depth + 1);
   default: return put_scalar(e->out, d, f->v);
   }
@@ -407,7 +407,7 @@ static int put_map_key(shadow_buf_t *b, const pb_field_def_t *kd,
   if (kf->wire == SHADOW_PB_LEN) {
     if (utf8_valid(kf->p, kf->n))
       return shadow_buf_json_string(b, (const char *)kf->p, kf->n, 0);
-    return put_base64(b, kf->p, kf->n);
+    return shadow_pb_base64(b, kf->p, kf->n);
   }
   shadow_buf_t tmp = SHADOW_BUF_INIT;
   int rc = put_scalar(&tmp, kd, kf->v);

@@ -2,8 +2,9 @@
  * protobuf message, so it is read with protobuf_wire.c like any other.
  * Kept of it: each message type by full name (nested types too) with its
  * fields (number, name, type, label, the message or enum type it names)
- * and the map_entry option, and each enum with its values. Everything
- * else (services, options, source info) is skipped. The set is untrusted
+ * and the map_entry option, each enum with its values, and each service
+ * method's call path with its output type (what a gRPC response holds).
+ * Everything else (options, source info) is skipped. The set is untrusted
  * input like a message: bounded nesting, every read checked. */
 #include <errno.h>
 #include <stdarg.h>
@@ -194,6 +195,49 @@ static int read_message(load_t *l, const char *prefix, const uint8_t *p,
   return rc < 0 ? not_a_set(l) : 0;
 }
 
+/* ServiceDescriptorProto: name 1, method 2 (MethodDescriptorProto: name
+ * 1, output_type 3). pkg is the file's package ("" when none). */
+static int read_service(load_t *l, const shadow_pb_field_t *pkg,
+                        const uint8_t *p, size_t n) {
+  shadow_pb_field_t name = {0, 0, 0, NULL, 0};
+  if (find_string(p, n, 1, &name) != 1) return not_a_set(l);
+  shadow_pb_schema_t *s = l->s;
+  const uint8_t *end = p + n;
+  shadow_pb_field_t f;
+  int rc;
+  while ((rc = shadow_pb_next(&p, end, &f)) == 1) {
+    if (f.number != 2) continue;
+    if (f.wire != SHADOW_PB_LEN) return not_a_set(l);
+    shadow_pb_field_t mname = {0, 0, 0, NULL, 0}, out = mname;
+    if (find_string(f.p, f.n, 1, &mname) != 1 ||
+        find_string(f.p, f.n, 3, &out) != 1)
+      return not_a_set(l);
+    if (grow((void **)&s->methods, &s->capmethods, s->nmethods,
+             sizeof *s->methods))
+      return -ENOMEM;
+    pb_method_t *m = &s->methods[s->nmethods];
+    size_t pl = pkg ? pkg->n : 0;
+    m->path = malloc(pl + name.n + mname.n + 4);
+    m->output_name = shadow_bytes_dup((const char *)out.p, out.n);
+    m->output = -1;
+    s->nmethods++; /* counted now, so a failure below frees it */
+    if (!m->path || !m->output_name) return -ENOMEM;
+    char *w = m->path;
+    *w++ = '/';
+    if (pl) {
+      memcpy(w, pkg->p, pl);
+      w += pl;
+      *w++ = '.';
+    }
+    memcpy(w, name.p, name.n);
+    w += name.n;
+    *w++ = '/';
+    memcpy(w, mname.p, mname.n);
+    w[mname.n] = '\0';
+  }
+  return rc < 0 ? not_a_set(l) : 0;
+}
+
 static int read_file(load_t *l, const uint8_t *p, size_t n) {
   shadow_pb_field_t pkg;
   int has = find_string(p, n, 2, &pkg);
@@ -205,13 +249,14 @@ static int read_file(load_t *l, const uint8_t *p, size_t n) {
   shadow_pb_field_t f;
   int rc = 0, r = 0;
   while (!r && (rc = shadow_pb_next(&p, end, &f)) == 1) {
-    if (f.number != 4 && f.number != 5) continue;
+    if (f.number != 4 && f.number != 5 && f.number != 6) continue;
     if (f.wire != SHADOW_PB_LEN) {
       r = not_a_set(l);
       break;
     }
-    r = f.number == 4 ? read_message(l, prefix, f.p, f.n, 1)
-                      : read_enum(l, prefix, f.p, f.n);
+    r = f.number == 4   ? read_message(l, prefix, f.p, f.n, 1)
+        : f.number == 5 ? read_enum(l, prefix, f.p, f.n)
+                        : read_service(l, has && pkg.n ? &pkg : NULL, f.p, f.n);
   }
   free(prefix);
   if (r) return r;
@@ -225,6 +270,10 @@ static int by_msg_name(const void *a, const void *b) {
 
 static int by_enum_name(const void *a, const void *b) {
   return strcmp(((const pb_enum_t *)a)->full, ((const pb_enum_t *)b)->full);
+}
+
+static int by_path(const void *a, const void *b) {
+  return strcmp(((const pb_method_t *)a)->path, ((const pb_method_t *)b)->path);
 }
 
 static int by_number(const void *a, const void *b) {
@@ -274,6 +323,17 @@ static int resolve(load_t *l) {
   shadow_pb_schema_t *s = l->s;
   if (s->nmsgs) qsort(s->msgs, s->nmsgs, sizeof *s->msgs, by_msg_name);
   if (s->nenums) qsort(s->enums, s->nenums, sizeof *s->enums, by_enum_name);
+  if (s->nmethods) qsort(s->methods, s->nmethods, sizeof *s->methods, by_path);
+  for (size_t i = 0; i < s->nmethods; i++) {
+    pb_method_t *m = &s->methods[i];
+    if (m->output_name[0] == '.')
+      m->output = pb_schema_find_message(s, m->output_name);
+    if (m->output < 0)
+      return fail(l,
+                  "descriptor set: method %s returns %s, which it does not "
+                  "hold (was it made with --include_imports?)",
+                  m->path, m->output_name);
+  }
   for (size_t i = 0; i < s->nmsgs; i++) {
     pb_message_t *m = &s->msgs[i];
     if (m->nfields) qsort(m->fields, m->nfields, sizeof *m->fields, by_number);
@@ -346,6 +406,11 @@ void shadow_pb_schema_free(shadow_pb_schema_t *s) {
     free(s->enums[i].values);
     free(s->enums[i].full);
   }
+  for (size_t i = 0; i < s->nmethods; i++) {
+    free(s->methods[i].path);
+    free(s->methods[i].output_name);
+  }
+  free(s->methods);
   free(s->msgs);
   free(s->enums);
   free(s);
@@ -362,4 +427,26 @@ int shadow_pb_schema_has(const shadow_pb_schema_t *s, const char *name) {
   int has = pb_schema_find_message(s, full) >= 0;
   free(full);
   return has;
+}
+
+const char *shadow_pb_schema_method_output(const shadow_pb_schema_t *s,
+                                           const char *path, size_t len) {
+  size_t lo = 0, hi = s ? s->nmethods : 0;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    const char *mp = s->methods[mid].path;
+    size_t ml = strlen(mp);
+    int c = memcmp(mp, path, ml < len ? ml : len);
+    if (c == 0) c = (ml > len) - (ml < len);
+    if (c == 0) return s->msgs[s->methods[mid].output].full;
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return NULL;
+}
+
+size_t shadow_pb_schema_methods(const shadow_pb_schema_t *s) {
+  return s ? s->nmethods : 0;
 }

@@ -61,7 +61,16 @@ typedef struct pb_message_s {
   int map_entry;
 } pb_message_t;
 
+/* A service method, by the path a gRPC call names: "/pkg.Service/Method". */
+typedef struct pb_method_s {
+  char *path;
+  char *output_name; /* ".pkg.Reply", as the descriptor names it */
+  long output;       /* index of the output message type */
+} pb_method_t;
+
 struct shadow_pb_schema_s {
+  pb_method_t *methods; /* sorted by path */
+  size_t nmethods, capmethods;
   pb_message_t *msgs; /* sorted by full name */
   size_t nmsgs, capmsgs;
   pb_enum_t *enums; /* sorted by full name */

@@ -262,12 +262,14 @@ static void body_uncut(shadow_record_t *r) {
 void shadow_record_clear(shadow_record_t *r) {
   r->status = 0;
   shadow_headers_clear(&r->headers);
+  shadow_headers_clear(&r->trailers);
   shadow_buf_reset(&r->body);
   body_uncut(r);
 }
 
 void shadow_record_release(shadow_record_t *r) {
   shadow_headers_free(&r->headers);
+  shadow_headers_free(&r->trailers);
   shadow_buf_free(&r->body);
   body_uncut(r);
   r->status = 0;
@@ -312,4 +314,13 @@ void shadow_record_body_end(shadow_record_t *r) {
 
 uint64_t shadow_record_body_len(const shadow_record_t *r) {
   return r->body_cut ? r->body_total : r->body.len;
+}
+
+int shadow_record_add_trailers(shadow_record_t *r,
+                               const shadow_headers_t *from) {
+  for (size_t i = 0; from && i < from->n; i++)
+    if (shadow_headers_add(&r->trailers, from->v[i].name, from->v[i].name_len,
+                           from->v[i].value, from->v[i].value_len))
+      return -ENOMEM;
+  return 0;
 }

@@ -76,6 +76,9 @@ int shadow_header_name_is(const shadow_header_t *h, const char *lower);
 typedef struct shadow_record_s {
   int status;
   shadow_headers_t headers;
+  /* Trailers: those of a chunked body or of an HTTP/2 stream (gRPC's
+   * grpc-status and grpc-message come here); empty when none came. */
+  shadow_headers_t trailers;
   shadow_buf_t body;
   int body_cut;
   uint64_t body_total;         /* when body_cut: the whole body's length */
@@ -98,5 +101,9 @@ int shadow_record_body_feed(shadow_record_t *r, const void *data, size_t len,
 void shadow_record_body_end(shadow_record_t *r);
 /* The whole body's length, cut or not. */
 uint64_t shadow_record_body_len(const shadow_record_t *r);
+/* Copies every line of from to the end of r's trailers. 0 or -ENOMEM
+ * (the lines copied by then stay). from may be NULL. */
+int shadow_record_add_trailers(shadow_record_t *r,
+                               const shadow_headers_t *from);
 
 #endif

@@ -54,15 +54,15 @@ static int is_tchar(unsigned char c) {
   return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
-static int parse_header(shadow_record_t *r, const char *l, size_t n) {
+static int parse_header(shadow_headers_t *h, const char *l, size_t n) {
   if (n && (l[0] == ' ' || l[0] == '\t')) {
     /* obs-fold: a continuation of the previous value. */
     size_t i = 0;
     while (i < n && (l[i] == ' ' || l[i] == '\t'))
       i++;
-    if (r->headers.n == 0) return -EINVAL;
-    if (shadow_headers_extend_last(&r->headers, " ", 1, 0)) return -ENOMEM;
-    return shadow_headers_extend_last(&r->headers, l + i, n - i, 0);
+    if (h->n == 0) return -EINVAL;
+    if (shadow_headers_extend_last(h, " ", 1, 0)) return -ENOMEM;
+    return shadow_headers_extend_last(h, l + i, n - i, 0);
   }
   const char *colon = memchr(l, ':', n);
   if (!colon || colon == l) return -EINVAL;
@@ -75,7 +75,7 @@ static int parse_header(shadow_record_t *r, const char *l, size_t n) {
     v++, vl--;
   while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
     vl--;
-  return shadow_headers_add(&r->headers, l, nl, v, vl);
+  return shadow_headers_add(h, l, nl, v, vl);
 }
 
 /* True when the header's value lists the coding "chunked". */
@@ -90,7 +90,22 @@ static int is_chunked(const shadow_headers_t *h) {
   return 0;
 }
 
-static int dechunk(cursor_t *c, shadow_buf_t *body, char *err, size_t errlen) {
+/* The trailer lines after the last chunk, up to a blank line or the end:
+ * what gRPC's grpc-status and grpc-message travel in. */
+static int read_trailers(cursor_t *c, shadow_headers_t *t, char *err,
+                         size_t errlen) {
+  const char *l;
+  size_t n;
+  while (next_line(c, &l, &n) && n > 0) {
+    int rc = parse_header(t, l, n);
+    if (rc == -EINVAL) return fail(err, errlen, "bad trailer line", c->line);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+static int dechunk(cursor_t *c, shadow_buf_t *body, shadow_headers_t *t,
+                   char *err, size_t errlen) {
   for (;;) {
     const char *l;
     size_t n;
@@ -107,7 +122,7 @@ static int dechunk(cursor_t *c, shadow_buf_t *body, char *err, size_t errlen) {
                   : (tolower((unsigned char)l[i]) - 'a' + 10);
       size = size * 16 + (size_t)d;
     }
-    if (size == 0) return 0; /* trailers, if any, are not compared */
+    if (size == 0) return read_trailers(c, t, err, errlen);
     if (size > c->n - c->pos)
       return fail(err, errlen, "chunk longer than the file", c->line);
     if (shadow_buf_append(body, c->s + c->pos, size)) return -ENOMEM;
@@ -132,11 +147,12 @@ static int parse_response(shadow_record_t *r, cursor_t *c, char *err,
   for (;;) {
     if (!next_line(c, &l, &n)) return 0; /* headers only, no body */
     if (n == 0) break;
-    int rc = parse_header(r, l, n);
+    int rc = parse_header(&r->headers, l, n);
     if (rc == -EINVAL) return fail(err, errlen, "bad header line", c->line);
     if (rc) return rc;
   }
-  if (is_chunked(&r->headers)) return dechunk(c, &r->body, err, errlen);
+  if (is_chunked(&r->headers))
+    return dechunk(c, &r->body, &r->trailers, err, errlen);
   size_t rest = c->n - c->pos, take = rest;
   const shadow_header_t *cl =
       shadow_headers_find(&r->headers, "content-length");

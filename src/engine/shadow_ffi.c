@@ -50,6 +50,14 @@ int shadow_ffi_record_add_header(shadow_record_t *r, const char *name,
                             value_len);
 }
 
+int shadow_ffi_record_add_trailer(shadow_record_t *r, const char *name,
+                                  size_t name_len, const char *value,
+                                  size_t value_len) {
+  if (!r || !name || name_len == 0 || (!value && value_len)) return -EINVAL;
+  return shadow_headers_add(&r->trailers, name, name_len, value ? value : "",
+                            value_len);
+}
+
 int shadow_ffi_record_set_body(shadow_record_t *r, const char *body,
                                size_t len) {
   if (!r || (!body && len)) return -EINVAL;
@@ -162,7 +170,9 @@ int shadow_ffi_diff_run(shadow_ffi_diff_t *d, const shadow_diff_opts_t *o,
                         const shadow_record_t *p, const shadow_record_t *c,
                         const char **json, size_t *len) {
   if (!d || !p || !c || !json || !len) return -EINVAL;
-  int parts = shadow_diff_records(o, p, c, &d->res);
+  const char *path = d->meta[META_PATH];
+  int parts = shadow_diff_records_at(o, path, path ? strlen(path) : 0, p, c,
+                                     &d->res, NULL);
   if (parts < 0) return parts;
   shadow_divergence_meta_t meta = {
       .id = d->next_id++,

@@ -1237,6 +1237,8 @@ static void collect_done(void *ud, int err, const shadow_headers_t *trailers,
   shadow_record_t *rec = c->rec;
   if (err == SHADOW_UPSTREAM_OK) {
     shadow_record_body_end(rec);
+    /* Short of memory, the record merely lacks a trailer (as a header). */
+    (void)shadow_record_add_trailers(rec, trailers);
   } else {
     shadow_record_free(rec);
     rec = NULL;

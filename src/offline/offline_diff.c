@@ -18,7 +18,10 @@
  * With --descriptors and --message, protobuf bodies are decoded as that
  * message type, and a bare body that is not JSON is taken as protobuf
  * (content-type application/x-protobuf): two message files compare
- * field by field, by name. */
+ * field by field, by name. --path /pkg.Service/Method says which gRPC
+ * call the records answer: gRPC bodies then decode with that method's
+ * output type, from the config's grpc.descriptors or from --descriptors
+ * (which --path alone lets stand without --message). */
 #include "offline_diff.h"
 
 #include <dirent.h>
@@ -40,6 +43,15 @@
 static shadow_diff_opts_t *own_opts;
 /* --descriptors: bare bodies that are not JSON are protobuf messages. */
 static int bare_protobuf;
+/* --path: the request path gRPC replies are decoded for. */
+static const char *call_path;
+
+static int diff_at(const shadow_diff_opts_t *o, const shadow_record_t *p,
+                   const shadow_record_t *c, shadow_diff_result_t *res,
+                   shadow_buf_t *explain) {
+  return shadow_diff_records_at(o, call_path, call_path ? strlen(call_path) : 0,
+                                p, c, res, explain);
+}
 
 static const shadow_diff_opts_t *opts_of(shadow_gen_t *g) {
   return g && shadow_gen_config(g)->diff_opts ? shadow_gen_config(g)->diff_opts
@@ -104,14 +116,12 @@ static int compare(shadow_gen_t *g, const char *pa, const char *pc,
       o->normalized = 1;
       o->norm_failed[0] = shadow_script_normalize(g, 0, &p, "primary") != 0;
       o->norm_failed[1] = shadow_script_normalize(g, 0, &c, "candidate") != 0;
-      o->have_raw = shadow_diff_records_explain(opts, &rp, &rc_, &o->raw,
-                                                &o->raw_explain) >= 0 &&
+      o->have_raw = diff_at(opts, &rp, &rc_, &o->raw, &o->raw_explain) >= 0 &&
                     shadow_diff_records(NULL, &rp, &p, &o->changed[0]) >= 0 &&
                     shadow_diff_records(NULL, &rc_, &c, &o->changed[1]) >= 0;
     }
-    o->parts = shadow_diff_records_explain(opts, &p, &c, &o->res, &o->explain);
-    if (o->parts >= 0 && opts &&
-        shadow_diff_records(NULL, &p, &c, &o->bare) < 0)
+    o->parts = diff_at(opts, &p, &c, &o->res, &o->explain);
+    if (o->parts >= 0 && opts && diff_at(NULL, &p, &c, &o->bare, NULL) < 0)
       o->parts = -ENOMEM;
     if (o->parts < 0)
       fprintf(stderr, "shadowd diff: %s: %s\n", pa, strerror(-o->parts));
@@ -765,16 +775,18 @@ static int load_descriptors(shadow_gen_t *g, const char *path,
   shadow_diff_opts_t *o = g ? shadow_gen_config(g)->diff_opts : NULL;
   if (!o) o = own_opts = shadow_diff_opts_new();
   char err[256] = "out of memory";
-  rc = o ? shadow_diff_opts_protobuf(o, b.data ? b.data : "", b.len, message,
-                                     err, sizeof err)
-         : -ENOMEM;
+  rc = !o        ? -ENOMEM
+       : message ? shadow_diff_opts_protobuf(o, b.data ? b.data : "", b.len,
+                                             message, err, sizeof err)
+                 : shadow_diff_opts_grpc(o, b.data ? b.data : "", b.len, err,
+                                         sizeof err);
   shadow_buf_free(&b);
   if (rc) {
     fprintf(stderr, "shadowd diff: %s: %s\n", path,
             rc == -ENOMEM ? "out of memory" : err);
     return -1;
   }
-  bare_protobuf = 1;
+  bare_protobuf = message != NULL;
   return 0;
 }
 
@@ -785,7 +797,9 @@ static void usage(void) {
           "       shadowd diff [--config FILE] [--explain] DIR   (pairs "
           "NAME.primary, NAME.candidate [, NAME.expect])\n"
           "                    [--descriptors FILE.pb --message pkg.Type]: "
-          "protobuf bodies by field name\n");
+          "protobuf bodies by field name\n"
+          "                    [--path /pkg.Service/Method]: gRPC replies "
+          "by that method's output type\n");
 }
 
 int shadow_offline_diff_main(int argc, char **argv) {
@@ -803,6 +817,8 @@ int shadow_offline_diff_main(int argc, char **argv) {
       descriptors = argv[++i];
     } else if (strcmp(argv[i], "--message") == 0 && i + 1 < argc) {
       message = argv[++i];
+    } else if (strcmp(argv[i], "--path") == 0 && i + 1 < argc) {
+      call_path = argv[++i];
     } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
       fprintf(stderr, "shadowd diff: unknown option %s\n", argv[i]);
       return 2;
@@ -818,10 +834,11 @@ int shadow_offline_diff_main(int argc, char **argv) {
     usage();
     return 2;
   }
-  if (!descriptors != !message) {
+  if (!descriptors != !message && !(descriptors && call_path)) {
     fprintf(stderr, "shadowd diff: --descriptors and --message go together "
                     "(a descriptor set from protoc --descriptor_set_out=FILE "
-                    "--include_imports, and a message type in it)\n");
+                    "--include_imports, and a message type in it), or "
+                    "--descriptors and --path\n");
     return 2;
   }
   shadow_gen_t *g = NULL;

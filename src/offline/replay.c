@@ -275,6 +275,9 @@ static void leg_done(void *ud, int err, const shadow_headers_t *trailers,
   leg->running = 0;
   leg->last_ns = uv_hrtime();
   if (!leg->err) leg->err = err;
+  if (err == SHADOW_UPSTREAM_OK &&
+      shadow_record_add_trailers(&leg->rec, trailers))
+    leg->err = SHADOW_UPSTREAM_TOO_LARGE; /* out of memory: not compared */
   shadow_record_body_end(&leg->rec);
   if (--leg->job->legs == 0) job_done(leg->job);
 }
@@ -453,8 +456,7 @@ static int start_job(replay_t *r, job_t *j) {
   } else if (e->has_route) {
     shadow_buf_append(&j->route, e->route.data, e->route.len);
   } else {
-    shadow_policy_default_route(q.method, e->target.data, e->target.len,
-                                &j->route);
+    shadow_policy_default_route_of(&q, &j->route);
   }
   if (!j->route.data) shadow_buf_puts(&j->route, "unknown");
   r->inflight++;
@@ -680,10 +682,15 @@ static void compare(replay_t *r, job_t *j) {
     if (live) shadow_script_normalize(r->g, j->lreq, recorded, "secondary");
   }
   const shadow_diff_opts_t *o = r->cfg->diff_opts;
-  int parts = shadow_diff_records(o, primary, candidate, &r->diff);
+  /* The target names the gRPC method whose output type decodes replies. */
+  const char *t = j->e.target.data;
+  size_t tl = j->e.target.len;
+  int parts =
+      shadow_diff_records_at(o, t, tl, primary, candidate, &r->diff, NULL);
   int nparts = 0;
   if (parts >= 0 && live)
-    nparts = shadow_diff_records(o, primary, recorded, &r->noise_diff);
+    nparts = shadow_diff_records_at(o, t, tl, primary, recorded, &r->noise_diff,
+                                    NULL);
   else
     r->noise_diff.parts = 0;
   if (parts < 0 || nparts < 0) {

@@ -32,6 +32,7 @@ typedef struct shadow_capture_state_s {
   shadow_headers_t headers;
   char peer[64];
   int tls;
+  int http_major; /* the client's protocol: 1, or 2 for HTTP/2 */
 } shadow_capture_state_t;
 
 void shadow_capture_state_free(shadow_capture_state_t *s);

@@ -363,9 +363,15 @@ void shadow_compare(shadow_comparator_t *c, const shadow_pair_t *p,
     shadow_rewritten_check(rw, 1, candidate);
     if (secondary) shadow_script_normalize(g, p->lreq, secondary, "secondary");
   }
-  int parts = shadow_diff_records(cfg->diff_opts, primary, candidate, &c->diff);
-  int have_noise = secondary && shadow_diff_records(cfg->diff_opts, primary,
-                                                    secondary, &c->noise) >= 0;
+  /* The target says which gRPC method replied (its output type decodes
+   * the messages, with grpc.descriptors). */
+  const char *t = p->target;
+  size_t tl = t ? strlen(t) : 0;
+  int parts = shadow_diff_records_at(cfg->diff_opts, t, tl, primary, candidate,
+                                     &c->diff, NULL);
+  int have_noise =
+      secondary && shadow_diff_records_at(cfg->diff_opts, t, tl, primary,
+                                          secondary, &c->noise, NULL) >= 0;
   /* Noise is learned only where there is a secondary to learn it from;
    * without one, nothing here costs a thing. */
   int learning = cfg->secondary.kind != SHADOW_BACKEND_NONE;

@@ -267,6 +267,14 @@ static void leg_keep_body(leg_t *leg, const char *data, size_t len) {
   }
 }
 
+/* Trailers (gRPC's grpc-status among them) belong to the record too. */
+static void leg_keep_trailers(leg_t *leg, const shadow_headers_t *t) {
+  if (leg->rec && shadow_record_add_trailers(leg->rec, t)) {
+    shadow_record_free(leg->rec); /* a partial record would compare wrong */
+    leg->rec = NULL;
+  }
+}
+
 static void leg_end(leg_t *leg, int err) {
   leg->up = NULL;
   leg->last_ns = uv_hrtime();
@@ -393,6 +401,7 @@ static void capture_decide(exchange_t *ex) {
     dec.key = (shadow_buf_t)SHADOW_BUF_INIT;
     c->time_ms = shadow_wall_ms() - ms_between(req->start_ns, uv_hrtime());
     c->tls = req->tls;
+    c->http_major = req->http_major;
     snprintf(c->peer, sizeof(c->peer), "%s", req->peer);
     if (!ex->route.len) shadow_policy_route(g, req, ex->lreq, &ex->route);
     if (shadow_buf_puts(&c->method, req->method) ||
@@ -493,6 +502,7 @@ static void count_primary(exchange_t *ex, int err) {
 static void primary_done(void *ud, int err, const shadow_headers_t *trailers,
                          const char *detail) {
   exchange_t *ex = ud;
+  if (err == SHADOW_UPSTREAM_OK) leg_keep_trailers(&ex->primary, trailers);
   leg_end(&ex->primary, err);
   count_primary(ex, err);
   if (err == SHADOW_UPSTREAM_OK) {
@@ -586,6 +596,7 @@ static void shadow_leg_ended(leg_t *leg, int err) {
 static void shadow_leg_done(void *ud, int err, const shadow_headers_t *trailers,
                             const char *detail) {
   leg_t *leg = ud;
+  if (err == SHADOW_UPSTREAM_OK) leg_keep_trailers(leg, trailers);
   shadow_leg_ended(leg, err);
   finish_if_done(leg->ex);
 }
@@ -840,7 +851,12 @@ static void decide(exchange_t *ex) {
       budget_take(ex, ex->body.len, &ex->charged))
     body_drop(ex, 1);
   if (ex->body_over) {
-    skip(d, ex->body_memory ? "memory" : "body_too_large");
+    /* A gRPC request body is the client's stream (client-streaming and
+     * bidi calls): one that does not end within mirror_body_bytes is
+     * skipped as a stream, not as an oversized body. */
+    skip(d, ex->body_memory                  ? "memory"
+            : shadow_policy_is_grpc(ex->req) ? "streaming"
+                                             : "body_too_large");
     drop_pair(ex, NULL);
     return;
   }

@@ -5,6 +5,7 @@
 
 #include <string.h>
 
+#include "grpc.h"
 #include "sample.h"
 #include "utf8.h"
 
@@ -151,12 +152,32 @@ void shadow_policy_default_route(const char *method, const char *target,
   route_clean(route, from);
 }
 
+int shadow_policy_is_grpc(const shadow_request_t *req) {
+  const shadow_header_t *ct =
+      shadow_headers_find(&req->headers, "content-type");
+  return ct &&
+         shadow_grpc_content_type(ct->value, ct->value_len) != SHADOW_GRPC_NOT;
+}
+
+void shadow_policy_default_route_of(const shadow_request_t *req,
+                                    shadow_buf_t *route) {
+  const char *t = req->target.data;
+  size_t n = req->target.len;
+  if (!t || !n || t[0] != '/' || !shadow_policy_is_grpc(req)) {
+    shadow_policy_default_route(req->method, t, n, route);
+    return;
+  }
+  size_t from = route->len;
+  const char *q = memchr(t, '?', n);
+  shadow_buf_append(route, t, q ? (size_t)(q - t) : n);
+  route_clean(route, from);
+}
+
 void shadow_policy_route(shadow_gen_t *g, const shadow_request_t *req, int lreq,
                          shadow_buf_t *route) {
   shadow_buf_reset(route);
   if (!shadow_gen_has_hook(g, SHADOW_HOOK_ROUTE)) {
-    shadow_policy_default_route(req->method, req->target.data, req->target.len,
-                                route);
+    shadow_policy_default_route_of(req, route);
     return;
   }
   if (shadow_script_route(g, lreq, route) != 0) {

@@ -59,6 +59,13 @@ void shadow_policy_route(shadow_gen_t *g, const shadow_request_t *req, int lreq,
                          shadow_buf_t *route);
 void shadow_policy_default_route(const char *method, const char *target,
                                  size_t target_len, shadow_buf_t *route);
+/* 1 when the request is a gRPC call (content-type application/grpc*). */
+int shadow_policy_is_grpc(const shadow_request_t *req);
+/* The route without a hook: a gRPC call's is its path without the query,
+ * "/package.Service/Method" (no method word, no :id folding: the path
+ * names the method), anything else's shadow_policy_default_route's. */
+void shadow_policy_default_route_of(const shadow_request_t *req,
+                                    shadow_buf_t *route);
 
 /* Words for --check: "not in mirror_methods", ... */
 const char *shadow_policy_why_name(shadow_policy_why_t why);

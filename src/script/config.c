@@ -169,7 +169,8 @@ void shadow_config_each_file(const shadow_config_t *c,
       c->listen_cert_file,        c->listen_key_file,
       c->primary.tls_ca_file,     c->primary.tls_cert_file,
       c->primary.tls_key_file,    c->candidate.tls_ca_file,
-      c->candidate.tls_cert_file, c->candidate.tls_key_file};
+      c->candidate.tls_cert_file, c->candidate.tls_key_file,
+      c->grpc_descriptors};
   for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
     if (files[i]) fn(ud, files[i]);
 }
@@ -185,6 +186,7 @@ void shadow_config_release(shadow_config_t *c) {
   backend_release(&c->secondary);
   free(c->log_file);
   free(c->capture.file);
+  free(c->grpc_descriptors);
   shadow_diff_opts_free(c->diff_opts);
   shadow_redact_free(c->redact);
   memset(c, 0, sizeof(*c));

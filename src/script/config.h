@@ -123,6 +123,9 @@ typedef struct shadow_config_s {
   int watch;
   int forwarded; /* X-Forwarded-For and -Proto on both legs (default on) */
   shadow_capture_cfg_t capture;
+  /* grpc = { descriptors = "api.pb" }: the descriptor set whose methods
+   * decode gRPC replies by name (loaded into diff_opts); NULL: none. */
+  char *grpc_descriptors;
 } shadow_config_t;
 
 /* The defaults of every field; 0, or -ENOMEM. */
@@ -145,9 +148,9 @@ void shadow_backend_upstream_opts(const shadow_backend_cfg_t *b,
 void shadow_limits_server_opts(const shadow_limits_t *l,
                                shadow_server_opts_t *out);
 /* The files a config reads besides its scripts (certificates, keys, CA
- * files), which a reload re-reads and the watch watches: calls fn on
- * each (at most SHADOW_CONFIG_MAX_FILES). */
-#define SHADOW_CONFIG_MAX_FILES 8
+ * files, grpc.descriptors), which a reload re-reads and the watch
+ * watches: calls fn on each (at most SHADOW_CONFIG_MAX_FILES). */
+#define SHADOW_CONFIG_MAX_FILES 9
 void shadow_config_each_file(const shadow_config_t *c,
                              void (*fn)(void *ud, const char *path), void *ud);
 

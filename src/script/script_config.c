@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "file.h"
 #include "log.h"
 #include "noise.h"
 #include "tls.h"
@@ -49,6 +50,7 @@ static const char *const known_keys[] = {"listen",
                                          "coerce",
                                          "mask",
                                          "time",
+                                         "grpc",
                                          NULL};
 
 typedef struct reader_s {
@@ -569,6 +571,32 @@ static int read_capture(reader_t *r, shadow_config_t *cfg, int *key_ref) {
   return rc ? -1 : 0;
 }
 
+/* grpc = { descriptors = "api.pb" }: a descriptor set (protoc
+ * --descriptor_set_out --include_imports) read now, so a missing or bad
+ * file is a load error naming it and a reload keeps the old script. A
+ * relative path is taken from the working directory, as TLS files are. */
+static int read_grpc(reader_t *r, shadow_config_t *cfg) {
+  int t = opt_table(r, r->idx, "grpc");
+  if (!t) return r->err ? -1 : 0;
+  static const char *const keys[] = {"descriptors", NULL};
+  int rc = check_keys(r, t, "grpc.", keys);
+  rc |= opt_string(r, t, "grpc.", "descriptors", &cfg->grpc_descriptors);
+  lua_pop(r->L, 1);
+  const char *path = cfg->grpc_descriptors;
+  if (rc || !path) return rc ? -1 : 0;
+  shadow_buf_t b = SHADOW_BUF_INIT;
+  int e = shadow_file_read(path, &b);
+  if (e) {
+    shadow_buf_free(&b);
+    return fail(r, "grpc.descriptors: cannot read %s: %s", path, strerror(-e));
+  }
+  char why[256] = "out of memory";
+  e = shadow_diff_opts_grpc(cfg->diff_opts, b.data ? b.data : "", b.len, why,
+                            sizeof why);
+  shadow_buf_free(&b);
+  return e ? fail(r, "grpc.descriptors: %s: %s", path, why) : 0;
+}
+
 int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
                               int hooks[SHADOW_HOOK_COUNT], char **err) {
   /* Lua 5.1 has no lua_absindex. */
@@ -712,6 +740,7 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
   opt_bool(r, r->idx, "", "forwarded", &cfg->forwarded);
   if (!r->err) read_redact(r, cfg);
   if (!r->err) read_capture(r, cfg, &hooks[SHADOW_HOOK_CAPTURE_KEY]);
+  if (!r->err) read_grpc(r, cfg);
 
 out:
   lua_settop(L, top);

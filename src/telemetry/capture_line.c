@@ -110,9 +110,9 @@ static int put_string(shadow_buf_t *b, const char *s, size_t n) {
 
 /* "headers":[["name","value"],...], secret values as their marks: a list
  * of pairs keeps the order and the repeats a replay must send. */
-static int put_headers(shadow_buf_t *b, const shadow_headers_t *h,
-                       const shadow_redact_t *r) {
-  int rc = shadow_buf_puts(b, "\"headers\":[");
+static int put_list(shadow_buf_t *b, const char *key, const shadow_headers_t *h,
+                    const shadow_redact_t *r) {
+  int rc = shadow_buf_printf(b, "\"%s\":[", key);
   for (size_t i = 0; !rc && h && i < h->n; i++) {
     const shadow_header_t *e = &h->v[i];
     char mark[SHADOW_REDACT_MARK_LEN + 1];
@@ -124,6 +124,11 @@ static int put_headers(shadow_buf_t *b, const shadow_headers_t *h,
          shadow_buf_putc(b, ']');
   }
   return rc ? -ENOMEM : shadow_buf_putc(b, ']');
+}
+
+static int put_headers(shadow_buf_t *b, const shadow_headers_t *h,
+                       const shadow_redact_t *r) {
+  return put_list(b, "headers", h, r);
 }
 
 /* "body":"..." as text when it is UTF-8, else with "encoding":"base64". */
@@ -208,12 +213,15 @@ static int put_response(shadow_buf_t *b, const shadow_record_t *rec,
   }
   char hex[33];
   shadow_digest_hex(digest, hex);
-  rc =
-      shadow_buf_printf(b, "\"response\":{\"status\":%d,", rec->status) ||
-      put_headers(b, &rec->headers, r) || shadow_buf_putc(b, ',') ||
-      put_body(b, body, kept) ||
-      shadow_buf_printf(b, ",\"length\":%llu,\"cut\":%s,\"digest\":\"%s\"}",
-                        (unsigned long long)total, cut ? "true" : "false", hex);
+  rc = shadow_buf_printf(b, "\"response\":{\"status\":%d,", rec->status) ||
+       put_headers(b, &rec->headers, r) || shadow_buf_putc(b, ',') ||
+       put_body(b, body, kept) ||
+       shadow_buf_printf(b, ",\"length\":%llu,\"cut\":%s,\"digest\":\"%s\"",
+                         (unsigned long long)total, cut ? "true" : "false",
+                         hex) ||
+       (rec->trailers.n && (shadow_buf_putc(b, ',') ||
+                            put_list(b, "trailers", &rec->trailers, r))) ||
+       shadow_buf_putc(b, '}');
   shadow_buf_free(&tmp);
   return rc ? -ENOMEM : 0;
 oom:
@@ -245,6 +253,7 @@ int shadow_capture_format(shadow_buf_t *out, const shadow_capture_exchange_t *x,
       shadow_buf_puts(out, ",\"peer\":") ||
       put_string(out, x->peer ? x->peer : "", x->peer ? strlen(x->peer) : 0) ||
       shadow_buf_printf(out, ",\"tls\":%s,", x->tls ? "true" : "false") ||
+      (x->http_major == 2 && shadow_buf_puts(out, "\"protocol\":\"h2\",")) ||
       put_headers(out, x->headers, r) || shadow_buf_putc(out, ',');
   /* A request body is sent again by a replay, so it is whole or absent:
    * JSON whose secrets cannot be marked is left out. */
@@ -394,27 +403,34 @@ static int copy_string(shadow_buf_t *b, const shadow_json_t *v) {
   return shadow_buf_append(b, v->len ? v->u.str : "", v->len) ? -ENOMEM : 0;
 }
 
-/* "headers":[["name","value"],...] into h. */
-static int read_headers(parse_t *p, const shadow_json_t *obj, const char *where,
-                        shadow_headers_t *h) {
-  const shadow_json_t *a = field(obj, "headers");
+/* "headers":[["name","value"],...] (or another key's list: "trailers",
+ * which may be absent) into h. */
+static int read_list(parse_t *p, const shadow_json_t *obj, const char *where,
+                     const char *key, int optional, shadow_headers_t *h) {
+  const shadow_json_t *a = field(obj, key);
+  if (!a && optional) return 0;
   if (!a || a->type != SHADOW_JSON_ARRAY)
-    return bad(p, "%sheaders %s", where, a ? "is not an array" : "is missing");
+    return bad(p, "%s%s %s", where, key, a ? "is not an array" : "is missing");
   for (uint32_t i = 0; i < a->len; i++) {
     const shadow_json_t *pair = &a->u.items[i];
     if (pair->type != SHADOW_JSON_ARRAY || pair->len != 2 ||
         pair->u.items[0].type != SHADOW_JSON_STRING ||
         pair->u.items[1].type != SHADOW_JSON_STRING)
-      return bad(p, "%sheaders[%u] is not a [name, value] pair of strings",
-                 where, i);
+      return bad(p, "%s%s[%u] is not a [name, value] pair of strings", where,
+                 key, i);
     const shadow_json_t *n = &pair->u.items[0], *v = &pair->u.items[1];
     if (!shadow_header_name_valid(n->u.str, n->len) ||
         !shadow_header_value_valid(v->len ? v->u.str : "", v->len))
-      return bad(p, "%sheaders[%u] is not a valid HTTP header", where, i);
+      return bad(p, "%s%s[%u] is not a valid HTTP header", where, key, i);
     if (shadow_headers_add(h, n->u.str, n->len, v->len ? v->u.str : "", v->len))
       return -ENOMEM;
   }
   return 0;
+}
+
+static int read_headers(parse_t *p, const shadow_json_t *obj, const char *where,
+                        shadow_headers_t *h) {
+  return read_list(p, obj, where, "headers", 0, h);
 }
 
 /* "body" and "encoding" into out. */
@@ -470,6 +486,14 @@ static int read_request(parse_t *p, const shadow_json_t *root,
     return -ENOMEM;
   const shadow_json_t *tls = field(rq, "tls");
   e->tls = tls && tls->type == SHADOW_JSON_TRUE;
+  const shadow_json_t *proto = field(rq, "protocol");
+  e->http_major = 1;
+  if (proto && proto->type == SHADOW_JSON_STRING && proto->len == 2 &&
+      memcmp(proto->u.str, "h2", 2) == 0)
+    e->http_major = 2;
+  else if (proto && !(proto->type == SHADOW_JSON_STRING && proto->len == 8 &&
+                      memcmp(proto->u.str, "http/1.1", 8) == 0))
+    return bad(p, "request.protocol must be \"h2\" or \"http/1.1\"");
   int rc = read_headers(p, rq, "request.", &e->headers);
   if (rc == 0) rc = read_body(p, rq, "request.", &e->body);
   return rc;
@@ -486,6 +510,7 @@ static int read_response(parse_t *p, const shadow_json_t *root,
     return -EINVAL;
   r->status = (int)status;
   int rc = read_headers(p, rs, "response.", &r->headers);
+  if (rc == 0) rc = read_list(p, rs, "response.", "trailers", 1, &r->trailers);
   if (rc == 0) rc = read_body(p, rs, "response.", &r->body);
   if (rc) return rc;
   const shadow_json_t *cut = field(rs, "cut");

@@ -3,7 +3,10 @@
  * this one room. A line holds the client's request (method, target,
  * headers, body, the client's address), the primary's response (status,
  * headers, body up to capture.body_bytes, with the whole body's length and
- * XXH3-128 digest), the primary's timings, the route and the sampling key.
+ * XXH3-128 digest, and its trailers when it had any), the primary's
+ * timings, the route and the sampling key. A request that came over
+ * HTTP/2 says so ("protocol": "h2"; absent: HTTP/1.x), so a replay of a
+ * gRPC call knows what it was.
  * Secret headers and JSON values are replaced by their marks (redact.h),
  * the same marks the divergence records show.
  *
@@ -36,6 +39,7 @@ typedef struct shadow_capture_exchange_s {
   size_t target_len;
   const char *peer;                /* the client's address, "" when unknown */
   int tls;                         /* it came over TLS */
+  int http_major;                  /* 2: it came over HTTP/2 */
   const shadow_headers_t *headers; /* the client's, as received */
   const char *body;                /* the whole request body */
   size_t body_len;
@@ -69,6 +73,7 @@ typedef struct shadow_capture_entry_s {
   shadow_buf_t method, target, peer;
   int method_id; /* llhttp's number */
   int tls;
+  int http_major;           /* 1, or 2 for "protocol": "h2" */
   shadow_headers_t headers; /* the request's */
   shadow_buf_t body;        /* the request's */
   /* The primary's response: body_cut set when the line holds only a

@@ -36,6 +36,9 @@ static int rule_of(const shadow_noise_entry_t *e) {
   const char *f = e->field;
   if (strncmp(f, "header:", 7) == 0) return RULE_HEADER;
   if (strncmp(f, "body:", 5) != 0) return RULE_NONE; /* status, raw body */
+  /* A whole gRPC message added or removed: no rule short of ignoring
+   * every message would silence it. */
+  if (f[5] == '\0') return RULE_NONE;
   if (e->learned.noise_shapes == SHADOW_NOISE_MOVE) return RULE_ARRAY;
   if (e->learned.noise_shapes == SHADOW_NOISE_NUMBER) return RULE_TOLERANCE;
   return RULE_JSON;

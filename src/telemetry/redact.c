@@ -275,7 +275,9 @@ int shadow_redact_header_list(const shadow_redact_t *r, shadow_headers_t *in) {
 }
 
 int shadow_redact_record(const shadow_redact_t *r, shadow_record_t *rec) {
-  return shadow_redact_header_list(r, &rec->headers);
+  /* Trailers are headers sent late (gRPC's among them): the same names. */
+  int rc = shadow_redact_header_list(r, &rec->headers);
+  return rc ? rc : shadow_redact_header_list(r, &rec->trailers);
 }
 
 /* --- JSON in the diffs -------------------------------------------------- */

@@ -68,8 +68,9 @@ int shadow_redact_header_mark(const shadow_redact_t *r,
  * for the capture file and replay). 0 or -ENOMEM (h is then unchanged). */
 int shadow_redact_header_list(const shadow_redact_t *r, shadow_headers_t *h);
 
-/* Replaces the values of redacted headers in rec. 0 or -ENOMEM (rec is
- * then unchanged). */
+/* Replaces the values of redacted headers in rec, in its headers and its
+ * trailers. 0 or -ENOMEM (the list that failed is then unchanged: the
+ * caller does not use such a record). */
 int shadow_redact_record(const shadow_redact_t *r, shadow_record_t *rec);
 
 /* Replaces the values at redacted pointers in res's body diffs: an op at
