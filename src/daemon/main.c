@@ -135,11 +135,23 @@ static const char *backend_desc(const shadow_backend_cfg_t *b, int shadow,
   if (shadow)
     snprintf(total, sizeof(total), ", total %llu ms",
              (unsigned long long)b->total_timeout_ms);
+  /* Which HTTP it speaks: h2c:// is h2 whatever the option says, and
+   * gRPC goes over h2 whatever it says. */
+  char proto[96] = "";
+  if (b->kind == SHADOW_BACKEND_HTTP) {
+    int p = strncmp(b->url, "h2c:", 4) == 0 ? SHADOW_UPSTREAM_H2 : o->protocol;
+    int tls = strncmp(b->url, "https:", 6) == 0;
+    snprintf(proto, sizeof(proto), "%s, %zu streams a connection; ",
+             p == SHADOW_UPSTREAM_AUTO ? "auto (ALPN: h2 or http/1.1)"
+             : p == SHADOW_UPSTREAM_H2 ? (tls ? "h2 (ALPN)" : "h2c")
+                                       : "http/1.1 (gRPC over h2)",
+             o->max_streams);
+  }
   if (b->kind == SHADOW_BACKEND_HTTP)
     snprintf(buf, n,
-             "%s (connect %llu ms, head %llu ms after the request, between "
+             "%s (%sconnect %llu ms, head %llu ms after the request, between "
              "reads/writes %llu ms%s%s%s%s)",
-             b->url, (unsigned long long)o->connect_timeout_ms,
+             b->url, proto, (unsigned long long)o->connect_timeout_ms,
              (unsigned long long)o->timeout_ms,
              (unsigned long long)o->read_timeout_ms, total,
              b->host ? ", Host " : "", b->host ? b->host : "", resolve);
