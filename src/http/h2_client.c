@@ -74,13 +74,21 @@ int shadow__h2_serialize(shadow_upstream_t *u, leg_t *leg,
     rc |= put_pair(b, ":authority", 10, u->host, strlen(u->host), 0);
   /* The path without the base, which submit prepends. */
   rc |= put_pair(b, ":path", 5, tlen ? target : "/", tlen ? tlen : 1, 0);
+  /* The forwarding rule drops TE with the other hop-by-hop headers; gRPC
+   * servers refuse a call without it, so it is said again here, as
+   * nginx's grpc_pass does. */
+  int te = leg->grpc;
+  if (te) rc |= put_pair(b, "te", 2, "trailers", 8, 0);
   for (int pass = 0; pass < 2; pass++) {
     const shadow_headers_t *hs = pass ? r->extra : r->headers;
     for (size_t i = 0; hs && i < hs->n; i++) {
       const shadow_header_t *e = &hs->v[i];
       if (shadow_header_name_is(e, "te")) {
-        if (e->value_len == 8 && strncasecmp(e->value, "trailers", 8) == 0)
+        if (!te && e->value_len == 8 &&
+            strncasecmp(e->value, "trailers", 8) == 0) {
           rc |= put_pair(b, "te", 2, "trailers", 8, 0);
+          te = 1;
+        }
         continue;
       }
       if (shadow_header_is_hop(e->name, e->name_len) ||
