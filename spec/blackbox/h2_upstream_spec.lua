@@ -24,6 +24,16 @@ local JSON = [[
       path = ngx.var.request_uri }))
   } }
   location /big { alias %s; }
+  location /md5 { content_by_lua_block {
+    ngx.req.read_body()
+    local data = ngx.req.get_body_data()
+    if not data then
+      local f = io.open(ngx.req.get_body_file(), "rb")
+      data = f:read("*a")
+      f:close()
+    end
+    ngx.print(ngx.md5(data), " ", #data)
+  } }
 ]]
 
 local function run(argv)
@@ -94,6 +104,15 @@ local function established(p)
   local n = 0
   for _ in out:gmatch("[^\n]+") do n = n + 1 end
   return n
+end
+
+-- The hex MD5 of s, as nginx's ngx.md5 gives it (md5sum from coreutils).
+local function ngx_md5(s)
+  local dir = process.tmpdir("shadow-md5")
+  process.write_file(dir .. "/b", s)
+  local out = run({ "md5sum", dir .. "/b" })
+  process.rmdir(dir)
+  return out:match("^(%x+)")
 end
 
 local function rss_kb(pid)
@@ -216,6 +235,44 @@ describe("HTTP/2 to backends", function()
     local whole = assert(slow:read_response())
     assert.are.equal(BIG, #whole.body)
     slow:close()
+  end)
+
+  it("streams a request body into a stream (chunked, 8 MiB)", function()
+    local d = start(h2c("h2p"))
+    finally(function() d:stop() end)
+    local piece = ("0123456789abcdef"):rep(4096) -- 64 KiB
+    local parts, whole = {}, {}
+    for i = 1, 128 do
+      parts[#parts + 1] = ("%x\r\n%s\r\n"):format(#piece, piece)
+      whole[i] = piece
+    end
+    local conn = assert(http.connect(d.port))
+    finally(function() conn:close(); d:stop() end)
+    conn:settimeout(30)
+    local res = assert(conn:request{ raw = "POST /md5 HTTP/1.1\r\n"
+      .. "Host: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+      .. table.concat(parts) .. "0\r\n\r\n" })
+    assert.are.equal(200, res.status)
+    local body = table.concat(whole)
+    assert.are.equal(ngx_md5(body) .. " " .. #body, res.body)
+  end)
+
+  it("resets only the stream of a client that went away", function()
+    local d = start(h2c("h2p", "max_connections = 1"))
+    finally(function() d:stop() end)
+    local gone = assert(http.connect(d.port))
+    assert(gone:send(http.build{ path = "/big" }))
+    assert(gone:read_response_head())
+    gone:close()
+    for i = 1, 3 do
+      local res = assert(http.get(d.port, "/still" .. i))
+      assert.are.equal(200, res.status)
+    end
+    local reqs = ng:wait_uri("h2p", "/still3")
+    assert.are.equal(1, #reqs)
+    -- The same connection carried the big one and the ones after it.
+    local big = ng:wait_uri("h2p", "/big")
+    assert.are.equal(big[#big].connection, reqs[1].connection)
   end)
 
   it("retries the requests a GOAWAY refused (nginx's keepalive_requests)",
