@@ -387,12 +387,27 @@ describe("HTTP/2 to backends", function()
       end
     end)
 
+    it("sends gRPC over h2 to an https:// backend left at http/1.1", function()
+      local d = start(tls("tlsh2", "http/1.1"))
+      finally(function() d:stop() end)
+      assert.are.equal(200, assert(http.get(d.port, "/plain")).status)
+      local res = assert(http.request(d.port, { method = "POST",
+        path = "/pkg.Svc/Call", body = "\0\0\0\0\0",
+        headers = { { "content-type", "application/grpc+proto" } } }))
+      assert.are.equal(200, res.status)
+      assert.are.equal("HTTP/1.1", ng:wait_uri("tlsh2", "/plain")[1].protocol)
+      assert.are.equal("HTTP/2.0",
+                       ng:wait_uri("tlsh2", "/pkg.Svc/Call")[1].protocol)
+    end)
+
     it("fails protocol h2 against a server without h2, naming ALPN", function()
       local d = start(tls("tlsh1", "h2"))
       finally(function() d:stop() end)
       local res = assert(http.get(d.port, "/no-h2"))
       assert.are.equal(502, res.status)
-      assert.matches("^primary failed: tls", json.decode(res.body).error)
+      local e = json.decode(res.body).error
+      assert.matches("^primary failed: tls: ", e)
+      assert.matches("application protocol", e)
     end)
   end)
 

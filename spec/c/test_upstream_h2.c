@@ -178,8 +178,8 @@ static void finish(shadow_upstream_t *u) {
 
 static void send_get(shadow_upstream_t *u, const char *target, result_t *r) {
   memset(r, 0, sizeof(*r));
-  CHECK(shadow_upstream_send(u, "GET", target, strlen(target), NULL, NULL,
-                             NULL, 0, on_result, r) == 0);
+  CHECK(shadow_upstream_send(u, "GET", target, strlen(target), NULL, NULL, NULL,
+                             0, on_result, r) == 0);
   CHECK(!r->done); /* never from inside send() */
 }
 
@@ -223,8 +223,8 @@ static void l_done(void *ud, int err, const shadow_headers_t *t,
 static void l_drain(void *ud) {
   ((leg_t *)ud)->drains++;
 }
-static const shadow_upstream_handler_t l_handler = {NULL,   l_head, l_body,
-                                                    NULL,   l_done, l_drain};
+static const shadow_upstream_handler_t l_handler = {NULL, l_head, l_body,
+                                                    NULL, l_done, l_drain};
 
 static void run_until(int *flag) {
   while (!*flag)

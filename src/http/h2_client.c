@@ -791,17 +791,19 @@ void shadow__h2_conn_ready(conn_t *conn) {
   if (conn->probe) u->learned = h2 ? 2 : 1;
   conn->probe = 0;
   if (!h2) {
-    /* The server would not speak h2: an "auto" pool's legs go over
-     * HTTP/1.1 (the first on this very connection); gRPC cannot. */
+    /* The server would not speak h2 (it chose http/1.1, or no ALPN at
+     * all): an "auto" pool's legs go over HTTP/1.1 (the first on this very
+     * connection); gRPC and protocol "h2" cannot. */
     leg_t *first = NULL;
     link_t again;
     list_init(&again);
     while (!list_empty(&conn->streams)) {
       leg_t *leg = CONTAINER(conn->streams.next, leg_t, slink);
       unbind(conn, leg);
-      if (leg->grpc) {
+      if (leg->grpc || u->proto != SHADOW_UPSTREAM_AUTO) {
         snprintf(leg->detail, sizeof(leg->detail),
-                 "the server did not offer h2 (ALPN), which gRPC needs");
+                 "the server did not select h2 (ALPN)%s",
+                 leg->grpc ? ", which gRPC needs" : "");
         shadow__upstream_fail(leg, SHADOW_UPSTREAM_TLS);
       } else if (shadow__h2_to_h1(u, leg) != 0) {
         shadow__upstream_fail(leg, SHADOW_UPSTREAM_RESET);
