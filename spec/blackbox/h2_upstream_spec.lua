@@ -387,6 +387,21 @@ describe("HTTP/2 to backends", function()
       end
     end)
 
+    it("holds concurrent first requests of an auto pool for its answer",
+       function()
+      -- The first connection asks (ALPN); requests that come meanwhile
+      -- wait for the answer, then share its h2 connection.
+      local d = start(tls("tlsh2", "auto"))
+      finally(function() d:stop() end)
+      local out = run({ "wrk", "-t1", "-c16", "-d1s", "--timeout", "4s",
+                        d:url() .. "/auto-burst" })
+      assert.is_nil(out:find("Socket errors", 1, true), out)
+      assert.is_nil(out:find("Non-2xx", 1, true), out)
+      local reqs = ng:requests_for("tlsh2", "/auto-burst")
+      assert.is_true(#reqs >= 16, #reqs .. " requests")
+      assert.are.equal(1, distinct(reqs, "connection"))
+    end)
+
     it("sends gRPC over h2 to an https:// backend left at http/1.1", function()
       local d = start(tls("tlsh2", "http/1.1"))
       finally(function() d:stop() end)

@@ -740,7 +740,6 @@ static nghttp2_session_callbacks *callbacks(void) {
 /* ---- reading ----------------------------------------------------------- */
 
 void shadow__h2_on_read(conn_t *conn, ssize_t nread, const uv_buf_t *buf) {
-  shadow_upstream_t *u = conn->u;
   if (nread == 0 || conn->state == CLOSING) return;
   if (nread < 0) {
     if (nread == SHADOW_STREAM_ETLS)
@@ -777,9 +776,15 @@ void shadow__h2_on_read(conn_t *conn, ssize_t nread, const uv_buf_t *buf) {
       return;
     }
   }
-  (void)u;
   flush(conn);
-  if (conn->state != CLOSING && !conn->nstreams) arm(conn);
+  if (conn->state == CLOSING || conn->nstreams) return;
+  if (conn->goaway) { /* no stream left, none to come */
+    shadow_upstream_t *u = conn->u;
+    shadow__upstream_conn_close(conn);
+    shadow__upstream_pump(u);
+    return;
+  }
+  arm(conn);
 }
 
 /* ---- the connection's life ---------------------------------------------- */
@@ -826,8 +831,9 @@ void shadow__h2_conn_ready(conn_t *conn) {
       shadow__upstream_conn_bind_h1(conn, first);
     } else {
       shadow__upstream_conn_close(conn);
-      shadow__upstream_pump(u);
     }
+    /* Legs that waited for the answer go now. */
+    shadow__upstream_pump(u);
     return;
   }
   nghttp2_option *opt = NULL;
@@ -874,6 +880,9 @@ void shadow__h2_conn_ready(conn_t *conn) {
   }
   arm(conn);
   flush(conn);
+  /* Queued legs (those that waited for an "auto" pool's answer, or for
+   * room) may take the new connection's streams. */
+  shadow__upstream_pump(u);
 }
 
 void shadow__h2_conn_failed(conn_t *conn, int reason, const char *detail) {

@@ -1435,6 +1435,18 @@ static void on_addresses(void *ud) {
     if (!shadow_resolver_has(u->res, (const struct sockaddr *)&conn->addr))
       conn_close(conn);
   }
+  /* An HTTP/2 connection there takes no new stream and closes once its
+   * streams are done (an idle one now). */
+  e = u->h2conns.next;
+  while (e != &u->h2conns) {
+    conn_t *conn = CONTAINER(e, conn_t, link);
+    e = e->next;
+    if (conn->state == CLOSING || conn->state == CONNECTING ||
+        shadow_resolver_has(u->res, (const struct sockaddr *)&conn->addr))
+      continue;
+    conn->goaway = 1;
+    if (!conn->nstreams) conn_close(conn);
+  }
 }
 
 static void on_resolver_log(void *ud, const char *msg) {
