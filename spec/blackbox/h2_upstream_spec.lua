@@ -115,6 +115,26 @@ local function ngx_md5(s)
   return out:match("^(%x+)")
 end
 
+-- POSTs n pieces of 64 KiB, chunked, to /md5 through d; checks nginx
+-- got every byte.
+local function upload(d, n)
+  local piece = ("0123456789abcdef"):rep(4096)
+  local parts, whole = {}, {}
+  for i = 1, n do
+    parts[#parts + 1] = ("%x\r\n%s\r\n"):format(#piece, piece)
+    whole[i] = piece
+  end
+  local conn = assert(http.connect(d.port))
+  conn:settimeout(30)
+  local res = assert(conn:request{ raw = "POST /md5 HTTP/1.1\r\n"
+    .. "Host: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    .. table.concat(parts) .. "0\r\n\r\n" })
+  conn:close()
+  assert.are.equal(200, res.status)
+  local body = table.concat(whole)
+  assert.are.equal(ngx_md5(body) .. " " .. #body, res.body)
+end
+
 local function rss_kb(pid)
   local s = process.read_file(("/proc/%d/status"):format(pid)) or ""
   return tonumber(s:match("VmRSS:%s+(%d+)")) or 0
@@ -240,21 +260,7 @@ describe("HTTP/2 to backends", function()
   it("streams a request body into a stream (chunked, 8 MiB)", function()
     local d = start(h2c("h2p"))
     finally(function() d:stop() end)
-    local piece = ("0123456789abcdef"):rep(4096) -- 64 KiB
-    local parts, whole = {}, {}
-    for i = 1, 128 do
-      parts[#parts + 1] = ("%x\r\n%s\r\n"):format(#piece, piece)
-      whole[i] = piece
-    end
-    local conn = assert(http.connect(d.port))
-    finally(function() conn:close(); d:stop() end)
-    conn:settimeout(30)
-    local res = assert(conn:request{ raw = "POST /md5 HTTP/1.1\r\n"
-      .. "Host: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-      .. table.concat(parts) .. "0\r\n\r\n" })
-    assert.are.equal(200, res.status)
-    local body = table.concat(whole)
-    assert.are.equal(ngx_md5(body) .. " " .. #body, res.body)
+    upload(d, 128)
   end)
 
   it("resets only the stream of a client that went away", function()
@@ -385,6 +391,26 @@ describe("HTTP/2 to backends", function()
         assert.are.equal("HTTP/2.0",
                          ng:wait_uri("tlsh2", "/auto" .. i)[1].protocol)
       end
+    end)
+
+    it("sends a streamed upload over HTTP/1.1 when auto learns the server has no h2",
+       function()
+      local d = start(tls("tlsh1", "auto"))
+      finally(function() d:stop() end)
+      -- curl sends Expect: 100-continue, so the leg starts before the body
+      -- comes and the body queues while the first connection asks.
+      local file = dir .. "/upload.bin"
+      run({ "sh", "-c", ("head -c 8000000 /dev/zero > '%s'"):format(file) })
+      local body = process.read_file(file)
+      for _ = 1, 2 do
+        local out = run({ "curl", "-s", "-H", "Transfer-Encoding: chunked",
+                          "--data-binary", "@" .. file, d:url() .. "/md5" })
+        assert.are.equal(ngx_md5(body) .. " " .. #body, out)
+      end
+      upload(d, 8)
+      local reqs = ng:wait_uri("tlsh1", "/md5", 3)
+      assert.are.equal(3, #reqs)
+      assert.are.equal("HTTP/1.1", reqs[1].protocol)
     end)
 
     it("holds concurrent first requests of an auto pool for its answer",

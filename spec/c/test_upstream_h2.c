@@ -105,11 +105,26 @@ static const char *nginx_conf =
     "      ngx.print('late')\n"
     "    } }\n"
     "  }\n"
+    "  server {\n"
+    "    listen 127.0.0.1:%d ssl;\n"
+    "    ssl_certificate %s/srv.crt; ssl_certificate_key %s/srv.key;\n"
+    "    location = /echo { content_by_lua_block {\n"
+    "      ngx.req.read_body()\n"
+    "      ngx.header['X-Proto'] = ngx.var.server_protocol\n"
+    "      ngx.print(ngx.req.get_body_data() or '')\n"
+    "    } }\n"
+    "  }\n"
     "}\n";
 
-static int start_nginx(int port) {
+static int start_nginx(int port, int tls_port) {
   if (!mkdtemp(tmpdir)) return -1;
   char path[256];
+  char cmd[512];
+  snprintf(cmd, sizeof(cmd),
+           "cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout "
+           "srv.key -out srv.crt -subj /CN=localhost -days 2 2>/dev/null",
+           tmpdir);
+  if (system(cmd) != 0) return -1;
   snprintf(path, sizeof(path), "%s/big.bin", tmpdir);
   FILE *f = fopen(path, "w");
   if (!f) return -1;
@@ -120,7 +135,8 @@ static int start_nginx(int port) {
   f = fopen(path, "w");
   if (!f) return -1;
   fprintf(f, nginx_conf, geteuid() == 0 ? "user root;\n" : "", tmpdir, tmpdir,
-          tmpdir, tmpdir, tmpdir, tmpdir, port, tmpdir);
+          tmpdir, tmpdir, tmpdir, tmpdir, port, tmpdir, tls_port, tmpdir,
+          tmpdir);
   fclose(f);
   atexit(stop_nginx);
   nginx_pid = fork();
@@ -129,7 +145,8 @@ static int start_nginx(int port) {
           "-g", "daemon off; error_log stderr;", (char *)NULL);
     _exit(127);
   }
-  return nginx_pid > 0 && wait_port(port) == 0 ? 0 : -1;
+  return nginx_pid > 0 && wait_port(port) == 0 && wait_port(tls_port) == 0 ? 0
+                                                                           : -1;
 }
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -426,6 +443,51 @@ static void test_timeouts(int port) {
   uv_run(&loop, UV_RUN_DEFAULT);
 }
 
+/* An "auto" pool whose server has no h2: the first leg was made for h2
+ * and its streamed body queued while the connection asked (ALPN); it goes
+ * over HTTP/1.1 after all, its queued body in chunks. */
+static void test_auto_fallback(int tls_port) {
+  shadow_upstream_opts_t o;
+  shadow_upstream_opts_default(&o);
+  o.protocol = SHADOW_UPSTREAM_AUTO;
+  o.tls.verify = 0;
+  char url[64];
+  snprintf(url, sizeof(url), "https://127.0.0.1:%d", tls_port);
+  shadow_upstream_t *u = NULL;
+  char *err = NULL;
+  CHECK(shadow_upstream_new(&loop, url, &o, &u, &err) == 0);
+  free(err);
+  if (!u) return;
+  leg_t l;
+  memset(&l, 0, sizeof(l));
+  shadow_upstream_request_t r = {.method = "POST",
+                                 .target = "/echo",
+                                 .target_len = 5,
+                                 .body = "hello ",
+                                 .body_len = 6,
+                                 .body_more = 1,
+                                 .content_length = -1};
+  CHECK(shadow_upstream_start(u, &r, &l_handler, &l, &l.leg) == 0);
+  CHECK(shadow_upstream_leg_body(l.leg, "world", 5) == 0);
+  CHECK(shadow_upstream_leg_body_end(l.leg) == 0);
+  run_until(&l.done);
+  CHECK(l.err == SHADOW_UPSTREAM_OK && l.status == 200 && l.body == 11);
+  shadow_headers_free(&l.trailers);
+  /* Learned: the next one goes as HTTP/1.1 from the start. */
+  result_t res;
+  memset(&res, 0, sizeof(res));
+  CHECK(shadow_upstream_send(u, "POST", "/echo", 5, NULL, NULL, "again", 5,
+                             on_result, &res) == 0);
+  wait_done(&res);
+  CHECK(res.err == SHADOW_UPSTREAM_OK &&
+        strcmp(hdr(&res, "x-proto"), "HTTP/1.1") == 0);
+  result_free(&res);
+  shadow_upstream_stats_t s;
+  shadow_upstream_stats(u, &s);
+  CHECK(s.h2_streams == 0);
+  finish(u);
+}
+
 static void test_urls(void) {
   char *err = NULL;
   CHECK(shadow_upstream_url_check("h2c://127.0.0.1:80/base", &err) == 0);
@@ -450,8 +512,8 @@ int main(void) {
   alarm(100); /* a hang is a failure, not a stuck CI job */
   signal(SIGPIPE, SIG_IGN);
   CHECK(uv_loop_init(&loop) == 0);
-  int port = free_port();
-  if (start_nginx(port)) {
+  int port = free_port(), tls_port = free_port();
+  if (start_nginx(port, tls_port)) {
     fprintf(stderr, "nginx did not start on port %d\n", port);
     return 1;
   }
@@ -462,6 +524,7 @@ int main(void) {
   test_abort(port);
   test_trailers(port);
   test_timeouts(port);
+  test_auto_fallback(tls_port);
   test_urls();
   stop_nginx();
   CHECK(uv_loop_close(&loop) == 0);

@@ -146,18 +146,33 @@ int shadow__h2_to_h1(shadow_upstream_t *u, leg_t *leg) {
                                  .body_len = body,
                                  .body_more = leg->streaming,
                                  .content_length = leg->content_length};
-  shadow_buf_t wire = SHADOW_BUF_INIT;
+  shadow_buf_t wire = SHADOW_BUF_INIT, pend = SHADOW_BUF_INIT;
   if (rc == 0 && method && path)
     rc = shadow__upstream_serialize(u, &wire, &r, leg->chunked);
   else
     rc = -ENOMEM;
+  /* A streamed body queued so far is bare bytes; HTTP/1.1 of unknown
+   * length wants it in chunks, and the last chunk if the body ended. */
+  size_t queued = leg->pend.len - leg->poff;
+  if (rc == 0 && leg->chunked && queued)
+    rc = shadow_buf_printf(&pend, "%zx\r\n", queued) |
+         shadow_buf_append(&pend, leg->pend.data + leg->poff, queued) |
+         shadow_buf_append(&pend, "\r\n", 2);
+  else if (rc == 0 && queued)
+    rc = shadow_buf_append(&pend, leg->pend.data + leg->poff, queued);
+  if (rc == 0 && leg->chunked && leg->body_ended)
+    rc = shadow_buf_puts(&pend, "0\r\n\r\n");
   shadow_headers_free(&hs);
   if (rc) {
     shadow_buf_free(&wire);
-    return rc;
+    shadow_buf_free(&pend);
+    return -ENOMEM;
   }
   shadow_buf_free(&leg->wire);
+  shadow_buf_free(&leg->pend);
   leg->wire = wire;
+  leg->pend = pend;
+  leg->poff = 0;
   leg->h2 = 0;
   leg->hlen = 0;
   return 0;
