@@ -339,10 +339,12 @@ void shadow__h2_on_timer(conn_t *conn) {
 static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf,
                          size_t length, uint32_t *flags,
                          nghttp2_data_source *src, void *ud) {
-  (void)s;
-  (void)id;
+  (void)src;
   (void)ud;
-  leg_t *leg = src->ptr;
+  /* The leg through the stream, not src: one abandoned meanwhile is gone
+   * from the stream (its user data cleared), and its RST_STREAM ends it. */
+  leg_t *leg = nghttp2_session_get_stream_user_data(s, id);
+  if (!leg) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   size_t at_hand = leg->wire.len - leg->hlen - leg->woff;
   if (at_hand) {
     size_t n = at_hand < length ? at_hand : length;
