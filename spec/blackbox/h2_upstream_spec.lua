@@ -194,6 +194,15 @@ describe("HTTP/2 to backends", function()
     end
   end)
 
+  it("answers HEAD from an h2c backend with the length it names", function()
+    local d = start(h2c("h2p"))
+    finally(function() d:stop() end)
+    local res = assert(http.request(d.port, { method = "HEAD", path = "/big" }))
+    assert.are.equal(200, res.status)
+    assert.are.equal(tostring(BIG), res.headers["content-length"])
+    assert.are.equal("", res.body)
+  end)
+
   it("mixes an HTTP/1.1 primary with an h2c candidate", function()
     local d = start(("shadow.http(%q)"):format(ng:url("h1")), h2c("h2same"),
                     'mirror_methods = { "POST" },')

@@ -91,6 +91,7 @@ static const char *nginx_conf =
     "    location = /trailers { add_trailer X-T done always;\n"
     "      return 200 body; }\n"
     "    location = /big { alias %s/big.bin; }\n"
+    "    location = /204 { return 204; }\n"
     "    location = /echo {\n"
     "      client_max_body_size 64m; client_body_buffer_size 64m;\n"
     "      content_by_lua_block {\n"
@@ -210,6 +211,7 @@ static const char *hdr(const result_t *r, const char *name) {
 typedef struct leg_s {
   shadow_upstream_leg_t *leg;
   int status, done, err, pause_at_head, drains;
+  int64_t cl;
   size_t body;
   shadow_headers_t trailers;
 } leg_t;
@@ -217,9 +219,9 @@ typedef struct leg_s {
 static void l_head(void *ud, int status, const shadow_headers_t *h,
                    int64_t cl) {
   (void)h;
-  (void)cl;
   leg_t *l = ud;
   l->status = status;
+  l->cl = cl;
   if (l->pause_at_head) shadow_upstream_leg_pause(l->leg);
 }
 static void l_body(void *ud, const char *data, size_t len) {
@@ -414,6 +416,20 @@ static void test_abort(int port) {
   finish(u);
 }
 
+/* A head that ends its stream (no body at all) says length 0. */
+static void test_empty(int port) {
+  shadow_upstream_t *u = make(port, NULL);
+  leg_t l;
+  memset(&l, 0, sizeof(l));
+  shadow_upstream_request_t r = {
+      .method = "GET", .target = "/204", .target_len = 4};
+  CHECK(shadow_upstream_start(u, &r, &l_handler, &l, &l.leg) == 0);
+  run_until(&l.done);
+  CHECK(l.err == SHADOW_UPSTREAM_OK && l.status == 204 && l.cl == 0);
+  shadow_headers_free(&l.trailers);
+  finish(u);
+}
+
 static void test_trailers(int port) {
   shadow_upstream_t *u = make(port, NULL);
   leg_t l;
@@ -545,6 +561,7 @@ int main(void) {
   test_pause(port);
   test_abort(port);
   test_trailers(port);
+  test_empty(port);
   test_timeouts(port);
   test_auto_fallback(tls_port);
   test_urls();

@@ -635,7 +635,13 @@ static int cb_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
     return conn->state == CLOSING ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
   }
   leg->got_head = 1;
-  leg->h->on_head(leg->ud, leg->status, &leg->rh, content_length(&leg->rh));
+  /* A head that ends the stream says there is no body (gRPC's
+   * trailers-only answer): length 0, so what relays it can end its own
+   * stream with the head too. A HEAD's answer keeps the length it names. */
+  int64_t cl = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) && !leg->head
+                   ? 0
+                   : content_length(&leg->rh);
+  leg->h->on_head(leg->ud, leg->status, &leg->rh, cl);
   if (conn->state == CLOSING) return NGHTTP2_ERR_CALLBACK_FAILURE;
   if (leg_of(s, f->hd.stream_id) == leg) {
     shadow_headers_clear(&leg->rh);
