@@ -197,7 +197,8 @@ describe("HTTP/2 to backends", function()
   it("answers HEAD from an h2c backend with the length it names", function()
     local d = start(h2c("h2p"))
     finally(function() d:stop() end)
-    local res = assert(http.request(d.port, { method = "HEAD", path = "/big" }))
+    local res = assert(http.request(d.port, { method = "HEAD",
+                                              path = "/big?head" }))
     assert.are.equal(200, res.status)
     assert.are.equal(tostring(BIG), res.headers["content-length"])
     assert.are.equal("", res.body)
@@ -248,7 +249,7 @@ describe("HTTP/2 to backends", function()
     -- A client that asks for 32 MiB and does not read it: shadowd's
     -- leg pauses, its stream's window closes, the connection goes on.
     local slow = assert(http.connect(d.port))
-    assert(slow:send(http.build{ path = "/big" }))
+    assert(slow:send(http.build{ path = "/big?paused" }))
     local res = assert(http.get(d.port, "/other"))
     assert.are.equal(200, res.status)
     assert.are.equal("/other", json.decode(res.body).path)
@@ -257,7 +258,7 @@ describe("HTTP/2 to backends", function()
     -- client does not read. Two seconds is a bound, not a synchronisation:
     -- a shadowd that read the whole body into memory would let nginx
     -- finish within milliseconds.
-    assert.are.equal(0, #ng:wait_uri("h2p", "/big", 1, 2))
+    assert.are.equal(0, #ng:wait_uri("h2p", "/big?paused", 1, 2))
     assert.is_true(rss_kb(d.proc.pid) - rss0 < 16 * 1024,
                    (rss_kb(d.proc.pid) - rss0) .. " KiB more")
     slow:settimeout(30)
@@ -276,7 +277,7 @@ describe("HTTP/2 to backends", function()
     local d = start(h2c("h2p", "max_connections = 1"))
     finally(function() d:stop() end)
     local gone = assert(http.connect(d.port))
-    assert(gone:send(http.build{ path = "/big" }))
+    assert(gone:send(http.build{ path = "/big?gone" }))
     assert(gone:read_response_head())
     gone:close()
     for i = 1, 3 do
@@ -286,7 +287,7 @@ describe("HTTP/2 to backends", function()
     local reqs = ng:wait_uri("h2p", "/still3")
     assert.are.equal(1, #reqs)
     -- The same connection carried the big one and the ones after it.
-    local big = ng:wait_uri("h2p", "/big")
+    local big = ng:wait_uri("h2p", "/big?gone")
     assert.are.equal(big[#big].connection, reqs[1].connection)
   end)
 
