@@ -489,6 +489,8 @@ static void test_auto_fallback(int tls_port) {
   shadow_upstream_opts_default(&o);
   o.protocol = SHADOW_UPSTREAM_AUTO;
   o.tls.verify = 0;
+  /* A handshake under valgrind takes seconds. */
+  o.connect_timeout_ms = o.timeout_ms = 30000;
   char url[64];
   snprintf(url, sizeof(url), "https://127.0.0.1:%d", tls_port);
   shadow_upstream_t *u = NULL;
