@@ -22,10 +22,11 @@ local LOG_FORMAT = [[
     '"content_type":"$http_content_type","status":"$status",'
     '"bytes":"$body_bytes_sent","completion":"$request_completion",'
     '"request_length":"$request_length","reused":"$ssl_session_reused",'
-    '"ssl_protocol":"$ssl_protocol","connection":"$connection"}';
+    '"ssl_protocol":"$ssl_protocol","connection":"$connection",'
+    '"protocol":"$server_protocol"}';
 ]]
 
-local function render(dir, servers, ports, http_extra, tls, addr)
+local function render(dir, servers, ports, http_extra, tls, addr, listen)
   local parts = {
     ("load_module %s/ndk_http_module.so;"):format(M.modules),
     ("load_module %s/ngx_http_lua_module.so;"):format(M.modules),
@@ -52,9 +53,10 @@ local function render(dir, servers, ports, http_extra, tls, addr)
     local t = tls and tls[name]
     local ssl = t and ("    ssl_certificate %s;\n    ssl_certificate_key %s;\n"
       .. "%s"):format(t.cert, t.key, t.extra or "") or ""
+    local flags = (t and " ssl" or "") .. (listen and listen[name] or "")
     parts[#parts + 1] = ("  server {\n    listen %s:%d%s;\n"
       .. "    access_log %s/%s.access.log spec;\n%s%s\n  }")
-      :format(addr, ports[name], t and " ssl" or "", dir, name, ssl, body)
+      :format(addr, ports[name], flags, dir, name, ssl, body)
   end
   parts[#parts + 1] = "}"
   return table.concat(parts, "\n") .. "\n"
@@ -62,7 +64,9 @@ end
 
 -- start{ servers = { name = "location ... { ... }", ... }, http = "...",
 --        tls = { name = { cert = path, key = path, extra = "..." } } }: a
--- name in tls listens with TLS, with that certificate. addr = "127.0.0.2"
+-- name in tls listens with TLS, with that certificate. listen = { name =
+-- " http2" } adds to that server's listen line (h2c with prior knowledge,
+-- or h2 by ALPN beside ssl). addr = "127.0.0.2"
 -- listens on another loopback address (default 127.0.0.1); ports = { name
 -- = N } takes port N instead of a free one (the same port on two
 -- addresses).
@@ -77,7 +81,7 @@ function M.start(opts)
   end
   local conf = dir .. "/nginx.conf"
   process.write_file(conf, render(dir, opts.servers, ports, opts.http,
-                                  opts.tls, addr))
+                                  opts.tls, addr, opts.listen))
   local proc = process.spawn({ M.binary, "-p", dir .. "/", "-c", conf,
                                "-e", dir .. "/error.log" },
                              { stdout = dir .. "/stdout",

@@ -147,6 +147,22 @@ static const char *backend_desc(const shadow_backend_cfg_t *b, int shadow,
     snprintf(buf, n, "an in-process Lua function");
   else
     snprintf(buf, n, "none");
+  if (b->kind == SHADOW_BACKEND_HTTP) {
+    /* Which HTTP it speaks: h2c:// is h2 whatever the option says, and
+     * gRPC goes over h2 whatever it says. */
+    int p = strncmp(b->url, "h2c:", 4) == 0 ? SHADOW_UPSTREAM_H2 : o->protocol;
+    int tls = strncmp(b->url, "https:", 6) == 0;
+    size_t len = strlen(buf);
+    snprintf(buf + len, n - len, "; %s, %zu streams a connection",
+             p == SHADOW_UPSTREAM_AUTO ? "auto (ALPN: h2 or http/1.1)"
+             : p == SHADOW_UPSTREAM_H2 ? (tls ? "h2 (ALPN)" : "h2c")
+                                       : "http/1.1 (gRPC over h2",
+             o->max_streams);
+    if (p == SHADOW_UPSTREAM_HTTP1) {
+      len = strlen(buf);
+      snprintf(buf + len, n - len, ")");
+    }
+  }
   if (b->kind == SHADOW_BACKEND_HTTP && strncmp(b->url, "https:", 6) == 0) {
     size_t len = strlen(buf);
     snprintf(buf + len, n - len, "; tls %s%s%s%s%s",
@@ -163,7 +179,7 @@ static const char *backend_desc(const shadow_backend_cfg_t *b, int shadow,
 
 static void print_check(const char *path, shadow_gen_t *g) {
   const shadow_config_t *c = shadow_gen_config(g);
-  char b[512];
+  char b[1024];
   printf("config %s is valid\n", path);
   printf("  listen     %s%s%s\n  admin      %s%s\n", c->listen,
          c->listen_cert_file ? ", TLS with " : "",

@@ -108,8 +108,14 @@ int shadow_tls_client_ctx(const shadow_tls_client_opts_t *o,
   }
   SSL_CTX_set_verify(c->ssl, o->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE,
                      NULL);
-  static const unsigned char alpn[] = "\x08http/1.1";
-  SSL_CTX_set_alpn_protos(c->ssl, alpn, sizeof(alpn) - 1);
+  static const unsigned char h1[] = "\x08http/1.1", h2[] = "\x02h2",
+                             both[] = "\x02h2\x08http/1.1";
+  if (o->alpn == SHADOW_TLS_ALPN_H2)
+    SSL_CTX_set_alpn_protos(c->ssl, h2, sizeof(h2) - 1);
+  else if (o->alpn == SHADOW_TLS_ALPN_AUTO)
+    SSL_CTX_set_alpn_protos(c->ssl, both, sizeof(both) - 1);
+  else
+    SSL_CTX_set_alpn_protos(c->ssl, h1, sizeof(h1) - 1);
   /* Sessions are kept by us (on_new_session), one per backend. */
   SSL_CTX_set_session_cache_mode(c->ssl, SSL_SESS_CACHE_CLIENT |
                                              SSL_SESS_CACHE_NO_INTERNAL_STORE);

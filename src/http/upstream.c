@@ -13,141 +13,7 @@
 #include <strings.h>
 
 #include "buf.h"
-#include "resolver.h"
-#include "response_parse.h"
-#include "stream.h"
-
-/* The read buffer, one per pool: a read is parsed (and its bytes handed
- * on) before libuv reads from another connection, so the pool's
- * connections can share it, and an idle connection holds none. */
-#define READ_BUF (64 * 1024)
-/* Finished legs keep their wire buffer for the next send, unless it grew
- * past this (a large body), so the freelist never hoards memory. */
-#define KEEP_WIRE (16u * 1024u)
-#define KEEP_FREE 64
-/* A streamed request body: past this much queued, the producer waits;
- * below the low mark it may go on. */
-#define SEND_HIGH (64u * 1024u)
-#define SEND_LOW (16u * 1024u)
-
-typedef struct link_s {
-  struct link_s *prev, *next;
-} link_t;
-
-static void list_init(link_t *l) {
-  l->prev = l->next = l;
-}
-static int list_empty(const link_t *l) {
-  return l->next == l;
-}
-static void list_remove(link_t *e) {
-  e->prev->next = e->next;
-  e->next->prev = e->prev;
-  e->prev = e->next = e;
-}
-static void list_push_front(link_t *l, link_t *e) {
-  e->next = l->next;
-  e->prev = l;
-  l->next->prev = e;
-  l->next = e;
-}
-static void list_push_back(link_t *l, link_t *e) {
-  e->prev = l->prev;
-  e->next = l;
-  l->prev->next = e;
-  l->prev = e;
-}
-
-#define CONTAINER(ptr, type, field)                                            \
-  ((type *)((char *)(ptr)-offsetof(type, field)))
-
-typedef struct conn_s conn_t;
-
-struct shadow_upstream_leg_s {
-  link_t link; /* in the queue, the deferred list or the freelist */
-  shadow_upstream_t *u;
-  conn_t *conn; /* the connection carrying it, if any */
-  /* The bytes of the write in flight, or to be written first: the request
-   * head and the body at hand. A leg that is not streamed keeps them until
-   * it ends, so it can be resent on another connection. */
-  shadow_buf_t wire;
-  shadow_buf_t pend; /* streamed body queued behind wire */
-  const shadow_upstream_handler_t *h;
-  void *ud;
-  /* In uv_now() milliseconds: of the response head (from start() until
-   * the request is sent, then from its last byte); of the whole leg
-   * (UINT64_MAX: none); when the last write of the request completed. */
-  uint64_t deadline, total_deadline, wrote_at;
-  uint64_t timeout_ms; /* opts.timeout_ms when it started: set_opts()
-                          changes the legs that start after it */
-  int err;
-  char detail[96]; /* a TLS failure's words */
-  int head;
-  int idempotent;
-  int retried;
-  size_t connects; /* connections opened for it: one per address tried */
-  int writes;      /* uv_writes in flight that point into wire */
-  int dead;        /* ended while a write was in flight: free on its cb */
-  int streaming;   /* more body follows start() */
-  int chunked;     /* ... in chunked framing */
-  int body_ended;  /* the streamed body is complete */
-  int wants_drain; /* the producer was told to wait */
-  int paused;
-  int upgrade; /* asked for an upgrade */
-  int tunnel;  /* got its 101: raw bytes both ways */
-  int sent;    /* the whole request is written on this connection */
-  int where;   /* AT_NONE, AT_QUEUE, AT_DEFERRED (failed, not yet told) */
-  int ended;   /* on_done was delivered, or the caller aborted */
-};
-
-enum { AT_NONE, AT_QUEUE, AT_DEFERRED };
-
-typedef shadow_upstream_leg_t leg_t;
-
-enum { CONNECTING, BUSY, IDLE, CLOSING };
-
-struct conn_s {
-  shadow_stream_t s; /* plain or TLS */
-  uv_timer_t timer;  /* connect, response head, read, or idle timeout */
-  uv_connect_t connect;
-  struct sockaddr_storage addr; /* the address of the name it went to */
-  link_t link;                  /* in busy or idle */
-  shadow_upstream_t *u;
-  leg_t *leg;     /* the leg in flight */
-  leg_t *writing; /* whose wire the pending uv_write reads */
-  shadow_response_parser_t parser;
-  int state;
-  int reading;
-  int reused;      /* has answered before: a failure may just be staleness */
-  int handshaking; /* connected, the TLS handshake under way */
-  int closes;      /* handles still to close before the memory goes */
-  /* In uv_now() ms: the deadline of the timer's state (UINT64_MAX: none),
-   * and when the libuv timer, if active, fires (see conn_timer_set). */
-  uint64_t due, armed;
-};
-
-struct shadow_upstream_s {
-  uv_loop_t *loop;
-  shadow_upstream_opts_t opts;
-  char *host_override;   /* opts.host, owned */
-  shadow_tls_ctx_t *tls; /* https: the backend's TLS context */
-  char *host;            /* the Host header when the client sent none */
-  char *base;            /* path prefix without a trailing slash */
-  size_t base_len;
-  shadow_resolver_t *res;                 /* the host's addresses */
-  void (*log)(void *ud, const char *msg); /* the resolver's lines */
-  void *log_ud;
-  link_t busy, idle, queue, deferred, freelist;
-  size_t nidle, nconns, nqueued, nfree, pending;
-  uint64_t queue_due;
-  uv_timer_t queue_timer; /* the earliest deadline among queued requests */
-  uv_timer_t defer_timer; /* delivers failures from the loop */
-  int closing;
-  int defer_closed;
-  int handles; /* open handles (connections count as one) */
-  shadow_upstream_stats_t stats;
-  char rbuf[READ_BUF];
-};
+#include "upstream_int.h"
 
 static void dispatch(shadow_upstream_t *u, leg_t *leg, int front);
 static void pump(shadow_upstream_t *u);
@@ -168,6 +34,8 @@ void shadow_upstream_opts_default(shadow_upstream_opts_t *o) {
   o->header_bytes = 64 * 1024;
   o->body_keep = 1024 * 1024;
   o->host = NULL;
+  o->protocol = SHADOW_UPSTREAM_HTTP1;
+  o->max_streams = 100;
   memset(&o->tls, 0, sizeof(o->tls));
   o->tls.verify = 1;
   o->resolve_ms = 30000;
@@ -187,6 +55,23 @@ static void opts_normalize(shadow_upstream_opts_t *dst,
   if (!dst->read_timeout_ms) dst->read_timeout_ms = d.read_timeout_ms;
   if (!dst->idle_timeout_ms) dst->idle_timeout_ms = d.idle_timeout_ms;
   if (!dst->header_bytes) dst->header_bytes = d.header_bytes;
+  if (!dst->max_streams) dst->max_streams = d.max_streams;
+}
+
+const char *shadow_upstream_protocol_name(int protocol) {
+  switch (protocol) {
+  case SHADOW_UPSTREAM_H2: return "h2";
+  case SHADOW_UPSTREAM_AUTO: return "auto";
+  default: return "http/1.1";
+  }
+}
+
+int shadow_upstream_protocol_parse(const char *name) {
+  if (!name) return -1;
+  if (strcmp(name, "http/1.1") == 0) return SHADOW_UPSTREAM_HTTP1;
+  if (strcmp(name, "h2") == 0) return SHADOW_UPSTREAM_H2;
+  if (strcmp(name, "auto") == 0) return SHADOW_UPSTREAM_AUTO;
+  return -1;
 }
 
 const char *shadow_upstream_err_name(int err) {
@@ -212,6 +97,8 @@ static void leg_recycle(leg_t *leg) {
     return;
   }
   shadow_buf_free(&leg->pend);
+  shadow_buf_free(&leg->rbuf);
+  shadow_headers_free(&leg->rh);
   if (u->nfree < KEEP_FREE && leg->wire.cap <= KEEP_WIRE) {
     shadow_buf_reset(&leg->wire);
     list_push_front(&u->freelist, &leg->link);
@@ -238,6 +125,8 @@ static leg_t *leg_get(shadow_upstream_t *u) {
   leg->wire = wire;
   leg->u = u;
   list_init(&leg->link);
+  list_init(&leg->slink);
+  list_init(&leg->tlink);
   return leg;
 }
 
@@ -262,6 +151,8 @@ static void maybe_free(shadow_upstream_t *u) {
   }
   free(u->host_override);
   shadow_tls_ctx_unref(u->tls);
+  shadow_tls_ctx_unref(u->tls_h2);
+  shadow_tls_ctx_unref(u->tls_auto);
   free(u->host);
   free(u->base);
   free(u);
@@ -298,7 +189,13 @@ static void on_defer(uv_timer_t *t) {
     list_remove(&leg->link);
     deliver(leg, leg->err, NULL);
   }
+  shadow__h2_flush_resumed(u);
   maybe_close_defer(u);
+}
+
+void shadow__upstream_defer(shadow_upstream_t *u) {
+  if (!u->defer_closed && !uv_is_active((uv_handle_t *)&u->defer_timer))
+    uv_timer_start(&u->defer_timer, on_defer, 0, 0);
 }
 
 /* Every failure goes through the loop, so no callback ever runs inside
@@ -334,6 +231,7 @@ static uint64_t until(shadow_upstream_t *u, const leg_t *leg, uint64_t at) {
 static void conn_handle_closed(conn_t *conn) {
   if (--conn->closes > 0) return;
   shadow_upstream_t *u = conn->u;
+  shadow__h2_conn_free(conn);
   shadow_response_parser_free(&conn->parser);
   free(conn);
   u->handles--;
@@ -462,6 +360,10 @@ static void connect_leg(shadow_upstream_t *u, leg_t *leg,
  * request may go again. */
 static void conn_connect_failed(conn_t *conn, int reason, const char *why) {
   shadow_upstream_t *u = conn->u;
+  if (conn->want_h2) {
+    shadow__h2_conn_failed(conn, reason, why);
+    return;
+  }
   u->stats.connect_failures++;
   shadow_resolver_failed(u->res, (const struct sockaddr *)&conn->addr, why);
   struct sockaddr_storage failed = conn->addr;
@@ -516,6 +418,10 @@ static void conn_timer_clear(conn_t *conn) {
 static void on_timer(uv_timer_t *t) {
   conn_t *conn = t->data;
   shadow_upstream_t *u = conn->u;
+  if (conn->want_h2) {
+    shadow__h2_on_timer(conn);
+    return;
+  }
   uint64_t now = uv_now(u->loop);
   if (conn->due > now) { /* moved later since armed, or cleared */
     if (conn->due != UINT64_MAX) {
@@ -683,6 +589,10 @@ static const shadow_response_events_t response_events = {ev_interim, ev_head,
 static void on_read(shadow_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   conn_t *conn = st->data;
   shadow_upstream_t *u = conn->u;
+  if (conn->h2) {
+    shadow__h2_on_read(conn, nread, buf);
+    return;
+  }
   if (nread == 0 || conn->state == CLOSING) return;
   leg_t *leg = conn->leg;
   if (!leg) {
@@ -751,7 +661,10 @@ static void conn_read_start(conn_t *conn) {
     return;
   int rc = shadow_stream_read_start(&conn->s, on_alloc, on_read);
   if (rc < 0) {
-    conn_abort(conn, SHADOW_UPSTREAM_RESET, rc);
+    if (conn->h2)
+      shadow__h2_conn_fail(conn, SHADOW_UPSTREAM_RESET, NULL);
+    else
+      conn_abort(conn, SHADOW_UPSTREAM_RESET, rc);
     return;
   }
   conn->reading = 1;
@@ -759,6 +672,12 @@ static void conn_read_start(conn_t *conn) {
 
 /* The connection can carry requests: send the leg's. */
 static void conn_ready(conn_t *conn) {
+  if (conn->want_h2) {
+    /* HTTP/2, unless ALPN chose HTTP/1.1 (then it comes back here). */
+    shadow__h2_conn_ready(conn);
+    if (conn->h2 && conn->state != CLOSING) conn_read_start(conn);
+    return;
+  }
   conn->state = BUSY;
   if (!conn->leg) { /* cannot happen: a connection is opened for a leg */
     conn_idle(conn);
@@ -784,6 +703,13 @@ static void on_tls_ready(shadow_stream_t *st, int status) {
     conn_ready(conn);
     return;
   }
+  if (conn->want_h2) {
+    shadow__h2_conn_fail(conn, SHADOW_UPSTREAM_TLS,
+                         status == SHADOW_STREAM_ETLS
+                             ? shadow_stream_error(st)
+                             : "the server closed the handshake");
+    return;
+  }
   leg_t *leg = conn_detach(conn);
   if (leg)
     snprintf(leg->detail, sizeof(leg->detail), "%s",
@@ -804,13 +730,17 @@ static void on_connect(uv_connect_t *c, int status) {
   }
   shadow_resolver_succeeded(u->res, (const struct sockaddr *)&conn->addr);
   uv_tcp_nodelay(&conn->s.tcp, 1);
-  if (!u->tls) {
+  if (!conn->ctx) {
     conn_ready(conn);
     return;
   }
   /* Still CONNECTING: the connect timeout bounds the handshake too. */
   conn->handshaking = 1;
-  if (shadow_stream_start_tls(&conn->s, u->tls, 0, on_tls_ready) != 0) {
+  if (shadow_stream_start_tls(&conn->s, conn->ctx, 0, on_tls_ready) != 0) {
+    if (conn->want_h2) {
+      shadow__h2_conn_fail(conn, SHADOW_UPSTREAM_TLS, "out of memory");
+      return;
+    }
     leg_t *leg = conn_detach(conn);
     conn_close(conn);
     if (leg) fail(leg, SHADOW_UPSTREAM_TLS);
@@ -841,14 +771,26 @@ static int conn_open(shadow_upstream_t *u, leg_t *leg,
   conn->state = CONNECTING;
   shadow_response_parser_init(&conn->parser, u->opts.header_bytes);
   list_init(&conn->link);
-  list_push_back(&u->busy, &conn->link);
+  list_init(&conn->streams);
+  list_init(&conn->touched);
+  conn->want_h2 = leg->h2;
+  /* https: ALPN as the leg needs: HTTP/1.1, h2 alone (gRPC, "h2"), or
+   * both while an "auto" pool has not learned the server's choice. */
+  conn->ctx = !u->tls                                          ? NULL
+              : !leg->h2                                       ? u->tls
+              : u->proto == SHADOW_UPSTREAM_AUTO && !leg->grpc ? u->tls_auto
+                                                               : u->tls_h2;
+  conn->probe = leg->h2 && !leg->grpc && u->proto == SHADOW_UPSTREAM_AUTO &&
+                u->learned == 0;
+  list_push_back(leg->h2 ? &u->h2conns : &u->busy, &conn->link);
   u->nconns++;
   u->handles++;
   u->stats.connects++;
   conn->addr = addr;
-  conn_bind(conn, leg);
+  if (!leg->h2) conn_bind(conn, leg);
   rc = uv_tcp_connect(&conn->connect, &conn->s.tcp,
                       (const struct sockaddr *)&conn->addr, on_connect);
+  if (rc == 0 && leg->h2) shadow__h2_conn_attach(conn, leg);
   if (rc < 0) {
     /* No route, no such family here (an IPv6 address on a host without
      * IPv6): as good as refused. */
@@ -876,6 +818,41 @@ static void connect_leg(shadow_upstream_t *u, leg_t *leg,
     }
     u->stats.failovers++;
   }
+}
+
+void shadow__upstream_connect(shadow_upstream_t *u, leg_t *leg,
+                              const struct sockaddr *after) {
+  connect_leg(u, leg, after);
+}
+
+void shadow__upstream_conn_bind_h1(conn_t *conn, leg_t *leg) {
+  conn_bind(conn, leg);
+  conn_ready(conn);
+}
+
+void shadow__upstream_conn_close(conn_t *conn) {
+  conn_close(conn);
+}
+
+uint64_t shadow__upstream_cap_total(const leg_t *leg, uint64_t at) {
+  return cap_total(leg, at);
+}
+
+void shadow__upstream_fail(leg_t *leg, int err) {
+  fail(leg, err);
+}
+
+void shadow__upstream_deliver(leg_t *leg, int err,
+                              const shadow_headers_t *trailers) {
+  deliver(leg, err, trailers);
+}
+
+void shadow__upstream_dispatch(shadow_upstream_t *u, leg_t *leg, int front) {
+  dispatch(u, leg, front);
+}
+
+void shadow__upstream_pump(shadow_upstream_t *u) {
+  pump(u);
 }
 
 /* ---- scheduling -------------------------------------------------------- */
@@ -920,9 +897,45 @@ static int has_slot(const shadow_upstream_t *u) {
   return u->opts.max_connections == 0 || u->nconns < u->opts.max_connections;
 }
 
+/* An "auto" pool asks the server once: while its first connection is
+ * being opened, the legs that could go either way wait for the answer. */
+static int probing(const shadow_upstream_t *u) {
+  for (const link_t *e = u->h2conns.next; e != &u->h2conns; e = e->next)
+    if (CONTAINER(e, conn_t, link)->probe) return 1;
+  return 0;
+}
+
+/* An HTTP/2 form leg of an "auto" pool that learned HTTP/1.1. */
+static int goes_h1_now(const shadow_upstream_t *u, const leg_t *leg) {
+  return leg->h2 && !leg->grpc && u->proto == SHADOW_UPSTREAM_AUTO &&
+         u->learned == 1;
+}
+
+/* Whether dispatch() would place leg now rather than queue it. */
+static int can_place(shadow_upstream_t *u, const leg_t *leg) {
+  if (leg->h2 && !goes_h1_now(u, leg))
+    return shadow__h2_has_room(u) ||
+           (has_slot(u) && (leg->grpc || !probing(u)));
+  return !list_empty(&u->idle) || has_slot(u);
+}
+
 static void dispatch(shadow_upstream_t *u, leg_t *leg, int front) {
   if (u->closing) {
     fail(leg, SHADOW_UPSTREAM_CANCELED);
+    return;
+  }
+  if (goes_h1_now(u, leg) && shadow__h2_to_h1(u, leg) != 0) {
+    fail(leg, SHADOW_UPSTREAM_RESET);
+    return;
+  }
+  if (leg->h2) {
+    if (shadow__h2_place(u, leg)) return;
+    if (has_slot(u) && (leg->grpc || !probing(u))) {
+      leg->connects = 0;
+      connect_leg(u, leg, NULL);
+      return;
+    }
+    enqueue(u, leg, front);
     return;
   }
   if (!list_empty(&u->idle)) {
@@ -945,7 +958,7 @@ static void dispatch(shadow_upstream_t *u, leg_t *leg, int front) {
 /* Hands queued requests to whatever capacity just appeared. */
 static void pump(shadow_upstream_t *u) {
   while (!u->closing && !list_empty(&u->queue) &&
-         (!list_empty(&u->idle) || has_slot(u))) {
+         can_place(u, CONTAINER(u->queue.next, leg_t, link))) {
     leg_t *leg = CONTAINER(u->queue.next, leg_t, link);
     list_remove(&leg->link);
     leg->where = AT_NONE;
@@ -964,6 +977,15 @@ static int has_ctl(const char *s, size_t n) {
     unsigned char c = (unsigned char)s[i];
     if (c < 0x20 || c == 0x7f) return 1;
   }
+  return 0;
+}
+
+/* gRPC (application/grpc, +proto, +json...) needs HTTP/2's trailers. */
+static int is_grpc(const shadow_headers_t *h) {
+  for (size_t i = 0; h && i < h->n; i++)
+    if (shadow_header_name_is(&h->v[i], "content-type"))
+      return h->v[i].value_len >= 16 &&
+             strncasecmp(h->v[i].value, "application/grpc", 16) == 0;
   return 0;
 }
 
@@ -1003,8 +1025,9 @@ static int method_has_body(const char *m) {
 
 /* The request head, and the body at hand with its framing: one buffer, one
  * write. A body whose length is unknown is sent chunked. */
-static int serialize(shadow_upstream_t *u, shadow_buf_t *b,
-                     const shadow_upstream_request_t *r, int chunked) {
+int shadow__upstream_serialize(shadow_upstream_t *u, shadow_buf_t *b,
+                               const shadow_upstream_request_t *r,
+                               int chunked) {
   const char *target = r->target ? r->target : "";
   size_t tlen = r->target_len;
   const char *host_value = u->host;
@@ -1099,7 +1122,16 @@ int shadow_upstream_start(shadow_upstream_t *u,
   if (!leg) return -ENOMEM;
   leg->streaming = r->body_more;
   leg->chunked = r->body_more && r->content_length < 0;
-  int rc = serialize(u, &leg->wire, r, leg->chunked);
+  leg->grpc = is_grpc(r->headers) || is_grpc(r->extra);
+  leg->h2 =
+      leg->grpc || u->h2c || u->proto == SHADOW_UPSTREAM_H2 ||
+      (u->proto == SHADOW_UPSTREAM_AUTO && u->learned != 1 && !r->upgrade);
+  if (leg->h2 && r->upgrade) { /* no Upgrade in HTTP/2 */
+    leg_recycle(leg);
+    return -EPROTONOSUPPORT;
+  }
+  int rc = leg->h2 ? shadow__h2_serialize(u, leg, r)
+                   : shadow__upstream_serialize(u, &leg->wire, r, leg->chunked);
   if (rc) {
     leg_recycle(leg);
     return rc;
@@ -1124,7 +1156,7 @@ int shadow_upstream_start(shadow_upstream_t *u,
 /* Queues bytes of a streamed body behind what is being written. */
 static int leg_queue(leg_t *leg, const char *data, size_t len, int last) {
   int rc = 0;
-  if (leg->chunked && !leg->tunnel) {
+  if (leg->chunked && !leg->tunnel && !leg->h2) {
     if (len) rc = shadow_buf_printf(&leg->pend, "%zx\r\n", len);
     if (!rc && len) rc = shadow_buf_append(&leg->pend, data, len);
     if (!rc && len) rc = shadow_buf_append(&leg->pend, "\r\n", 2);
@@ -1133,6 +1165,10 @@ static int leg_queue(leg_t *leg, const char *data, size_t len, int last) {
     rc = shadow_buf_append(&leg->pend, data, len);
   }
   if (rc) return -ENOMEM;
+  if (leg->h2) {
+    shadow__h2_leg_body(leg);
+    return 0;
+  }
   conn_t *conn = leg->conn;
   if (conn && conn->state == BUSY && !conn->writing) leg_wrote(leg);
   return 0;
@@ -1148,7 +1184,7 @@ int shadow_upstream_leg_body(shadow_upstream_leg_t *leg, const char *data,
   if (len > UINT32_MAX / 4) return -E2BIG;
   int rc = leg_queue(leg, data, len, 0);
   if (rc) return rc;
-  if (leg->pend.len >= SEND_HIGH) {
+  if (leg->pend.len - leg->poff >= SEND_HIGH) {
     leg->wants_drain = 1;
     return 1;
   }
@@ -1166,6 +1202,10 @@ int shadow_upstream_leg_body_end(shadow_upstream_leg_t *leg) {
 void shadow_upstream_leg_pause(shadow_upstream_leg_t *leg) {
   if (!leg || leg->ended || leg->paused) return;
   leg->paused = 1;
+  if (leg->h2) {
+    shadow__h2_leg_pause(leg);
+    return;
+  }
   conn_t *conn = leg->conn;
   /* Inside a read callback the reading stops once the read is parsed. */
   if (conn && conn->reading) {
@@ -1178,6 +1218,10 @@ void shadow_upstream_leg_pause(shadow_upstream_leg_t *leg) {
 void shadow_upstream_leg_resume(shadow_upstream_leg_t *leg) {
   if (!leg || leg->ended || !leg->paused) return;
   leg->paused = 0;
+  if (leg->h2) {
+    shadow__h2_leg_resume(leg);
+    return;
+  }
   conn_t *conn = leg->conn;
   if (!conn) return;
   conn_read_start(conn);
@@ -1191,7 +1235,9 @@ void shadow_upstream_leg_abort(shadow_upstream_leg_t *leg) {
   u->stats.aborted++;
   u->pending--;
   conn_t *conn = leg->conn;
-  if (conn) {
+  if (leg->h2 && leg->where == AT_NONE) {
+    shadow__h2_leg_abort(leg); /* its stream only */
+  } else if (conn) {
     conn_detach(conn);
     conn_close(conn);
   } else if (leg->where == AT_QUEUE) {
@@ -1296,16 +1342,22 @@ static int set_err(char **err, const char *fmt, const char *a, const char *b) {
   return -EINVAL;
 }
 
-/* "http[s]://host[:port][/base]", host being a name, IPv4 or [IPv6].
- * *tls says https. */
+/* "http[s]://host[:port][/base]" or "h2c://...", host being a name, IPv4
+ * or [IPv6]. *tls says https; *h2c says h2c (HTTP/2 with prior knowledge
+ * over plain TCP, as curl's --http2-prior-knowledge). */
 static int parse_url(const char *url, char **host, char **hostport, char **port,
-                     char **base, int *tls, char **err) {
+                     char **base, int *tls, int *h2c, char **err) {
   size_t sl = strncasecmp(url, "http://", 7) == 0    ? 7
               : strncasecmp(url, "https://", 8) == 0 ? 8
+              : strncasecmp(url, "h2c://", 6) == 0   ? 6
                                                      : 0;
   if (!sl)
-    return set_err(err, "%s: expected http[s]://host[:port][/base]%s", url, "");
+    return set_err(err,
+                   "%s: expected http[s]://host[:port][/base] or "
+                   "h2c://host[:port][/base]%s",
+                   url, "");
   *tls = sl == 8;
+  *h2c = sl == 6;
   const char *p = url + sl, *h, *he;
   if (*p == '[') {
     h = p + 1;
@@ -1352,10 +1404,10 @@ static int parse_url(const char *url, char **host, char **hostport, char **port,
 
 int shadow_upstream_url_check(const char *url, char **err) {
   char *host = NULL, *hostport = NULL, *port = NULL, *base = NULL;
-  int tls;
+  int tls, h2c;
   if (err) *err = NULL;
   if (!url) return -EINVAL;
-  int rc = parse_url(url, &host, &hostport, &port, &base, &tls, err);
+  int rc = parse_url(url, &host, &hostport, &port, &base, &tls, &h2c, err);
   if (rc) return rc;
   /* A base path is a prefix of request targets: it may not carry what
    * would end the path. */
@@ -1385,6 +1437,18 @@ static void on_addresses(void *ud) {
     if (!shadow_resolver_has(u->res, (const struct sockaddr *)&conn->addr))
       conn_close(conn);
   }
+  /* An HTTP/2 connection there takes no new stream and closes once its
+   * streams are done (an idle one now). */
+  e = u->h2conns.next;
+  while (e != &u->h2conns) {
+    conn_t *conn = CONTAINER(e, conn_t, link);
+    e = e->next;
+    if (conn->state == CLOSING || conn->state == CONNECTING ||
+        shadow_resolver_has(u->res, (const struct sockaddr *)&conn->addr))
+      continue;
+    conn->goaway = 1;
+    if (!conn->nstreams) conn_close(conn);
+  }
 }
 
 static void on_resolver_log(void *ud, const char *msg) {
@@ -1394,8 +1458,8 @@ static void on_resolver_log(void *ud, const char *msg) {
 
 int shadow_upstream_url_has_name(const char *url) {
   char *host = NULL, *hostport = NULL, *port = NULL, *base = NULL;
-  int tls;
-  if (!url || parse_url(url, &host, &hostport, &port, &base, &tls, NULL))
+  int tls, h2c;
+  if (!url || parse_url(url, &host, &hostport, &port, &base, &tls, &h2c, NULL))
     return 0;
   int named = !shadow_resolver_is_numeric(host);
   free(host);
@@ -1426,16 +1490,32 @@ int shadow_upstream_new(uv_loop_t *loop, const char *url,
   int rc = shadow_upstream_url_check(url, err);
   if (rc) return rc;
   char *host = NULL, *hostport = NULL, *port = NULL, *base = NULL;
-  int tls = 0;
-  rc = parse_url(url, &host, &hostport, &port, &base, &tls, err);
+  int tls = 0, h2c = 0;
+  rc = parse_url(url, &host, &hostport, &port, &base, &tls, &h2c, err);
   if (rc) return rc;
-  shadow_tls_ctx_t *tls_ctx = NULL;
+  shadow_tls_ctx_t *tls_ctx = NULL, *tls_h2 = NULL, *tls_auto = NULL;
+  int proto = opts ? opts->protocol : SHADOW_UPSTREAM_HTTP1;
+  if (h2c && proto == SHADOW_UPSTREAM_HTTP1) proto = SHADOW_UPSTREAM_H2;
+  if (proto == SHADOW_UPSTREAM_AUTO && !tls) {
+    rc = set_err(err,
+                 "%s: protocol \"auto\" asks the server through TLS (ALPN): "
+                 "it needs an https:// URL%s",
+                 url, "");
+    goto out;
+  }
   if (tls) {
     shadow_upstream_opts_t d;
     shadow_upstream_opts_default(&d);
     shadow_tls_client_opts_t t = opts ? opts->tls : d.tls;
     if (!t.server_name) t.server_name = host;
+    t.alpn = SHADOW_TLS_ALPN_HTTP1;
     rc = shadow_tls_client_ctx(&t, &tls_ctx, err);
+    /* gRPC always needs h2, whatever the protocol says. */
+    t.alpn = SHADOW_TLS_ALPN_H2;
+    if (rc == 0) rc = shadow_tls_client_ctx(&t, &tls_h2, err);
+    t.alpn = SHADOW_TLS_ALPN_AUTO;
+    if (rc == 0 && proto == SHADOW_UPSTREAM_AUTO)
+      rc = shadow_tls_client_ctx(&t, &tls_auto, err);
     if (rc) goto out;
   }
   shadow_upstream_t *u = calloc(1, sizeof(*u));
@@ -1467,7 +1547,13 @@ int shadow_upstream_new(uv_loop_t *loop, const char *url,
     goto out;
   }
   u->tls = tls_ctx;
-  tls_ctx = NULL;
+  u->tls_h2 = tls_h2;
+  u->tls_auto = tls_auto;
+  tls_ctx = tls_h2 = tls_auto = NULL;
+  u->proto = proto;
+  u->h2c = !tls && proto == SHADOW_UPSTREAM_H2;
+  list_init(&u->h2conns);
+  list_init(&u->flush);
   u->loop = loop;
   u->host = hostport;
   u->base = base;
@@ -1486,6 +1572,8 @@ int shadow_upstream_new(uv_loop_t *loop, const char *url,
   rc = 0;
 out:
   shadow_tls_ctx_unref(tls_ctx);
+  shadow_tls_ctx_unref(tls_h2);
+  shadow_tls_ctx_unref(tls_auto);
   free(host);
   free(hostport);
   free(port);
@@ -1542,6 +1630,17 @@ void shadow_upstream_close(shadow_upstream_t *u) {
   }
   while (!list_empty(&u->idle))
     conn_close(CONTAINER(u->idle.next, conn_t, link));
+  while (!list_empty(&u->h2conns)) {
+    conn_t *conn = CONTAINER(u->h2conns.next, conn_t, link);
+    shadow__h2_conn_abandon(conn, SHADOW_UPSTREAM_CANCELED);
+    conn_close(conn);
+  }
+  while (!list_empty(&u->flush)) {
+    leg_t *leg = CONTAINER(u->flush.next, leg_t, tlink);
+    list_remove(&leg->tlink);
+    leg->parked = 0;
+    fail(leg, SHADOW_UPSTREAM_CANCELED);
+  }
   uv_close((uv_handle_t *)&u->queue_timer, on_upstream_timer_close);
   maybe_close_defer(u);
   /* No lookup answer may touch a pool that is going away. */

@@ -18,6 +18,18 @@
 #include "tls.h"
 
 typedef struct shadow_upstream_s shadow_upstream_t;
+
+/* Which HTTP a backend speaks (opts.protocol). HTTP/1.1 is the default,
+ * as nginx's proxy speaks only HTTP/1.x to backends; a gRPC request
+ * (content-type application/grpc*) goes over HTTP/2 whatever this says. */
+enum {
+  SHADOW_UPSTREAM_HTTP1 = 0, /* "http/1.1" */
+  SHADOW_UPSTREAM_H2,        /* "h2": h2c on http://, ALPN h2 on https:// */
+  SHADOW_UPSTREAM_AUTO       /* "auto": https:// only, the server's ALPN */
+};
+/* "http/1.1", "h2", "auto"; the enum from a name, or -1. */
+const char *shadow_upstream_protocol_name(int protocol);
+int shadow_upstream_protocol_parse(const char *name);
 typedef struct shadow_upstream_leg_s shadow_upstream_leg_t;
 
 /* A zero timeout takes the default: a backend with no timeout is what a
@@ -36,6 +48,11 @@ typedef struct shadow_upstream_opts_s {
   size_t max_idle;     /* idle keep-alive connections kept; 0: no cap (they
                           are kept until idle_timeout_ms) */
   size_t header_bytes; /* response head; default 64 KiB */
+  int protocol;        /* SHADOW_UPSTREAM_HTTP1 (h2c:// URLs: H2); read by
+                          new() only */
+  size_t max_streams;  /* HTTP/2 streams at once on one connection, never
+                          above the server's SETTINGS_MAX_CONCURRENT_STREAMS;
+                          default 100 */
   size_t body_keep;    /* shadow_upstream_send: body bytes kept in the
                           record, the rest digested; default 1 MiB */
   const char *host;    /* Host header to send instead of the client's;
@@ -107,7 +124,8 @@ typedef struct shadow_upstream_handler_s {
 } shadow_upstream_handler_t;
 
 /* Whether url is a backend URL this client takes, "http[s]://host[:port]
- * [/base]" (host a name, IPv4 or [IPv6]): 0, or -EINVAL and *err saying
+ * [/base]" or "h2c://host[:port][/base]" (HTTP/2 with prior knowledge
+ * over plain TCP; host a name, IPv4 or [IPv6]): 0, or -EINVAL and *err saying
  * what is wrong (free() it). The one place the grammar lives: the config
  * checks with it at load, shadow_upstream_new parses with it. */
 int shadow_upstream_url_check(const char *url, char **err);
@@ -187,6 +205,10 @@ typedef struct shadow_upstream_stats_s {
   uint64_t resolve_failures; /* background lookups that failed (the last
                                 addresses were kept) */
   uint64_t address_changes;  /* ... that changed the addresses */
+  uint64_t h2_streams;       /* HTTP/2 streams opened */
+  uint64_t h2_goaways;       /* GOAWAYs received */
+  uint64_t h2_refused;       /* streams the server refused or cut by a
+                                GOAWAY (retried when idempotent) */
 } shadow_upstream_stats_t;
 
 void shadow_upstream_stats(const shadow_upstream_t *u,

@@ -57,7 +57,8 @@ static char *signature(const char *url, const shadow_upstream_opts_t *o) {
                     t->server_name ? t->server_name : "",
                     t->cert_file ? t->cert_file : "",
                     t->key_file ? t->key_file : "", "", t->verify);
-  shadow_buf_printf(&s, "%llu|", (unsigned long long)o->resolve_ms);
+  shadow_buf_printf(&s, "%llu|%d|%zu|", (unsigned long long)o->resolve_ms,
+                    o->protocol, o->max_streams);
   shadow_buf_printf(&s, "%s|%s|%llu|%llu|%llu|%llu|%zu|%zu|%zu|%zu", url,
                     o->host ? o->host : "", (unsigned long long)o->timeout_ms,
                     (unsigned long long)o->connect_timeout_ms,

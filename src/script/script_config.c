@@ -333,6 +333,44 @@ static int read_tls(reader_t *r, int bt, const char *name,
   return rc;
 }
 
+/* protocol = "http/1.1" | "h2" | "auto": "auto" asks the server through
+ * ALPN, so it needs https://; an h2c:// URL speaks h2 whatever the
+ * option says, so "http/1.1" on one is a contradiction. Stack: unchanged. */
+static int read_protocol(reader_t *r, int bt, const char *name,
+                         shadow_backend_cfg_t *b) {
+  char *p = NULL;
+  char path[64];
+  snprintf(path, sizeof(path), "%s.", name);
+  if (opt_string(r, bt, path, "protocol", &p)) return -1;
+  int rc = 0;
+  if (p) {
+    int v = shadow_upstream_protocol_parse(p);
+    if (v < 0)
+      rc = fail(r,
+                "%s.protocol must be \"http/1.1\", \"h2\" or \"auto\", "
+                "not \"%s\"",
+                name, p);
+    else
+      b->opts.protocol = v;
+  }
+  free(p);
+  if (rc || !b->url) return rc;
+  int https = strncasecmp(b->url, "https://", 8) == 0;
+  int h2c = strncasecmp(b->url, "h2c://", 6) == 0;
+  if (b->opts.protocol == SHADOW_UPSTREAM_AUTO && !https)
+    rc = fail(r,
+              "%s.protocol = \"auto\" asks the server through TLS (ALPN): "
+              "it needs an https:// URL (h2c://, or protocol = \"h2\", for "
+              "HTTP/2 over plain TCP)",
+              name);
+  else if (h2c && p && b->opts.protocol == SHADOW_UPSTREAM_HTTP1)
+    rc = fail(r,
+              "%s: an h2c:// URL speaks HTTP/2; protocol = \"http/1.1\" "
+              "contradicts it",
+              name);
+  return rc;
+}
+
 static int read_backend(reader_t *r, const char *name,
                         shadow_backend_cfg_t *b) {
   lua_State *L = r->L;
@@ -365,6 +403,8 @@ static int read_backend(reader_t *r, const char *name,
                                        "max_idle",
                                        "resolve_ms",
                                        "tls",
+                                       "protocol",
+                                       "max_streams",
                                        NULL};
     rc |= opt_string(r, bt, path, "kind", &kind);
     if (rc == 0) rc |= check_keys(r, bt, path, keys);
@@ -401,6 +441,8 @@ static int read_backend(reader_t *r, const char *name,
           opt_size(r, bt, path, "max_connections", 0, 1e6, &o->max_connections);
       rc |= opt_size(r, bt, path, "max_idle", 0, 1e6, &o->max_idle);
       rc |= opt_u64(r, bt, path, "resolve_ms", 0, 86400e3, &o->resolve_ms);
+      rc |= opt_size(r, bt, path, "max_streams", 1, 1e6, &o->max_streams);
+      if (rc == 0) rc = read_protocol(r, bt, name, b);
       if (rc == 0) rc = read_tls(r, bt, name, b);
       if (!b->url) rc = fail(r, "%s has no url", name);
     }
