@@ -70,6 +70,13 @@ struct h2_stream_s {
   size_t out_pos;
   shadow_headers_t trailers;
   int has_trailers;
+  /* A head with an empty body waits for end(): with no trailers it goes
+   * alone with END_STREAM, which is how gRPC's trailers-only answer (an
+   * error status in the head) must arrive; an empty DATA frame after it
+   * makes gRPC clients report "stream removed" instead of the status. */
+  int head_held;
+  int held_status;
+  shadow_headers_t held;
   shadow_buf_t cookie; /* cookie crumbs, joined (RFC 9113 8.2.3) */
 };
 
@@ -119,6 +126,7 @@ static void stream_free(h2_stream_t *st) {
   shadow_buf_free(&st->out);
   shadow_buf_free(&st->cookie);
   shadow_headers_free(&st->trailers);
+  shadow_headers_free(&st->held);
   free(st);
 }
 
@@ -833,6 +841,20 @@ int shadow_h2_head(shadow_request_t *req, int status,
   st->no_body = head_req || status == 204 || status == 304;
   st->resp_len = st->no_body ? 0 : body_len;
   int pass_cl = head_req || status == 304;
+  if (!st->no_body && body_len == 0) {
+    shadow_headers_clear(&st->held);
+    for (size_t i = 0; headers && i < headers->n; i++)
+      if (shadow_headers_add(&st->held, headers->v[i].name,
+                             headers->v[i].name_len, headers->v[i].value,
+                             headers->v[i].value_len) != 0) {
+        stream_reset(st, NGHTTP2_INTERNAL_ERROR, NULL);
+        return -ENOMEM;
+      }
+    st->held_status = status;
+    st->head_held = 1;
+    st->head_out = 1;
+    return 0;
+  }
   size_t k;
   if (build_nva(s, status, headers, pass_cl,
                 st->no_body || status == 204 ? -1 : body_len, &k) != 0) {
@@ -901,6 +923,38 @@ int shadow_h2_head_sent(const shadow_request_t *req) {
   return stream_of(req)->head_out;
 }
 
+/* Sends a held head (an empty body): alone with END_STREAM when there are
+ * no trailers, else with an empty body and the trailers after it. */
+static void submit_held(h2_stream_t *st, const shadow_headers_t *trailers) {
+  shadow_h2_t *s = st->s;
+  int with_trailers = trailers && trailers->n;
+  st->head_held = 0;
+  if (!st->open) return;
+  /* A trailers-only gRPC answer names no length: it has no body at all. */
+  int64_t cl = shadow_headers_find(&st->held, "grpc-status") ? -1 : 0;
+  size_t k;
+  if (build_nva(s, st->held_status, &st->held, 0, cl, &k) != 0) {
+    stream_reset(st, NGHTTP2_INTERNAL_ERROR, NULL);
+    return;
+  }
+  nghttp2_data_provider dp = {.source.ptr = st, .read_callback = on_data_read};
+  if (with_trailers) {
+    st->ended = 1;
+    shadow_headers_clear(&st->trailers);
+    for (size_t i = 0; i < trailers->n; i++)
+      shadow_headers_add(&st->trailers, trailers->v[i].name,
+                         trailers->v[i].name_len, trailers->v[i].value,
+                         trailers->v[i].value_len);
+    st->has_trailers = 1;
+  } else {
+    st->no_body = 1;
+  }
+  if (nghttp2_submit_response(s->ng, st->id, s->nva, k,
+                              with_trailers ? &dp : NULL) != 0)
+    stream_reset(st, NGHTTP2_INTERNAL_ERROR, NULL);
+  want_write(s);
+}
+
 /* The handler is done with req: last of all, as the connection may be
  * freed from inside given_back when it is closing. */
 static void give_back(h2_stream_t *st) {
@@ -924,6 +978,8 @@ void shadow_h2_end(shadow_request_t *req, const shadow_headers_t *trailers) {
   } else if (st->resp_len >= 0 && st->resp_sent < (uint64_t)st->resp_len &&
              !st->no_body) {
     stream_reset(st, NGHTTP2_INTERNAL_ERROR, NULL); /* cut short */
+  } else if (st->head_held) {
+    submit_held(st, trailers);
   } else if (!st->no_body) {
     st->ended = 1;
     if (trailers && trailers->n) {
