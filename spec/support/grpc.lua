@@ -96,7 +96,8 @@ function M.server(build, opts)
 end
 
 -- Every call the server logged so far: { rpc = "/shadowtest.Users/Get",
--- label =, metadata = { ... } }, oldest first.
+-- label =, metadata = { ... }, time_remaining = seconds of the call's
+-- deadline left when it arrived, or json.null }, oldest first.
 function Server:calls()
   local out = {}
   for i, line in ipairs(process.read_lines(self.dir .. "/out")) do

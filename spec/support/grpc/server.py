@@ -7,7 +7,8 @@ needed, only the message classes `protoc --python_out` makes (--pb-dir).
             [--gzip] [--label NAME]
 
 Binds 127.0.0.1 (port 0: the kernel chooses), prints `READY <port>` once
-it serves, then one JSON line per call ({"rpc": path, "metadata": {...}}),
+it serves, then one JSON line per call ({"rpc": path, "metadata": {...},
+"time_remaining": seconds or null}),
 so a spec can wait for a call instead of sleeping.
 
 --variant makes this server the candidate that differs in one place:
@@ -49,7 +50,10 @@ import users_pb2 as pb  # noqa: E402  (made by protoc at test time)
 def log(rpc, context):
     md = {k: v for k, v in context.invocation_metadata()
           if not k.endswith("-bin")}
-    print(json.dumps({"rpc": rpc, "label": ARGS.label, "metadata": md}),
+    # time_remaining: seconds left of the call's deadline (grpc-timeout),
+    # None without one; it shows whether a proxy passed the deadline on.
+    print(json.dumps({"rpc": rpc, "label": ARGS.label, "metadata": md,
+                      "time_remaining": context.time_remaining()}),
           flush=True)
 
 
