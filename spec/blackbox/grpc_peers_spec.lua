@@ -1,8 +1,8 @@
 -- The gRPC peers of the other specs, proved against real proxies before
 -- shadowd is trusted with them: Debian python3-grpcio's client and server
 -- (spec/support/grpc) talk directly, through nginx's grpc_pass and through
--- nghttpx, for each kind of call: unary, server streaming, a status error
--- with its message, a deadline, gzip both ways. The candidate variants
+-- nghttpx, for each kind of call: unary, server streaming, client
+-- streaming, a status error with its message, a deadline, gzip both ways. The candidate variants
 -- differ where they say, and --gzip really compresses on the wire.
 local grpc = require "support.grpc"
 local nginx = require "support.nginx"
@@ -95,6 +95,15 @@ describe("gRPC peers", function()
         assert.are.equal(0, code, out)
         assert.are.equal("user-9", res.messages[1].name)
         assert.are.equal(600, #res.messages[1].bio)
+      end)
+
+      it("carries a client stream and its one reply", function()
+        local code, res, _, out = grpc.call(build, targets[via], "import",
+          { count = 4, pad = 100 })
+        assert.are.equal(0, code, out)
+        assert.are.equal(4, res.messages[1].count)
+        assert.are.same({ "user-1", "user-2", "user-3", "user-4" },
+                        res.messages[1].names)
       end)
 
       it("makes several calls on one channel", function()

@@ -129,7 +129,8 @@ function Server:stop()
   process.rmdir(self.dir)
 end
 
--- Runs client.py: call is "get", "list", "fail" or "slow"; opts: id,
+-- Runs client.py: call is "get", "list", "fail", "slow" or "import" (a
+-- client stream of count users, each with pad bytes of bio); opts: id,
 -- count, code, message, delay_ms, timeout (seconds), gzip, repeat, pad,
 -- metadata = { "k=v", ... }. Returns the exit code (the last call's
 -- grpc status number; 100 bad usage), the last call's result ({ code =

@@ -4,7 +4,8 @@ with Debian's python3-grpcio and the message classes protoc made (--pb-dir).
 
   client.py --pb-dir DIR --target HOST:PORT CALL [options]
     CALL: get (--id N), list (--count N), fail (--code N --message S),
-          slow (--delay-ms N)
+          slow (--delay-ms N), import (client streaming: --count users,
+          each with --pad bytes of bio)
     --timeout S     deadline of each call (grpc-timeout), in seconds
     --gzip          compress the request message (grpc-encoding: gzip; gRPC
                     sends a message gzip does not shrink uncompressed, so
@@ -32,7 +33,7 @@ def parse_args():
     p = argparse.ArgumentParser()
     p.add_argument("--pb-dir", required=True)
     p.add_argument("--target", default="")
-    p.add_argument("call", choices=["get", "list", "fail", "slow", "frame"])
+    p.add_argument("call", choices=["get", "list", "fail", "slow", "import", "frame"])
     p.add_argument("--id", type=int, default=7)
     p.add_argument("--count", type=int, default=3)
     p.add_argument("--code", type=int, default=0)
@@ -91,6 +92,14 @@ def one_call(channel):
             call = fn(pb.ListRequest(count=ARGS.count), **kw)
             for m in call:
                 out["messages"].append(to_dict(m))
+        elif ARGS.call == "import":
+            fn = channel.stream_unary(
+                PATH + "Import", request_serializer=pb.User.SerializeToString,
+                response_deserializer=pb.ImportSummary.FromString)
+            users = (pb.User(id=i + 1, name="user-%d" % (i + 1), bio="p" * ARGS.pad)
+                     for i in range(ARGS.count))
+            m, call = fn.with_call(users, **kw)
+            out["messages"].append(to_dict(m))
         else:
             if ARGS.call == "get":
                 name, req, reply = "Get", pb.GetUserRequest(

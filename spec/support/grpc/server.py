@@ -14,7 +14,8 @@ so a spec can wait for a call instead of sleeping.
 --variant makes this server the candidate that differs in one place:
   name, email, role, address.city, tags, scores, bio: that field of every
       User it sends differs (with --variant-at I, only the I-th message of
-      a List stream, counting from 0)
+      a List stream, counting from 0); name also upper-cases the names an
+      Import answers with
   status: Get answers NOT_FOUND with a grpc-message instead of a User
   message: Fail answers with another grpc-message
   count: List sends one message more
@@ -127,6 +128,14 @@ def slow(req, context):
     return pb.SlowReply(slept_ms=req.delay_ms)
 
 
+def import_users(req_iter, context):
+    log("/%s/Import" % SERVICE, context)
+    names = [u.name for u in req_iter]
+    if ARGS.variant == "name":
+        names = [n.upper() for n in names]
+    return pb.ImportSummary(count=len(names), names=names)
+
+
 def main():
     handlers = {
         "Get": grpc.unary_unary_rpc_method_handler(
@@ -141,6 +150,9 @@ def main():
         "Slow": grpc.unary_unary_rpc_method_handler(
             slow, request_deserializer=pb.SlowRequest.FromString,
             response_serializer=pb.SlowReply.SerializeToString),
+        "Import": grpc.stream_unary_rpc_method_handler(
+            import_users, request_deserializer=pb.User.FromString,
+            response_serializer=pb.ImportSummary.SerializeToString),
     }
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=16),
