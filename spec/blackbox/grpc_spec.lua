@@ -3,10 +3,11 @@
 -- answers from a primary gRPC server and compares a candidate's replies
 -- message by message: a differing field named by number without a schema
 -- and by name with `grpc = { descriptors = ... }`, a server stream message
--- by message, a status error on one side in the status part, a deadline,
--- gzip on one side only, /stats per method; curl's h2c requests through
--- shadowd to HTTP/1.1 and h2c nginx backends; capture of gRPC calls and
--- `shadowd replay --candidate h2c://...`.
+-- by message, a client stream mirrored within mirror_body_bytes and
+-- skipped as streaming past it, a status error on one side in the status
+-- part, a deadline, gzip on one side only, /stats per method; curl's h2c
+-- requests through shadowd to HTTP/1.1 and h2c nginx backends; capture of
+-- gRPC calls and `shadowd replay --candidate h2c://...`.
 local grpc = require "support.grpc"
 local shadowd = require "support.shadowd"
 local nginx = require "support.nginx"
@@ -18,6 +19,7 @@ local socket = require "socket"
 
 local GET, LIST = "/shadowtest.Users/Get", "/shadowtest.Users/List"
 local FAIL, SLOW = "/shadowtest.Users/Fail", "/shadowtest.Users/Slow"
+local IMPORT = "/shadowtest.Users/Import"
 
 -- The config every case starts from: both legs over h2c, every call
 -- mirrored (gRPC calls are POSTs), no route function (gRPC's default route
@@ -206,6 +208,39 @@ describe("gRPC through shadowd", function()
     assert.are.equal("user 7 not found", r.status.grpc_message.candidate)
     -- A candidate's status error is an answer to compare, not a failure.
     assert.are.equal(1, d:stats().totals.compared)
+  end)
+
+  it("mirrors a client stream that ends within mirror_body_bytes", function()
+    local stop = cleanup.new()
+    finally(stop.run)
+    local d, cand, target = pair(stop, { variant = "name" }, { descriptors = true })
+    local code, res, _, out = grpc.call(build, target, "import", { count = 3 })
+    assert.are.equal(0, code, out)
+    assert.are.same({ "user-1", "user-2", "user-3" }, res.messages[1].names)
+    assert.are.equal(1, #cand:wait_calls(1, IMPORT))
+    d:wait_totals("diverged", 1)
+    local r = only_divergence(d, IMPORT)
+    assert.are.same({ "/names/0", "/names/1", "/names/2" },
+      { r.body.diffs[1].path, r.body.diffs[2].path, r.body.diffs[3].path })
+  end)
+
+  it("serves a client stream past mirror_body_bytes from the primary only", function()
+    local stop = cleanup.new()
+    finally(stop.run)
+    local d, cand, target = pair(stop, { label = "same" }, {
+      extra = "  limits = { mirror_body_bytes = 4096 }," })
+    -- Eight messages of ~1 KiB: the stream outgrows the limit.
+    local code, res, _, out = grpc.call(build, target, "import", { count = 8, pad = 1000 })
+    assert.are.equal(0, code, out .. d:log())
+    assert.are.equal(8, res.messages[1].count)
+    local s = d:wait_totals("requests", 1)
+    port.wait_until(function()
+      s = d:stats()
+      return (s.totals.skipped or {}).streaming == 1
+    end, 10, 0.05)
+    assert.are.equal(1, (s.totals.skipped or {}).streaming, json.encode(s.totals))
+    assert.are.equal(0, s.totals.compared)
+    assert.are.equal(0, #cand:calls())
   end)
 
   it("compares equal status errors as equal, and their grpc-message", function()
