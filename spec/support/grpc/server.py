@@ -24,6 +24,7 @@ so a spec can wait for a call instead of sleeping.
 import argparse
 import json
 import sys
+import threading
 import time
 from concurrent import futures
 
@@ -48,14 +49,21 @@ sys.path.insert(0, ARGS.pb_dir)
 import users_pb2 as pb  # noqa: E402  (made by protoc at test time)
 
 
+# Calls run on several threads: print writes the line and its newline
+# separately, so two calls at once could share a line.
+LOG_LOCK = threading.Lock()
+
+
 def log(rpc, context):
     md = {k: v for k, v in context.invocation_metadata()
           if not k.endswith("-bin")}
     # time_remaining: seconds left of the call's deadline (grpc-timeout),
     # None without one; it shows whether a proxy passed the deadline on.
-    print(json.dumps({"rpc": rpc, "label": ARGS.label, "metadata": md,
-                      "time_remaining": context.time_remaining()}),
-          flush=True)
+    line = json.dumps({"rpc": rpc, "label": ARGS.label, "metadata": md,
+                       "time_remaining": context.time_remaining()})
+    with LOG_LOCK:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def make_user(uid):
