@@ -11,6 +11,7 @@
 #include "diff.h"
 #include "redact.h"
 #include "server.h"
+#include "store_cfg.h"
 #include "upstream.h"
 
 enum {
@@ -118,6 +119,9 @@ typedef struct shadow_config_s {
   int watch;
   int forwarded; /* X-Forwarded-For and -Proto on both legs (default on) */
   shadow_capture_cfg_t capture;
+  /* store = shadow.redis(url, opts): the fleet store (store_cfg.h); its
+   * url is NULL without one. */
+  shadow_store_cfg_t store;
 } shadow_config_t;
 
 /* The defaults of every field; 0, or -ENOMEM. */

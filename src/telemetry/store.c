@@ -1,0 +1,936 @@
+/* The fleet store (see store.h): the connection's life (sentinel, AUTH,
+ * SELECT, redirects, backoff), the flush pipeline and the fleet read
+ * back. Key schema, B being the prefix with its hash tag ("{P}"), E the
+ * epoch:
+ *   B:epoch      integer; INCR starts a new window for the fleet
+ *   B:E:counts   hash of integers (HINCRBY), names as in fleet_counts.c
+ *   B:E:float    hash of float sums (HINCRBYFLOAT)
+ *   B:E:max      hash "<instance>\x1f<name>" -> the instance's largest
+ *   B:E:sig      hash "<id>\x1fcount|first|last|ex|key"
+ *   B:E:log      stream of records: d <record> i <instance> r <route>
+ *   B:instances  hash instance -> {"last_ms":..,"kind":"shadowd"}
+ * Every key is PEXPIREd at ttl_s by each flush. */
+#include "store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "fleet.h"
+#include "fleet_snap.h"
+#include "log.h"
+#include "redis_conn.h"
+#include "signatures.h"
+
+enum { DOWN, CONNECTING, CONNECTED };
+enum { PH_NONE, PH_SENTINEL, PH_HANDSHAKE, PH_FLUSH };
+enum {
+  E_CONNECT,
+  E_AUTH,
+  E_TIMEOUT,
+  E_LOST,
+  E_REPLY,
+  E_REDIRECT,
+  E_SENTINEL,
+  E_COUNT
+};
+static const char *const error_names[E_COUNT] = {
+    "connect", "auth", "timeout", "lost", "reply", "redirect", "sentinel"};
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+struct shadow_store_s {
+  uv_loop_t *loop;
+  shadow_store_cfg_t cfg; /* a copy */
+  shadow_store_owner_t owner;
+  shadow_tls_ctx_t *tls;
+  char *base; /* "{prefix}" */
+  char instance[96];
+  size_t log_capacity;
+  uv_timer_t flush_timer, retry_timer;
+  int timers_open;
+  shadow_redis_conn_t *conn;
+  int state, phase;
+  int stopping;
+  uint64_t backoff_ms;
+  size_t sentinel_next;
+  char *master_host; /* from a sentinel */
+  int master_port;
+  char *redirect_host; /* from MOVED / ASK */
+  int redirect_port, asking;
+  /* What was sent, and what this flush sends. */
+  shadow_fleet_snap_t *sent, *cur;
+  uint64_t sent_pushed, cur_pushed;
+  uint64_t epoch;
+  int epoch_known, want_incr;
+  size_t exec_at, read_at; /* reply indexes of EXEC and GET epoch */
+  /* What /stats and /metrics show. */
+  uint64_t errors[E_COUNT];
+  uint64_t dropped, flushes;
+  uint64_t pending;
+  double last_flush_ms;
+  char last_error[200];
+  size_t instances;
+  shadow_buf_t batch;
+};
+
+static void connect_next(shadow_store_t *s);
+static void flush_now(shadow_store_t *s);
+
+static void lock(shadow_store_t *s) {
+  s->owner.lock(s->owner.ud);
+}
+
+static void unlock(shadow_store_t *s) {
+  s->owner.unlock(s->owner.ud);
+}
+
+/* --- the connection's life ---------------------------------------------- */
+
+static void count_error(shadow_store_t *s, int reason, const char *why) {
+  s->errors[reason]++;
+  snprintf(s->last_error, sizeof(s->last_error), "%s: %s", error_names[reason],
+           why ? why : "");
+}
+
+static void on_retry(uv_timer_t *t) {
+  connect_next(t->data);
+}
+
+/* The connection is gone: try again after the backoff (at once after a
+ * redirect: the cluster said where to go). */
+static void went_down(shadow_store_t *s, int now) {
+  if (s->state == CONNECTED)
+    shadow_log_warn("store: lost %s: %s", s->cfg.url, s->last_error);
+  s->state = DOWN;
+  s->phase = PH_NONE;
+  s->conn = NULL;
+  if (s->stopping) return;
+  uint64_t delay = now ? 0 : s->backoff_ms;
+  if (!now) {
+    s->backoff_ms = s->backoff_ms * 2;
+    if (s->backoff_ms > BACKOFF_MAX_MS) s->backoff_ms = BACKOFF_MAX_MS;
+  }
+  uv_timer_start(&s->retry_timer, on_retry, delay, 0);
+}
+
+static void on_event(void *ud, shadow_redis_conn_t *c, int ev, redisReply **r,
+                     size_t n, const char *why);
+
+static void open_to(shadow_store_t *s, const char *host, int port, int tls,
+                    int phase) {
+  s->state = CONNECTING;
+  s->phase = phase;
+  uint64_t timeout = s->cfg.flush_ms * 2;
+  if (timeout < 2000) timeout = 2000;
+  if (shadow_redis_conn_open(s->loop, host, port, tls ? s->tls : NULL, timeout,
+                             on_event, s, &s->conn) != 0) {
+    s->conn = NULL;
+    count_error(s, E_CONNECT, "out of memory");
+    went_down(s, 0);
+  }
+}
+
+static void connect_next(shadow_store_t *s) {
+  if (s->stopping || s->conn) return;
+  if (s->redirect_host) {
+    open_to(s, s->redirect_host, s->redirect_port, s->cfg.tls, PH_HANDSHAKE);
+  } else if (s->cfg.nsentinels && !s->master_host) {
+    char *h = NULL;
+    int port = 0;
+    const char *a = s->cfg.sentinel_addrs[s->sentinel_next];
+    s->sentinel_next = (s->sentinel_next + 1) % s->cfg.nsentinels;
+    if (shadow_store_split_addr(a, &h, &port) != 0) return;
+    /* Sentinels speak plain RESP here; TLS is for the data path. */
+    open_to(s, h, port, 0, PH_SENTINEL);
+    free(h);
+  } else if (s->master_host) {
+    open_to(s, s->master_host, s->master_port, s->cfg.tls, PH_HANDSHAKE);
+  } else {
+    open_to(s, s->cfg.host, s->cfg.port, s->cfg.tls, PH_HANDSHAKE);
+  }
+}
+
+static void handshake(shadow_store_t *s) {
+  shadow_buf_t *b = &s->batch;
+  shadow_buf_reset(b);
+  size_t n = 0;
+  if (s->cfg.password) {
+    if (s->cfg.username)
+      shadow_redis_encodev(b, 3, "AUTH", s->cfg.username, s->cfg.password);
+    else
+      shadow_redis_encodev(b, 2, "AUTH", s->cfg.password);
+    n++;
+  }
+  if (s->cfg.db) {
+    char db[16];
+    snprintf(db, sizeof(db), "%u", s->cfg.db);
+    shadow_redis_encodev(b, 2, "SELECT", db);
+    n++;
+  }
+  shadow_redis_encodev(b, 1, "PING");
+  n++;
+  if (shadow_redis_conn_send(s->conn, b->data, b->len, n) != 0) {
+    shadow_redis_conn_close(s->conn);
+    count_error(s, E_LOST, "cannot send");
+    went_down(s, 0);
+  }
+}
+
+/* MOVED <slot> <host>:<port> or ASK ...: where the key's slot is. */
+static int redirected(shadow_store_t *s, redisReply **r, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    redisReply *x = r[i];
+    if (x->type != REDIS_REPLY_ERROR || !x->str) continue;
+    int ask = strncmp(x->str, "ASK ", 4) == 0;
+    if (!ask && strncmp(x->str, "MOVED ", 6) != 0) continue;
+    const char *addr = strchr(x->str + (ask ? 4 : 6), ' ');
+    char *h = NULL;
+    int port = 0;
+    if (!addr || shadow_store_split_addr(addr + 1, &h, &port) != 0) continue;
+    free(s->redirect_host);
+    s->redirect_host = h;
+    s->redirect_port = port;
+    s->asking = ask;
+    count_error(s, E_REDIRECT, x->str);
+    return 1;
+  }
+  return 0;
+}
+
+static void got_sentinel(shadow_store_t *s, redisReply **r, size_t n) {
+  redisReply *x = n ? r[0] : NULL;
+  shadow_redis_conn_close(s->conn);
+  s->conn = NULL;
+  if (x && x->type == REDIS_REPLY_ARRAY && x->elements == 2 &&
+      x->element[0]->type == REDIS_REPLY_STRING &&
+      x->element[1]->type == REDIS_REPLY_STRING) {
+    free(s->master_host);
+    s->master_host = strdup(x->element[0]->str);
+    s->master_port = atoi(x->element[1]->str);
+    s->state = DOWN;
+    connect_next(s);
+    return;
+  }
+  count_error(s, E_SENTINEL, "the sentinel does not know the master");
+  went_down(s, 0);
+}
+
+static void got_handshake(shadow_store_t *s, redisReply **r, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (r[i]->type == REDIS_REPLY_ERROR) {
+      count_error(s, E_AUTH, r[i]->str);
+      shadow_log_warn("store: %s refused: %s", s->cfg.url, r[i]->str);
+      shadow_redis_conn_close(s->conn);
+      went_down(s, 0);
+      return;
+    }
+  s->state = CONNECTED;
+  s->phase = PH_NONE;
+  s->backoff_ms = BACKOFF_MIN_MS;
+  shadow_log_info("store: connected to %s", s->cfg.url);
+  flush_now(s);
+}
+
+static void got_flush(shadow_store_t *s, redisReply **r, size_t n);
+
+static void on_event(void *ud, shadow_redis_conn_t *c, int ev, redisReply **r,
+                     size_t n, const char *why) {
+  shadow_store_t *s = ud;
+  if (c != s->conn) return;
+  if (ev == SHADOW_REDIS_FAILED) {
+    int reason = strstr(why, "timeout")    ? E_TIMEOUT
+                 : s->state == CONNECTED   ? E_LOST
+                 : s->phase == PH_SENTINEL ? E_SENTINEL
+                                           : E_CONNECT;
+    count_error(s, reason, why);
+    /* A primary named by a sentinel that fails: ask again. */
+    if (s->phase != PH_SENTINEL && s->master_host) {
+      free(s->master_host);
+      s->master_host = NULL;
+    }
+    /* A redirect that fails: back to the configured address. */
+    if (s->redirect_host) {
+      free(s->redirect_host);
+      s->redirect_host = NULL;
+    }
+    s->conn = NULL;
+    went_down(s, 0);
+    return;
+  }
+  if (ev == SHADOW_REDIS_READY) {
+    if (s->phase == PH_SENTINEL) {
+      shadow_buf_reset(&s->batch);
+      shadow_redis_encodev(&s->batch, 3, "SENTINEL", "get-master-addr-by-name",
+                           s->cfg.sentinel_master);
+      if (shadow_redis_conn_send(c, s->batch.data, s->batch.len, 1) != 0) {
+        shadow_redis_conn_close(c);
+        count_error(s, E_SENTINEL, "cannot send");
+        went_down(s, 0);
+      }
+    } else {
+      handshake(s);
+    }
+    return;
+  }
+  if (s->phase == PH_SENTINEL)
+    got_sentinel(s, r, n);
+  else if (s->phase == PH_HANDSHAKE)
+    got_handshake(s, r, n);
+  else if (s->phase == PH_FLUSH)
+    got_flush(s, r, n);
+}
+
+/* --- the flush ---------------------------------------------------------- */
+
+typedef struct build_s {
+  shadow_store_t *s;
+  shadow_buf_t *b;
+  size_t n; /* commands */
+  const char *k_counts, *k_float, *k_max, *k_sig;
+  uint64_t deltas;
+  int dry; /* only count what is pending */
+} build_t;
+
+static void cmd4(build_t *w, const char *c, const char *key, const char *f,
+                 size_t fl, const char *v, size_t vl) {
+  const char *argv[4] = {c, key, f, v};
+  size_t lens[4] = {strlen(c), strlen(key), fl, vl};
+  shadow_redis_encode(w->b, 4, argv, lens);
+  w->n++;
+}
+
+static void on_count(void *ud, int kind, const char *name, size_t len,
+                     uint64_t u, double d) {
+  build_t *w = ud;
+  shadow_store_t *s = w->s;
+  shadow_fleet_snap_put(s->cur, name, len, u, d);
+  uint64_t su;
+  double sd;
+  shadow_fleet_snap_get(s->sent, name, len, &su, &sd);
+  char v[48];
+  int vl;
+  if (kind == SHADOW_FLEET_COUNT) {
+    /* A count below what was sent was reset here: it all is new. */
+    uint64_t delta = u >= su ? u - su : u;
+    if (!delta) return;
+    w->deltas++;
+    if (w->dry) return;
+    vl = snprintf(v, sizeof(v), "%" PRIu64, delta);
+    cmd4(w, "HINCRBY", w->k_counts, name, len, v, (size_t)vl);
+  } else if (kind == SHADOW_FLEET_FLOAT) {
+    double delta = d >= sd ? d - sd : d;
+    if (!(delta > 0)) return;
+    w->deltas++;
+    if (w->dry) return;
+    vl = snprintf(v, sizeof(v), "%.17g", delta);
+    cmd4(w, "HINCRBYFLOAT", w->k_float, name, len, v, (size_t)vl);
+  } else {
+    if (d == sd) return;
+    w->deltas++;
+    if (w->dry) return;
+    shadow_buf_t f = SHADOW_BUF_INIT;
+    shadow_buf_puts(&f, s->instance);
+    shadow_buf_putc(&f, SHADOW_FLEET_SEP);
+    shadow_buf_append(&f, name, len);
+    vl = snprintf(v, sizeof(v), "%.17g", d);
+    cmd4(w, "HSET", w->k_max, f.data, f.len, v, (size_t)vl);
+    shadow_buf_free(&f);
+  }
+}
+
+static void sig_field(shadow_buf_t *f, uint64_t hash, const char *what) {
+  shadow_buf_reset(f);
+  shadow_buf_printf(f, "%016" PRIx64 "%c%s", hash, SHADOW_FLEET_SEP, what);
+}
+
+static void on_sig(void *ud, const shadow_signature_view_t *v) {
+  build_t *w = ud;
+  shadow_store_t *s = w->s;
+  char name[40];
+  int nl = snprintf(name, sizeof(name), "sig%c%016" PRIx64, SHADOW_FLEET_SEP,
+                    v->hash);
+  shadow_fleet_snap_put(s->cur, name, (size_t)nl, v->count, v->last_ms);
+  uint64_t su;
+  double sd;
+  shadow_fleet_snap_get(s->sent, name, (size_t)nl, &su, &sd);
+  uint64_t delta = v->count >= su ? v->count - su : v->count;
+  if (!delta) return;
+  w->deltas++;
+  if (w->dry) return;
+  shadow_buf_t f = SHADOW_BUF_INIT;
+  char num[48];
+  int l;
+  sig_field(&f, v->hash, "count");
+  l = snprintf(num, sizeof(num), "%" PRIu64, delta);
+  cmd4(w, "HINCRBY", w->k_sig, f.data, f.len, num, (size_t)l);
+  sig_field(&f, v->hash, "first");
+  l = snprintf(num, sizeof(num), "%.0f", v->first_ms);
+  cmd4(w, "HSETNX", w->k_sig, f.data, f.len, num, (size_t)l);
+  sig_field(&f, v->hash, "last");
+  l = snprintf(num, sizeof(num), "%.0f", v->last_ms);
+  cmd4(w, "HSET", w->k_sig, f.data, f.len, num, (size_t)l);
+  sig_field(&f, v->hash, "key");
+  cmd4(w, "HSET", w->k_sig, f.data, f.len, v->key, v->key_len);
+  if (v->exemplar) {
+    sig_field(&f, v->hash, "ex");
+    cmd4(w, "HSET", w->k_sig, f.data, f.len, v->exemplar, v->exemplar_len);
+  }
+  shadow_buf_free(&f);
+}
+
+static char *key(shadow_store_t *s, int with_epoch, const char *name) {
+  shadow_buf_t b = SHADOW_BUF_INIT;
+  if (with_epoch)
+    shadow_buf_printf(&b, "%s:%" PRIu64 ":%s", s->base, s->epoch, name);
+  else
+    shadow_buf_printf(&b, "%s:%s", s->base, name);
+  return shadow_buf_steal(&b, NULL);
+}
+
+/* Walks the local state into cur (and, unless dry, the pipeline). Under
+ * the owner's lock. */
+static void walk(shadow_store_t *s, build_t *w) {
+  shadow_fleet_snap_free(s->cur);
+  s->cur = shadow_fleet_snap_new();
+  if (!s->cur) return;
+  shadow_stats_t *st = s->owner.stats;
+  shadow_fleet_counts_walk(st, on_count, w);
+  if (st->signatures) shadow_signatures_each(st->signatures, on_sig, w);
+  shadow_ring_t *ring = s->owner.ring(s->owner.ud);
+  s->cur_pushed = ring ? shadow_ring_pushed(ring) : 0;
+}
+
+/* Sends what came since the last good flush, then reads the fleet back. */
+static void flush_now(shadow_store_t *s) {
+  if (s->state != CONNECTED || !s->conn || shadow_redis_conn_busy(s->conn))
+    return;
+  char *k_counts = key(s, 1, "counts"), *k_float = key(s, 1, "float");
+  char *k_max = key(s, 1, "max"), *k_sig = key(s, 1, "sig");
+  char *k_log = key(s, 1, "log"), *k_inst = key(s, 0, "instances");
+  char *k_epoch = key(s, 0, "epoch");
+  shadow_buf_t *b = &s->batch;
+  shadow_buf_reset(b);
+  build_t w = {s, b, 0, k_counts, k_float, k_max, k_sig, 0, 0};
+  if (s->asking) {
+    shadow_redis_encodev(b, 1, "ASKING");
+    w.n++;
+  }
+  if (s->want_incr) {
+    shadow_redis_encodev(b, 2, "INCR", k_epoch);
+    w.n++;
+    s->want_incr = 0;
+  }
+  shadow_redis_encodev(b, 1, "MULTI");
+  w.n++;
+  lock(s);
+  walk(s, &w);
+  shadow_ring_t *ring = s->owner.ring(s->owner.ud);
+  if (ring && s->epoch_known) {
+    /* Records the ring let go before this flush are not sent: the
+     * stream keeps only the newest log.capacity, which these are. */
+    uint64_t fresh = s->cur_pushed - s->sent_pushed;
+    size_t len = shadow_ring_len(ring);
+    if (fresh > len) fresh = len;
+    char cap[24];
+    snprintf(cap, sizeof(cap), "%zu", s->log_capacity ? s->log_capacity : 1);
+    for (size_t i = (size_t)fresh; i-- > 0;) {
+      size_t n, rl;
+      const char *route;
+      const char *json = shadow_ring_get(ring, i, &n, &route, &rl);
+      if (!json) continue;
+      const char *argv[11] = {"XADD", k_log, "MAXLEN", "~",         cap, "*",
+                              "d",    json,  "i",      s->instance, "r"};
+      size_t lens[12] = {4, strlen(k_log),       6, 1, strlen(cap), 1, 1, n,
+                         1, strlen(s->instance), 1};
+      const char *av[12];
+      memcpy(av, argv, sizeof(argv));
+      av[11] = route ? route : "";
+      lens[11] = route ? rl : 0;
+      shadow_redis_encode(b, 12, av, lens);
+      w.n++;
+    }
+  }
+  unlock(s);
+  if (!s->epoch_known) {
+    /* The first flush only learns the epoch: what was counted so far goes
+     * into it with the next one. */
+    shadow_buf_reset(b);
+    w.n = 0;
+    if (s->asking) {
+      shadow_redis_encodev(b, 1, "ASKING");
+      w.n++;
+    }
+    shadow_redis_encodev(b, 1, "MULTI");
+    w.n++;
+  }
+  char now[32], ttl[24];
+  snprintf(now, sizeof(now), "{\"last_ms\":%.0f,\"kind\":\"shadowd\"}",
+           shadow_wall_ms());
+  snprintf(ttl, sizeof(ttl), "%" PRIu64, s->cfg.ttl_s * 1000);
+  shadow_redis_encodev(b, 4, "HSET", k_inst, s->instance, now);
+  w.n++;
+  const char *keys[] = {k_counts, k_float, k_max,  k_sig,
+                        k_log,    k_inst,  k_epoch};
+  for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+    shadow_redis_encodev(b, 3, "PEXPIRE", keys[i], ttl);
+    w.n++;
+  }
+  shadow_redis_encodev(b, 1, "EXEC");
+  s->exec_at = w.n++;
+  shadow_redis_encodev(b, 2, "GET", k_epoch);
+  s->read_at = w.n++;
+  shadow_redis_encodev(b, 2, "HGETALL", k_counts);
+  shadow_redis_encodev(b, 2, "HGETALL", k_float);
+  shadow_redis_encodev(b, 2, "HGETALL", k_max);
+  shadow_redis_encodev(b, 2, "HGETALL", k_sig);
+  char cnt[24];
+  snprintf(cnt, sizeof(cnt), "%zu", s->log_capacity ? s->log_capacity : 1);
+  shadow_redis_encodev(b, 6, "XREVRANGE", k_log, "+", "-", "COUNT", cnt);
+  shadow_redis_encodev(b, 2, "HGETALL", k_inst);
+  w.n += 6;
+  free(k_counts);
+  free(k_float);
+  free(k_max);
+  free(k_sig);
+  free(k_log);
+  free(k_inst);
+  free(k_epoch);
+  s->phase = PH_FLUSH;
+  if (shadow_redis_conn_send(s->conn, b->data, b->len, w.n) != 0) {
+    shadow_redis_conn_close(s->conn);
+    count_error(s, E_LOST, "cannot send");
+    went_down(s, 0);
+  }
+}
+
+/* The time a stored number says, or 0. */
+static double reply_num(const redisReply *x) {
+  if (!x) return 0;
+  if (x->type == REDIS_REPLY_INTEGER) return (double)x->integer;
+  if (x->type == REDIS_REPLY_STRING) return strtod(x->str, NULL);
+  return 0;
+}
+
+typedef struct sig_row_s {
+  uint64_t hash;
+  shadow_signature_view_t v;
+} sig_row_t;
+
+static int by_last(const void *a, const void *b) {
+  const sig_row_t *x = a, *y = b;
+  return x->v.last_ms < y->v.last_ms ? -1 : x->v.last_ms > y->v.last_ms;
+}
+
+static void fleet_sigs(shadow_signatures_t *sigs, const redisReply *h) {
+  if (!h || h->type != REDIS_REPLY_ARRAY) return;
+  size_t cap = h->elements / 2 + 1, n = 0;
+  sig_row_t *rows = calloc(cap, sizeof(*rows));
+  if (!rows) return;
+  for (size_t i = 0; i + 1 < h->elements; i += 2) {
+    const redisReply *f = h->element[i], *v = h->element[i + 1];
+    if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
+        f->len < 18 || f->str[16] != SHADOW_FLEET_SEP)
+      continue;
+    uint64_t hash = strtoull(f->str, NULL, 16);
+    size_t j = 0;
+    while (j < n && rows[j].hash != hash)
+      j++;
+    if (j == n) {
+      if (n == cap) continue;
+      rows[n++].hash = hash;
+    }
+    const char *what = f->str + 17;
+    shadow_signature_view_t *sv = &rows[j].v;
+    if (strcmp(what, "count") == 0)
+      sv->count = strtoull(v->str, NULL, 10);
+    else if (strcmp(what, "first") == 0)
+      sv->first_ms = strtod(v->str, NULL);
+    else if (strcmp(what, "last") == 0)
+      sv->last_ms = strtod(v->str, NULL);
+    else if (strcmp(what, "key") == 0) {
+      sv->key = v->str;
+      sv->key_len = v->len;
+    } else if (strcmp(what, "ex") == 0) {
+      sv->exemplar = v->str;
+      sv->exemplar_len = v->len;
+    }
+  }
+  qsort(rows, n, sizeof(*rows), by_last);
+  for (size_t i = 0; i < n; i++)
+    if (rows[i].v.key && rows[i].v.count)
+      shadow_signatures_put(sigs, &rows[i].v);
+  free(rows);
+}
+
+static void fleet_hash(shadow_stats_t *f, const redisReply *h, int kind) {
+  if (!h || h->type != REDIS_REPLY_ARRAY) return;
+  for (size_t i = 0; i + 1 < h->elements; i += 2) {
+    const redisReply *k = h->element[i], *v = h->element[i + 1];
+    if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+      continue;
+    const char *name = k->str;
+    size_t len = k->len;
+    if (kind == SHADOW_FLEET_MAX) {
+      /* "<instance>\x1f<name>": the largest over the instances. */
+      const char *sep = memchr(name, SHADOW_FLEET_SEP, len);
+      if (!sep) continue;
+      len -= (size_t)(sep + 1 - name);
+      name = sep + 1;
+    }
+    double d = strtod(v->str, NULL);
+    uint64_t u = kind == SHADOW_FLEET_COUNT ? strtoull(v->str, NULL, 10) : 0;
+    shadow_fleet_counts_add(f, kind, name, len, u, d);
+  }
+}
+
+/* The fleet as the replies tell it: a fresh stats, signatures, ring. */
+static shadow_fleet_t *build_fleet(shadow_store_t *s, redisReply **r) {
+  shadow_stats_t *local = s->owner.stats;
+  shadow_fleet_t *fl = calloc(1, sizeof(*fl));
+  if (!fl) return NULL;
+  fl->stats = shadow_stats_new(local->hook_names, local->nhooks);
+  fl->ring = shadow_ring_new(s->log_capacity ? s->log_capacity : 1);
+  size_t max_sigs = local->signatures ? shadow_signatures_max(local->signatures)
+                                      : SHADOW_SIGNATURES_MAX;
+  if (fl->stats) {
+    fl->stats->signatures =
+        shadow_signatures_new(max_sigs, SHADOW_SIGNATURES_BYTES);
+    shadow_stats_set_loops(fl->stats, 1);
+  }
+  if (!fl->stats || !fl->ring || !fl->stats->signatures) {
+    shadow_fleet_free(fl);
+    return NULL;
+  }
+  shadow_stats_t *f = fl->stats;
+  size_t base = s->read_at + 1;
+  fleet_hash(f, r[base], SHADOW_FLEET_COUNT);
+  fleet_hash(f, r[base + 1], SHADOW_FLEET_FLOAT);
+  fleet_hash(f, r[base + 2], SHADOW_FLEET_MAX);
+  shadow_fleet_counts_finish(f);
+  fleet_sigs(f->signatures, r[base + 3]);
+  const redisReply *log = r[base + 4];
+  if (log && log->type == REDIS_REPLY_ARRAY)
+    /* Newest first from XREVRANGE; the ring wants them oldest first. */
+    for (size_t i = log->elements; i-- > 0;) {
+      const redisReply *e = log->element[i];
+      if (e->type != REDIS_REPLY_ARRAY || e->elements != 2) continue;
+      const redisReply *kv = e->element[1];
+      const char *d = NULL, *route = "";
+      size_t dl = 0, rl = 0;
+      for (size_t j = 0; kv->type == REDIS_REPLY_ARRAY && j + 1 < kv->elements;
+           j += 2) {
+        const redisReply *k = kv->element[j], *v = kv->element[j + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+          continue;
+        if (strcmp(k->str, "d") == 0) {
+          d = v->str;
+          dl = v->len;
+        } else if (strcmp(k->str, "r") == 0) {
+          route = v->str;
+          rl = v->len;
+        }
+      }
+      if (d) shadow_ring_push(fl->ring, d, dl, route, rl);
+    }
+  const redisReply *inst = r[base + 5];
+  double now = shadow_wall_ms();
+  if (inst && inst->type == REDIS_REPLY_ARRAY)
+    for (size_t i = 0; i + 1 < inst->elements; i += 2) {
+      const redisReply *v = inst->element[i + 1];
+      const char *p =
+          v->type == REDIS_REPLY_STRING ? strstr(v->str, "\"last_ms\":") : NULL;
+      if (p && now - strtod(p + 10, NULL) <= 60000) fl->instances++;
+    }
+  fl->epoch = s->epoch;
+  fl->built_ms = now;
+  return fl;
+}
+
+static void swap_fleet(shadow_store_t *s, shadow_fleet_t *fl) {
+  lock(s);
+  shadow_stats_t *local = s->owner.stats;
+  shadow_fleet_t *old = local->fleet;
+  if (fl) {
+    shadow_stats_t *f = fl->stats;
+    /* State, not counts: the fleet's view shows this instance's. */
+    f->generation = local->generation;
+    f->breaker_state = local->breaker_state;
+    f->secondary_breaker_state = local->secondary_breaker_state;
+    f->window_start_ms = local->window_start_ms;
+    f->store = s;
+    f->fleet_view = 1;
+  }
+  local->fleet = fl;
+  unlock(s);
+  shadow_fleet_free(old);
+}
+
+static void got_flush(shadow_store_t *s, redisReply **r, size_t n) {
+  s->phase = PH_NONE;
+  if (redirected(s, r, n)) {
+    shadow_redis_conn_close(s->conn);
+    s->conn = NULL;
+    s->state = DOWN;
+    went_down(s, 1);
+    return;
+  }
+  redisReply *exec = s->exec_at < n ? r[s->exec_at] : NULL;
+  if (!exec || exec->type != REDIS_REPLY_ARRAY) {
+    count_error(s, E_REPLY,
+                exec && exec->type == REDIS_REPLY_ERROR ? exec->str
+                                                        : "EXEC failed");
+    return; /* the deltas stay, for the next flush */
+  }
+  for (size_t i = 0; i < exec->elements; i++)
+    if (exec->element[i]->type == REDIS_REPLY_ERROR) {
+      /* Applied but for this one (a full server: OOM): the rest stands. */
+      count_error(s, E_REPLY, exec->element[i]->str);
+      break;
+    }
+  s->flushes++;
+  s->last_flush_ms = shadow_wall_ms();
+  uint64_t epoch = (uint64_t)reply_num(s->read_at < n ? r[s->read_at] : NULL);
+  int first = !s->epoch_known;
+  if (!first && epoch == s->epoch) {
+    /* What was sent is now what the fleet has of us. */
+    shadow_fleet_snap_free(s->sent);
+    s->sent = s->cur;
+    s->cur = NULL;
+    s->sent_pushed = s->cur_pushed;
+    s->pending = 0;
+    swap_fleet(s, build_fleet(s, r));
+    return;
+  }
+  /* A new epoch (or the first one learned): on a new one, what this
+   * instance counted so far is the baseline; only what follows is sent. */
+  if (!first) {
+    shadow_fleet_snap_free(s->sent);
+    s->sent = s->cur;
+    s->cur = NULL;
+    s->sent_pushed = s->cur_pushed;
+    shadow_log_info("store: fleet epoch %" PRIu64 " begins", epoch);
+  }
+  s->epoch = epoch;
+  s->epoch_known = 1;
+  s->pending = 0;
+  swap_fleet(s, NULL);
+  flush_now(s);
+}
+
+/* A flush tick while the store cannot take it: count what waits, and past
+ * max_pending drop it (a new baseline) and count the drop. */
+static void account_pending(shadow_store_t *s) {
+  build_t w = {s, NULL, 0, NULL, NULL, NULL, NULL, 0, 1};
+  lock(s);
+  walk(s, &w);
+  shadow_ring_t *ring = s->owner.ring(s->owner.ud);
+  uint64_t records = s->cur_pushed - s->sent_pushed;
+  if (ring && records > shadow_ring_len(ring)) records = shadow_ring_len(ring);
+  unlock(s);
+  s->pending = w.deltas + records;
+  if (s->pending > s->cfg.max_pending && s->epoch_known) {
+    s->dropped += s->pending;
+    shadow_fleet_snap_free(s->sent);
+    s->sent = s->cur;
+    s->cur = NULL;
+    s->sent_pushed = s->cur_pushed;
+    s->pending = 0;
+  }
+}
+
+static void on_flush_tick(uv_timer_t *t) {
+  shadow_store_t *s = t->data;
+  if (s->state == CONNECTED && s->conn && !shadow_redis_conn_busy(s->conn))
+    flush_now(s);
+  else if (s->state != CONNECTED)
+    account_pending(s);
+}
+
+/* --- the owner's calls -------------------------------------------------- */
+
+int shadow_store_start(uv_loop_t *loop, const shadow_store_cfg_t *cfg,
+                       const shadow_store_owner_t *owner, shadow_store_t **out,
+                       char **err) {
+  shadow_store_t *s = calloc(1, sizeof(*s));
+  if (!s) return -1;
+  s->loop = loop;
+  s->owner = *owner;
+  shadow_store_cfg_init(&s->cfg);
+#define DUP(f) s->cfg.f = cfg->f ? strdup(cfg->f) : NULL
+  DUP(url);
+  DUP(host);
+  DUP(username);
+  DUP(password);
+  DUP(prefix);
+  DUP(tls_ca_file);
+  DUP(tls_server_name);
+  DUP(tls_cert_file);
+  DUP(tls_key_file);
+  DUP(sentinel_master);
+  for (size_t i = 0; i < cfg->nsentinels; i++)
+    DUP(sentinel_addrs[i]);
+#undef DUP
+  s->cfg.nsentinels = cfg->nsentinels;
+  s->cfg.tls = cfg->tls;
+  s->cfg.port = cfg->port;
+  s->cfg.db = cfg->db;
+  s->cfg.flush_ms = cfg->flush_ms ? cfg->flush_ms : 1000;
+  s->cfg.ttl_s = cfg->ttl_s;
+  s->cfg.max_pending = cfg->max_pending;
+  s->cfg.tls_verify = cfg->tls_verify;
+  s->cfg.cluster = cfg->cluster;
+  s->base = shadow_store_key_base(&s->cfg);
+  s->sent = shadow_fleet_snap_new();
+  s->backoff_ms = BACKOFF_MIN_MS;
+  s->log_capacity = 1000;
+  char host[64] = "host";
+  gethostname(host, sizeof(host) - 1);
+  host[sizeof(host) - 1] = '\0';
+  uint64_t rnd = (uint64_t)(shadow_wall_ms() * 1000) ^
+                 ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)s;
+  snprintf(s->instance, sizeof(s->instance), "%s:%d:%08" PRIx64, host,
+           (int)getpid(), rnd & 0xffffffffu);
+  if (s->cfg.tls) {
+    shadow_tls_client_opts_t o = {
+        s->cfg.tls_ca_file,
+        s->cfg.tls_server_name ? s->cfg.tls_server_name : s->cfg.host,
+        s->cfg.tls_verify, s->cfg.tls_cert_file, s->cfg.tls_key_file};
+    if (shadow_tls_client_ctx(&o, &s->tls, err) != 0) {
+      shadow_store_cfg_release(&s->cfg);
+      free(s->base);
+      shadow_fleet_snap_free(s->sent);
+      free(s);
+      return -1;
+    }
+  }
+  uv_timer_init(loop, &s->flush_timer);
+  uv_timer_init(loop, &s->retry_timer);
+  s->flush_timer.data = s->retry_timer.data = s;
+  s->timers_open = 2;
+  uv_timer_start(&s->flush_timer, on_flush_tick, s->cfg.flush_ms,
+                 s->cfg.flush_ms);
+  *out = s;
+  lock(s);
+  owner->stats->store = s;
+  unlock(s);
+  connect_next(s);
+  return 0;
+}
+
+int shadow_store_same(const shadow_store_t *s, const shadow_store_cfg_t *cfg) {
+  return s && shadow_store_cfg_same(&s->cfg, cfg);
+}
+
+void shadow_store_set_log_capacity(shadow_store_t *s, size_t capacity) {
+  if (s) s->log_capacity = capacity;
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  shadow_store_t *s = h->data;
+  if (--s->timers_open > 0) return;
+  shadow_store_cfg_release(&s->cfg);
+  shadow_tls_ctx_unref(s->tls);
+  free(s->base);
+  free(s->master_host);
+  free(s->redirect_host);
+  shadow_fleet_snap_free(s->sent);
+  shadow_fleet_snap_free(s->cur);
+  shadow_buf_free(&s->batch);
+  free(s);
+}
+
+void shadow_store_stop(shadow_store_t *s) {
+  if (!s) return;
+  s->stopping = 1;
+  swap_fleet(s, NULL);
+  lock(s);
+  if (s->owner.stats->store == s) s->owner.stats->store = NULL;
+  unlock(s);
+  shadow_redis_conn_close(s->conn);
+  s->conn = NULL;
+  uv_timer_stop(&s->flush_timer);
+  uv_timer_stop(&s->retry_timer);
+  uv_close((uv_handle_t *)&s->flush_timer, on_timer_closed);
+  uv_close((uv_handle_t *)&s->retry_timer, on_timer_closed);
+}
+
+int shadow_store_reset_fleet(shadow_store_t *s) {
+  if (!s || s->state != CONNECTED) return -ENOTCONN;
+  s->want_incr = 1;
+  flush_now(s);
+  return 0;
+}
+
+static const char *state_name(const shadow_store_t *s) {
+  return s->state == CONNECTED    ? "connected"
+         : s->state == CONNECTING ? "connecting"
+                                  : "down";
+}
+
+void shadow_store_render_json(const shadow_store_t *s, shadow_buf_t *out) {
+  shadow_buf_puts(out, "{\"url\":");
+  /* The URL without its password. */
+  const char *u = s->cfg.url;
+  const char *at = strchr(u, '@');
+  if (at) {
+    shadow_buf_puts(out, "\"");
+    shadow_buf_puts(out, s->cfg.tls ? "rediss://" : "redis://");
+    shadow_buf_json_string(out, at + 1, strlen(at + 1), 1);
+    shadow_buf_puts(out, "\"");
+  } else {
+    shadow_buf_json_string(out, u, strlen(u), 0);
+  }
+  shadow_buf_printf(out, ",\"state\":\"%s\",\"instance\":", state_name(s));
+  shadow_buf_json_string(out, s->instance, strlen(s->instance), 0);
+  shadow_buf_printf(out,
+                    ",\"epoch\":%" PRIu64 ",\"flushes\":%" PRIu64
+                    ",\"last_flush_ms\":%.0f,\"pending\":%" PRIu64
+                    ",\"dropped\":%" PRIu64 ",\"errors\":{",
+                    s->epoch, s->flushes, s->last_flush_ms, s->pending,
+                    s->dropped);
+  uint64_t total = 0;
+  for (int i = 0; i < E_COUNT; i++) {
+    shadow_buf_printf(out, "%s\"%s\":%" PRIu64, i ? "," : "", error_names[i],
+                      s->errors[i]);
+    total += s->errors[i];
+  }
+  const shadow_fleet_t *fl = s->owner.stats->fleet;
+  shadow_buf_printf(out,
+                    "},\"errors_total\":%" PRIu64 ",\"last_error\":", total);
+  if (s->last_error[0])
+    shadow_buf_json_string(out, s->last_error, strlen(s->last_error), 0);
+  else
+    shadow_buf_puts(out, "null");
+  shadow_buf_printf(out, ",\"instances\":%zu}", fl ? fl->instances : 0);
+}
+
+void shadow_store_render_prometheus(const shadow_store_t *s,
+                                    shadow_buf_t *out) {
+  shadow_buf_puts(out, "# HELP shadow_store_errors_total Fleet store "
+                       "failures, by reason.\n"
+                       "# TYPE shadow_store_errors_total counter\n");
+  for (int i = 0; i < E_COUNT; i++)
+    shadow_buf_printf(out,
+                      "shadow_store_errors_total{reason=\"%s\"} %" PRIu64 "\n",
+                      error_names[i], s->errors[i]);
+  shadow_buf_printf(
+      out,
+      "# HELP shadow_store_dropped_total Counts and records never sent to "
+      "the fleet store (past max_pending while it was down).\n"
+      "# TYPE shadow_store_dropped_total counter\n"
+      "shadow_store_dropped_total %" PRIu64 "\n"
+      "# HELP shadow_store_flushes_total Flushes the fleet store took.\n"
+      "# TYPE shadow_store_flushes_total counter\n"
+      "shadow_store_flushes_total %" PRIu64 "\n"
+      "# HELP shadow_store_up Whether the fleet store is connected.\n"
+      "# TYPE shadow_store_up gauge\n"
+      "shadow_store_up %d\n",
+      s->dropped, s->flushes, s->state == CONNECTED);
+}
