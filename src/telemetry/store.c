@@ -9,7 +9,8 @@
  *   B:E:sig      hash "<id>\x1fcount|first|last|ex|key"
  *   B:E:log      stream of records: d <record> i <instance> r <route>
  *   B:instances  hash instance -> {"last_ms":..,"kind":"shadowd"}
- * Every key is PEXPIREd at ttl_s by each flush. */
+ *   B:E:applied  hash instance -> the sequence of its last applied flush
+ * Every key is PEXPIREd at ttl_s by each flush (see FLUSH_SCRIPT). */
 #include "store.h"
 
 #include <errno.h>
@@ -69,7 +70,20 @@ struct shadow_store_s {
   uint64_t sent_pushed, cur_pushed;
   uint64_t epoch;
   int epoch_known, want_incr;
-  size_t exec_at, read_at; /* reply indexes of EXEC and GET epoch */
+  size_t exec_at, read_at; /* reply indexes of the script and GET epoch */
+  /* The flushes' sequence: seq of the last one sent, base_seq of the last
+   * one Redis applied (what the next counts from); in_flight while a
+   * flush's reply is awaited. */
+  uint64_t seq, base_seq;
+  int in_flight;
+  /* Flushes whose reply never came (a timeout, a lost connection): Redis
+   * may have applied them, now or later; kept so that a later answer
+   * naming one of them makes its snapshot the one sent. */
+  struct {
+    uint64_t seq, pushed;
+    shadow_fleet_snap_t *snap;
+  } amb[4];
+  size_t namb;
   /* What /stats and /metrics show. */
   uint64_t errors[E_COUNT];
   uint64_t dropped, flushes;
@@ -250,6 +264,20 @@ static void on_event(void *ud, shadow_redis_conn_t *c, int ev, redisReply **r,
                  : s->phase == PH_SENTINEL ? E_SENTINEL
                                            : E_CONNECT;
     count_error(s, reason, why);
+    if (s->in_flight) {
+      /* Sent, unanswered: Redis may apply it yet (see got_flush). */
+      if (s->namb == sizeof(s->amb) / sizeof(s->amb[0])) {
+        shadow_fleet_snap_free(s->amb[0].snap);
+        memmove(&s->amb[0], &s->amb[1], (s->namb - 1) * sizeof(s->amb[0]));
+        s->namb--;
+      }
+      s->amb[s->namb].seq = s->seq;
+      s->amb[s->namb].pushed = s->cur_pushed;
+      s->amb[s->namb].snap = s->cur;
+      s->namb++;
+      s->cur = NULL;
+      s->in_flight = 0;
+    }
     /* A primary named by a sentinel that fails: ask again. */
     if (s->phase != PH_SENTINEL && s->master_host) {
       free(s->master_host);
@@ -291,19 +319,25 @@ static void on_event(void *ud, shadow_redis_conn_t *c, int ev, redisReply **r,
 
 typedef struct build_s {
   shadow_store_t *s;
-  shadow_buf_t *b;
-  size_t n; /* commands */
-  const char *k_counts, *k_float, *k_max, *k_sig;
+  shadow_buf_t *args; /* the script's operations, as RESP bulk strings */
+  size_t nargs;
   uint64_t deltas;
   int dry; /* only count what is pending */
 } build_t;
 
-static void cmd4(build_t *w, const char *c, const char *key, const char *f,
-                 size_t fl, const char *v, size_t vl) {
-  const char *argv[4] = {c, key, f, v};
-  size_t lens[4] = {strlen(c), strlen(key), fl, vl};
-  shadow_redis_encode(w->b, 4, argv, lens);
-  w->n++;
+static void bulk(shadow_buf_t *b, const char *p, size_t n) {
+  shadow_buf_printf(b, "$%zu\r\n", n);
+  shadow_buf_append(b, p, n);
+  shadow_buf_append(b, "\r\n", 2);
+}
+
+/* One operation of the flush script: its code, a field, a value. */
+static void op3(build_t *w, const char *code, const char *f, size_t fl,
+                const char *v, size_t vl) {
+  bulk(w->args, code, strlen(code));
+  bulk(w->args, f, fl);
+  bulk(w->args, v, vl);
+  w->nargs += 3;
 }
 
 static void on_count(void *ud, int kind, const char *name, size_t len,
@@ -323,14 +357,14 @@ static void on_count(void *ud, int kind, const char *name, size_t len,
     w->deltas++;
     if (w->dry) return;
     vl = snprintf(v, sizeof(v), "%" PRIu64, delta);
-    cmd4(w, "HINCRBY", w->k_counts, name, len, v, (size_t)vl);
+    op3(w, "c", name, len, v, (size_t)vl);
   } else if (kind == SHADOW_FLEET_FLOAT) {
     double delta = d >= sd ? d - sd : d;
     if (!(delta > 0)) return;
     w->deltas++;
     if (w->dry) return;
     vl = snprintf(v, sizeof(v), "%.17g", delta);
-    cmd4(w, "HINCRBYFLOAT", w->k_float, name, len, v, (size_t)vl);
+    op3(w, "f", name, len, v, (size_t)vl);
   } else {
     if (d == sd) return;
     w->deltas++;
@@ -340,7 +374,7 @@ static void on_count(void *ud, int kind, const char *name, size_t len,
     shadow_buf_putc(&f, SHADOW_FLEET_SEP);
     shadow_buf_append(&f, name, len);
     vl = snprintf(v, sizeof(v), "%.17g", d);
-    cmd4(w, "HSET", w->k_max, f.data, f.len, v, (size_t)vl);
+    op3(w, "m", f.data, f.len, v, (size_t)vl);
     shadow_buf_free(&f);
   }
 }
@@ -369,18 +403,18 @@ static void on_sig(void *ud, const shadow_signature_view_t *v) {
   int l;
   sig_field(&f, v->hash, "count");
   l = snprintf(num, sizeof(num), "%" PRIu64, delta);
-  cmd4(w, "HINCRBY", w->k_sig, f.data, f.len, num, (size_t)l);
+  op3(w, "si", f.data, f.len, num, (size_t)l);
   sig_field(&f, v->hash, "first");
   l = snprintf(num, sizeof(num), "%.0f", v->first_ms);
-  cmd4(w, "HSETNX", w->k_sig, f.data, f.len, num, (size_t)l);
+  op3(w, "sn", f.data, f.len, num, (size_t)l);
   sig_field(&f, v->hash, "last");
   l = snprintf(num, sizeof(num), "%.0f", v->last_ms);
-  cmd4(w, "HSET", w->k_sig, f.data, f.len, num, (size_t)l);
+  op3(w, "ss", f.data, f.len, num, (size_t)l);
   sig_field(&f, v->hash, "key");
-  cmd4(w, "HSET", w->k_sig, f.data, f.len, v->key, v->key_len);
+  op3(w, "ss", f.data, f.len, v->key, v->key_len);
   if (v->exemplar) {
     sig_field(&f, v->hash, "ex");
-    cmd4(w, "HSET", w->k_sig, f.data, f.len, v->exemplar, v->exemplar_len);
+    op3(w, "ss", f.data, f.len, v->exemplar, v->exemplar_len);
   }
   shadow_buf_free(&f);
 }
@@ -407,28 +441,58 @@ static void walk(shadow_store_t *s, build_t *w) {
   s->cur_pushed = ring ? shadow_ring_pushed(ring) : 0;
 }
 
-/* Sends what came since the last good flush, then reads the fleet back. */
+/* The flush, applied at most once: Redis runs it only when the last
+ * flush it applied for this instance is the one this flush counts from
+ * (base), so a flush sent again after a timeout (its first copy may still
+ * be applied later, from the old connection's buffer) never counts twice.
+ * It answers -1 when applied, else the sequence number Redis has for the
+ * instance. KEYS: counts float max sig log instances applied epoch;
+ * ARGV: instance base seq heartbeat ttl_ms log_capacity, then operations
+ * in threes: c (HINCRBY counts), f (HINCRBYFLOAT float), m (HSET max),
+ * si/sn/ss (HINCRBY/HSETNX/HSET sig), x (XADD log: record, route). */
+static const char FLUSH_SCRIPT[] =
+    "redis.call('HSET',KEYS[6],ARGV[1],ARGV[4])\n"
+    "for i=1,8 do redis.call('PEXPIRE',KEYS[i],ARGV[5]) end\n"
+    "local a=tonumber(redis.call('HGET',KEYS[7],ARGV[1]) or '0')\n"
+    "if a~=tonumber(ARGV[2]) then return a end\n"
+    "for i=7,#ARGV,3 do\n"
+    " local o,f,v=ARGV[i],ARGV[i+1],ARGV[i+2]\n"
+    " if o=='c' then redis.call('HINCRBY',KEYS[1],f,v)\n"
+    " elseif o=='f' then redis.call('HINCRBYFLOAT',KEYS[2],f,v)\n"
+    " elseif o=='m' then redis.call('HSET',KEYS[3],f,v)\n"
+    " elseif o=='si' then redis.call('HINCRBY',KEYS[4],f,v)\n"
+    " elseif o=='sn' then redis.call('HSETNX',KEYS[4],f,v)\n"
+    " elseif o=='ss' then redis.call('HSET',KEYS[4],f,v)\n"
+    " elseif o=='x' then redis.call('XADD',KEYS[5],'MAXLEN','~',ARGV[6],'*',"
+    "'d',f,'i',ARGV[1],'r',v) end\n"
+    "end\n"
+    "redis.call('HSET',KEYS[7],ARGV[1],ARGV[3])\n"
+    "for i=1,8 do redis.call('PEXPIRE',KEYS[i],ARGV[5]) end\n"
+    "return -1\n";
+
+/* Sends what came since the last applied flush, then reads the fleet
+ * back. */
 static void flush_now(shadow_store_t *s) {
   if (s->state != CONNECTED || !s->conn || shadow_redis_conn_busy(s->conn))
     return;
-  char *k_counts = key(s, 1, "counts"), *k_float = key(s, 1, "float");
-  char *k_max = key(s, 1, "max"), *k_sig = key(s, 1, "sig");
-  char *k_log = key(s, 1, "log"), *k_inst = key(s, 0, "instances");
-  char *k_epoch = key(s, 0, "epoch");
+  char *k[8] = {key(s, 1, "counts"),  key(s, 1, "float"),
+                key(s, 1, "max"),     key(s, 1, "sig"),
+                key(s, 1, "log"),     key(s, 0, "instances"),
+                key(s, 1, "applied"), key(s, 0, "epoch")};
   shadow_buf_t *b = &s->batch;
+  shadow_buf_t args = SHADOW_BUF_INIT;
   shadow_buf_reset(b);
-  build_t w = {s, b, 0, k_counts, k_float, k_max, k_sig, 0, 0};
+  size_t n = 0;
+  build_t w = {s, &args, 0, 0, 0};
   if (s->asking) {
     shadow_redis_encodev(b, 1, "ASKING");
-    w.n++;
+    n++;
   }
   if (s->want_incr) {
-    shadow_redis_encodev(b, 2, "INCR", k_epoch);
-    w.n++;
+    shadow_redis_encodev(b, 2, "INCR", k[7]);
+    n++;
     s->want_incr = 0;
   }
-  shadow_redis_encodev(b, 1, "MULTI");
-  w.n++;
   lock(s);
   walk(s, &w);
   shadow_ring_t *ring = s->owner.ring(s->owner.ud);
@@ -438,72 +502,55 @@ static void flush_now(shadow_store_t *s) {
     uint64_t fresh = s->cur_pushed - s->sent_pushed;
     size_t len = shadow_ring_len(ring);
     if (fresh > len) fresh = len;
-    char cap[24];
-    snprintf(cap, sizeof(cap), "%zu", s->log_capacity ? s->log_capacity : 1);
     for (size_t i = (size_t)fresh; i-- > 0;) {
-      size_t n, rl;
+      size_t jl, rl;
       const char *route;
-      const char *json = shadow_ring_get(ring, i, &n, &route, &rl);
-      if (!json) continue;
-      const char *argv[11] = {"XADD", k_log, "MAXLEN", "~",         cap, "*",
-                              "d",    json,  "i",      s->instance, "r"};
-      size_t lens[12] = {4, strlen(k_log),       6, 1, strlen(cap), 1, 1, n,
-                         1, strlen(s->instance), 1};
-      const char *av[12];
-      memcpy(av, argv, sizeof(argv));
-      av[11] = route ? route : "";
-      lens[11] = route ? rl : 0;
-      shadow_redis_encode(b, 12, av, lens);
-      w.n++;
+      const char *json = shadow_ring_get(ring, i, &jl, &route, &rl);
+      if (json) op3(&w, "x", json, jl, route ? route : "", route ? rl : 0);
     }
   }
   unlock(s);
-  if (!s->epoch_known) {
+  s->seq++;
+  if (s->epoch_known) {
+    char heartbeat[64], ttl[24], cap[24], base[24], seq[24];
+    snprintf(heartbeat, sizeof(heartbeat),
+             "{\"last_ms\":%.0f,\"kind\":\"shadowd\"}", shadow_wall_ms());
+    snprintf(ttl, sizeof(ttl), "%" PRIu64, s->cfg.ttl_s * 1000);
+    snprintf(cap, sizeof(cap), "%zu", s->log_capacity ? s->log_capacity : 1);
+    snprintf(base, sizeof(base), "%" PRIu64, s->base_seq);
+    snprintf(seq, sizeof(seq), "%" PRIu64, s->seq);
+    shadow_buf_printf(b, "*%zu\r\n", 3 + 8 + 6 + w.nargs);
+    bulk(b, "EVAL", 4);
+    bulk(b, FLUSH_SCRIPT, sizeof(FLUSH_SCRIPT) - 1);
+    bulk(b, "8", 1);
+    for (int i = 0; i < 8; i++)
+      bulk(b, k[i], strlen(k[i]));
+    const char *fixed[6] = {s->instance, base, seq, heartbeat, ttl, cap};
+    for (int i = 0; i < 6; i++)
+      bulk(b, fixed[i], strlen(fixed[i]));
+    shadow_buf_append(b, args.data ? args.data : "", args.len);
+    s->exec_at = n++;
+  } else {
     /* The first flush only learns the epoch: what was counted so far goes
      * into it with the next one. */
-    shadow_buf_reset(b);
-    w.n = 0;
-    if (s->asking) {
-      shadow_redis_encodev(b, 1, "ASKING");
-      w.n++;
-    }
-    shadow_redis_encodev(b, 1, "MULTI");
-    w.n++;
+    s->exec_at = SIZE_MAX;
   }
-  char now[32], ttl[24];
-  snprintf(now, sizeof(now), "{\"last_ms\":%.0f,\"kind\":\"shadowd\"}",
-           shadow_wall_ms());
-  snprintf(ttl, sizeof(ttl), "%" PRIu64, s->cfg.ttl_s * 1000);
-  shadow_redis_encodev(b, 4, "HSET", k_inst, s->instance, now);
-  w.n++;
-  const char *keys[] = {k_counts, k_float, k_max,  k_sig,
-                        k_log,    k_inst,  k_epoch};
-  for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-    shadow_redis_encodev(b, 3, "PEXPIRE", keys[i], ttl);
-    w.n++;
-  }
-  shadow_redis_encodev(b, 1, "EXEC");
-  s->exec_at = w.n++;
-  shadow_redis_encodev(b, 2, "GET", k_epoch);
-  s->read_at = w.n++;
-  shadow_redis_encodev(b, 2, "HGETALL", k_counts);
-  shadow_redis_encodev(b, 2, "HGETALL", k_float);
-  shadow_redis_encodev(b, 2, "HGETALL", k_max);
-  shadow_redis_encodev(b, 2, "HGETALL", k_sig);
+  shadow_buf_free(&args);
+  shadow_redis_encodev(b, 2, "GET", k[7]);
+  s->read_at = n++;
+  for (int i = 0; i < 4; i++)
+    shadow_redis_encodev(b, 2, "HGETALL", k[i]);
   char cnt[24];
   snprintf(cnt, sizeof(cnt), "%zu", s->log_capacity ? s->log_capacity : 1);
-  shadow_redis_encodev(b, 6, "XREVRANGE", k_log, "+", "-", "COUNT", cnt);
-  shadow_redis_encodev(b, 2, "HGETALL", k_inst);
-  w.n += 6;
-  free(k_counts);
-  free(k_float);
-  free(k_max);
-  free(k_sig);
-  free(k_log);
-  free(k_inst);
-  free(k_epoch);
+  shadow_redis_encodev(b, 6, "XREVRANGE", k[4], "+", "-", "COUNT", cnt);
+  shadow_redis_encodev(b, 2, "HGETALL", k[5]);
+  n += 6;
+  for (int i = 0; i < 8; i++)
+    free(k[i]);
   s->phase = PH_FLUSH;
-  if (shadow_redis_conn_send(s->conn, b->data, b->len, w.n) != 0) {
+  s->in_flight = s->exec_at != SIZE_MAX;
+  if (shadow_redis_conn_send(s->conn, b->data, b->len, n) != 0) {
+    s->in_flight = 0;
     shadow_redis_conn_close(s->conn);
     count_error(s, E_LOST, "cannot send");
     went_down(s, 0);
@@ -672,8 +719,24 @@ static void swap_fleet(shadow_store_t *s, shadow_fleet_t *fl) {
   shadow_fleet_free(old);
 }
 
+static void forget_ambiguous(shadow_store_t *s) {
+  for (size_t i = 0; i < s->namb; i++)
+    shadow_fleet_snap_free(s->amb[i].snap);
+  s->namb = 0;
+}
+
+/* A flush's snapshot becomes what the fleet has of this instance. */
+static void commit(shadow_store_t *s, shadow_fleet_snap_t *snap,
+                   uint64_t pushed, uint64_t seq) {
+  shadow_fleet_snap_free(s->sent);
+  s->sent = snap;
+  s->sent_pushed = pushed;
+  s->base_seq = seq;
+}
+
 static void got_flush(shadow_store_t *s, redisReply **r, size_t n) {
   s->phase = PH_NONE;
+  s->in_flight = 0;
   if (redirected(s, r, n)) {
     shadow_redis_conn_close(s->conn);
     s->conn = NULL;
@@ -681,53 +744,62 @@ static void got_flush(shadow_store_t *s, redisReply **r, size_t n) {
     went_down(s, 1);
     return;
   }
-  redisReply *exec = s->exec_at < n ? r[s->exec_at] : NULL;
-  if (!exec || exec->type != REDIS_REPLY_ARRAY) {
-    count_error(s, E_REPLY,
-                exec && exec->type == REDIS_REPLY_ERROR ? exec->str
-                                                        : "EXEC failed");
-    return; /* the deltas stay, for the next flush */
-  }
-  for (size_t i = 0; i < exec->elements; i++)
-    if (exec->element[i]->type == REDIS_REPLY_ERROR) {
-      /* Applied but for this one (a full server: OOM): the rest stands. */
-      count_error(s, E_REPLY, exec->element[i]->str);
-      break;
-    }
-  s->flushes++;
-  s->last_flush_ms = shadow_wall_ms();
   uint64_t epoch = (uint64_t)reply_num(s->read_at < n ? r[s->read_at] : NULL);
-  int first = !s->epoch_known;
-  if (!first && epoch == s->epoch) {
-    /* What was sent is now what the fleet has of us. */
-    shadow_fleet_snap_free(s->sent);
-    s->sent = s->cur;
-    s->cur = NULL;
-    s->sent_pushed = s->cur_pushed;
+  if (!s->epoch_known || epoch != s->epoch) {
+    /* The first epoch learned, or a new one: on a new one, what this
+     * instance counted so far is the baseline; only what follows is sent
+     * (into keys of its own, where no flush of ours was applied yet). */
+    if (s->epoch_known) {
+      commit(s, s->cur, s->cur_pushed, 0);
+      s->cur = NULL;
+      shadow_log_info("store: fleet epoch %" PRIu64 " begins", epoch);
+    }
+    forget_ambiguous(s);
+    s->base_seq = 0;
+    s->epoch = epoch;
+    s->epoch_known = 1;
     s->pending = 0;
-    swap_fleet(s, build_fleet(s, r));
+    swap_fleet(s, NULL);
+    flush_now(s);
     return;
   }
-  /* A new epoch (or the first one learned): on a new one, what this
-   * instance counted so far is the baseline; only what follows is sent. */
-  if (!first) {
-    shadow_fleet_snap_free(s->sent);
-    s->sent = s->cur;
-    s->cur = NULL;
-    s->sent_pushed = s->cur_pushed;
-    shadow_log_info("store: fleet epoch %" PRIu64 " begins", epoch);
+  redisReply *x = s->exec_at < n ? r[s->exec_at] : NULL;
+  if (!x || x->type != REDIS_REPLY_INTEGER) {
+    count_error(s, E_REPLY,
+                x && x->type == REDIS_REPLY_ERROR ? x->str : "flush failed");
+    return; /* the deltas stay, for the next flush */
   }
-  s->epoch = epoch;
-  s->epoch_known = 1;
+  if (x->integer == -1) {
+    /* Applied: what was sent is now what the fleet has of us. */
+    commit(s, s->cur, s->cur_pushed, s->seq);
+    s->cur = NULL;
+    forget_ambiguous(s);
+  } else {
+    /* Not applied: Redis has another flush of ours as the last. One whose
+     * reply never came was applied after all; or Redis lost what it had
+     * of us (restarted empty, keys expired): count on from its number. */
+    uint64_t a = (uint64_t)x->integer;
+    size_t i = 0;
+    while (i < s->namb && s->amb[i].seq != a)
+      i++;
+    if (i < s->namb) {
+      commit(s, s->amb[i].snap, s->amb[i].pushed, a);
+      s->amb[i].snap = NULL;
+    } else {
+      s->base_seq = a;
+    }
+    forget_ambiguous(s);
+  }
+  s->flushes++;
+  s->last_flush_ms = shadow_wall_ms();
   s->pending = 0;
-  swap_fleet(s, NULL);
-  flush_now(s);
+  swap_fleet(s, build_fleet(s, r));
 }
 
 /* A flush tick while the store cannot take it: count what waits, and past
  * max_pending drop it (a new baseline) and count the drop. */
 static void account_pending(shadow_store_t *s) {
-  build_t w = {s, NULL, 0, NULL, NULL, NULL, NULL, 0, 1};
+  build_t w = {s, NULL, 0, 0, 1};
   lock(s);
   walk(s, &w);
   shadow_ring_t *ring = s->owner.ring(s->owner.ud);
@@ -842,6 +914,7 @@ static void on_timer_closed(uv_handle_t *h) {
   free(s->redirect_host);
   shadow_fleet_snap_free(s->sent);
   shadow_fleet_snap_free(s->cur);
+  forget_ambiguous(s);
   shadow_buf_free(&s->batch);
   free(s);
 }

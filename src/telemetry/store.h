@@ -1,9 +1,9 @@
 /* The fleet store: every flush_ms, this instance's counts since the last
- * successful flush go to Redis in one pipeline (MULTI ... EXEC), and the
- * fleet's counts come back into a shadow_fleet_t (fleet.h) that the views,
- * the verdict and the noise classes read. Runs on the main loop; reads and
- * swaps the shared state only through the owner's lock. A store that is
- * down, slow or full never makes a request wait: the deltas stay implicit
+ * applied flush go to Redis in one pipeline (a script applied at most
+ * once), and the fleet's counts come back into a shadow_fleet_t (fleet.h) that
+ * the views, the verdict and the noise classes read. Runs on the main loop;
+ * reads and swaps the shared state only through the owner's lock. A store that
+ * is down, slow or full never makes a request wait: the deltas stay implicit
  * (this instance's counts less what was sent) up to max_pending, then are
  * dropped and counted. */
 #ifndef SHADOW_STORE_H
