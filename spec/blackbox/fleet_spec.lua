@@ -66,9 +66,9 @@ return {
            ng:url("candidate"), store, extra or "")
 end
 
-local function start_daemon(ng, store, extra)
+local function start_daemon(ng, store, extra, args)
   return shadowd.start{ text = function(a) return config(a, ng, store, extra)
-  end }
+  end, args = args }
 end
 
 -- nginx round-robin in front of the daemons.
@@ -375,6 +375,63 @@ describe("the fleet store", function()
     send(d.port, 1, 20)
     wait_fleet({ d }, "requests", 20)
     assert.are.equal("20", m:hgetall("{shadow}:0:counts")["t\31requests"])
+  end)
+
+  it("drops what waits past max_pending while redis is away, and counts it",
+     function()
+    local stop = cleanup.new()
+    finally(stop.run)
+    local r = stop.add(redis.start{ args = { "--appendonly", "yes" } })
+    -- Two loops: the store reads the counters under the shared lock.
+    local d = stop.add(start_daemon(ng, store_line(
+      ("redis://127.0.0.1:%d/0"):format(r.port),
+      ("{ flush_ms = %d, max_pending = 5 }"):format(FLUSH_MS)), nil,
+      { "--workers", "2" }))
+    send(d.port, 1, 10)
+    wait_fleet({ d }, "requests", 10)
+    r:kill()
+    send(d.port, 11, 40)
+    assert.is_true(port.wait_until(function()
+      return stats(d, "local").store.dropped > 0
+    end, 10), "nothing was dropped")
+    r:restart()
+    send(d.port, 41, 50)
+    -- The fleet has what came before and after, not what was dropped.
+    assert.is_true(port.wait_until(function()
+      local s = stats(d, "local").store
+      return s.state == "connected" and s.flushes > 0
+    end, 15))
+    local fleet_n
+    assert.is_true(port.wait_until(function()
+      fleet_n = stats(d).totals.requests
+      return fleet_n >= 20
+    end, 10), "fleet stuck at " .. tostring(fleet_n))
+    assert.is_true(fleet_n < 50, "nothing was lost: " .. fleet_n)
+    assert.are.equal(50, stats(d, "local").totals.requests)
+    local m = d:admin("/metrics").body
+    assert.truthy(m:match("shadow_store_dropped_total [1-9]"), m)
+  end)
+
+  it("times out a redis that stops answering, and serves on", function()
+    local signal = require "posix.signal"
+    local stop = cleanup.new()
+    finally(stop.run)
+    local r = stop.add(redis.start())
+    local d = stop.add(start_daemon(ng, store_line(
+      ("redis://127.0.0.1:%d/0"):format(r.port))))
+    send(d.port, 1, 10)
+    wait_fleet({ d }, "requests", 10)
+    -- Stopped, not gone: the connection stays open and silent.
+    signal.kill(r.proc.pid, signal.SIGSTOP)
+    stop.add(function() signal.kill(r.proc.pid, signal.SIGCONT) end)
+    local t0 = socket.gettime()
+    send(d.port, 11, 30)
+    assert.is_true(socket.gettime() - t0 < 2, "requests waited for redis")
+    assert.is_true(port.wait_until(function()
+      return stats(d, "local").store.errors.timeout > 0
+    end, 10), "no timeout counted")
+    signal.kill(r.proc.pid, signal.SIGCONT)
+    wait_fleet({ d }, "requests", 30, 15)
   end)
 
   it("speaks TLS and authenticates as an ACL user", function()
