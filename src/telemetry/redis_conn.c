@@ -29,7 +29,7 @@ struct shadow_redis_conn_s {
   /* The batch in flight: its bytes (kept until written), the replies it
    * expects and those that came. */
   shadow_buf_t out;
-  size_t want;
+  size_t want, fed; /* replies expected, bytes read for them */
   redisReply **got;
   size_t ngot, got_cap;
   char rbuf[16384];
@@ -120,6 +120,11 @@ static void on_read(shadow_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread == 0) return;
+  c->fed += (size_t)nread;
+  if (c->fed > SHADOW_REDIS_REPLY_MAX) {
+    fail(c, "replies too large (over %zu bytes)", SHADOW_REDIS_REPLY_MAX);
+    return;
+  }
   if (redisReaderFeed(c->reader, buf->base, (size_t)nread) != REDIS_OK) {
     fail(c, "bad reply: %s", c->reader->errstr);
     return;
@@ -157,6 +162,7 @@ static void on_read(shadow_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       size_t n = c->ngot;
       c->got = NULL;
       c->ngot = c->got_cap = c->want = 0;
+      c->fed = 0;
       c->cb(c->ud, c, SHADOW_REDIS_REPLIES, g, n, NULL);
       for (size_t i = 0; i < n; i++)
         freeReplyObject(g[i]);

@@ -23,6 +23,11 @@
 
 typedef struct shadow_redis_conn_s shadow_redis_conn_t;
 
+/* A batch's replies may take at most this many bytes; past it the
+ * connection fails ("replies too large"), so a server gone wrong cannot
+ * grow our memory without end. */
+#define SHADOW_REDIS_REPLY_MAX ((size_t)256 << 20)
+
 enum {
   SHADOW_REDIS_READY = 0,   /* connected (and the TLS handshake done) */
   SHADOW_REDIS_REPLIES = 1, /* the batch's replies, all of them */
