@@ -54,6 +54,11 @@ int shadow_redis_conn_send(shadow_redis_conn_t *c, const char *data, size_t len,
                            size_t nreplies);
 /* Whether a batch is in flight. */
 int shadow_redis_conn_busy(const shadow_redis_conn_t *c);
+/* CPU time spent reading and parsing replies since the last call (the
+ * owner's callback excluded), in ns; the counter restarts at 0. */
+uint64_t shadow_redis_conn_take_cpu_ns(shadow_redis_conn_t *c);
+/* The calling thread's CPU time, in ns. */
+uint64_t shadow_redis_cpu_ns(void);
 /* Closes; no event follows. NULL is fine. */
 void shadow_redis_conn_close(shadow_redis_conn_t *c);
 

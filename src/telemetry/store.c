@@ -87,6 +87,7 @@ struct shadow_store_s {
   /* What /stats and /metrics show. */
   uint64_t errors[E_COUNT];
   uint64_t dropped, flushes;
+  uint64_t cpu_ns; /* the store's own work on the loop */
   uint64_t pending;
   double last_flush_ms;
   char last_error[200];
@@ -819,10 +820,12 @@ static void account_pending(shadow_store_t *s) {
 
 static void on_flush_tick(uv_timer_t *t) {
   shadow_store_t *s = t->data;
+  uint64_t t0 = shadow_redis_cpu_ns();
   if (s->state == CONNECTED && s->conn && !shadow_redis_conn_busy(s->conn))
     flush_now(s);
   else if (s->state != CONNECTED)
     account_pending(s);
+  s->cpu_ns += shadow_redis_cpu_ns() - t0;
 }
 
 /* --- the owner's calls -------------------------------------------------- */
@@ -981,7 +984,8 @@ void shadow_store_render_json(const shadow_store_t *s, shadow_buf_t *out) {
     shadow_buf_json_string(out, s->last_error, strlen(s->last_error), 0);
   else
     shadow_buf_puts(out, "null");
-  shadow_buf_printf(out, ",\"instances\":%zu}", fl ? fl->instances : 0);
+  shadow_buf_printf(out, ",\"instances\":%zu,\"cpu_ms\":%.3f}",
+                    fl ? fl->instances : 0, (double)s->cpu_ns / 1e6);
 }
 
 void shadow_store_render_prometheus(const shadow_store_t *s,
