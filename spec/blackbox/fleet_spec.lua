@@ -363,6 +363,44 @@ describe("the fleet store", function()
     assert.are.equal(3, s.store.instances)
   end)
 
+  it("in a cluster too: the slot's master stopped 10 s under wrk, then whole",
+     function()
+    local stop = cleanup.new()
+    finally(stop.run)
+    local c = stop.add(redis.cluster{ args = { "--appendonly", "yes" } })
+    local daemons = {}
+    for i = 1, 3 do
+      daemons[i] = stop.add(start_daemon(ng, store_line(
+        ("redis://127.0.0.1:%d/0"):format(c.nodes[1].port),
+        ("{ prefix = \"outage\", flush_ms = %d }"):format(FLUSH_MS))))
+    end
+    local fr = stop.add(front(daemons))
+    send(fr.ports.front, 1, 30)
+    wait_fleet(daemons, "requests", 30)
+    local master = c:node_for("{outage}:epoch")
+    local wrk = process.spawn({ "wrk", "-t1", "-c8", "-d14s",
+                                fr:url("front") .. "/item?id=7" })
+    stop.add(function() wrk:stop(1) end)
+    socket.sleep(2)
+    master:kill()
+    socket.sleep(10)
+    master:restart()
+    local how, code = wrk:wait(30)
+    assert.are.equal("exited", how)
+    assert.are.equal(0, code)
+    local out = wrk:output()
+    assert.is_nil(out:find("Non%-2xx"), out)
+    assert.is_nil(out:find("Socket errors"), out)
+    wait_fleet(daemons, "requests", function()
+      return local_sum(daemons, "requests")
+    end, 30)
+    for _, d in ipairs(daemons) do
+      local s = stats(d, "local").store
+      assert.is_true(s.errors_total > 0)
+      assert.are.equal(0, s.dropped)
+    end
+  end)
+
   it("finds the primary through a sentinel", function()
     local stop = cleanup.new()
     finally(stop.run)
