@@ -401,6 +401,25 @@ describe("the fleet store", function()
     end
   end)
 
+  it("flushes once more when an instance stops", function()
+    local stop = cleanup.new()
+    finally(stop.run)
+    local r = stop.add(redis.start())
+    -- No flush but the first ones for a minute: what reaches redis is
+    -- the last one's.
+    local d = stop.add(start_daemon(ng, store_line(
+      ("redis://127.0.0.1:%d/0"):format(r.port),
+      "{ prefix = \"last\", flush_ms = 60000 }")))
+    assert.is_true(port.wait_until(function()
+      return stats(d, "local").store.flushes > 0
+    end, 10))
+    send(d.port, 1, 15)
+    assert.is_nil(r:hgetall("{last}:0:counts")["t\31requests"])
+    local how = d:stop()
+    assert.are.equal("exited", how)
+    assert.are.equal("15", r:hgetall("{last}:0:counts")["t\31requests"])
+  end)
+
   it("finds the primary through a sentinel", function()
     local stop = cleanup.new()
     finally(stop.run)

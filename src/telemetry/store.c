@@ -59,6 +59,7 @@ struct shadow_store_s {
   shadow_redis_conn_t *conn;
   int state, phase;
   int stopping;
+  int final; /* stopping, one last flush in flight */
   uint64_t backoff_ms;
   size_t sentinel_next;
   char *master_host; /* from a sentinel */
@@ -97,6 +98,7 @@ struct shadow_store_s {
 
 static void connect_next(shadow_store_t *s);
 static void flush_now(shadow_store_t *s);
+static void close_all(shadow_store_t *s);
 
 static void lock(shadow_store_t *s) {
   s->owner.lock(s->owner.ud);
@@ -255,9 +257,23 @@ static void got_handshake(shadow_store_t *s, redisReply **r, size_t n) {
 
 static void got_flush(shadow_store_t *s, redisReply **r, size_t n);
 
+static void handle_event(shadow_store_t *s, shadow_redis_conn_t *c, int ev,
+                         redisReply **r, size_t n, const char *why);
+
+/* The connection's events, timed for the store's own CPU figure (with the
+ * connection's reading and parsing of the replies). */
 static void on_event(void *ud, shadow_redis_conn_t *c, int ev, redisReply **r,
                      size_t n, const char *why) {
   shadow_store_t *s = ud;
+  uint64_t t0 = shadow_redis_cpu_ns();
+  if (c == s->conn && ev == SHADOW_REDIS_REPLIES)
+    s->cpu_ns += shadow_redis_conn_take_cpu_ns(c);
+  handle_event(s, c, ev, r, n, why);
+  s->cpu_ns += shadow_redis_cpu_ns() - t0;
+}
+
+static void handle_event(shadow_store_t *s, shadow_redis_conn_t *c, int ev,
+                         redisReply **r, size_t n, const char *why) {
   if (c != s->conn) return;
   if (ev == SHADOW_REDIS_FAILED) {
     int reason = strstr(why, "timeout")    ? E_TIMEOUT
@@ -290,6 +306,10 @@ static void on_event(void *ud, shadow_redis_conn_t *c, int ev, redisReply **r,
       s->redirect_host = NULL;
     }
     s->conn = NULL;
+    if (s->final) {
+      close_all(s);
+      return;
+    }
     went_down(s, 0);
     return;
   }
@@ -738,6 +758,10 @@ static void commit(shadow_store_t *s, shadow_fleet_snap_t *snap,
 static void got_flush(shadow_store_t *s, redisReply **r, size_t n) {
   s->phase = PH_NONE;
   s->in_flight = 0;
+  if (s->final) {
+    close_all(s);
+    return;
+  }
   if (redirected(s, r, n)) {
     shadow_redis_conn_close(s->conn);
     s->conn = NULL;
@@ -922,6 +946,20 @@ static void on_timer_closed(uv_handle_t *h) {
   free(s);
 }
 
+static void close_all(shadow_store_t *s) {
+  if (uv_is_closing((uv_handle_t *)&s->flush_timer)) return;
+  shadow_redis_conn_close(s->conn);
+  s->conn = NULL;
+  uv_timer_stop(&s->flush_timer);
+  uv_timer_stop(&s->retry_timer);
+  uv_close((uv_handle_t *)&s->flush_timer, on_timer_closed);
+  uv_close((uv_handle_t *)&s->retry_timer, on_timer_closed);
+}
+
+static void on_final_deadline(uv_timer_t *t) {
+  close_all(t->data);
+}
+
 void shadow_store_stop(shadow_store_t *s) {
   if (!s) return;
   s->stopping = 1;
@@ -929,12 +967,21 @@ void shadow_store_stop(shadow_store_t *s) {
   lock(s);
   if (s->owner.stats->store == s) s->owner.stats->store = NULL;
   unlock(s);
-  shadow_redis_conn_close(s->conn);
-  s->conn = NULL;
-  uv_timer_stop(&s->flush_timer);
   uv_timer_stop(&s->retry_timer);
-  uv_close((uv_handle_t *)&s->flush_timer, on_timer_closed);
-  uv_close((uv_handle_t *)&s->retry_timer, on_timer_closed);
+  uv_timer_stop(&s->flush_timer);
+  /* One last flush, so what this instance counted since the last one
+   * reaches the fleet; the loop runs on until it is answered or a second
+   * has passed. */
+  if (s->state == CONNECTED && s->conn && s->epoch_known &&
+      !shadow_redis_conn_busy(s->conn)) {
+    flush_now(s);
+    if (s->conn && s->phase == PH_FLUSH) {
+      s->final = 1;
+      uv_timer_start(&s->flush_timer, on_final_deadline, 1000, 0);
+      return;
+    }
+  }
+  close_all(s);
 }
 
 int shadow_store_reset_fleet(shadow_store_t *s) {
