@@ -23,6 +23,7 @@
 
 #include "clock.h"
 #include "fleet.h"
+#include "fleet_read.h"
 #include "fleet_snap.h"
 #include "log.h"
 #include "redis_conn.h"
@@ -578,147 +579,14 @@ static void flush_now(shadow_store_t *s) {
   }
 }
 
-/* The time a stored number says, or 0. */
-static double reply_num(const redisReply *x) {
-  if (!x) return 0;
-  if (x->type == REDIS_REPLY_INTEGER) return (double)x->integer;
-  if (x->type == REDIS_REPLY_STRING) return strtod(x->str, NULL);
-  return 0;
-}
-
-typedef struct sig_row_s {
-  uint64_t hash;
-  shadow_signature_view_t v;
-} sig_row_t;
-
-static int by_last(const void *a, const void *b) {
-  const sig_row_t *x = a, *y = b;
-  return x->v.last_ms < y->v.last_ms ? -1 : x->v.last_ms > y->v.last_ms;
-}
-
-static void fleet_sigs(shadow_signatures_t *sigs, const redisReply *h) {
-  if (!h || h->type != REDIS_REPLY_ARRAY) return;
-  size_t cap = h->elements / 2 + 1, n = 0;
-  sig_row_t *rows = calloc(cap, sizeof(*rows));
-  if (!rows) return;
-  for (size_t i = 0; i + 1 < h->elements; i += 2) {
-    const redisReply *f = h->element[i], *v = h->element[i + 1];
-    if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
-        f->len < 18 || f->str[16] != SHADOW_FLEET_SEP)
-      continue;
-    uint64_t hash = strtoull(f->str, NULL, 16);
-    size_t j = 0;
-    while (j < n && rows[j].hash != hash)
-      j++;
-    if (j == n) {
-      if (n == cap) continue;
-      rows[n++].hash = hash;
-    }
-    const char *what = f->str + 17;
-    shadow_signature_view_t *sv = &rows[j].v;
-    if (strcmp(what, "count") == 0)
-      sv->count = strtoull(v->str, NULL, 10);
-    else if (strcmp(what, "first") == 0)
-      sv->first_ms = strtod(v->str, NULL);
-    else if (strcmp(what, "last") == 0)
-      sv->last_ms = strtod(v->str, NULL);
-    else if (strcmp(what, "key") == 0) {
-      sv->key = v->str;
-      sv->key_len = v->len;
-    } else if (strcmp(what, "ex") == 0) {
-      sv->exemplar = v->str;
-      sv->exemplar_len = v->len;
-    }
-  }
-  qsort(rows, n, sizeof(*rows), by_last);
-  for (size_t i = 0; i < n; i++)
-    if (rows[i].v.key && rows[i].v.count)
-      shadow_signatures_put(sigs, &rows[i].v);
-  free(rows);
-}
-
-static void fleet_hash(shadow_stats_t *f, const redisReply *h, int kind) {
-  if (!h || h->type != REDIS_REPLY_ARRAY) return;
-  for (size_t i = 0; i + 1 < h->elements; i += 2) {
-    const redisReply *k = h->element[i], *v = h->element[i + 1];
-    if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
-      continue;
-    const char *name = k->str;
-    size_t len = k->len;
-    if (kind == SHADOW_FLEET_MAX) {
-      /* "<instance>\x1f<name>": the largest over the instances. */
-      const char *sep = memchr(name, SHADOW_FLEET_SEP, len);
-      if (!sep) continue;
-      len -= (size_t)(sep + 1 - name);
-      name = sep + 1;
-    }
-    double d = strtod(v->str, NULL);
-    uint64_t u = kind == SHADOW_FLEET_COUNT ? strtoull(v->str, NULL, 10) : 0;
-    shadow_fleet_counts_add(f, kind, name, len, u, d);
-  }
-}
-
-/* The fleet as the replies tell it: a fresh stats, signatures, ring. */
+/* The fleet as the replies after GET epoch tell it (fleet_read.c). */
 static shadow_fleet_t *build_fleet(shadow_store_t *s, redisReply **r) {
-  shadow_stats_t *local = s->owner.stats;
-  shadow_fleet_t *fl = calloc(1, sizeof(*fl));
-  if (!fl) return NULL;
-  fl->stats = shadow_stats_new(local->hook_names, local->nhooks);
-  fl->ring = shadow_ring_new(s->log_capacity ? s->log_capacity : 1);
+  const shadow_stats_t *local = s->owner.stats;
   size_t max_sigs = local->signatures ? shadow_signatures_max(local->signatures)
                                       : SHADOW_SIGNATURES_MAX;
-  if (fl->stats) {
-    fl->stats->signatures =
-        shadow_signatures_new(max_sigs, SHADOW_SIGNATURES_BYTES);
-    shadow_stats_set_loops(fl->stats, 1);
-  }
-  if (!fl->stats || !fl->ring || !fl->stats->signatures) {
-    shadow_fleet_free(fl);
-    return NULL;
-  }
-  shadow_stats_t *f = fl->stats;
-  size_t base = s->read_at + 1;
-  fleet_hash(f, r[base], SHADOW_FLEET_COUNT);
-  fleet_hash(f, r[base + 1], SHADOW_FLEET_FLOAT);
-  fleet_hash(f, r[base + 2], SHADOW_FLEET_MAX);
-  shadow_fleet_counts_finish(f);
-  fleet_sigs(f->signatures, r[base + 3]);
-  const redisReply *log = r[base + 4];
-  if (log && log->type == REDIS_REPLY_ARRAY)
-    /* Newest first from XREVRANGE; the ring wants them oldest first. */
-    for (size_t i = log->elements; i-- > 0;) {
-      const redisReply *e = log->element[i];
-      if (e->type != REDIS_REPLY_ARRAY || e->elements != 2) continue;
-      const redisReply *kv = e->element[1];
-      const char *d = NULL, *route = "";
-      size_t dl = 0, rl = 0;
-      for (size_t j = 0; kv->type == REDIS_REPLY_ARRAY && j + 1 < kv->elements;
-           j += 2) {
-        const redisReply *k = kv->element[j], *v = kv->element[j + 1];
-        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
-          continue;
-        if (strcmp(k->str, "d") == 0) {
-          d = v->str;
-          dl = v->len;
-        } else if (strcmp(k->str, "r") == 0) {
-          route = v->str;
-          rl = v->len;
-        }
-      }
-      if (d) shadow_ring_push(fl->ring, d, dl, route, rl);
-    }
-  const redisReply *inst = r[base + 5];
-  double now = shadow_wall_ms();
-  if (inst && inst->type == REDIS_REPLY_ARRAY)
-    for (size_t i = 0; i + 1 < inst->elements; i += 2) {
-      const redisReply *v = inst->element[i + 1];
-      const char *p =
-          v->type == REDIS_REPLY_STRING ? strstr(v->str, "\"last_ms\":") : NULL;
-      if (p && now - strtod(p + 10, NULL) <= 60000) fl->instances++;
-    }
-  fl->epoch = s->epoch;
-  fl->built_ms = now;
-  return fl;
+  return shadow_fleet_read(r + s->read_at + 1, local->hook_names, local->nhooks,
+                           max_sigs, s->log_capacity, s->epoch,
+                           shadow_wall_ms());
 }
 
 static void swap_fleet(shadow_store_t *s, shadow_fleet_t *fl) {
@@ -769,7 +637,8 @@ static void got_flush(shadow_store_t *s, redisReply **r, size_t n) {
     went_down(s, 1);
     return;
   }
-  uint64_t epoch = (uint64_t)reply_num(s->read_at < n ? r[s->read_at] : NULL);
+  uint64_t epoch =
+      (uint64_t)shadow_fleet_reply_num(s->read_at < n ? r[s->read_at] : NULL);
   if (!s->epoch_known || epoch != s->epoch) {
     /* The first epoch learned, or a new one: on a new one, what this
      * instance counted so far is the baseline; only what follows is sent
