@@ -50,6 +50,7 @@ build = {
       ["shadow.gateway.phase"] = "lua/shadow/gateway/phase.lua",
       ["shadow.gateway.store"] = "lua/shadow/gateway/store.lua",
       ["shadow.http"] = "lua/shadow/http.lua",
+      ["shadow.redis"] = "lua/shadow/redis.lua",
       ["shadow.loader"] = "lua/shadow/loader.lua",
       ["shadow.opts"] = "lua/shadow/opts.lua",
       ["shadow.record"] = "lua/shadow/record.lua",

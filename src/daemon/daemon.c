@@ -19,6 +19,7 @@
 #include "log.h"
 #include "shared.h"
 #include "stop_signal.h"
+#include "store.h"
 #include "watch.h"
 #include "workers.h"
 
@@ -34,12 +35,15 @@ typedef struct app_s {
   shadow_dispatcher_t *dispatcher; /* one loop */
   shadow_workers_t *workers;       /* --workers N > 1 */
   shadow_admin_t *admin;
+  shadow_store_t *store; /* the fleet store, or NULL */
   uv_signal_t sighup, sigterm, sigint, sigusr1;
   uv_timer_t drain_timer, flush_timer;
   shadow_watch_t *watch;
   unsigned generation; /* 1, then one more for each good reload */
   int stopping;
 } app_t;
+
+static void apply_store(app_t *app, const shadow_config_t *cfg);
 
 /* Loads the config with the command line's overrides applied. */
 static int load(app_t *app, shadow_gen_t **out, char **err) {
@@ -144,6 +148,7 @@ static int reload(void *ud, char **err) {
       free(e);
     return -1;
   }
+  apply_store(app, shadow_gen_config(g));
   app->generation++;
   if (app->workers) {
     shadow_workers_reload(app->workers, gens, app->generation);
@@ -186,6 +191,10 @@ static void reset_stats(void *ud, int forget_noise) {
 
 /* --- admin -------------------------------------------------------------- */
 
+static shadow_ring_t *admin_ring(void *ud);
+static void admin_lock(void *ud);
+static void admin_unlock(void *ud);
+
 static shadow_ring_t *admin_ring(void *ud) {
   app_t *app = ud;
   return app->sh.ring;
@@ -213,6 +222,34 @@ static void admin_unlock(void *ud) {
   shadow_shared_unlock(&app->sh);
 }
 
+/* --- the fleet store ---------------------------------------------------- */
+
+/* Starts, keeps or replaces the fleet store for cfg: a reload whose store
+ * settings did not change keeps the connection and what it has sent. */
+static void apply_store(app_t *app, const shadow_config_t *cfg) {
+  if (app->store && shadow_store_same(app->store, &cfg->store)) {
+    shadow_store_set_log_capacity(app->store, cfg->log_capacity);
+    return;
+  }
+  shadow_store_stop(app->store);
+  app->store = NULL;
+  if (!cfg->store.url) return;
+  shadow_store_owner_t owner = {app->sh.stats, admin_ring, admin_lock,
+                                admin_unlock, app};
+  char *err = NULL;
+  if (shadow_store_start(app->loop, &cfg->store, &owner, &app->store, &err) !=
+      0) {
+    /* The config reader checked the same settings: only memory or a file
+     * gone since can fail here, and the proxy runs on without a store. */
+    shadow_log_error("store: %s; running without a fleet store",
+                     err ? err : "cannot start");
+    free(err);
+    app->store = NULL;
+    return;
+  }
+  shadow_store_set_log_capacity(app->store, cfg->log_capacity);
+}
+
 /* --- shutdown ----------------------------------------------------------- */
 
 static void stop_now(app_t *app) {
@@ -234,6 +271,8 @@ static void stop_now(app_t *app) {
   signal(SIGUSR1, SIG_IGN);
   shadow_admin_close(app->admin);
   app->admin = NULL;
+  shadow_store_stop(app->store);
+  app->store = NULL;
   if (app->dispatcher) shadow_dispatcher_close(app->dispatcher);
   app->dispatcher = NULL;
   /* The workers' threads have ended (see workers_stopped): join them. */
@@ -378,6 +417,7 @@ int shadow_daemon_run(const shadow_daemon_opts_t *opts, shadow_gen_t *g) {
     shadow_log_warn("cannot watch SIGTERM for hooks: a hook that runs away "
                     "delays a stop by up to limits.hook_timeout_ms");
   uv_timer_start(&app->flush_timer, flush_cb, 1000, 1000);
+  apply_store(app, cfg);
   rearm_watch(app);
   shadow_log_info(
       "shadowd %s listening on %s (%zu loop%s), admin on %s; "

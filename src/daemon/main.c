@@ -231,6 +231,29 @@ static void print_check(const char *path, shadow_gen_t *g) {
     printf("  grpc       replies decoded by the output types of %zu methods "
            "from %s\n",
            shadow_diff_opts_grpc_methods(c->diff_opts), c->grpc_descriptors);
+  if (c->store.url) {
+    const shadow_store_cfg_t *st = &c->store;
+    const char *at = strchr(st->url, '@');
+    printf("  store      %s%s (prefix %s, flush every %llu ms, keys kept "
+           "%llu s, %llu deltas kept while down)\n",
+           at ? (st->tls ? "rediss://" : "redis://") : "",
+           at ? at + 1 : st->url, st->prefix ? st->prefix : "shadow",
+           (unsigned long long)st->flush_ms, (unsigned long long)st->ttl_s,
+           (unsigned long long)st->max_pending);
+    if (st->nsentinels)
+      printf("             the primary named %s by %zu sentinel%s\n",
+             st->sentinel_master, st->nsentinels,
+             st->nsentinels > 1 ? "s" : "");
+    if (st->username || st->password)
+      printf("             AUTH as %s\n",
+             st->username ? st->username : "the default user");
+    if (st->tls)
+      printf("             tls %s%s\n",
+             !st->tls_verify   ? "NOT VERIFIED"
+             : st->tls_ca_file ? "verified against "
+                               : "verified against the system CAs",
+             st->tls_verify && st->tls_ca_file ? st->tls_ca_file : "");
+  }
   printf("  redact    ");
   for (size_t i = 0; i < shadow_redact_headers(c->redact); i++)
     printf(" %s", shadow_redact_header(c->redact, i));

@@ -2,6 +2,8 @@
  * shared lock; formatting, the larger part of the work, outside it. */
 #include "comparison.h"
 
+#include "fleet.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -146,8 +148,11 @@ static double learned_max(void *ud, const char *field, size_t len) {
   shadow_shared_t *sh = e->c->sh;
   size_t rlen = strlen(e->route);
   shadow_shared_lock(sh);
-  shadow_noise_entry_t *n = shadow_noise_table_get(sh->stats->noise, e->route,
-                                                   rlen, 0, field, len, 0);
+  /* With a fleet store, what the fleet learned: every instance applies
+   * the same noise. */
+  shadow_stats_t *st = shadow_fleet_view(sh->stats, 0);
+  shadow_noise_entry_t *n =
+      shadow_noise_table_get(st->noise, e->route, rlen, 0, field, len, 0);
   double max = n && n->learned.noise_differed >= SHADOW_NOISE_ENVELOPE_MIN
                    ? n->learned.noise_max_delta
                    : 0;
@@ -208,10 +213,12 @@ static int learned_noise(void *ud, const char *field, size_t len,
                          unsigned shapes, double delta) {
   learned_ud_t *l = ud;
   shadow_shared_t *sh = l->c->sh;
-  shadow_stats_t *st = sh->stats;
   size_t rlen = strlen(l->route);
   int noise = 0;
   shadow_shared_lock(sh);
+  /* With a fleet store, the fleet's classes (fleet.h): every instance
+   * classes a field alike, from the counts of all. */
+  shadow_stats_t *st = shadow_fleet_view(sh->stats, 0);
   shadow_noise_entry_t *e =
       shadow_noise_table_get(st->noise, l->route, rlen, 0, field, len, 0);
   const shadow_route_stats_t *rs =

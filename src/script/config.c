@@ -106,6 +106,7 @@ int shadow_config_init(shadow_config_t *c) {
   c->drain_timeout_ms = 10000;
   c->forwarded = 1;
   shadow_limits_default(&c->limits);
+  shadow_store_cfg_init(&c->store);
   c->capture.rate = 1.0;
   c->capture.methods = c->mirror_methods;
   c->capture.max_bytes = SHADOW_SINK_MAX_BYTES;
@@ -187,6 +188,7 @@ void shadow_config_release(shadow_config_t *c) {
   free(c->log_file);
   free(c->capture.file);
   free(c->grpc_descriptors);
+  shadow_store_cfg_release(&c->store);
   shadow_diff_opts_free(c->diff_opts);
   shadow_redact_free(c->redact);
   memset(c, 0, sizeof(*c));

@@ -11,6 +11,7 @@
 #include "diff.h"
 #include "redact.h"
 #include "server.h"
+#include "store_cfg.h"
 #include "upstream.h"
 
 enum {
@@ -126,6 +127,9 @@ typedef struct shadow_config_s {
   /* grpc = { descriptors = "api.pb" }: the descriptor set whose methods
    * decode gRPC replies by name (loaded into diff_opts); NULL: none. */
   char *grpc_descriptors;
+  /* store = shadow.redis(url, opts): the fleet store (store_cfg.h); its
+   * url is NULL without one. */
+  shadow_store_cfg_t store;
 } shadow_config_t;
 
 /* The defaults of every field; 0, or -ENOMEM. */

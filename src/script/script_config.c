@@ -51,6 +51,7 @@ static const char *const known_keys[] = {"listen",
                                          "mask",
                                          "time",
                                          "grpc",
+                                         "store",
                                          NULL};
 
 typedef struct reader_s {
@@ -639,6 +640,87 @@ static int read_grpc(reader_t *r, shadow_config_t *cfg) {
   return e ? fail(r, "grpc.descriptors: %s: %s", path, why) : 0;
 }
 
+/* store = shadow.redis(url, { prefix, flush_ms, ttl_s, max_pending,
+ * username, password, tls = {...}, sentinel = { addrs, master }, cluster
+ * }): the fleet store. The URL's user and password stand unless the
+ * options give them. Stack: unchanged. */
+static int read_store(reader_t *r, shadow_config_t *cfg) {
+  lua_State *L = r->L;
+  shadow_store_cfg_t *c = &cfg->store;
+  int t = opt_table(r, r->idx, "store");
+  if (!t) return r->err ? -1 : 0;
+  static const char *const keys[] = {
+      "kind",     "url", "prefix",   "flush_ms", "ttl_s",       "password",
+      "username", "tls", "sentinel", "cluster",  "max_pending", NULL};
+  int rc = check_keys(r, t, "store.", keys);
+  char *kind = NULL, *url = NULL;
+  rc |= opt_string(r, t, "store.", "kind", &kind);
+  rc |= opt_string(r, t, "store.", "url", &url);
+  if (rc == 0 && (!kind || strcmp(kind, "redis") != 0))
+    rc = fail(r, "store must be shadow.redis(url, opts)");
+  if (rc == 0 && !url) rc = fail(r, "store needs a url (redis://host:port/db)");
+  char *why = NULL;
+  if (rc == 0 && shadow_store_cfg_parse_url(c, url, &why) != 0)
+    rc = fail(r, "%s", why ? why : "store: bad URL");
+  free(why);
+  why = NULL;
+  free(kind);
+  free(url);
+  rc |= opt_string(r, t, "store.", "prefix", &c->prefix);
+  if (rc == 0 && c->prefix && !c->prefix[0])
+    rc = fail(r, "store.prefix must not be empty");
+  rc |= opt_u64(r, t, "store.", "flush_ms", 10, 3600e3, &c->flush_ms);
+  rc |= opt_u64(r, t, "store.", "ttl_s", 1, 365 * 86400.0, &c->ttl_s);
+  rc |= opt_u64(r, t, "store.", "max_pending", 0, 1e9, &c->max_pending);
+  rc |= opt_string(r, t, "store.", "password", &c->password);
+  rc |= opt_string(r, t, "store.", "username", &c->username);
+  rc |= opt_bool(r, t, "store.", "cluster", &c->cluster);
+  if (rc == 0 && c->username && !c->password)
+    rc = fail(r, "store.username needs a password");
+  int tt = rc ? 0 : opt_table(r, t, "tls");
+  if (tt) {
+    static const char *const tkeys[] = {"ca_file",   "server_name", "verify",
+                                        "cert_file", "key_file",    NULL};
+    rc |= check_keys(r, tt, "store.tls.", tkeys);
+    rc |= opt_string(r, tt, "store.tls.", "ca_file", &c->tls_ca_file);
+    rc |= opt_string(r, tt, "store.tls.", "server_name", &c->tls_server_name);
+    rc |= opt_string(r, tt, "store.tls.", "cert_file", &c->tls_cert_file);
+    rc |= opt_string(r, tt, "store.tls.", "key_file", &c->tls_key_file);
+    rc |= opt_bool(r, tt, "store.tls.", "verify", &c->tls_verify);
+    lua_pop(L, 1);
+  }
+  int st = rc ? 0 : opt_table(r, t, "sentinel");
+  if (st) {
+    static const char *const skeys[] = {"addrs", "master", NULL};
+    rc |= check_keys(r, st, "store.sentinel.", skeys);
+    rc |= opt_string(r, st, "store.sentinel.", "master", &c->sentinel_master);
+    int at = rc ? 0 : opt_table(r, st, "addrs");
+    if (at) {
+      size_t n = lua_objlen(L, at);
+      if (n == 0 || n > SHADOW_STORE_SENTINELS_MAX)
+        rc = fail(r, "store.sentinel.addrs must list 1 to %d \"host:port\"",
+                  SHADOW_STORE_SENTINELS_MAX);
+      for (size_t i = 1; rc == 0 && i <= n; i++) {
+        lua_rawgeti(L, at, (int)i);
+        if (lua_type(L, -1) != LUA_TSTRING)
+          rc = fail(r, "store.sentinel.addrs[%zu] must be a string", i);
+        else
+          c->sentinel_addrs[c->nsentinels++] = dup_lstring(L, -1);
+        lua_pop(L, 1);
+      }
+      lua_pop(L, 1);
+    } else if (rc == 0) {
+      rc = fail(r, "store.sentinel needs addrs = { \"host:port\", ... }");
+    }
+    lua_pop(L, 1);
+  }
+  if (rc == 0 && shadow_store_cfg_check(c, &why) != 0)
+    rc = fail(r, "%s", why ? why : "store: bad settings");
+  free(why);
+  lua_pop(L, 1);
+  return rc ? -1 : 0;
+}
+
 int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
                               int hooks[SHADOW_HOOK_COUNT], char **err) {
   /* Lua 5.1 has no lua_absindex. */
@@ -783,6 +865,7 @@ int shadow_script_read_config(lua_State *L, int idx, shadow_config_t *cfg,
   if (!r->err) read_redact(r, cfg);
   if (!r->err) read_capture(r, cfg, &hooks[SHADOW_HOOK_CAPTURE_KEY]);
   if (!r->err) read_grpc(r, cfg);
+  if (!r->err) read_store(r, cfg);
 
 out:
   lua_settop(L, top);

@@ -9,9 +9,11 @@
 
 #include "admin_guard.h"
 #include "clock.h"
+#include "fleet.h"
 #include "secret.h"
 #include "server.h"
 #include "signatures.h"
+#include "store.h"
 
 struct shadow_admin_s {
   shadow_server_t *server;
@@ -70,7 +72,7 @@ static int query_param(const char *query, size_t qlen, const char *name,
 }
 
 static void divergences(shadow_admin_t *a, shadow_request_t *req,
-                        const char *query, size_t qlen) {
+                        const char *query, size_t qlen, int local) {
   shadow_ring_t *ring = a->ctx.ring(a->ctx.ud);
   shadow_buf_t v = SHADOW_BUF_INIT;
   size_t limit = 50;
@@ -96,8 +98,9 @@ static void divergences(shadow_admin_t *a, shadow_request_t *req,
       return;
     }
     a->ctx.lock(a->ctx.ud);
-    if (a->ctx.stats->signatures)
-      shadow_signatures_render(a->ctx.stats->signatures, out, limit,
+    shadow_stats_t *view = shadow_fleet_view(a->ctx.stats, local);
+    if (view->signatures)
+      shadow_signatures_render(view->signatures, out, limit,
                                by_route ? r.data : NULL, r.len);
     else
       shadow_buf_puts(out, "{\"divergences\":[],\"total\":0,\"evicted\":0}");
@@ -111,6 +114,7 @@ static void divergences(shadow_admin_t *a, shadow_request_t *req,
   v = r;
   shadow_buf_puts(out, "{\"divergences\":[");
   a->ctx.lock(a->ctx.ud);
+  if (!local && a->ctx.stats->fleet) ring = a->ctx.stats->fleet->ring;
   size_t shown = 0, total = 0, len = ring ? shadow_ring_len(ring) : 0;
   for (size_t i = 0; i < len; i++) {
     size_t n, rl;
@@ -173,22 +177,40 @@ static void on_admin_request(shadow_request_t *req, void *ud) {
   }
   shadow_slo_t slo = {cfg.slo_max_rate, cfg.slo_min_samples,
                       cfg.slo_max_latency_ratio};
+  /* ?scope=local: this instance alone, when a fleet store would show the
+   * fleet; ?scope=fleet is the default. */
+  int local = 0;
+  {
+    shadow_buf_t v = SHADOW_BUF_INIT;
+    if (query_param(query, qlen, "scope", &v) == 0) {
+      if (strcmp(v.data, "local") == 0) {
+        local = 1;
+      } else if (strcmp(v.data, "fleet") != 0) {
+        shadow_buf_free(&v);
+        reply_json(req, 400, "{\"error\":\"scope must be local or fleet\"}");
+        return;
+      }
+    }
+    shadow_buf_free(&v);
+  }
   if (PATH_IS("/divergences") && get) {
-    divergences(a, req, query, qlen);
+    divergences(a, req, query, qlen, local);
   } else if (PATH_IS("/stats") && get) {
     shadow_buf_reset(&a->out);
     a->ctx.lock(a->ctx.ud);
-    shadow_stats_render_json(a->ctx.stats, &a->out, &slo, shadow_wall_ms());
+    shadow_stats_render_json(shadow_fleet_view(a->ctx.stats, local), &a->out,
+                             &slo, shadow_wall_ms());
     a->ctx.unlock(a->ctx.ud);
     reply(req, 200, "application/json", a->out.data, a->out.len);
   } else if (PATH_IS("/noise") && get) {
     int lua = qlen >= 10 && memmem(query, qlen, "format=lua", 10) != NULL;
     shadow_buf_reset(&a->out);
     a->ctx.lock(a->ctx.ud);
+    shadow_stats_t *view = shadow_fleet_view(a->ctx.stats, local);
     if (lua)
-      shadow_noise_render_lua(a->ctx.stats, &cfg.noise, &a->out);
+      shadow_noise_render_lua(view, &cfg.noise, &a->out);
     else
-      shadow_noise_render_json(a->ctx.stats, &cfg.noise, &a->out);
+      shadow_noise_render_json(view, &cfg.noise, &a->out);
     a->ctx.unlock(a->ctx.ud);
     reply(req, 200, lua ? "text/plain; charset=utf-8" : "application/json",
           a->out.data, a->out.len);
@@ -224,6 +246,26 @@ static void on_admin_request(shadow_request_t *req, void *ud) {
     }
     if (is_reset) {
       shadow_buf_t v = SHADOW_BUF_INIT;
+      if (query_param(query, qlen, "scope", &v) == 0 &&
+          strcmp(v.data, "fleet") == 0) {
+        /* A new window for every instance: the store's epoch. */
+        shadow_buf_free(&v);
+        a->ctx.lock(a->ctx.ud);
+        shadow_store_t *store = a->ctx.stats->store;
+        a->ctx.unlock(a->ctx.ud);
+        if (!store) {
+          reply_json(req, 409,
+                     "{\"error\":\"scope=fleet needs a store (config "
+                     "store = shadow.redis(...))\"}");
+        } else if (shadow_store_reset_fleet(store) != 0) {
+          reply_json(req, 503,
+                     "{\"error\":\"the fleet store is not connected; "
+                     "try again\"}");
+        } else {
+          reply_json(req, 200, "{\"result\":\"ok\",\"scope\":\"fleet\"}");
+        }
+        return;
+      }
       int forget = query_param(query, qlen, "noise", &v) == 0 && v.len == 1 &&
                    v.data[0] == '1';
       shadow_buf_free(&v);

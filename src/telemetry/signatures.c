@@ -226,6 +226,69 @@ int shadow_signatures_add(shadow_signatures_t *s, const char *route,
   return rc;
 }
 
+void shadow_signatures_each(const shadow_signatures_t *s,
+                            void (*fn)(void *ud,
+                                       const shadow_signature_view_t *v),
+                            void *ud) {
+  for (uint32_t i = s->tail; i != NIL; i = s->v[i].prev) {
+    const entry_t *e = &s->v[i];
+    shadow_signature_view_t v = {e->key,      e->key_len,     e->hash,
+                                 e->count,    e->first_ms,    e->last_ms,
+                                 e->exemplar, e->exemplar_len};
+    fn(ud, &v);
+  }
+}
+
+int shadow_signatures_put(shadow_signatures_t *s,
+                          const shadow_signature_view_t *v) {
+  /* The key's first line is the route, its second the parts. */
+  const char *nl = memchr(v->key, '\n', v->key_len);
+  if (!nl) return -EINVAL;
+  uint64_t h = XXH3_64bits(v->key, v->key_len);
+  uint32_t i = s->slots[h & (s->nslots - 1)];
+  while (i != NIL && !(s->v[i].hash == h && s->v[i].key_len == v->key_len &&
+                       memcmp(s->v[i].key, v->key, v->key_len) == 0))
+    i = s->v[i].chain;
+  if (i == NIL) {
+    make_room(s, NIL, v->key_len + v->exemplar_len, 1);
+    if (s->free_list == NIL) return -ENOMEM;
+    char *key = shadow_bytes_dup(v->key, v->key_len);
+    if (!key) return -ENOMEM;
+    i = s->free_list;
+    entry_t *e = &s->v[i];
+    s->free_list = e->chain;
+    e->hash = h;
+    e->parts = (unsigned)strtoul(nl + 1, NULL, 10);
+    e->route_len = (size_t)(nl - v->key);
+    e->key = key;
+    e->key_len = v->key_len;
+    uint32_t *slot = &s->slots[h & (s->nslots - 1)];
+    e->chain = *slot;
+    *slot = i;
+    e->prev = e->next = NIL;
+    list_push_front(s, i);
+    s->len++;
+    s->bytes += e->key_len;
+  } else {
+    list_unlink(s, i);
+    list_push_front(s, i);
+  }
+  entry_t *e = &s->v[i];
+  e->count = v->count;
+  e->first_ms = v->first_ms;
+  e->last_ms = v->last_ms;
+  if (v->exemplar) {
+    char *copy = shadow_bytes_dup(v->exemplar, v->exemplar_len);
+    if (!copy) return -ENOMEM;
+    s->bytes -= e->exemplar_len;
+    free(e->exemplar);
+    e->exemplar = copy;
+    e->exemplar_len = v->exemplar_len;
+    s->bytes += v->exemplar_len;
+  }
+  return 0;
+}
+
 size_t shadow_signatures_len(const shadow_signatures_t *s) {
   return s->len;
 }

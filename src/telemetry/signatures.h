@@ -37,6 +37,29 @@ int shadow_signatures_add(shadow_signatures_t *s, const char *route,
                           unsigned parts, const char *fields, size_t nfields,
                           double time_ms, const char *json, size_t len);
 
+/* One signature as the fleet store sends it: its key text (route, parts
+ * and fields, one a line), its id, counts and times and newest record. */
+typedef struct shadow_signature_view_s {
+  const char *key;
+  size_t key_len;
+  uint64_t hash; /* the id /divergences shows, hex */
+  uint64_t count;
+  double first_ms, last_ms;
+  const char *exemplar; /* or NULL */
+  size_t exemplar_len;
+} shadow_signature_view_t;
+
+/* Calls fn on each signature, least recently seen first. */
+void shadow_signatures_each(const shadow_signatures_t *s,
+                            void (*fn)(void *ud,
+                                       const shadow_signature_view_t *v),
+                            void *ud);
+/* Puts a signature read back from the fleet: its key text (as _each gave
+ * it), count, first and last time and exemplar; it becomes the most
+ * recently seen. 0 or -ENOMEM. */
+int shadow_signatures_put(shadow_signatures_t *s,
+                          const shadow_signature_view_t *v);
+
 size_t shadow_signatures_len(const shadow_signatures_t *s);
 uint64_t shadow_signatures_evicted(const shadow_signatures_t *s);
 size_t shadow_signatures_bytes(const shadow_signatures_t *s);

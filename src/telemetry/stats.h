@@ -150,6 +150,8 @@ typedef struct shadow_slo_s {
 
 struct shadow_sink_s;
 struct shadow_signatures_s;
+struct shadow_fleet_s;
+struct shadow_store_s;
 
 typedef struct shadow_stats_s {
   uint64_t requests, sampled, compared, diverged;
@@ -223,6 +225,13 @@ typedef struct shadow_stats_s {
    * loops one by one, each on its own thread. */
   unsigned *loop_generation;
   size_t nloops;
+  /* With a fleet store: the store (its state for /stats and /metrics)
+   * and the fleet's counts as last read back (fleet.h), which the views,
+   * the verdict and the noise classes read unless ?scope=local. Both NULL
+   * without a store; the store swaps fleet under the shared lock. */
+  struct shadow_store_s *store;
+  struct shadow_fleet_s *fleet;
+  int fleet_view; /* this is a fleet's counts, not an instance's */
 } shadow_stats_t;
 
 /* hook_names (static strings) name the nhooks hooks whose time is kept,

@@ -7,9 +7,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "fleet.h"
 #include "signatures.h"
 #include "sink.h"
 #include "stats.h"
+#include "store.h"
 
 static const char *const class_names[SHADOW_STATUS_CLASSES] = {
     "other", "1xx", "2xx", "3xx", "4xx", "5xx", "error"};
@@ -386,6 +388,15 @@ int shadow_stats_render_json(const shadow_stats_t *s, shadow_buf_t *out,
   shadow_verdict_t v;
   shadow_stats_verdict(s, NULL, slo, &v);
   shadow_verdict_render_json(out, &v);
+  /* The fleet store's state (null without one), and which view this is:
+   * "fleet" (the counts of every instance) or "local". */
+  shadow_buf_puts(out, ",\"store\":");
+  if (s->store)
+    shadow_store_render_json(s->store, out);
+  else
+    shadow_buf_puts(out, "null");
+  shadow_buf_printf(out, ",\"scope\":\"%s\"",
+                    s->fleet_view ? "fleet" : "local");
   return shadow_buf_putc(out, '}');
 }
 
@@ -525,12 +536,15 @@ static void prom_gauge_double(shadow_buf_t *out, const char *metric,
  * (examples/prometheus/). */
 static void prom_verdicts(const shadow_stats_t *s, shadow_buf_t *out,
                           const shadow_slo_t *slo) {
-  prom_per_route(s, out, slo, "shadow_verdict", "gauge",
+  /* With a fleet store the verdict is the fleet's: every instance shows
+   * the same one. The counters below stay this instance's, for sums. */
+  const shadow_stats_t *vs = s->fleet ? s->fleet->stats : s;
+  prom_per_route(vs, out, slo, "shadow_verdict", "gauge",
                  "Promotion verdict per route: 1 promote, 0 insufficient "
                  "data, -1 hold.",
                  ROUTE_VERDICT);
   shadow_verdict_t v;
-  shadow_stats_verdict(s, NULL, slo, &v);
+  shadow_stats_verdict(vs, NULL, slo, &v);
   shadow_buf_printf(out,
                     "# HELP shadow_verdict_overall Promotion verdict over "
                     "all routes: 1 promote, 0 insufficient data, -1 hold.\n"
@@ -738,5 +752,6 @@ int shadow_stats_render_prometheus(const shadow_stats_t *s, shadow_buf_t *out,
   prom_verdicts(s, out, slo);
   prom_sink(s, out);
   prom_capture(s, out);
+  if (s->store) shadow_store_render_prometheus(s->store, out);
   return 0;
 }
