@@ -171,4 +171,3 @@ shadow_fleet_t *shadow_fleet_read(redisReply *const *r,
   fl->built_ms = now;
   return fl;
 }
-
