@@ -30,16 +30,33 @@ local function backends()
 end
 
 -- A gateway node with a store on redis_port (prefix and flush_ms given).
-local function node(ng, redis_url, prefix, extra)
+-- ca: a CA file for rediss:// (lua_ssl_trusted_certificate).
+local function node(ng, redis_url, prefix, extra, ca)
+  local change = {
+    { "log = { capacity = 1000 },",
+      ("log = { capacity = 1000 }, store = require('shadow').redis(%q, "
+       .. "{ prefix = %q, flush_ms = 100, timeout_ms = 300%s }),")
+        :format(redis_url, prefix, extra or "") },
+  }
+  if ca then
+    change[2] = { "lua_socket_log_errors off;",
+                  ("lua_socket_log_errors off; lua_ssl_trusted_certificate "
+                   .. "%s;"):format(ca) }
+  end
   return gateway.start{
     primary = ng.ports.primary, candidate = ng.ports.candidate,
-    change = {
-      { "log = { capacity = 1000 },",
-        ("log = { capacity = 1000 }, store = require('shadow').redis(%q, "
-         .. "{ prefix = %q, flush_ms = 100, timeout_ms = 300%s }),")
-          :format(redis_url, prefix, extra or "") },
-    },
+    change = change,
   }
+end
+
+-- The node's store errors by reason, from its /metrics.
+local function store_errors(gw)
+  local t = {}
+  for reason, n in gw:admin("metrics").body
+      :gmatch('shadow_store_errors_total{reason="([%w_]+)"} (%d+)') do
+    t[reason] = tonumber(n)
+  end
+  return t
 end
 
 local function get(gw, path)
@@ -331,5 +348,40 @@ describe("a gateway with a three-master Redis Cluster", function()
     assert.matches("ASK", owner:cli("EXISTS", key))
     -- The admin's reads follow ASK too.
     assert.equal(4, admin_json(gw, "stats").totals.requests)
+  end)
+end)
+
+describe("a gateway with a TLS Redis and an ACL user", function()
+  it("authenticates as the user over verified TLS, and counts a wrong "
+     .. "password and an unverified name apart", function()
+    local stop = cleanup.new()
+    finally(stop.run)
+    local ng = stop.add(backends())
+    local r = stop.add(redis.start{ tls = true,
+      users = { "gw on >gw-secret ~* &* +@all" } })
+    local good = stop.add(node(ng, ("rediss://gw:gw-secret@127.0.0.1:%d/0")
+      :format(r.port), "tls", "", r.tls.ca))
+    local wrong = stop.add(node(ng, ("rediss://gw:nope@127.0.0.1:%d/0")
+      :format(r.port), "tls", "", r.tls.ca))
+    local badname = stop.add(node(ng, ("rediss://gw:gw-secret@127.0.0.1:%d")
+      :format(r.port), "tls", ", tls = { server_name = 'wrong.example' }",
+      r.tls.ca))
+    get(good, "/users/1")
+    settle(good, 1)
+    assert(port.wait_until(function()
+      return counts(r, "tls")["t" .. US .. "compared"] == "1"
+    end, 10), "the TLS node's counts: "
+      .. json.encode(admin_json(good, "stats?scope=local").store)
+      .. good:error_log())
+    assert(port.wait_until(function()
+      return (store_errors(wrong).auth or 0) > 0
+    end, 10), "no auth error counted")
+    assert(port.wait_until(function()
+      return (store_errors(badname).tls or 0) > 0
+    end, 10), "no tls error counted")
+    local inst = r:hgetall("{tls}:instances")
+    local n = 0
+    for _ in pairs(inst) do n = n + 1 end
+    assert.equal(1, n)
   end)
 end)

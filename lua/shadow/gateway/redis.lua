@@ -166,9 +166,15 @@ local function connect(self, host, port)
   end
   if sock:getreusedtimes() > 0 then return sock end
   if cfg.tls then
+    -- nginx checks a certificate against a host name only: an address
+    -- is checked for its chain alone, unless tls.server_name names it.
+    local name = cfg.tls.server_name
+    if name == nil and not match(host, "^[%d.]+$") and not match(host, ":")
+    then
+      name = host
+    end
     local sess
-    sess, err = sock:sslhandshake(nil, cfg.tls.server_name or host,
-                                  cfg.tls.verify ~= false)
+    sess, err = sock:sslhandshake(false, name, cfg.tls.verify ~= false)
     if not sess then
       sock:close()
       return nil, err == "timeout" and "timeout" or "tls", err
