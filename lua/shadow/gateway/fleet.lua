@@ -155,17 +155,58 @@ function M.signature(route, parts, fields)
   return bit.tohex(lib.XXH3_64bits(text, #text), 16), text
 end
 
--- Counts one divergence under its signature in the shared dict: the count
--- (a capped family, like the daemon's 1000 signatures), when it was first
--- and last seen, and the ring id of its newest record (the exemplar sent
--- with the next flush, if the ring still holds it).
-function M.note(store, sig, text, id, now_ms)
+-- The signature of a divergence from the diff's own list of fields (each
+-- NUL-terminated, as one string), remembered per worker: the same fault
+-- seen again costs a table lookup, not a fold, a sort and a hash.
+local CACHE_MAX = 1024
+
+function M.signature_of(gw, route, parts, raw)
+  local cache = gw.sig_cache
+  if cache == nil or gw.sig_cached >= CACHE_MAX then
+    cache = {}
+    gw.sig_cache, gw.sig_cached = cache, 0
+  end
+  local k = route .. "\0" .. parts .. "\0" .. raw
+  local e = cache[k]
+  if e then return e end
+  local fields, at = {}, 1
+  while at <= #raw do
+    local z = find(raw, "\0", at, true) or (#raw + 1)
+    fields[#fields + 1] = sub(raw, at, z - 1)
+    at = z + 1
+  end
+  local sig, text = M.signature(route, parts, fields)
+  if not sig then return nil end
+  -- With its shared-dict keys made once.
+  e = { sig = sig, text = text, count = "sg" .. SEP .. sig,
+        last = "sgl" .. SEP .. sig }
+  cache[k] = e
+  gw.sig_cached = gw.sig_cached + 1
+  return e
+end
+
+-- Counts one divergence under its signature (e from signature_of) in the
+-- shared dict: the count (a capped family, like the daemon's 1000
+-- signatures), when it was first seen and its key text (both once), and
+-- the ring id of its newest record (the exemplar sent with the next
+-- flush, if the ring still holds it): two shared-dict operations for a
+-- signature seen before. When it was last seen is the time of the first
+-- flush that finds its count grown (so within flush_ms).
+function M.note(store, e, id, now_ms)
   local dict = store.dict
-  store:add("sg", sig)
-  dict:add("sgk" .. SEP .. sig, text)
-  dict:add("sgf" .. SEP .. sig, now_ms)
-  dict:set("sgl" .. SEP .. sig, now_ms)
-  dict:set("sgx" .. SEP .. sig, id)
+  if not dict:incr(e.count, 1) then
+    local sig = e.sig
+    store:add("sg", sig)
+    dict:add("sgk" .. SEP .. sig, e.text)
+    dict:add("sgf" .. SEP .. sig, now_ms)
+    dict:set("sgt" .. SEP .. sig, now_ms)
+  end
+  dict:set(e.last, id)
+end
+
+-- When a signature was last seen (ms) and its newest record's ring id.
+local function last_of(dict, sig)
+  return dict:get("sgt" .. SEP .. sig), dict:get("sgl" .. SEP .. sig)
 end
 
 -- --- the flush -----------------------------------------------------------
@@ -247,12 +288,15 @@ function M.flush(gw)
     local d = v - (bf[field] or 0)
     if d ~= 0 then cmds[#cmds + 1] = { "HINCRBYFLOAT", F, field, num(d) } end
   end
+  local now = ngx.now() * 1000
   for sig, n in pairs(sigs) do
     local d = n - (bs[sig] or 0)
     if d > 0 and sig ~= "other" then
+      -- Seen since the last flush: now is when, to within flush_ms.
+      if bs[sig] then dict:set("sgt" .. SEP .. sig, now) end
       cmds[#cmds + 1] = { "HINCRBY", S, sig .. US .. "count", d }
       local first = dict:get("sgf" .. SEP .. sig)
-      local last = dict:get("sgl" .. SEP .. sig)
+      local last, ex_id = last_of(dict, sig)
       if first then
         cmds[#cmds + 1] = { "HSETNX", S, sig .. US .. "first",
                             format("%d", first) }
@@ -265,7 +309,7 @@ function M.flush(gw)
       if text then
         cmds[#cmds + 1] = { "HSET", S, sig .. US .. "key", text }
       end
-      local ex = store:record(dict:get("sgx" .. SEP .. sig))
+      local ex = store:record(ex_id)
       if ex then cmds[#cmds + 1] = { "HSET", S, sig .. US .. "ex", ex } end
     end
   end
@@ -288,7 +332,6 @@ function M.flush(gw)
       dropped = dropped + 1
     end
   end
-  local now = ngx.now() * 1000
   cmds[#cmds + 1] = { "HSET", I, id_s, format('{"last_ms":%d,'
     .. '"kind":"gateway"}', now) }
   local ttl = st.ttl_s * 1000
@@ -593,10 +636,10 @@ function M.local_groups(gw, limit, route)
   local t = {}
   for sig, n in pairs(store:snapshot().families.sg or {}) do
     if sig ~= "other" then
+      local last, ex_id = last_of(dict, sig)
       t[sig] = { count = n, first = dict:get("sgf" .. SEP .. sig),
-                 key = dict:get("sgk" .. SEP .. sig),
-                 last = dict:get("sgl" .. SEP .. sig),
-                 ex = store:record(dict:get("sgx" .. SEP .. sig)) }
+                 key = dict:get("sgk" .. SEP .. sig), last = last,
+                 ex = store:record(ex_id) }
     end
   end
   return M.groups(t, limit, route)

@@ -565,19 +565,17 @@ local function compare(self, ctx, prec, crec, candidate_ms, candidate_fb)
   local n = ffi.new("size_t[1]")
   local fields = C.shadow_ffi_diff_fields(d, self.len_out, n)
   local at = 0
-  local with_store = self.conf.store ~= nil
-  local list = with_store and {} or nil
-  for i = 1, tonumber(n[0]) do
+  for _ = 1, tonumber(n[0]) do
     local f = ffi.string(fields + at)
     store:add("f", f)
-    if list then list[i] = f end
     at = at + #f + 1
   end
   local id = store:next_id()
-  if with_store then
+  if self.conf.store then
     -- Grouped by the daemon's signature, for the fleet's groups.
-    local sig, sig_text = fleet.signature(route, parts, list)
-    if sig then fleet.note(store, sig, sig_text, id, ngx.now() * 1000) end
+    local sig = fleet.signature_of(self, route, parts,
+      ffi.string(fields, self.len_out[0]))
+    if sig then fleet.note(store, sig, id, ngx.now() * 1000) end
   end
   text = stamp.record(text, id, ctx.primary_ms, candidate_ms, ctx.primary_fb,
                       candidate_fb)
