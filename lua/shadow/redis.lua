@@ -1,10 +1,9 @@
 -- shadow.redis(url, opts): the fleet store's descriptor for configs, plain
--- data like shadow.http: { kind = "redis", url = url, opts = opts } with
--- the options also copied to the top level, so a reader may take either.
--- It needs no C library and no connection: shadowd's config reader and
--- the gateway (shadow.gateway.conf) check the URL and the options where
--- they are used. Only what no reader could report sensibly is refused
--- here, at the caller's line (level 2).
+-- data: { kind = "redis", url = url, <opts> }, as shadow.http is for a
+-- backend. The URL (redis://[user:password@]host:port/db or rediss://)
+-- and the options are checked where they are used: shadowd's config reader
+-- (naming the field at fault) and the gateway module's. Only what no
+-- reader could report sensibly is refused here, at the caller's line.
 local error, format, pairs, type = error, string.format, pairs, type
 
 return function(url, opts)
@@ -16,6 +15,6 @@ return function(url, opts)
   end
   local d = {}
   for k, v in pairs(opts or {}) do d[k] = v end
-  d.kind, d.url, d.opts = "redis", url, opts or {}
+  d.kind, d.url = "redis", url
   return d
 end

@@ -125,8 +125,11 @@ describe("two gateway nodes with one Redis", function()
     local fb = admin_json(b, "stats")
     local la = admin_json(a, "stats?scope=local")
     local lb = admin_json(b, "stats?scope=local")
+    assert.equal("fleet", fa.scope)
     assert.equal("fleet", fa.store.scope)
-    assert.equal("local", la.store.scope)
+    assert.equal("local", la.scope)
+    assert.equal("connected", la.store.state)
+    assert.equal("redis://127.0.0.1:" .. r.port .. "/0", la.store.url)
     assert.equal(6, la.totals.requests)
     assert.equal(5, lb.totals.requests)
     for _, f in ipairs({ "requests", "sampled", "compared", "diverged" }) do
@@ -175,9 +178,16 @@ describe("two gateway nodes with one Redis", function()
 
   it("starts a new window for the fleet on POST stats/reset?scope=fleet",
      function()
-    local res = assert(http.request(a.admin_port, { method = "POST",
+    -- Without a token: only a JSON request, which no web page's form
+    -- can make.
+    local plain = assert(http.request(a.admin_port, { method = "POST",
       path = "/_shadow/stats/reset?scope=fleet" }))
+    assert.equal(415, plain.status)
+    local res = assert(http.request(a.admin_port, { method = "POST",
+      path = "/_shadow/stats/reset?scope=fleet",
+      headers = { ["Content-Type"] = "application/json" } }))
     assert.equal(200, res.status, res.body)
+    assert.equal("ok", json.decode(res.body).result)
     local epoch = json.decode(res.body).epoch
     assert.is_true(epoch >= 1)
     -- Once both nodes sent to the new window (a request counted before a
@@ -199,7 +209,8 @@ describe("two gateway nodes with one Redis", function()
     assert.equal("1", c["t" .. US .. "diverged"])
     assert.equal(1, admin_json(a, "stats").totals.requests)
     local bad = assert(http.request(a.admin_port, { method = "POST",
-      path = "/_shadow/stats/reset" }))
+      path = "/_shadow/stats/reset",
+      headers = { ["Content-Type"] = "application/json" } }))
     assert.equal(400, bad.status)
   end)
 end)
@@ -264,7 +275,7 @@ describe("a gateway whose Redis stops under load", function()
     -- most one per connection).
     assert.is_true(total >= sent + 2 and total <= sent + 2 + 8,
                    total .. " counted, " .. sent .. " sent")
-    assert.equal("ok", fleet.store.state)
+    assert.equal("connected", fleet.store.state)
   end)
 end)
 
@@ -373,6 +384,9 @@ describe("a gateway with a TLS Redis and an ACL user", function()
     end, 10), "the TLS node's counts: "
       .. json.encode(admin_json(good, "stats?scope=local").store)
       .. good:error_log())
+    -- /stats names the store without its password.
+    assert.equal(("rediss://gw@127.0.0.1:%d/0"):format(r.port),
+                 admin_json(good, "stats").store.url)
     assert(port.wait_until(function()
       return (store_errors(wrong).auth or 0) > 0
     end, 10), "no auth error counted")

@@ -154,7 +154,11 @@ local STORE_OPTS = { prefix = true, flush_ms = true, ttl_s = true,
                      password = true, username = true, user = true,
                      tls = true, timeout_ms = true,
                      connect_timeout_ms = true, instance = true,
-                     db = true }
+                     db = true,
+                     -- The daemon's, accepted so one file serves both: the
+                     -- gateway keeps no pending queue (its deltas are its
+                     -- counters) and always follows MOVED and ASK.
+                     max_pending = true, cluster = true }
 
 local function store(s)
   if s == nil then return nil end
@@ -169,6 +173,10 @@ local function store(s)
       fail("unknown field store.%s", tostring(k))
     end
   end
+  if o.sentinel ~= nil then
+    fail("store.sentinel is not supported by the gateway yet; point it at "
+      .. "the master, or use a cluster")
+  end
   local prefix = o.prefix == nil and "shadow" or o.prefix
   if type(prefix) ~= "string" or prefix == "" or prefix:find("[%s%z]") then
     fail("store.prefix must be a non-empty string without spaces")
@@ -176,14 +184,22 @@ local function store(s)
   local tls = o.tls
   if tls ~= nil and tls ~= false and tls ~= true and type(tls) ~= "table"
   then
-    fail("store.tls must be a table { verify =, server_name = }")
+    fail("store.tls must be true, false or { verify =, server_name = }")
   end
   if type(tls) == "table" then
     only(tls, "store.tls", { verify = true, server_name = true,
-                             ca_file = true })
+                             ca_file = true, cert_file = true,
+                             key_file = true })
     if tls.ca_file ~= nil then
       fail("store.tls.ca_file: nginx takes the CA from "
         .. "lua_ssl_trusted_certificate; set that directive instead")
+    end
+    if tls.cert_file ~= nil or tls.key_file ~= nil then
+      fail("store.tls: a client certificate is not supported by the "
+        .. "gateway yet")
+    end
+    if tls.server_name ~= nil and type(tls.server_name) ~= "string" then
+      fail("store.tls.server_name must be a string")
     end
   end
   if tls == true or (tls == nil and u.tls) then tls = {} end

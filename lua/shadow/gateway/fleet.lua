@@ -49,6 +49,7 @@ local LAST_ERR = "st" .. SEP .. "last_error"
 local FAILS = "st" .. SEP .. "fails"
 local NEXT = "st" .. SEP .. "next"
 local EPOCH = "st" .. SEP .. "epoch"
+local FLUSHES = "st" .. SEP .. "flushes"
 
 -- A histogram bucket's name: its index from 0, as the daemon numbers its
 -- buckets (the same bounds; the last is +Inf).
@@ -359,7 +360,8 @@ function M.flush(gw)
     store:add("sx", "memory")
   end
   if dropped > 0 then store:incr("store_dropped", dropped) end
-  dict:set(STATE, "ok")
+  dict:set(STATE, "connected")
+  dict:incr(FLUSHES, 1, 0)
   dict:set(EPOCH, epoch)
   dict:set(LAST_OK, now)
   dict:set(FAILS, 0)
@@ -651,16 +653,18 @@ function M.local_groups(gw, limit, route)
   return M.groups(t, limit, route)
 end
 
--- The flush's state for /stats: { state, last_flush, last_error,
--- errors }.
+-- The flush's state for /stats, in the daemon's names where it has them:
+-- { url (without its password), state (connecting, connected, down),
+-- instance, flushes, last_flush_ms, last_error, flush_ms, ... }.
 function M.state(gw)
-  local dict = gw.conf.dict
-  local last_ok = dict:get(LAST_OK)
+  local dict, st = gw.conf.dict, gw.conf.store
   return {
-    state = dict:get(STATE) or "starting",
-    last_flush = last_ok and iso(last_ok) or cjson.null,
+    url = (gsub(st.url, "^(rediss?://[^:@/]*):[^@/]*@", "%1@")),
+    state = dict:get(STATE) or "connecting",
+    flushes = dict:get(FLUSHES) or 0,
+    last_flush_ms = dict:get(LAST_OK) or cjson.null,
     last_error = dict:get(LAST_ERR) or cjson.null,
-    flush_ms = gw.conf.store.flush_ms,
+    flush_ms = st.flush_ms,
     -- The fleet's window this node last sent to.
     flushed_epoch = dict:get(EPOCH) or cjson.null,
     instance = gw.instance,

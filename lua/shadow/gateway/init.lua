@@ -837,7 +837,9 @@ function Gateway:admin()
             .. tostring(detail)) or "")
         end
       end
-      extra = { store = st }
+      extra = { store = st, scope = st.scope }
+    else
+      extra = { scope = "local" }
     end
     return reply_json(200, admin.stats(snap, self.breaker:state_name(),
                                        conf.slo, extra))
@@ -857,17 +859,35 @@ function Gateway:admin()
   return reply_json(404, '{"error":"not found"}')
 end
 
+-- Content-Type: application/json, with parameters or not.
+local function json_request(ct)
+  if type(ct) ~= "string" then return false end
+  ct = lower(ct)
+  if sub(ct, 1, 16) ~= "application/json" then return false end
+  local rest = sub(ct, 17)
+  return match(rest, "^[ \t]*$") ~= nil or match(rest, "^[ \t]*;") ~= nil
+end
+
 -- POST /_shadow/stats/reset?scope=fleet: a new counting window for the
 -- whole fleet (a new epoch in the store; every instance rebases at its
 -- next flush). The gateway's own counters are not reset (Prometheus
 -- counters only grow), so scope=local is refused.
 function Gateway:admin_reset(scope)
+  -- Without a token, a form on any web page could post here: a JSON
+  -- request needs a CORS preflight, which this location never grants
+  -- (the daemon's rule, admin.c).
+  if not self.conf.admin_token
+      and not json_request(ngx.var.http_content_type) then
+    return reply_json(415, '{"error":"POST /stats/reset needs '
+      .. 'Content-Type: application/json (or admin_token and its bearer '
+      .. 'token)"}')
+  end
   if scope ~= "fleet" then
     return reply_json(400, '{"error":"the gateway resets only the fleet\'s '
       .. 'window: POST stats/reset?scope=fleet"}')
   end
   if not self.conf.store then
-    return reply_json(400, '{"error":"scope=fleet needs a store"}')
+    return reply_json(409, '{"error":"scope=fleet needs a store"}')
   end
   local epoch, why, detail = fleet.reset(self)
   if not epoch then
@@ -875,7 +895,8 @@ function Gateway:admin_reset(scope)
       .. "answer: " .. tostring(why) .. (detail and (": " .. tostring(detail))
       or "") }))
   end
-  return reply_json(200, ('{"scope":"fleet","epoch":%d}'):format(epoch))
+  return reply_json(200, ('{"result":"ok","scope":"fleet","epoch":%d}')
+    :format(epoch))
 end
 
 M.default_route = default_route

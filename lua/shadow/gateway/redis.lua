@@ -15,9 +15,9 @@
 -- protocol, reply (Redis answered an error), redirect (too many).
 local ngx = ngx
 
-local concat, getmetatable, match, setmetatable, sub, tonumber, tostring,
-  type = table.concat, getmetatable, string.match, setmetatable, string.sub,
-  tonumber, tostring, type
+local char, concat, getmetatable, gsub, match, setmetatable, sub, tonumber,
+  tostring, type = string.char, table.concat, getmetatable, string.gsub,
+  string.match, setmetatable, string.sub, tonumber, tostring, type
 
 local M = {}
 local Client = {}
@@ -110,12 +110,18 @@ function M.parse_url(url)
   local auth, hostpart = match(rest, "^(.*)@([^@]*)$")
   if not auth then hostpart = rest end
   if auth then
+    -- %xx escapes, as in any URL's user information.
+    local function unescape(v)
+      return (gsub(v, "%%(%x%x)", function(h)
+        return char(tonumber(h, 16))
+      end))
+    end
     local user, pw = match(auth, "^([^:]*):(.*)$")
     if user then
-      u.user = user ~= "" and user or nil
-      u.password = pw
+      u.user = user ~= "" and unescape(user) or nil
+      u.password = unescape(pw)
     else
-      u.user = auth ~= "" and auth or nil
+      u.user = auth ~= "" and unescape(auth) or nil
     end
   end
   local authority, db = match(hostpart, "^([^/]*)/?(.*)$")
