@@ -215,6 +215,48 @@ describe("two gateway nodes with one Redis", function()
   end)
 end)
 
+describe("a gateway node reloaded", function()
+  it("keeps sending across nginx -s reload, nothing counted twice",
+     function()
+    local stop = cleanup.new()
+    finally(stop.run)
+    local ng = stop.add(backends())
+    local r = stop.add(redis.start())
+    local gw = stop.add(node(ng, "redis://127.0.0.1:" .. r.port, "reload"))
+    for i = 1, 4 do get(gw, "/users/" .. i) end
+    settle(gw, 4)
+    redis.wait(function()
+      return counts(r, "reload")["t" .. US .. "compared"] == "4"
+    end, 10, "the first counts")
+    local before = gw:pids()
+    gw.proc:kill(process.SIGHUP)
+    assert(port.wait_until(function()
+      local now = gw:pids()
+      for _, p in ipairs(now) do
+        for j = 2, #before do if before[j] == p then return false end end
+      end
+      return #now >= 3
+    end, 10), "the workers were not replaced")
+    for i = 5, 7 do get(gw, "/users/" .. i) end
+    settle(gw, 7)
+    redis.wait(function()
+      return counts(r, "reload")["t" .. US .. "compared"] == "7"
+    end, 10, "the counts after the reload")
+    -- A few more flushes: still 7, and one instance.
+    local flushes = admin_json(gw, "stats?scope=local").store.flushes
+    assert(port.wait_until(function()
+      return admin_json(gw, "stats?scope=local").store.flushes
+        >= flushes + 3
+    end, 10), "no more flushes")
+    local c = counts(r, "reload")
+    assert.equal("7", c["t" .. US .. "requests"])
+    assert.equal("7", c["t" .. US .. "compared"])
+    local n = 0
+    for _ in pairs(r:hgetall("{reload}:instances")) do n = n + 1 end
+    assert.equal(1, n)
+  end)
+end)
+
 describe("a gateway whose Redis stops under load", function()
   it("serves every client, counts the errors and sends the counts whole "
      .. "once Redis is back", function()

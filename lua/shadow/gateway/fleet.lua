@@ -371,12 +371,16 @@ end
 
 -- The timer's callback: one worker per period (TICK, taken for a little
 -- less than the period) and never two at once (BUSY, held for the flush).
+-- A worker exiting (reload, stop) does not flush: on a reload the counts
+-- stay in the shared dict for the new workers; on a stop, what was
+-- counted since the last flush (at most flush_ms of it) is not sent.
 local function tick(premature, gw)
+  if premature then return end
   local st, dict = gw.conf.store, gw.conf.dict
   local period = st.flush_ms / 1000
-  if not premature and not dict:add(TICK, true, period * 0.9) then return end
+  if not dict:add(TICK, true, period * 0.9) then return end
   local next_try = dict:get(NEXT)
-  if next_try and ngx.now() * 1000 < next_try and not premature then return end
+  if next_try and ngx.now() * 1000 < next_try then return end
   local hold = (st.connect_timeout + st.timeout * 3) / 1000 + 1
   if not dict:add(BUSY, true, hold) then return end
   local ok, err = pcall(M.flush, gw)
@@ -474,9 +478,15 @@ function M.snapshot_of(counts, floats)
     end
   end
   for side, h in pairs(snap.hist) do
+    -- The daemon sends no +Inf bucket: past the largest bound is what
+    -- the count has beyond the buckets.
     local total = 0
-    for i = 1, nb do total = total + h.buckets[i] end
-    h.n = total
+    for i = 1, nb - 1 do total = total + h.buckets[i] end
+    local count = tonumber(counts["h" .. US .. side .. US .. "count"])
+    if count and count - total > h.buckets[nb] then
+      h.buckets[nb] = count - total
+    end
+    h.n = total + h.buckets[nb]
     h.sum = tonumber(floats["h" .. US .. side .. US .. "sum"]) or 0
   end
   return snap
