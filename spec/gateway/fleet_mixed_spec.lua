@@ -44,7 +44,8 @@ return {
   %s
 }
 ]]):format(store_line(url)))
-  local code = process.run({ shadowd.binary(), "--check", path }, nil, 30)
+  local code = process.run({ shadowd.binary(), "--check", "--config", path },
+                           nil, 30)
   process.rmdir(dir)
   return code == 0
 end

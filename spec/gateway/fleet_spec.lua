@@ -11,6 +11,7 @@ local json = require "support.json"
 local process = require "support.process"
 local port = require "support.port"
 local cleanup = require "support.cleanup"
+local luaserver = require "support.luaserver"
 local xxh3 = require "support.xxh3"
 local bit = require "bit"
 
@@ -257,6 +258,134 @@ describe("a gateway node reloaded", function()
   end)
 end)
 
+-- A TCP proxy in front of Redis that, for the Nth transaction with
+-- counts in it (HINCRBY ... EXEC), waits for Redis's answer and then
+-- closes the client's connection without it: a flush Redis applied that
+-- the gateway never hears of.
+local LOSSY = [==[
+local socket = require "socket"
+local port, rport, drop_at = tonumber(arg[1]), tonumber(arg[2]),
+  tonumber(arg[3])
+local srv = assert(socket.bind("127.0.0.1", port))
+srv:settimeout(0)
+local peer, client, dropping, execs, counting = {}, {}, {}, 0, {}
+local function close(s)
+  local o = peer[s]
+  s:close()
+  peer[s], client[s] = nil, nil
+  if o then
+    o:close()
+    peer[o], client[o], dropping[o] = nil, nil, nil
+  end
+end
+while true do
+  local list = { srv }
+  for s in pairs(peer) do list[#list + 1] = s end
+  local ready = socket.select(list, nil, 1)
+  for _, s in ipairs(ready) do
+    if s == srv then
+      local c = srv:accept()
+      if c then
+        local u = socket.tcp()
+        assert(u:connect("127.0.0.1", rport))
+        c:settimeout(0)
+        u:settimeout(0)
+        peer[c], peer[u], client[c] = u, c, true
+      end
+    elseif peer[s] then
+      local data, err, partial = s:receive(65536)
+      data = data or partial
+      if data and #data > 0 then
+        if client[s] and data:find("HINCRBY", 1, true) then
+          counting[s] = true
+        end
+        if client[s] and counting[s] and data:find("EXEC", 1, true) then
+          counting[s] = nil
+          execs = execs + 1
+          if execs == drop_at then dropping[peer[s]] = true end
+        end
+        if dropping[s] then
+          close(s)
+          io.stdout:write("dropped\n")
+          io.stdout:flush()
+        else
+          local o = peer[s]
+          o:settimeout(5)
+          o:send(data)
+          o:settimeout(0)
+        end
+      end
+      if err == "closed" and peer[s] then close(s) end
+    end
+  end
+end
+]==]
+
+describe("a gateway that never hears its flush answered", function()
+  it("counts it once when Redis applied it", function()
+    local stop = cleanup.new()
+    finally(stop.run)
+    local ng = stop.add(backends())
+    local r = stop.add(redis.start())
+    local proxy = stop.add(luaserver.start("shadow-lossy", LOSSY,
+                                           { r.port, 1 }))
+    local gw = stop.add(node(ng, "redis://127.0.0.1:" .. proxy.port,
+                             "lossy"))
+    for i = 1, 5 do get(gw, "/users/" .. i) end
+    assert(port.wait_until(function()
+      return (process.read_file(proxy.dir .. "/out") or "")
+        :find("dropped", 1, true)
+    end, 10), "the proxy dropped no answer")
+    settle(gw, 5)
+    redis.wait(function()
+      return counts(r, "lossy")["t" .. US .. "compared"] == "5"
+    end, 10, "5 compared in Redis")
+    local flushes = admin_json(gw, "stats?scope=local").store.flushes
+    assert(port.wait_until(function()
+      return admin_json(gw, "stats?scope=local").store.flushes
+        >= flushes + 3
+    end, 10), "no more flushes")
+    local c = counts(r, "lossy")
+    assert.equal("5", c["t" .. US .. "requests"])
+    assert.equal("5", c["t" .. US .. "compared"])
+    assert.is_true((store_errors(gw).closed or 0) > 0)
+  end)
+end)
+
+describe("a gateway whose flush goes unanswered", function()
+  it("counts it once whether Redis applied it or not", function()
+    local stop = cleanup.new()
+    finally(stop.run)
+    local ng = stop.add(backends())
+    local r = stop.add(redis.start())
+    local gw = stop.add(node(ng, "redis://127.0.0.1:" .. r.port, "paused"))
+    get(gw, "/users/1")
+    settle(gw, 1)
+    redis.wait(function()
+      return counts(r, "paused")["t" .. US .. "requests"] == "1"
+    end, 10, "the first counts")
+    -- Reads are answered, writes wait 1.5 s: a flush's EXEC outlives the
+    -- gateway's 300 ms timeout, and the connection is closed under it.
+    r:cli("CLIENT", "PAUSE", "1500", "WRITE")
+    for i = 2, 4 do get(gw, "/users/" .. i) end
+    assert(port.wait_until(function()
+      return (store_errors(gw).timeout or 0) > 0
+    end, 10), "no flush timed out")
+    settle(gw, 4)
+    redis.wait(function()
+      return counts(r, "paused")["t" .. US .. "requests"] == "4"
+    end, 10, "the counts after the pause")
+    -- And they stay right.
+    local flushes = admin_json(gw, "stats?scope=local").store.flushes
+    assert(port.wait_until(function()
+      return admin_json(gw, "stats?scope=local").store.flushes
+        >= flushes + 3
+    end, 10), "no more flushes")
+    assert.equal("4", counts(r, "paused")["t" .. US .. "requests"])
+    assert.equal("4", counts(r, "paused")["t" .. US .. "compared"])
+  end)
+end)
+
 describe("a gateway whose Redis stops under load", function()
   it("serves every client, counts the errors and sends the counts whole "
      .. "once Redis is back", function()
@@ -396,7 +525,9 @@ describe("a gateway with a three-master Redis Cluster", function()
       got = code == 0 and out:match("\n(%d+)\n?$")
       return got == "4"
     end, 10)
-    assert.equal("4", got, json.encode(admin_json(gw, "stats").store))
+    assert.equal("4", got, json.encode(admin_json(gw, "stats").store)
+      .. " keys " .. json.encode(keys) .. " owner now "
+      .. owner:cli("CLUSTER", "GETKEYSINSLOT", slot, "100"))
     -- The owner no longer has it: it sends the client on.
     assert.matches("ASK", owner:cli("EXISTS", key))
     -- The admin's reads follow ASK too.

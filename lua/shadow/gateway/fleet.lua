@@ -11,8 +11,11 @@
 -- fields are parts joined by 0x1f), P:E:float (HINCRBYFLOAT), P:E:sig
 -- (signatures: <sig>␟count, ␟first, ␟last, ␟ex), P:E:log (a stream of
 -- divergence records, MAXLEN ~ log.capacity), P:instances (id ->
--- {"last_ms","kind":"gateway"}). A flush is one MULTI ... EXEC, so it is
--- applied whole or not at all, and is only then taken as sent. A reset of
+-- {"last_ms","kind":"gateway"}), and P:seq (instance -> the number of its
+-- last flush applied, so a flush whose EXEC went unanswered is known to
+-- have been applied or not at the next one). A flush is one MULTI ...
+-- EXEC, so it is applied whole or not at all, and is only then taken as
+-- sent. A reset of
 -- the fleet (INCR P:epoch) is seen at the next flush: the counts until
 -- then are taken as sent, and only what comes after goes to the new epoch.
 --
@@ -34,7 +37,7 @@ local concat, floor, format, gsub, ipairs, min, pairs, pcall, sort, sub,
   tonumber, tostring, type =
   table.concat, math.floor, string.format, string.gsub, ipairs, math.min,
   pairs, pcall, table.sort, string.sub, tonumber, tostring, type
-local find = string.find
+local find, match = string.find, string.match
 
 local M = {}
 
@@ -260,12 +263,32 @@ function M.flush(gw)
   local base = cjson.decode(dict:get(BASE) or "null")
   if type(base) ~= "table" then base = { counts = {}, floats = {},
                                          sigs = {}, sent_id = 0 } end
-  local epoch, why, detail = client:call("GET", key(st, nil, "epoch"))
-  if why then return failed(gw, why, detail) end
+  -- The epoch, and the number of this node's last flush Redis applied:
+  -- a flush whose EXEC was sent but not answered (the connection cut, or
+  -- Redis stopping right after it) may have been applied or not, and
+  -- this says which, so nothing is counted twice or lost.
+  local Q = key(st, nil, "seq")
+  local first, why, detail = client:pipeline({
+    { "GET", key(st, nil, "epoch") }, { "HGET", Q, gw.instance } })
+  if not first then return failed(gw, why, detail) end
+  for i = 1, 2 do
+    if redis.is_err(first[i]) then
+      return failed(gw, "reply", first[i].err)
+    end
+  end
+  local epoch = first[1]
+  local p = base.pending
+  if p then
+    if tonumber(first[2]) == p.seq then
+      base.counts, base.floats, base.sigs, base.sent_id =
+        p.counts, p.floats, p.sigs, p.sent_id
+    end
+    base.pending = nil
+  end
   -- No epoch key until the first reset: nothing to keep alive then (and
   -- a key named in a transaction while its slot migrates must exist).
-  local keys = { nil, nil, nil, nil, nil }
-  if epoch ~= nil then keys[6] = key(st, nil, "epoch") end
+  local keys = { nil, nil, nil, nil, nil, Q }
+  if epoch ~= nil then keys[7] = key(st, nil, "epoch") end
   epoch = tonumber(epoch) or 0
   local last_id = dict:get("ring" .. SEP .. "id") or 0
   if base.epoch ~= nil and base.epoch ~= epoch then
@@ -336,15 +359,25 @@ function M.flush(gw)
   cmds[#cmds + 1] = { "HSET", I, id_s, format('{"last_ms":%d,'
     .. '"kind":"gateway"}', now) }
   local ttl = st.ttl_s * 1000
+  local seq = dict:incr("st" .. SEP .. "seq", 1, 0)
+  cmds[#cmds + 1] = { "HSET", Q, id_s, seq }
   keys[1], keys[2], keys[3], keys[4], keys[5] = C, F, S, L, I
   for i = 1, #keys do
     cmds[#cmds + 1] = { "PEXPIRE", keys[i], ttl }
   end
   cmds[#cmds + 1] = { "EXEC" }
+  -- What this flush sends, kept until its outcome is known.
+  base.pending = { seq = seq, counts = counts, floats = floats, sigs = sigs,
+                   sent_id = last_id }
+  if not dict:safe_set(BASE, cjson.encode(base)) then
+    dict:set(BASE, cjson.encode(base))
+    store:add("sx", "memory")
+  end
+  base.pending = nil
   local replies
   replies, why, detail = client:pipeline(cmds)
   if not replies then return failed(gw, why, detail) end
-  local exec = replies[#replies]
+  local exec = replies[#cmds]
   if exec == nil or redis.is_err(exec) or type(exec) ~= "table" then
     return failed(gw, "reply", exec and exec.err or "transaction aborted")
   end
@@ -496,11 +529,12 @@ end
 local function instances(list, now_ms)
   local n, kinds = 0, {}
   for _, v in pairs(hash_of(list)) do
-    local doc = cjson.decode(v)
-    if type(doc) == "table" and tonumber(doc.last_ms)
-        and tonumber(doc.last_ms) >= now_ms - 60000 then
+    -- Read by its two fields rather than as a whole document, so an entry
+    -- that is cut short still counts.
+    local last = tonumber(match(v, '"last_ms":%s*([%d.]+)'))
+    if last and last >= now_ms - 60000 then
       n = n + 1
-      local kind = type(doc.kind) == "string" and doc.kind or "unknown"
+      local kind = match(v, '"kind":%s*"([^"]*)"') or "unknown"
       kinds[kind] = (kinds[kind] or 0) + 1
     end
   end

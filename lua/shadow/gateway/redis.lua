@@ -219,31 +219,46 @@ end
 local function run(self, host, port, cmds, asking)
   local sock, why, detail = connect(self, host, port)
   if not sock then return nil, why, detail end
-  local payload = M.encode(cmds)
-  if asking then payload = M.encode({ { "ASKING" } }) .. payload end
-  local _, err = sock:send(payload)
+  -- ASKING holds for the next command only, except that a transaction
+  -- keeps it from MULTI to EXEC: one before a MULTI, else one before
+  -- each command.
+  local sent = cmds
+  if asking then
+    sent = {}
+    if cmds[1][1] == "MULTI" then
+      sent[1] = { "ASKING" }
+      for i = 1, #cmds do sent[i + 1] = cmds[i] end
+    else
+      for i = 1, #cmds do
+        sent[2 * i - 1], sent[2 * i] = { "ASKING" }, cmds[i]
+      end
+    end
+  end
+  local _, err = sock:send(M.encode(sent))
   if err then
     sock:close()
     return nil, sock_reason(err), err
   end
-  if asking then
-    local v, fine, w = read_reply(sock)
-    if not fine or is_err(v) then
-      sock:close()
-      return nil, fine and "reply" or w, fine and v.err or w
-    end
-  end
-  local replies = {}
-  for i = 1, #cmds do
+  local replies, n = {}, 0
+  for i = 1, #sent do
     local v, fine, w = read_reply(sock)
     if not fine then
       sock:close()
       return nil, w, w
     end
-    replies[i] = v
+    if sent[i][1] == "ASKING" then
+      if is_err(v) then
+        sock:close()
+        return nil, "reply", v.err
+      end
+    else
+      -- A null reply is nil: count, do not append.
+      n = n + 1
+      replies[n] = v
+    end
   end
   sock:setkeepalive(60000, self.cfg.pool_size)
-  return replies
+  return replies, n
 end
 
 -- The node a MOVED or ASK error names: kind, host, port.
@@ -266,7 +281,7 @@ function Client:pipeline(cmds)
     local replies, why, detail = run(self, host, port, cmds, asking)
     if not replies then return nil, why, detail end
     local kind, h, p
-    for i = 1, #replies do
+    for i = 1, #cmds do
       kind, h, p = redirect_of(replies[i])
       if kind then break end
     end
