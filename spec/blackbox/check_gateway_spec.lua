@@ -46,6 +46,11 @@ local TYPOS = {
     to = '  store = require("shadow").redis("redis://127.0.0.1", '
       .. "{ flush = 5 }), log = {",
     message = "shadow.gateway: unknown field store.flush" },
+  { name = "a sentinel without its master", from = "  log = {",
+    to = '  store = require("shadow").redis("redis://127.0.0.1", '
+      .. '{ sentinel = { addrs = { "127.0.0.1:26379" } } }), log = {',
+    message = "shadow.gateway: store.sentinel needs master (the name "
+      .. "sentinels know the primary by)" },
   { name = "a bad flush_ms", from = "  log = {",
     to = '  store = require("shadow").redis("redis://127.0.0.1", '
       .. "{ flush_ms = 0 }), log = {",

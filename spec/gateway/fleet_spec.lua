@@ -572,3 +572,24 @@ describe("a gateway with a TLS Redis and an ACL user", function()
     assert.equal(1, n)
   end)
 end)
+
+describe("a gateway with a Redis behind Sentinel", function()
+  it("asks the sentinel where the master is", function()
+    local stop = cleanup.new()
+    finally(stop.run)
+    local ng = stop.add(backends())
+    local master = stop.add(redis.start())
+    local sentinel = stop.add(redis.sentinel(master, "gwmaster"))
+    -- The URL's own address is not the master's: the sentinel's answer is
+    -- what counts.
+    local gw = stop.add(node(ng, "redis://127.0.0.1:1/0", "sentinel",
+      (", sentinel = { addrs = { '127.0.0.1:%d' }, master = 'gwmaster' }")
+        :format(sentinel.port)))
+    for i = 1, 2 do get(gw, "/users/" .. i) end
+    settle(gw, 2)
+    redis.wait(function()
+      return counts(master, "sentinel")["t" .. US .. "compared"] == "2"
+    end, 10, "the counts on the master")
+    assert.equal(2, admin_json(gw, "stats").totals.requests)
+  end)
+end)

@@ -158,7 +158,7 @@ local STORE_OPTS = { prefix = true, flush_ms = true, ttl_s = true,
                      -- The daemon's, accepted so one file serves both: the
                      -- gateway keeps no pending queue (its deltas are its
                      -- counters) and always follows MOVED and ASK.
-                     max_pending = true, cluster = true }
+                     max_pending = true, cluster = true, sentinel = true }
 
 local function store(s)
   if s == nil then return nil end
@@ -173,9 +173,31 @@ local function store(s)
       fail("unknown field store.%s", tostring(k))
     end
   end
+  local sentinel
   if o.sentinel ~= nil then
-    fail("store.sentinel is not supported by the gateway yet; point it at "
-      .. "the master, or use a cluster")
+    only(o.sentinel, "store.sentinel", { addrs = true, master = true })
+    local addrs = o.sentinel.addrs
+    if type(addrs) ~= "table" or #addrs == 0 then
+      fail("store.sentinel.addrs must be a list of \"host:port\"")
+    end
+    sentinel = { addrs = {} }
+    for i, a in ipairs(addrs) do
+      local h, p
+      if type(a) == "string" then h, p = a:match("^(.+):(%d+)$") end
+      if not h or tonumber(p) < 1 or tonumber(p) > 65535 then
+        fail("store.sentinel.addrs: \"%s\" is not host:port", tostring(a))
+      end
+      sentinel.addrs[i] = { host = h:match("^%[(.*)%]$") or h,
+                            port = tonumber(p) }
+    end
+    if type(o.sentinel.master) ~= "string" or o.sentinel.master == "" then
+      fail("store.sentinel needs master (the name sentinels know the "
+        .. "primary by)")
+    end
+    sentinel.master = o.sentinel.master
+    if o.cluster then
+      fail("store: sentinel and cluster do not go together")
+    end
   end
   local prefix = o.prefix == nil and "shadow" or o.prefix
   if type(prefix) ~= "string" or prefix == "" or prefix:find("[%s%z]") then
@@ -239,6 +261,7 @@ local function store(s)
     connect_timeout = number(o, "connect_timeout_ms", "store.", timeout, 1,
                              600000),
     instance = o.instance,
+    sentinel = sentinel,
     pool_size = 4,
   }
 end

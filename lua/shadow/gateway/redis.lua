@@ -15,9 +15,10 @@
 -- protocol, reply (Redis answered an error), redirect (too many).
 local ngx = ngx
 
-local char, concat, getmetatable, gsub, match, setmetatable, sub, tonumber,
-  tostring, type = string.char, table.concat, getmetatable, string.gsub,
-  string.match, setmetatable, string.sub, tonumber, tostring, type
+local char, concat, getmetatable, gsub, ipairs, match, setmetatable, sub,
+  tonumber, tostring, type = string.char, table.concat, getmetatable,
+  string.gsub, ipairs, string.match, setmetatable, string.sub, tonumber,
+  tostring, type
 
 local M = {}
 local Client = {}
@@ -271,11 +272,62 @@ local function redirect_of(v)
   return kind, host, tonumber(port)
 end
 
+-- With sentinels: asks each in turn where the master named is, and
+-- moves the client there. true, or nil, "sentinel", detail.
+local function locate(self)
+  local sn = self.cfg.sentinel
+  local last
+  for _, a in ipairs(sn.addrs) do
+    local sock = ngx.socket.tcp()
+    sock:settimeouts(self.cfg.connect_timeout, self.cfg.timeout,
+                     self.cfg.timeout)
+    local ok, err = sock:connect(a.host, a.port)
+    if ok then
+      ok, err = sock:send(M.encode({ { "SENTINEL", "get-master-addr-by-name",
+                                       sn.master } }))
+    end
+    if ok then
+      local v, fine, why = read_reply(sock)
+      if fine and type(v) == "table" and tonumber(v[2]) then
+        sock:close()
+        self.host, self.port, self.located = v[1], tonumber(v[2]), true
+        return true
+      end
+      err = fine and ("it does not know " .. sn.master) or why
+    end
+    sock:close()
+    last = ("%s:%d: %s"):format(a.host, a.port, tostring(err))
+  end
+  return nil, "sentinel", last
+end
+
 -- Runs a batch and follows redirects: a MOVED in any reply moves the
 -- client and resends the batch; an ASK resends it once to the node named,
--- behind ASKING. Returns the replies of the last run, or nil, reason,
--- detail.
+-- behind ASKING. With sentinels, the master is looked up first, and again
+-- after any failure to reach it. Returns the replies of the last run, or
+-- nil, reason, detail.
 function Client:pipeline(cmds)
+  if self.cfg.sentinel and not self.located then
+    local ok, why, detail = locate(self)
+    if not ok then return nil, why, detail end
+  end
+  local replies, why, detail = self:send_batch(cmds)
+  if self.cfg.sentinel then
+    -- The master may have moved (unreachable, or a replica now): ask
+    -- again next time.
+    if not replies and why ~= "reply" then self.located = false end
+    for i = 1, replies and #cmds or 0 do
+      local v = replies[i]
+      if is_err(v) and v.err:find("READONLY", 1, true) then
+        self.located = false
+        break
+      end
+    end
+  end
+  return replies, why, detail
+end
+
+function Client:send_batch(cmds)
   local host, port, asking = self.host, self.port, false
   for _ = 0, MAX_REDIRECTS do
     local replies, why, detail = run(self, host, port, cmds, asking)
