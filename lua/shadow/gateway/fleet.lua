@@ -347,11 +347,17 @@ function M.flush(gw)
     from = last_id - cap + 1
   end
   local id_s = gw.instance
+  -- XADD L MAXLEN ~ cap * d <record> i <instance> r <route>, encoded here:
+  -- what every record's command shares, once.
+  local bulk = redis.bulk
+  local xadd = "*12\r\n" .. bulk("XADD") .. bulk(L) .. bulk("MAXLEN")
+    .. bulk("~") .. bulk(tostring(cap)) .. bulk("*") .. bulk("d")
+  local tail_i = bulk("i") .. bulk(id_s) .. bulk("r")
   for id = from, last_id do
     local rec, route = store:record(id)
     if rec then
-      cmds[#cmds + 1] = { "XADD", L, "MAXLEN", "~", cap, "*", "d", rec,
-                          "i", id_s, "r", route }
+      cmds[#cmds + 1] = xadd .. "$" .. #rec .. "\r\n" .. rec .. "\r\n"
+        .. tail_i .. "$" .. #route .. "\r\n" .. route .. "\r\n"
     else
       dropped = dropped + 1
     end

@@ -15,10 +15,10 @@
 -- protocol, reply (Redis answered an error), redirect (too many).
 local ngx = ngx
 
-local char, concat, getmetatable, gsub, ipairs, match, setmetatable, sub,
-  tonumber, tostring, type = string.char, table.concat, getmetatable,
-  string.gsub, ipairs, string.match, setmetatable, string.sub, tonumber,
-  tostring, type
+local char, concat, find, getmetatable, gsub, ipairs, match, setmetatable,
+  sub, tonumber, tostring, type = string.char, table.concat, string.find,
+  getmetatable, string.gsub, ipairs, string.match, setmetatable, string.sub,
+  tonumber, tostring, type
 
 local M = {}
 local Client = {}
@@ -38,8 +38,13 @@ local function is_err(v)
 end
 M.is_err = is_err
 
--- The RESP encoding of one command (a list of strings and numbers).
+-- The RESP encoding of one command (a list of strings and numbers), or a
+-- command already encoded (a string, e.g. M.raw's).
 local function encode(cmd, out, n)
+  if type(cmd) == "string" then
+    out[n + 1] = cmd
+    return n + 1
+  end
   n = n + 1
   out[n] = "*" .. #cmd .. "\r\n"
   for i = 1, #cmd do
@@ -61,12 +66,61 @@ local function sock_reason(err)
   return "closed"
 end
 
+-- Replies are read through a buffer refilled with receiveany, so a
+-- pipeline's thousand short replies cost a few reads, not a thousand.
+-- b = { sock, data, pos }: data[pos..] is not consumed yet.
+local PIECE = 65536
+local LINE_MAX = 65536
+
+local function reader(sock)
+  return { sock = sock, data = "", pos = 1 }
+end
+
+local function fill(b)
+  local d, err = b.sock:receiveany(PIECE)
+  if not d then return nil, err end
+  if b.pos > #b.data then
+    b.data, b.pos = d, 1
+  else
+    b.data, b.pos = sub(b.data, b.pos) .. d, 1
+  end
+  return true
+end
+
+local function read_line(b)
+  while true do
+    local e = find(b.data, "\r\n", b.pos, true)
+    if e then
+      local l = sub(b.data, b.pos, e - 1)
+      b.pos = e + 2
+      return l
+    end
+    if #b.data - b.pos > LINE_MAX then return nil, "protocol" end
+    local ok, err = fill(b)
+    if not ok then return nil, sock_reason(err) end
+  end
+end
+
+-- n bytes and their CRLF: from the buffer, the rest read at once.
+local function read_bytes(b, n)
+  local pos = b.pos
+  if #b.data - pos + 1 >= n + 2 then
+    b.pos = pos + n + 2
+    return sub(b.data, pos, pos + n - 1)
+  end
+  local head = sub(b.data, pos)
+  b.data, b.pos = "", 1
+  local rest, err = b.sock:receive(n + 2 - #head)
+  if not rest then return nil, sock_reason(err) end
+  return sub(head .. rest, 1, n)
+end
+
 -- Reads one reply: a string, a number, nil (a null bulk or array), a list,
 -- or { err = text } (ErrMT). nil, false, reason on a socket or protocol
 -- failure.
-local function read_reply(sock)
-  local line, err = sock:receive("*l")
-  if not line then return nil, false, sock_reason(err) end
+local function read_reply(b)
+  local line, err = read_line(b)
+  if not line then return nil, false, err end
   local t, rest = sub(line, 1, 1), sub(line, 2)
   if t == "+" then return rest, true end
   if t == "-" then return setmetatable({ err = rest }, ErrMT), true end
@@ -79,9 +133,9 @@ local function read_reply(sock)
     local n = tonumber(rest)
     if not n or n > BULK_MAX then return nil, false, "protocol" end
     if n < 0 then return nil, true end
-    local data, e = sock:receive(n + 2)
-    if not data then return nil, false, sock_reason(e) end
-    return sub(data, 1, n), true
+    local data, e = read_bytes(b, n)
+    if not data then return nil, false, e end
+    return data, true
   end
   if t == "*" then
     local n = tonumber(rest)
@@ -89,7 +143,7 @@ local function read_reply(sock)
     if n < 0 then return nil, true end
     local list = {}
     for i = 1, n do
-      local v, ok, why = read_reply(sock)
+      local v, ok, why = read_reply(b)
       if not ok then return nil, false, why end
       list[i] = v == nil and ngx.null or v
     end
@@ -200,8 +254,9 @@ local function connect(self, host, port)
       sock:close()
       return nil, sock_reason(e), e
     end
+    local b = reader(sock)
     for i = 1, #setup do
-      local v, fine, why = read_reply(sock)
+      local v, fine, why = read_reply(b)
       if not fine then
         sock:close()
         return nil, why, why
@@ -241,8 +296,9 @@ local function run(self, host, port, cmds, asking)
     return nil, sock_reason(err), err
   end
   local replies, n = {}, 0
+  local b = reader(sock)
   for i = 1, #sent do
-    local v, fine, w = read_reply(sock)
+    local v, fine, w = read_reply(b)
     if not fine then
       sock:close()
       return nil, w, w
@@ -287,7 +343,7 @@ local function locate(self)
                                        sn.master } }))
     end
     if ok then
-      local v, fine, why = read_reply(sock)
+      local v, fine, why = read_reply(reader(sock))
       if fine and type(v) == "table" and tonumber(v[2]) then
         sock:close()
         self.host, self.port, self.located = v[1], tonumber(v[2]), true
@@ -365,5 +421,12 @@ function M.addr(s)
 end
 
 M.read_reply = read_reply
+M.reader = reader
+
+-- The RESP encoding of a bulk string, for callers that build a command
+-- themselves (a pipeline's thousand XADDs, without a table each).
+function M.bulk(s)
+  return "$" .. #s .. "\r\n" .. s .. "\r\n"
+end
 
 return M
