@@ -37,6 +37,21 @@ function M.make_tls(dir)
            key = dir .. "/redis.key" }
 end
 
+-- A free port for a cluster node: its bus listens 10000 above, so the
+-- port is at most 55535 and the one 10000 above it is free too.
+function M.cluster_port()
+  for _ = 1, 200 do
+    local p = port.free()
+    if p <= 55535 then
+      local s = assert(socket.tcp())
+      local ok = s:bind("127.0.0.1", p + 10000)
+      s:close()
+      if ok then return p end
+    end
+  end
+  error("no free port pair for a cluster node")
+end
+
 -- start{ password =, users = { "name on >pw ~* &* +@all", ... },
 --        tls = true (or a table from make_tls), cluster = true,
 --        args = { "--opt", "v", ... }, port = N, sentinel = false }
@@ -47,7 +62,9 @@ function M.start(opts)
   opts = opts or {}
   local dir = opts.dir or process.tmpdir("shadow-redis")
   local self = setmetatable({ dir = dir, opts = opts, own_dir = not opts.dir,
-                              port = opts.port or port.free() }, Redis)
+                              port = opts.port or (opts.cluster
+                                and M.cluster_port() or port.free()) },
+                            Redis)
   if opts.tls then
     self.tls = type(opts.tls) == "table" and opts.tls or M.make_tls(dir)
   end
