@@ -229,7 +229,7 @@ function Redis:stop()
 end
 
 -- A cluster of n (default 3) masters made with redis-cli --cluster
--- create; opts as start's (password, tls, users). Returns { nodes = {..},
+-- create; opts as start's (password, tls, users, args). Returns { nodes = {..},
 -- port = the first node's port, :stop(), :cli(...) on the first node }.
 function M.cluster(opts)
   opts = opts or {}
@@ -241,7 +241,7 @@ function M.cluster(opts)
     for i = 1, n do
       local sub = dir .. "/n" .. i
       os.execute("mkdir -p '" .. sub .. "'")
-      local o = { cluster = true, dir = sub, tls = tls,
+      local o = { cluster = true, dir = sub, tls = tls, args = opts.args,
                   password = opts.password, users = opts.users }
       nodes[i] = M.start(o)
     end
