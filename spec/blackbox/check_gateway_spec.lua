@@ -35,6 +35,27 @@ local TYPOS = {
     to = "max_divergence_rate = 2" },
   { name = "a bad diff rule", from = 'json = { "/meta/id" }',
     to = 'json = { "meta/id" }' },
+  { name = "a store that is not Redis", from = "  log = {",
+    to = '  store = "redis://127.0.0.1", log = {',
+    message = "shadow.gateway: store must be shadow.redis(url, opts)" },
+  { name = "a bad store URL", from = "  log = {",
+    to = '  store = require("shadow").redis("http://127.0.0.1"), log = {',
+    message = 'shadow.gateway: store: "http://127.0.0.1": expected '
+      .. "redis://[user:password@]host[:port][/db] or rediss://..." },
+  { name = "an unknown store option", from = "  log = {",
+    to = '  store = require("shadow").redis("redis://127.0.0.1", '
+      .. "{ flush = 5 }), log = {",
+    message = "shadow.gateway: unknown field store.flush" },
+  { name = "a sentinel without its master", from = "  log = {",
+    to = '  store = require("shadow").redis("redis://127.0.0.1", '
+      .. '{ sentinel = { addrs = { "127.0.0.1:26379" } } }), log = {',
+    message = "shadow.gateway: store.sentinel needs master (the name "
+      .. "sentinels know the primary by)" },
+  { name = "a bad flush_ms", from = "  log = {",
+    to = '  store = require("shadow").redis("redis://127.0.0.1", '
+      .. "{ flush_ms = 0 }), log = {",
+    message = "shadow.gateway: store.flush_ms must be a whole number from "
+      .. "10 to 3600000" },
 }
 
 local function typo(t)
@@ -109,6 +130,20 @@ describe("shadowd check-gateway", function()
       assert.equal(want .. "\n", err)
     end)
   end
+
+  it("summarizes a store without its password", function()
+    local path = dir .. "/gw.lua"
+    process.write_file(path, typo{ from = "  log = {",
+      to = '  store = require("shadow").redis("rediss://app:s3cret@'
+        .. 'redis.example:6380/2", { prefix = "shadow:checkout", '
+        .. "flush_ms = 500 }), log = {" })
+    local code, out, err = check(path)
+    assert.equal(0, code, err)
+    assert.matches("store       rediss://redis.example:6380/2 keys "
+      .. "{shadow:checkout}:*, flush every 500 ms, expire after 86400 s, "
+      .. "user app", out, 1, true)
+    assert.not_matches("s3cret", out, 1, true)
+  end)
 
   it("checks shared_dict against nginx.conf's lua_shared_dict lines",
      function()

@@ -7,6 +7,7 @@ local http = require "support.http"
 local port = require "support.port"
 local json = require "support.json"
 local env = require "support.env"
+local redis = require "support.redis"
 
 local root = require("env").root
 local build = env.build_dir:sub(1, 1) == "/" and env.build_dir
@@ -179,6 +180,7 @@ local GATEWAYS = [[
   lua_shared_dict gw_off 1m;
   lua_shared_dict gw_half 1m;
   lua_shared_dict gw_on 4m;
+  lua_shared_dict gw_store 4m;
   lua_max_running_timers 256;
   lua_max_pending_timers 512;
   lua_socket_log_errors off;
@@ -193,6 +195,11 @@ local GATEWAYS = [[
                         return req.headers["x-user-id"] end } }
     gw_on = gw.new{ shared_dict = "gw_on", candidate = cand,
                     sample = { rate = 1.0 } }
+    -- The same with a fleet store, flushing to a real redis-server.
+    gw_store = gw.new{ shared_dict = "gw_store", candidate = cand,
+                       sample = { rate = 1.0 },
+                       store = require("shadow").redis(
+                         "redis://127.0.0.1:RPORT", { flush_ms = 50 }) }
   }
   upstream primary {
     server 127.0.0.1:CPORT;
@@ -236,6 +243,14 @@ local PHASES = [[
     proxy_http_version 1.1;
     proxy_set_header Connection "";
   }
+  location = /store {
+    access_by_lua_block { gw_store:access() }
+    body_filter_by_lua_block { gw_store:body_filter() }
+    log_by_lua_block { gw_store:log() }
+    proxy_pass http://primary/primary/;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+  }
   location = /watch {
     content_by_lua_block {
       local jutil = require "jit.util"
@@ -251,7 +266,8 @@ local PHASES = [[
                       ["NYI: return to lower frame"] = true,
                       ["error thrown or hook called during recording"]
                         = true }
-      local gw = ({ off = gw_off, half = gw_half, on = gw_on })[ngx.var.arg_gw]
+      local gw = ({ off = gw_off, half = gw_half, on = gw_on,
+                    store = gw_store })[ngx.var.arg_gw]
       local n = tonumber(ngx.var.arg_n)
       -- Traces by the function they start in: recording (pending) and
       -- completed (compiled).
@@ -319,7 +335,10 @@ local PHASES = [[
       end
       -- The last legs (rate 1.0) finish before the tracer is detached.
       for _ = 1, 500 do
-        if gw ~= gw_on or compared() - compared_before >= done then break end
+        if (gw ~= gw_on and gw ~= gw_store)
+            or compared() - compared_before >= done then
+          break
+        end
         ngx.sleep(0.01)
       end
       jit.attach(on_trace)
@@ -340,10 +359,11 @@ local PHASES = [[
 ]]
 
 describe("the JIT inside nginx, the gateway's phase handlers", function()
-  local ng, p
+  local ng, p, rs
   setup(function()
     p = port.free()
     local cport = port.free()
+    rs = redis.start()
     ng = gateway.run(table.concat({
       "load_module /usr/lib/nginx/modules/ndk_http_module.so;",
       "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;",
@@ -361,17 +381,22 @@ describe("the JIT inside nginx, the gateway's phase handlers", function()
       ('  lua_package_path "%s/lua/?.lua;%s/lua/?/init.lua;;";')
         :format(root, root),
       ('  lua_package_cpath "%s/?.so;;";'):format(build),
-      (GATEWAYS:gsub("CPORT", tostring(cport))),
+      (GATEWAYS:gsub("CPORT", tostring(cport))
+        :gsub("RPORT", tostring(rs.port))),
       ("  server {\n    listen 127.0.0.1:%d;\n%s\n  }"):format(p, PHASES),
       "}",
     }, "\n") .. "\n", { p, cport })
   end)
-  teardown(function() if ng then ng:stop() end end)
+  teardown(function()
+    if ng then ng:stop() end
+    if rs then rs:stop() end
+  end)
 
   for _, case in ipairs({
     { "off", "a request at rate 0" },
     { "half", "a request the rate-0.5 rule leaves out" },
     { "on", "a request chosen at rate 1.0" },
+    { "store", "a request chosen at rate 1.0 with a fleet store" },
   }) do
     it("compiles access, body_filter and log for " .. case[2], function()
       local n = 3000
@@ -396,6 +421,13 @@ describe("the JIT inside nginx, the gateway's phase handlers", function()
       end
       assert.same({ access = true, body_filter = true, log = true },
                   r.compiled)
+      if case[1] == "store" then
+        -- And the flushes reached Redis meanwhile.
+        redis.wait(function()
+          local c = rs:hgetall("{shadow}:0:counts")
+          return tonumber(c["t\31requests"] or "0") >= n
+        end, 10, "the store's counts")
+      end
     end)
   end
 end)

@@ -79,6 +79,14 @@ static const char driver[] =
     "    :format(c.breaker_failures, c.breaker_cooldown_ms),\n"
     "  ('  log         %d records in the shared dict'):format(c.capacity),\n"
     "}\n"
+    "local st = c.store\n"
+    "if st then\n"
+    "  -- Where and how, never the password.\n"
+    "  lines[#lines + 1] = ('  store       redis%s://%s:%d/%d keys %s:*, '\n"
+    "    .. 'flush every %d ms, expire after %d s%s'):format(\n"
+    "    st.tls and 's' or '', st.host, st.port, st.db, st.base,\n"
+    "    st.flush_ms, st.ttl_s, st.user and (', user ' .. st.user) or '')\n"
+    "end\n"
     "return table.concat(lines, '\\n') .. '\\n'\n";
 
 static void usage(FILE *f) {

@@ -100,7 +100,12 @@ end
 -- DECISIONS' numbers, as shadowd's shadow_verdict{route} has them.
 local VERDICT_CODE = { promote = 1, ["insufficient-data"] = 0, hold = -1 }
 
-function M.metrics(snap, breaker_open, slo)
+-- opts (optional): { store = true } adds the fleet store's error and
+-- drop counters; verdict_routes = the routes of the fleet's snapshot,
+-- whose verdicts the shadow_verdict gauges then show (the counters stay
+-- this node's own, so Prometheus sums them over the fleet).
+function M.metrics(snap, breaker_open, slo, opts)
+  opts = opts or {}
   local t, fam, out = snap.totals, snap.families, {}
   scalar(out, "shadow_requests_total", "counter",
          "Client requests received.", num(t.requests))
@@ -150,10 +155,18 @@ function M.metrics(snap, breaker_open, slo)
   family(out, "shadow_rule_hits_total", "Comparisons in which a diff rule "
          .. "absorbed a difference or renamed a member, by rule.", "rule",
          snap.families.rh)
+  if opts.store then
+    family(out, "shadow_store_errors_total", "Fleet store flushes that "
+           .. "failed, by reason.", "reason", fam.sx or {})
+    scalar(out, "shadow_store_dropped_total", "counter", "Divergence "
+           .. "records the ring overwrote before the fleet store got them.",
+           num(t.store_dropped))
+  end
   out[#out + 1] = "# HELP shadow_verdict Promotion verdict per route: 1 "
     .. "promote, 0 insufficient data, -1 hold.\n# TYPE shadow_verdict gauge\n"
-  for _, name in ipairs(keys(snap.routes)) do
-    local r = snap.routes[name]
+  local vroutes = opts.verdict_routes or snap.routes
+  for _, name in ipairs(keys(vroutes)) do
+    local r = vroutes[name]
     local v = verdict(num(r.compared), num(r.diverged), slo)
     out[#out + 1] = format('shadow_verdict{route="%s"} %d\n', label(name),
                            VERDICT_CODE[v.decision])

@@ -5,6 +5,7 @@
 -- needs nothing of nginx: `shadowd check-gateway conf.lua` runs the same
 -- code outside it, so a typo is found before nginx loads the conf.
 local http = require "shadow.http"
+local redis_url = require("shadow.gateway.redis").parse_url
 local redact = require "shadow.redact"
 local compile = require("shadow.opts").compile
 local verdict = require("shadow.verdict").verdict
@@ -29,7 +30,7 @@ local KNOWN = { shared_dict = true, candidate = true, sample = true,
                 mask = true, time = true, breaker = true,
                 max_inflight_shadow = true, limits = true, slo = true,
                 redact = true, log = true, on_divergence = true,
-                admin_token = true, forwarded = true }
+                admin_token = true, forwarded = true, store = true }
 
 local function fail(fmt, ...)
   error("shadow.gateway: " .. format(fmt, ...), 0)
@@ -145,6 +146,126 @@ local function methods(list)
   return set
 end
 
+-- The fleet store: shadow.redis(url, opts), checked here. Returns the
+-- gateway's view of it: where Redis is, how to reach it, the key prefix
+-- (a hash tag, so a cluster keeps all of one deployment's keys in one
+-- slot), and the flush period.
+local STORE_OPTS = { prefix = true, flush_ms = true, ttl_s = true,
+                     password = true, username = true, user = true,
+                     tls = true, timeout_ms = true,
+                     connect_timeout_ms = true, instance = true,
+                     db = true,
+                     -- The daemon's, accepted so one file serves both: the
+                     -- gateway keeps no pending queue (its deltas are its
+                     -- counters) and always follows MOVED and ASK.
+                     max_pending = true, cluster = true, sentinel = true }
+
+local function store(s)
+  if s == nil then return nil end
+  if type(s) ~= "table" or s.kind ~= "redis" then
+    fail("store must be shadow.redis(url, opts)")
+  end
+  local u, err = redis_url(s.url)
+  if not u then fail("store: %s", err) end
+  local o = s.opts or s
+  for k in pairs(o) do
+    if not STORE_OPTS[k] and k ~= "kind" and k ~= "url" and k ~= "opts" then
+      fail("unknown field store.%s", tostring(k))
+    end
+  end
+  local sentinel
+  if o.sentinel ~= nil then
+    only(o.sentinel, "store.sentinel", { addrs = true, master = true })
+    local addrs = o.sentinel.addrs
+    if type(addrs) ~= "table" or #addrs == 0 then
+      fail("store.sentinel.addrs must be a list of \"host:port\"")
+    end
+    sentinel = { addrs = {} }
+    for i, a in ipairs(addrs) do
+      local h, p
+      if type(a) == "string" then h, p = a:match("^(.+):(%d+)$") end
+      if not h or tonumber(p) < 1 or tonumber(p) > 65535 then
+        fail("store.sentinel.addrs: \"%s\" is not host:port", tostring(a))
+      end
+      sentinel.addrs[i] = { host = h:match("^%[(.*)%]$") or h,
+                            port = tonumber(p) }
+    end
+    if type(o.sentinel.master) ~= "string" or o.sentinel.master == "" then
+      fail("store.sentinel needs master (the name sentinels know the "
+        .. "primary by)")
+    end
+    sentinel.master = o.sentinel.master
+    if o.cluster then
+      fail("store: sentinel and cluster do not go together")
+    end
+  end
+  local prefix = o.prefix == nil and "shadow" or o.prefix
+  if type(prefix) ~= "string" or prefix == "" or prefix:find("[%s%z]") then
+    fail("store.prefix must be a non-empty string without spaces")
+  end
+  local tls = o.tls
+  if tls ~= nil and tls ~= false and tls ~= true and type(tls) ~= "table"
+  then
+    fail("store.tls must be true, false or { verify =, server_name = }")
+  end
+  if type(tls) == "table" then
+    only(tls, "store.tls", { verify = true, server_name = true,
+                             ca_file = true, cert_file = true,
+                             key_file = true })
+    if tls.ca_file ~= nil then
+      fail("store.tls.ca_file: nginx takes the CA from "
+        .. "lua_ssl_trusted_certificate; set that directive instead")
+    end
+    if tls.cert_file ~= nil or tls.key_file ~= nil then
+      fail("store.tls: a client certificate is not supported by the "
+        .. "gateway yet")
+    end
+    if tls.server_name ~= nil and type(tls.server_name) ~= "string" then
+      fail("store.tls.server_name must be a string")
+    end
+  end
+  if tls == true or (tls == nil and u.tls) then tls = {} end
+  if tls == false then tls = nil end
+  local user = o.username or o.user or u.user
+  local password = o.password or u.password
+  if user ~= nil and type(user) ~= "string" then
+    fail("store.username must be a string")
+  end
+  if password ~= nil and type(password) ~= "string" then
+    fail("store.password must be a string")
+  end
+  if user and not password then
+    fail("store: a user needs a password")
+  end
+  if o.instance ~= nil and (type(o.instance) ~= "string"
+      or o.instance == "") then
+    fail("store.instance must be a non-empty string")
+  end
+  local flush_ms = number(o, "flush_ms", "store.", 1000, 10, 3600000, true)
+  local timeout = number(o, "timeout_ms", "store.", 1000, 1, 600000)
+  return {
+    url = s.url,
+    host = u.host,
+    port = u.port,
+    db = number(o, "db", "store.", u.db, 0, 1e6, true),
+    tls = tls,
+    user = user,
+    password = password,
+    -- One hash tag for every key: {prefix}:..., unless the prefix has a
+    -- tag of its own.
+    base = prefix:find("{", 1, true) and prefix or ("{" .. prefix .. "}"),
+    prefix = prefix,
+    flush_ms = flush_ms,
+    ttl_s = number(o, "ttl_s", "store.", 86400, 1, 1e9, true),
+    timeout = timeout,
+    connect_timeout = number(o, "connect_timeout_ms", "store.", timeout, 1,
+                             600000),
+    instance = o.instance,
+    sentinel = sentinel,
+    pool_size = 4,
+  }
+end
+
 -- Returns the checked conf with defaults filled in. `dicts` is
 -- ngx.shared (passed in so this file runs outside nginx too).
 function M.check(conf, dicts)
@@ -225,6 +346,7 @@ function M.check(conf, dicts)
     redact_key = redact_key,
     admin_token = conf.admin_token,
     forwarded = conf.forwarded ~= false,
+    store = store(conf.store),
     diff_opts = { ignore = conf.ignore, arrays = conf.arrays,
                   tolerance = conf.tolerance, rename = conf.rename,
                   coerce = conf.coerce, mask = conf.mask, time = conf.time },

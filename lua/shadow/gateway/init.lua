@@ -27,6 +27,7 @@ local breaker_mod = require "shadow.gateway.breaker"
 local admin = require "shadow.gateway.admin"
 local http = require "shadow.gateway.http"
 local phase = require "shadow.gateway.phase"
+local fleet = require "shadow.gateway.fleet"
 
 local ngx = ngx
 
@@ -85,6 +86,10 @@ function M.new(conf)
     inflight = 0,
     pool = {},
     logged = {},
+    -- With a store, each worker starts its flush timer on its first
+    -- request or admin call (init_by_lua cannot make timers).
+    fleet_pending = c.store ~= nil,
+    instance = c.store and fleet.instance_id(c.store),
   }, Gateway)
   -- Every rule is counted from 0, so /_shadow/metrics shows a dead one.
   if opts ~= nil then
@@ -253,6 +258,7 @@ end
 -- protected, and anything unexpected leaves the request unshadowed.
 function Gateway:access()
   local conf, store = self.conf, self.store
+  if self.fleet_pending then fleet.start(self) end
   -- A request not chosen costs this one shared-dict operation (and, at a
   -- rate above 0, the sampling decision); nothing is kept for it, so the
   -- body filter and the log phase find no state and return at once.
@@ -565,6 +571,12 @@ local function compare(self, ctx, prec, crec, candidate_ms, candidate_fb)
     at = at + #f + 1
   end
   local id = store:next_id()
+  if self.conf.store then
+    -- Grouped by the daemon's signature, for the fleet's groups.
+    local sig = fleet.signature_of(self, route, parts,
+      ffi.string(fields, self.len_out[0]))
+    if sig then fleet.note(store, sig, id, ngx.now() * 1000) end
+  end
   text = stamp.record(text, id, ctx.primary_ms, candidate_ms, ctx.primary_fb,
                       candidate_fb)
   if not store:push(id, route, text) then
@@ -759,12 +771,22 @@ function Gateway:admin()
     return reply_json(403, '{"error":"the admin API answers loopback '
       .. 'clients only"}')
   end
+  if self.fleet_pending then fleet.start(self) end
   local method = ngx.req.get_method()
   local name = match(ngx.var.uri, "([^/]+)/?$")
+  local args = ngx.req.get_uri_args(10)
+  local scope = args.scope
+  if scope ~= nil and scope ~= "local" and scope ~= "fleet" then
+    return reply_json(400, '{"error":"scope must be local or fleet"}')
+  end
+  if method == "POST" and match(ngx.var.uri, "stats/reset/?$") then
+    return self:admin_reset(scope)
+  end
   if method ~= "GET" and method ~= "HEAD" then name = nil end
   local store = self.store
+  -- With a store, the views are the fleet's unless ?scope=local.
+  local fleet_on = conf.store ~= nil and scope ~= "local"
   if name == "divergences" then
-    local args = ngx.req.get_uri_args(10)
     local limit = 50
     if args.limit ~= nil then
       limit = type(args.limit) == "string" and match(args.limit, "^%d+$")
@@ -775,19 +797,106 @@ function Gateway:admin()
     end
     local route = args.route
     if type(route) ~= "string" then route = nil end
+    if args.group ~= nil and args.group ~= "signature" then
+      return reply_json(400, '{"error":"group must be signature"}')
+    end
+    if args.group == "signature" then
+      if conf.store == nil then
+        return reply_json(400, '{"error":"group=signature needs a store '
+          .. 'on the gateway"}')
+      end
+      local doc = fleet_on and fleet.fleet_groups(self, limit, route)
+      return reply_json(200, doc or fleet.local_groups(self, limit, route))
+    end
+    if fleet_on then
+      local texts, total = fleet.divergences(self, limit, route)
+      if texts then
+        return reply_json(200, admin.divergences(texts, total))
+      end
+    end
     local texts, total = store:latest(limit, route)
     return reply_json(200, admin.divergences(texts, total))
   elseif name == "stats" then
-    return reply_json(200, admin.stats(store:snapshot(),
-                                       self.breaker:state_name(), conf.slo))
+    local snap = store:snapshot()
+    local extra
+    if conf.store then
+      local st = fleet.state(self)
+      st.errors = snap.families.sx
+      st.dropped = snap.totals.store_dropped or 0
+      st.scope = "local"
+      if fleet_on then
+        local fsnap, info, detail = fleet.read(self)
+        if fsnap then
+          snap, st.scope = fsnap, "fleet"
+          st.epoch, st.instances, st.kinds = info.epoch, info.instances,
+            info.kinds
+        else
+          -- Redis cannot be read: this node's own view, saying so.
+          st.fleet = "unavailable"
+          st.fleet_error = tostring(info) .. (detail and (": "
+            .. tostring(detail)) or "")
+        end
+      end
+      extra = { store = st, scope = st.scope }
+    else
+      extra = { scope = "local" }
+    end
+    return reply_json(200, admin.stats(snap, self.breaker:state_name(),
+                                       conf.slo, extra))
   elseif name == "metrics" then
+    local snap = store:snapshot()
+    local opts = { store = conf.store ~= nil }
+    if fleet_on then
+      local fsnap = fleet.read(self)
+      if fsnap then opts.verdict_routes = fsnap.routes end
+    end
     return reply(200, "text/plain; version=0.0.4",
-                 admin.metrics(store:snapshot(),
-                               self.breaker:state_name() == "open", conf.slo))
+                 admin.metrics(snap, self.breaker:state_name() == "open",
+                               conf.slo, opts))
   elseif name == "healthz" then
     return reply_json(200, '{"status":"ok"}')
   end
   return reply_json(404, '{"error":"not found"}')
+end
+
+-- Content-Type: application/json, with parameters or not.
+local function json_request(ct)
+  if type(ct) ~= "string" then return false end
+  ct = lower(ct)
+  if sub(ct, 1, 16) ~= "application/json" then return false end
+  local rest = sub(ct, 17)
+  return match(rest, "^[ \t]*$") ~= nil or match(rest, "^[ \t]*;") ~= nil
+end
+
+-- POST /_shadow/stats/reset?scope=fleet: a new counting window for the
+-- whole fleet (a new epoch in the store; every instance rebases at its
+-- next flush). The gateway's own counters are not reset (Prometheus
+-- counters only grow), so scope=local is refused.
+function Gateway:admin_reset(scope)
+  -- Without a token, a form on any web page could post here: a JSON
+  -- request needs a CORS preflight, which this location never grants
+  -- (the daemon's rule, admin.c).
+  if not self.conf.admin_token
+      and not json_request(ngx.var.http_content_type) then
+    return reply_json(415, '{"error":"POST /stats/reset needs '
+      .. 'Content-Type: application/json (or admin_token and its bearer '
+      .. 'token)"}')
+  end
+  if scope ~= "fleet" then
+    return reply_json(400, '{"error":"the gateway resets only the fleet\'s '
+      .. 'window: POST stats/reset?scope=fleet"}')
+  end
+  if not self.conf.store then
+    return reply_json(409, '{"error":"scope=fleet needs a store"}')
+  end
+  local epoch, why, detail = fleet.reset(self)
+  if not epoch then
+    return reply_json(503, cjson.encode({ error = "the store did not "
+      .. "answer: " .. tostring(why) .. (detail and (": " .. tostring(detail))
+      or "") }))
+  end
+  return reply_json(200, ('{"result":"ok","scope":"fleet","epoch":%d}')
+    :format(epoch))
 end
 
 M.default_route = default_route

@@ -23,7 +23,10 @@ M.BOUNDS = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
              0.5, 1, 2.5, 5, 10 }
 
 -- Label caps per family, as the daemon's shadow_stats_new sets them.
-local CAPS = { ce = 32, sk = 32, se = 32, f = 1000, rh = 512, route = 500 }
+-- "sx" counts the fleet store's errors by reason, "sg" divergences by
+-- signature (the daemon keeps 1000 signatures).
+local CAPS = { ce = 32, sk = 32, se = 32, f = 1000, rh = 512, route = 500,
+               sx = 32, sg = 1000 }
 
 local SEP = "\1"
 
@@ -146,6 +149,19 @@ function Store:push(id, route, json)
   return ok and true or false
 end
 
+-- The record with this id and its route, if the ring still holds it (a
+-- newer one may have taken its slot).
+function Store:record(id)
+  id = tonumber(id)
+  if not id or id < 1 then return nil end
+  local v = self.dict:get("ring" .. SEP .. (id % self.capacity))
+  if not v then return nil end
+  local s, e, vid, rlen = find(v, "^(%d+) (%d+) ")
+  if not s or tonumber(vid) ~= id then return nil end
+  rlen = tonumber(rlen)
+  return sub(v, e + rlen + 1), sub(v, e + 1, e + rlen)
+end
+
 -- The newest records (limit of them, matching route when given), newest
 -- first, as JSON texts; and how many held records match.
 function Store:latest(limit, route)
@@ -177,7 +193,8 @@ function Store:snapshot()
   local dict = self.dict
   local snap = {
     totals = {},
-    families = { ce = {}, sk = {}, se = {}, f = {}, rh = {} },
+    families = { ce = {}, sk = {}, se = {}, f = {}, rh = {}, sx = {},
+                 sg = {} },
     routes = {},
     hist = {},
   }
