@@ -114,7 +114,7 @@ int shadow_tls_client_ctx(const shadow_tls_client_opts_t *o,
     SSL_CTX_set_alpn_protos(c->ssl, h2, sizeof(h2) - 1);
   else if (o->alpn == SHADOW_TLS_ALPN_AUTO)
     SSL_CTX_set_alpn_protos(c->ssl, both, sizeof(both) - 1);
-  else
+  else if (o->alpn == SHADOW_TLS_ALPN_HTTP1)
     SSL_CTX_set_alpn_protos(c->ssl, h1, sizeof(h1) - 1);
   /* Sessions are kept by us (on_new_session), one per backend. */
   SSL_CTX_set_session_cache_mode(c->ssl, SSL_SESS_CACHE_CLIENT |

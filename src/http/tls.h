@@ -22,11 +22,17 @@ typedef struct shadow_tls_client_opts_s {
   const char *cert_file;   /* a client certificate (mutual TLS), or NULL */
   const char *key_file;
   /* What ALPN offers: SHADOW_TLS_ALPN_HTTP1 (the default), _H2 alone
-   * (gRPC, protocol "h2"), or _AUTO, both with h2 first. */
+   * (gRPC, protocol "h2"), _AUTO, both with h2 first, or _NONE (not an
+   * HTTP peer: the fleet store's Redis). */
   int alpn;
 } shadow_tls_client_opts_t;
 
-enum { SHADOW_TLS_ALPN_HTTP1 = 0, SHADOW_TLS_ALPN_H2, SHADOW_TLS_ALPN_AUTO };
+enum {
+  SHADOW_TLS_ALPN_HTTP1 = 0,
+  SHADOW_TLS_ALPN_H2,
+  SHADOW_TLS_ALPN_AUTO,
+  SHADOW_TLS_ALPN_NONE
+};
 
 /* 0, or a negative code and *err naming the file or the problem. */
 int shadow_tls_client_ctx(const shadow_tls_client_opts_t *o,
