@@ -769,7 +769,9 @@ int shadow_store_start(uv_loop_t *loop, const shadow_store_cfg_t *cfg,
     shadow_tls_client_opts_t o = {
         s->cfg.tls_ca_file,
         s->cfg.tls_server_name ? s->cfg.tls_server_name : s->cfg.host,
-        s->cfg.tls_verify, s->cfg.tls_cert_file, s->cfg.tls_key_file,
+        s->cfg.tls_verify,
+        s->cfg.tls_cert_file,
+        s->cfg.tls_key_file,
         SHADOW_TLS_ALPN_NONE};
     if (shadow_tls_client_ctx(&o, &s->tls, err) != 0) {
       shadow_store_cfg_release(&s->cfg);

@@ -194,9 +194,9 @@ int shadow_store_cfg_check(const shadow_store_cfg_t *c, char **err) {
     return err_out(err, "store.tls: cert_file and key_file go together");
   if (c->tls) {
     shadow_tls_client_opts_t o = {
-        c->tls_ca_file, c->tls_server_name ? c->tls_server_name : c->host,
-        c->tls_verify, c->tls_cert_file, c->tls_key_file,
-        SHADOW_TLS_ALPN_NONE};
+        c->tls_ca_file,  c->tls_server_name ? c->tls_server_name : c->host,
+        c->tls_verify,   c->tls_cert_file,
+        c->tls_key_file, SHADOW_TLS_ALPN_NONE};
     shadow_tls_ctx_t *ctx = NULL;
     char *why = NULL;
     int rc = shadow_tls_client_ctx(&o, &ctx, &why);
