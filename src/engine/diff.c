@@ -842,6 +842,8 @@ int shadow_diff_records_at(const shadow_diff_opts_t *o, const char *path,
    * were (a message that could not be is in the body part's notes). */
   int skip = (vp.coded && vc.coded ? SKIP_CONTENT_ENCODING : 0) |
              (grpc_type(p) && grpc_type(c) ? SKIP_GRPC_ENCODING : 0);
+  /* The body part of a usual record at once, not by doubling from 64. */
+  if (!rc) rc = shadow_buf_reserve(&bb, 496);
   int hd =
       rc ? rc
          : diff_headers(o, &p->headers, &c->headers, skip, "header:", res, &hb);

@@ -210,7 +210,10 @@ int shadow_divergence_format(shadow_buf_t *out,
   shadow_buf_t head = SHADOW_BUF_INIT, tail = SHADOW_BUF_INIT;
   size_t start = out->len;
   int rc = -ENOMEM;
-  if (shadow_buf_puts(&head, "{\"id\":") ||
+  /* Room for a usual head and tail at once, not by doubling from 64 bytes
+   * (six reallocations per record, measured). */
+  if (shadow_buf_reserve(&head, 496) || shadow_buf_reserve(&tail, 240) ||
+      shadow_buf_puts(&head, "{\"id\":") ||
       shadow_buf_put_u64(&head, meta->id) ||
       shadow_buf_puts(&head, ",\"time\":") || put_time(&head, meta->time_ms) ||
       shadow_buf_puts(&head, ",\"route\":") || put_string(&head, meta->route) ||
