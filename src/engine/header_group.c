@@ -5,6 +5,7 @@
 #include "header_group.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,18 +124,21 @@ int shadow_headers_group(const shadow_headers_t *h, size_t *next,
   return 0;
 }
 
+/* One allocation per side (next, then peer, then first): every compared
+ * pair makes two of these. */
 static int groups_alloc(shadow_header_groups_t *g, size_t n) {
   size_t k = n ? n : 1;
-  g->next = malloc(k * sizeof(*g->next));
-  g->first = malloc(k);
-  g->peer = malloc(k * sizeof(*g->peer));
-  return g->next && g->first && g->peer ? 0 : -ENOMEM;
+  if (k > (SIZE_MAX - k) / (2 * sizeof(size_t))) return -ENOMEM;
+  size_t *block = malloc(k * 2 * sizeof(size_t) + k);
+  if (!block) return -ENOMEM;
+  g->next = block;
+  g->peer = block + k;
+  g->first = (unsigned char *)(block + 2 * k);
+  return 0;
 }
 
 void shadow_header_groups_free(shadow_header_groups_t *g) {
-  free(g->next);
-  free(g->first);
-  free(g->peer);
+  free(g->next); /* the block: peer and first live in it */
   g->next = g->peer = NULL;
   g->first = NULL;
 }
