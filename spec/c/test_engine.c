@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void parse_ok(const char *s, int status, const char *body, size_t nh) {
   shadow_record_t r;
@@ -140,6 +141,33 @@ int main(void) {
     CHECK(shadow_divergence_format(&out, NULL, NULL) == 0);
     printf("%s\n", out.data);
     shadow_buf_free(&out);
+    /* The record's time, by the calendar's arithmetic, against gmtime_r
+     * at days across four centuries and leap days, and past year 9999. */
+    int bad_time = 0;
+    for (int64_t s = 0; s < 253402300800LL * 2 && bad_time < 3;
+         s += s < 2000000000 ? 86399 * 7 + 3601 : 86400LL * 997 + 1) {
+      shadow_divergence_meta_t tm_meta = {.time_ms = (double)s * 1000 + 7,
+                                          .primary_ms = -1,
+                                          .candidate_ms = -1,
+                                          .primary_first_ms = -1,
+                                          .candidate_first_ms = -1};
+      time_t t = (time_t)s;
+      struct tm tm;
+      char want[64];
+      CHECK(gmtime_r(&t, &tm) != NULL);
+      snprintf(want, sizeof want,
+               "\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.007Z\"",
+               tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+               tm.tm_min, tm.tm_sec);
+      CHECK(shadow_divergence_format(&out, &tm_meta, NULL) == 0);
+      if (!strstr(out.data, want)) {
+        fprintf(stderr, "time %lld: %s, want %s\n", (long long)s, out.data,
+                want);
+        bad_time++;
+        check_failed++;
+      }
+      shadow_buf_free(&out);
+    }
   }
   /* ring capacity shrink with wrap */
   {

@@ -112,6 +112,19 @@ static void test_pair(void) {
   check_pair(&a, &b);
   shadow_headers_free(&a);
   shadow_headers_free(&b);
+  /* Every size around the small path's bound, with repeated names in
+   * mixed case and names of one length that differ late. */
+  static const char *names[] = {"ab",     "AB",     "ac",         "x-long",
+                                "X-LONG", "x-lonh", "set-cookie", "c"};
+  for (size_t total = 1; total <= 40; total++) {
+    shadow_headers_t x = SHADOW_HEADERS_INIT, y = SHADOW_HEADERS_INIT;
+    for (size_t i = 0; i < total; i++)
+      add(i % 3 == 1 ? &y : &x, names[(i * 5 + total) % 8], "v");
+    check_groups(&x);
+    check_pair(&x, &y);
+    shadow_headers_free(&x);
+    shadow_headers_free(&y);
+  }
 }
 
 static void test_index(void) {

@@ -838,6 +838,26 @@ static void test_scan(void) {
         check_failed++;
       }
       shadow_json_spans_free(&sp);
+      /* One container's end on demand agrees with the table's first
+       * entry, when its closing bracket is of its own kind. */
+      size_t at = start;
+      while (at < limit && text[at] != '[' && text[at] != '{')
+        at++;
+      if (at < limit) {
+        ref_scan(text, at, limit, open, end, &n);
+        size_t e = 0;
+        int got = shadow_json_span_end(text, at, limit, &e);
+        int want = end[0] != SHADOW_JSON_SPAN_OPEN &&
+                   (text[at] == '[') == (text[end[0] - 1] == ']');
+        if (got != want || (want && e != end[0])) {
+          fprintf(stderr,
+                  "span end (%s) at %zu of [.., %zu) of '%.*s': %d %zu\n",
+                  portable ? "portable" : "best", at, limit, (int)len, text,
+                  got, e);
+          bad++;
+          check_failed++;
+        }
+      }
     }
   }
   shadow_json_spans_portable(0);

@@ -56,6 +56,15 @@ int shadow_buf_putc(shadow_buf_t *b, char c) {
   return shadow_buf_append(b, &c, 1);
 }
 
+int shadow_buf_put_u64(shadow_buf_t *b, uint64_t v) {
+  char tmp[20], *p = tmp + sizeof(tmp);
+  do {
+    *--p = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  return shadow_buf_append(b, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
 int shadow_buf_vprintf(shadow_buf_t *b, const char *fmt, va_list ap) {
   /* Format straight into the free space: one pass when it fits, which is
    * nearly always, and a second only to grow. */

@@ -679,9 +679,12 @@ static int diff_body(const shadow_diff_opts_t *o, const char *path,
         differs = out.nops > 0;
         truncated = out.truncated;
         if (differs)
-          rc = shadow_buf_printf(&summary, "%zu field%s differ%s", out.nops,
-                                 out.nops == 1 ? "" : "s",
-                                 out.nops == 1 ? "s" : "");
+          rc = shadow_buf_put_u64(&summary, out.nops) ||
+                       shadow_buf_puts(&summary, out.nops == 1
+                                                     ? " field differs"
+                                                     : " fields differ")
+                   ? -ENOMEM
+                   : 0;
         if (!rc) rc = add_json_fields(res, &fields);
       } else if (rc == -EINVAL) {
         rc = 0; /* a side is not JSON after all: compare bytes */
@@ -699,10 +702,10 @@ static int diff_body(const shadow_diff_opts_t *o, const char *path,
                    : kind[0] == 'b' ? SHADOW_BODY_BYTES
                    : kind[0] == 'p' ? SHADOW_BODY_PROTOBUF
                                     : SHADOW_BODY_JSON;
-  if (!rc && (shadow_buf_printf(b,
-                                "\"body\":{\"differs\":%s,\"kind\":\"%s\","
-                                "\"summary\":",
-                                differs ? "true" : "false", kind) ||
+  if (!rc && (shadow_buf_puts(b, differs ? "\"body\":{\"differs\":true,"
+                                         : "\"body\":{\"differs\":false,") ||
+              shadow_buf_puts(b, "\"kind\":\"") || shadow_buf_puts(b, kind) ||
+              shadow_buf_puts(b, "\",\"summary\":") ||
               shadow_buf_json_string(b, summary.data ? summary.data : "",
                                      summary.len, 0) ||
               shadow_buf_puts(b, ",\"diffs\":[") ||
@@ -722,6 +725,13 @@ static int diff_body(const shadow_diff_opts_t *o, const char *path,
 }
 
 /* ---- records ---------------------------------------------------------- */
+
+/* key, then v in decimal (a status: printf's machinery is not needed). */
+static int put_int(shadow_buf_t *b, const char *key, int v) {
+  if (shadow_buf_puts(b, key)) return -ENOMEM;
+  if (v < 0 && shadow_buf_putc(b, '-')) return -ENOMEM;
+  return shadow_buf_put_u64(b, v < 0 ? 0 - (uint64_t)(int64_t)v : (uint64_t)v);
+}
 
 int shadow_diff_records(const shadow_diff_opts_t *o, const shadow_record_t *p,
                         const shadow_record_t *c, shadow_diff_result_t *res) {
@@ -832,6 +842,8 @@ int shadow_diff_records_at(const shadow_diff_opts_t *o, const char *path,
    * were (a message that could not be is in the body part's notes). */
   int skip = (vp.coded && vc.coded ? SKIP_CONTENT_ENCODING : 0) |
              (grpc_type(p) && grpc_type(c) ? SKIP_GRPC_ENCODING : 0);
+  /* The body part of a usual record at once, not by doubling from 64. */
+  if (!rc) rc = shadow_buf_reserve(&bb, 496);
   int hd =
       rc ? rc
          : diff_headers(o, &p->headers, &c->headers, skip, "header:", res, &hb);
@@ -848,16 +860,15 @@ int shadow_diff_records_at(const shadow_diff_opts_t *o, const char *path,
     res->parts = (status_differs ? SHADOW_PART_STATUS : 0) |
                  (hd || td ? SHADOW_PART_HEADERS : 0) |
                  (bd ? SHADOW_PART_BODY : 0);
-    if (shadow_buf_printf(&res->json,
-                          "\"status\":{\"differs\":%s,\"primary\":%d,"
-                          "\"candidate\":%d",
-                          status_differs ? "true" : "false", p->status,
-                          c->status) ||
-        shadow_buf_append(&res->json, gb.data ? gb.data : "", gb.len) ||
-        shadow_buf_printf(&res->json,
-                          "},\"headers\":{\"differs\":%s,"
-                          "\"diffs\":[",
-                          hd ? "true" : "false") ||
+    shadow_buf_t *j = &res->json;
+    if (shadow_buf_puts(j, status_differs ? "\"status\":{\"differs\":true,"
+                                          : "\"status\":{\"differs\":false,") ||
+        put_int(j, "\"primary\":", p->status) ||
+        put_int(j, ",\"candidate\":", c->status) ||
+        shadow_buf_append(j, gb.data ? gb.data : "", gb.len) ||
+        shadow_buf_puts(j,
+                        hd ? "},\"headers\":{\"differs\":true,\"diffs\":["
+                           : "},\"headers\":{\"differs\":false,\"diffs\":[") ||
         shadow_buf_append(&res->json, hb.data ? hb.data : "", hb.len) ||
         shadow_buf_puts(&res->json, "]},") ||
         (has_trailers &&

@@ -5,6 +5,7 @@
 #include "header_group.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,15 +69,50 @@ static void sort_spans(struct shadow_name_span_s *v,
   }
 }
 
+/* Up to this many lines, grouping compares each line with the first of
+ * each group so far (at most SMALL_LINES^2 / 2 comparisons, most settled
+ * on the lengths) on the stack: a response's usual head is grouped with
+ * no allocation and no sort. Past it, the sort bounds the cost. */
+#define SMALL_LINES 32
+
+/* Puts v[0..n) in groups of equal names, each group's lines in their
+ * order: all that grouping needs of the sort (groups in any order). */
+static void group_small(struct shadow_name_span_s *v,
+                        struct shadow_name_span_s *tmp, size_t n) {
+  unsigned char taken[SMALL_LINES] = {0};
+  size_t k = 0;
+  for (size_t r = 0; r < n; r++) {
+    if (taken[r]) continue;
+    tmp[k++] = v[r];
+    for (size_t j = r + 1; j < n; j++)
+      if (!taken[j] && span_cmp(v[j].s, v[j].n, v[r].s, v[r].n) == 0) {
+        taken[j] = 1;
+        tmp[k++] = v[j];
+      }
+  }
+  memcpy(v, tmp, n * sizeof(*v));
+}
+
+/* Groups v[0..n) (tmp holds n): by hand when small, else by the sort. */
+static void group_spans(struct shadow_name_span_s *v,
+                        struct shadow_name_span_s *tmp, size_t n) {
+  if (n <= SMALL_LINES)
+    group_small(v, tmp, n);
+  else
+    sort_spans(v, tmp, n);
+}
+
 int shadow_headers_group(const shadow_headers_t *h, size_t *next,
                          unsigned char *first) {
   size_t n = h->n;
   if (n == 0) return 0;
-  struct shadow_name_span_s *v = malloc(2 * n * sizeof(*v));
+  struct shadow_name_span_s small[2 * SMALL_LINES];
+  struct shadow_name_span_s *v =
+      n <= SMALL_LINES ? small : malloc(2 * n * sizeof(*v));
   if (!v) return -ENOMEM;
   for (size_t i = 0; i < n; i++)
     v[i] = (struct shadow_name_span_s){h->v[i].name, h->v[i].name_len, i};
-  sort_spans(v, v + n, n);
+  group_spans(v, v + n, n);
   for (size_t k = 0; k < n; k++) {
     int same_as_prev =
         k > 0 && span_cmp(v[k].s, v[k].n, v[k - 1].s, v[k - 1].n) == 0;
@@ -84,22 +120,25 @@ int shadow_headers_group(const shadow_headers_t *h, size_t *next,
     next[v[k].i] = SHADOW_HEADER_GROUP_END;
     if (same_as_prev) next[v[k - 1].i] = v[k].i;
   }
-  free(v);
+  if (v != small) free(v);
   return 0;
 }
 
+/* One allocation per side (next, then peer, then first): every compared
+ * pair makes two of these. */
 static int groups_alloc(shadow_header_groups_t *g, size_t n) {
   size_t k = n ? n : 1;
-  g->next = malloc(k * sizeof(*g->next));
-  g->first = malloc(k);
-  g->peer = malloc(k * sizeof(*g->peer));
-  return g->next && g->first && g->peer ? 0 : -ENOMEM;
+  if (k > (SIZE_MAX - k) / (2 * sizeof(size_t))) return -ENOMEM;
+  size_t *block = malloc(k * 2 * sizeof(size_t) + k);
+  if (!block) return -ENOMEM;
+  g->next = block;
+  g->peer = block + k;
+  g->first = (unsigned char *)(block + 2 * k);
+  return 0;
 }
 
 void shadow_header_groups_free(shadow_header_groups_t *g) {
-  free(g->next);
-  free(g->first);
-  free(g->peer);
+  free(g->next); /* the block: peer and first live in it */
   g->next = g->peer = NULL;
   g->first = NULL;
 }
@@ -112,14 +151,16 @@ int shadow_headers_pair(const shadow_headers_t *a, const shadow_headers_t *b,
   *gb = (shadow_header_groups_t){NULL, NULL, NULL};
   if (groups_alloc(ga, a->n) || groups_alloc(gb, b->n)) return -ENOMEM;
   if (n == 0) return 0;
-  struct shadow_name_span_s *v = malloc(2 * n * sizeof(*v));
+  struct shadow_name_span_s small[2 * SMALL_LINES];
+  struct shadow_name_span_s *v =
+      n <= SMALL_LINES ? small : malloc(2 * n * sizeof(*v));
   if (!v) return -ENOMEM;
   for (size_t i = 0; i < n; i++) {
     const shadow_header_t *h = i < na ? &a->v[i] : &b->v[i - na];
     v[i] = (struct shadow_name_span_s){h->name, h->name_len, i};
   }
   /* Stable: within one name, a's lines (earlier in v) come before b's. */
-  sort_spans(v, v + n, n);
+  group_spans(v, v + n, n);
   size_t k = 0;
   while (k < n) {
     size_t end = k + 1;
@@ -144,7 +185,7 @@ int shadow_headers_pair(const shadow_headers_t *a, const shadow_headers_t *b,
     if (first_b != SHADOW_HEADER_GROUP_END) gb->peer[first_b] = first_a;
     k = end;
   }
-  free(v);
+  if (v != small) free(v);
   return 0;
 }
 

@@ -4,9 +4,10 @@
  *
  * What two texts share byte for byte is not parsed. The common prefix and
  * suffix are found with memcmp; a structural scan (json_scan.c) of the
- * prefix, and of the suffix once the parser reaches it, says where each
- * container there ends, and the parser leaves every container that lies
- * wholly inside them as a lazy node (its span only). Such a node is equal
+ * prefix says where each container there ends, and in the suffix the end
+ * of each container the parser meets is found when it asks (once for both
+ * texts); the parser leaves every container that lies wholly inside them
+ * as a lazy node (its span only). Such a node is equal
  * to its twin on the other side by position alone; it is parsed when the
  * walk must look inside (it differs from what it is compared with, or it
  * becomes an op's value). So a small change in a big document costs about
@@ -1426,18 +1427,30 @@ static void diff_value(ctx_t *x, const shadow_json_t *a, const shadow_json_t *b,
 
 /* ---- what the texts share --------------------------------------------- */
 
+/* The ends of the containers the primary's parser skipped in the common
+ * suffix, in the primary's offsets: the candidate reads them shifted, so
+ * the shared bytes are scanned once, not once per side. */
+typedef struct {
+  size_t *off, *end;
+  size_t n, cap;
+} memo_t;
+
 /* One side's answers to the parser's skip question. The prefix table is
- * the primary's scan of the common prefix, valid for both texts; the
- * suffix table is the primary's scan from its first container in the
- * common suffix to its end, which the candidate reads shifted by the
- * difference of the lengths. */
+ * the primary's scan of the common prefix, valid for both texts. In the
+ * common suffix each container's end is found when the parser asks
+ * (shadow_json_span_end), which scans only what is skipped; the primary
+ * notes each answer in the memo, which the candidate reads by its offsets
+ * less the difference of the lengths, scanning its own text only where the
+ * primary did not ask. */
 typedef struct {
   const shadow_json_spans_t *pre;
   size_t pre_cur, common;
-  shadow_json_spans_t *suf;
-  size_t suf_cur, suf_from; /* where this text's common suffix starts */
-  long shift;               /* this text's offsets minus the table's */
-  const char *text;         /* the primary's, which scans the suffix */
+  memo_t *memo;
+  size_t memo_cur;
+  size_t suf_from; /* where this text's common suffix starts */
+  long shift;      /* this text's offsets minus the primary's */
+  int records;     /* the primary: answers go to the memo */
+  const char *text;
   size_t len;
   int rc;
 } lazy_t;
@@ -1460,24 +1473,54 @@ static int spans_find(const shadow_json_spans_t *t, size_t *cur, size_t off,
   return 1;
 }
 
+static int memo_add(memo_t *m, size_t off, size_t end) {
+  if (m->n == m->cap) {
+    size_t cap = m->cap ? m->cap * 2 : 64;
+    size_t *o = realloc(m->off, cap * sizeof *o);
+    if (!o) return -ENOMEM;
+    m->off = o;
+    size_t *e = realloc(m->end, cap * sizeof *e);
+    if (!e) return -ENOMEM;
+    m->end = e;
+    m->cap = cap;
+  }
+  m->off[m->n] = off;
+  m->end[m->n++] = end;
+  return 0;
+}
+
 static int lazy_skip(void *ctx, size_t off, size_t *end) {
   lazy_t *z = ctx;
   if (off < z->common)
     return z->pre && spans_find(z->pre, &z->pre_cur, off, end);
   if (off < z->suf_from) return 0;
-  if (z->text && z->suf->limit == 0) {
-    /* The primary's parser has reached the common suffix: scan it once. */
-    int rc = shadow_json_spans_scan(z->suf, z->text, off, z->len);
+  if (!z->records) {
+    /* The candidate: the primary's answer at the same place, if any. */
+    size_t poff = (size_t)((long)off - z->shift), c = z->memo_cur;
+    while (c < z->memo->n && z->memo->off[c] < poff)
+      c++;
+    z->memo_cur = c;
+    if (c < z->memo->n && z->memo->off[c] == poff) {
+      z->memo_cur = c + 1;
+      *end = (size_t)((long)z->memo->end[c] + z->shift);
+      return 1;
+    }
+  }
+  if (!shadow_json_span_end(z->text, off, z->len, end)) {
+    /* Not closed, or closed by the other kind of bracket: the text is not
+     * JSON there, which the parser will say; asking again would only
+     * rescan what it reads. */
+    z->suf_from = SIZE_MAX;
+    return 0;
+  }
+  if (z->records) {
+    int rc = memo_add(z->memo, off, *end);
     if (rc) {
       z->rc = rc;
       z->suf_from = SIZE_MAX;
       return 0;
     }
   }
-  long toff = (long)off - z->shift;
-  if (z->suf->limit == 0 || toff < (long)z->suf->start) return 0;
-  if (!spans_find(z->suf, &z->suf_cur, (size_t)toff, end)) return 0;
-  *end = (size_t)((long)*end + z->shift);
   return 1;
 }
 
@@ -1496,15 +1539,18 @@ static int parse_pair(shadow_json_arena_t *arena, const char *primary,
   *common = cp;
   *tail = cs;
   shadow_json_spans_t pre = SHADOW_JSON_SPANS_INIT;
-  shadow_json_spans_t suf = SHADOW_JSON_SPANS_INIT;
+  memo_t memo = {NULL, NULL, 0, 0};
   lazy_t zp, zc;
   memset(&zp, 0, sizeof zp);
-  zp.suf = &suf;
+  zp.memo = &memo;
   zp.suf_from = cs >= LAZY_MIN ? plen - cs : SIZE_MAX;
+  zp.records = 1;
   zp.text = primary;
   zp.len = plen;
   zc = zp;
-  zc.text = NULL; /* the candidate reads the primary's suffix table */
+  zc.records = 0; /* the candidate reads the primary's answers */
+  zc.text = candidate;
+  zc.len = clen;
   zc.suf_from = cs >= LAZY_MIN ? clen - cs : SIZE_MAX;
   zc.shift = (long)clen - (long)plen;
   int rc = 0;
@@ -1535,7 +1581,8 @@ static int parse_pair(shadow_json_arena_t *arena, const char *primary,
     if (rc == -EINVAL) set_err(err, errlen, "candidate", off, why);
   }
   shadow_json_spans_free(&pre);
-  shadow_json_spans_free(&suf);
+  free(memo.off);
+  free(memo.end);
   return rc;
 }
 

@@ -110,7 +110,7 @@ static void masks_generic(const unsigned char *p, size_t nblk, carry_t *c,
       mc |= (uint64_t)(f == '}') << i;
     }
 #endif
-    uint64_t quotes = mq & ~escaped(mb, &c->esc);
+    uint64_t quotes = mb | c->esc ? mq & ~escaped(mb, &c->esc) : mq;
     uint64_t str = strings(prefix_xor(quotes), c);
     opens[k] = mo & ~str;
     brackets[k] = (mo | mc) & ~str;
@@ -142,7 +142,8 @@ masks_avx2(const unsigned char *p, size_t nblk, carry_t *c, uint64_t *opens,
     uint64_t mo = MASK64(_mm256_cmpeq_epi8(f0, op), _mm256_cmpeq_epi8(f1, op));
     uint64_t mc = MASK64(_mm256_cmpeq_epi8(f0, cl), _mm256_cmpeq_epi8(f1, cl));
 #undef MASK64
-    uint64_t quotes = mq & ~escaped(mb, &c->esc);
+    /* Most blocks hold no backslash and follow none. */
+    uint64_t quotes = mb | c->esc ? mq & ~escaped(mb, &c->esc) : mq;
     uint64_t px = (uint64_t)_mm_cvtsi128_si64(
         _mm_clmulepi64_si128(_mm_cvtsi64_si128((long long)quotes), ones, 0));
     uint64_t str = strings(px, c);
@@ -161,6 +162,17 @@ void shadow_json_spans_portable(int on) {
   portable_only = on;
 }
 
+/* The masks function this CPU runs best. */
+static void (*pick_masks(void))(const unsigned char *, size_t, carry_t *,
+                                uint64_t *, uint64_t *) {
+#ifdef HAVE_AVX2_PATH
+  if (!portable_only && __builtin_cpu_supports("avx2") &&
+      __builtin_cpu_supports("pclmul"))
+    return masks_avx2;
+#endif
+  return masks_generic;
+}
+
 int shadow_json_spans_scan(shadow_json_spans_t *s, const char *text,
                            size_t start, size_t limit) {
   s->n = 0;
@@ -168,12 +180,7 @@ int shadow_json_spans_scan(shadow_json_spans_t *s, const char *text,
   s->limit = limit;
   if (limit > UINT32_MAX) return -ENOMEM;
   void (*masks)(const unsigned char *, size_t, carry_t *, uint64_t *,
-                uint64_t *) = masks_generic;
-#ifdef HAVE_AVX2_PATH
-  if (!portable_only && __builtin_cpu_supports("avx2") &&
-      __builtin_cpu_supports("pclmul"))
-    masks = masks_avx2;
-#endif
+                uint64_t *) = pick_masks();
   /* ent[d] is the entry of the container open at depth d; depth 0 is
    * outside everything the range opened. */
   uint32_t *ent = NULL;
@@ -237,6 +244,86 @@ int shadow_json_spans_scan(shadow_json_spans_t *s, const char *text,
   }
   free(ent);
   return rc;
+}
+
+/* One container's end, on demand: the blocks are classified as in a scan,
+ * but a block whose closing brackets are fewer than the depth reached
+ * cannot hold the end, so it is passed with two popcounts; only blocks
+ * where the depth may reach zero are read bracket by bracket. Blocks are
+ * classified a few at first, then more at a time, so a small container
+ * costs a block or two and a long one a pass at close to memory speed.
+ * Inlined into one function per masks function, so the popcounts are the
+ * CPU's instruction where the vector path runs. */
+typedef void (*masks_fn)(const unsigned char *, size_t, carry_t *, uint64_t *,
+                         uint64_t *);
+
+static inline __attribute__((always_inline)) int
+span_end(masks_fn masks, const unsigned char *t, size_t off, size_t limit,
+         size_t *end) {
+  unsigned char o = t[off];
+  carry_t carry = {0, 0};
+  unsigned char tail[64];
+  uint64_t opens[CHUNK], brackets[CHUNK];
+  size_t depth = 0, want = 1;
+  for (size_t base = off; base < limit;) {
+    size_t left = limit - base, nblk = left / 64;
+    if (nblk > want) nblk = want;
+    if (want < CHUNK) want *= 2;
+    if (nblk) {
+      masks(t + base, nblk, &carry, opens, brackets);
+    } else {
+      memset(tail, ' ', sizeof tail);
+      memcpy(tail, t + base, left);
+      masks(tail, 1, &carry, opens, brackets);
+      nblk = 1;
+    }
+    for (size_t k = 0; k < nblk; k++, base += 64) {
+      uint64_t bits = brackets[k], op = opens[k], cl = bits & ~op;
+      size_t ncl = (size_t)__builtin_popcountll(cl);
+      if (ncl < depth) {
+        depth += (size_t)__builtin_popcountll(op) - ncl;
+        continue;
+      }
+      for (; bits; bits &= bits - 1) {
+        unsigned i = (unsigned)__builtin_ctzll(bits);
+        if (op >> i & 1) {
+          depth++;
+        } else if (--depth == 0) {
+          /* Brackets of either kind pair up in the scan; the parser
+           * would refuse a mismatched pair, so it is no span. */
+          unsigned char c = t[base + i];
+          if ((o == '[') != (c == ']')) return 0;
+          *end = base + i + 1;
+          return 1;
+        }
+      }
+    }
+  }
+  return 0;
+}
+
+static int span_end_generic(const unsigned char *t, size_t off, size_t limit,
+                            size_t *end) {
+  return span_end(masks_generic, t, off, limit, end);
+}
+
+#ifdef HAVE_AVX2_PATH
+__attribute__((target("avx2,pclmul,popcnt"))) static int
+span_end_avx2(const unsigned char *t, size_t off, size_t limit, size_t *end) {
+  return span_end(masks_avx2, t, off, limit, end);
+}
+#endif
+
+int shadow_json_span_end(const char *text, size_t off, size_t limit,
+                         size_t *end) {
+  if (off >= limit || limit > UINT32_MAX) return 0;
+  const unsigned char *t = (const unsigned char *)text;
+  if (t[off] != '[' && t[off] != '{') return 0;
+#ifdef HAVE_AVX2_PATH
+  if (pick_masks() == masks_avx2 && __builtin_cpu_supports("popcnt"))
+    return span_end_avx2(t, off, limit, end);
+#endif
+  return span_end_generic(t, off, limit, end);
 }
 
 /* Big blocks go to memcmp, which the C library makes fast, then smaller

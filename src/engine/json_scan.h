@@ -35,6 +35,13 @@ int shadow_json_spans_scan(shadow_json_spans_t *s, const char *text,
                            size_t start, size_t limit);
 void shadow_json_spans_free(shadow_json_spans_t *s); /* safe twice */
 
+/* The end of the one container whose opening bracket is text[off] (outside
+ * any string), found by the same scan without a table: 1 and *end one past
+ * its closing bracket when that lies before limit and is of the same kind,
+ * else 0. Costs about the container's length at memory speed. */
+int shadow_json_span_end(const char *text, size_t off, size_t limit,
+                         size_t *end);
+
 /* Tests only: 1 makes scans use the portable path even where the CPU has
  * AVX2, so both are checked on one machine. Not thread-safe. */
 void shadow_json_spans_portable(int on);

@@ -540,11 +540,20 @@ int shadow_server_head(shadow_request_t *req, int status,
    * content-length is the right one to pass on; 1xx and 204 must not have
    * one at all (RFC 9110 section 8.6). */
   int pass_cl = head_req || status == 304;
-  int rc = shadow_buf_printf(b, "HTTP/1.1 %d %s\r\n", status,
-                             shadow_http_reason(status));
+  /* By hand, not printf: once per response (status is 100-999 here). */
+  char line[14] = "HTTP/1.1 000 ";
+  line[9] = (char)('0' + status / 100);
+  line[10] = (char)('0' + status / 10 % 10);
+  line[11] = (char)('0' + status % 10);
+  int rc = shadow_buf_append(b, line, sizeof(line) - 1);
+  rc |= shadow_buf_puts(b, shadow_http_reason(status));
+  rc |= shadow_buf_append(b, "\r\n", 2);
   rc |= put_headers(b, headers, pass_cl, c->chunked, 0);
-  if (!c->no_body && body_len >= 0)
-    rc |= shadow_buf_printf(b, "Content-Length: %lld\r\n", (long long)body_len);
+  if (!c->no_body && body_len >= 0) {
+    rc |= shadow_buf_puts(b, "Content-Length: ");
+    rc |= shadow_buf_put_u64(b, (uint64_t)body_len);
+    rc |= shadow_buf_append(b, "\r\n", 2);
+  }
   if (c->chunked) rc |= shadow_buf_puts(b, "Transfer-Encoding: chunked\r\n");
   if (!keep)
     rc |= shadow_buf_puts(b, "Connection: close\r\n");
