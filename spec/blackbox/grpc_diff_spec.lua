@@ -258,60 +258,34 @@ describe("replies of real gRPC servers", function()
   end)
 end)
 
--- A gRPC-like backend over HTTP/1.1 (the HTTP/2 transport is not what
--- this spec is about): a reply's body is a record file's messages, its
--- grpc-status (and grpc-message) come as chunked trailers, as an h2
--- backend sends them after the DATA frames. arg: port, dir, side (a or b).
-local GRPC_SERVER = [[
-local socket = require "socket"
-local srv = assert(socket.bind("127.0.0.1", tonumber(arg[1])))
-local dir, side = arg[2], arg[3]
-local function read(name)
-  local f = assert(io.open(dir .. "/" .. name .. ".body", "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
+-- A canned gRPC backend over h2c (spec/support/grpc_canned.py, on
+-- python3-h2): a reply's body is a record file's messages, its grpc-status
+-- (and grpc-message) come as trailers after the DATA frames. gRPC always
+-- goes over HTTP/2, so an http:// backend is spoken to in h2c.
+local function canned(dir, side)
+  local port = require "support.port"
+  local p = port.free()
+  local proc = process.spawn({ PYTHON, "spec/support/grpc_canned.py",
+                               tostring(p), dir, side },
+                             { stdout = dir .. "/canned-" .. side .. ".out",
+                               stderr = dir .. "/canned-" .. side .. ".err" })
+  assert(port.wait(p, 15, proc))
+  return { url = "http://127.0.0.1:" .. p,
+           stop = function() proc:stop(5) end }
 end
-while true do
-  local c = srv:accept()
-  c:settimeout(5)
-  local first = c:receive("*l") or ""
-  local path = first:match("^%S+ (%S+)") or "/"
-  local len = 0
-  while true do
-    local line = c:receive("*l")
-    if not line or line == "" then break end
-    local v = line:lower():match("^content%-length:%s*(%d+)")
-    if v then len = tonumber(v) end
-  end
-  if len > 0 then c:receive(len) end
-  local body, trailers = "", "grpc-status: 0\r\n"
-  if path:find("GetUser", 1, true) then
-    body = read(side == "a" and "unary_a" or "unary_b")
-  elseif path:find("ListUsers", 1, true) then
-    body = read(side == "a" and "stream_a" or "stream_b")
-    if side == "b" then trailers = "grpc-status: 13\r\ngrpc-message: boom\r\n" end
-  end
-  c:send("HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\n"
-    .. "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-    .. ("%x\r\n"):format(#body) .. body .. "\r\n0\r\n" .. trailers .. "\r\n")
-  c:close()
-end
-]]
 
 describe("live gRPC replies", function()
   if not ready() then
     pending("protoc or python3-protobuf is missing (scripts/bootstrap)")
     return
   end
-  local luaserver = require "support.luaserver"
   local stop, d, dir, a, b
 
   setup(function()
     stop = cleanup.new()
     dir = make("shadow-grpc-live")
-    a = stop.add(luaserver.start("shadow-grpc-a", GRPC_SERVER, { dir, "a" }))
-    b = stop.add(luaserver.start("shadow-grpc-b", GRPC_SERVER, { dir, "b" }))
+    a = stop.add(canned(dir, "a"))
+    b = stop.add(canned(dir, "b"))
     d = stop.add(shadowd.start{ text = function(addr) return ([[
 local shadow = require "shadow"
 return {
