@@ -351,7 +351,11 @@ while True:
     -- room for (the stream's window) and no more.
     local r = bad(d.port, "past_window", 6000000)
     assert.are.equal(3, r.goaway or r.rst["1"]) -- FLOW_CONTROL_ERROR
-    assert.are.equal(1, d:stats().totals.h2_errors.flow_control)
+    -- Counted per answer sent: the stream's RST_STREAM, and the GOAWAY
+    -- when the bytes past it also overran the connection's window (how
+    -- much arrived before the answer depends on timing).
+    local n = d:stats().totals.h2_errors.flow_control
+    assert.is_true(n == 1 or n == 2, "flow_control " .. tostring(n))
   end)
 end)
 

@@ -141,8 +141,10 @@ describe("support.nginx and support.http", function()
     assert.are.equal("", r.reused)
     assert.are.equal("", r.ssl_protocol)
     assert.is_true(tonumber(r.connection) > 0)
+    assert.are.equal("HTTP/1.1", r.protocol) -- HTTP/2 legs log HTTP/2.0
     r.bytes, r.completion, r.request_length = nil, nil, nil
     r.reused, r.ssl_protocol, r.connection = nil, nil, nil
+    r.protocol = nil
     assert.are.same({ key = "k1", shadow = "1", method = "POST",
                       uri = "/echo", body = body,
                       content_type = "text/plain", status = "201" }, r)
