@@ -149,8 +149,34 @@ static void on_drop_spare(uv_async_t *a) {
   uv_close((uv_handle_t *)a, NULL);
 }
 
+/* A round trip through the loop: what the loop was doing when sync_loop()
+ * was called (such as emptying the backlog after EMFILE, which accepts and
+ * closes whatever arrives until accept says EAGAIN) has finished. */
+static uv_async_t syncer;
+static int syncs;
+
+static void on_sync(uv_async_t *a) {
+  (void)a;
+  pthread_mutex_lock(&mu);
+  syncs++;
+  pthread_cond_broadcast(&cv);
+  pthread_mutex_unlock(&mu);
+}
+
+static void sync_loop(void) {
+  pthread_mutex_lock(&mu);
+  int want = syncs + 1;
+  pthread_mutex_unlock(&mu);
+  uv_async_send(&syncer);
+  pthread_mutex_lock(&mu);
+  while (syncs < want)
+    pthread_cond_wait(&cv, &mu);
+  pthread_mutex_unlock(&mu);
+}
+
 static void on_stop(uv_async_t *a) {
   inflight_at_stop = shadow_server_inflight(srv_b);
+  uv_close((uv_handle_t *)&syncer, NULL);
   shadow_server_close(srv_a);
   shadow_server_close(srv_b);
   uv_close((uv_handle_t *)a, NULL);
@@ -499,7 +525,10 @@ static void test_emfile(void) {
   pthread_mutex_lock(&mu);
   CHECK(emfiles >= 1);
   pthread_mutex_unlock(&mu);
-  /* Descriptors again: served as ever. */
+  /* Descriptors again: served as ever, once the loop has finished
+   * emptying the backlog (a client that came before that would be closed
+   * with it). */
+  sync_loop();
   c = dial(port_a);
   resp_t r;
   SAY(c, "GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -611,6 +640,7 @@ int main(void) {
   uv_async_init(&loop, &stopper, on_stop);
   uv_async_init(&loop, &drainer, on_drain);
   uv_async_init(&loop, &spare_dropper, on_drop_spare);
+  uv_async_init(&loop, &syncer, on_sync);
 
   pthread_t th;
   pthread_create(&th, NULL, loop_thread, NULL);
