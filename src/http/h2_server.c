@@ -830,6 +830,17 @@ void shadow_h2_abort_waiting(shadow_h2_t *s) {
 
 /* ---- the handler's calls ---- */
 
+/* dst becomes a copy of src (NULL: empty): the handler's lists are its
+ * own and may be gone before nghttp2 asks for the frame. 0 or -ENOMEM. */
+static int copy_headers(shadow_headers_t *dst, const shadow_headers_t *src) {
+  shadow_headers_clear(dst);
+  for (size_t i = 0; src && i < src->n; i++)
+    if (shadow_headers_add(dst, src->v[i].name, src->v[i].name_len,
+                           src->v[i].value, src->v[i].value_len) != 0)
+      return -ENOMEM;
+  return 0;
+}
+
 int shadow_h2_head(shadow_request_t *req, int status,
                    const shadow_headers_t *headers, int64_t body_len) {
   h2_stream_t *st = stream_of(req);
@@ -842,14 +853,10 @@ int shadow_h2_head(shadow_request_t *req, int status,
   st->resp_len = st->no_body ? 0 : body_len;
   int pass_cl = head_req || status == 304;
   if (!st->no_body && body_len == 0) {
-    shadow_headers_clear(&st->held);
-    for (size_t i = 0; headers && i < headers->n; i++)
-      if (shadow_headers_add(&st->held, headers->v[i].name,
-                             headers->v[i].name_len, headers->v[i].value,
-                             headers->v[i].value_len) != 0) {
-        stream_reset(st, NGHTTP2_INTERNAL_ERROR, NULL);
-        return -ENOMEM;
-      }
+    if (copy_headers(&st->held, headers) != 0) {
+      stream_reset(st, NGHTTP2_INTERNAL_ERROR, NULL);
+      return -ENOMEM;
+    }
     st->held_status = status;
     st->head_held = 1;
     st->head_out = 1;
@@ -940,11 +947,7 @@ static void submit_held(h2_stream_t *st, const shadow_headers_t *trailers) {
   nghttp2_data_provider dp = {.source.ptr = st, .read_callback = on_data_read};
   if (with_trailers) {
     st->ended = 1;
-    shadow_headers_clear(&st->trailers);
-    for (size_t i = 0; i < trailers->n; i++)
-      shadow_headers_add(&st->trailers, trailers->v[i].name,
-                         trailers->v[i].name_len, trailers->v[i].value,
-                         trailers->v[i].value_len);
+    copy_headers(&st->trailers, trailers);
     st->has_trailers = 1;
   } else {
     st->no_body = 1;
@@ -983,11 +986,7 @@ void shadow_h2_end(shadow_request_t *req, const shadow_headers_t *trailers) {
   } else if (!st->no_body) {
     st->ended = 1;
     if (trailers && trailers->n) {
-      shadow_headers_clear(&st->trailers);
-      for (size_t i = 0; i < trailers->n; i++)
-        shadow_headers_add(&st->trailers, trailers->v[i].name,
-                           trailers->v[i].name_len, trailers->v[i].value,
-                           trailers->v[i].value_len);
+      copy_headers(&st->trailers, trailers);
       st->has_trailers = 1;
     }
     resume(st);
