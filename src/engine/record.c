@@ -72,6 +72,52 @@ int shadow_headers_add(shadow_headers_t *h, const char *name, size_t name_len,
   return 0;
 }
 
+/* The line just added at the end is valid: the mark moves past it when
+ * every line before it is checked too. */
+static void mark_last_checked(shadow_headers_t *h) {
+  if (h->checked == h->n - 1) h->checked = h->n;
+}
+
+int shadow_headers_add_valid(shadow_headers_t *h, const char *name,
+                             size_t name_len, const char *value,
+                             size_t value_len) {
+  if (!shadow_header_name_valid(name, name_len) ||
+      !shadow_header_value_valid(value, value_len))
+    return -EINVAL;
+  int rc = shadow_headers_add(h, name, name_len, value, value_len);
+  if (rc == 0) mark_last_checked(h);
+  return rc;
+}
+
+int shadow_headers_add_line(shadow_headers_t *h, const shadow_headers_t *from,
+                            size_t i) {
+  const shadow_header_t *e = &from->v[i];
+  int rc = shadow_headers_add(h, e->name, e->name_len, e->value, e->value_len);
+  if (rc == 0 && i < from->checked) mark_last_checked(h);
+  return rc;
+}
+
+int shadow_headers_line_valid(const shadow_headers_t *h, size_t i) {
+  return i < h->checked || shadow_header_valid(&h->v[i]);
+}
+
+void shadow_headers_swap(shadow_headers_t *a, shadow_headers_t *b) {
+  shadow_headers_t t = *a;
+  *a = *b;
+  *b = t;
+}
+
+int shadow_headers_take(shadow_headers_t *into, shadow_headers_t *from) {
+  if (into->n == 0) {
+    shadow_headers_swap(into, from);
+    shadow_headers_clear(from);
+    return 0;
+  }
+  for (size_t i = 0; i < from->n; i++)
+    if (shadow_headers_add_line(into, from, i)) return -ENOMEM;
+  return 0;
+}
+
 int shadow_headers_extend_last(shadow_headers_t *h, const char *more,
                                size_t len, int to_name) {
   if (h->n == 0) return -EINVAL;
@@ -85,6 +131,7 @@ int shadow_headers_extend_last(shadow_headers_t *h, const char *more,
                                   old.value, old.value_len, more, len);
   if (rc) return rc;
   h->bytes += len;
+  if (h->checked == h->n) h->checked = h->n - 1;
   return 0;
 }
 
@@ -95,6 +142,8 @@ int shadow_headers_set(shadow_headers_t *h, const char *name, const char *value,
   for (size_t i = 0; i < h->n; i++) {
     shadow_header_t e = h->v[i];
     if (e.name_len == nl && strncasecmp(e.name, name, nl) == 0) {
+      /* This line changes or goes, and every later one moves. */
+      if (h->checked > i) h->checked = i;
       if (done) {
         h->bytes -= e.name_len + e.value_len;
         continue;
@@ -120,12 +169,14 @@ int shadow_headers_set(shadow_headers_t *h, const char *name, const char *value,
 
 int shadow_header_name_valid(const char *s, size_t n) {
   if (n == 0) return 0;
+  /* No branch per byte: bit 6 picks the mask, bit 7 (not ASCII) fails. */
+  uint64_t ok = 1;
   for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    uint64_t m = c < 64 ? TCHAR_LO >> c : c < 128 ? TCHAR_HI >> (c - 64) : 0;
-    if (!(m & 1)) return 0;
+    unsigned c = (unsigned char)s[i];
+    uint64_t m = (c & 64) ? TCHAR_HI : TCHAR_LO;
+    ok &= (m >> (c & 63)) & ((c >> 7) ^ 1);
   }
-  return 1;
+  return (int)ok;
 }
 
 size_t shadow_header_plain_span(const char *s, size_t n) {
@@ -201,6 +252,7 @@ void shadow_headers_clear(shadow_headers_t *h) {
   }
   h->n = 0;
   h->bytes = 0;
+  h->checked = 0;
 }
 
 int shadow_headers_same(const shadow_headers_t *a, const shadow_headers_t *b) {
@@ -227,6 +279,7 @@ void shadow_headers_free(shadow_headers_t *h) {
   h->v = NULL;
   h->n = h->cap = 0;
   h->bytes = 0;
+  h->checked = 0;
 }
 
 int shadow_header_is_hop(const char *name, size_t len) {

@@ -72,7 +72,7 @@ int shadow_forward_headers(const shadow_headers_t *in,
       continue;
     }
     if (forwarded && shadow_header_name_is(h, "x-forwarded-proto")) continue;
-    rc = shadow_headers_add(out, h->name, h->name_len, h->value, h->value_len);
+    rc = shadow_headers_add_line(out, in, i);
   }
   if (rc == 0 && forwarded) {
     if (f->peer && f->peer[0]) {
