@@ -24,8 +24,7 @@ int shadow_buf_reserve_exact(shadow_buf_t *b, size_t extra);
 /* Appending is on every path that writes a head, a record or a line, a
  * hundred times a request: the case with room is inline, growing is not. */
 int shadow_buf_append_grow(shadow_buf_t *b, const void *p, size_t n);
-static inline int shadow_buf_append(shadow_buf_t *b, const void *p,
-                                    size_t n) {
+static inline int shadow_buf_append(shadow_buf_t *b, const void *p, size_t n) {
   if (n < b->cap - b->len) { /* room for n bytes and the NUL */
     memcpy(b->data + b->len, p, n);
     b->len += n;

@@ -651,8 +651,7 @@ static int diff_body(const shadow_diff_opts_t *o, const char *path,
       x.fields = &fields;
       x.summary = &summary;
       x.extra = &extra;
-      rc = diff_grpc(o, path, path_len, p, c, kp, kc, vp, vc, &x, res,
-                     &parsed);
+      rc = diff_grpc(o, path, path_len, p, c, kp, kc, vp, vc, &x, res, &parsed);
       differs = parsed && x.nops > 0;
       truncated = parsed && x.truncated;
     } else if (both_json) {
@@ -861,10 +860,9 @@ int shadow_diff_records_at(const shadow_diff_opts_t *o, const char *path,
   int td = hd < 0 || !has_trailers ? hd
                                    : diff_headers(o, &p->trailers, &c->trailers,
                                                   skip, "trailer:", res, &tb);
-  int bd =
-      td < 0 ? td
-             : diff_body(o, path, path_len, p, c, &tp, &tc, &vp, &vc, res, &bb,
-                         explain);
+  int bd = td < 0 ? td
+                  : diff_body(o, path, path_len, p, c, &tp, &tc, &vp, &vc, res,
+                              &bb, explain);
   if (hd < 0 || td < 0 || bd < 0) {
     rc = hd < 0 ? hd : td < 0 ? td : bd;
   } else {
