@@ -89,6 +89,15 @@ int shadow_headers_add_valid(shadow_headers_t *h, const char *name,
   return rc;
 }
 
+int shadow_headers_add_checked(shadow_headers_t *h, const char *name,
+                               size_t name_len, const char *value,
+                               size_t value_len) {
+  int rc = shadow_headers_add_valid(h, name, name_len, value, value_len);
+  if (rc == -EINVAL)
+    rc = shadow_headers_add(h, name, name_len, value, value_len);
+  return rc;
+}
+
 int shadow_headers_add_line(shadow_headers_t *h, const shadow_headers_t *from,
                             size_t i) {
   const shadow_header_t *e = &from->v[i];

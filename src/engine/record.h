@@ -42,6 +42,11 @@ int shadow_headers_add(shadow_headers_t *h, const char *name, size_t name_len,
 int shadow_headers_add_valid(shadow_headers_t *h, const char *name,
                              size_t name_len, const char *value,
                              size_t value_len);
+/* Adds the line whatever it holds, marked checked when it is a valid field
+ * (a line that is not stays unmarked, and whoever writes it checks it). */
+int shadow_headers_add_checked(shadow_headers_t *h, const char *name,
+                               size_t name_len, const char *value,
+                               size_t value_len);
 /* Appends line i of from to h, keeping what is known of its validity. */
 int shadow_headers_add_line(shadow_headers_t *h, const shadow_headers_t *from,
                             size_t i);

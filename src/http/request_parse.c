@@ -77,13 +77,10 @@ static int on_header_value_complete(llhttp_t *h) {
   const char *value = p->value.data ? p->value.data : "";
   /* A valid line is marked so (the legs' heads do not check it again);
    * one whose value is not a field value is kept unmarked, and every
-   * writer then checks it (llhttp lets obs-text and some bytes through). */
-  int added = shadow_headers_add_valid(&p->req->headers, name, p->field.len,
-                                       value, vlen);
-  if (added == -EINVAL)
-    added =
-        shadow_headers_add(&p->req->headers, name, p->field.len, value, vlen);
-  if (added) rc = fail(p, 500, "out of memory");
+   * writer then checks it (llhttp lets some such bytes through). */
+  if (shadow_headers_add_checked(&p->req->headers, name, p->field.len, value,
+                                 vlen))
+    rc = fail(p, 500, "out of memory");
   shadow_buf_reset(&p->field);
   shadow_buf_reset(&p->value);
   return rc;

@@ -769,7 +769,8 @@ static int start_http_leg(exchange_t *ex, leg_t *leg, int rewritten) {
   }
   if (rc == 0) rc = forward(ex, rewritten ? &d->rewritten : &ex->req->headers);
   /* A shadow leg is told it is one, so it can skip side effects. */
-  if (rc == 0) rc = shadow_headers_add(&d->fwd, "x-shadow-request", 16, "1", 1);
+  if (rc == 0)
+    rc = shadow_headers_add_checked(&d->fwd, "x-shadow-request", 16, "1", 1);
   r.headers = &d->fwd;
   /* A shadow leg never outlives its deadline, whatever its backend does
    * (an endless body would hold the slot for good). */
