@@ -19,7 +19,9 @@ struct shadow_header_chunk_s {
 static char *headers_alloc(shadow_headers_t *h, size_t n) {
   struct shadow_header_chunk_s *c = h->chunks;
   if (!c || c->cap - c->used < n) {
-    size_t cap = c ? c->cap * 2 : 1024;
+    /* The first chunk, with its header, is one 1 KiB block: malloc's
+     * per-thread cache serves blocks up to about that size at once. */
+    size_t cap = c ? c->cap * 2 : 1024 - sizeof(*c);
     if (cap < n) cap = n;
     if (cap > ((size_t)1 << 20) && n <= ((size_t)1 << 20))
       cap = (size_t)1 << 20;
