@@ -205,6 +205,22 @@ static void test_plain_span(void) {
     s[at] = (char)0xff; /* not a control byte */
     CHECK(shadow_header_plain_span(s, 64) == 64);
   }
+  /* Every length, so the last bytes (read as a word overlapping the one
+   * before) are covered wherever the control byte falls; a byte past n
+   * is never looked at. */
+  for (size_t n = 0; n <= 40; n++) {
+    memset(s, 'a', sizeof(s));
+    s[n] = '\r';
+    CHECK(shadow_header_plain_span(s, n) == n);
+    for (size_t at = 0; at < n; at++) {
+      memset(s, 'a', sizeof(s));
+      s[at] = 0x7f;
+      CHECK(shadow_header_plain_span(s, n) == at);
+      s[at] = '\n';
+      if (at + 1 < n) s[n - 1] = '\t'; /* a later one does not count */
+      CHECK(shadow_header_plain_span(s, n) == at);
+    }
+  }
   CHECK(shadow_header_value_valid("a\tb c", 5));
   CHECK(!shadow_header_value_valid("abcdefgh\vb", 10));
   CHECK(!shadow_header_value_valid("abcdefgh\x7f", 9));

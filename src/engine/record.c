@@ -205,17 +205,24 @@ int shadow_header_name_valid(const char *s, size_t n) {
   return (int)ok;
 }
 
-size_t shadow_header_plain_span(const char *s, size_t n) {
+/* Whether the 8 bytes at s hold a byte under 0x20 (bytes of 0x80 and up
+ * have their high bit in x, so ~x clears it) or a byte equal to 0x7f (a
+ * zero in x ^ 0x7f..). */
+static int word_has_control(const char *s) {
   const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+  uint64_t x;
+  memcpy(&x, s, 8);
+  uint64_t y = x ^ (0x7f * ones);
+  return (((x - 0x20 * ones) & ~x & highs) | ((y - ones) & ~y & highs)) != 0;
+}
+
+size_t shadow_header_plain_span(const char *s, size_t n) {
   size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t x;
-    memcpy(&x, s + i, 8);
-    /* A byte under 0x20 (bytes of 0x80 and up have their high bit in x,
-     * so ~x clears it), or a byte equal to 0x7f (zero in x ^ 0x7f..). */
-    uint64_t y = x ^ (0x7f * ones);
-    if (((x - 0x20 * ones) & ~x & highs) | ((y - ones) & ~y & highs)) break;
-  }
+  while (i + 8 <= n && !word_has_control(s + i))
+    i += 8;
+  /* A clean value's last few bytes: one word that overlaps the one
+   * before, not a loop a byte at a time. */
+  if (i < n && i + 8 > n && n >= 8 && !word_has_control(s + n - 8)) return n;
   for (; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
     if (c < 0x20 || c == 0x7f) break;
