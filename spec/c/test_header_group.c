@@ -2,6 +2,7 @@
  * plain-byte scan, and the forwarding rule built on them: the same answers as
  * the obvious quadratic versions, on small heads and on heads of thousands of
  * lines, and Host is never dropped by a Connection token. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +126,30 @@ static void test_pair(void) {
     shadow_headers_free(&x);
     shadow_headers_free(&y);
   }
+  /* Both sides naming the same lines in the same order (the pair's fast
+   * path), in one case or in another, around the small path's bound; and
+   * the same with the last name changed, which must leave the fast path. */
+  for (size_t total = 1; total <= 40; total++) {
+    shadow_headers_t x = SHADOW_HEADERS_INIT, y = SHADOW_HEADERS_INIT;
+    shadow_headers_t z = SHADOW_HEADERS_INIT;
+    for (size_t i = 0; i < total; i++) {
+      const char *nm = names[(i * 3 + total) % 8];
+      char upper[16];
+      size_t k = 0;
+      for (; nm[k] && k + 1 < sizeof(upper); k++)
+        upper[k] = (char)(nm[k] >= 'a' && nm[k] <= 'z' ? nm[k] - 32 : nm[k]);
+      upper[k] = '\0';
+      add(&x, nm, "v");
+      add(&y, i % 2 ? upper : nm, "w");
+      add(&z, i + 1 == total ? "x-lonh" : nm, "v");
+    }
+    check_pair(&x, &y);
+    check_pair(&y, &x);
+    check_pair(&x, &z);
+    shadow_headers_free(&x);
+    shadow_headers_free(&y);
+    shadow_headers_free(&z);
+  }
 }
 
 static void test_index(void) {
@@ -180,6 +205,22 @@ static void test_plain_span(void) {
     s[at] = (char)0xff; /* not a control byte */
     CHECK(shadow_header_plain_span(s, 64) == 64);
   }
+  /* Every length, so the last bytes (read as a word overlapping the one
+   * before) are covered wherever the control byte falls; a byte past n
+   * is never looked at. */
+  for (size_t n = 0; n <= 40; n++) {
+    memset(s, 'a', sizeof(s));
+    s[n] = '\r';
+    CHECK(shadow_header_plain_span(s, n) == n);
+    for (size_t at = 0; at < n; at++) {
+      memset(s, 'a', sizeof(s));
+      s[at] = 0x7f;
+      CHECK(shadow_header_plain_span(s, n) == at);
+      s[at] = '\n';
+      if (at + 1 < n) s[n - 1] = '\t'; /* a later one does not count */
+      CHECK(shadow_header_plain_span(s, n) == at);
+    }
+  }
   CHECK(shadow_header_value_valid("a\tb c", 5));
   CHECK(!shadow_header_value_valid("abcdefgh\vb", 10));
   CHECK(!shadow_header_value_valid("abcdefgh\x7f", 9));
@@ -231,7 +272,69 @@ static void test_request_line_rules(void) {
   CHECK(!shadow_request_target_valid("", 0));
 }
 
+/* RFC 9110's tchar, spelled out, against the bit-mask test. */
+static void test_name_valid(void) {
+  static const char extra[] = "!#$%&'*+-.^_`|~";
+  for (int c = 0; c < 256; c++) {
+    int want = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+               (c >= 'A' && c <= 'Z') || (c && strchr(extra, c));
+    char one = (char)c, many[] = "X-Name-Xx";
+    many[8] = (char)c;
+    CHECK(shadow_header_name_valid(&one, 1) == want);
+    CHECK(shadow_header_name_valid(many, 9) == want);
+  }
+  CHECK(!shadow_header_name_valid("", 0));
+}
+
+/* The checked mark: which lines are known valid, through every change. */
+static void test_checked(void) {
+  shadow_headers_t h = SHADOW_HEADERS_INIT, g = SHADOW_HEADERS_INIT;
+  CHECK(shadow_headers_add_valid(&h, "A", 1, "1", 1) == 0);
+  CHECK(shadow_headers_add_valid(&h, "B(", 2, "2", 1) == -EINVAL);
+  CHECK(shadow_headers_add_valid(&h, "B", 1, "2\r\n", 3) == -EINVAL);
+  CHECK(h.n == 1 && h.checked == 1);
+  CHECK(shadow_headers_add_valid(&h, "B", 1, "2\t3", 3) == 0);
+  CHECK(h.n == 2 && h.checked == 2);
+  add(&h, "C", "bad\x01"); /* added unchecked: every writer checks it */
+  CHECK(h.n == 3 && h.checked == 2);
+  CHECK(!shadow_headers_line_valid(&h, 2) && shadow_headers_line_valid(&h, 1));
+  CHECK(shadow_headers_add_valid(&h, "D", 1, "4", 1) == 0);
+  CHECK(h.checked == 2); /* not past an unchecked line */
+  /* A copy keeps what is known of each line. */
+  for (size_t i = 0; i < h.n; i++)
+    CHECK(shadow_headers_add_line(&g, &h, i) == 0);
+  CHECK(g.n == 4 && g.checked == 2);
+  CHECK(shadow_headers_extend_last(&h, "5", 1, 0) == 0);
+  CHECK(h.checked == 2);
+  shadow_headers_clear(&g);
+  CHECK(g.checked == 0);
+  CHECK(shadow_headers_add_valid(&g, "A", 1, "1", 1) == 0);
+  CHECK(shadow_headers_extend_last(&g, "\n", 1, 0) == 0);
+  CHECK(g.checked == 0 && !shadow_headers_line_valid(&g, 0));
+  shadow_headers_clear(&g);
+  CHECK(shadow_headers_add_valid(&g, "A", 1, "1", 1) == 0);
+  CHECK(shadow_headers_add_valid(&g, "B", 1, "2", 1) == 0);
+  CHECK(shadow_headers_add_valid(&g, "C", 1, "3", 1) == 0);
+  CHECK(shadow_headers_set(&g, "b", "x\ny", 3) == 0);
+  CHECK(g.checked == 1 && !shadow_headers_line_valid(&g, 1));
+  /* take: into an empty list by swapping, else by copying. */
+  shadow_headers_t t = SHADOW_HEADERS_INIT;
+  CHECK(shadow_headers_take(&t, &g) == 0);
+  CHECK(t.n == 3 && t.checked == 1 && g.n == 0 && g.checked == 0);
+  CHECK(strcmp(t.v[2].name, "C") == 0 && strcmp(t.v[1].value, "x\ny") == 0);
+  CHECK(shadow_headers_add_valid(&g, "E", 1, "5", 1) == 0);
+  CHECK(shadow_headers_take(&t, &g) == 0);
+  CHECK(t.n == 4 && g.n == 1 && t.checked == 1);
+  CHECK(strcmp(t.v[3].name, "E") == 0);
+  shadow_headers_free(&h);
+  shadow_headers_free(&g);
+  shadow_headers_free(&t);
+  CHECK(t.checked == 0 && t.n == 0);
+}
+
 int main(void) {
+  test_name_valid();
+  test_checked();
   test_groups();
   test_pair();
   test_index();

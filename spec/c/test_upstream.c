@@ -567,8 +567,7 @@ typedef struct sleg_s {
   uv_timer_t feed;
 } sleg_t;
 
-static void sleg_head(void *ud, int status, const shadow_headers_t *h,
-                      int64_t cl) {
+static void sleg_head(void *ud, int status, shadow_headers_t *h, int64_t cl) {
   (void)h;
   (void)cl;
   ((sleg_t *)ud)->status = status;

@@ -184,8 +184,7 @@ typedef struct leg_s {
   shadow_headers_t trailers;
 } leg_t;
 
-static void l_head(void *ud, int status, const shadow_headers_t *h,
-                   int64_t cl) {
+static void l_head(void *ud, int status, shadow_headers_t *h, int64_t cl) {
   (void)h;
   leg_t *l = ud;
   l->status = status;

@@ -39,7 +39,7 @@ static uint64_t mix_headers(uint64_t h, const shadow_headers_t *hs) {
   return h;
 }
 
-static int on_interim(void *ud, const shadow_response_parser_t *p) {
+static int on_interim(void *ud, shadow_response_parser_t *p) {
   outcome_t *o = ud;
   if (p->status < 100 || p->status > 199 || o->heads) abort();
   o->interims++;
@@ -47,7 +47,7 @@ static int on_interim(void *ud, const shadow_response_parser_t *p) {
   return 0;
 }
 
-static int on_head(void *ud, const shadow_response_parser_t *p) {
+static int on_head(void *ud, shadow_response_parser_t *p) {
   outcome_t *o = ud;
   /* A 101 is a final answer only to a request that asked to upgrade. */
   int upgraded = p->status == 101 && o->upgrade;

@@ -40,20 +40,12 @@ int shadow_buf_reserve_exact(shadow_buf_t *b, size_t extra) {
   return 0;
 }
 
-int shadow_buf_append(shadow_buf_t *b, const void *p, size_t n) {
+int shadow_buf_append_grow(shadow_buf_t *b, const void *p, size_t n) {
   if (shadow_buf_reserve(b, n)) return -ENOMEM;
   if (n) memcpy(b->data + b->len, p, n);
   b->len += n;
   b->data[b->len] = '\0';
   return 0;
-}
-
-int shadow_buf_puts(shadow_buf_t *b, const char *s) {
-  return shadow_buf_append(b, s, strlen(s));
-}
-
-int shadow_buf_putc(shadow_buf_t *b, char c) {
-  return shadow_buf_append(b, &c, 1);
 }
 
 int shadow_buf_put_u64(shadow_buf_t *b, uint64_t v) {

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct shadow_buf_s {
   char *data; /* NUL-terminated when len > 0 or after any append */
@@ -20,9 +21,24 @@ int shadow_buf_reserve(shadow_buf_t *b, size_t extra);
 /* The same, to exactly len + extra (+ the NUL), for a buffer whose final
  * size is known: no doubling past it. */
 int shadow_buf_reserve_exact(shadow_buf_t *b, size_t extra);
-int shadow_buf_append(shadow_buf_t *b, const void *p, size_t n);
-int shadow_buf_puts(shadow_buf_t *b, const char *s);
-int shadow_buf_putc(shadow_buf_t *b, char c);
+/* Appending is on every path that writes a head, a record or a line, a
+ * hundred times a request: the case with room is inline, growing is not. */
+int shadow_buf_append_grow(shadow_buf_t *b, const void *p, size_t n);
+static inline int shadow_buf_append(shadow_buf_t *b, const void *p, size_t n) {
+  if (n < b->cap - b->len) { /* room for n bytes and the NUL */
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+  }
+  return shadow_buf_append_grow(b, p, n);
+}
+static inline int shadow_buf_puts(shadow_buf_t *b, const char *s) {
+  return shadow_buf_append(b, s, strlen(s));
+}
+static inline int shadow_buf_putc(shadow_buf_t *b, char c) {
+  return shadow_buf_append(b, &c, 1);
+}
 /* v in decimal, as printf's %llu writes it, without printf's machinery
  * (on the per-pair path, printf was a few percent of a comparison). */
 int shadow_buf_put_u64(shadow_buf_t *b, uint64_t v);

@@ -361,9 +361,7 @@ static const char *header_value(const shadow_record_t *r, const char *name,
 }
 
 /* application/json or any type/subtype+json, parameters allowed. */
-static int is_json_type(const shadow_record_t *r) {
-  size_t n;
-  const char *s = header_value(r, "content-type", &n);
+static int is_json_type(const char *s, size_t n) {
   if (!s) return 0;
   const char *semi = memchr(s, ';', n);
   if (semi) n = (size_t)(semi - s);
@@ -375,9 +373,7 @@ static int is_json_type(const shadow_record_t *r) {
 
 /* application/x-protobuf or application/protobuf, parameters allowed.
  * (gRPC's application/grpc+proto frames its messages: not a bare one.) */
-static int is_protobuf_type(const shadow_record_t *r) {
-  size_t n;
-  const char *s = header_value(r, "content-type", &n);
+static int is_protobuf_type(const char *s, size_t n) {
   if (!s) return 0;
   const char *semi = memchr(s, ';', n);
   if (semi) n = (size_t)(semi - s);
@@ -387,11 +383,20 @@ static int is_protobuf_type(const shadow_record_t *r) {
          (n == 20 && strncasecmp(s, "application/protobuf", 20) == 0);
 }
 
-/* The SHADOW_GRPC_* of a record's content type. */
-static int grpc_type(const shadow_record_t *r) {
-  size_t n;
+/* What a record's content type says, read once a pair (every part of the
+ * comparison asks). */
+typedef struct body_type_s {
+  int grpc; /* SHADOW_GRPC_* */
+  int protobuf;
+  int json;
+} body_type_t;
+
+static void body_type(const shadow_record_t *r, body_type_t *t) {
+  size_t n = 0;
   const char *s = header_value(r, "content-type", &n);
-  return s ? shadow_grpc_content_type(s, n) : SHADOW_GRPC_NOT;
+  t->grpc = s ? shadow_grpc_content_type(s, n) : SHADOW_GRPC_NOT;
+  t->protobuf = is_protobuf_type(s, n);
+  t->json = is_json_type(s, n);
 }
 
 static int grpc_encoding(const shadow_record_t *r) {
@@ -572,12 +577,13 @@ static const char *grpc_msg_type(const shadow_diff_opts_t *o, const char *path,
  * summary says why, the caller adds the bytes'), or -ENOMEM. */
 static int diff_grpc(const shadow_diff_opts_t *o, const char *path,
                      size_t path_len, const shadow_record_t *p,
-                     const shadow_record_t *c, const body_view_t *vp,
+                     const shadow_record_t *c, const body_type_t *tp,
+                     const body_type_t *tc, const body_view_t *vp,
                      const body_view_t *vc, shadow_grpc_pair_t *x,
                      shadow_diff_result_t *res, int *parsed) {
-  shadow_grpc_side_t sp = {vp->data, vp->len, grpc_type(p), is_protobuf_type(p),
+  shadow_grpc_side_t sp = {vp->data, vp->len, tp->grpc, tp->protobuf,
                            grpc_encoding(p)};
-  shadow_grpc_side_t sc = {vc->data, vc->len, grpc_type(c), is_protobuf_type(c),
+  shadow_grpc_side_t sc = {vc->data, vc->len, tc->grpc, tc->protobuf,
                            grpc_encoding(c)};
   x->rules = o ? o->rules : NULL;
   x->value_max = o ? o->value_max : DEFAULT_VALUE_MAX;
@@ -600,15 +606,16 @@ static int diff_grpc(const shadow_diff_opts_t *o, const char *path,
 
 static int diff_body(const shadow_diff_opts_t *o, const char *path,
                      size_t path_len, const shadow_record_t *p,
-                     const shadow_record_t *c, body_view_t *vp, body_view_t *vc,
+                     const shadow_record_t *c, const body_type_t *kp,
+                     const body_type_t *kc, body_view_t *vp, body_view_t *vc,
                      shadow_diff_result_t *res, shadow_buf_t *b,
                      shadow_buf_t *explain) {
   size_t limit = o ? o->diff_bytes : DEFAULT_DIFF_BYTES;
   /* Protobuf is compared as the JSON tree it decodes to, against a
    * protobuf or a JSON body alike (the migration case). */
-  int ppb = is_protobuf_type(p), cpb = is_protobuf_type(c);
-  int pjs = is_json_type(p), cjs = is_json_type(c);
-  int pg = grpc_type(p), cg = grpc_type(c);
+  int ppb = kp->protobuf, cpb = kc->protobuf;
+  int pjs = kp->json, cjs = kc->json;
+  int pg = kp->grpc, cg = kc->grpc;
   int both_json = (ppb || pjs) && (cpb || cjs);
   int grpc = (pg || cg) && (pg || ppb || pjs) && (cg || cpb || cjs);
   const char *kind =
@@ -644,7 +651,7 @@ static int diff_body(const shadow_diff_opts_t *o, const char *path,
       x.fields = &fields;
       x.summary = &summary;
       x.extra = &extra;
-      rc = diff_grpc(o, path, path_len, p, c, vp, vc, &x, res, &parsed);
+      rc = diff_grpc(o, path, path_len, p, c, kp, kc, vp, vc, &x, res, &parsed);
       differs = parsed && x.nops > 0;
       truncated = parsed && x.truncated;
     } else if (both_json) {
@@ -789,18 +796,17 @@ static int put_grpc(shadow_buf_t *b, const shadow_header_t *h, int status,
 /* The status part's gRPC members: ,"grpc":{...} and, when either side has
  * one, ,"grpc_message":{...}. *differs is set when they disagree. */
 static int grpc_status(const shadow_diff_opts_t *o, const shadow_record_t *p,
-                       const shadow_record_t *c, shadow_buf_t *b,
+                       const shadow_record_t *c, int grpc, shadow_buf_t *b,
                        int *differs) {
   size_t max = o ? o->value_max : DEFAULT_VALUE_MAX;
   *differs = 0;
-  /* Plain HTTP pairs (no gRPC type, no trailers) pay two lookups. */
-  if (!p->trailers.n && !c->trailers.n && !grpc_type(p) && !grpc_type(c))
-    return 0;
+  /* Plain HTTP pairs (no gRPC type, no trailers) stop here. */
+  if (!p->trailers.n && !c->trailers.n && !grpc) return 0;
   const shadow_header_t *ps = grpc_field(p, "grpc-status");
   const shadow_header_t *cs = grpc_field(c, "grpc-status");
   const shadow_header_t *pm = grpc_field(p, "grpc-message");
   const shadow_header_t *cm = grpc_field(c, "grpc-message");
-  if (!ps && !cs && !pm && !cm && !grpc_type(p) && !grpc_type(c)) return 0;
+  if (!ps && !cs && !pm && !cm && !grpc) return 0;
   *differs = !grpc_same(ps, cs) || !grpc_same(pm, cm);
   if (shadow_buf_puts(b, ",\"grpc\":{\"primary\":") ||
       put_grpc(b, ps, 1, max) || shadow_buf_puts(b, ",\"candidate\":") ||
@@ -830,8 +836,11 @@ int shadow_diff_records_at(const shadow_diff_opts_t *o, const char *path,
   res->nfields = 0;
   memset(res->hits, 0, sizeof res->hits);
 
+  body_type_t tp, tc;
+  body_type(p, &tp);
+  body_type(c, &tc);
   int grpc_differs = 0;
-  int rc = grpc_status(o, p, c, &gb, &grpc_differs);
+  int rc = grpc_status(o, p, c, tp.grpc || tc.grpc, &gb, &grpc_differs);
   int status_differs = p->status != c->status || grpc_differs;
   if (!rc && status_differs) rc = add_field(res, "status", "", 0);
   if (!rc) rc = body_view(p, limit, &vp);
@@ -841,7 +850,7 @@ int shadow_diff_records_at(const shadow_diff_opts_t *o, const char *path,
    * divergence by itself; nor is grpc-encoding when both sides' messages
    * were (a message that could not be is in the body part's notes). */
   int skip = (vp.coded && vc.coded ? SKIP_CONTENT_ENCODING : 0) |
-             (grpc_type(p) && grpc_type(c) ? SKIP_GRPC_ENCODING : 0);
+             (tp.grpc && tc.grpc ? SKIP_GRPC_ENCODING : 0);
   /* The body part of a usual record at once, not by doubling from 64. */
   if (!rc) rc = shadow_buf_reserve(&bb, 496);
   int hd =
@@ -851,9 +860,9 @@ int shadow_diff_records_at(const shadow_diff_opts_t *o, const char *path,
   int td = hd < 0 || !has_trailers ? hd
                                    : diff_headers(o, &p->trailers, &c->trailers,
                                                   skip, "trailer:", res, &tb);
-  int bd =
-      td < 0 ? td
-             : diff_body(o, path, path_len, p, c, &vp, &vc, res, &bb, explain);
+  int bd = td < 0 ? td
+                  : diff_body(o, path, path_len, p, c, &tp, &tc, &vp, &vc, res,
+                              &bb, explain);
   if (hd < 0 || td < 0 || bd < 0) {
     rc = hd < 0 ? hd : td < 0 ? td : bd;
   } else {

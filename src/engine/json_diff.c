@@ -407,7 +407,9 @@ static void emit_op(ctx_t *x, const char *op, const shadow_json_t *p,
   size_t before = b->len;
   int rc = 0, cut = 0;
   if (x->written) rc |= shadow_buf_putc(b, ',');
-  rc |= shadow_buf_printf(b, "{\"op\":\"%s\",", op);
+  rc |= shadow_buf_puts(b, "{\"op\":\"");
+  rc |= shadow_buf_puts(b, op);
+  rc |= shadow_buf_puts(b, "\",");
   rc |= op_members(x, b, from, p, c, depth, &cut);
   if (cut) rc |= shadow_buf_puts(b, ",\"truncated\":true");
   rc |= shadow_buf_putc(b, '}');

@@ -25,13 +25,41 @@ typedef struct shadow_headers_s {
   size_t cap;
   size_t bytes; /* sum of name and value lengths, for limits */
   struct shadow_header_chunk_s *chunks; /* string storage, newest first */
+  /* The first `checked` lines are known to be valid fields (they came in
+   * through shadow_headers_add_valid or a copy of such a line): a head is
+   * checked once where it is parsed, not again by every layer that writes
+   * it out. Any change to a line lowers the mark below it. */
+  size_t checked;
 } shadow_headers_t;
 
 #define SHADOW_HEADERS_INIT                                                    \
-  { NULL, 0, 0, 0, NULL }
+  { NULL, 0, 0, 0, NULL, 0 }
 
 int shadow_headers_add(shadow_headers_t *h, const char *name, size_t name_len,
                        const char *value, size_t value_len);
+/* The same, for a line from the network: -EINVAL (nothing added) when it
+ * is not a valid field, else the line is added and counted as checked. */
+int shadow_headers_add_valid(shadow_headers_t *h, const char *name,
+                             size_t name_len, const char *value,
+                             size_t value_len);
+/* Adds the line whatever it holds, marked checked when it is a valid field
+ * (a line that is not stays unmarked, and whoever writes it checks it). */
+int shadow_headers_add_checked(shadow_headers_t *h, const char *name,
+                               size_t name_len, const char *value,
+                               size_t value_len);
+/* Appends line i of from to h, keeping what is known of its validity. */
+int shadow_headers_add_line(shadow_headers_t *h, const shadow_headers_t *from,
+                            size_t i);
+/* Whether line i of h is a valid field: known, or checked now. */
+int shadow_headers_line_valid(const shadow_headers_t *h, size_t i);
+/* Exchanges the two lists whole (lines, storage and marks): how a list
+ * changes owner without copying a byte. */
+void shadow_headers_swap(shadow_headers_t *a, shadow_headers_t *b);
+/* Gives into from's lines, at its end: by swapping the lists when into is
+ * empty (from is left with into's empty list and its memory), else by
+ * copying them (from keeps its own). 0 or -ENOMEM (the lines copied by
+ * then stay). */
+int shadow_headers_take(shadow_headers_t *into, shadow_headers_t *from);
 /* Appends to the value of the last header (llhttp delivers values in
  * pieces when a read splits them). */
 int shadow_headers_extend_last(shadow_headers_t *h, const char *more,

@@ -72,7 +72,7 @@ int shadow_forward_headers(const shadow_headers_t *in,
       continue;
     }
     if (forwarded && shadow_header_name_is(h, "x-forwarded-proto")) continue;
-    rc = shadow_headers_add(out, h->name, h->name_len, h->value, h->value_len);
+    rc = shadow_headers_add_line(out, in, i);
   }
   if (rc == 0 && forwarded) {
     if (f->peer && f->peer[0]) {
@@ -80,10 +80,11 @@ int shadow_forward_headers(const shadow_headers_t *in,
       rc |= shadow_buf_puts(&xff, f->peer);
     }
     if (rc == 0 && xff.len)
-      rc = shadow_headers_add(out, "X-Forwarded-For", 15, xff.data, xff.len);
+      rc = shadow_headers_add_checked(out, "X-Forwarded-For", 15, xff.data,
+                                      xff.len);
     if (rc == 0)
-      rc = shadow_headers_add(out, "X-Forwarded-Proto", 17, f->proto,
-                              strlen(f->proto));
+      rc = shadow_headers_add_checked(out, "X-Forwarded-Proto", 17, f->proto,
+                                      strlen(f->proto));
   }
   shadow_buf_free(&xff);
   free(named);

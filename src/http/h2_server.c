@@ -178,7 +178,7 @@ static int build_nva(shadow_h2_t *s, int status, const shadow_headers_t *hs,
   }
   for (size_t i = 0; i < n; i++) {
     const shadow_header_t *e = &hs->v[i];
-    if (!shadow_header_valid(e) || e->name_len == 0) continue;
+    if (!shadow_headers_line_valid(hs, i) || e->name_len == 0) continue;
     int is_cl = shadow_header_name_is(e, "content-length");
     if (is_cl ? !(pass_cl && cl < 0)
               : shadow_header_is_hop(e->name, e->name_len))

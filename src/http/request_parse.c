@@ -73,9 +73,13 @@ static int on_header_value_complete(llhttp_t *h) {
          (p->value.data[vlen - 1] == ' ' || p->value.data[vlen - 1] == '\t'))
     vlen--;
   int rc = 0;
-  if (shadow_headers_add(&p->req->headers, p->field.data ? p->field.data : "",
-                         p->field.len, p->value.data ? p->value.data : "",
-                         vlen))
+  const char *name = p->field.data ? p->field.data : "";
+  const char *value = p->value.data ? p->value.data : "";
+  /* A valid line is marked so (the legs' heads do not check it again);
+   * one whose value is not a field value is kept unmarked, and every
+   * writer then checks it (llhttp lets some such bytes through). */
+  if (shadow_headers_add_checked(&p->req->headers, name, p->field.len, value,
+                                 vlen))
     rc = fail(p, 500, "out of memory");
   shadow_buf_reset(&p->field);
   shadow_buf_reset(&p->value);

@@ -56,23 +56,21 @@ static int on_header_value_complete(llhttp_t *h) {
   shadow_response_parser_t *p = PARSER(h);
   if (count_header(p, LINE_OVERHEAD)) return -1;
   /* Like nginx's "upstream sent invalid header": a field that is not one
-   * by RFC 9110 fails the response rather than being passed on. */
-  if (!shadow_header_name_valid(p->name.data ? p->name.data : "",
-                                p->name.len) ||
-      !shadow_header_value_valid(p->value.data ? p->value.data : "",
-                                 p->value.len))
-    return fail(p, SHADOW_UPSTREAM_BAD_RESPONSE);
+   * by RFC 9110 fails the response rather than being passed on. Checked
+   * here once: the list remembers it, so writing it out does not check
+   * again. */
   shadow_headers_t *dst = p->headers_done ? &p->trailers : &p->headers;
-  int rc =
-      shadow_headers_add(dst, p->name.data ? p->name.data : "", p->name.len,
-                         p->value.data ? p->value.data : "", p->value.len);
+  int rc = shadow_headers_add_valid(
+      dst, p->name.data ? p->name.data : "", p->name.len,
+      p->value.data ? p->value.data : "", p->value.len);
   shadow_buf_reset(&p->name);
   shadow_buf_reset(&p->value);
+  if (rc == -EINVAL) return fail(p, SHADOW_UPSTREAM_BAD_RESPONSE);
   return rc ? fail(p, SHADOW_UPSTREAM_TOO_LARGE) : 0;
 }
 
 static int deliver(shadow_response_parser_t *p,
-                   int (*cb)(void *, const shadow_response_parser_t *)) {
+                   int (*cb)(void *, shadow_response_parser_t *)) {
   if (cb && cb(p->ud, p) != 0) return fail(p, SHADOW_UPSTREAM_BAD_RESPONSE);
   return 0;
 }

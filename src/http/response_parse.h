@@ -41,10 +41,11 @@ typedef struct shadow_response_parser_s shadow_response_parser_t;
 
 /* Called during feed(). Each returns 0 to go on, or -1 to stop parsing
  * with err = BAD_RESPONSE. The parser's status, headers, content_length and
- * chunked fields describe the head being delivered. */
+ * chunked fields describe the head being delivered; the parser reads its
+ * headers no more after on_head, so on_head may take them (swap). */
 typedef struct shadow_response_events_s {
-  int (*on_interim)(void *ud, const shadow_response_parser_t *p);
-  int (*on_head)(void *ud, const shadow_response_parser_t *p);
+  int (*on_interim)(void *ud, shadow_response_parser_t *p);
+  int (*on_head)(void *ud, shadow_response_parser_t *p);
   int (*on_body)(void *ud, const char *data, size_t len);
 } shadow_response_events_t;
 

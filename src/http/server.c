@@ -369,7 +369,7 @@ static int put_headers(shadow_buf_t *b, const shadow_headers_t *headers,
     const shadow_header_t *e = &headers->v[i];
     /* What a backend or a Lua hook produced that is not a valid field is
      * not written: it could end the header and write one of its own. */
-    if (!shadow_header_valid(e)) continue;
+    if (!shadow_headers_line_valid(headers, i)) continue;
     if (shadow_header_is_hop(e->name, e->name_len) &&
         !(pass_cl && shadow_header_name_is(e, "content-length")) &&
         !(pass_trailer && shadow_header_name_is(e, "trailer")) &&

@@ -556,7 +556,7 @@ static void on_alloc(shadow_stream_t *st, size_t hint, uv_buf_t *buf) {
 /* Each returns -1 once the leg has gone (aborted from inside a callback),
  * which stops the parser for the rest of this read. */
 
-static int ev_interim(void *ud, const shadow_response_parser_t *p) {
+static int ev_interim(void *ud, shadow_response_parser_t *p) {
   conn_t *conn = ud;
   leg_t *leg = conn->leg;
   if (!leg) return -1;
@@ -564,7 +564,7 @@ static int ev_interim(void *ud, const shadow_response_parser_t *p) {
   return conn->leg ? 0 : -1;
 }
 
-static int ev_head(void *ud, const shadow_response_parser_t *p) {
+static int ev_head(void *ud, shadow_response_parser_t *p) {
   conn_t *conn = ud;
   leg_t *leg = conn->leg;
   if (!leg) return -1;
@@ -1001,7 +1001,7 @@ static int is_idempotent(const char *m) {
  * not parse back as that one header. */
 static int headers_ok(const shadow_headers_t *h) {
   for (size_t i = 0; h && i < h->n; i++)
-    if (!shadow_header_valid(&h->v[i])) return 0;
+    if (!shadow_headers_line_valid(h, i)) return 0;
   return 1;
 }
 
@@ -1261,14 +1261,12 @@ typedef struct collect_s {
   uint64_t start_ns;
 } collect_t;
 
-static void collect_head(void *ud, int status, const shadow_headers_t *h,
+static void collect_head(void *ud, int status, shadow_headers_t *h,
                          int64_t content_length) {
   collect_t *c = ud;
   c->rec->status = status;
-  for (size_t i = 0; i < h->n; i++)
-    if (shadow_headers_add(&c->rec->headers, h->v[i].name, h->v[i].name_len,
-                           h->v[i].value, h->v[i].value_len))
-      break; /* out of memory: the record is merely short of a header */
+  /* Out of memory: the record is merely short of a header. */
+  (void)shadow_headers_take(&c->rec->headers, h);
 }
 
 static void collect_body(void *ud, const char *data, size_t len) {

@@ -107,8 +107,11 @@ typedef struct shadow_upstream_request_s {
 typedef struct shadow_upstream_handler_s {
   /* A 1xx interim response (NULL: ignored). */
   void (*on_interim)(void *ud, int status, const shadow_headers_t *h);
-  /* The final response head; content_length -1 when not declared. */
-  void (*on_head)(void *ud, int status, const shadow_headers_t *h,
+  /* The final response head; content_length -1 when not declared. The
+   * handler may take h's lines by swapping h with an empty list of its
+   * own (shadow_headers_swap): nothing reads them after on_head returns,
+   * so a response that is kept is not copied. */
+  void (*on_head)(void *ud, int status, shadow_headers_t *h,
                   int64_t content_length);
   void (*on_body)(void *ud, const char *data, size_t len);
   /* After the events of one read (NULL-able): a good moment to flush. */

@@ -249,15 +249,13 @@ static double learned_max(void *ud, const char *field, size_t len) {
 
 /* --- legs ---------------------------------------------------------------- */
 
-static void leg_head(void *ud, int status, const shadow_headers_t *h,
+static void leg_head(void *ud, int status, shadow_headers_t *h,
                      int64_t content_length) {
   rleg_t *leg = ud;
   leg->first_ns = uv_hrtime();
   leg->rec.status = status;
-  for (size_t i = 0; i < h->n; i++)
-    if (shadow_headers_add(&leg->rec.headers, h->v[i].name, h->v[i].name_len,
-                           h->v[i].value, h->v[i].value_len))
-      leg->err = SHADOW_UPSTREAM_TOO_LARGE;
+  if (shadow_headers_take(&leg->rec.headers, h))
+    leg->err = SHADOW_UPSTREAM_TOO_LARGE;
 }
 
 static void leg_body(void *ud, const char *data, size_t len) {

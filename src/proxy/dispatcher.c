@@ -237,7 +237,7 @@ static void drop_pair(exchange_t *ex, const char *reason) {
 
 /* --- keeping a response for the comparison ------------------------------ */
 
-static void leg_keep_head(leg_t *leg, int status, const shadow_headers_t *h,
+static void leg_keep_head(leg_t *leg, int status, shadow_headers_t *h,
                           int64_t content_length) {
   leg->first_ns = uv_hrtime();
   leg->status = status;
@@ -247,14 +247,12 @@ static void leg_keep_head(leg_t *leg, int status, const shadow_headers_t *h,
   size_t keep = leg->ex->epoch->cfg->limits.diff_bytes;
   if (content_length > 0 && (uint64_t)content_length <= keep)
     shadow_buf_reserve(&leg->rec->body, (size_t)content_length);
-  for (size_t i = 0; i < h->n; i++)
-    if (shadow_headers_add(&leg->rec->headers, h->v[i].name, h->v[i].name_len,
-                           h->v[i].value, h->v[i].value_len)) {
-      /* Out of memory: a partial record would compare wrong. */
-      shadow_record_free(leg->rec);
-      leg->rec = NULL;
-      return;
-    }
+  /* The record takes the parsed lines (no copy): h is then empty. */
+  if (shadow_headers_take(&leg->rec->headers, h)) {
+    /* Out of memory: a partial record would compare wrong. */
+    shadow_record_free(leg->rec);
+    leg->rec = NULL;
+  }
 }
 
 static void leg_keep_body(leg_t *leg, const char *data, size_t len) {
@@ -458,10 +456,12 @@ static void primary_interim(void *ud, int status, const shadow_headers_t *h) {
   if (ex->req) shadow_server_interim(ex->req, status, h);
 }
 
-static void primary_head(void *ud, int status, const shadow_headers_t *h,
+static void primary_head(void *ud, int status, shadow_headers_t *h,
                          int64_t content_length) {
   exchange_t *ex = ud;
   leg_keep_head(&ex->primary, status, h, content_length);
+  /* Kept for the comparison: the lines are in the record now. */
+  if (ex->primary.rec) h = &ex->primary.rec->headers;
   if (status == 101 && !ex->tunnel) {
     ex->tunnel = 1;
     LOCK(ex->d);
@@ -554,7 +554,7 @@ static const shadow_upstream_handler_t primary_handler = {
 
 /* --- the shadow legs: candidate and secondary ---------------------------- */
 
-static void shadow_leg_head(void *ud, int status, const shadow_headers_t *h,
+static void shadow_leg_head(void *ud, int status, shadow_headers_t *h,
                             int64_t content_length) {
   leg_keep_head(ud, status, h, content_length);
 }
@@ -720,7 +720,7 @@ static int rewrite_valid(const shadow_buf_t *m, const shadow_buf_t *t,
       !shadow_request_target_valid(t->data, t->len))
     return 0;
   for (size_t i = 0; i < h->n; i++)
-    if (!shadow_header_valid(&h->v[i])) return 0;
+    if (!shadow_headers_line_valid(h, i)) return 0;
   return 1;
 }
 
@@ -769,7 +769,8 @@ static int start_http_leg(exchange_t *ex, leg_t *leg, int rewritten) {
   }
   if (rc == 0) rc = forward(ex, rewritten ? &d->rewritten : &ex->req->headers);
   /* A shadow leg is told it is one, so it can skip side effects. */
-  if (rc == 0) rc = shadow_headers_add(&d->fwd, "x-shadow-request", 16, "1", 1);
+  if (rc == 0)
+    rc = shadow_headers_add_checked(&d->fwd, "x-shadow-request", 16, "1", 1);
   r.headers = &d->fwd;
   /* A shadow leg never outlives its deadline, whatever its backend does
    * (an endless body would hold the slot for good). */

@@ -154,7 +154,8 @@ static void make_room(shadow_signatures_t *s, uint32_t keep, size_t extra,
 static int key_text(shadow_buf_t *b, const char *route, unsigned parts,
                     const char *fields, size_t nfields) {
   int rc = shadow_buf_puts(b, route ? route : "");
-  rc |= shadow_buf_printf(b, "\n%u", parts);
+  rc |= shadow_buf_putc(b, '\n');
+  rc |= shadow_buf_put_u64(b, parts); /* once per divergence: no printf */
   const char *f = fields;
   size_t i = 0;
   for (; i < nfields && i < SHADOW_SIGNATURE_FIELDS_MAX && f; i++) {
@@ -162,7 +163,11 @@ static int key_text(shadow_buf_t *b, const char *route, unsigned parts,
     rc |= shadow_buf_puts(b, f);
     f += strlen(f) + 1;
   }
-  if (i < nfields) rc |= shadow_buf_printf(b, "\n+%zu more", nfields - i);
+  if (i < nfields) {
+    rc |= shadow_buf_puts(b, "\n+");
+    rc |= shadow_buf_put_u64(b, nfields - i);
+    rc |= shadow_buf_puts(b, " more");
+  }
   return rc ? -ENOMEM : 0;
 }
 

@@ -94,11 +94,13 @@ static long find_or_add_label(shadow_counters_t *c, const char *name,
 
 /* The position of name, created if there is room; "other" past the cap. */
 static long find_or_add(shadow_counters_t *c, const char *name, size_t len) {
-  if (!c->raw && !shadow_utf8_label_ok(name, len, SHADOW_COUNTER_NAME_MAX))
-    return find_or_add_label(c, name, len);
   if (c->index_cap == 0 && grow_index(c)) return -1;
   size_t s = slot_of(c, name, len);
+  /* Only labels are stored, so a name found byte for byte is one: the
+   * label check (a scan of the name) is for names not counted yet. */
   if (c->index[s]) return (long)c->index[s] - 1;
+  if (!c->raw && !shadow_utf8_label_ok(name, len, SHADOW_COUNTER_NAME_MAX))
+    return find_or_add_label(c, name, len);
   if (c->n >= c->max_keys) {
     if (len == 5 && memcmp(name, "other", 5) == 0) {
       /* Room is always kept for "other": max_keys counts the rest. */
