@@ -155,6 +155,40 @@ static int read_request(int fd, char *buf, size_t cap) {
   return 0;
 }
 
+/* /landing's body: large, framed by Content-Length, a known pattern. */
+#define LANDING_LEN 200000
+static char landing_byte(size_t i) {
+  return (char)('a' + (i * 7) % 26);
+}
+
+static void pause_ms(long ms) {
+  struct timespec ts = {0, ms * 1000 * 1000};
+  nanosleep(&ts, NULL);
+}
+
+/* Its head in two pieces and its body in several, a moment apart, so the
+ * client reads the head across reads and the body over many; with extra,
+ * bytes nobody asked for ride along with the body's last piece. */
+static void serve_landing(int fd, int extra) {
+  puts_fd(fd, "HTTP/1.1 200 OK\r\nX-Piece: ");
+  pause_ms(20);
+  char head[96];
+  snprintf(head, sizeof(head), "two\r\nContent-Length: %d\r\n\r\n",
+           LANDING_LEN);
+  puts_fd(fd, head);
+  static char body[LANDING_LEN + 8];
+  for (size_t i = 0; i < LANDING_LEN; i++)
+    body[i] = landing_byte(i);
+  memcpy(body + LANDING_LEN, "stray", 5);
+  size_t piece = 30011;
+  for (size_t off = 0; off < LANDING_LEN; off += piece) {
+    size_t n = LANDING_LEN - off < piece ? LANDING_LEN - off : piece;
+    if (off + n == LANDING_LEN && extra) n += 5;
+    put(fd, body + off, n);
+    pause_ms(5);
+  }
+}
+
 static void serve(int fd) {
   char buf[16384];
   for (int n = 1;; n++) {
@@ -204,6 +238,11 @@ static void serve(int fd) {
        * out of step and must not be pooled. */
       puts_fd(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
                   "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil");
+    } else if (!strncmp(path, "/landing ", 9)) {
+      serve_landing(fd, 0);
+    } else if (!strncmp(path, "/landing-extra ", 15)) {
+      serve_landing(fd, 1);
+      return;
     } else if (!strncmp(path, "/badchunk ", 10)) {
       puts_fd(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                   "zz\r\nhello\r\n");
@@ -446,6 +485,64 @@ static void test_bodies(int port) {
   finish(u);
 }
 
+static int landing_is(const result_t *r, size_t len) {
+  if (!r->rec || r->rec->body.len != len || r->rec->body.data[len] != '\0')
+    return 0;
+  for (size_t i = 0; i < len; i++)
+    if (r->rec->body.data[i] != landing_byte(i)) return 0;
+  return 1;
+}
+
+/* A body the record keeps is read straight into it once its head is in
+ * (a head across two reads, a body over several), and on a connection
+ * whose last body was large the head's read is a short one: the bytes
+ * must come out the same, the connection still pooled, bytes past the
+ * response still noticed, and a body past body_keep still cut and
+ * digested whole. */
+static void test_landing(void) {
+  shadow_upstream_t *u = make("http://127.0.0.1:%d", raw_port, NULL);
+  result_t r;
+  int before = raw_count();
+  for (int i = 0; i < 3; i++) {
+    get(u, "GET", "/landing", &r);
+    CHECK(r.err == SHADOW_UPSTREAM_OK && r.rec->status == 200);
+    CHECK(strcmp(hdr(&r, "x-piece"), "two") == 0);
+    CHECK(landing_is(&r, LANDING_LEN));
+    CHECK(!r.rec->body_cut);
+    result_free(&r);
+  }
+  CHECK(raw_count() == before + 1); /* one connection, pooled */
+
+  /* Bytes past the body in its last read: not pooled. */
+  get(u, "GET", "/landing-extra", &r);
+  CHECK(r.err == SHADOW_UPSTREAM_OK && landing_is(&r, LANDING_LEN));
+  result_free(&r);
+  get(u, "GET", "/landing", &r);
+  CHECK(r.err == SHADOW_UPSTREAM_OK && landing_is(&r, LANDING_LEN));
+  result_free(&r);
+  CHECK(raw_count() == before + 2);
+  finish(u);
+
+  /* Past body_keep: the first 100000 bytes kept, the whole digested. */
+  shadow_upstream_opts_t o;
+  shadow_upstream_opts_default(&o);
+  o.body_keep = 100000;
+  u = make("http://127.0.0.1:%d", raw_port, &o);
+  static char whole[LANDING_LEN];
+  for (size_t i = 0; i < LANDING_LEN; i++)
+    whole[i] = landing_byte(i);
+  for (int i = 0; i < 2; i++) {
+    get(u, "GET", "/landing", &r);
+    CHECK(r.err == SHADOW_UPSTREAM_OK && r.rec && r.rec->body_cut);
+    CHECK(landing_is(&r, 100000));
+    CHECK(r.rec && r.rec->body_total == LANDING_LEN);
+    CHECK(r.rec && shadow_digest_equal(r.rec->body_digest,
+                                       shadow_digest_of(whole, LANDING_LEN)));
+    result_free(&r);
+  }
+  finish(u);
+}
+
 static void test_host(int port) {
   shadow_upstream_t *u = make("http://127.0.0.1:%d/headers/base/", port, NULL);
   result_t r;
@@ -587,7 +684,7 @@ static void sleg_done(void *ud, int err, const shadow_headers_t *t,
   l->end_ms = uv_now(&loop);
 }
 static const shadow_upstream_handler_t sleg_handler = {
-    NULL, sleg_head, sleg_body, NULL, sleg_done, NULL};
+    NULL, sleg_head, sleg_body, NULL, sleg_done, NULL, NULL};
 
 /* Feeds 1000 bytes every 100 ms, 8 times, then ends the body. */
 static void on_feed(uv_timer_t *t) {
@@ -976,6 +1073,7 @@ int main(void) {
   test_stale_retry();
   test_connect_timeout();
   test_urls(port);
+  test_landing();
   stop_raw();
   stop_nginx();
   CHECK(uv_loop_close(&loop) == 0);

@@ -209,8 +209,8 @@ static void l_done(void *ud, int err, const shadow_headers_t *t,
 static void l_drain(void *ud) {
   ((leg_t *)ud)->drains++;
 }
-static const shadow_upstream_handler_t l_handler = {NULL, l_head, l_body,
-                                                    NULL, l_done, l_drain};
+static const shadow_upstream_handler_t l_handler = {
+    NULL, l_head, l_body, NULL, l_done, l_drain, NULL};
 
 static void run_until(int *flag) {
   while (!*flag)

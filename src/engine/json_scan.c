@@ -248,8 +248,10 @@ int shadow_json_spans_scan(shadow_json_spans_t *s, const char *text,
 
 /* One container's end, on demand: the blocks are classified as in a scan,
  * but a block whose closing brackets are fewer than the depth reached
- * cannot hold the end, so it is passed with two popcounts; only blocks
- * where the depth may reach zero are read bracket by bracket. Blocks are
+ * cannot hold the end, so it is passed with two popcounts (and, where the
+ * CPU has BMI2, so is one whose brackets in order never bring the depth to
+ * zero: may_reach_zero); only blocks where the depth may reach zero are
+ * read bracket by bracket. Blocks are
  * classified a few at first, then more at a time, so a small container
  * costs a block or two and a long one a pass at close to memory speed.
  * Inlined into one function per masks function, so the popcounts are the
@@ -257,9 +259,55 @@ int shadow_json_spans_scan(shadow_json_spans_t *s, const char *text,
 typedef void (*masks_fn)(const unsigned char *, size_t, carry_t *, uint64_t *,
                          uint64_t *);
 
+#ifdef HAVE_AVX2_PATH
+/* For eight brackets in order (bit j set: the j-th opens, else it closes),
+ * the lowest the depth gets after any first few of them, relative to where
+ * it started: -8 for eight closings, 1 for eight openings. A row per value
+ * of the high four bits. */
+/* clang-format off */
+static const int8_t seq_low[256] = {
+    -8, -6, -6, -4, -6, -4, -4, -2, -6, -4, -4, -2, -4, -2, -2, 0,
+    -6, -4, -4, -2, -4, -2, -2, 0, -4, -2, -2, 0, -2, 0, -1, 1,
+    -6, -4, -4, -2, -4, -2, -2, 0, -4, -2, -2, 0, -2, 0, -1, 1,
+    -4, -2, -2, 0, -2, 0, -1, 1, -3, -1, -1, 1, -2, 0, -1, 1,
+    -6, -4, -4, -2, -4, -2, -2, 0, -4, -2, -2, 0, -2, 0, -1, 1,
+    -4, -2, -2, 0, -2, 0, -1, 1, -3, -1, -1, 1, -2, 0, -1, 1,
+    -5, -3, -3, -1, -3, -1, -1, 1, -3, -1, -1, 1, -2, 0, -1, 1,
+    -4, -2, -2, 0, -2, 0, -1, 1, -3, -1, -1, 1, -2, 0, -1, 1,
+    -7, -5, -5, -3, -5, -3, -3, -1, -5, -3, -3, -1, -3, -1, -1, 1,
+    -5, -3, -3, -1, -3, -1, -1, 1, -3, -1, -1, 1, -2, 0, -1, 1,
+    -5, -3, -3, -1, -3, -1, -1, 1, -3, -1, -1, 1, -2, 0, -1, 1,
+    -4, -2, -2, 0, -2, 0, -1, 1, -3, -1, -1, 1, -2, 0, -1, 1,
+    -6, -4, -4, -2, -4, -2, -2, 0, -4, -2, -2, 0, -2, 0, -1, 1,
+    -4, -2, -2, 0, -2, 0, -1, 1, -3, -1, -1, 1, -2, 0, -1, 1,
+    -5, -3, -3, -1, -3, -1, -1, 1, -3, -1, -1, 1, -2, 0, -1, 1,
+    -4, -2, -2, 0, -2, 0, -1, 1, -3, -1, -1, 1, -2, 0, -1, 1,
+};
+/* clang-format on */
+
+/* Whether the depth, at depth before a block, may reach zero inside it:
+ * the block's brackets are gathered in order (pext), so a block that opens
+ * as much as it closes (an object and its array, say) is passed whatever
+ * its count of closings, a byte of brackets a step, without a branch per
+ * bracket. Exact: 0 means the depth stays above zero. */
+__attribute__((target("bmi2,popcnt"))) static inline int
+may_reach_zero(uint64_t bits, uint64_t op, size_t depth) {
+  uint64_t seq = _pext_u64(op, bits);
+  unsigned k = (unsigned)__builtin_popcountll(bits);
+  if (k < 64) seq |= ~0ULL << k; /* openings past the end lower nothing */
+  long run = (long)depth;
+  for (unsigned c = 0; c < k; c += 8) {
+    unsigned b = (unsigned)(seq >> c) & 0xff;
+    if (run + seq_low[b] <= 0) return 1;
+    run += 2 * __builtin_popcount(b) - 8;
+  }
+  return 0;
+}
+#endif
+
 static inline __attribute__((always_inline)) int
-span_end(masks_fn masks, const unsigned char *t, size_t off, size_t limit,
-         size_t *end) {
+span_end(masks_fn masks, int gather, const unsigned char *t, size_t off,
+         size_t limit, size_t *end) {
   unsigned char o = t[off];
   carry_t carry = {0, 0};
   unsigned char tail[64];
@@ -280,7 +328,11 @@ span_end(masks_fn masks, const unsigned char *t, size_t off, size_t limit,
     for (size_t k = 0; k < nblk; k++, base += 64) {
       uint64_t bits = brackets[k], op = opens[k], cl = bits & ~op;
       size_t ncl = (size_t)__builtin_popcountll(cl);
-      if (ncl < depth) {
+      if (ncl < depth
+#ifdef HAVE_AVX2_PATH
+          || (gather && !may_reach_zero(bits, op, depth))
+#endif
+      ) {
         depth += (size_t)__builtin_popcountll(op) - ncl;
         continue;
       }
@@ -304,13 +356,13 @@ span_end(masks_fn masks, const unsigned char *t, size_t off, size_t limit,
 
 static int span_end_generic(const unsigned char *t, size_t off, size_t limit,
                             size_t *end) {
-  return span_end(masks_generic, t, off, limit, end);
+  return span_end(masks_generic, 0, t, off, limit, end);
 }
 
 #ifdef HAVE_AVX2_PATH
-__attribute__((target("avx2,pclmul,popcnt"))) static int
+__attribute__((target("avx2,pclmul,popcnt,bmi2"))) static int
 span_end_avx2(const unsigned char *t, size_t off, size_t limit, size_t *end) {
-  return span_end(masks_avx2, t, off, limit, end);
+  return span_end(masks_avx2, 1, t, off, limit, end);
 }
 #endif
 
@@ -320,7 +372,8 @@ int shadow_json_span_end(const char *text, size_t off, size_t limit,
   const unsigned char *t = (const unsigned char *)text;
   if (t[off] != '[' && t[off] != '{') return 0;
 #ifdef HAVE_AVX2_PATH
-  if (pick_masks() == masks_avx2 && __builtin_cpu_supports("popcnt"))
+  if (pick_masks() == masks_avx2 && __builtin_cpu_supports("popcnt") &&
+      __builtin_cpu_supports("bmi2"))
     return span_end_avx2(t, off, limit, end);
 #endif
   return span_end_generic(t, off, limit, end);

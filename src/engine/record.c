@@ -375,21 +375,48 @@ void shadow_record_free(shadow_record_t *r) {
   free(r);
 }
 
+size_t shadow_record_body_room(shadow_record_t *r, size_t want, size_t keep,
+                               char **at) {
+  if (r->body_cut || r->body.len >= keep) return 0;
+  size_t n = keep - r->body.len;
+  if (want == 0) return 1;
+  if (n > want) n = want;
+  if (shadow_buf_reserve(&r->body, n)) return 0;
+  *at = r->body.data + r->body.len;
+  return n;
+}
+
 int shadow_record_body_feed(shadow_record_t *r, const void *data, size_t len,
                             size_t keep) {
   if (len == 0) return 0;
+  /* Bytes a read put straight into the room past the body (see
+   * shadow_record_body_room) are already where they belong. */
+  int in_place =
+      r->body.data && (const char *)data == r->body.data + r->body.len;
   if (!r->body_cut) {
-    if (r->body.len + len <= keep)
-      return shadow_buf_append(&r->body, data, len);
+    if (r->body.len + len <= keep) {
+      if (!in_place) return shadow_buf_append(&r->body, data, len);
+      r->body.len += len;
+      r->body.data[r->body.len] = '\0';
+      return 0;
+    }
     /* The body outgrows what is kept: from here on it is a prefix plus a
      * digest of everything, the prefix included. */
     r->digester = shadow_digester_new();
     if (!r->digester) return -ENOMEM;
     size_t room = keep - r->body.len;
-    if (room && shadow_buf_append(&r->body, data, room)) return -ENOMEM;
     shadow_digester_update(r->digester, r->body.data ? r->body.data : "",
                            r->body.len);
-    shadow_digester_update(r->digester, (const char *)data + room, len - room);
+    /* The piece is digested before the prefix takes its part of it: in
+     * place, the NUL that ends the prefix lands on its first byte past
+     * keep. */
+    shadow_digester_update(r->digester, data, len);
+    if (in_place) {
+      r->body.len += room;
+      r->body.data[r->body.len] = '\0';
+    } else if (room && shadow_buf_append(&r->body, data, room)) {
+      return -ENOMEM;
+    }
     r->body_cut = 1;
     r->body_total = r->body.len + (len - room);
     return 0;

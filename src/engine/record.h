@@ -122,9 +122,19 @@ void shadow_record_free(shadow_record_t *r);    /* NULL is fine */
 /* A body that arrives in pieces: keeps the first `keep` bytes in r->body;
  * once the body passes keep, sets r->body_cut and only counts and digests
  * the rest, so memory stays at keep bytes whatever the body's size.
- * Returns 0 or -ENOMEM. */
+ * data may lie just past r->body's bytes (in its room): then it is taken
+ * where it is. Returns 0 or -ENOMEM. */
 int shadow_record_body_feed(shadow_record_t *r, const void *data, size_t len,
                             size_t keep);
+/* Room to read the next body bytes straight into r->body, past what it
+ * holds, so feeding them copies nothing: up to want bytes, never past
+ * keep and never once the body is cut. Returns the room's size with *at
+ * its start (valid until r->body next changes), or 0 (no room, or no
+ * memory: the caller reads elsewhere and feeds as usual). want 0 only asks
+ * whether there would be room, and allocates nothing. The bytes read there
+ * are then given to shadow_record_body_feed from where they lie. */
+size_t shadow_record_body_room(shadow_record_t *r, size_t want, size_t keep,
+                               char **at);
 /* The body is complete: finishes the digest of a cut body. Idempotent. */
 void shadow_record_body_end(shadow_record_t *r);
 /* The whole body's length, cut or not. */

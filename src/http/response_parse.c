@@ -255,6 +255,14 @@ int shadow_response_parser_finish(shadow_response_parser_t *p) {
   return fail(p, SHADOW_UPSTREAM_RESET);
 }
 
+uint64_t shadow_response_parser_body_left(const shadow_response_parser_t *p) {
+  if (!p->headers_done || p->done || p->err || p->upgraded || p->head ||
+      p->chunked || p->content_length < 0 || p->status == 204 ||
+      p->status == 304 || (uint64_t)p->content_length <= p->body_seen)
+    return 0;
+  return (uint64_t)p->content_length - p->body_seen;
+}
+
 size_t shadow_response_parser_seen(const shadow_response_parser_t *p) {
   return p->seen;
 }

@@ -101,6 +101,11 @@ int shadow_response_parser_feed(shadow_response_parser_t *p, const char *data,
  * is an error (RESET). */
 int shadow_response_parser_finish(shadow_response_parser_t *p);
 
+/* The bytes still to come of a body framed by Content-Length, once its
+ * head is in: every one of them is body. 0 for anything else (no head yet,
+ * the response complete, chunked, read to EOF, a tunnel, no body). */
+uint64_t shadow_response_parser_body_left(const shadow_response_parser_t *p);
+
 /* Bytes of the current response seen so far: 0 means the peer sent
  * nothing, which is what makes a stale keep-alive connection retryable. */
 size_t shadow_response_parser_seen(const shadow_response_parser_t *p);

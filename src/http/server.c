@@ -608,10 +608,13 @@ int shadow_server_body(shadow_request_t *req, const char *data, size_t len) {
   if (c->chunked) rc |= shadow_buf_printf(&c->pend, "%zx\r\n", len);
   c->resp_sent += len;
   size_t taken = 0;
-  if (!rc && len >= DIRECT_BYTES && !c->writing) {
+  if (!rc && len >= DIRECT_BYTES &&
+      (!c->writing || shadow_stream_queued(&c->s) == 0)) {
     /* A large piece with nothing in flight goes to the socket straight
      * from the caller's buffer, after what is queued before it; only what
-     * the socket does not take now is copied. */
+     * the socket does not take now is copied. A write whose bytes the
+     * socket has all taken, its callback still to come, is not in the
+     * way (a TLS stream's try_write declines, and the piece is copied). */
     uv_buf_t b[2] = {uv_buf_init(c->pend.data, (unsigned)c->pend.len),
                      uv_buf_init((char *)data, (unsigned)len)};
     int n =

@@ -546,9 +546,42 @@ static void conn_idle(conn_t *conn) {
   conn_read_start(conn);
 }
 
+/* Where a read lands. Usually the client's one buffer, which every event
+ * of the read is done with before the next. A body the leg's handler keeps
+ * (body_room: the dispatcher's records) is read straight into its buffer
+ * once the head is in, so its bytes are not copied there from ours; up to
+ * one byte more than the body's rest is read, so bytes past the response
+ * show in the same read, as they do in ours. Taken only when the room holds
+ * the whole rest or a full read of ours: never more reads than before.
+ * The head's read would still carry most of a large body into our buffer
+ * (with the copy after it), so on a connection whose last body was large,
+ * the first read of a response takes only FIRST_READ bytes: the head, a
+ * little body, and then the rest goes straight where it is kept. */
+#define FIRST_READ 4096
+#define BIG_BODY (32 * 1024)
+#define ROOM_MAX (1024 * 1024)
+
 static void on_alloc(shadow_stream_t *st, size_t hint, uv_buf_t *buf) {
   conn_t *conn = st->data;
-  *buf = uv_buf_init(conn->u->rbuf, sizeof(conn->u->rbuf));
+  leg_t *leg = conn->leg;
+  size_t n = sizeof(conn->u->rbuf);
+  if (leg && !conn->h2 && leg->h->body_room && !leg->tunnel) {
+    uint64_t left = shadow_response_parser_body_left(&conn->parser);
+    if (left) {
+      size_t want = left < ROOM_MAX ? (size_t)left + 1 : ROOM_MAX;
+      char *at = NULL;
+      size_t room = leg->h->body_room(leg->ud, want, &at);
+      if (room && (room == want || room >= sizeof(conn->u->rbuf))) {
+        *buf = uv_buf_init(at, (unsigned)room);
+        return;
+      }
+    } else if (conn->big_body &&
+               shadow_response_parser_seen(&conn->parser) == 0 &&
+               leg->h->body_room(leg->ud, 0, NULL)) {
+      n = FIRST_READ;
+    }
+  }
+  *buf = uv_buf_init(conn->u->rbuf, (unsigned)n);
 }
 
 /* ---- response events --------------------------------------------------- */
@@ -638,6 +671,7 @@ static void on_read(shadow_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   int keep = nread > 0 && conn->parser.keep_alive && !conn->parser.extra &&
              !conn->writing && !leg->pend.len &&
              (!leg->streaming || leg->body_ended) && !u->closing;
+  conn->big_body = conn->parser.body_seen >= BIG_BODY;
   conn_detach(conn);
   conn->reused = 1;
   /* The trailers are taken out of the parser, which the connection's next
@@ -1274,6 +1308,11 @@ static void collect_body(void *ud, const char *data, size_t len) {
   shadow_record_body_feed(c->rec, data, len, c->keep);
 }
 
+static size_t collect_room(void *ud, size_t want, char **at) {
+  collect_t *c = ud;
+  return shadow_record_body_room(c->rec, want, c->keep, at);
+}
+
 static void collect_done(void *ud, int err, const shadow_headers_t *trailers,
                          const char *detail) {
   collect_t *c = ud;
@@ -1294,7 +1333,7 @@ static void collect_done(void *ud, int err, const shadow_headers_t *trailers,
 }
 
 static const shadow_upstream_handler_t collect_handler = {
-    NULL, collect_head, collect_body, NULL, collect_done, NULL};
+    NULL, collect_head, collect_body, NULL, collect_done, NULL, collect_room};
 
 int shadow_upstream_send(shadow_upstream_t *u, const char *method,
                          const char *target, size_t target_len,

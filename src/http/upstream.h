@@ -124,6 +124,13 @@ typedef struct shadow_upstream_handler_s {
                   const char *detail);
   /* A streamed request body that was told to wait may go on (NULL-able). */
   void (*on_drain)(void *ud);
+  /* NULL-able: room in the handler's own buffer where the next body bytes
+   * may be read, so on_body then gets them where they already lie and
+   * need not copy them (shadow_record_body_room). Up to want bytes; returns
+   * the room's size with *at its start, or 0 to have them read into the
+   * client's buffer as usual. want 0 only asks whether it keeps bodies so.
+   * Offered only for a body framed by Content-Length over HTTP/1.1. */
+  size_t (*body_room)(void *ud, size_t want, char **at);
 } shadow_upstream_handler_t;
 
 /* Whether url is a backend URL this client takes, "http[s]://host[:port]

@@ -140,6 +140,7 @@ struct conn_s {
   int reused;      /* has answered before: a failure may just be staleness */
   int handshaking; /* connected, the TLS handshake under way */
   int closes;      /* handles still to close before the memory goes */
+  int big_body;    /* its last response's body was large (see on_alloc) */
   /* In uv_now() ms: the deadline of the timer's state (UINT64_MAX: none),
    * and when the libuv timer, if active, fires (see conn_timer_set). */
   uint64_t due, armed;

@@ -280,8 +280,8 @@ static void leg_done(void *ud, int err, const shadow_headers_t *trailers,
   if (--leg->job->legs == 0) job_done(leg->job);
 }
 
-static const shadow_upstream_handler_t leg_handler = {NULL, leg_head, leg_body,
-                                                      NULL, leg_done, NULL};
+static const shadow_upstream_handler_t leg_handler = {
+    NULL, leg_head, leg_body, NULL, leg_done, NULL, NULL};
 
 /* Sends method/target/headers/body on u for leg; the headers go through
  * the forwarding rule (http/forward.c) with the captured client's address,

@@ -265,6 +265,15 @@ static void leg_keep_body(leg_t *leg, const char *data, size_t len) {
   }
 }
 
+/* Room in the record for a read to land in (see body_room in upstream.h):
+ * the body's bytes are then kept without a copy. */
+static size_t leg_body_room(leg_t *leg, size_t want, char **at) {
+  if (!leg->rec) return 0;
+  const shadow_config_t *cfg = leg->ex->epoch->cfg;
+  size_t keep = leg->keep ? leg->keep : cfg->limits.diff_bytes;
+  return shadow_record_body_room(leg->rec, want, keep, at);
+}
+
 /* Trailers (gRPC's grpc-status among them) belong to the record too. */
 static void leg_keep_trailers(leg_t *leg, const shadow_headers_t *t) {
   if (leg->rec && shadow_record_add_trailers(leg->rec, t)) {
@@ -474,14 +483,21 @@ static void primary_head(void *ud, int status, shadow_headers_t *h,
 
 static void primary_body(void *ud, const char *data, size_t len) {
   exchange_t *ex = ud;
+  /* To the client first: the bytes may lie in the record (a read landed
+   * there), which keeping them frees if it fails. */
+  int full = ex->req && shadow_server_body(ex->req, data, len) == 1;
   leg_keep_body(&ex->primary, data, len);
-  if (!ex->req) return;
   /* The client is not keeping up: stop reading the primary until it has
    * taken what is queued (primary_writable). */
-  if (shadow_server_body(ex->req, data, len) == 1 && !ex->primary_paused) {
+  if (full && !ex->primary_paused) {
     ex->primary_paused = 1;
     shadow_upstream_leg_pause(ex->primary.up);
   }
+}
+
+static size_t primary_body_room(void *ud, size_t want, char **at) {
+  exchange_t *ex = ud;
+  return leg_body_room(&ex->primary, want, at);
 }
 
 static void primary_read_end(void *ud) {
@@ -549,8 +565,8 @@ static void primary_drain(void *ud) {
 }
 
 static const shadow_upstream_handler_t primary_handler = {
-    primary_interim,  primary_head, primary_body,
-    primary_read_end, primary_done, primary_drain};
+    primary_interim, primary_head,  primary_body,     primary_read_end,
+    primary_done,    primary_drain, primary_body_room};
 
 /* --- the shadow legs: candidate and secondary ---------------------------- */
 
@@ -561,6 +577,10 @@ static void shadow_leg_head(void *ud, int status, shadow_headers_t *h,
 
 static void shadow_leg_body(void *ud, const char *data, size_t len) {
   leg_keep_body(ud, data, len);
+}
+
+static size_t shadow_leg_body_room(void *ud, size_t want, char **at) {
+  return leg_body_room(ud, want, at);
 }
 
 /* A shadow leg has ended, one way or another: its slot goes back, its
@@ -602,7 +622,8 @@ static void shadow_leg_done(void *ud, int err, const shadow_headers_t *trailers,
 }
 
 static const shadow_upstream_handler_t shadow_leg_handler = {
-    NULL, shadow_leg_head, shadow_leg_body, NULL, shadow_leg_done, NULL};
+    NULL, shadow_leg_head,     shadow_leg_body, NULL, shadow_leg_done,
+    NULL, shadow_leg_body_room};
 
 /* Abandons a shadow leg that has not ended (the client went away, or the
  * dispatcher closes): its slot goes back without a verdict. */
