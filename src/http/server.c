@@ -102,8 +102,11 @@ struct conn_s {
   shadow_buf_t pend;   /* response bytes queued */
   shadow_buf_t wbuf;   /* response bytes being written */
   uint64_t head_since; /* when the header deadline started counting */
-  int head_clock;      /* head_since is set */
-  int served;          /* requests answered on this connection */
+  /* In uv_now() ms: the deadline of the timer's state (UINT64_MAX: none),
+   * and when the libuv timer, if active, fires (see timer_set). */
+  uint64_t due, armed;
+  int head_clock; /* head_since is set */
+  int served;     /* requests answered on this connection */
   size_t discarded;
   size_t wq_size; /* bytes queued at the last write-progress check */
   int open_handles;
@@ -141,6 +144,7 @@ struct conn_s {
 static void conn_process(conn_t *c);
 static void conn_continue(conn_t *c);
 static void conn_arm(conn_t *c);
+static void on_timer(uv_timer_t *t);
 static void conn_flush(conn_t *c);
 static void h2_flush(conn_t *c);
 static void h2_arm(conn_t *c);
@@ -807,6 +811,27 @@ static void add_local_host(conn_t *c) {
     shadow_headers_add(&c->req.headers, "Host", 4, host, strlen(host));
 }
 
+/* Arms the connection's deadline ms from now. conn_arm runs on nearly
+ * every event of a request, and a libuv timer start or stop is a walk of
+ * the loop's timer heap, which holds every upstream connection's timer
+ * too: thousands when a slow candidate keeps that many legs in flight. So
+ * a deadline that only moves later, or goes, is just noted: the timer
+ * fires at its earlier time, finds the deadline ahead (or none) and sleeps
+ * for the rest (the upstream pool's timers do the same, as nginx's). */
+static void timer_set(conn_t *c, uint64_t ms) {
+  uint64_t now = uv_now(c->srv->loop);
+  uint64_t due = ms < UINT64_MAX - 1 - now ? now + ms : UINT64_MAX - 1;
+  c->due = due;
+  if (uv_is_active((uv_handle_t *)&c->timer) && c->armed <= due) return;
+  c->armed = due;
+  uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+/* No deadline: a timer still running finds none when it fires. */
+static void timer_clear(conn_t *c) {
+  c->due = UINT64_MAX;
+}
+
 static void hand_out(conn_t *c) {
   shadow_server_t *s = c->srv;
   shadow_request_t *req = &c->req;
@@ -818,7 +843,7 @@ static void hand_out(conn_t *c) {
   c->abort_status = 0;
   c->head_out = c->ended = 0;
   c->body_stream = s->h.on_body && !req->body_complete;
-  uv_timer_stop(&c->timer);
+  timer_clear(c);
   s->h.on_request(req, s->h.ud);
   /* The handler took what came with the head. */
   if (s->h.on_body && !c->closing) shadow_buf_reset(&req->body);
@@ -918,6 +943,15 @@ static void conn_process(conn_t *c) {
 static void on_timer(uv_timer_t *t) {
   conn_t *c = t->data;
   if (c->closing || c->lingering) return;
+  uint64_t now = uv_now(c->srv->loop);
+  if (c->due > now) { /* moved later since armed, or cleared */
+    if (c->due != UINT64_MAX) {
+      c->armed = c->due;
+      uv_timer_start(&c->timer, on_timer, c->due - now, 0);
+    }
+    return;
+  }
+  c->due = UINT64_MAX;
   if (c->h2) {
     h2_timeout(c);
     return;
@@ -993,9 +1027,9 @@ static void conn_arm(conn_t *c) {
     if (set_reading(c, !c->body_paused && !c->peer_eof)) return;
     uint64_t t = c->opts.tunnel_idle_timeout_ms;
     if (t)
-      uv_timer_start(&c->timer, on_timer, t, 0);
+      timer_set(c, t);
     else
-      uv_timer_stop(&c->timer);
+      timer_clear(c);
     return;
   }
   if (c->head_in || c->writing || c->ended || c->close_after) {
@@ -1005,13 +1039,14 @@ static void conn_arm(conn_t *c) {
         (streaming ? !c->body_paused
                    : !c->close_after && c->in.len < BUSY_READ_BYTES);
     if (set_reading(c, keep_reading)) return;
-    uv_timer_stop(&c->timer);
     if (c->writing && idle) {
       /* A client that stops reading our answer: see on_timer. */
       c->wq_size = shadow_stream_queued(&c->s);
-      uv_timer_start(&c->timer, on_timer, idle, 0);
+      timer_set(c, idle);
     } else if (streaming && !c->body_paused && idle) {
-      uv_timer_start(&c->timer, on_timer, idle, 0);
+      timer_set(c, idle);
+    } else {
+      timer_clear(c);
     }
     return;
   }
@@ -1031,9 +1066,9 @@ static void conn_arm(conn_t *c) {
     ms = left;
   }
   if (ms)
-    uv_timer_start(&c->timer, on_timer, ms, 0);
+    timer_set(c, ms);
   else
-    uv_timer_stop(&c->timer);
+    timer_clear(c);
 }
 
 static void on_alloc(shadow_stream_t *st, size_t hint, uv_buf_t *buf) {
@@ -1130,7 +1165,7 @@ static void h2_handed(void *ud, shadow_request_t *req) {
   (void)req;
   c->inflight++;
   c->srv->inflight++;
-  uv_timer_stop(&c->timer);
+  timer_clear(c);
 }
 
 static void h2_given_back(void *ud) {
@@ -1263,9 +1298,9 @@ static void h2_arm(conn_t *c) {
     ms = idle;
   }
   if (ms)
-    uv_timer_start(&c->timer, on_timer, ms, 0);
+    timer_set(c, ms);
   else
-    uv_timer_stop(&c->timer);
+    timer_clear(c);
 }
 
 static void h2_timeout(conn_t *c) {
