@@ -2,7 +2,8 @@
 -- keep-alive connections per worker (setkeepalive), connect / head / read
 -- timeouts, content-length, chunked and read-until-close bodies. The body
 -- is never held: each piece goes to the caller's sink as it arrives
--- (sink:put(piece)), an object rather than a closure, so a leg makes none.
+-- (sink:put(s, i, j): the bytes s[i..j], or all of s without i and j), an
+-- object rather than a closure, so a leg makes none.
 -- Failures come back as nil and one of the daemon's candidate error
 -- reasons: refused, reset, timeout, bad_response, too_large.
 local ngx = ngx
@@ -81,11 +82,9 @@ local function read_exact(b, n, sink)
   local avail = #b.data - b.pos + 1
   if avail > 0 then
     local take = avail < n and avail or n
-    if b.pos == 1 and take == #b.data then
-      sink:put(b.data)
-    else
-      sink:put(sub(b.data, b.pos, b.pos + take - 1))
-    end
+    -- The sink takes the bytes where they are: no string is made of the
+    -- body that came in the head's read.
+    sink:put(b.data, b.pos, b.pos + take - 1)
     b.pos = b.pos + take
     n = n - take
   end
@@ -187,7 +186,7 @@ local function read_chunked(b, sink)
 end
 
 local function read_to_close(b, sink)
-  if b.pos <= #b.data then sink:put(sub(b.data, b.pos)) end
+  if b.pos <= #b.data then sink:put(b.data, b.pos, #b.data) end
   b.data, b.pos = "", 1
   while true do
     local data, err = b.sock:receiveany(PIECE)
@@ -241,7 +240,7 @@ end
 -- request(o, method, bytes, sink): o = { host, port, connect_timeout,
 -- head_timeout, read_timeout, keepalive_ms (60 s if nil), pool_size } (the
 -- candidate's settings, one table for every leg); bytes the whole
--- request; sink:put(piece) takes the body, sink:restart() drops what it
+-- request; sink:put(s, i, j) takes the body (s[i..j], or all of s), sink:restart() drops what it
 -- got before a retry. Returns { status, headers, head_at } or nil, reason.
 function M.request(o, method, bytes, sink)
   for attempt = 1, 2 do
