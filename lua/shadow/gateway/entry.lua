@@ -14,7 +14,7 @@ local ffi = require "ffi"
 local stamp = require "shadow.stamp"
 
 local ngx = ngx
-local byte, pcall, tonumber, type = string.byte, pcall, tonumber, type
+local pcall, tonumber, type = pcall, tonumber, type
 local ffi_copy, ffi_string = ffi.copy, ffi.string
 
 local M = {}
@@ -79,10 +79,9 @@ end
 -- after it; a first_byte_ms right after it replaced too). nil if the
 -- record is not of that shape.
 local function shape(p, n)
-  if n < 8 then return nil end
-  for i = 0, #ID - 1 do
-    if p[i] ~= byte(ID, i + 1) then return nil end
-  end
+  -- Short strings rather than byte loops: the leg runs in a timer's
+  -- coroutine, mostly interpreted, where each FFI access is a call.
+  if n < 8 or ffi_string(p, #ID) ~= ID then return nil end
   local e = #ID
   while e < n and p[e] >= 48 and p[e] <= 57 do e = e + 1 end
   if e == #ID then return nil end
@@ -101,17 +100,9 @@ local function shape(p, n)
   if not at then return nil end
   local stop = find_at(p, n, at + #LATENCY, CLOSE)
   if not stop then return nil end
-  if stop + #FIRST_BYTE < n then
-    local same = true
-    for i = 1, #FIRST_BYTE do
-      if p[stop + i] ~= byte(FIRST_BYTE, i) then
-        same = false
-        break
-      end
-    end
-    if same then
-      stop = find_at(p, n, stop + #FIRST_BYTE, CLOSE) or stop
-    end
+  if stop + #FIRST_BYTE < n
+      and ffi_string(p + stop + 1, #FIRST_BYTE) == FIRST_BYTE then
+    stop = find_at(p, n, stop + #FIRST_BYTE, CLOSE) or stop
   end
   return e, at, stop
 end

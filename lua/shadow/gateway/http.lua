@@ -102,8 +102,8 @@ end
 -- whether the connection may be kept. A header line is "\r\n", a name
 -- (no colon, CR or LF), a colon, blanks and a value up to the next CR or
 -- LF; a line that is not one is passed over, and a name holding white
--- space is a bad response. Plain finds (which the JIT compiles), not a
--- pattern per line.
+-- space is a bad response. Plain finds and byte loops (which the JIT
+-- compiles), not a pattern per line.
 local function parse_head(head)
   local minor, status, rest = match(head, "^HTTP/1%.([01]) (%d%d%d)[^\r\n]*()")
   if not minor then return nil end
@@ -116,13 +116,22 @@ local function parse_head(head)
     local stop = nxt and nxt - 1 or n
     local colon = find(head, ":", s, true)
     if colon and colon > s and colon <= stop then
-      local name = sub(head, s, colon - 1)
-      if not find(name, "\r", 1, true) and not find(name, "\n", 1, true) then
-        if find(name, " ", 1, true) or find(name, "\t", 1, true)
-            or find(name, "\v", 1, true) or find(name, "\f", 1, true) then
-          return nil
+      -- The name's bytes looked at once, before a string is made of it:
+      -- CR or LF passes the line over, a blank (space, tab, VT, FF) is a
+      -- bad response.
+      local crlf, blank = false, false
+      for i = s, colon - 1 do
+        local c = byte(head, i)
+        if c == 13 or c == 10 then
+          crlf = true
+          break
+        elseif c == 32 or c == 9 or c == 11 or c == 12 then
+          blank = true
         end
-        name = lower(name)
+      end
+      if not crlf then
+        if blank then return nil end
+        local name = lower(sub(head, s, colon - 1))
         local v = colon + 1
         while v <= stop do
           local c = byte(head, v)
