@@ -23,30 +23,43 @@ end
 
 local function num(v) return v or 0 end
 
+-- A route's compared and diverged as one count taken at once would show
+-- them. The dict is read a key at a time while other workers count (and
+-- the fleet's sums arrive flush by flush), and a pair counts compared
+-- before diverged, so a reading can catch diverged a few pairs ahead:
+-- the view holds it to compared (the verdict refuses it otherwise).
+local function pair_counts(c, d)
+  c, d = c or 0, d or 0
+  if d > c then d = c end
+  return c, d
+end
+
 -- The /stats document. breaker_state: "closed" | "open" | "half-open".
 function M.stats(snap, breaker_state, slo, extra)
   local t = snap.totals
   local route_docs = {}
   for _, name in ipairs(keys(snap.routes)) do
     local r = snap.routes[name]
+    local compared, diverged = pair_counts(r.compared, r.diverged)
     route_docs[name] = {
       sampled = num(r.sampled),
-      compared = num(r.compared),
-      diverged = num(r.diverged),
+      compared = compared,
+      diverged = diverged,
       parts = { status = num(r.status), headers = num(r.headers),
                 body = num(r.body) },
       body_kinds = { json = num(r.body_json), bytes = num(r.body_bytes),
                      digest = num(r.body_digest),
                      protobuf = num(r.body_protobuf) },
-      verdict = verdict(num(r.compared), num(r.diverged), slo),
+      verdict = verdict(compared, diverged, slo),
     }
   end
+  local compared, diverged = pair_counts(t.compared, t.diverged)
   local doc = {
     totals = {
       requests = num(t.requests),
       sampled = num(t.sampled),
-      compared = num(t.compared),
-      diverged = num(t.diverged),
+      compared = compared,
+      diverged = diverged,
       primary_errors = num(t.primary_errors),
       candidate_errors = snap.families.ce,
       skipped = snap.families.sk,
@@ -59,7 +72,7 @@ function M.stats(snap, breaker_state, slo, extra)
     reloads = {},
     last_reload = cjson.null,
     generation = 0,
-    verdict = verdict(num(t.compared), num(t.diverged), slo),
+    verdict = verdict(compared, diverged, slo),
   }
   for k, v in pairs(extra or {}) do doc[k] = v end
   return cjson.encode(doc)
@@ -167,7 +180,8 @@ function M.metrics(snap, breaker_open, slo, opts)
   local vroutes = opts.verdict_routes or snap.routes
   for _, name in ipairs(keys(vroutes)) do
     local r = vroutes[name]
-    local v = verdict(num(r.compared), num(r.diverged), slo)
+    local compared, diverged = pair_counts(r.compared, r.diverged)
+    local v = verdict(compared, diverged, slo)
     out[#out + 1] = format('shadow_verdict{route="%s"} %d\n', label(name),
                            VERDICT_CODE[v.decision])
   end
