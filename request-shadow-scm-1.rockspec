@@ -49,7 +49,6 @@ build = {
       ["shadow.gateway.fleet"] = "lua/shadow/gateway/fleet.lua",
       ["shadow.gateway.http"] = "lua/shadow/gateway/http.lua",
       ["shadow.gateway.phase"] = "lua/shadow/gateway/phase.lua",
-      ["shadow.gateway.entry"] = "lua/shadow/gateway/entry.lua",
       ["shadow.gateway.redis"] = "lua/shadow/gateway/redis.lua",
       ["shadow.gateway.store"] = "lua/shadow/gateway/store.lua",
       ["shadow.http"] = "lua/shadow/http.lua",

@@ -52,8 +52,6 @@ local function timing_text(primary_ms, candidate_ms, primary_fb, candidate_fb)
     ms(candidate_ms), ms(primary_fb), ms(candidate_fb))
 end
 
-M.timing_text = timing_text
-
 -- The record with its timings replaced.
 function M.timings(text, primary_ms, candidate_ms, primary_fb, candidate_fb)
   local at, stop = tail(text)

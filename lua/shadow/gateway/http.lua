@@ -2,8 +2,7 @@
 -- keep-alive connections per worker (setkeepalive), connect / head / read
 -- timeouts, content-length, chunked and read-until-close bodies. The body
 -- is never held: each piece goes to the caller's sink as it arrives
--- (sink:put(s, i, j): the bytes s[i..j], or all of s without i and j), an
--- object rather than a closure, so a leg makes none.
+-- (sink:put(piece)), an object rather than a closure, so a leg makes none.
 -- Failures come back as nil and one of the daemon's candidate error
 -- reasons: refused, reset, timeout, bad_response, too_large.
 local ngx = ngx
@@ -82,9 +81,11 @@ local function read_exact(b, n, sink)
   local avail = #b.data - b.pos + 1
   if avail > 0 then
     local take = avail < n and avail or n
-    -- The sink takes the bytes where they are: no string is made of the
-    -- body that came in the head's read.
-    sink:put(b.data, b.pos, b.pos + take - 1)
+    if b.pos == 1 and take == #b.data then
+      sink:put(b.data)
+    else
+      sink:put(sub(b.data, b.pos, b.pos + take - 1))
+    end
     b.pos = b.pos + take
     n = n - take
   end
@@ -102,8 +103,8 @@ end
 -- whether the connection may be kept. A header line is "\r\n", a name
 -- (no colon, CR or LF), a colon, blanks and a value up to the next CR or
 -- LF; a line that is not one is passed over, and a name holding white
--- space is a bad response. Plain finds and byte loops (which the JIT
--- compiles), not a pattern per line.
+-- space is a bad response. Plain finds (which the JIT compiles), not a
+-- pattern per line.
 local function parse_head(head)
   local minor, status, rest = match(head, "^HTTP/1%.([01]) (%d%d%d)[^\r\n]*()")
   if not minor then return nil end
@@ -116,22 +117,13 @@ local function parse_head(head)
     local stop = nxt and nxt - 1 or n
     local colon = find(head, ":", s, true)
     if colon and colon > s and colon <= stop then
-      -- The name's bytes looked at once, before a string is made of it:
-      -- CR or LF passes the line over, a blank (space, tab, VT, FF) is a
-      -- bad response.
-      local crlf, blank = false, false
-      for i = s, colon - 1 do
-        local c = byte(head, i)
-        if c == 13 or c == 10 then
-          crlf = true
-          break
-        elseif c == 32 or c == 9 or c == 11 or c == 12 then
-          blank = true
+      local name = sub(head, s, colon - 1)
+      if not find(name, "\r", 1, true) and not find(name, "\n", 1, true) then
+        if find(name, " ", 1, true) or find(name, "\t", 1, true)
+            or find(name, "\v", 1, true) or find(name, "\f", 1, true) then
+          return nil
         end
-      end
-      if not crlf then
-        if blank then return nil end
-        local name = lower(sub(head, s, colon - 1))
+        name = lower(name)
         local v = colon + 1
         while v <= stop do
           local c = byte(head, v)
@@ -195,7 +187,7 @@ local function read_chunked(b, sink)
 end
 
 local function read_to_close(b, sink)
-  if b.pos <= #b.data then sink:put(b.data, b.pos, #b.data) end
+  if b.pos <= #b.data then sink:put(sub(b.data, b.pos)) end
   b.data, b.pos = "", 1
   while true do
     local data, err = b.sock:receiveany(PIECE)
@@ -249,7 +241,7 @@ end
 -- request(o, method, bytes, sink): o = { host, port, connect_timeout,
 -- head_timeout, read_timeout, keepalive_ms (60 s if nil), pool_size } (the
 -- candidate's settings, one table for every leg); bytes the whole
--- request; sink:put(s, i, j) takes the body (s[i..j], or all of s), sink:restart() drops what it
+-- request; sink:put(piece) takes the body, sink:restart() drops what it
 -- got before a retry. Returns { status, headers, head_at } or nil, reason.
 function M.request(o, method, bytes, sink)
   for attempt = 1, 2 do

@@ -19,6 +19,7 @@ local loader = require "shadow.loader"
 local record = require "shadow.record"
 local sampled = require("shadow.sample").sampled
 local clock = require "shadow.clock"
+local stamp = require "shadow.stamp"
 local redact = require "shadow.redact"
 local validate = require("shadow.gateway.conf").validate
 local store_mod = require "shadow.gateway.store"
@@ -27,7 +28,6 @@ local admin = require "shadow.gateway.admin"
 local http = require "shadow.gateway.http"
 local phase = require "shadow.gateway.phase"
 local fleet = require "shadow.gateway.fleet"
-local entry = require "shadow.gateway.entry"
 
 local ngx = ngx
 
@@ -38,7 +38,6 @@ local byte, concat, error, find, gsub, lower, match, pairs, pcall,
   type
 local now_ms = clock.now_ms
 local state, chunk_of = phase.state, phase.chunk
-local ffi_cast, CHAR_P = ffi.cast, ffi.typeof("const char *")
 
 local M = {}
 local Gateway = {}
@@ -239,17 +238,12 @@ end
 local Leg = {}
 Leg.__index = Leg
 
--- The bytes s[i..j] (all of s without i), fed where they are.
-function Leg:put(s, i, j)
-  local p, n = s, #s
-  if i then
-    p, n = ffi_cast(CHAR_P, s) + (i - 1), j - i + 1
-  end
-  self.C.shadow_ffi_record_body_feed(self.crec, p, n, self.keep)
+function Leg:put(piece)
+  self.C.shadow_ffi_record_body_feed(self.crec, piece, #piece, self.keep)
   local lua_body = self.lua_body
   if lua_body and self.lua_n < self.keep then
-    lua_body[#lua_body + 1] = i and sub(s, i, j) or s
-    self.lua_n = self.lua_n + n
+    lua_body[#lua_body + 1] = piece
+    self.lua_n = self.lua_n + #piece
   end
 end
 
@@ -452,25 +446,17 @@ local function forward_headers(self, ctx, headers)
   return concat(parts)
 end
 
--- One header value into a record, redacted if its name says so.
-local function add_header(self, C, rec, name, v, red)
-  local s = type(v) == "string" and v or tostring(v)
-  if red then s = redact.mark(s, self.conf.redact_key) end
-  C.shadow_ffi_record_add_header(rec, name, #name, s, #s)
-end
-
--- Fills status and headers into a record whose body is already in. A
--- value seen once is added as it is, without a list made for it.
+-- Fills status and headers into a record whose body is already in.
 local function fill_head(self, rec, status, headers, hidden)
   local C, red = self.C, self.conf.redact
   C.shadow_ffi_record_set_status(rec, status)
   for name, v in pairs(headers) do
     if type(name) == "string" and not (hidden and hidden[name]) then
-      local r = red[name]
-      if type(v) == "table" then
-        for i = 1, #v do add_header(self, C, rec, name, v[i], r) end
-      else
-        add_header(self, C, rec, name, v, r)
+      if type(v) ~= "table" then v = { v } end
+      for i = 1, #v do
+        local s = tostring(v[i])
+        if red[name] then s = redact.mark(s, self.conf.redact_key) end
+        C.shadow_ffi_record_add_header(rec, name, #name, s, #s)
       end
     end
   end
@@ -516,8 +502,10 @@ local function normalize(self, ctx, rec, status, headers, body, side)
   if not fine then script_error(self, "normalize", err) end
 end
 
--- The per-route tally each body kind a divergence record names counts
--- under (every "body_<kind>" the store keeps: json, bytes, digest, ...).
+-- Where a divergence record says how its bodies were compared, and the
+-- per-route tally each kind counts under (every "body_<kind>" the store
+-- keeps: json, bytes, digest, ...).
+local BODY_KIND = '"body":{"differs":true,"kind":"'
 local KINDS = {}
 for _, what in ipairs(store_mod.WHATS) do
   if sub(what, 1, 5) == "body_" then KINDS[sub(what, 6)] = what end
@@ -563,14 +551,15 @@ local function compare(self, ctx, prec, crec, candidate_ms, candidate_fb)
   store:route_add(route, "diverged")
   if parts % 2 == 1 then store:route_add(route, "status") end
   if parts % 4 >= 2 then store:route_add(route, "headers") end
-  -- The record stays where libshadow wrote it until entry.push stores it.
-  local rp, rn = self.json_out[0], tonumber(self.len_out[0])
+  local text = ffi.string(self.json_out[0], self.len_out[0])
   if parts >= 4 then
     store:route_add(route, "body")
     -- How the bodies were compared, as the record says ("kind"), so a
-    -- digest divergence (no field named) is counted apart.
-    local kind = entry.body_kind(rp, rn)
-    kind = kind and KINDS[kind]
+    -- digest divergence (no field named) is counted apart. A plain find
+    -- (compiled) rather than a pattern match over the record.
+    local at = find(text, BODY_KIND, 1, true)
+    local q = at and find(text, '"', at + #BODY_KIND, true)
+    local kind = q and KINDS[sub(text, at + #BODY_KIND, q - 1)]
     if kind then store:route_add(route, kind) end
   end
   local n = ffi.new("size_t[1]")
@@ -588,15 +577,13 @@ local function compare(self, ctx, prec, crec, candidate_ms, candidate_fb)
       ffi.string(fields, self.len_out[0]))
     if sig then fleet.note(store, sig, id, ngx.now() * 1000) end
   end
-  local on_divergence = self.conf.on_divergence
-  local pushed, text = entry.push(store, id, route, rp, rn, ctx.primary_ms,
-                                  candidate_ms, ctx.primary_fb, candidate_fb,
-                                  on_divergence ~= nil)
-  if not pushed then
+  text = stamp.record(text, id, ctx.primary_ms, candidate_ms, ctx.primary_fb,
+                      candidate_fb)
+  if not store:push(id, route, text) then
     skip(self, "ring_full")
   end
-  if on_divergence then
-    local ok, err = pcall(on_divergence, cjson.decode(text))
+  if self.conf.on_divergence then
+    local ok, err = pcall(self.conf.on_divergence, cjson.decode(text))
     if not ok then script_error(self, "on_divergence", err) end
   end
 end

@@ -38,8 +38,7 @@ function M.new(dict, capacity)
     hist_keys[side] = keys
   end
   return setmetatable({ dict = dict, capacity = capacity, route_cache = {},
-                        cached = 0, hist_keys = hist_keys, slot_keys = {} },
-                      Store)
+                        cached = 0, hist_keys = hist_keys }, Store)
 end
 
 -- The key of every request's count, made once: counting a request is one
@@ -142,21 +141,9 @@ end
 -- Keeps the record under its id's slot; the oldest is overwritten. A dict
 -- too small for the record does not push counters out (safe_set): the
 -- record is dropped and false returned.
--- The key of the ring's slot for a record id (made once per slot).
-function Store:slot_key(id)
-  local slot = id % self.capacity
-  local keys = self.slot_keys
-  local key = keys[slot]
-  if key == nil then
-    key = "ring" .. SEP .. slot
-    keys[slot] = key
-  end
-  return key
-end
-
 function Store:push(id, route, json)
   route = route or ""
-  local slot = self:slot_key(id)
+  local slot = "ring" .. SEP .. (id % self.capacity)
   local ok = self.dict:safe_set(slot, id .. " " .. #route .. " " .. route
     .. json)
   return ok and true or false
