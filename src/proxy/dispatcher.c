@@ -95,6 +95,7 @@ struct exchange_s {
    * other copies made of it (the Lua view, each shadow leg's request). */
   size_t charged_body, charged;
   int primary_paused;
+  int held;          /* inside a call that may end the exchange: finish waits */
   int tunnel;        /* the primary answered an upgrade with 101 */
   shadow_buf_t body; /* a copy of the request body, for the candidate */
   leg_t primary, candidate, secondary;
@@ -483,9 +484,21 @@ static void primary_head(void *ud, int status, shadow_headers_t *h,
 
 static void primary_body(void *ud, const char *data, size_t len) {
   exchange_t *ex = ud;
+  if (!ex->req) {
+    leg_keep_body(&ex->primary, data, len);
+    return;
+  }
   /* To the client first: the bytes may lie in the record (a read landed
-   * there), which keeping them frees if it fails. */
-  int full = ex->req && shadow_server_body(ex->req, data, len) == 1;
+   * there), which keeping them frees if it fails. A write that fails ends
+   * the client's connection and with it the request (on_abort): the
+   * exchange is held until the write returns, then let go. */
+  ex->held++;
+  int full = shadow_server_body(ex->req, data, len) == 1;
+  ex->held--;
+  if (!ex->req) {
+    finish_if_done(ex);
+    return;
+  }
   leg_keep_body(&ex->primary, data, len);
   /* The client is not keeping up: stop reading the primary until it has
    * taken what is queued (primary_writable). */
@@ -1167,7 +1180,7 @@ static void observe(exchange_t *ex) {
 }
 
 static void finish_if_done(exchange_t *ex) {
-  if (ex->req || ex->primary.state == LEG_RUNNING ||
+  if (ex->held || ex->req || ex->primary.state == LEG_RUNNING ||
       ex->candidate.state == LEG_RUNNING || ex->secondary.state == LEG_RUNNING)
     return;
   if (ex->sampled) observe(ex);
