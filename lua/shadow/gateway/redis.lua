@@ -117,39 +117,62 @@ end
 
 -- Reads one reply: a string, a number, nil (a null bulk or array), a list,
 -- or { err = text } (ErrMT). nil, false, reason on a socket or protocol
--- failure.
+-- failure. Arrays nest (EXEC's replies hold HGETALL's): the open ones are
+-- kept on a stack of their own, not in recursive calls, which LuaJIT's
+-- recorder cannot follow down without restarting the trace; and a reply
+-- nested past MAX_DEPTH is refused rather than followed.
+local MAX_DEPTH = 16
+
 local function read_reply(b)
-  local line, err = read_line(b)
-  if not line then return nil, false, err end
-  local t, rest = sub(line, 1, 1), sub(line, 2)
-  if t == "+" then return rest, true end
-  if t == "-" then return setmetatable({ err = rest }, ErrMT), true end
-  if t == ":" then
-    local n = tonumber(rest)
-    if not n then return nil, false, "protocol" end
-    return n, true
-  end
-  if t == "$" then
-    local n = tonumber(rest)
-    if not n or n > BULK_MAX then return nil, false, "protocol" end
-    if n < 0 then return nil, true end
-    local data, e = read_bytes(b, n)
-    if not data then return nil, false, e end
-    return data, true
-  end
-  if t == "*" then
-    local n = tonumber(rest)
-    if not n then return nil, false, "protocol" end
-    if n < 0 then return nil, true end
-    local list = {}
-    for i = 1, n do
-      local v, ok, why = read_reply(b)
-      if not ok then return nil, false, why end
-      list[i] = v == nil and ngx.null or v
+  local open, depth = nil, 0 -- open[d] = { list, count wanted }
+  while true do
+    local line, err = read_line(b)
+    if not line then return nil, false, err end
+    local t, rest = sub(line, 1, 1), sub(line, 2)
+    local v, complete = nil, true
+    if t == "+" then
+      v = rest
+    elseif t == "-" then
+      v = setmetatable({ err = rest }, ErrMT)
+    elseif t == ":" then
+      v = tonumber(rest)
+      if not v then return nil, false, "protocol" end
+    elseif t == "$" then
+      local n = tonumber(rest)
+      if not n or n > BULK_MAX then return nil, false, "protocol" end
+      if n >= 0 then
+        local data, e = read_bytes(b, n)
+        if not data then return nil, false, e end
+        v = data
+      end
+    elseif t == "*" then
+      local n = tonumber(rest)
+      if not n then return nil, false, "protocol" end
+      if n == 0 then
+        v = {}
+      elseif n > 0 then
+        if depth == MAX_DEPTH then return nil, false, "protocol" end
+        depth = depth + 1
+        open = open or {}
+        open[depth] = { {}, n }
+        complete = false
+      end
+    else
+      return nil, false, "protocol"
     end
-    return list, true
+    -- A complete value goes into the array it belongs to; an array it
+    -- fills is complete in turn.
+    while complete do
+      if depth == 0 then return v, true end
+      local a = open[depth]
+      local list = a[1]
+      list[#list + 1] = v == nil and ngx.null or v
+      if #list < a[2] then break end
+      v = list
+      open[depth] = nil
+      depth = depth - 1
+    end
   end
-  return nil, false, "protocol"
 end
 
 -- Parses redis://[user[:password]@]host[:port][/db] and rediss://...
