@@ -200,7 +200,8 @@ static void leg_due(conn_t *conn, leg_t *leg) {
     at = leg->deadline;
   }
   leg->due = shadow__upstream_cap_total(leg, at);
-  if (leg->due < conn->armed || !uv_is_active((uv_handle_t *)&conn->timer))
+  if (leg->due < conn->deadline.armed ||
+      !uv_is_active((uv_handle_t *)&conn->timer))
     arm(conn);
 }
 
@@ -213,7 +214,7 @@ static void arm(conn_t *conn) {
   uint64_t now = uv_now(u->loop), at = UINT64_MAX;
   if (conn->state == CLOSING) return;
   if (conn->state == CONNECTING)
-    at = conn->due;
+    at = conn->deadline.due;
   else if (!conn->nstreams)
     at = now + u->opts.idle_timeout_ms;
   for (link_t *e = conn->streams.next; e != &conn->streams; e = e->next) {
@@ -224,7 +225,7 @@ static void arm(conn_t *conn) {
     uv_timer_stop(&conn->timer);
     return;
   }
-  conn->armed = at;
+  conn->deadline.armed = at;
   uv_timer_start(&conn->timer, on_h2_timer, at > now ? at - now : 0, 0);
 }
 
@@ -295,7 +296,7 @@ static void on_h2_timer(uv_timer_t *t) {
   uint64_t now = uv_now(u->loop);
   if (conn->state == CLOSING) return;
   if (conn->state == CONNECTING) {
-    if (conn->due <= now) {
+    if (conn->deadline.due <= now) {
       if (conn->handshaking) {
         conn_fail(conn, SHADOW_UPSTREAM_TLS, "handshake timed out");
       } else {
@@ -305,7 +306,7 @@ static void on_h2_timer(uv_timer_t *t) {
       return;
     }
   } else if (!conn->nstreams) {
-    if (conn->armed <= now) {
+    if (conn->deadline.armed <= now) {
       shadow__upstream_conn_close(conn);
       return;
     }
@@ -949,7 +950,7 @@ void shadow__h2_conn_attach(conn_t *conn, leg_t *leg) {
   shadow_upstream_t *u = conn->u;
   uint64_t now = uv_now(u->loop);
   uint64_t ct = u->opts.connect_timeout_ms;
-  conn->due = ct < UINT64_MAX - now ? now + ct : UINT64_MAX;
+  conn->deadline.due = ct < UINT64_MAX - now ? now + ct : UINT64_MAX;
   bind_leg(conn, leg);
   leg->wrote_at = now;
   leg_due(conn, leg);

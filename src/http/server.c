@@ -33,6 +33,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "deadline.h"
 #include "h2_server.h"
 
 /* Bigger per-connection buffers are given back once idle (see below). */
@@ -99,14 +100,12 @@ struct conn_s {
   shadow_request_t req; /* reused for each request on the connection */
   shadow_buf_t in;      /* unparsed bytes, from in_pos */
   size_t in_pos;
-  shadow_buf_t pend;   /* response bytes queued */
-  shadow_buf_t wbuf;   /* response bytes being written */
-  uint64_t head_since; /* when the header deadline started counting */
-  /* In uv_now() ms: the deadline of the timer's state (UINT64_MAX: none),
-   * and when the libuv timer, if active, fires (see timer_set). */
-  uint64_t due, armed;
-  int head_clock; /* head_since is set */
-  int served;     /* requests answered on this connection */
+  shadow_buf_t pend;          /* response bytes queued */
+  shadow_buf_t wbuf;          /* response bytes being written */
+  uint64_t head_since;        /* when the header deadline started counting */
+  shadow_deadline_t deadline; /* of the timer's state (deadline.h) */
+  int head_clock;             /* head_since is set */
+  int served;                 /* requests answered on this connection */
   size_t discarded;
   size_t wq_size; /* bytes queued at the last write-progress check */
   int open_handles;
@@ -811,25 +810,13 @@ static void add_local_host(conn_t *c) {
     shadow_headers_add(&c->req.headers, "Host", 4, host, strlen(host));
 }
 
-/* Arms the connection's deadline ms from now. conn_arm runs on nearly
- * every event of a request, and a libuv timer start or stop is a walk of
- * the loop's timer heap, which holds every upstream connection's timer
- * too: thousands when a slow candidate keeps that many legs in flight. So
- * a deadline that only moves later, or goes, is just noted: the timer
- * fires at its earlier time, finds the deadline ahead (or none) and sleeps
- * for the rest (the upstream pool's timers do the same, as nginx's). */
+/* Arms the connection's deadline ms from now (lazily: see deadline.h). */
 static void timer_set(conn_t *c, uint64_t ms) {
-  uint64_t now = uv_now(c->srv->loop);
-  uint64_t due = ms < UINT64_MAX - 1 - now ? now + ms : UINT64_MAX - 1;
-  c->due = due;
-  if (uv_is_active((uv_handle_t *)&c->timer) && c->armed <= due) return;
-  c->armed = due;
-  uv_timer_start(&c->timer, on_timer, ms, 0);
+  shadow_deadline_set(&c->deadline, &c->timer, on_timer, ms);
 }
 
-/* No deadline: a timer still running finds none when it fires. */
 static void timer_clear(conn_t *c) {
-  c->due = UINT64_MAX;
+  shadow_deadline_clear(&c->deadline);
 }
 
 static void hand_out(conn_t *c) {
@@ -943,15 +930,7 @@ static void conn_process(conn_t *c) {
 static void on_timer(uv_timer_t *t) {
   conn_t *c = t->data;
   if (c->closing || c->lingering) return;
-  uint64_t now = uv_now(c->srv->loop);
-  if (c->due > now) { /* moved later since armed, or cleared */
-    if (c->due != UINT64_MAX) {
-      c->armed = c->due;
-      uv_timer_start(&c->timer, on_timer, c->due - now, 0);
-    }
-    return;
-  }
-  c->due = UINT64_MAX;
+  if (!shadow_deadline_reached(&c->deadline, &c->timer, on_timer)) return;
   if (c->h2) {
     h2_timeout(c);
     return;

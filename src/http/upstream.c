@@ -263,7 +263,7 @@ static leg_t *conn_detach(conn_t *conn) {
   leg_t *leg = conn->leg;
   conn->leg = NULL;
   if (leg) leg->conn = NULL;
-  conn->due = UINT64_MAX; /* see conn_timer_set */
+  shadow_deadline_clear(&conn->deadline);
   return leg;
 }
 
@@ -395,24 +395,13 @@ static void conn_send(conn_t *conn) {
 
 static void on_timer(uv_timer_t *t);
 
-/* Arms the connection's deadline ms from now. A connection re-arms on
- * nearly every event (each write, read and head), and a libuv timer
- * restart is a removal from its heap and an insertion. So a deadline
- * that only moves later is just noted: the timer fires at its earlier
- * time, finds the deadline ahead, and sleeps for the rest (nginx keeps
- * its timers lazily in the same way). */
+/* Arms the connection's deadline ms from now (lazily: see deadline.h). */
 static void conn_timer_set(conn_t *conn, uint64_t ms) {
-  uint64_t now = uv_now(conn->u->loop);
-  uint64_t due = ms < UINT64_MAX - 1 - now ? now + ms : UINT64_MAX - 1;
-  conn->due = due;
-  if (uv_is_active((uv_handle_t *)&conn->timer) && conn->armed <= due) return;
-  conn->armed = due;
-  uv_timer_start(&conn->timer, on_timer, ms, 0);
+  shadow_deadline_set(&conn->deadline, &conn->timer, on_timer, ms);
 }
 
-/* No deadline: a timer still running finds none when it fires. */
 static void conn_timer_clear(conn_t *conn) {
-  conn->due = UINT64_MAX;
+  shadow_deadline_clear(&conn->deadline);
 }
 
 static void on_timer(uv_timer_t *t) {
@@ -422,15 +411,7 @@ static void on_timer(uv_timer_t *t) {
     shadow__h2_on_timer(conn);
     return;
   }
-  uint64_t now = uv_now(u->loop);
-  if (conn->due > now) { /* moved later since armed, or cleared */
-    if (conn->due != UINT64_MAX) {
-      conn->armed = conn->due;
-      uv_timer_start(&conn->timer, on_timer, conn->due - now, 0);
-    }
-    return;
-  }
-  conn->due = UINT64_MAX;
+  if (!shadow_deadline_reached(&conn->deadline, &conn->timer, on_timer)) return;
   if (conn->state == IDLE) { /* kept long enough without use */
     conn_close(conn);
     return;

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "deadline.h"
 #include "resolver.h"
 #include "response_parse.h"
 #include "stream.h"
@@ -141,9 +142,9 @@ struct conn_s {
   int handshaking; /* connected, the TLS handshake under way */
   int closes;      /* handles still to close before the memory goes */
   int big_body;    /* its last response's body was large (see on_alloc) */
-  /* In uv_now() ms: the deadline of the timer's state (UINT64_MAX: none),
-   * and when the libuv timer, if active, fires (see conn_timer_set). */
-  uint64_t due, armed;
+  /* The timer's deadline (deadline.h); an HTTP/2 connection's timer
+   * keeps due for its connect timeout and armed for when it fires. */
+  shadow_deadline_t deadline;
   /* HTTP/2 (h2_client.c): the session once it speaks h2 (NULL: HTTP/1.1),
    * its legs (those not yet submitted wait here while it connects). */
   nghttp2_session *h2;
