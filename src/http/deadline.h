@@ -40,8 +40,8 @@ static inline void shadow_deadline_clear(shadow_deadline_t *d) {
 /* From the timer's callback: 1 when the deadline has come (it is then
  * cleared); 0 when it moved later since the timer was armed (the timer
  * sleeps on to it) or went. */
-static inline int shadow_deadline_reached(shadow_deadline_t *d,
-                                          uv_timer_t *t, uv_timer_cb cb) {
+static inline int shadow_deadline_reached(shadow_deadline_t *d, uv_timer_t *t,
+                                          uv_timer_cb cb) {
   uint64_t now = uv_now(t->loop);
   if (d->due > now) {
     if (d->due != UINT64_MAX) {
