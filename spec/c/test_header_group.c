@@ -226,6 +226,22 @@ static void test_plain_span(void) {
   CHECK(!shadow_header_value_valid("abcdefgh\x7f", 9));
 }
 
+/* A name against a lower-case one: case folded, length first, whether
+ * the lower-case name is a literal or not. */
+static void test_name_is(void) {
+  char name[] = "Content-Type", value[] = "x", runtime[32];
+  shadow_header_t e = {name, 12, value, 1};
+  CHECK(shadow_header_name_is(&e, "content-type"));
+  CHECK(!shadow_header_name_is(&e, "content-typ"));
+  CHECK(!shadow_header_name_is(&e, "content-types"));
+  CHECK(!shadow_header_name_is(&e, "content-typf"));
+  CHECK(!shadow_header_name_is(&e, ""));
+  snprintf(runtime, sizeof runtime, "%s-%s", "content", "type");
+  CHECK(shadow_header_name_is(&e, runtime));
+  CHECK(shadow_header_name_eq(&e, "content-type", 12));
+  CHECK(!shadow_header_name_eq(&e, "content-type", 11));
+}
+
 static int has(const shadow_headers_t *h, const char *name) {
   for (size_t i = 0; i < h->n; i++)
     if (shadow_header_name_is(&h->v[i], name)) return 1;
@@ -335,6 +351,7 @@ static void test_checked(void) {
 int main(void) {
   test_name_valid();
   test_checked();
+  test_name_is();
   test_groups();
   test_pair();
   test_index();

@@ -247,16 +247,16 @@ int shadow_header_valid(const shadow_header_t *h) {
 /* Called for every header against several names on each request: one
  * pass that stops at the first byte that differs (usually the first),
  * with no strlen of the name asked for. ASCII case only, as HTTP's. */
-int shadow_header_name_is(const shadow_header_t *h, const char *lower) {
-  size_t i = 0;
-  for (; i < h->name_len; i++) {
+int shadow_header_name_eq(const shadow_header_t *h, const char *lower,
+                          size_t len) {
+  if (h->name_len != len) return 0;
+  for (size_t i = 0; i < len; i++) {
     unsigned char a = (unsigned char)h->name[i], b = (unsigned char)lower[i];
-    if (b == '\0') return 0;
     if (a >= 'A' && a <= 'Z') a = (unsigned char)(a + 32);
     if (b >= 'A' && b <= 'Z') b = (unsigned char)(b + 32);
     if (a != b) return 0;
   }
-  return lower[i] == '\0';
+  return 1;
 }
 
 const shadow_header_t *shadow_headers_find(const shadow_headers_t *h,
@@ -265,7 +265,7 @@ const shadow_header_t *shadow_headers_find(const shadow_headers_t *h,
    * out most lines before a byte is compared. */
   size_t len = strlen(name);
   for (size_t i = 0; i < h->n; i++)
-    if (h->v[i].name_len == len && shadow_header_name_is(&h->v[i], name))
+    if (h->v[i].name_len == len && shadow_header_name_eq(&h->v[i], name, len))
       return &h->v[i];
   return NULL;
 }
