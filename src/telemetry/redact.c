@@ -84,10 +84,16 @@ void shadow_redact_free(shadow_redact_t *r) {
   free(r);
 }
 
-/* A bit for a name's length and first letter (ASCII case folded). */
+/* A bit for a name's length, first and last letter (ASCII case folded),
+ * spread by a multiplicative hash: with length and first letter alone,
+ * Content-Type shared x-api-key's bit and Accept-Ranges authorization's,
+ * so two lines of nearly every response were compared against the whole
+ * list. */
 static uint64_t name_key(const char *name, size_t n) {
-  unsigned first = (unsigned char)name[0] | 0x20;
-  return (uint64_t)1 << ((n * 7 + first) % 64);
+  uint64_t first = (unsigned char)name[0] | 0x20;
+  uint64_t last = (unsigned char)name[n - 1] | 0x20;
+  uint64_t x = ((uint64_t)n << 16) | (first << 8) | last;
+  return (uint64_t)1 << ((x * 0x9E3779B97F4A7C15ull) >> 58);
 }
 
 int shadow_redact_add_header(shadow_redact_t *r, const char *name) {
