@@ -22,7 +22,9 @@ int shadow_buf_reserve(shadow_buf_t *b, size_t extra) {
     }
     cap *= 2;
   }
-  char *p = realloc(b->data, cap);
+  /* An empty buffer's first room (most of a request's buffers) is a
+   * plain malloc: realloc(NULL) costs a wrapper more. */
+  char *p = b->data ? realloc(b->data, cap) : malloc(cap);
   if (!p) return -ENOMEM;
   b->data = p;
   b->cap = cap;
