@@ -47,7 +47,7 @@ static int trailer(shadow_request_parser_t *p, size_t len) {
 static int on_header_field(llhttp_t *h, const char *at, size_t len) {
   shadow_request_parser_t *p = parser_of(h);
   if (!p->in_head) return trailer(p, len);
-  if (shadow_buf_append(&p->field, at, len))
+  if (shadow_header_span_add(&p->field, at, len))
     return fail(p, 500, "out of memory");
   return 0;
 }
@@ -55,7 +55,7 @@ static int on_header_field(llhttp_t *h, const char *at, size_t len) {
 static int on_header_value(llhttp_t *h, const char *at, size_t len) {
   shadow_request_parser_t *p = parser_of(h);
   if (!p->in_head) return trailer(p, len);
-  if (shadow_buf_append(&p->value, at, len))
+  if (shadow_header_span_add(&p->value, at, len))
     return fail(p, 500, "out of memory");
   return 0;
 }
@@ -63,26 +63,25 @@ static int on_header_value(llhttp_t *h, const char *at, size_t len) {
 static int on_header_value_complete(llhttp_t *h) {
   shadow_request_parser_t *p = parser_of(h);
   if (!p->in_head) return trailer(p, 4); /* ": " and CRLF */
-  if (!shadow_header_name_valid(p->field.data, p->field.len))
+  const char *name = shadow_header_span_data(&p->field);
+  size_t name_len = shadow_header_span_len(&p->field);
+  if (!shadow_header_name_valid(name, name_len))
     return fail(p, 400, "invalid header name");
   if (p->max_headers && p->req->headers.n >= p->max_headers)
     return fail(p, 431, "more header lines than max_headers");
-  size_t vlen = p->value.len;
+  const char *value = shadow_header_span_data(&p->value);
+  size_t vlen = shadow_header_span_len(&p->value);
   /* llhttp skips the whitespace before a value but not after it. */
-  while (vlen &&
-         (p->value.data[vlen - 1] == ' ' || p->value.data[vlen - 1] == '\t'))
+  while (vlen && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t'))
     vlen--;
   int rc = 0;
-  const char *name = p->field.data ? p->field.data : "";
-  const char *value = p->value.data ? p->value.data : "";
   /* A valid line is marked so (the legs' heads do not check it again);
    * one whose value is not a field value is kept unmarked, and every
    * writer then checks it (llhttp lets some such bytes through). */
-  if (shadow_headers_add_checked(&p->req->headers, name, p->field.len, value,
-                                 vlen))
+  if (shadow_headers_add_checked(&p->req->headers, name, name_len, value, vlen))
     rc = fail(p, 500, "out of memory");
-  shadow_buf_reset(&p->field);
-  shadow_buf_reset(&p->value);
+  shadow_header_span_clear(&p->field);
+  shadow_header_span_clear(&p->value);
   return rc;
 }
 
@@ -336,8 +335,8 @@ void shadow_request_parser_init(shadow_request_parser_t *p,
 }
 
 void shadow_request_parser_free(shadow_request_parser_t *p) {
-  shadow_buf_free(&p->field);
-  shadow_buf_free(&p->value);
+  shadow_header_span_free(&p->field);
+  shadow_header_span_free(&p->value);
 }
 
 void shadow_request_release(shadow_request_t *req) {
@@ -581,6 +580,19 @@ static shadow_parse_event_t parse_error(shadow_request_parser_t *p, int status,
   return SHADOW_PARSE_ERROR;
 }
 
+/* One llhttp run over bytes of the caller's, which are this parser's
+ * only until it returns: a header line they end inside is copied now. */
+static llhttp_errno_t execute(shadow_request_parser_t *p, const char *data,
+                              size_t n) {
+  llhttp_errno_t e = llhttp_execute(&p->http, data, n);
+  if (shadow_header_span_keep(&p->field) ||
+      shadow_header_span_keep(&p->value)) {
+    fail(p, 500, "out of memory");
+    return HPE_USER;
+  }
+  return e;
+}
+
 shadow_parse_event_t shadow_request_parse(shadow_request_parser_t *p,
                                           const char *data, size_t len,
                                           size_t *used) {
@@ -603,13 +615,13 @@ shadow_parse_event_t shadow_request_parse(shadow_request_parser_t *p,
         /* llhttp sees the bytes before the fault first, so the answer is
          * the first fault in byte order wherever reads split the stream. */
         const char *why = p->why;
-        if (n && llhttp_execute(&p->http, data + off, n) != HPE_OK)
+        if (n && execute(p, data + off, n) != HPE_OK)
           return parse_error(p, llhttp_status(p),
                              llhttp_get_error_reason(&p->http));
         return parse_error(p, st, why);
       }
     }
-    llhttp_errno_t e = llhttp_execute(&p->http, data + off, n);
+    llhttp_errno_t e = execute(p, data + off, n);
     if (e == HPE_OK) {
       off += n;
       continue;

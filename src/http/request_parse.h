@@ -16,6 +16,7 @@
 #include <llhttp.h>
 
 #include "buf.h"
+#include "header_span.h"
 #include "record.h"
 
 /* One parsed request head, and the body bytes parsed so far. The server
@@ -83,8 +84,8 @@ typedef struct shadow_request_parser_s {
 
   /* Header pieces, joined here because llhttp hands them over split when
    * a read splits them; one shadow_headers_add per header afterwards. */
-  shadow_buf_t field;
-  shadow_buf_t value;
+  shadow_header_span_t field;
+  shadow_header_span_t value;
   size_t trailer_bytes;
   int expect_continue;
   int head_done; /* 1: paused after the head; 2: that was reported */

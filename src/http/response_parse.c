@@ -39,7 +39,7 @@ static int on_status(llhttp_t *h, const char *at, size_t len) {
 static int on_header_field(llhttp_t *h, const char *at, size_t len) {
   shadow_response_parser_t *p = PARSER(h);
   if (count_header(p, len)) return -1;
-  if (shadow_buf_append(&p->name, at, len))
+  if (shadow_header_span_add(&p->name, at, len))
     return fail(p, SHADOW_UPSTREAM_TOO_LARGE);
   return 0;
 }
@@ -47,7 +47,7 @@ static int on_header_field(llhttp_t *h, const char *at, size_t len) {
 static int on_header_value(llhttp_t *h, const char *at, size_t len) {
   shadow_response_parser_t *p = PARSER(h);
   if (count_header(p, len)) return -1;
-  if (shadow_buf_append(&p->value, at, len))
+  if (shadow_header_span_add(&p->value, at, len))
     return fail(p, SHADOW_UPSTREAM_TOO_LARGE);
   return 0;
 }
@@ -61,10 +61,10 @@ static int on_header_value_complete(llhttp_t *h) {
    * again. */
   shadow_headers_t *dst = p->headers_done ? &p->trailers : &p->headers;
   int rc = shadow_headers_add_valid(
-      dst, p->name.data ? p->name.data : "", p->name.len,
-      p->value.data ? p->value.data : "", p->value.len);
-  shadow_buf_reset(&p->name);
-  shadow_buf_reset(&p->value);
+      dst, shadow_header_span_data(&p->name), shadow_header_span_len(&p->name),
+      shadow_header_span_data(&p->value), shadow_header_span_len(&p->value));
+  shadow_header_span_clear(&p->name);
+  shadow_header_span_clear(&p->value);
   if (rc == -EINVAL) return fail(p, SHADOW_UPSTREAM_BAD_RESPONSE);
   return rc ? fail(p, SHADOW_UPSTREAM_TOO_LARGE) : 0;
 }
@@ -163,10 +163,10 @@ void shadow_response_parser_reset(shadow_response_parser_t *p, int head,
                                   const shadow_response_events_t *ev,
                                   void *ud) {
   llhttp_reset(&p->http);
-  if (p->name.cap > SCRATCH_KEEP) shadow_buf_free(&p->name);
-  if (p->value.cap > SCRATCH_KEEP) shadow_buf_free(&p->value);
-  shadow_buf_reset(&p->name);
-  shadow_buf_reset(&p->value);
+  if (p->name.copy.cap > SCRATCH_KEEP) shadow_header_span_free(&p->name);
+  if (p->value.copy.cap > SCRATCH_KEEP) shadow_header_span_free(&p->value);
+  shadow_header_span_clear(&p->name);
+  shadow_header_span_clear(&p->value);
   if (p->headers.cap > HEADERS_KEEP) shadow_headers_free(&p->headers);
   shadow_headers_clear(&p->headers);
   if (p->trailers.cap > HEADERS_KEEP) shadow_headers_free(&p->trailers);
@@ -214,6 +214,10 @@ int shadow_response_parser_feed(shadow_response_parser_t *p, const char *data,
   }
   p->seen += len;
   llhttp_errno_t rc = llhttp_execute(&p->http, data, len);
+  /* data is the caller's until the next feed: a line it ends inside is
+   * copied now. */
+  if (shadow_header_span_keep(&p->name) || shadow_header_span_keep(&p->value))
+    fail(p, SHADOW_UPSTREAM_TOO_LARGE);
   if ((rc == HPE_PAUSED_UPGRADE || rc == HPE_PAUSED) && p->upgraded) {
     /* The 101's head is in; the bytes after it are the tunnel's. */
     const char *pos = llhttp_get_error_pos(&p->http);
@@ -274,6 +278,6 @@ int shadow_response_parser_has_head(const shadow_response_parser_t *p) {
 void shadow_response_parser_free(shadow_response_parser_t *p) {
   shadow_headers_free(&p->headers);
   shadow_headers_free(&p->trailers);
-  shadow_buf_free(&p->name);
-  shadow_buf_free(&p->value);
+  shadow_header_span_free(&p->name);
+  shadow_header_span_free(&p->value);
 }

@@ -13,6 +13,7 @@
 #include <llhttp.h>
 
 #include "buf.h"
+#include "header_span.h"
 #include "record.h"
 
 /* Why a response failed: the label values of
@@ -58,8 +59,8 @@ struct shadow_response_parser_s {
   shadow_headers_t trailers; /* of a chunked body, once DONE */
   int64_t content_length;    /* declared; -1 when none (chunked or close) */
   int chunked;
-  shadow_buf_t name; /* the header name being received */
-  shadow_buf_t value;
+  shadow_header_span_t name; /* the header name being received */
+  shadow_header_span_t value;
   size_t header_limit; /* head bytes (status line, headers, trailers) */
   size_t header_seen;
   size_t seen; /* bytes fed since reset */
