@@ -324,3 +324,70 @@ describe("what the backends receive after a rewrite", function()
     assert.matches("\r\nx%-added: new\r\n", c.raw)
   end)
 end)
+
+-- The secondary leg forwards what the candidate does: the same head, one
+-- mark. Requests follow one another on one connection, so each exchange's
+-- legs are built while the last one's may still be in memory.
+describe("a request on three legs", function()
+  local ng, d
+  setup(function()
+    ng = nginx.start{ servers = {
+      primary = logging_backend("primary"),
+      candidate = logging_backend("candidate"),
+      secondary = logging_backend("secondary"),
+    } }
+    d = shadowd.start{ text = function(addr)
+      return ([[
+local shadow = require "shadow"
+return {
+  listen = %q, admin = %q,
+  primary = shadow.http(%q),
+  candidate = shadow.http(%q),
+  secondary = shadow.http(%q),
+  sample = { rate = 1.0, secondary_rate = 1.0 },
+}
+]]):format(addr.listen, addr.admin, ng:url("primary"), ng:url("candidate"),
+           ng:url("secondary"))
+    end }
+  end)
+  teardown(function() cleanup.stop_all(d, ng) end)
+
+  it("gives the secondary the candidate's bytes, each head its own",
+     function()
+    local heads = {
+      "GET /one HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.0.0.1\r\n"
+        .. "X-Shadow-Request: 0\r\nAccept: one\r\n\r\n",
+      "GET /two HTTP/1.1\r\nHost: b\r\nKeep-Alive: 5\r\n"
+        .. "Connection: keep-alive, X-Drop\r\nX-Drop: y\r\nAccept: two\r\n\r\n",
+      "GET /three HTTP/1.1\r\nHost: c\r\nConnection: close\r\n\r\n",
+    }
+    assert.are.same({ 200, 200, 200 }, exchange(d, table.concat(heads)))
+    port.wait_until(function()
+      return #raw_log(ng, "candidate") >= 3 and #raw_log(ng, "secondary") >= 3
+    end, 5, 0.02)
+    local p, c, s = raw_log(ng, "primary"), raw_log(ng, "candidate"),
+                    raw_log(ng, "secondary")
+    assert.are.equal(3, #p)
+    -- Legs may finish out of order: match them by path.
+    local function by_path(list)
+      local t = {}
+      for _, e in ipairs(list) do t[e.raw:match("^GET (%S+)")] = e.raw end
+      return t
+    end
+    local pp, cc, ss = by_path(p), by_path(c), by_path(s)
+    for _, path in ipairs{ "/one", "/two", "/three" } do
+      local _, marks_c = cc[path]:gsub("x%-shadow%-request: 1\r\n", "")
+      local _, marks_s = ss[path]:gsub("x%-shadow%-request: 1\r\n", "")
+      assert.are.equal(1, marks_c, path)
+      assert.are.equal(1, marks_s, path)
+      assert.are.equal(cc[path], ss[path], path)
+      assert.are.equal(pp[path],
+                       (cc[path]:gsub("x%-shadow%-request: 1\r\n", "", 1)),
+                       path)
+    end
+    assert.matches("\r\nAccept: one\r\n", pp["/one"])
+    assert.matches("\r\nAccept: two\r\n", pp["/two"])
+    assert.is_nil(pp["/two"]:find("X-Drop", 1, true))
+    assert.is_nil(pp["/three"]:find("Accept:", 1, true))
+  end)
+end)

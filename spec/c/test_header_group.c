@@ -342,6 +342,17 @@ static void test_checked(void) {
   CHECK(shadow_headers_take(&t, &g) == 0);
   CHECK(t.n == 4 && g.n == 1 && t.checked == 1);
   CHECK(strcmp(t.v[3].name, "E") == 0);
+  /* truncate: the lines kept keep their bytes and marks; the count of
+   * bytes and the mark follow the cut. */
+  size_t bytes = t.bytes;
+  shadow_headers_truncate(&t, 4);
+  CHECK(t.n == 4 && t.bytes == bytes);
+  shadow_headers_truncate(&t, 2);
+  CHECK(t.n == 2 && t.checked == 1 && t.bytes == 2 + 1 + 3);
+  CHECK(strcmp(t.v[1].name, "B") == 0 && strcmp(t.v[1].value, "x\ny") == 0);
+  shadow_headers_truncate(&t, 0);
+  CHECK(t.n == 0 && t.checked == 0 && t.bytes == 0);
+  shadow_headers_free(&t);
   shadow_headers_free(&h);
   shadow_headers_free(&g);
   shadow_headers_free(&t);

@@ -270,6 +270,14 @@ const shadow_header_t *shadow_headers_find(const shadow_headers_t *h,
   return NULL;
 }
 
+void shadow_headers_truncate(shadow_headers_t *h, size_t n) {
+  while (h->n > n) {
+    h->n--;
+    h->bytes -= h->v[h->n].name_len + h->v[h->n].value_len;
+  }
+  if (h->checked > h->n) h->checked = h->n;
+}
+
 void shadow_headers_clear(shadow_headers_t *h) {
   /* Keep the newest (largest) chunk for the next use of the list. */
   struct shadow_header_chunk_s *c = h->chunks;

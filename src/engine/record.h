@@ -77,6 +77,9 @@ const shadow_header_t *shadow_headers_find(const shadow_headers_t *h,
  * (names' case included): "unchanged", not "equivalent". */
 int shadow_headers_same(const shadow_headers_t *a, const shadow_headers_t *b);
 void shadow_headers_clear(shadow_headers_t *h); /* n = 0, keeps the array */
+/* Keeps the first n lines (n <= h->n), dropping the rest; their bytes
+ * stay in the list's storage until it is cleared. */
+void shadow_headers_truncate(shadow_headers_t *h, size_t n);
 void shadow_headers_free(shadow_headers_t *h); /* safe twice */
 
 /* True for headers that describe one hop, not the resource: connection,

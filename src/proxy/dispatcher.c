@@ -48,6 +48,12 @@ struct shadow_dispatcher_s {
   /* The headers a leg forwards, built for each leg as it starts (the
    * upstream client copies them before start() returns). */
   shadow_headers_t fwd, rewritten;
+  /* The exchange whose client headers fwd's first fwd_lines lines are,
+   * forwarded and nothing more, or NULL: the candidate's leg, started
+   * right after the primary's from the same headers, takes them as they
+   * are instead of building them again. */
+  const struct exchange_s *fwd_of;
+  size_t fwd_lines;
   shadow_buf_t capture_line;  /* reused for each capture line */
   size_t max_conns;           /* this worker's share of max_connections */
   uint64_t rewrite_warned_ms; /* when an invalid rewrite was last logged */
@@ -185,6 +191,7 @@ static void exchange_free(exchange_t *ex) {
   shadow_buf_free(&ex->target);
   shadow_capture_state_free(&ex->cap);
   shadow_epoch_unref(d->backends, ex->epoch);
+  if (d->fwd_of == ex) d->fwd_of = NULL;
   if (ex->tunnel || ex->upgrade_slot || ex->charged || ex->charged_body) {
     LOCK(d);
     if (ex->tunnel) d->stats->tunnels_open--;
@@ -735,6 +742,14 @@ static const char *const reserved_headers[] = {"x-shadow-request", NULL};
  * rewritten ones. */
 static int forward(exchange_t *ex, const shadow_headers_t *in) {
   shadow_dispatcher_t *d = ex->d;
+  int client = in == &ex->req->headers;
+  if (client && d->fwd_of == ex) {
+    /* The client's head does not change once parsed: what the last leg
+     * forwarded is what this one forwards, less the lines it added. */
+    shadow_headers_truncate(&d->fwd, d->fwd_lines);
+    return 0;
+  }
+  d->fwd_of = NULL;
   shadow_forward_t f = {
       .peer = ex->req->peer,
       .proto = !ex->epoch->cfg->forwarded ? NULL
@@ -742,7 +757,12 @@ static int forward(exchange_t *ex, const shadow_headers_t *in) {
                                           : "http",
       .reserved = reserved_headers,
   };
-  return shadow_forward_headers(in, &f, &d->fwd);
+  int rc = shadow_forward_headers(in, &f, &d->fwd);
+  if (rc == 0 && client) {
+    d->fwd_of = ex;
+    d->fwd_lines = d->fwd.n;
+  }
+  return rc;
 }
 
 /* Whether a rewritten request reads as the client parser would have let
