@@ -244,9 +244,9 @@ int shadow_header_valid(const shadow_header_t *h) {
          shadow_header_value_valid(h->value, h->value_len);
 }
 
-/* Called for every header against several names on each request: one
- * pass that stops at the first byte that differs (usually the first),
- * with no strlen of the name asked for. ASCII case only, as HTTP's. */
+/* Reached only when the lengths agree (shadow_header_name_is checks them
+ * inline): one pass that stops at the first byte that differs. ASCII
+ * case only, as HTTP's. */
 int shadow_header_name_eq(const shadow_header_t *h, const char *lower,
                           size_t len) {
   if (h->name_len != len) return 0;

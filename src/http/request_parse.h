@@ -82,8 +82,9 @@ typedef struct shadow_request_parser_s {
   int chunk_state;
   uint64_t chunk_left;
 
-  /* Header pieces, joined here because llhttp hands them over split when
-   * a read splits them; one shadow_headers_add per header afterwards. */
+  /* The header line being received (header_span.h): pointed at in the
+   * read, joined aside only when a read splits it; one shadow_headers_add
+   * per line once it is whole. */
   shadow_header_span_t field;
   shadow_header_span_t value;
   size_t trailer_bytes;
