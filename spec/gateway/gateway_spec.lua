@@ -583,7 +583,16 @@ describe("the gateway's hooks and rules", function()
     for _, k in ipairs({ "a", "b" }) do
       assert.equal(200, assert(http.get(gw.port, "/r", headers_of(k))).status)
     end
-    local st = gw:wait_totals("compared", 2)
+    -- A pair counts compared, then its rule hits, each a dict operation
+    -- of its own, which /stats may read between: wait for both.
+    local st
+    port.wait_until(function()
+      st = gw:stats()
+      return (st.totals.compared or 0) >= 2 and st.rule_hits
+             and (st.rule_hits["time:/user/at"] or 0) >= 2
+             and (st.rule_hits["rename:/user/email"] or 0) >= 2
+             and (st.rule_hits["coerce:/user/qty"] or 0) >= 2
+    end, 10)
     assert.equal(0, st.totals.diverged)
     assert.same({ ["rename:/user/email"] = 2, ["coerce:/user/qty"] = 2,
                   ["time:/user/at"] = 2, ["mask:/user/id"] = 0 },
