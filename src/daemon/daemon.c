@@ -12,10 +12,10 @@
 
 #include "admin.h"
 #include "admin_guard.h"
+#include "caches.h"
 #include "clock.h"
 #include "config_changes.h"
 #include "dispatcher.h"
-#include "json.h"
 #include "log.h"
 #include "shared.h"
 #include "stop_signal.h"
@@ -439,6 +439,6 @@ int shadow_daemon_run(const shadow_daemon_opts_t *opts, shadow_gen_t *g) {
     shadow_log_warn("loop closed with handles still open");
   shadow_shared_release(&app->sh);
   shadow_gen_unref(app->gen);
-  shadow_json_arena_cache_clear();
+  shadow_engine_caches_clear();
   return 0;
 }

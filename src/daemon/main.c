@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "admin_guard.h"
+#include "caches.h"
 #include "check_gateway.h"
 #include "check_request.h"
 #include "check_response.h"
@@ -339,7 +340,7 @@ int main(int argc, char **argv) {
 
   if (argc > 1 && strcmp(argv[1], "diff") == 0) {
     int code = shadow_offline_diff_main(argc - 1, argv + 1);
-    shadow_json_arena_cache_clear();
+    shadow_engine_caches_clear();
     return code;
   }
   if (argc > 1 && strcmp(argv[1], "replay") == 0)
@@ -348,7 +349,7 @@ int main(int argc, char **argv) {
     return shadow_check_gateway_main(argc - 1, argv + 1);
   if (argc > 1 && strcmp(argv[1], "export") == 0) {
     int code = shadow_export_main(argc - 1, argv + 1);
-    shadow_json_arena_cache_clear();
+    shadow_engine_caches_clear();
     return code;
   }
 

@@ -54,7 +54,12 @@ int shadow_buf_json_string(shadow_buf_t *b, const char *s, size_t n,
                            size_t max);
 
 void shadow_buf_reset(shadow_buf_t *b); /* len = 0, keeps memory */
-void shadow_buf_free(shadow_buf_t *b);  /* safe twice */
+/* Safe twice. Memory of the sizes buffers grow to is kept for the
+ * thread's next buffers (see buf.c); a buffer's data taken with
+ * shadow_buf_steal is the caller's, freed with free(). */
+void shadow_buf_free(shadow_buf_t *b);
+/* Frees the blocks this thread keeps (shadow_engine_caches_clear). */
+void shadow_buf_recycle_clear(void);
 
 /* n bytes copied into a new NUL-terminated string (strndup would stop at
  * a NUL inside; these bytes come from parsed JSON and may hold one); NULL

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "recycle.h"
+
 struct shadow_header_chunk_s {
   struct shadow_header_chunk_s *next;
   size_t cap, used;
@@ -349,8 +351,39 @@ void shadow_record_init(shadow_record_t *r) {
   memset(r, 0, sizeof(*r));
 }
 
+/* Records recycled per thread, as buf.c recycles blocks: every leg makes
+ * one and the exchange's end frees it, each with a header array, a chunk
+ * of header strings and a body, four allocations that a kept record
+ * brings along cleared. Only records whose memory stays small are kept,
+ * and none under AddressSanitizer (recycle.h). */
+#define RECORDS_KEPT 16
+#define RECORD_KEEP_BYTES (16 * 1024) /* a kept body's memory, at most */
+
+static _Thread_local shadow_record_t *kept_records[RECORDS_KEPT];
+static _Thread_local unsigned kept_n;
+
 shadow_record_t *shadow_record_new(void) {
+  if (kept_n) return kept_records[--kept_n];
   return calloc(1, sizeof(shadow_record_t));
+}
+
+/* Whether r's memory is small enough to keep: one chunk of header strings
+ * each (what shadow_headers_clear keeps), arrays and body of modest size. */
+static int record_keepable(const shadow_record_t *r) {
+  const size_t line = sizeof(shadow_header_t);
+  return SHADOW_RECYCLE && kept_n < RECORDS_KEPT &&
+         r->headers.cap * line <= 4096 && r->trailers.cap * line <= 4096 &&
+         (!r->headers.chunks || r->headers.chunks->cap <= 4096) &&
+         (!r->trailers.chunks || r->trailers.chunks->cap <= 4096) &&
+         r->body.cap <= RECORD_KEEP_BYTES;
+}
+
+void shadow_record_recycle_clear(void) {
+  while (kept_n) {
+    shadow_record_t *r = kept_records[--kept_n];
+    shadow_record_release(r);
+    free(r);
+  }
 }
 
 static void body_uncut(shadow_record_t *r) {
@@ -379,6 +412,11 @@ void shadow_record_release(shadow_record_t *r) {
 
 void shadow_record_free(shadow_record_t *r) {
   if (!r) return;
+  if (record_keepable(r)) {
+    shadow_record_clear(r);
+    kept_records[kept_n++] = r;
+    return;
+  }
   shadow_record_release(r);
   free(r);
 }

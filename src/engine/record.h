@@ -134,7 +134,11 @@ shadow_record_t *shadow_record_new(void);
 void shadow_record_init(shadow_record_t *r);
 void shadow_record_clear(shadow_record_t *r); /* back to empty, keeps memory */
 void shadow_record_release(shadow_record_t *r); /* frees contents only */
-void shadow_record_free(shadow_record_t *r);    /* NULL is fine */
+/* NULL is fine. A record whose memory is small is kept, cleared, for the
+ * thread's next shadow_record_new (see record.c). */
+void shadow_record_free(shadow_record_t *r);
+/* Frees the records this thread keeps (shadow_engine_caches_clear). */
+void shadow_record_recycle_clear(void);
 /* A body that arrives in pieces: keeps the first `keep` bytes in r->body;
  * once the body passes keep, sets r->body_cut and only counts and digests
  * the rest, so memory stays at keep bytes whatever the body's size.

@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "caches.h"
 #include "capture_line.h"
 #include "capture_read.h"
 #include "clock.h"
@@ -33,7 +34,6 @@
 #include "export.h"
 #include "field.h"
 #include "forward.h"
-#include "json.h"
 #include "junit.h"
 #include "noise.h"
 #include "noise_table.h"
@@ -1423,6 +1423,6 @@ done:
   if (r->record && fclose(r->record) != 0) code = 2;
   release(r);
   free(r);
-  shadow_json_arena_cache_clear();
+  shadow_engine_caches_clear();
   return code;
 }

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "caches.h"
 #include "dispatcher.h"
-#include "json.h"
 #include "log.h"
 
 typedef struct worker_s {
@@ -121,7 +121,7 @@ static void worker_main(void *arg) {
   uv_run(&w->loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&w->loop) != 0)
     shadow_log_warn("worker %zu: loop closed with handles open", w->index);
-  shadow_json_arena_cache_clear();
+  shadow_engine_caches_clear();
   uv_mutex_lock(&w->ws->mu);
   w->ws->finished++;
   uv_mutex_unlock(&w->ws->mu);

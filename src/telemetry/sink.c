@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "caches.h"
 #include "clock.h"
 
 /* The writer wakes early once this much is queued, so a burst is written
@@ -228,6 +229,7 @@ static void writer(void *arg) {
   uv_mutex_unlock(&s->mu);
   shadow_buf_free(&batch);
   close_file(s);
+  shadow_engine_caches_clear(); /* what this thread kept ends with it */
 }
 
 int shadow_sink_new(const shadow_sink_opts_t *o, shadow_sink_t **out) {
