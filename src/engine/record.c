@@ -88,6 +88,12 @@ int shadow_headers_add_valid(shadow_headers_t *h, const char *name,
   if (!shadow_header_name_valid(name, name_len) ||
       !shadow_header_value_valid(value, value_len))
     return -EINVAL;
+  return shadow_headers_add_known_valid(h, name, name_len, value, value_len);
+}
+
+int shadow_headers_add_known_valid(shadow_headers_t *h, const char *name,
+                                   size_t name_len, const char *value,
+                                   size_t value_len) {
   int rc = shadow_headers_add(h, name, name_len, value, value_len);
   if (rc == 0) mark_last_checked(h);
   return rc;

@@ -43,6 +43,12 @@ int shadow_headers_add(shadow_headers_t *h, const char *name, size_t name_len,
 int shadow_headers_add_valid(shadow_headers_t *h, const char *name,
                              size_t name_len, const char *value,
                              size_t value_len);
+/* Adds a line its caller has already proven a valid field (a strict
+ * parser's output, see src/http/parsed_field.h): stored and marked checked
+ * without looking at its bytes again. */
+int shadow_headers_add_known_valid(shadow_headers_t *h, const char *name,
+                                   size_t name_len, const char *value,
+                                   size_t value_len);
 /* Adds the line whatever it holds, marked checked when it is a valid field
  * (a line that is not stays unmarked, and whoever writes it checks it). */
 int shadow_headers_add_checked(shadow_headers_t *h, const char *name,

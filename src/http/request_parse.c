@@ -75,10 +75,11 @@ static int on_header_value_complete(llhttp_t *h) {
   while (vlen && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t'))
     vlen--;
   int rc = 0;
-  /* A valid line is marked so (the legs' heads do not check it again);
-   * one whose value is not a field value is kept unmarked, and every
-   * writer then checks it (llhttp lets some such bytes through). */
-  if (shadow_headers_add_checked(&p->req->headers, name, name_len, value, vlen))
+  /* The name is checked above, and scan_head has refused every control
+   * byte but HTAB before llhttp saw the head: the line is a valid field,
+   * marked so, and the legs' heads do not check it again. */
+  if (shadow_headers_add_known_valid(&p->req->headers, name, name_len, value,
+                                     vlen))
     rc = fail(p, 500, "out of memory");
   shadow_header_span_clear(&p->field);
   shadow_header_span_clear(&p->value);

@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "parsed_field.h"
+
 /* Bytes a header line costs on the wire beyond its name and value (": " and
  * CRLF). Counting them keeps a flood of empty headers inside the limit. */
 #define LINE_OVERHEAD 4
@@ -57,12 +59,16 @@ static int on_header_value_complete(llhttp_t *h) {
   if (count_header(p, LINE_OVERHEAD)) return -1;
   /* Like nginx's "upstream sent invalid header": a field that is not one
    * by RFC 9110 fails the response rather than being passed on. Checked
-   * here once: the list remembers it, so writing it out does not check
-   * again. */
+   * here once, for what llhttp lets through (parsed_field.h): the list
+   * remembers it, so writing it out does not check again. */
   shadow_headers_t *dst = p->headers_done ? &p->trailers : &p->headers;
-  int rc = shadow_headers_add_valid(
-      dst, shadow_header_span_data(&p->name), shadow_header_span_len(&p->name),
-      shadow_header_span_data(&p->value), shadow_header_span_len(&p->value));
+  const char *name = shadow_header_span_data(&p->name);
+  size_t name_len = shadow_header_span_len(&p->name);
+  int rc = shadow_parsed_field_name_ok(name, name_len)
+               ? shadow_headers_add_known_valid(
+                     dst, name, name_len, shadow_header_span_data(&p->value),
+                     shadow_header_span_len(&p->value))
+               : -EINVAL;
   shadow_header_span_clear(&p->name);
   shadow_header_span_clear(&p->value);
   if (rc == -EINVAL) return fail(p, SHADOW_UPSTREAM_BAD_RESPONSE);
