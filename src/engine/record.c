@@ -267,11 +267,10 @@ int shadow_header_name_eq(const shadow_header_t *h, const char *lower,
   return 1;
 }
 
-const shadow_header_t *shadow_headers_find(const shadow_headers_t *h,
-                                           const char *name) {
+const shadow_header_t *shadow_headers_find_n(const shadow_headers_t *h,
+                                             const char *name, size_t len) {
   /* Several look-ups per record on the per-pair path: the length rules
    * out most lines before a byte is compared. */
-  size_t len = strlen(name);
   for (size_t i = 0; i < h->n; i++)
     if (h->v[i].name_len == len && shadow_header_name_eq(&h->v[i], name, len))
       return &h->v[i];

@@ -76,9 +76,16 @@ int shadow_headers_extend_last(shadow_headers_t *h, const char *more,
  * none. 0 or -ENOMEM. */
 int shadow_headers_set(shadow_headers_t *h, const char *name, const char *value,
                        size_t value_len);
-/* The first header whose name equals name (case-insensitive), or NULL. */
-const shadow_header_t *shadow_headers_find(const shadow_headers_t *h,
-                                           const char *name);
+/* The first header whose name (len bytes) equals name, case-insensitive,
+ * or NULL. */
+const shadow_header_t *shadow_headers_find_n(const shadow_headers_t *h,
+                                             const char *name, size_t len);
+/* The same for a NUL-terminated name: inline, so a literal's length is a
+ * constant where it is written (several look-ups per pair). */
+static inline const shadow_header_t *
+shadow_headers_find(const shadow_headers_t *h, const char *name) {
+  return shadow_headers_find_n(h, name, strlen(name));
+}
 /* Whether a and b hold the same lines, in the same order, byte for byte
  * (names' case included): "unchanged", not "equivalent". */
 int shadow_headers_same(const shadow_headers_t *a, const shadow_headers_t *b);

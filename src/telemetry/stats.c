@@ -365,13 +365,18 @@ static int lhist_bucket(double us) {
   return i >= SHADOW_LHIST_BUCKETS - 1 ? SHADOW_LHIST_BUCKETS - 1 : (int)i;
 }
 
-void shadow_lhist_observe(shadow_lhist_t *h, double seconds) {
-  if (!(seconds >= 0)) return; /* unknown, or NaN */
+/* Counts seconds, whose bucket is known, into h. */
+static void lhist_add(shadow_lhist_t *h, double seconds, int bucket) {
   if (h->n == 0 || seconds < h->min_s) h->min_s = seconds;
   if (h->n == 0 || seconds > h->max_s) h->max_s = seconds;
   h->n++;
   h->sum_s += seconds;
-  h->b[lhist_bucket(seconds * 1e6)]++;
+  h->b[bucket]++;
+}
+
+void shadow_lhist_observe(shadow_lhist_t *h, double seconds) {
+  if (!(seconds >= 0)) return; /* unknown, or NaN */
+  lhist_add(h, seconds, lhist_bucket(seconds * 1e6));
 }
 
 double shadow_lhist_quantile(const shadow_lhist_t *h, double q) {
@@ -413,8 +418,11 @@ void shadow_stats_observe(shadow_stats_t *s, shadow_route_stats_t *r,
     r->latency = calloc(SHADOW_LAT_COUNT, sizeof(*r->latency));
   for (int i = 0; i < SHADOW_LAT_COUNT; i++) {
     if (!(obs->ms[i] >= 0)) continue;
-    shadow_lhist_observe(&s->latency[i], obs->ms[i] / 1e3);
-    if (r && r->latency) shadow_lhist_observe(&r->latency[i], obs->ms[i] / 1e3);
+    /* One bucket (a log2) for both histograms the value goes into. */
+    double seconds = obs->ms[i] / 1e3;
+    int bucket = lhist_bucket(seconds * 1e6);
+    lhist_add(&s->latency[i], seconds, bucket);
+    if (r && r->latency) lhist_add(&r->latency[i], seconds, bucket);
   }
   if (obs->primary_status > 0 && obs->candidate_status != 0) {
     int p = shadow_status_class(obs->primary_status);
