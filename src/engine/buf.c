@@ -41,14 +41,14 @@ static int recycle_class(size_t cap) {
   return __builtin_ctzll((unsigned long long)cap) - 6;
 }
 
-static void *block_take(size_t cap) {
-  int k = recycle_class(cap);
+/* A block of cap bytes, whose class (recycle_class) is k. */
+static void *block_take(int k, size_t cap) {
   if (k >= 0 && recycled[k].n) return recycled[k].block[--recycled[k].n];
   return malloc(cap);
 }
 
-static void block_give(void *p, size_t cap) {
-  int k = recycle_class(cap);
+/* Gives back p, a block of class k (or -1: freed). */
+static void block_give(int k, void *p) {
   if (k >= 0 && recycled[k].n < RECYCLE_DEPTH) {
     recycled[k].block[recycled[k].n++] = p;
     return;
@@ -78,15 +78,16 @@ int shadow_buf_reserve(shadow_buf_t *b, size_t extra) {
     cap *= 2;
   }
   char *p;
+  int k = recycle_class(cap), old_k = b->data ? recycle_class(b->cap) : -1;
   if (!b->data) {
-    p = block_take(cap);
-  } else if (recycle_class(b->cap) >= 0 && recycle_class(cap) >= 0) {
+    p = block_take(k, cap);
+  } else if (old_k >= 0 && k >= 0) {
     /* Both sizes are recycled ones: move to a block of the new size and
      * keep the old one, rather than realloc's copy and free. */
-    p = block_take(cap);
+    p = block_take(k, cap);
     if (p) {
       memcpy(p, b->data, b->cap); /* as realloc keeps it all */
-      block_give(b->data, b->cap);
+      block_give(old_k, b->data);
     }
   } else {
     p = realloc(b->data, cap);
@@ -223,7 +224,7 @@ void shadow_buf_reset(shadow_buf_t *b) {
 }
 
 void shadow_buf_free(shadow_buf_t *b) {
-  if (b->data) block_give(b->data, b->cap);
+  if (b->data) block_give(recycle_class(b->cap), b->data);
   b->data = NULL;
   b->len = b->cap = 0;
 }

@@ -363,6 +363,7 @@ void shadow_record_init(shadow_record_t *r) {
  * and none under AddressSanitizer (recycle.h). */
 #define RECORDS_KEPT 16
 #define RECORD_KEEP_BYTES (16 * 1024) /* a kept body's memory, at most */
+#define RECORD_KEEP_HEADER_BYTES 4096 /* a kept header list's, each part */
 
 static _Thread_local shadow_record_t *kept_records[RECORDS_KEPT];
 static _Thread_local unsigned kept_n;
@@ -372,14 +373,17 @@ shadow_record_t *shadow_record_new(void) {
   return calloc(1, sizeof(shadow_record_t));
 }
 
-/* Whether r's memory is small enough to keep: one chunk of header strings
- * each (what shadow_headers_clear keeps), arrays and body of modest size. */
+/* A header list's array and newest chunk of strings (what
+ * shadow_headers_clear keeps) are small enough to keep. */
+static int headers_keepable(const shadow_headers_t *h) {
+  return h->cap * sizeof(shadow_header_t) <= RECORD_KEEP_HEADER_BYTES &&
+         (!h->chunks || h->chunks->cap <= RECORD_KEEP_HEADER_BYTES);
+}
+
+/* Whether r's memory is small enough to keep. */
 static int record_keepable(const shadow_record_t *r) {
-  const size_t line = sizeof(shadow_header_t);
   return SHADOW_RECYCLE && kept_n < RECORDS_KEPT &&
-         r->headers.cap * line <= 4096 && r->trailers.cap * line <= 4096 &&
-         (!r->headers.chunks || r->headers.chunks->cap <= 4096) &&
-         (!r->trailers.chunks || r->trailers.chunks->cap <= 4096) &&
+         headers_keepable(&r->headers) && headers_keepable(&r->trailers) &&
          r->body.cap <= RECORD_KEEP_BYTES;
 }
 
