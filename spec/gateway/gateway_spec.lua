@@ -498,6 +498,64 @@ describe("the gateway in front of a hostile candidate", function()
   end)
 end)
 
+describe("the gateway's counts", function()
+  -- A worker counts a pair compared after its other tallies and its
+  -- record (the admin reads compared first): so a client that sees
+  -- compared reach n finds those n pairs in diverged and /divergences.
+  -- Every write to the shadow dict is numbered here, in its order.
+  it("counts a pair compared after its diverged count and its record",
+     function()
+    local stop = cleanup.new()
+    finally(stop.run)
+    local ng = stop.add(nginx.start{ servers = {
+      primary = backend("v1", "P"), candidate = backend("v2", "C") } })
+    local gw = stop.add(gateway.start{ primary = ng.ports.primary,
+      candidate = ng.ports.candidate,
+      change = {
+        { "lua_shared_dict shadow 16m;", [[lua_shared_dict shadow 16m;
+  lua_shared_dict writes 1m;
+  init_worker_by_lua_block {
+    local shadow, writes = ngx.shared.shadow, ngx.shared.writes
+    local methods = getmetatable(shadow).__index
+    for _, name in ipairs({ "incr", "set", "safe_set", "add" }) do
+      local f = methods[name]
+      methods[name] = function(dict, key, ...)
+        local a, b, c = f(dict, key, ...)
+        if dict == shadow then
+          writes:set(key, writes:incr("#", 1, 0))
+        end
+        return a, b, c
+      end
+    end
+  }]] },
+        { "location /_shadow/ {", [[location = /_writes {
+      content_by_lua_block {
+        local w = ngx.shared.writes
+        local out = {}
+        for _, k in ipairs(w:get_keys(0)) do
+          out[#out + 1] = ('"%s":%d'):format((k:gsub("\1", "/")), w:get(k))
+        end
+        ngx.print("{", table.concat(out, ","), "}")
+      }
+    }
+    location /_shadow/ {]] },
+      } })
+    local res = assert(http.get(gw.port, "/users/7", headers_of("u-7")))
+    assert.equal(200, res.status)
+    gw:wait_totals("compared", 1, 10)
+    local d = gw:divergences().divergences[1]
+    assert(d, "no record")
+    local w = json.decode(assert(http.get(gw.admin_port, "/_writes")).body)
+    local route = "r/GET /users/:id/"
+    assert.is_number(w[route .. "compared"])
+    assert.is_number(w[route .. "diverged"])
+    assert.is_number(w["ring/" .. d.id % 1000])
+    assert.is_true(w[route .. "compared"] > w[route .. "diverged"])
+    assert.is_true(w[route .. "compared"] > w["ring/" .. d.id % 1000])
+    assert.is_true(w[route .. "compared"] > w["f/body:/version"])
+  end)
+end)
+
 describe("the gateway's hooks and rules", function()
   it("normalizes, routes, redacts and survives a failing hook", function()
     local stop = cleanup.new()

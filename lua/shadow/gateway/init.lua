@@ -531,7 +531,10 @@ local function compare(self, ctx, prec, crec, candidate_ms, candidate_fb)
     return
   end
   local route = ctx.route
-  store:route_add(route, "compared")
+  -- "compared" is counted last, after the pair's other tallies and its
+  -- record: /stats reads it first (store.lua), so every pair it counts
+  -- already shows in diverged, the fields, the rule hits and
+  -- /divergences, whichever worker compared it.
   -- The rules that decided something, agreeing records or not.
   local hn = self.hits_n
   if hn == nil then
@@ -547,7 +550,10 @@ local function compare(self, ctx, prec, crec, candidate_ms, candidate_fb)
       at = at + #name + 1
     end
   end
-  if parts == 0 then return end
+  if parts == 0 then
+    store:route_add(route, "compared")
+    return
+  end
   store:route_add(route, "diverged")
   if parts % 2 == 1 then store:route_add(route, "status") end
   if parts % 4 >= 2 then store:route_add(route, "headers") end
@@ -582,6 +588,7 @@ local function compare(self, ctx, prec, crec, candidate_ms, candidate_fb)
   if not store:push(id, route, text) then
     skip(self, "ring_full")
   end
+  store:route_add(route, "compared")
   if self.conf.on_divergence then
     local ok, err = pcall(self.conf.on_divergence, cjson.decode(text))
     if not ok then script_error(self, "on_divergence", err) end

@@ -186,6 +186,23 @@ function Store:latest(limit, route)
   return out, total
 end
 
+-- The route and the tally a "r\1<route>\1<what>" key names, else nil.
+local function route_tally(key)
+  if sub(key, 1, 2) ~= "r" .. SEP then return nil end
+  local b = find(key, SEP, 3, true)
+  if not b then return nil end
+  return sub(key, 3, b - 1), sub(key, b + 1)
+end
+
+local function route_of(snap, route)
+  local r = snap.routes[route]
+  if not r then
+    r = {}
+    snap.routes[route] = r
+  end
+  return r
+end
+
 -- Everything counted, as plain tables: { totals = {...}, families =
 -- { ce = {label = n}, ... }, routes = { route = { sampled =, ... } },
 -- hist = { primary = { buckets, n, sum }, candidate = ... } }.
@@ -208,26 +225,31 @@ function Store:snapshot()
     snap.hist[side] = { buckets = b, n = n, sum = dict:get(keys.sum) or 0 }
   end
   -- get_keys locks the zone while it walks it: only the admin calls this.
-  for _, key in ipairs(dict:get_keys(0)) do
+  -- The routes' compared counts are read first. A worker counts a pair
+  -- compared after everything else it counts and keeps for that pair
+  -- (init.lua), so whatever a reading counts as compared is already in
+  -- the tallies read after it, and in the ring.
+  local keys = dict:get_keys(0)
+  local later = {}
+  for _, key in ipairs(keys) do
+    local route, what = route_tally(key)
+    if what == "compared" then
+      route_of(snap, route).compared = dict:get(key)
+    else
+      later[#later + 1] = key
+    end
+  end
+  for _, key in ipairs(later) do
     local a = find(key, SEP, 1, true)
     if sub(key, 1, 2) == "c:" then
       snap.totals[sub(key, 3)] = dict:get(key)
     elseif a then
-      local family = sub(key, 1, a - 1)
-      local fam = snap.families[family]
+      local fam = snap.families[sub(key, 1, a - 1)]
       if fam then
         fam[sub(key, a + 1)] = dict:get(key)
-      elseif family == "r" then
-        local b = find(key, SEP, a + 1, true)
-        if b then
-          local route, what = sub(key, a + 1, b - 1), sub(key, b + 1)
-          local r = snap.routes[route]
-          if not r then
-            r = {}
-            snap.routes[route] = r
-          end
-          r[what] = dict:get(key)
-        end
+      else
+        local route, what = route_tally(key)
+        if route then route_of(snap, route)[what] = dict:get(key) end
       end
     end
   end
