@@ -251,10 +251,15 @@ static void leg_keep_head(leg_t *leg, int status, shadow_headers_t *h,
   leg->status = status;
   if (!leg->rec) return;
   leg->rec->status = status;
-  /* One allocation for a body of declared length that will be kept. */
+  /* One allocation for a body of declared length that will be kept, of
+   * that length: it is held until the other side answers (200 ms for a
+   * slow candidate), and a doubled one would be half empty (2 KiB for 1
+   * KiB). One byte more, for the byte past the body that a read straight
+   * into the record may carry (upstream.c's on_alloc), or the buffer
+   * would grow again, by a copy. */
   size_t keep = leg->ex->epoch->cfg->limits.diff_bytes;
   if (content_length > 0 && (uint64_t)content_length <= keep)
-    shadow_buf_reserve(&leg->rec->body, (size_t)content_length);
+    shadow_buf_reserve_exact(&leg->rec->body, (size_t)content_length + 1);
   /* The record takes the parsed lines (no copy): h is then empty. */
   if (shadow_headers_take(&leg->rec->headers, h)) {
     /* Out of memory: a partial record would compare wrong. */
