@@ -359,9 +359,47 @@ static void test_checked(void) {
   CHECK(t.checked == 0 && t.n == 0);
 }
 
+/* compact: a list kept a long while moves into memory of its lines' size,
+ * lines, bytes (a NUL inside a value included) and marks unchanged, and
+ * still grows as any list. */
+static void test_compact(void) {
+  shadow_headers_t h = SHADOW_HEADERS_INIT;
+  CHECK(shadow_headers_add_valid(&h, "Server", 6, "nginx", 5) == 0);
+  add(&h, "X-Bad", "a\x01b");
+  CHECK(shadow_headers_add_valid(&h, "Etag", 4, "\"1\"", 3) == 0);
+  CHECK(shadow_headers_add(&h, "X-Nul", 5, "a\0b", 3) == 0);
+  size_t bytes = h.bytes, checked = h.checked;
+  CHECK(h.cap == 16); /* a parser's list's first size */
+  CHECK(shadow_headers_compact(&h) == 0);
+  CHECK(h.n == 4 && h.cap == 4 && h.bytes == bytes && h.checked == checked);
+  /* The strings lie end to end, "name\0value\0" each, in one block. */
+  CHECK(h.v[3].value + h.v[3].value_len + 1 == h.v[0].name + bytes + 2 * 4);
+  CHECK(strcmp(h.v[0].name, "Server") == 0 &&
+        strcmp(h.v[0].value, "nginx") == 0);
+  CHECK(strcmp(h.v[1].value, "a\x01b") == 0 &&
+        !shadow_headers_line_valid(&h, 1));
+  CHECK(h.v[3].value_len == 3 && memcmp(h.v[3].value, "a\0b", 3) == 0);
+  /* Already its size: left where it is. */
+  shadow_header_t *v = h.v;
+  CHECK(shadow_headers_compact(&h) == 0 && h.v == v);
+  /* It grows again like any list: a new line, a longer value. */
+  for (int i = 0; i < 20; i++)
+    CHECK(shadow_headers_add_valid(&h, "More", 4, "line", 4) == 0);
+  CHECK(shadow_headers_extend_last(&h, "!", 1, 0) == 0);
+  CHECK(h.n == 24 && strcmp(h.v[23].value, "line!") == 0);
+  CHECK(strcmp(h.v[2].value, "\"1\"") == 0);
+  /* An emptied list gives its memory back. */
+  shadow_headers_clear(&h);
+  CHECK(shadow_headers_compact(&h) == 0);
+  CHECK(h.n == 0 && h.v == NULL && h.cap == 0);
+  CHECK(shadow_headers_add_valid(&h, "A", 1, "1", 1) == 0 && h.n == 1);
+  shadow_headers_free(&h);
+}
+
 int main(void) {
   test_name_valid();
   test_checked();
+  test_compact();
   test_name_is();
   test_groups();
   test_pair();

@@ -330,6 +330,40 @@ void shadow_headers_free(shadow_headers_t *h) {
   h->checked = 0;
 }
 
+/* How much more than its lines' size a list must hold to be worth a copy
+ * into memory of that size: a parser's first chunk and array (1.6 KiB)
+ * against a dozen short lines. */
+#define COMPACT_SLACK 512
+
+int shadow_headers_compact(shadow_headers_t *h) {
+  size_t held = h->cap * sizeof(shadow_header_t), bytes = 0;
+  for (const struct shadow_header_chunk_s *c = h->chunks; c; c = c->next)
+    held += sizeof(*c) + c->cap;
+  for (size_t i = 0; i < h->n; i++)
+    bytes += h->v[i].name_len + h->v[i].value_len + 2;
+  size_t need = h->n * sizeof(shadow_header_t) + sizeof(*h->chunks) + bytes;
+  if (held < need + COMPACT_SLACK) return 0;
+  shadow_headers_t t = *h;
+  t.v = h->n ? malloc(h->n * sizeof(*t.v)) : NULL;
+  t.cap = h->n;
+  t.chunks = h->n ? malloc(sizeof(*t.chunks) + bytes) : NULL;
+  if (h->n && (!t.v || !t.chunks)) {
+    free(t.v);
+    free(t.chunks);
+    return -ENOMEM;
+  }
+  if (t.chunks) *t.chunks = (struct shadow_header_chunk_s){NULL, bytes, 0};
+  for (size_t i = 0; i < h->n; i++) {
+    const shadow_header_t *e = &h->v[i];
+    /* Cannot fail: the chunk has room for every line. */
+    (void)header_store(&t, &t.v[i], e->name, e->name_len, NULL, 0, e->value,
+                       e->value_len, NULL, 0);
+  }
+  shadow_headers_free(h);
+  *h = t;
+  return 0;
+}
+
 int shadow_header_is_hop(const char *name, size_t len) {
   /* Every header of every request comes through here: the length picks
    * the candidates before any comparison. */

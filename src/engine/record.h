@@ -94,6 +94,12 @@ void shadow_headers_clear(shadow_headers_t *h); /* n = 0, keeps the array */
  * stay in the list's storage until it is cleared. */
 void shadow_headers_truncate(shadow_headers_t *h, size_t n);
 void shadow_headers_free(shadow_headers_t *h); /* safe twice */
+/* Moves the lines into storage of their size (one array of n lines, one
+ * chunk of their bytes) when the list holds much more than that, as a
+ * parser's list grown for any head does: for a list kept a long while.
+ * Pointers to the old lines and strings are then stale. 0, or -ENOMEM
+ * (the list is unchanged). */
+int shadow_headers_compact(shadow_headers_t *h);
 
 /* True for headers that describe one hop, not the resource: connection,
  * keep-alive, transfer-encoding, content-length, te, trailer, upgrade,
