@@ -37,7 +37,33 @@ static void parse_bad(const char *s, const char *want) {
   shadow_record_release(&r);
 }
 
+/* A response kept while its pair is out: compacted to its size, every
+ * byte where it was; a body already its size is left where it lies. */
+static void test_record_compact(void) {
+  shadow_record_t r;
+  shadow_record_init(&r);
+  CHECK(shadow_headers_add(&r.headers, "Server", 6, "nginx", 5) == 0);
+  char piece[100];
+  memset(piece, 'x', sizeof piece);
+  for (int i = 0; i < 11; i++) /* a chunked body's pieces: 1,100 bytes */
+    CHECK(shadow_buf_append(&r.body, piece, sizeof piece) == 0);
+  CHECK(r.body.cap == 2048);
+  CHECK(shadow_record_compact(&r) == 0);
+  CHECK(r.body.len == 1100 && r.body.cap == 1101 && r.body.data[1100] == 0);
+  CHECK(r.body.data[0] == 'x' && r.body.data[1099] == 'x');
+  CHECK(r.headers.cap == 1 && strcmp(r.headers.v[0].value, "nginx") == 0);
+  const char *body = r.body.data;
+  CHECK(shadow_record_compact(&r) == 0 && r.body.data == body);
+  /* It still grows, as any body. */
+  CHECK(shadow_buf_append(&r.body, "y", 1) == 0 && r.body.len == 1101);
+  shadow_record_release(&r);
+  /* An empty record holds nothing to give back. */
+  CHECK(shadow_record_compact(&r) == 0 && r.body.data == NULL);
+  shadow_record_release(&r);
+}
+
 int main(void) {
+  test_record_compact();
   parse_ok(
       "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-A:  b \r\n\r\nhello",
       200, "hello", 2);

@@ -223,6 +223,15 @@ void shadow_buf_reset(shadow_buf_t *b) {
   if (b->data) b->data[0] = '\0';
 }
 
+void shadow_buf_fit(shadow_buf_t *b, size_t slack) {
+  if (!b->data || b->cap - b->len - 1 < slack) return;
+  /* glibc shrinks a block where it lies, splitting off the rest. */
+  char *p = realloc(b->data, b->len + 1);
+  if (!p) return;
+  b->data = p;
+  b->cap = b->len + 1;
+}
+
 void shadow_buf_free(shadow_buf_t *b) {
   if (b->data) block_give(recycle_class(b->cap), b->data);
   b->data = NULL;

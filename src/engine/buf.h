@@ -54,6 +54,10 @@ int shadow_buf_json_string(shadow_buf_t *b, const char *s, size_t n,
                            size_t max);
 
 void shadow_buf_reset(shadow_buf_t *b); /* len = 0, keeps memory */
+/* For a buffer whose bytes are final and that is kept a while: gives back
+ * its room past the bytes and the NUL when that is slack bytes or more.
+ * Left as it was when realloc fails. */
+void shadow_buf_fit(shadow_buf_t *b, size_t slack);
 /* Safe twice. Memory of the sizes buffers grow to is kept for the
  * thread's next buffers (see buf.c); a buffer's data taken with
  * shadow_buf_steal is the caller's, freed with free(). */

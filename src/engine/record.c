@@ -330,9 +330,9 @@ void shadow_headers_free(shadow_headers_t *h) {
   h->checked = 0;
 }
 
-/* How much more than its lines' size a list must hold to be worth a copy
- * into memory of that size: a parser's first chunk and array (1.6 KiB)
- * against a dozen short lines. */
+/* How much more than its size a header list or a body must hold to be
+ * worth moving into memory of that size: a parser's first chunk and array
+ * (1.6 KiB) against a dozen short lines; a doubled body's empty part. */
 #define COMPACT_SLACK 512
 
 int shadow_headers_compact(shadow_headers_t *h) {
@@ -462,6 +462,11 @@ void shadow_record_free(shadow_record_t *r) {
   }
   shadow_record_release(r);
   free(r);
+}
+
+int shadow_record_compact(shadow_record_t *r) {
+  shadow_buf_fit(&r->body, COMPACT_SLACK);
+  return shadow_headers_compact(&r->headers);
 }
 
 size_t shadow_record_body_room(shadow_record_t *r, size_t want, size_t keep,

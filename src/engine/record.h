@@ -153,6 +153,12 @@ shadow_record_t *shadow_record_new(void);
 void shadow_record_init(shadow_record_t *r);
 void shadow_record_clear(shadow_record_t *r); /* back to empty, keeps memory */
 void shadow_record_release(shadow_record_t *r); /* frees contents only */
+/* A whole response that will be kept a while (waiting for its pair): its
+ * header lines and its body move into memory of their size, when they
+ * hold much more (a parser's list; a body grown by doubling: a chunked
+ * one, or a prefix cut at limits.diff_bytes). 0, or -ENOMEM (the record
+ * is whole either way). */
+int shadow_record_compact(shadow_record_t *r);
 /* NULL is fine. A record whose memory is small is kept, cleared, for the
  * thread's next shadow_record_new (see record.c). */
 void shadow_record_free(shadow_record_t *r);

@@ -304,15 +304,15 @@ static void leg_end(leg_t *leg, int err) {
 }
 
 /* A leg's response is in and kept, and another leg is still out (a slow
- * candidate's, 200 ms): the response's lines move into memory of their
- * size (~600 bytes for a dozen), so a wait does not hold the 1.6 KiB the
- * parser's list had grown to. */
+ * candidate's, 200 ms): the response moves into memory of its size, so a
+ * wait does not hold the 1.6 KiB the parser's header list had grown to
+ * for ~600 bytes of lines, nor a doubled body's empty half. */
 static void leg_wait(leg_t *leg) {
   const exchange_t *ex = leg->ex;
   if (!leg->rec || leg->state != LEG_DONE) return;
   if (ex->primary.state == LEG_RUNNING || ex->candidate.state == LEG_RUNNING ||
       ex->secondary.state == LEG_RUNNING)
-    (void)shadow_headers_compact(&leg->rec->headers); /* else as it was */
+    (void)shadow_record_compact(leg->rec); /* else as it was */
 }
 
 /* --- the copy budget ---------------------------------------------------- */
