@@ -16,9 +16,11 @@ local socket = require "socket"
 
 local MiB = 1024 * 1024
 -- Sanitizer builds run several times slower, and their allocator keeps
--- freed memory in quarantine: there the bodies are smaller and memory is
--- not measured (the normal build measures it).
+-- freed memory in quarantine; under scripts/valgrind (SHADOW_SLOW) the
+-- RSS is valgrind's own: there the bodies are smaller and memory is not
+-- measured (the normal build measures it).
 local SANITIZED = os.getenv("SHADOW_SPEC_PRELOAD") ~= nil
+  or os.getenv("SHADOW_SLOW") ~= nil
 local SLOW = SANITIZED and 3 or 1
 local BIG = (SANITIZED and 16 or 64) * MiB
 local CHANGED_AT = math.floor(BIG * 5 / 8) -- 40 MiB into 64
