@@ -336,11 +336,11 @@ void shadow_headers_free(shadow_headers_t *h) {
 #define COMPACT_SLACK 512
 
 int shadow_headers_compact(shadow_headers_t *h) {
-  size_t held = h->cap * sizeof(shadow_header_t), bytes = 0;
+  size_t held = h->cap * sizeof(shadow_header_t);
   for (const struct shadow_header_chunk_s *c = h->chunks; c; c = c->next)
     held += sizeof(*c) + c->cap;
-  for (size_t i = 0; i < h->n; i++)
-    bytes += h->v[i].name_len + h->v[i].value_len + 2;
+  /* Each line is "name\0value\0"; the list keeps its lengths' sum. */
+  size_t bytes = h->bytes + 2 * h->n;
   size_t need = h->n * sizeof(shadow_header_t) + sizeof(*h->chunks) + bytes;
   if (held < need + COMPACT_SLACK) return 0;
   shadow_headers_t t = *h;
@@ -355,7 +355,8 @@ int shadow_headers_compact(shadow_headers_t *h) {
   if (t.chunks) *t.chunks = (struct shadow_header_chunk_s){NULL, bytes, 0};
   for (size_t i = 0; i < h->n; i++) {
     const shadow_header_t *e = &h->v[i];
-    /* Cannot fail: the chunk has room for every line. */
+    /* Cannot fail: the chunk has room for every line (were bytes short,
+     * header_store would take another chunk, not overrun this one). */
     (void)header_store(&t, &t.v[i], e->name, e->name_len, NULL, 0, e->value,
                        e->value_len, NULL, 0);
   }

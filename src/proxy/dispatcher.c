@@ -303,15 +303,19 @@ static void leg_end(leg_t *leg, int err) {
   if (leg->rec) shadow_record_body_end(leg->rec);
 }
 
+/* Whether any leg of ex is still out. */
+static int legs_running(const exchange_t *ex) {
+  return ex->primary.state == LEG_RUNNING ||
+         ex->candidate.state == LEG_RUNNING ||
+         ex->secondary.state == LEG_RUNNING;
+}
+
 /* A leg's response is in and kept, and another leg is still out (a slow
  * candidate's, 200 ms): the response moves into memory of its size, so a
  * wait does not hold the 1.6 KiB the parser's header list had grown to
  * for ~600 bytes of lines, nor a doubled body's empty half. */
 static void leg_wait(leg_t *leg) {
-  const exchange_t *ex = leg->ex;
-  if (!leg->rec || leg->state != LEG_DONE) return;
-  if (ex->primary.state == LEG_RUNNING || ex->candidate.state == LEG_RUNNING ||
-      ex->secondary.state == LEG_RUNNING)
+  if (leg->rec && leg->state == LEG_DONE && legs_running(leg->ex))
     (void)shadow_record_compact(leg->rec); /* else as it was */
 }
 
@@ -1219,9 +1223,7 @@ static void observe(exchange_t *ex) {
 }
 
 static void finish_if_done(exchange_t *ex) {
-  if (ex->held || ex->req || ex->primary.state == LEG_RUNNING ||
-      ex->candidate.state == LEG_RUNNING || ex->secondary.state == LEG_RUNNING)
-    return;
+  if (ex->held || ex->req || legs_running(ex)) return;
   if (ex->sampled) observe(ex);
   if (!ex->skipped && ex->sampled && ex->primary.state == LEG_DONE &&
       ex->candidate.state == LEG_DONE && ex->primary.rec && ex->candidate.rec) {
